@@ -1,0 +1,314 @@
+//! The rotation error: stable kinds, causes kept, no secret values.
+
+use crate::event::EventError;
+use crate::policy::PolicyError;
+use crate::rotator::{EngineError, ErrorKind};
+use crate::secret::SecretError;
+use crate::store::StoreError;
+
+/// Which secret version or secret an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// `AWSCURRENT`.
+    Current,
+    /// `AWSPENDING` (the event's token).
+    Pending,
+    /// `AWSPREVIOUS`.
+    Previous,
+    /// The master secret named by `masterarn`.
+    Master,
+}
+
+impl std::fmt::Display for Which {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Which::Current => "AWSCURRENT",
+            Which::Pending => "AWSPENDING",
+            Which::Previous => "AWSPREVIOUS",
+            Which::Master => "master",
+        })
+    }
+}
+
+/// Why a rotation step failed. Every variant is a Lambda failure, so Secrets Manager retries
+/// (checklist 50). Messages follow AWS's wording where AWS has one, plus the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RotationError {
+    /// The event was malformed.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// The password policy configuration is unusable.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// `RotationEnabled` is false.
+    #[error("Secret {secret} is not enabled for rotation")]
+    NotEnabled {
+        /// Secret ARN.
+        secret: String,
+    },
+    /// The token is not a version of the secret.
+    #[error("Secret version {token} has no stage for rotation of secret {secret}.")]
+    TokenNotStaged {
+        /// The token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+    },
+    /// The token's version is neither current nor pending.
+    #[error("Secret version {token} not set as AWSPENDING for rotation of secret {secret}.")]
+    TokenNotPending {
+        /// The token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+    },
+    /// Unknown step name.
+    #[error("Invalid step parameter {step} for secret {secret}")]
+    InvalidStep {
+        /// The step name sent.
+        step: String,
+        /// Secret ARN.
+        secret: String,
+    },
+    /// A secret value cannot be used.
+    #[error("the {which} value of secret {secret} is unusable: {source}")]
+    InvalidSecret {
+        /// Which value.
+        which: Which,
+        /// Secret ARN (the master's ARN for [`Which::Master`]).
+        secret: String,
+        /// What is wrong.
+        #[source]
+        source: SecretError,
+    },
+    /// The pending secret names a user other than the one rotation may change.
+    #[error("Attempting to modify user {pending} other than {expected_desc} {expected}")]
+    UserMismatch {
+        /// Pending username.
+        pending: String,
+        /// The username allowed.
+        expected: String,
+        /// "current user", "current user or clone", "previous valid user".
+        expected_desc: &'static str,
+    },
+    /// The pending secret points at another host.
+    #[error(
+        "Attempting to modify user for host {pending} other than {expected_desc} host {expected}"
+    )]
+    HostMismatch {
+        /// Pending host.
+        pending: String,
+        /// The host allowed.
+        expected: String,
+        /// "current" or "previous".
+        expected_desc: &'static str,
+    },
+    /// The alternate username would exceed the engine's limit (checked before any write).
+    #[error(
+        "Unable to clone user, username {username} would be {bytes} bytes, over the limit of {limit}"
+    )]
+    UsernameTooLong {
+        /// The would-be username.
+        username: String,
+        /// Its length in bytes.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Single user: neither pending, current nor previous credentials log in.
+    #[error(
+        "Unable to log into database with previous, current, or pending secret of secret arn {secret}: {source}"
+    )]
+    NoWorkingCredentials {
+        /// Secret ARN.
+        secret: String,
+        /// Why the current credentials failed.
+        #[source]
+        source: EngineError,
+    },
+    /// Alternating users: the current credentials must log in before the master secret is used.
+    #[error("Unable to log into database using current credentials for secret {secret}: {source}")]
+    CurrentLoginFailed {
+        /// Secret ARN.
+        secret: String,
+        /// Why.
+        #[source]
+        source: EngineError,
+    },
+    /// Alternating users: the secret has no `masterarn`.
+    #[error(
+        "secret {secret} has no masterarn key; alternating-users rotation needs the ARN of a master secret"
+    )]
+    MissingMasterArn {
+        /// Secret ARN.
+        secret: String,
+    },
+    /// The current host is neither the master's host nor a replica of it.
+    #[error(
+        "Current database host {current} is not the same host as/rds replica of master {master}"
+    )]
+    MasterHostMismatch {
+        /// Current host.
+        current: String,
+        /// Master host.
+        master: String,
+    },
+    /// The master credentials do not log in.
+    #[error("Unable to log into database using credentials in master secret {masterarn}: {source}")]
+    MasterLoginFailed {
+        /// Master ARN.
+        masterarn: String,
+        /// Why.
+        #[source]
+        source: EngineError,
+    },
+    /// Changing the password failed.
+    #[error(
+        "setSecret: unable to set the password of user {username} for secret {secret}: {source}"
+    )]
+    SetPasswordFailed {
+        /// Target user.
+        username: String,
+        /// Secret ARN.
+        secret: String,
+        /// Why.
+        #[source]
+        source: EngineError,
+    },
+    /// testSecret failed.
+    #[error("Unable to log into database with pending secret of secret ARN {secret}: {source}")]
+    PendingTestFailed {
+        /// Secret ARN.
+        secret: String,
+        /// Why.
+        #[source]
+        source: EngineError,
+    },
+    /// finishSecret refused to promote credentials that do not log in (W23).
+    #[error(
+        "finishSecret: refusing to promote version {token} of secret {secret}: its credentials do not log in: {source}"
+    )]
+    PendingNotVerified {
+        /// Token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+        /// Why.
+        #[source]
+        source: EngineError,
+    },
+    /// Another rotation is in flight (driver).
+    #[error(
+        "a rotation of secret {secret} is already in flight (version {version}); resume or abort it first"
+    )]
+    RotationInFlight {
+        /// Secret ARN.
+        secret: String,
+        /// The in-flight version.
+        version: String,
+    },
+    /// Nothing to resume or abort (driver).
+    #[error("no rotation of secret {secret} is in flight")]
+    NoRotationInFlight {
+        /// Secret ARN.
+        secret: String,
+    },
+    /// An abort could not restore the database to the current credentials.
+    #[error(
+        "abort: version {token} of secret {secret} is already set in the database and restoring the current password failed; resume the rotation instead: {source}"
+    )]
+    RollbackFailed {
+        /// Token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+        /// Why.
+        #[source]
+        source: EngineError,
+    },
+    /// A Secrets Manager call failed.
+    #[error("{context}: {source}")]
+    Store {
+        /// What was being done (ids only).
+        context: String,
+        /// The store error.
+        #[source]
+        source: StoreError,
+    },
+    /// Another database failure.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl RotationError {
+    /// A stable code for logs, metrics and the Lambda `errorType`.
+    pub fn kind(&self) -> &'static str {
+        use RotationError::*;
+        match self {
+            Event(_) => "InvalidEvent",
+            Policy(_) => "InvalidPasswordPolicy",
+            NotEnabled { .. } => "RotationNotEnabled",
+            TokenNotStaged { .. } => "TokenNotStaged",
+            TokenNotPending { .. } => "TokenNotPending",
+            InvalidStep { .. } => "InvalidStep",
+            InvalidSecret { .. } => "InvalidSecret",
+            UserMismatch { .. } => "UserMismatch",
+            HostMismatch { .. } => "HostMismatch",
+            UsernameTooLong { .. } => "UsernameTooLong",
+            NoWorkingCredentials { .. } => "NoWorkingCredentials",
+            CurrentLoginFailed { .. } => "CurrentLoginFailed",
+            MissingMasterArn { .. } => "MissingMasterArn",
+            MasterHostMismatch { .. } => "MasterHostMismatch",
+            MasterLoginFailed { .. } => "MasterLoginFailed",
+            SetPasswordFailed { .. } => "SetPasswordFailed",
+            PendingTestFailed { .. } => "PendingTestFailed",
+            PendingNotVerified { .. } => "PendingNotVerified",
+            RotationInFlight { .. } => "RotationInFlight",
+            NoRotationInFlight { .. } => "NoRotationInFlight",
+            RollbackFailed { .. } => "RollbackFailed",
+            Store { source, .. } => match source {
+                StoreError::NotFound(_) => "SecretNotFound",
+                StoreError::AccessDenied(_) => "SecretsManagerAccessDenied",
+                _ => "SecretsManagerError",
+            },
+            Engine(_) => "DatabaseError",
+        }
+    }
+
+    /// The database failure kind underneath, if any.
+    pub fn engine_kind(&self) -> Option<ErrorKind> {
+        use RotationError::*;
+        match self {
+            NoWorkingCredentials { source, .. }
+            | CurrentLoginFailed { source, .. }
+            | MasterLoginFailed { source, .. }
+            | SetPasswordFailed { source, .. }
+            | PendingTestFailed { source, .. }
+            | PendingNotVerified { source, .. }
+            | RollbackFailed { source, .. }
+            | Engine(source) => Some(source.kind()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn store(context: impl Into<String>) -> impl FnOnce(StoreError) -> RotationError {
+        let context = context.into();
+        move |source| RotationError::Store { context, source }
+    }
+}
+
+/// The error with its whole cause chain, one line: for logs and the Lambda error message.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}

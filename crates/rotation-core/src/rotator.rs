@@ -1,0 +1,250 @@
+//! What an engine implements. Core owns the algorithm around it.
+
+use std::fmt;
+use std::future::Future;
+
+use crate::policy::PasswordDefaults;
+use crate::secret::DatabaseSecret;
+use crate::stage::Strategy;
+
+/// What an engine is: the `engine` values it accepts, password defaults, name limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineProfile {
+    /// Short name for logs and metrics (`postgres`).
+    pub name: &'static str,
+    /// Accepted values of the secret's `engine` key; the first is the canonical one.
+    pub engines: &'static [&'static str],
+    /// Password generation defaults and limits.
+    pub password: PasswordDefaults,
+    /// Longest username in bytes (alternating users' `_clone` names are checked against it).
+    pub max_username_bytes: Option<usize>,
+}
+
+/// Why a database operation failed, in terms an operator can act on (W18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// DNS failure, connection refused, network unreachable.
+    Unreachable,
+    /// Connect or statement timeout.
+    Timeout,
+    /// TLS handshake or certificate verification failed, or TLS was required and refused.
+    Tls,
+    /// The server refused the credentials.
+    AuthFailed,
+    /// The database named in the secret does not exist.
+    UnknownDatabase,
+    /// The user may not do what rotation needs.
+    PermissionDenied,
+    /// Something else the server reported.
+    Server,
+    /// The input cannot be used (e.g. an identifier the engine cannot hold).
+    InvalidInput,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// Stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unreachable => "Unreachable",
+            ErrorKind::Timeout => "Timeout",
+            ErrorKind::Tls => "TlsFailed",
+            ErrorKind::AuthFailed => "AuthenticationFailed",
+            ErrorKind::UnknownDatabase => "UnknownDatabase",
+            ErrorKind::PermissionDenied => "PermissionDenied",
+            ErrorKind::Server => "ServerError",
+            ErrorKind::InvalidInput => "InvalidInput",
+            ErrorKind::Other => "Other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A boxed error cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A database failure as core sees it: a kind, a message without secrets, and the driver's
+/// error as the source. Engine crates convert their own error types into this.
+#[derive(Debug)]
+pub struct EngineError {
+    kind: ErrorKind,
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl EngineError {
+    /// A new error. `message` must not contain secret values.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        EngineError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind)
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Whose credentials perform the password change.
+#[derive(Clone, Copy)]
+pub enum Acting<'a> {
+    /// The user changes its own password, logged in with these credentials (current, previous,
+    /// or, when an abort rolls back, pending).
+    Own(&'a DatabaseSecret),
+    /// The master user sets (or creates) the pending user, which must end up with the same
+    /// privileges as `current`'s user.
+    Master {
+        /// The master secret, connection details resolved.
+        master: &'a DatabaseSecret,
+        /// The secret currently in use.
+        current: &'a DatabaseSecret,
+    },
+}
+
+impl fmt::Debug for Acting<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Acting::Own(s) => f.debug_tuple("Own").field(s).finish(),
+            Acting::Master { master, current } => f
+                .debug_struct("Master")
+                .field("master", master)
+                .field("current", current)
+                .finish(),
+        }
+    }
+}
+
+/// An engine's rotation operations for one strategy.
+///
+/// Core calls these from the step functions; implementations must be idempotent (each may be
+/// retried after a crash at any point) and must never put a secret value into an error message.
+pub trait Rotator: Send + Sync {
+    /// The engine.
+    fn profile(&self) -> &EngineProfile;
+
+    /// The strategy this rotator implements.
+    fn strategy(&self) -> Strategy;
+
+    /// Logs in with `secret`'s credentials and runs a trivial query.
+    fn check_login(
+        &self,
+        secret: &DatabaseSecret,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Makes the database accept `target`'s password for `target`'s user. With
+    /// [`Acting::Master`], creates the user when missing and (re)asserts that it holds the same
+    /// privileges as the current user.
+    fn set_password(
+        &self,
+        acting: Acting<'_>,
+        target: &DatabaseSecret,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// testSecret: proves the pending credentials work. `current` is given for alternating
+    /// users, to check the pending user still holds the current user's privileges.
+    fn test_pending(
+        &self,
+        pending: &DatabaseSecret,
+        current: Option<&DatabaseSecret>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Completes a master secret before use: connection details of managed master secrets
+    /// (`tags` are the master secret's tags, given when it has no `host`), the database to
+    /// connect to. The default returns it unchanged.
+    fn resolve_master(
+        &self,
+        master: DatabaseSecret,
+        _current: &DatabaseSecret,
+        _tags: Option<&[(String, String)]>,
+    ) -> impl Future<Output = Result<DatabaseSecret, EngineError>> + Send {
+        async move { Ok(master) }
+    }
+
+    /// Whether `current`'s host, which differs from `master`'s, is a replica of it. The
+    /// default says no, so hosts must match.
+    fn is_replica_of(
+        &self,
+        _current: &DatabaseSecret,
+        _master: &DatabaseSecret,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send {
+        async { Ok(false) }
+    }
+}
+
+/// The other user of an alternating pair: `x` <-> `x_clone`. `max_bytes` bounds the result.
+pub fn alternate_username(name: &str, max_bytes: Option<usize>) -> Result<String, String> {
+    if let Some(base) = name.strip_suffix("_clone")
+        && !base.is_empty()
+    {
+        return Ok(base.to_string());
+    }
+    let clone = format!("{name}_clone");
+    match max_bytes {
+        Some(limit) if clone.len() > limit => Err(clone),
+        _ => Ok(clone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alternates_and_counts_bytes() {
+        assert_eq!(alternate_username("app", Some(63)).unwrap(), "app_clone");
+        assert_eq!(alternate_username("app_clone", Some(63)).unwrap(), "app");
+        assert_eq!(
+            alternate_username("_clone", Some(63)).unwrap(),
+            "_clone_clone"
+        );
+        // 57 ASCII bytes + "_clone" = 63: fits.
+        assert!(alternate_username(&"a".repeat(57), Some(63)).is_ok());
+        assert!(alternate_username(&"a".repeat(58), Some(63)).is_err());
+        // 29 two-byte characters = 58 bytes but 29 characters: too long in bytes.
+        assert!(alternate_username(&"é".repeat(29), Some(63)).is_err());
+        assert!(alternate_username(&"a".repeat(500), None).is_ok());
+    }
+
+    #[test]
+    fn engine_error_keeps_kind_and_source() {
+        let e = EngineError::new(ErrorKind::AuthFailed, "login as app refused")
+            .with_source(std::io::Error::other("driver said no"));
+        assert_eq!(e.kind(), ErrorKind::AuthFailed);
+        assert_eq!(e.to_string(), "login as app refused (AuthenticationFailed)");
+        assert_eq!(
+            std::error::Error::source(&e).unwrap().to_string(),
+            "driver said no"
+        );
+    }
+}

@@ -1,0 +1,658 @@
+//! A file-backed secret store with Secrets Manager's version and stage semantics.
+//!
+//! The whole store is one JSON file. Every change takes an exclusive lock on a sidecar
+//! `<file>.lock`, reads the file, applies the change, writes a temporary file in the same
+//! directory, fsyncs it and renames it over the original (then fsyncs the directory), so readers
+//! never see a half-written file and two processes never lose each other's writes.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    SecretDescription, SecretStore, SecretValue, StageMove, StoreError, VersionSelector,
+    VersionStages, password,
+};
+use crate::policy::PasswordPolicy;
+use crate::stage::Stage;
+
+/// AWS keeps at most this many versions; older unlabelled ones are dropped.
+const MAX_VERSIONS: usize = 100;
+
+/// A secret store in one local JSON file. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LocalSecretStore {
+    path: Arc<PathBuf>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct FileState {
+    #[serde(default)]
+    secrets: BTreeMap<String, StoredSecret>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSecret {
+    arn: String,
+    #[serde(default)]
+    rotation_enabled: Option<bool>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    versions: Vec<StoredVersion>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredVersion {
+    id: String,
+    #[serde(default)]
+    stages: Vec<String>,
+    /// `None` for the value-less stub that RotateSecret creates.
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    created: u64,
+}
+
+impl StoredSecret {
+    fn version(&self, id: &str) -> Option<&StoredVersion> {
+        self.versions.iter().find(|v| v.id == id)
+    }
+    fn version_mut(&mut self, id: &str) -> Option<&mut StoredVersion> {
+        self.versions.iter_mut().find(|v| v.id == id)
+    }
+    fn holder(&self, stage: Stage) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|v| v.stages.iter().any(|s| s == stage.as_str()))
+            .map(|v| v.id.as_str())
+    }
+    fn detach(&mut self, stage: Stage) {
+        for v in &mut self.versions {
+            v.stages.retain(|s| s != stage.as_str());
+        }
+    }
+    /// Attaches `stage` to `id`, taking it from wherever it was; moving `AWSCURRENT` makes the
+    /// version that held it `AWSPREVIOUS`.
+    fn attach(&mut self, stage: Stage, id: &str) {
+        let old = self.holder(stage).map(str::to_string);
+        if old.as_deref() == Some(id) {
+            return;
+        }
+        self.detach(stage);
+        if let Some(v) = self.version_mut(id) {
+            v.stages.push(stage.as_str().to_string());
+        }
+        if stage == Stage::Current
+            && let Some(old) = old
+        {
+            self.detach(Stage::Previous);
+            if let Some(v) = self.version_mut(&old) {
+                v.stages.push(Stage::Previous.as_str().to_string());
+            }
+        }
+    }
+    fn prune(&mut self) {
+        while self.versions.len() > MAX_VERSIONS {
+            let Some(i) = self.versions.iter().position(|v| v.stages.is_empty()) else {
+                break;
+            };
+            self.versions.remove(i);
+        }
+    }
+    fn describe(&self, name: &str) -> SecretDescription {
+        SecretDescription {
+            arn: self.arn.clone(),
+            name: name.to_string(),
+            rotation_enabled: self.rotation_enabled,
+            versions: self
+                .versions
+                .iter()
+                .map(|v| (v.id.clone(), VersionStages::from_labels(&v.stages)))
+                .collect(),
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn not_found(secret_id: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "Secrets Manager can't find the specified secret {secret_id}"
+    ))
+}
+
+impl FileState {
+    fn find(&self, secret_id: &str) -> Result<(&String, &StoredSecret), StoreError> {
+        self.secrets
+            .iter()
+            .find(|(name, s)| name.as_str() == secret_id || s.arn == secret_id)
+            .ok_or_else(|| not_found(secret_id))
+    }
+    fn find_mut(&mut self, secret_id: &str) -> Result<&mut StoredSecret, StoreError> {
+        self.secrets
+            .iter_mut()
+            .find(|(name, s)| name.as_str() == secret_id || s.arn == secret_id)
+            .map(|(_, s)| s)
+            .ok_or_else(|| not_found(secret_id))
+    }
+}
+
+impl LocalSecretStore {
+    /// A store kept in `path` (created on first write).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        LocalSecretStore {
+            path: Arc::new(path.into()),
+        }
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: self.path.display().to_string(),
+            action,
+            source,
+        }
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    fn read_state(&self) -> Result<FileState, StoreError> {
+        match fs::read(&*self.path) {
+            Ok(bytes) if bytes.is_empty() => Ok(FileState::default()),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: self.path.display().to_string(),
+                reason: format!(
+                    "not a store file (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(FileState::default()),
+            Err(e) => Err(self.io("read")(e)),
+        }
+    }
+
+    fn write_state(&self, state: &FileState) -> Result<(), StoreError> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let bytes = serde_json::to_vec_pretty(state).expect("store state serialises");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".rotation-store-")
+            .tempfile_in(&dir)
+            .map_err(self.io("create temporary file"))?;
+        tmp.write_all(&bytes).map_err(self.io("write"))?;
+        tmp.as_file().sync_all().map_err(self.io("fsync"))?;
+        tmp.persist(&*self.path)
+            .map_err(|e| self.io("rename")(e.error))?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the store's state under the file lock; writes the state back when `write`.
+    fn with_state<R>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&mut FileState) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(self.io("create directory"))?;
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.lock_path())
+            .map_err(self.io("open lock file"))?;
+        if write {
+            lock.lock().map_err(self.io("lock"))?;
+        } else {
+            lock.lock_shared().map_err(self.io("lock"))?;
+        }
+        let mut state = self.read_state()?;
+        let out = f(&mut state)?;
+        if write {
+            self.write_state(&state)?;
+        }
+        drop(lock);
+        Ok(out)
+    }
+
+    async fn run<R: Send + 'static>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&mut FileState) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.with_state(write, f))
+            .await
+            .map_err(|e| StoreError::Service {
+                operation: "local store",
+                message: format!("worker task failed: {e}"),
+                source: None,
+            })?
+    }
+
+    /// `CreateSecret`: a new secret whose first version is `AWSCURRENT`. Returns the ARN.
+    pub async fn create_secret(
+        &self,
+        name: &str,
+        value: &SecretString,
+    ) -> Result<String, StoreError> {
+        let name = name.to_string();
+        let value = value.expose_secret().to_string();
+        self.run(true, move |state| {
+            if state.secrets.contains_key(&name) {
+                return Err(StoreError::InvalidRequest(format!(
+                    "a secret named {name} already exists"
+                )));
+            }
+            let arn = format!(
+                "arn:local:secretsmanager:local:000000000000:secret:{name}-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
+            );
+            state.secrets.insert(
+                name,
+                StoredSecret {
+                    arn: arn.clone(),
+                    rotation_enabled: Some(true),
+                    tags: BTreeMap::new(),
+                    versions: vec![StoredVersion {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        stages: vec![Stage::Current.as_str().into()],
+                        value: Some(value),
+                        created: now(),
+                    }],
+                },
+            );
+            Ok(arn)
+        })
+        .await
+    }
+
+    /// Turns rotation on or off (`RotationEnabled`).
+    pub async fn set_rotation_enabled(
+        &self,
+        secret_id: &str,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        let id = secret_id.to_string();
+        self.run(true, move |state| {
+            state.find_mut(&id)?.rotation_enabled = Some(enabled);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets a tag on a secret.
+    pub async fn tag(&self, secret_id: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        let (id, k, v) = (secret_id.to_string(), key.to_string(), value.to_string());
+        self.run(true, move |state| {
+            state.find_mut(&id)?.tags.insert(k, v);
+            Ok(())
+        })
+        .await
+    }
+
+    /// What `RotateSecret` does before invoking the function: refuse when another rotation is
+    /// in flight, then attach `AWSPENDING` to a new value-less version `token`.
+    pub async fn start_rotation(&self, secret_id: &str, token: &str) -> Result<(), StoreError> {
+        let (id, token) = (secret_id.to_string(), token.to_string());
+        self.run(true, move |state| {
+            let secret = state.find_mut(&id)?;
+            let current = secret.holder(Stage::Current).map(str::to_string);
+            if let Some(p) = secret.holder(Stage::Pending)
+                && Some(p) != current.as_deref()
+                && p != token
+            {
+                return Err(StoreError::InvalidRequest(
+                    "A previous rotation isn't complete. That rotation will be reattempted.".into(),
+                ));
+            }
+            if secret.version(&token).is_none() {
+                secret.versions.push(StoredVersion {
+                    id: token.clone(),
+                    stages: vec![],
+                    value: None,
+                    created: now(),
+                });
+            }
+            secret.attach(Stage::Pending, &token);
+            secret.prune();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Names of all secrets.
+    pub async fn list(&self) -> Result<Vec<String>, StoreError> {
+        self.run(false, |state| Ok(state.secrets.keys().cloned().collect()))
+            .await
+    }
+}
+
+impl SecretStore for LocalSecretStore {
+    async fn describe(&self, secret_id: &str) -> Result<SecretDescription, StoreError> {
+        let id = secret_id.to_string();
+        self.run(false, move |state| {
+            let (name, s) = state.find(&id)?;
+            Ok(s.describe(name))
+        })
+        .await
+    }
+
+    async fn get_value(
+        &self,
+        secret_id: &str,
+        which: VersionSelector<'_>,
+    ) -> Result<SecretValue, StoreError> {
+        let id = secret_id.to_string();
+        let version = which.version_id.map(str::to_string);
+        let stage = which.stage;
+        self.run(false, move |state| {
+            let (_, s) = state.find(&id)?;
+            let v = match (&version, stage) {
+                (Some(vid), _) => s.version(vid).ok_or_else(|| {
+                    StoreError::NotFound(format!(
+                        "Secrets Manager can't find the specified secret value for VersionId: {vid}"
+                    ))
+                })?,
+                (None, stage) => {
+                    let stage = stage.unwrap_or(Stage::Current);
+                    let holder = s.holder(stage).ok_or_else(|| {
+                        StoreError::NotFound(format!(
+                            "Secrets Manager can't find the specified secret value for staging label: {stage}"
+                        ))
+                    })?;
+                    s.version(holder).expect("holder exists")
+                }
+            };
+            if let (Some(stage), Some(_)) = (stage, &version)
+                && !v.stages.iter().any(|l| l == stage.as_str())
+            {
+                return Err(StoreError::InvalidRequest(
+                    "You provided a VersionStage that is not associated to the provided VersionId."
+                        .into(),
+                ));
+            }
+            let value = v.value.clone().ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "Secrets Manager can't find the specified secret value for VersionId: {}",
+                    v.id
+                ))
+            })?;
+            Ok(SecretValue {
+                version_id: v.id.clone(),
+                stages: VersionStages::from_labels(&v.stages),
+                value: SecretString::from(value),
+            })
+        })
+        .await
+    }
+
+    async fn put_value(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        stages: &[Stage],
+        _rotation_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if !(32..=64).contains(&token.len()) {
+            return Err(StoreError::InvalidRequest(
+                "ClientRequestToken must be 32-64 characters long.".into(),
+            ));
+        }
+        let (id, token) = (secret_id.to_string(), token.to_string());
+        let value = value.expose_secret().to_string();
+        let stages: Vec<Stage> = if stages.is_empty() {
+            vec![Stage::Current]
+        } else {
+            stages.to_vec()
+        };
+        self.run(true, move |state| {
+            let secret = state.find_mut(&id)?;
+            match secret.version_mut(&token) {
+                Some(v) => match &v.value {
+                    Some(existing) if *existing == value => return Ok(()),
+                    Some(_) => return Err(StoreError::VersionExists(token)),
+                    None => v.value = Some(value),
+                },
+                None => secret.versions.push(StoredVersion {
+                    id: token.clone(),
+                    stages: vec![],
+                    value: Some(value),
+                    created: now(),
+                }),
+            }
+            for stage in stages {
+                secret.attach(stage, &token);
+            }
+            secret.prune();
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_stage(&self, secret_id: &str, change: StageMove<'_>) -> Result<(), StoreError> {
+        let id = secret_id.to_string();
+        let stage = change.stage;
+        let move_to = change.move_to.map(str::to_string);
+        let remove_from = change.remove_from.map(str::to_string);
+        self.run(true, move |state| {
+            let secret = state.find_mut(&id)?;
+            for vid in move_to.iter().chain(remove_from.iter()) {
+                if secret.version(vid).is_none() {
+                    return Err(StoreError::InvalidRequest(format!("Not a valid version: {vid}")));
+                }
+            }
+            if let Some(from) = &remove_from {
+                let has = secret
+                    .version(from)
+                    .is_some_and(|v| v.stages.iter().any(|s| s == stage.as_str()));
+                if !has {
+                    return Err(StoreError::InvalidRequest(format!(
+                        "Version stage {stage} not found in version {from}"
+                    )));
+                }
+            }
+            let holder = secret.holder(stage).map(str::to_string);
+            match &move_to {
+                Some(to) => {
+                    if let Some(h) = &holder
+                        && h != to
+                        && remove_from.as_deref() != Some(h.as_str())
+                    {
+                        return Err(StoreError::InvalidRequest(format!(
+                            "The parameter RemoveFromVersionId can't be empty. Staging label {stage} is currently attached to version {h}"
+                        )));
+                    }
+                    secret.attach(stage, to);
+                }
+                None => {
+                    if let Some(from) = &remove_from
+                        && let Some(v) = secret.version_mut(from)
+                    {
+                        v.stages.retain(|s| s != stage.as_str());
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn random_password(&self, policy: &PasswordPolicy) -> Result<SecretString, StoreError> {
+        password::generate(policy).map_err(|e| StoreError::Service {
+            operation: "GetRandomPassword",
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T1: &str = "11111111111111111111111111111111";
+    const T2: &str = "22222222222222222222222222222222";
+
+    fn s(v: &str) -> SecretString {
+        SecretString::from(v.to_string())
+    }
+
+    async fn stages(store: &LocalSecretStore, id: &str, v: &str) -> Vec<Stage> {
+        store.describe(id).await.unwrap().versions[v].stages.clone()
+    }
+
+    #[tokio::test]
+    async fn rotation_stub_then_put_then_promote() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::new(dir.path().join("s.json"));
+        store.create_secret("app", &s("v1")).await.unwrap();
+        let v1 = store
+            .describe("app")
+            .await
+            .unwrap()
+            .version_with(Stage::Current)
+            .unwrap()
+            .to_string();
+        store.start_rotation("app", T1).await.unwrap();
+        let e = store
+            .get_value("app", VersionSelector::version_at(T1, Stage::Pending))
+            .await
+            .unwrap_err();
+        assert!(e.is_not_found(), "a value-less stub reads as not found");
+        store
+            .put_value("app", T1, &s("v2"), &[Stage::Pending], None)
+            .await
+            .unwrap();
+        // Same token, same value: no-op. Different value: refused.
+        store
+            .put_value("app", T1, &s("v2"), &[Stage::Pending], None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .put_value("app", T1, &s("other"), &[Stage::Pending], None)
+                .await,
+            Err(StoreError::VersionExists(_))
+        ));
+        // Moving AWSCURRENT needs RemoveFromVersionId.
+        assert!(matches!(
+            store
+                .update_stage(
+                    "app",
+                    StageMove {
+                        stage: Stage::Current,
+                        move_to: Some(T1),
+                        remove_from: None
+                    }
+                )
+                .await,
+            Err(StoreError::InvalidRequest(_))
+        ));
+        store
+            .update_stage(
+                "app",
+                StageMove {
+                    stage: Stage::Current,
+                    move_to: Some(T1),
+                    remove_from: Some(&v1),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stages(&store, "app", &v1).await, vec![Stage::Previous]);
+        assert_eq!(
+            stages(&store, "app", T1).await,
+            vec![Stage::Current, Stage::Pending]
+        );
+        // A second rotation can start: AWSPENDING sits on the current version.
+        store.start_rotation("app", T2).await.unwrap();
+        assert_eq!(stages(&store, "app", T1).await, vec![Stage::Current]);
+        // And a third cannot while T2 is in flight.
+        assert!(
+            store
+                .start_rotation("app", &T1.replace('1', "3"))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn get_value_checks_stage_against_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::new(dir.path().join("s.json"));
+        store.create_secret("app", &s("v1")).await.unwrap();
+        store
+            .put_value("app", T1, &s("v2"), &[Stage::Pending], None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .get_value("app", VersionSelector::version_at(T1, Stage::Current))
+                .await,
+            Err(StoreError::InvalidRequest(_))
+        ));
+        let v = store
+            .get_value("app", VersionSelector::stage(Stage::Pending))
+            .await
+            .unwrap();
+        assert_eq!(v.value.expose_secret(), "v2");
+        assert!(
+            store
+                .get_value("app", VersionSelector::stage(Stage::Previous))
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+        assert!(store.describe("nope").await.unwrap_err().is_not_found());
+        assert!(matches!(
+            store
+                .put_value("app", "short", &s("x"), &[Stage::Pending], None)
+                .await,
+            Err(StoreError::InvalidRequest(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn corrupt_file_is_reported_without_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        fs::write(&path, "{\"secrets\": hunter2").unwrap();
+        let store = LocalSecretStore::new(&path);
+        let e = store.describe("x").await.unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }));
+        assert!(!e.to_string().contains("hunter2"));
+    }
+}

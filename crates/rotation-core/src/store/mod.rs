@@ -1,0 +1,271 @@
+//! The five Secrets Manager operations rotation needs, behind one trait.
+//!
+//! [`AwsSecretStore`] talks to Secrets Manager (or any endpoint speaking its API);
+//! [`LocalSecretStore`] keeps secrets in one JSON file with the same version and stage semantics;
+//! [`AnyStore`] picks one at run time (the CLI's `--store`).
+
+mod any;
+mod aws;
+mod local;
+pub mod password;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use secrecy::SecretString;
+
+pub use any::AnyStore;
+pub use aws::AwsSecretStore;
+pub use local::LocalSecretStore;
+
+use crate::policy::PasswordPolicy;
+use crate::stage::Stage;
+
+/// The labels on one version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionStages {
+    /// AWS stages.
+    pub stages: Vec<Stage>,
+    /// Custom labels a user attached.
+    pub other_labels: Vec<String>,
+}
+
+impl VersionStages {
+    /// Whether `stage` is attached.
+    pub fn has(&self, stage: Stage) -> bool {
+        self.stages.contains(&stage)
+    }
+    /// All labels as strings, AWS stages first.
+    pub fn labels(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .chain(self.other_labels.iter().cloned())
+            .collect()
+    }
+    /// Builds from label strings.
+    pub fn from_labels<I: IntoIterator<Item = S>, S: AsRef<str>>(labels: I) -> Self {
+        let mut v = VersionStages::default();
+        for l in labels {
+            match Stage::parse(l.as_ref()) {
+                Some(s) => v.stages.push(s),
+                None => v.other_labels.push(l.as_ref().to_string()),
+            }
+        }
+        v.stages.sort();
+        v
+    }
+}
+
+/// What `DescribeSecret` says about a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretDescription {
+    /// The secret's ARN.
+    pub arn: String,
+    /// The secret's name.
+    pub name: String,
+    /// `RotationEnabled`; `None` when the service did not say.
+    pub rotation_enabled: Option<bool>,
+    /// `VersionIdsToStages`.
+    pub versions: BTreeMap<String, VersionStages>,
+    /// Tags (key, value).
+    pub tags: Vec<(String, String)>,
+}
+
+impl SecretDescription {
+    /// The version holding `stage`, if any.
+    pub fn version_with(&self, stage: Stage) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, s)| s.has(stage))
+            .map(|(v, _)| v.as_str())
+    }
+    /// An in-flight rotation: `AWSPENDING` on a version that is not `AWSCURRENT`.
+    pub fn rotation_in_flight(&self) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, s)| s.has(Stage::Pending) && !s.has(Stage::Current))
+            .map(|(v, _)| v.as_str())
+    }
+}
+
+/// One version's value.
+pub struct SecretValue {
+    /// Version id.
+    pub version_id: String,
+    /// Labels on it.
+    pub stages: VersionStages,
+    /// The `SecretString`.
+    pub value: SecretString,
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("version_id", &self.version_id)
+            .field("stages", &self.stages)
+            .field("value", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Which version to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionSelector<'a> {
+    /// A version id.
+    pub version_id: Option<&'a str>,
+    /// A stage (checked against the version when both are given).
+    pub stage: Option<Stage>,
+}
+
+impl<'a> VersionSelector<'a> {
+    /// The version holding `stage`.
+    pub fn stage(stage: Stage) -> Self {
+        VersionSelector {
+            version_id: None,
+            stage: Some(stage),
+        }
+    }
+    /// Version `id`, which must hold `stage`.
+    pub fn version_at(id: &'a str, stage: Stage) -> Self {
+        VersionSelector {
+            version_id: Some(id),
+            stage: Some(stage),
+        }
+    }
+}
+
+/// A stage move for `UpdateSecretVersionStage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageMove<'a> {
+    /// The label.
+    pub stage: Stage,
+    /// Attach it to this version.
+    pub move_to: Option<&'a str>,
+    /// Detach it from this version.
+    pub remove_from: Option<&'a str>,
+}
+
+/// A store failure. Kinds are stable; messages carry ids, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `ResourceNotFoundException`: no such secret, version, or value (a value-less stub).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// `ResourceExistsException`: the token already holds a different value.
+    #[error("version {0} already exists with a different value")]
+    VersionExists(String),
+    /// `InvalidParameterException` / `InvalidRequestException` / `ValidationException`.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// `AccessDeniedException` or a KMS refusal.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// Network, timeout, credentials or any other service failure.
+    #[error("secrets manager call {operation} failed: {message}")]
+    Service {
+        /// The API operation.
+        operation: &'static str,
+        /// The SDK's description (no secret values: request bodies are not echoed).
+        message: String,
+        /// The SDK error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The local store file could not be read or written.
+    #[error("local secret store {path}: {action} failed")]
+    Io {
+        /// The file.
+        path: String,
+        /// What was being done.
+        action: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local store file is not in the expected format.
+    #[error("local secret store {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// Why (no values).
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether this is `ResourceNotFoundException`.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound(_))
+    }
+}
+
+/// The Secrets Manager operations rotation needs.
+///
+/// Implementations must give AWS's semantics: `put_value` with a token that holds the same value
+/// is a no-op, with a different value `VersionExists`; moving `AWSCURRENT` makes the old current
+/// `AWSPREVIOUS`; reading a value-less `AWSPENDING` stub is `NotFound`.
+pub trait SecretStore: Send + Sync {
+    /// `DescribeSecret`.
+    fn describe(
+        &self,
+        secret_id: &str,
+    ) -> impl Future<Output = Result<SecretDescription, StoreError>> + Send;
+
+    /// `GetSecretValue`.
+    fn get_value(
+        &self,
+        secret_id: &str,
+        which: VersionSelector<'_>,
+    ) -> impl Future<Output = Result<SecretValue, StoreError>> + Send;
+
+    /// `PutSecretValue` with `ClientRequestToken = token`; `rotation_token` is forwarded.
+    fn put_value(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        stages: &[Stage],
+        rotation_token: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `UpdateSecretVersionStage`.
+    fn update_stage(
+        &self,
+        secret_id: &str,
+        change: StageMove<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `GetRandomPassword`.
+    fn random_password(
+        &self,
+        policy: &PasswordPolicy,
+    ) -> impl Future<Output = Result<SecretString, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_means_pending_apart_from_current() {
+        let mut d = SecretDescription {
+            arn: "a".into(),
+            name: "n".into(),
+            rotation_enabled: None,
+            versions: BTreeMap::new(),
+            tags: vec![],
+        };
+        d.versions.insert(
+            "v1".into(),
+            VersionStages::from_labels(["AWSCURRENT", "AWSPENDING"]),
+        );
+        assert_eq!(d.rotation_in_flight(), None);
+        d.versions
+            .insert("v2".into(), VersionStages::from_labels(["AWSPENDING", "x"]));
+        assert_eq!(d.rotation_in_flight(), Some("v2"));
+        assert_eq!(d.versions["v2"].other_labels, vec!["x".to_string()]);
+        assert_eq!(d.version_with(Stage::Current), Some("v1"));
+    }
+}
