@@ -1,1 +1,267 @@
+//! A fake engine for tests of the state machine: an in-memory "database" of users, passwords and
+//! role memberships, with failure injection to simulate crashes inside steps.
+//!
+//! Enabled by the `testing` feature; not for production use.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::policy::PasswordDefaults;
+use crate::rotator::{Acting, EngineError, EngineProfile, ErrorKind, Rotator};
+use crate::secret::DatabaseSecret;
+use crate::stage::Strategy;
+
+/// The fake engine's profile: `engine` must be `fake`.
+pub const FAKE_PROFILE: EngineProfile = EngineProfile {
+    name: "fake",
+    engines: &["fake"],
+    password: PasswordDefaults::POSTGRES,
+    max_username_bytes: Some(63),
+};
+
+/// An operation failures can be injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    /// Any login.
+    Login,
+    /// A password change, failing *before* it is applied.
+    SetPasswordBefore,
+    /// A password change, failing *after* it is applied (a crash before the reply).
+    SetPasswordAfter,
+    /// testSecret.
+    Test,
+}
+
+#[derive(Default)]
+struct State {
+    users: BTreeMap<String, String>,
+    members: BTreeMap<String, BTreeSet<String>>,
+    fail: BTreeMap<Op, usize>,
+    logins: usize,
+    password_changes: usize,
+    unreachable: bool,
+}
+
+/// The in-memory database. Clones share state.
+#[derive(Clone, Default)]
+pub struct FakeDatabase {
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for FakeDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.state.lock().unwrap();
+        f.debug_struct("FakeDatabase")
+            .field("users", &s.users.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeDatabase {
+    /// An empty database.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Creates or overwrites a user.
+    pub fn add_user(&self, name: &str, password: &SecretString) {
+        self.state
+            .lock()
+            .unwrap()
+            .users
+            .insert(name.into(), password.expose_secret().into());
+    }
+    /// Whether `name` logs in with `password`.
+    pub fn accepts(&self, name: &str, password: &str) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .users
+            .get(name)
+            .map(String::as_str)
+            == Some(password)
+    }
+    /// Whether the user exists.
+    pub fn has_user(&self, name: &str) -> bool {
+        self.state.lock().unwrap().users.contains_key(name)
+    }
+    /// Roles `name` is a member of.
+    pub fn memberships(&self, name: &str) -> BTreeSet<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .members
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+    /// Removes `role` from `name`'s memberships (to simulate drift).
+    pub fn revoke(&self, name: &str, role: &str) {
+        if let Some(m) = self.state.lock().unwrap().members.get_mut(name) {
+            m.remove(role);
+        }
+    }
+    /// Makes the next `times` calls of `op` fail.
+    pub fn fail(&self, op: Op, times: usize) {
+        self.state.lock().unwrap().fail.insert(op, times);
+    }
+    /// Makes every operation fail as unreachable (or not).
+    pub fn set_unreachable(&self, yes: bool) {
+        self.state.lock().unwrap().unreachable = yes;
+    }
+    /// Number of password changes applied.
+    pub fn password_changes(&self) -> usize {
+        self.state.lock().unwrap().password_changes
+    }
+    /// Number of login attempts.
+    pub fn logins(&self) -> usize {
+        self.state.lock().unwrap().logins
+    }
+
+    fn take_failure(state: &mut State, op: Op) -> bool {
+        match state.fail.get_mut(&op) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn login(&self, secret: &DatabaseSecret) -> Result<(), EngineError> {
+        let mut s = self.state.lock().unwrap();
+        s.logins += 1;
+        if s.unreachable {
+            return Err(EngineError::new(
+                ErrorKind::Unreachable,
+                "fake database is unreachable",
+            ));
+        }
+        if Self::take_failure(&mut s, Op::Login) {
+            return Err(EngineError::new(
+                ErrorKind::Timeout,
+                "injected login failure",
+            ));
+        }
+        let user = secret.username().unwrap_or_default();
+        let ok = match (s.users.get(user), secret.password()) {
+            (Some(stored), Some(given)) => stored == given.expose_secret(),
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(EngineError::new(
+                ErrorKind::AuthFailed,
+                format!("password authentication failed for user {user}"),
+            ))
+        }
+    }
+}
+
+/// A [`Rotator`] over a [`FakeDatabase`].
+#[derive(Debug, Clone)]
+pub struct FakeRotator {
+    db: FakeDatabase,
+    strategy: Strategy,
+}
+
+impl FakeRotator {
+    /// A rotator for `strategy` over `db`.
+    pub fn new(db: FakeDatabase, strategy: Strategy) -> Self {
+        FakeRotator { db, strategy }
+    }
+}
+
+impl Rotator for FakeRotator {
+    fn profile(&self) -> &EngineProfile {
+        &FAKE_PROFILE
+    }
+
+    fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    async fn check_login(&self, secret: &DatabaseSecret) -> Result<(), EngineError> {
+        self.db.login(secret)
+    }
+
+    async fn set_password(
+        &self,
+        acting: Acting<'_>,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let login = match acting {
+            Acting::Own(s) => s,
+            Acting::Master { master, .. } => master,
+        };
+        self.db.login(login)?;
+        let mut s = self.db.state.lock().unwrap();
+        if FakeDatabase::take_failure(&mut s, Op::SetPasswordBefore) {
+            return Err(EngineError::new(
+                ErrorKind::Timeout,
+                "injected failure before the change",
+            ));
+        }
+        let user = target.username().unwrap_or_default().to_string();
+        let password = target
+            .password()
+            .map(|p| p.expose_secret().to_string())
+            .unwrap_or_default();
+        match acting {
+            Acting::Own(me) => {
+                if me.username() != Some(user.as_str()) {
+                    return Err(EngineError::new(
+                        ErrorKind::PermissionDenied,
+                        "a user may only change its own password",
+                    ));
+                }
+                s.users.insert(user, password);
+            }
+            Acting::Master { current, .. } => {
+                let role = current.username().unwrap_or_default().to_string();
+                s.users.insert(user.clone(), password);
+                s.members.entry(user).or_default().insert(role);
+            }
+        }
+        s.password_changes += 1;
+        if FakeDatabase::take_failure(&mut s, Op::SetPasswordAfter) {
+            return Err(EngineError::new(
+                ErrorKind::Timeout,
+                "injected failure after the change",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn test_pending(
+        &self,
+        pending: &DatabaseSecret,
+        current: Option<&DatabaseSecret>,
+    ) -> Result<(), EngineError> {
+        {
+            let mut s = self.db.state.lock().unwrap();
+            if FakeDatabase::take_failure(&mut s, Op::Test) {
+                return Err(EngineError::new(
+                    ErrorKind::Timeout,
+                    "injected test failure",
+                ));
+            }
+        }
+        self.db.login(pending)?;
+        if let Some(current) = current {
+            let role = current.username().unwrap_or_default();
+            let user = pending.username().unwrap_or_default();
+            // The original user of the pair is the role itself.
+            if !role.ends_with("_clone") && !self.db.memberships(user).contains(role) {
+                return Err(EngineError::new(
+                    ErrorKind::PermissionDenied,
+                    format!("{user} is not a member of {role}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

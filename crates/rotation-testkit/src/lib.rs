@@ -1,1 +1,92 @@
+//! Throwaway real servers for tests, all on 127.0.0.1 with random ports, stopped on drop:
+//!
+//! - [`Moto`]: moto's Secrets Manager (and Lambda/RDS control-plane) API, from the project's
+//!   `.venv` (installed by `scripts/setup`);
+//! - [`PgCluster`]: a PostgreSQL cluster in a temporary directory with password authentication
+//!   over TCP (SCRAM or md5), optionally TLS-only with a certificate from a generated CA.
+//!
+//! A server that cannot start is an error that says how to install what is missing; tests
+//! `expect` it, so they fail rather than skip.
 
+#![allow(clippy::print_stderr)]
+
+mod moto;
+mod net;
+mod postgres;
+mod tls;
+
+pub use moto::Moto;
+pub use net::{free_port, wait_for_port};
+pub use postgres::{PgAuth, PgCluster, PgOptions};
+pub use tls::TestCa;
+
+use std::path::PathBuf;
+
+/// Why a test server could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// A program or file the server needs is missing.
+    #[error("{what} not found at {path}: {hint}")]
+    Missing {
+        /// What.
+        what: &'static str,
+        /// Where it was looked for.
+        path: String,
+        /// How to install it.
+        hint: &'static str,
+    },
+    /// A command failed.
+    #[error("{command} failed: {detail}")]
+    Command {
+        /// The command.
+        command: String,
+        /// Its output or error.
+        detail: String,
+    },
+    /// The server did not come up in time.
+    #[error("{what} did not start within {secs} s: {detail}")]
+    Timeout {
+        /// What.
+        what: &'static str,
+        /// Seconds waited.
+        secs: u64,
+        /// Log excerpt.
+        detail: String,
+    },
+    /// I/O.
+    #[error("testkit I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists")
+}
+
+/// The project's Python virtual environment: `$ROTATION_VENV` or `<root>/.venv`.
+pub fn venv_dir() -> PathBuf {
+    std::env::var_os("ROTATION_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"))
+}
+
+pub(crate) fn run(cmd: &mut std::process::Command) -> Result<String, TestkitError> {
+    let out = cmd.output().map_err(|e| TestkitError::Command {
+        command: format!("{cmd:?}"),
+        detail: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(TestkitError::Command {
+            command: format!("{:?}", cmd.get_program()),
+            detail: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -298,15 +298,15 @@ impl LocalSecretStore {
         .await
     }
 
-    /// Turns rotation on or off (`RotationEnabled`).
+    /// Sets `RotationEnabled` (`None`: the key is absent, as for a secret never rotated).
     pub async fn set_rotation_enabled(
         &self,
         secret_id: &str,
-        enabled: bool,
+        enabled: Option<bool>,
     ) -> Result<(), StoreError> {
         let id = secret_id.to_string();
         self.run(true, move |state| {
-            state.find_mut(&id)?.rotation_enabled = Some(enabled);
+            state.find_mut(&id)?.rotation_enabled = enabled;
             Ok(())
         })
         .await

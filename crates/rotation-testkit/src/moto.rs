@@ -1,0 +1,139 @@
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{TestkitError, free_port, run, venv_dir, wait_for_port, workspace_root};
+
+/// A moto server on 127.0.0.1, killed on drop.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts moto. Lambda invocations are forwarded to `lambda_forward_url` when given (see
+    /// `scripts/moto_server.py`).
+    pub fn start_with(lambda_forward_url: Option<&str>) -> Result<Moto, TestkitError> {
+        let python = venv_dir().join("bin/python");
+        if !python.exists() {
+            return Err(TestkitError::Missing {
+                what: "moto (Python virtual environment)",
+                path: python.display().to_string(),
+                hint: "run scripts/setup to create .venv with the pinned moto[server]",
+            });
+        }
+        let script = workspace_root().join("scripts/moto_server.py");
+        let dir = tempfile::Builder::new()
+            .prefix("rotation-moto-")
+            .tempdir()?;
+        let log = dir.path().join("moto.log");
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(&python);
+            cmd.arg(&script)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .env("AWS_DEFAULT_REGION", "us-east-1")
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(&log)?)
+                .stderr(fs::File::options().append(true).open(&log)?);
+            match lambda_forward_url {
+                Some(url) => cmd.env("LAMBDA_FORWARD_URL", url),
+                None => cmd.env_remove("LAMBDA_FORWARD_URL"),
+            };
+            let mut child = cmd.spawn()?;
+            if wait_for_port(port, Duration::from_secs(20)) {
+                return Ok(Moto {
+                    child,
+                    port,
+                    log,
+                    _dir: dir,
+                });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            last = fs::read_to_string(&log).unwrap_or_default();
+        }
+        Err(TestkitError::Timeout {
+            what: "moto server",
+            secs: 20,
+            detail: last,
+        })
+    }
+
+    /// Starts moto with Lambda invocations going nowhere (the simple backend).
+    pub fn start() -> Result<Moto, TestkitError> {
+        Self::start_with(None)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Environment for an SDK client or a child process to talk to this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Runs a Python snippet with boto3 against this server; `sm`, `lam`, `iam`, `rds` are
+    /// ready-made clients. Returns stdout.
+    pub fn python(&self, code: &str) -> Result<String, TestkitError> {
+        let prelude = format!(
+            "import boto3, json, sys\n\
+             kw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
+             sm = boto3.client('secretsmanager', **kw)\n\
+             lam = boto3.client('lambda', **kw)\n\
+             iam = boto3.client('iam', **kw)\n\
+             rds = boto3.client('rds', **kw)\n",
+            self.endpoint()
+        );
+        run(Command::new(venv_dir().join("bin/python"))
+            .arg("-c")
+            .arg(format!("{prelude}{code}")))
+    }
+
+    /// Registers a Lambda function in moto (needed before RotateSecret) and returns its ARN.
+    pub fn create_function(&self, name: &str) -> Result<String, TestkitError> {
+        let out = self.python(&format!(
+            "import io, zipfile\n\
+             role = iam.create_role(RoleName='rot-{name}', AssumeRolePolicyDocument='{{}}')['Role']['Arn']\n\
+             buf = io.BytesIO(); z = zipfile.ZipFile(buf, 'w'); z.writestr('bootstrap', 'x'); z.close()\n\
+             fn = lam.create_function(FunctionName='{name}', Runtime='provided.al2023', Role=role, Handler='bootstrap', Code={{'ZipFile': buf.getvalue()}})\n\
+             print(fn['FunctionArn'])\n"
+        ))?;
+        Ok(out.trim().to_string())
+    }
+
+    /// moto's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
