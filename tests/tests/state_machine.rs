@@ -145,7 +145,7 @@ async fn single_user_rotation_end_to_end(kind: Kind) {
     expected["password"] = after["password"].clone();
     assert_eq!(after, expected);
     assert_ne!(after["password"], before["password"]);
-    assert_eq!(after.to_string().find("\"port\":\"5432\"").is_some(), true);
+    assert!(after.to_string().contains("\"port\":\"5432\""));
     assert!(f.logs_in(&after) && !f.logs_in(&before));
     // Checklist 44: AWSPENDING stays on the token; the old version is AWSPREVIOUS.
     let stages = f.svc.stages(&f.secret).await;
