@@ -25,9 +25,14 @@ async fn passwords_never_reach_logs_or_debug_output() {
         db.add_user("app", &SecretString::from(PW0));
         db.add_user("admin", &SecretString::from(ADMIN));
         let master = svc
-            .create_secret("master", &json!({"engine":"fake","host":"h","username":"admin","password":ADMIN}).to_string())
+            .create_secret(
+                "master",
+                &json!({"engine":"fake","host":"h","username":"admin","password":ADMIN})
+                    .to_string(),
+            )
             .await;
-        let value = json!({"engine":"fake","host":"h","username":"app","password":PW0,"masterarn":master});
+        let value =
+            json!({"engine":"fake","host":"h","username":"app","password":PW0,"masterarn":master});
         svc.create_secret("app", &value.to_string()).await;
         let rotation = Rotation::new(
             svc.store(),
@@ -59,7 +64,10 @@ async fn passwords_never_reach_logs_or_debug_output() {
             let d = svc.store().describe(id).await.unwrap();
             printed += &format!("{d:?}");
             for version in d.versions.keys() {
-                let sel = VersionSelector { version_id: Some(version), stage: None };
+                let sel = VersionSelector {
+                    version_id: Some(version),
+                    stage: None,
+                };
                 if let Ok(v) = svc.store().get_value(id, sel).await {
                     printed += &format!("{v:?}");
                     let s = DatabaseSecret::parse(&v.value).unwrap();
@@ -68,15 +76,32 @@ async fn passwords_never_reach_logs_or_debug_output() {
                 }
             }
         }
-        let current = svc.store().get_value("app", VersionSelector::stage(Stage::Current)).await.unwrap();
+        let current = svc
+            .store()
+            .get_value("app", VersionSelector::stage(Stage::Current))
+            .await
+            .unwrap();
         printed += &format!("{current:?} {db:?} {rotation:?}");
     }
 
     let text = logs.text();
-    assert!(text.contains("createSecret: Successfully put secret"), "logs were captured");
-    assert!(passwords.len() >= 8, "collected {} passwords", passwords.len());
+    assert!(
+        text.contains("createSecret: Successfully put secret"),
+        "logs were captured"
+    );
+    assert!(
+        passwords.len() >= 8,
+        "collected {} passwords",
+        passwords.len()
+    );
     for pw in &passwords {
-        assert!(!text.contains(pw.as_str()), "a password appeared in the logs");
-        assert!(!printed.contains(pw.as_str()), "a password appeared in Debug/Display output");
+        assert!(
+            !text.contains(pw.as_str()),
+            "a password appeared in the logs"
+        );
+        assert!(
+            !printed.contains(pw.as_str()),
+            "a password appeared in Debug/Display output"
+        );
     }
 }

@@ -347,6 +347,33 @@ impl PgCluster {
         .map(|s| s.trim_end().to_string())
     }
 
+    /// Runs a psql script as the superuser with psql variables set (`:'name'` quotes a literal,
+    /// `:"name"` an identifier, both by psql itself), so tests can create roles with any name
+    /// and password independently of the code under test.
+    pub fn psql_vars(&self, script: &str, vars: &[(&str, &str)]) -> Result<String, TestkitError> {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.arg("-h")
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+        for (k, v) in vars {
+            cmd.arg("-v").arg(format!("{k}={v}"));
+        }
+        let script_file = self.dir.join(format!("script-{}.sql", std::process::id()));
+        fs::write(&script_file, script)?;
+        cmd.arg("-f").arg(&script_file);
+        let out = run(&mut cmd);
+        let _ = fs::remove_file(&script_file);
+        out.map(|s| s.trim_end().to_string())
+    }
+
     /// Stops the server now (tests of "unreachable").
     pub fn stop(&self) {
         let _ = pg_command(&self.bin, "pg_ctl")

@@ -22,7 +22,13 @@ async fn main() {
             .expect("create");
         let token = format!("{:032}", i);
         store
-            .put_value(&name, &token, &SecretString::from("{}"), &[Stage::Pending], None)
+            .put_value(
+                &name,
+                &token,
+                &SecretString::from("{}"),
+                &[Stage::Pending],
+                None,
+            )
             .await
             .expect("put");
     }

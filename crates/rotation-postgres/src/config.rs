@@ -1,0 +1,139 @@
+//! Connection settings read once from the environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rotation_core::policy::parse_env_bool;
+
+/// `CA_BUNDLE_PATH`: extra trusted CAs (PEM), e.g. the RDS global bundle.
+pub const CA_BUNDLE_ENV: &str = "CA_BUNDLE_PATH";
+/// `ALLOW_PLAINTEXT_FALLBACK`: AWS's behaviour for secrets without an explicit `ssl` key (retry
+/// without TLS when TLS fails). Off by default (W1).
+pub const PLAINTEXT_FALLBACK_ENV: &str = "ALLOW_PLAINTEXT_FALLBACK";
+/// `CONNECT_TIMEOUT_SECONDS`: per connection attempt (AWS: 5).
+pub const CONNECT_TIMEOUT_ENV: &str = "CONNECT_TIMEOUT_SECONDS";
+
+/// Libpq variables sqlx would pick up that we cannot override per connection. Rotation refuses
+/// to run with them set rather than connect with ambient settings.
+pub const AMBIENT_VARS: [&str; 4] = ["PGSSLCERT", "PGSSLKEY", "PGOPTIONS", "PGSSLROOTCERT"];
+
+/// How the engine connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// Extra CA certificates to trust, besides the built-in Mozilla roots.
+    pub ca_bundle: Option<PathBuf>,
+    /// Retry without TLS when TLS fails and the secret has no explicit `ssl` key.
+    pub allow_plaintext_fallback: bool,
+    /// Per attempt.
+    pub connect_timeout: Duration,
+    /// `lock_timeout` for the rotation's own sessions (W24).
+    pub lock_timeout: Duration,
+    /// `statement_timeout` for the rotation's own sessions (W24).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        PgConfig {
+            ca_bundle: None,
+            allow_plaintext_fallback: false,
+            connect_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not a number of seconds.
+    #[error("{name} must be a whole number of seconds between 1 and 300, got {value:?}")]
+    BadTimeout {
+        /// Variable.
+        name: &'static str,
+        /// Value.
+        value: String,
+    },
+    /// The CA bundle is not a readable file.
+    #[error("{CA_BUNDLE_ENV} points at {path}, which is not a readable file")]
+    BadCaBundle {
+        /// Path.
+        path: String,
+    },
+    /// An ambient libpq variable is set.
+    #[error(
+        "environment variable {0} is set; rotation connects only with settings from the secret and its own configuration, so unset it"
+    )]
+    AmbientVariable(&'static str),
+}
+
+impl PgConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        for var in AMBIENT_VARS {
+            if lookup(var).is_some_and(|v| !v.is_empty()) {
+                return Err(ConfigError::AmbientVariable(var));
+            }
+        }
+        let mut c = PgConfig::default();
+        if let Some(path) = lookup(CA_BUNDLE_ENV).filter(|p| !p.trim().is_empty()) {
+            let path = PathBuf::from(path.trim());
+            if !path.is_file() {
+                return Err(ConfigError::BadCaBundle {
+                    path: path.display().to_string(),
+                });
+            }
+            c.ca_bundle = Some(path);
+        }
+        c.allow_plaintext_fallback =
+            lookup(PLAINTEXT_FALLBACK_ENV).is_some_and(|v| parse_env_bool(&v));
+        if let Some(v) = lookup(CONNECT_TIMEOUT_ENV) {
+            let secs: u64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| (1..=300).contains(s))
+                .ok_or(ConfigError::BadTimeout {
+                    name: CONNECT_TIMEOUT_ENV,
+                    value: v.clone(),
+                })?;
+            c.connect_timeout = Duration::from_secs(secs);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_validates() {
+        let c = PgConfig::from_lookup(|k| match k {
+            "ALLOW_PLAINTEXT_FALLBACK" => Some("yes".into()),
+            "CONNECT_TIMEOUT_SECONDS" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(c.allow_plaintext_fallback);
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert!(matches!(
+            PgConfig::from_lookup(|k| (k == "CONNECT_TIMEOUT_SECONDS").then(|| "0".into())),
+            Err(ConfigError::BadTimeout { .. })
+        ));
+        assert!(matches!(
+            PgConfig::from_lookup(|k| (k == "CA_BUNDLE_PATH").then(|| "/nonexistent.pem".into())),
+            Err(ConfigError::BadCaBundle { .. })
+        ));
+        assert_eq!(
+            PgConfig::from_lookup(|k| (k == "PGOPTIONS").then(|| "-c x=y".into())),
+            Err(ConfigError::AmbientVariable("PGOPTIONS"))
+        );
+    }
+}

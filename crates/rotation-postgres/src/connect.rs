@@ -1,0 +1,214 @@
+//! Connections built from the secret alone, TLS secure by default, errors classified.
+
+use std::time::Duration;
+
+use rotation_core::{DatabaseSecret, DbName, EngineError, ErrorKind, SslKey};
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+use sqlx::{ConnectOptions, Connection};
+use tracing::{info, warn};
+
+use crate::config::PgConfig;
+
+/// The default port.
+pub const DEFAULT_PORT: u16 = 5432;
+/// The default database when `dbname` is absent (or null, for AWS's multi-user function).
+pub const DEFAULT_DBNAME: &str = "postgres";
+
+/// What the secret's `ssl` key asks for (spec §2.6, without AWS's silent downgrade).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPlan {
+    /// Verified TLS (certificate chain and host name); no fallback.
+    Required,
+    /// Verified TLS, then plaintext if TLS fails: only with `ALLOW_PLAINTEXT_FALLBACK` and a
+    /// secret without an explicit `ssl` key.
+    RequiredWithFallback,
+    /// `"ssl": false`.
+    Disabled,
+}
+
+impl TlsPlan {
+    /// The plan for `secret` under `config`.
+    pub fn for_secret(secret: &DatabaseSecret, config: &PgConfig) -> TlsPlan {
+        match secret.ssl() {
+            SslKey::Explicit(true) => TlsPlan::Required,
+            SslKey::Explicit(false) => TlsPlan::Disabled,
+            SslKey::Absent | SslKey::Unrecognised if config.allow_plaintext_fallback => {
+                TlsPlan::RequiredWithFallback
+            }
+            SslKey::Absent | SslKey::Unrecognised => TlsPlan::Required,
+        }
+    }
+}
+
+fn options(
+    secret: &DatabaseSecret,
+    dbname: &str,
+    tls: bool,
+    config: &PgConfig,
+) -> PgConnectOptions {
+    let mut o = PgConnectOptions::new_without_pgpass()
+        .host(secret.host().unwrap_or_default())
+        .port(secret.port().unwrap_or(DEFAULT_PORT))
+        .username(secret.username().unwrap_or_default())
+        .password(
+            secret
+                .password()
+                .map(|p| p.expose_secret())
+                .unwrap_or_default(),
+        )
+        .database(dbname)
+        .application_name("rotation")
+        .statement_cache_capacity(0)
+        .options([
+            (
+                "lock_timeout",
+                format!("{}ms", config.lock_timeout.as_millis()),
+            ),
+            (
+                "statement_timeout",
+                format!("{}ms", config.statement_timeout.as_millis()),
+            ),
+        ])
+        .disable_statement_logging();
+    o = if tls {
+        o.ssl_mode(PgSslMode::VerifyFull)
+    } else {
+        o.ssl_mode(PgSslMode::Disable)
+    };
+    if let (true, Some(ca)) = (tls, &config.ca_bundle) {
+        o = o.ssl_root_cert(ca);
+    }
+    o
+}
+
+/// The database to connect to: `dbname`, else `postgres` (absent or null).
+pub fn dbname(secret: &DatabaseSecret) -> &str {
+    match secret.dbname() {
+        DbName::Name(n) => n,
+        DbName::Absent | DbName::Null => DEFAULT_DBNAME,
+    }
+}
+
+/// Classifies a driver error by SQLSTATE or error type, never by password-bearing text.
+pub fn classify(err: &sqlx::Error) -> ErrorKind {
+    match err {
+        sqlx::Error::Io(e) => match e.kind() {
+            std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            // rustls reports handshake and certificate failures as InvalidData I/O errors.
+            std::io::ErrorKind::InvalidData => ErrorKind::Tls,
+            _ => ErrorKind::Unreachable,
+        },
+        sqlx::Error::Tls(_) => ErrorKind::Tls,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") => ErrorKind::AuthFailed,
+            // invalid_authorization_specification: pg_hba refused; "no encryption" means the
+            // server requires TLS for this client.
+            Some("28000") if db.message().contains("no encryption") => ErrorKind::Tls,
+            Some("28000") => ErrorKind::AuthFailed,
+            Some("3D000") => ErrorKind::UnknownDatabase,
+            Some("42501") => ErrorKind::PermissionDenied,
+            Some("55P03" | "57014") => ErrorKind::Timeout,
+            _ => ErrorKind::Server,
+        },
+        sqlx::Error::Configuration(_) => ErrorKind::InvalidInput,
+        sqlx::Error::Protocol(m) if m.contains("TLS") || m.contains("SSL") => ErrorKind::Tls,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Wraps a driver error with what was being done (no secrets: user, host, port, database).
+pub fn engine_error(what: impl Into<String>, err: sqlx::Error) -> EngineError {
+    let kind = classify(&err);
+    EngineError::new(kind, what).with_source(err)
+}
+
+fn target(secret: &DatabaseSecret, db: &str) -> String {
+    format!(
+        "user {} at {}:{} database {}",
+        secret.username().unwrap_or_default(),
+        secret.host().unwrap_or_default(),
+        secret.port().unwrap_or(DEFAULT_PORT),
+        db
+    )
+}
+
+async fn attempt(
+    secret: &DatabaseSecret,
+    db: &str,
+    tls: bool,
+    config: &PgConfig,
+) -> Result<PgConnection, EngineError> {
+    let what = || {
+        format!(
+            "connecting as {} ({})",
+            target(secret, db),
+            if tls { "TLS verify-full" } else { "no TLS" }
+        )
+    };
+    let opts = options(secret, db, tls, config);
+    match tokio::time::timeout(config.connect_timeout, opts.connect()).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(engine_error(what(), e)),
+        Err(_) => Err(EngineError::new(
+            ErrorKind::Timeout,
+            format!("{} timed out after {:?}", what(), config.connect_timeout),
+        )),
+    }
+}
+
+/// Connects with `secret`'s credentials to database `db` following the TLS plan.
+pub async fn connect_to(
+    secret: &DatabaseSecret,
+    db: &str,
+    config: &PgConfig,
+) -> Result<PgConnection, EngineError> {
+    let plan = TlsPlan::for_secret(secret, config);
+    match plan {
+        TlsPlan::Disabled => {
+            warn!(
+                host = secret.host(),
+                "connecting without TLS because the secret says \"ssl\": false"
+            );
+            attempt(secret, db, false, config).await
+        }
+        TlsPlan::Required => attempt(secret, db, true, config).await,
+        TlsPlan::RequiredWithFallback => match attempt(secret, db, true, config).await {
+            Err(e) if e.kind() == ErrorKind::Tls => {
+                warn!(host = secret.host(), reason = %e, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
+                attempt(secret, db, false, config).await
+            }
+            other => other,
+        },
+    }
+}
+
+/// Connects to the secret's own database.
+pub async fn connect(
+    secret: &DatabaseSecret,
+    config: &PgConfig,
+) -> Result<PgConnection, EngineError> {
+    connect_to(secret, dbname(secret), config).await
+}
+
+/// Logs in and runs `SELECT 1`.
+pub async fn check(secret: &DatabaseSecret, config: &PgConfig) -> Result<(), EngineError> {
+    let mut conn = connect(secret, config).await?;
+    let r = sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| engine_error("running a query after login", e));
+    close(conn).await;
+    r.map(|_| ())?;
+    info!(
+        user = secret.username(),
+        host = secret.host(),
+        "login succeeded"
+    );
+    Ok(())
+}
+
+/// Closes politely, bounded.
+pub async fn close(conn: PgConnection) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+}
