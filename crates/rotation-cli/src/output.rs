@@ -1,0 +1,92 @@
+//! Text and JSON output.
+
+use rotation_core::{AbortReport, RotationReport, SecretDescription, Stage};
+use serde_json::json;
+
+pub struct Output {
+    pub json: bool,
+}
+
+pub fn describe_json(d: &SecretDescription) -> serde_json::Value {
+    json!({
+        "arn": d.arn,
+        "name": d.name,
+        "rotation_enabled": d.rotation_enabled,
+        "versions": d.versions.iter().map(|(v, s)| (v.clone(), json!(s.labels()))).collect::<serde_json::Map<_, _>>(),
+        "rotation_in_flight": d.rotation_in_flight(),
+    })
+}
+
+pub fn status_text(d: &SecretDescription) -> String {
+    let mut s = format!(
+        "secret {}\n  rotation enabled: {}\n",
+        d.arn,
+        match d.rotation_enabled {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "not set (treated as yes)",
+        }
+    );
+    let mut versions: Vec<_> = d
+        .versions
+        .iter()
+        .filter(|(_, st)| !st.labels().is_empty())
+        .collect();
+    versions.sort_by_key(|(_, st)| {
+        Stage::ALL
+            .iter()
+            .position(|x| st.has(*x))
+            .unwrap_or(Stage::ALL.len())
+    });
+    for (v, st) in versions {
+        s += &format!("  {v}  {}\n", st.labels().join(", "));
+    }
+    match d.rotation_in_flight() {
+        Some(v) => s += &format!("  rotation in flight: {v} (rotate resume / rotate abort)\n"),
+        None => s += "  no rotation in flight\n",
+    }
+    s
+}
+
+impl Output {
+    pub fn report(&self, verb: &str, r: &RotationReport) {
+        if self.json {
+            let steps: Vec<_> = r
+                .steps
+                .iter()
+                .map(|(s, o)| json!({"step": s.as_str(), "outcome": format!("{o:?}")}))
+                .collect();
+            println!(
+                "{}",
+                json!({"result": verb, "secret": r.secret, "version": r.token, "steps": steps})
+            );
+        } else {
+            println!("{verb} {} -> version {}", r.secret, r.token);
+            for (s, o) in &r.steps {
+                println!("  {:<13} {o:?}", s.as_str());
+            }
+        }
+    }
+
+    pub fn abort(&self, r: &AbortReport) {
+        if self.json {
+            println!(
+                "{}",
+                json!({"result": "aborted", "secret": r.secret, "version": r.token, "restored_current_password": r.restored_current_password})
+            );
+        } else {
+            println!("aborted rotation {} of {}", r.token, r.secret);
+            if r.restored_current_password {
+                println!("  the database password was set back to the AWSCURRENT value");
+            }
+        }
+    }
+
+    pub fn status(&self, d: &SecretDescription) {
+        if self.json {
+            println!("{}", describe_json(d));
+        } else {
+            print!("{}", status_text(d));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The `rotate` command as a script sees it: output, exit codes, the file store.
+
+use std::process::{Command, Output};
+
+use rotation_testkit::{PgCluster, PgOptions};
+use serde_json::{Value, json};
+
+fn rotate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rotate"));
+    cmd.args(args)
+        .env_remove("ROTATION_STRATEGY")
+        .env_remove("ROTATE_STORE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run rotate")
+}
+
+fn stdout_json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn demo_proves_both_strategies() {
+    let o = rotate(&["demo", "--json"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = stdout_json(&o);
+    assert_eq!(v["ok"], json!(true));
+    let proofs = v["proofs"].as_array().unwrap();
+    assert!(proofs.len() >= 7, "{proofs:?}");
+    assert!(proofs.iter().all(|p| p["ok"] == json!(true)));
+    assert!(
+        proofs.iter().any(|p| p["expected_login"] == json!(false)),
+        "old credentials were checked"
+    );
+}
+
+#[test]
+fn run_status_abort_and_exit_codes_on_a_file_store() {
+    let pg = PgCluster::start(PgOptions::default()).expect("start PostgreSQL");
+    pg.psql("CREATE ROLE app LOGIN PASSWORD 'Initial-pw-1'")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.json");
+    let store = format!("file:{}", store_path.display());
+    let secret = json!({"engine": "postgres", "host": "127.0.0.1", "port": pg.port(), "username": "app", "password": "Initial-pw-1", "ssl": false});
+    std::fs::write(
+        &store_path,
+        json!({"secrets": {"app": {"arn": "arn:local:secretsmanager:local:000000000000:secret:app", "versions": [
+            {"id": "00000000-0000-0000-0000-000000000001", "stages": ["AWSCURRENT"], "value": secret.to_string()}
+        ]}}})
+        .to_string(),
+    )
+    .unwrap();
+    let with = |args: &[&str]| {
+        let mut a = vec!["--store", store.as_str()];
+        a.extend_from_slice(args);
+        rotate(&a, &[])
+    };
+
+    // Usage errors: 2.
+    assert_eq!(
+        with(&["run", "app"]).status.code(),
+        Some(2),
+        "strategy is required"
+    );
+    assert_eq!(
+        rotate(&["--store", "s3://x", "status", "app"], &[])
+            .status
+            .code(),
+        Some(2)
+    );
+    // Unknown secret: 4.
+    let o = with(&["status", "nope"]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SecretNotFound"));
+
+    // A rotation.
+    let o = with(&["--json", "run", "app", "--strategy", "single-user"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = stdout_json(&o);
+    assert_eq!(report["result"], "rotated");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 4);
+    let o = with(&["--json", "status", "app"]);
+    let status = stdout_json(&o);
+    assert_eq!(status["rotation_in_flight"], Value::Null);
+    let version = report["version"].as_str().unwrap();
+    assert_eq!(
+        status["versions"][version],
+        json!(["AWSCURRENT", "AWSPENDING"])
+    );
+
+    // Nothing in flight: abort and resume are refused with 3.
+    assert_eq!(
+        with(&["abort", "app", "--strategy", "single-user"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        with(&["resume", "app", "--strategy", "single-user"])
+            .status
+            .code(),
+        Some(3)
+    );
+
+    // The database is the problem: 5, with the kind named and no password printed.
+    pg.psql("ALTER ROLE app PASSWORD 'Changed-out-of-band-1'")
+        .unwrap();
+    let o = with(&["run", "app", "--strategy", "single-user"]);
+    assert_eq!(o.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("NoWorkingCredentials") && err.contains("AuthenticationFailed"),
+        "{err}"
+    );
+    assert!(!err.contains("Changed-out-of-band-1") && !err.contains("Initial-pw-1"));
+    // That failed run left a rotation in flight: run is refused (3); abort clears it.
+    assert_eq!(
+        with(&["run", "app", "--strategy", "single-user"])
+            .status
+            .code(),
+        Some(3)
+    );
+    let o = with(&["--json", "abort", "app", "--strategy", "single-user"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout_json(&o)["result"], "aborted");
+    let text = String::from_utf8_lossy(&with(&["status", "app"]).stdout).into_owned();
+    assert!(text.contains("no rotation in flight"), "{text}");
+}
