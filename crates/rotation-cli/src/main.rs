@@ -4,8 +4,6 @@
 //! secret's state (rotation in flight, none in flight, rotation disabled); 4 the secret or the
 //! secret store is the problem; 5 the database is the problem (login, TLS, permissions).
 
-#![recursion_limit = "256"]
-
 #[cfg(feature = "demo")]
 mod demo;
 mod output;
@@ -104,17 +102,19 @@ async fn open_store(spec: &str) -> anyhow::Result<AnyStore> {
     Ok(AnyStore::Local(LocalSecretStore::new(path)))
 }
 
-fn rotation(
+async fn rotation(
     store: AnyStore,
     strategy: Strategy,
 ) -> anyhow::Result<Rotation<AnyStore, PostgresRotator>> {
     let policy = PasswordPolicy::from_env(&PROFILE.password)?;
     let config = PgConfig::from_env()?;
-    Ok(Rotation::new(
-        store,
-        PostgresRotator::new(strategy, config),
-        policy,
-    ))
+    let mut rotator = PostgresRotator::new(strategy, config);
+    if let AnyStore::Aws(_) = store {
+        // Managed master secrets and replica hosts need the RDS API; only with AWS.
+        let sdk = aws_config::from_env().load().await;
+        rotator = rotator.with_rds(rotation_postgres::rds::Rds::from_sdk_config(&sdk));
+    }
+    Ok(Rotation::new(store, rotator, policy))
 }
 
 /// Exit code for a rotation error (see the crate docs).
@@ -185,17 +185,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
         Command::Run(t) => {
-            let r = rotation(open_store(&cli.store).await?, t.strategy)?;
+            let r = rotation(open_store(&cli.store).await?, t.strategy).await?;
             let report = r.rotate(&t.secret).await?;
             out.report("rotated", &report);
         }
         Command::Resume(t) => {
-            let r = rotation(open_store(&cli.store).await?, t.strategy)?;
+            let r = rotation(open_store(&cli.store).await?, t.strategy).await?;
             let report = r.resume(&t.secret).await?;
             out.report("resumed", &report);
         }
         Command::Abort(t) => {
-            let r = rotation(open_store(&cli.store).await?, t.strategy)?;
+            let r = rotation(open_store(&cli.store).await?, t.strategy).await?;
             let report = r.abort(&t.secret).await?;
             out.abort(&report);
         }

@@ -162,11 +162,13 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         token: &str,
         rotation_token: Option<&str>,
     ) -> Result<StepOutcome, RotationError> {
+        // Boxed: the step futures are deep, and unboxed they push callers' futures past the
+        // compiler's type-layout depth limit.
         match step {
-            Step::CreateSecret => self.create_secret(arn, token, rotation_token).await,
-            Step::SetSecret => self.set_secret(arn, token).await,
-            Step::TestSecret => self.test_secret(arn, token).await,
-            Step::FinishSecret => self.finish_secret(arn, token).await,
+            Step::CreateSecret => Box::pin(self.create_secret(arn, token, rotation_token)).await,
+            Step::SetSecret => Box::pin(self.set_secret(arn, token)).await,
+            Step::TestSecret => Box::pin(self.test_secret(arn, token)).await,
+            Step::FinishSecret => Box::pin(self.finish_secret(arn, token)).await,
         }
     }
 
@@ -226,8 +228,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             let mut steps = Vec::with_capacity(4);
             // createSecret first: with a new token there is no stub to pass the entry checks
             // (RotateSecret would have made one); it stores the AWSPENDING version itself.
-            let outcome = self
-                .create_secret(arn, token, None)
+            let outcome = Box::pin(self.create_secret(arn, token, None))
                 .instrument(info_span!("rotation_step", step = "createSecret"))
                 .await?;
             steps.push((Step::CreateSecret, outcome));

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod rds;
 pub mod scram;
 
 use rotation_core::{
@@ -44,12 +45,22 @@ pub const PROFILE: EngineProfile = EngineProfile {
 pub struct PostgresRotator {
     strategy: Strategy,
     config: PgConfig,
+    rds: Option<rds::Rds>,
 }
 
 impl PostgresRotator {
     /// A rotator for `strategy`.
     pub fn new(strategy: Strategy, config: PgConfig) -> Self {
-        PostgresRotator { strategy, config }
+        PostgresRotator {
+            strategy,
+            config,
+            rds: None,
+        }
+    }
+    /// Uses the RDS API for RDS-managed master secrets and read-replica hosts.
+    pub fn with_rds(mut self, rds: rds::Rds) -> Self {
+        self.rds = Some(rds);
+        self
     }
     /// Single user.
     pub fn single_user(config: PgConfig) -> Self {
@@ -259,12 +270,20 @@ impl Rotator for PostgresRotator {
         current: &DatabaseSecret,
         tags: Option<&[(String, String)]>,
     ) -> Result<DatabaseSecret, EngineError> {
-        if tags.is_some() {
-            return Err(EngineError::new(
-                ErrorKind::InvalidInput,
-                "the master secret has no host: RDS-managed master secrets (found through the aws:rds:primarydbinstancearn / primarydbclusterarn tags) are not supported yet; add host, port and engine to the master secret",
-            ));
-        }
+        let master = match (tags, &self.rds) {
+            (None, _) => master,
+            (Some(tags), Some(rds)) => {
+                let endpoint = rds.managed_master_endpoint(tags).await?;
+                info!(host = %endpoint.host, "resolved an RDS-managed master secret through the RDS API");
+                rds::complete_master(master, &endpoint)?
+            }
+            (Some(_), None) => {
+                return Err(EngineError::new(
+                    ErrorKind::InvalidInput,
+                    "the master secret has no host; RDS-managed master secrets need the RDS API, which this rotator was built without",
+                ));
+            }
+        };
         // The master connects to the child's database (AWS 13a7a46).
         let dbname = match current.get("dbname") {
             Some(Value::String(s)) => Value::String(s.clone()),
@@ -273,5 +292,23 @@ impl Rotator for PostgresRotator {
         master
             .with_field("dbname", dbname)
             .map_err(|e| EngineError::new(ErrorKind::InvalidInput, e.to_string()))
+    }
+
+    async fn is_replica_of(
+        &self,
+        current: &DatabaseSecret,
+        master: &DatabaseSecret,
+    ) -> Result<bool, EngineError> {
+        match &self.rds {
+            Some(rds) => {
+                rds.is_replica(
+                    current.host().unwrap_or_default(),
+                    master.host().unwrap_or_default(),
+                    master.engine().unwrap_or_default(),
+                )
+                .await
+            }
+            None => Ok(false),
+        }
     }
 }

@@ -9,6 +9,7 @@
 use lambda_runtime::{LambdaEvent, service_fn};
 use rotation_core::{AwsSecretStore, PasswordPolicy, Rotation};
 use rotation_lambda::{Failure, handle, init_tracing, strategy_from_env};
+use rotation_postgres::rds::Rds;
 use rotation_postgres::{PROFILE, PgConfig, PostgresRotator};
 use serde_json::Value;
 
@@ -27,7 +28,8 @@ async fn run() -> Result<(), lambda_runtime::Error> {
     let config = PgConfig::from_env()?;
     let sdk = aws_config::from_env().load().await;
     let store = AwsSecretStore::from_sdk_config(&sdk);
-    let rotation = Rotation::new(store, PostgresRotator::new(strategy, config), policy);
+    let rotator = PostgresRotator::new(strategy, config).with_rds(Rds::from_sdk_config(&sdk));
+    let rotation = Rotation::new(store, rotator, policy);
     tracing::info!(strategy = %strategy, "rds-postgres rotation function ready");
     let rotation = &rotation;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
