@@ -106,3 +106,43 @@ pub async fn handle<S: SecretStore, R: Rotator>(
     let outcome = rotation.handle(&event).await?;
     Ok(json!({ "step": event.step.to_string(), "outcome": format!("{outcome:?}") }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rotation_core::testing::{FAKE_PROFILE, FakeDatabase, FakeRotator};
+    use rotation_core::{LocalSecretStore, PasswordPolicy};
+
+    fn rotation(dir: &std::path::Path) -> Rotation<LocalSecretStore, FakeRotator> {
+        Rotation::new(
+            LocalSecretStore::new(dir.join("s.json")),
+            FakeRotator::new(FakeDatabase::new(), Strategy::SingleUser),
+            PasswordPolicy::defaults(&FAKE_PROFILE.password),
+        )
+    }
+
+    #[tokio::test]
+    async fn bad_payloads_fail_with_a_stable_error_type_before_any_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = rotation(dir.path());
+        let f = handle(&r, &json!({"Step": "createSecret", "SecretId": "s"}))
+            .await
+            .unwrap_err();
+        assert_eq!(f.kind(), "InvalidEvent");
+        assert_eq!(f.message(), "No value provided for \"ClientRequestToken\".");
+        let d: Diagnostic = f.into();
+        assert_eq!(d.error_type, "InvalidEvent");
+        // No store file was created: nothing was called.
+        assert!(!dir.path().join("s.json").exists());
+    }
+
+    #[tokio::test]
+    async fn store_failures_carry_their_kind_and_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = rotation(dir.path());
+        let payload = json!({"Step": "createSecret", "SecretId": "missing", "ClientRequestToken": "0123456789abcdef0123456789abcdef"});
+        let f = handle(&r, &payload).await.unwrap_err();
+        assert_eq!(f.kind(), "SecretNotFound");
+        assert!(f.message().contains("describing secret missing"), "{f:?}");
+    }
+}
