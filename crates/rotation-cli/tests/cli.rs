@@ -134,3 +134,37 @@ fn run_status_abort_and_exit_codes_on_a_file_store() {
     let text = String::from_utf8_lossy(&with(&["status", "app"]).stdout).into_owned();
     assert!(text.contains("no rotation in flight"), "{text}");
 }
+
+#[test]
+fn secrets_manager_endpoint_is_honoured() {
+    // Checklist 2: AWS's SECRETS_MANAGER_ENDPOINT alone points the store at the service.
+    let moto = rotation_testkit::Moto::start().expect("start moto");
+    moto.python("sm.create_secret(Name='app', SecretString='{}')")
+        .unwrap();
+    let endpoint = moto.endpoint();
+    let env = [
+        ("SECRETS_MANAGER_ENDPOINT", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rotate"));
+    cmd.args(["--store", "aws", "--json", "status", "app"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+        .env_remove("ROTATE_STORE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status = stdout_json(&o);
+    assert_eq!(status["name"], "app");
+    assert!(
+        status["arn"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:secretsmanager:us-east-1:")
+    );
+}
