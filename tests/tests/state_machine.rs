@@ -268,7 +268,6 @@ async fn entry_checks(kind: Kind) {
 
 async fn create_secret_rules(kind: Kind) {
     let f = fixture(kind, Strategy::SingleUser).await;
-    let store = f.svc.store();
     use rotation_core::SecretStore;
     // Checklist 10: an existing pending value is kept (no new password).
     let t = token();
@@ -346,7 +345,6 @@ async fn create_secret_rules(kind: Kind) {
             .contains("host key is missing from secret JSON"),
         "{e}"
     );
-    drop(store);
 }
 
 async fn clone_name_too_long_writes_nothing(kind: Kind) {
