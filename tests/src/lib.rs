@@ -32,18 +32,6 @@ pub struct Service {
     )>,
 }
 
-/// SDK configuration for a moto server (static test credentials, no IMDS probing).
-pub async fn moto_sdk_config(moto: &Moto) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "test", "test", None, None, "testkit",
-        ))
-        .endpoint_url(moto.endpoint())
-        .load()
-        .await
-}
-
 impl Service {
     /// A fresh service of `kind`.
     pub async fn start(kind: Kind) -> Service {
@@ -59,7 +47,7 @@ impl Service {
             }
             Kind::Moto => {
                 let moto = Moto::start().expect("start moto (scripts/setup installs it)");
-                let config = moto_sdk_config(&moto).await;
+                let config = moto.sdk_config().await;
                 let client = aws_sdk_secretsmanager::Client::new(&config);
                 Service {
                     store: AnyStore::Aws(AwsSecretStore::new(client.clone())),

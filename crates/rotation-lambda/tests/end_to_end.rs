@@ -96,15 +96,15 @@ fn rotate_through_lambda(strategy: &str) {
     let watch = Watch::start(lambda_port, &env);
 
     let master = json!({"engine": "postgres", "host": "localhost", "port": pg.port(), "username": "postgres", "password": pg.superuser_password(), "ssl": true});
+    let function = moto
+        .create_function("rds-postgres")
+        .expect("register the function in moto");
     let out = moto
         .python(&format!(
             "m = sm.create_secret(Name='master', SecretString={master})['ARN']\n\
              app = {{'engine': 'postgres', 'host': 'localhost', 'port': str({port}), 'username': 'app', 'password': 'Initial-pw-1', 'dbname': 'postgres', 'ssl': True, 'masterarn': m}}\n\
              sm.create_secret(Name='app', SecretString=json.dumps(app))\n\
-             role = iam.create_role(RoleName='r', AssumeRolePolicyDocument='{{}}')['Role']['Arn']\n\
-             import io, zipfile\n\
-             buf = io.BytesIO(); z = zipfile.ZipFile(buf, 'w'); z.writestr('bootstrap', 'x'); z.close()\n\
-             fn = lam.create_function(FunctionName='rds-postgres', Runtime='provided.al2023', Role=role, Handler='bootstrap', Code={{'ZipFile': buf.getvalue()}})['FunctionArn']\n\
+             fn = '{function}'\n\
              for i in range(2):\n\
              \x20   d = sm.describe_secret(SecretId='app')\n\
              \x20   for v, s in d.get('VersionIdsToStages', {{}}).items():\n\

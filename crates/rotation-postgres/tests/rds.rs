@@ -10,15 +10,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 async fn rds_for(moto: &Moto) -> Rds {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_rds::config::Credentials::new(
-            "test", "test", None, None, "testkit",
-        ))
-        .endpoint_url(moto.endpoint())
-        .load()
-        .await;
-    Rds::from_sdk_config(&config)
+    Rds::from_sdk_config(&moto.sdk_config().await)
 }
 
 const FLEET: &str = r#"

@@ -82,6 +82,19 @@ impl Moto {
         self.port
     }
 
+    /// AWS SDK configuration for this server: region us-east-1, static test credentials, the
+    /// server as endpoint (so no instance-metadata probing).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "test", "test", None, None, "testkit",
+            ))
+            .endpoint_url(self.endpoint())
+            .load()
+            .await
+    }
+
     /// Environment for an SDK client or a child process to talk to this server.
     pub fn env(&self) -> Vec<(String, String)> {
         [
