@@ -56,7 +56,7 @@ async fn passwords_never_reach_logs_or_debug_output() {
                 Err(e) => printed += &format!("{e:?} {e} {}", rotation_core::error_chain(&e)),
             }
         }
-        let abort = rotation.abort("app").await;
+        let abort = rotation.abort("app", rotation_core::AbortMode::Safe).await;
         printed += &format!("{abort:?}");
 
         // Every password any version of either secret ever held.

@@ -3,8 +3,8 @@
 
 use rotation_core::testing::{FAKE_PROFILE, FakeDatabase, FakeRotator, Op};
 use rotation_core::{
-    AnyStore, Credentials, EventStep, PasswordPolicy, Rotation, RotationError, RotationEvent,
-    Stage, Step, StepOutcome, Strategy, Which,
+    AbortMode, AnyStore, Credentials, EventStep, PasswordPolicy, Rotation, RotationError,
+    RotationEvent, Stage, Step, StepOutcome, Strategy, Which,
 };
 use rotation_tests::{Kind, Service, token};
 use secrecy::SecretString;
@@ -550,8 +550,9 @@ async fn stale_pending_is_reported_and_aborted(kind: Kind) {
     let status = f.rotation.status(&f.secret).await.unwrap();
     assert_eq!(status.rotation_in_flight(), Some(t.as_str()));
 
-    let report = f.rotation.abort(&f.secret).await.unwrap();
-    assert!(report.restored_current_password);
+    let report = f.rotation.abort(&f.secret, AbortMode::Safe).await.unwrap();
+    assert_eq!(report.restored_with, Some(Credentials::Pending));
+    assert!(report.current_verified);
     assert!(
         f.logs_in(&f.current().await),
         "abort restores the current password"
@@ -565,7 +566,7 @@ async fn stale_pending_is_reported_and_aborted(kind: Kind) {
         None
     );
     assert!(matches!(
-        f.rotation.abort(&f.secret).await,
+        f.rotation.abort(&f.secret, AbortMode::Safe).await,
         Err(RotationError::NoRotationInFlight { .. })
     ));
 
@@ -576,8 +577,8 @@ async fn stale_pending_is_reported_and_aborted(kind: Kind) {
     // An abandoned RotateSecret stub with no value is aborted without touching the database.
     let g = fixture(kind, Strategy::AlternatingUsers).await;
     g.svc.start_rotation(&g.secret, &token()).await;
-    let report = g.rotation.abort(&g.secret).await.unwrap();
-    assert!(!report.restored_current_password);
+    let report = g.rotation.abort(&g.secret, AbortMode::Safe).await.unwrap();
+    assert_eq!(report.restored_with, None);
     g.rotation.rotate(&g.secret).await.unwrap();
     assert_eq!(g.current().await["username"], "app_clone");
 }

@@ -4,14 +4,14 @@
 //! new credentials log in and the old ones behave as the strategy promises.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rotation_core::{
-    DatabaseSecret, LocalSecretStore, PasswordPolicy, Rotation, SecretStore, Stage, Strategy,
-    VersionSelector,
+    DatabaseSecret, Deadline, LocalSecretStore, SecretStore, Stage, Strategy, VersionSelector,
 };
-use rotation_postgres::{PROFILE, PgConfig, PostgresRotator, connect};
+use rotation_engines::{Engine, Settings};
+use rotation_postgres::{PgConfig, connect};
 use rotation_testkit::{PgCluster, PgOptions};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -117,15 +117,13 @@ pub async fn run(store_file: Option<PathBuf>, json_out: bool) -> anyhow::Result<
     let mut app = base("app", "App-initial-1");
     app["masterarn"] = json!(master);
     put("demo/app", app).await?;
-    let policy = PasswordPolicy::from_env(&PROFILE.password)?;
-    let (store, config) = (demo.store.clone(), demo.config.clone());
-    let rotation = |strategy| {
-        Rotation::new(
-            store.clone(),
-            PostgresRotator::new(strategy, config.clone()),
-            policy.clone(),
-        )
+    // The same wiring as the Lambda binaries and `rotate run`, with the throwaway CA trusted.
+    let settings = Settings {
+        postgres: demo.config.clone(),
+        ..Settings::from_env(Engine::Postgres)?
     };
+    let store = demo.store.clone();
+    let rotation = |strategy| rotation_engines::rotation(store.clone(), &settings, strategy, None);
 
     // Single user: the user changes its own password; the old one stops working.
     demo.say("\n1. Single-user rotation of demo/reporting");
@@ -183,7 +181,7 @@ pub async fn run(store_file: Option<PathBuf>, json_out: bool) -> anyhow::Result<
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
             .fetch_one(&mut conn)
             .await?;
-        connect::close(conn).await;
+        connect::close(conn, Deadline::after(Duration::from_secs(5))).await;
         let ok = n == 2;
         demo.failed |= !ok;
         demo.say(&format!(

@@ -10,11 +10,16 @@ mod output;
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
 use rotation_core::{
-    AnyStore, AwsSecretStore, LocalSecretStore, PasswordPolicy, Rotation, RotationError, Strategy,
+    AbortMode, AnyStore, AwsSecretStore, LocalSecretStore, Options, Rotation, RotationError,
+    Strategy,
 };
-use rotation_postgres::{PROFILE, PgConfig, PostgresRotator};
+use rotation_engines::{Engine, Settings};
+use rotation_postgres::PostgresRotator;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +40,10 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Deadline of each step, in seconds: every database and store call of the step is bounded
+    /// by it.
+    #[arg(long, global = true, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
     /// Log progress to stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -48,8 +57,16 @@ enum Command {
     Run(Target),
     /// Finish the rotation in flight from the step it reached.
     Resume(Target),
-    /// Abandon the rotation in flight (a single-user password already changed is set back).
-    Abort(Target),
+    /// Abandon the rotation in flight: only once the AWSCURRENT credentials are proven to log
+    /// in (a single-user password already changed is set back first); otherwise nothing changes.
+    Abort {
+        #[command(flatten)]
+        target: Target,
+        /// Remove AWSPENDING even when the AWSCURRENT credentials cannot be proven to log in
+        /// (a database gone for good); says what it leaves behind.
+        #[arg(long)]
+        force: bool,
+    },
     /// Versions and stages of a secret, and any rotation in flight.
     Status {
         /// Secret name or ARN.
@@ -72,8 +89,15 @@ struct Target {
     #[arg(long, env = "ROTATION_STRATEGY", value_parser = parse_strategy)]
     strategy: Strategy,
     /// Database engine.
-    #[arg(long, default_value = "postgres", value_parser = ["postgres"])]
-    engine: String,
+    #[arg(long, default_value = "postgres", value_parser = parse_engine)]
+    engine: Engine,
+}
+
+fn parse_engine(s: &str) -> Result<Engine, String> {
+    Engine::parse(s).ok_or_else(|| {
+        let known: Vec<_> = Engine::ALL.iter().map(|e| e.name()).collect();
+        format!("unknown engine {s:?}: use one of {}", known.join(", "))
+    })
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
@@ -104,38 +128,23 @@ async fn open_store(spec: &str) -> anyhow::Result<AnyStore> {
 
 async fn rotation(
     store: AnyStore,
-    strategy: Strategy,
+    target: &Target,
+    timeout: u64,
 ) -> anyhow::Result<Rotation<AnyStore, PostgresRotator>> {
-    let policy = PasswordPolicy::from_env(&PROFILE.password)?;
-    let config = PgConfig::from_env()?;
-    let mut rotator = PostgresRotator::new(strategy, config);
-    if let AnyStore::Aws(_) = store {
-        // Managed master secrets and replica hosts need the RDS API; only with AWS.
-        let sdk = aws_config::from_env().load().await;
-        rotator = rotator.with_rds(rotation_postgres::rds::Rds::from_sdk_config(&sdk));
-    }
-    Ok(Rotation::new(store, rotator, policy))
-}
-
-/// Exit code for a rotation error (see the crate docs).
-fn exit_code(e: &RotationError) -> u8 {
-    match e.kind() {
-        "RotationInFlight" | "NoRotationInFlight" | "RotationNotEnabled" | "TokenNotStaged"
-        | "TokenNotPending" => 3,
-        "InvalidSecret"
-        | "UserMismatch"
-        | "HostMismatch"
-        | "UsernameTooLong"
-        | "MissingMasterArn"
-        | "MasterHostMismatch"
-        | "SecretNotFound"
-        | "SecretsManagerAccessDenied"
-        | "SecretsManagerError"
-        | "InvalidEvent"
-        | "InvalidStep" => 4,
-        "InvalidPasswordPolicy" => 2,
-        _ => 5,
-    }
+    let settings = Settings::from_env(target.engine)?;
+    // Managed master secrets and replica hosts need the RDS API; only with AWS.
+    let sdk = match store {
+        AnyStore::Aws(_) => Some(aws_config::from_env().load().await),
+        AnyStore::Local(_) => None,
+    };
+    let options = Options {
+        step_timeout: Duration::from_secs(timeout),
+        ..Options::default()
+    };
+    Ok(
+        rotation_engines::rotation(store, &settings, target.strategy, sdk.as_ref())
+            .with_options(options),
+    )
 }
 
 fn init_logs(verbose: u8) {
@@ -148,6 +157,7 @@ fn init_logs(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
@@ -161,18 +171,21 @@ async fn main() -> ExitCode {
         Err(e) => {
             let code = match e.downcast_ref::<RotationError>() {
                 Some(r) => {
-                    eprintln!("error [{}]: {}", r.kind(), rotation_core::error_chain(r));
-                    exit_code(r)
+                    eprintln!(
+                        "error [{}]: {}",
+                        r.kind(),
+                        output::escape(&rotation_core::error_chain(r))
+                    );
+                    r.category().exit_code()
                 }
                 None if e.downcast_ref::<UsageError>().is_some()
-                    || e.downcast_ref::<rotation_core::PolicyError>().is_some()
-                    || e.downcast_ref::<rotation_postgres::ConfigError>().is_some() =>
+                    || e.downcast_ref::<rotation_engines::ConfigError>().is_some() =>
                 {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", output::escape(&format!("{e:#}")));
                     2
                 }
                 None => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", output::escape(&format!("{e:#}")));
                     1
                 }
             };
@@ -185,30 +198,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
         Command::Run(t) => {
-            let r = rotation(open_store(&cli.store).await?, t.strategy).await?;
+            let r = rotation(open_store(&cli.store).await?, &t, cli.timeout).await?;
             let report = r.rotate(&t.secret).await?;
             out.report("rotated", &report);
         }
         Command::Resume(t) => {
-            let r = rotation(open_store(&cli.store).await?, t.strategy).await?;
+            let r = rotation(open_store(&cli.store).await?, &t, cli.timeout).await?;
             let report = r.resume(&t.secret).await?;
             out.report("resumed", &report);
         }
-        Command::Abort(t) => {
-            let r = rotation(open_store(&cli.store).await?, t.strategy).await?;
-            let report = r.abort(&t.secret).await?;
+        Command::Abort { target, force } => {
+            let r = rotation(open_store(&cli.store).await?, &target, cli.timeout).await?;
+            let mode = if force {
+                AbortMode::Force
+            } else {
+                AbortMode::Safe
+            };
+            let report = r.abort(&target.secret, mode).await?;
             out.abort(&report);
         }
         Command::Status { secret } => {
             let store = open_store(&cli.store).await?;
             use rotation_core::SecretStore;
-            let d = store
-                .describe(&secret)
-                .await
-                .map_err(|source| RotationError::Store {
-                    context: format!("describing secret {secret}"),
-                    source,
-                })?;
+            let deadline = rotation_core::Deadline::after(Duration::from_secs(cli.timeout));
+            let d = match deadline.run(store.describe(&secret)).await {
+                Ok(r) => r,
+                Err(_) => Err(rotation_core::StoreError::Timeout("DescribeSecret")),
+            }
+            .map_err(|source| RotationError::Store {
+                context: format!("describing secret {secret}"),
+                source,
+            })?;
             out.status(&d);
         }
         #[cfg(feature = "demo")]

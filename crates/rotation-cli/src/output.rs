@@ -17,10 +17,24 @@ pub fn describe_json(d: &SecretDescription) -> serde_json::Value {
     })
 }
 
+/// Text safe for a terminal: control characters (escape sequences included) are shown escaped,
+/// so a secret name cannot move the cursor or recolour the screen.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn status_text(d: &SecretDescription) -> String {
     let mut s = format!(
         "secret {}\n  rotation enabled: {}\n",
-        d.arn,
+        escape(&d.arn),
         match d.rotation_enabled {
             Some(true) => "yes",
             Some(false) => "no",
@@ -61,7 +75,7 @@ impl Output {
                 json!({"result": verb, "secret": r.secret, "version": r.token, "steps": steps})
             );
         } else {
-            println!("{verb} {} -> version {}", r.secret, r.token);
+            println!("{verb} {} -> version {}", escape(&r.secret), r.token);
             for (s, o) in &r.steps {
                 println!("  {:<13} {o:?}", s.as_str());
             }
@@ -72,12 +86,28 @@ impl Output {
         if self.json {
             println!(
                 "{}",
-                json!({"result": "aborted", "secret": r.secret, "version": r.token, "restored_current_password": r.restored_current_password})
+                json!({
+                    "result": "aborted",
+                    "secret": r.secret,
+                    "version": r.token,
+                    "restored_current_password": r.restored_with.is_some(),
+                    "restored_with": r.restored_with.map(|c| format!("{c:?}")),
+                    "current_verified": r.current_verified,
+                    "left_behind": r.left_behind,
+                })
             );
         } else {
-            println!("aborted rotation {} of {}", r.token, r.secret);
-            if r.restored_current_password {
-                println!("  the database password was set back to the AWSCURRENT value");
+            println!("aborted rotation {} of {}", r.token, escape(&r.secret));
+            if let Some(via) = r.restored_with {
+                println!(
+                    "  the database password was set back to the AWSCURRENT value (logged in with the {via:?} credentials)"
+                );
+            }
+            if r.current_verified {
+                println!("  the AWSCURRENT credentials log in");
+            }
+            if let Some(left) = &r.left_behind {
+                println!("  forced: {left}");
             }
         }
     }

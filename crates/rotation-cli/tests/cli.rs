@@ -121,16 +121,43 @@ fn run_status_abort_and_exit_codes_on_a_file_store() {
         "{err}"
     );
     assert!(!err.contains("Changed-out-of-band-1") && !err.contains("Initial-pw-1"));
-    // That failed run left a rotation in flight: run is refused (3); abort clears it.
+    // That failed run left a rotation in flight: run is refused (3). abort cannot prove that
+    // AWSCURRENT logs in (the password was changed out of band), so it changes nothing (3);
+    // --force removes AWSPENDING and says what it leaves behind.
     assert_eq!(
         with(&["run", "app", "--strategy", "single-user"])
             .status
             .code(),
         Some(3)
     );
-    let o = with(&["--json", "abort", "app", "--strategy", "single-user"]);
+    let before = String::from_utf8_lossy(&with(&["status", "app"]).stdout).into_owned();
+    let o = with(&["abort", "app", "--strategy", "single-user"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("AbortUnsafe") && err.contains("--force"),
+        "{err}"
+    );
+    let after = String::from_utf8_lossy(&with(&["status", "app"]).stdout).into_owned();
+    assert_eq!(before, after, "a refused abort changes no stage");
+    let o = with(&[
+        "--json",
+        "abort",
+        "--force",
+        "app",
+        "--strategy",
+        "single-user",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(stdout_json(&o)["result"], "aborted");
+    let report = stdout_json(&o);
+    assert_eq!(report["result"], "aborted");
+    assert_eq!(report["current_verified"], false);
+    assert!(
+        report["left_behind"]
+            .as_str()
+            .unwrap()
+            .contains("AbortUnsafe")
+    );
     let text = String::from_utf8_lossy(&with(&["status", "app"]).stdout).into_owned();
     assert!(text.contains("no rotation in flight"), "{text}");
 }

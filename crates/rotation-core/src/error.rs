@@ -30,6 +30,104 @@ impl std::fmt::Display for Which {
     }
 }
 
+/// Where a failure lies, for exit codes and alerting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCategory {
+    /// The process's configuration (environment, password policy, command line).
+    Configuration,
+    /// Refused by the secret's state: rotation disabled, one in flight or none, another
+    /// process holds the secret. Nothing was changed.
+    Refused,
+    /// The secret, its value, or the secret store.
+    Secret,
+    /// The database: login, TLS, permissions, timeouts.
+    Database,
+}
+
+impl ErrorCategory {
+    /// The `rotate` command's exit code for this category (0 is success, 1 is reserved for
+    /// unexpected failures outside these categories).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorCategory::Configuration => 2,
+            ErrorCategory::Refused => 3,
+            ErrorCategory::Secret => 4,
+            ErrorCategory::Database => 5,
+        }
+    }
+}
+
+/// Whose credentials a login used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The pending version (this rotation's token).
+    Pending,
+    /// `AWSCURRENT`.
+    Current,
+    /// `AWSPREVIOUS`.
+    Previous,
+    /// A version that no longer carries a label (recovery), by id.
+    Recovered(String),
+    /// The master secret.
+    Master,
+}
+
+impl std::fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialSource::Pending => f.write_str("AWSPENDING"),
+            CredentialSource::Current => f.write_str("AWSCURRENT"),
+            CredentialSource::Previous => f.write_str("AWSPREVIOUS"),
+            CredentialSource::Recovered(v) => write!(f, "unlabelled version {v}"),
+            CredentialSource::Master => f.write_str("master"),
+        }
+    }
+}
+
+/// One failed login.
+#[derive(Debug)]
+pub struct LoginAttempt {
+    /// Whose credentials.
+    pub source: CredentialSource,
+    /// Why it failed.
+    pub error: EngineError,
+}
+
+/// The logins a step tried, in order.
+#[derive(Debug, Default)]
+pub struct Attempts(pub Vec<LoginAttempt>);
+
+impl Attempts {
+    /// Records one.
+    pub fn push(&mut self, source: CredentialSource, error: EngineError) {
+        self.0.push(LoginAttempt { source, error });
+    }
+    /// The kind that best explains the failure: the current credentials' when tried, else the
+    /// first attempt's.
+    pub fn main_kind(&self) -> Option<ErrorKind> {
+        self.0
+            .iter()
+            .find(|a| a.source == CredentialSource::Current)
+            .or_else(|| self.0.first())
+            .map(|a| a.error.kind())
+    }
+}
+
+impl std::fmt::Display for Attempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no credentials to try");
+        }
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", a.source, crate::error::error_chain(&a.error))?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a rotation step failed. Every variant is a Lambda failure, so Secrets Manager retries
 /// (checklist 50). Messages follow AWS's wording where AWS has one, plus the cause.
 #[derive(Debug, thiserror::Error)]
@@ -116,16 +214,16 @@ pub enum RotationError {
         /// The limit.
         limit: usize,
     },
-    /// Single user: neither pending, current nor previous credentials log in.
+    /// Single user: no credentials the secret holds log in (pending, current, previous, nor
+    /// any recent unlabelled version). Every attempt is kept, with its kind.
     #[error(
-        "Unable to log into database with previous, current, or pending secret of secret arn {secret}: {source}"
+        "Unable to log into database with previous, current, or pending secret of secret arn {secret}: {attempts}"
     )]
     NoWorkingCredentials {
         /// Secret ARN.
         secret: String,
-        /// Why the current credentials failed.
-        #[source]
-        source: EngineError,
+        /// Every login tried, in order.
+        attempts: Attempts,
     },
     /// Alternating users: the current credentials must log in before the master secret is used.
     #[error("Unable to log into database using current credentials for secret {secret}: {source}")]
@@ -227,6 +325,37 @@ pub enum RotationError {
         #[source]
         source: EngineError,
     },
+    /// The claim on the secret is held by another process (driver).
+    #[error(
+        "another rotate command is working on secret {secret} right now; try again when it has finished"
+    )]
+    Busy {
+        /// Secret ARN.
+        secret: String,
+    },
+    /// `AWSPENDING` left this rotation's version while it ran (another rotation took the
+    /// secret); nothing was changed in the database by this step.
+    #[error(
+        "version {token} of secret {secret} is no longer AWSPENDING (another rotation started); stopping without changing the database"
+    )]
+    PendingMoved {
+        /// Token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+    },
+    /// abort could not prove that the AWSCURRENT credentials log in, so it changed nothing.
+    #[error(
+        "abort: refusing to abandon version {token} of secret {secret}: the AWSCURRENT credentials do not log in and could not be restored, so removing AWSPENDING could strand the password the database holds; resume the rotation, fix the database, or use --force: {attempts}"
+    )]
+    AbortUnsafe {
+        /// Token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+        /// Every login tried.
+        attempts: Attempts,
+    },
     /// A Secrets Manager call failed.
     #[error("{context}: {source}")]
     Store {
@@ -257,6 +386,9 @@ impl RotationError {
             HostMismatch { .. } => "HostMismatch",
             UsernameTooLong { .. } => "UsernameTooLong",
             NoWorkingCredentials { .. } => "NoWorkingCredentials",
+            Busy { .. } => "RotationBusy",
+            PendingMoved { .. } => "PendingMoved",
+            AbortUnsafe { .. } => "AbortUnsafe",
             CurrentLoginFailed { .. } => "CurrentLoginFailed",
             MissingMasterArn { .. } => "MissingMasterArn",
             MasterHostMismatch { .. } => "MasterHostMismatch",
@@ -270,9 +402,49 @@ impl RotationError {
             Store { source, .. } => match source {
                 StoreError::NotFound(_) => "SecretNotFound",
                 StoreError::AccessDenied(_) => "SecretsManagerAccessDenied",
+                StoreError::Timeout(_) => "SecretsManagerTimeout",
+                StoreError::Busy(_) => "RotationBusy",
+                StoreError::Conflict(_) => "RotationInFlight",
                 _ => "SecretsManagerError",
             },
             Engine(_) => "DatabaseError",
+        }
+    }
+
+    /// Where the problem lies: drives the CLI's exit codes and groups the Lambda's `errorType`s.
+    pub fn category(&self) -> ErrorCategory {
+        use RotationError::*;
+        match self {
+            Policy(_) => ErrorCategory::Configuration,
+            NotEnabled { .. }
+            | TokenNotStaged { .. }
+            | TokenNotPending { .. }
+            | RotationInFlight { .. }
+            | NoRotationInFlight { .. }
+            | Busy { .. }
+            | PendingMoved { .. }
+            | AbortUnsafe { .. } => ErrorCategory::Refused,
+            Event(_)
+            | InvalidStep { .. }
+            | InvalidSecret { .. }
+            | UserMismatch { .. }
+            | HostMismatch { .. }
+            | UsernameTooLong { .. }
+            | MissingMasterArn { .. }
+            | MasterHostMismatch { .. } => ErrorCategory::Secret,
+            Store { source, .. } => match source {
+                StoreError::Busy(_) | StoreError::Conflict(_) => ErrorCategory::Refused,
+                _ => ErrorCategory::Secret,
+            },
+            NoWorkingCredentials { .. }
+            | CurrentLoginFailed { .. }
+            | MasterLoginFailed { .. }
+            | SetPasswordFailed { .. }
+            | PendingTestFailed { .. }
+            | PendingNotVerified { .. }
+            | RollbackFailed { .. } => ErrorCategory::Database,
+            Engine(e) if e.kind() == ErrorKind::InvalidInput => ErrorCategory::Secret,
+            Engine(_) => ErrorCategory::Database,
         }
     }
 
@@ -280,8 +452,10 @@ impl RotationError {
     pub fn engine_kind(&self) -> Option<ErrorKind> {
         use RotationError::*;
         match self {
-            NoWorkingCredentials { source, .. }
-            | CurrentLoginFailed { source, .. }
+            NoWorkingCredentials { attempts, .. } | AbortUnsafe { attempts, .. } => {
+                attempts.main_kind()
+            }
+            CurrentLoginFailed { source, .. }
             | MasterLoginFailed { source, .. }
             | SetPasswordFailed { source, .. }
             | PendingTestFailed { source, .. }

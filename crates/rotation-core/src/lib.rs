@@ -26,6 +26,8 @@
 //! - [`Rotation`]: `handle(event)` and the driver `rotate` / `resume` / `abort` / `status`.
 //! - [`error`]: [`RotationError`] with stable kinds.
 
+pub mod deadline;
+mod driver;
 pub mod error;
 pub mod event;
 pub mod policy;
@@ -38,15 +40,19 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{RotationError, Which, error_chain};
+pub use deadline::Deadline;
+pub use driver::{AbortMode, AbortReport, RotationReport};
+pub use error::{
+    Attempts, CredentialSource, ErrorCategory, LoginAttempt, RotationError, Which, error_chain,
+};
 pub use event::{EventError, EventStep, RotationEvent, Step};
 pub use policy::{PasswordDefaults, PasswordPolicy, PolicyError};
-pub use rotation::{AbortReport, Options, Rotation, RotationReport};
-pub use rotator::{Acting, EngineError, EngineProfile, ErrorKind, Rotator};
+pub use rotation::{Options, Rotation};
+pub use rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
 pub use secret::{DatabaseSecret, DbName, SecretError, SslKey};
 pub use stage::{Stage, Strategy};
 pub use steps::{Credentials, StepOutcome};
 pub use store::{
-    AnyStore, AwsSecretStore, LocalSecretStore, SecretDescription, SecretStore, SecretValue,
-    StageMove, StoreError, VersionSelector, VersionStages,
+    AnyStore, AwsSecretStore, Claim, LocalSecretStore, SecretDescription, SecretStore, SecretValue,
+    StageMove, StoreError, VersionInfo, VersionSelector, VersionStages,
 };

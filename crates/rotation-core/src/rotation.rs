@@ -1,29 +1,37 @@
-//! The two entry points: [`Rotation::handle`] (the Lambda contract, one step per call) and the
-//! in-process driver [`Rotation::rotate`] / [`Rotation::resume`] / [`Rotation::abort`].
+//! The Lambda contract: [`Rotation::handle`] checks an event against the secret (AWS's entry
+//! checks, checklist 3-7) and dispatches the one step it names. The in-process driver
+//! (`rotate`, `resume`, `abort`, `status`) is in `driver.rs` and runs the same step functions.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::error::{RotationError, Which};
+use crate::deadline::Deadline;
+use crate::error::RotationError;
 use crate::event::{EventStep, RotationEvent, Step};
 use crate::policy::PasswordPolicy;
-use crate::rotator::{Acting, Rotator};
-use crate::stage::{Stage, Strategy};
-use crate::steps::StepOutcome;
-use crate::store::{SecretDescription, SecretStore, StageMove};
+use crate::rotator::Rotator;
+use crate::stage::Stage;
+use crate::steps::{self, StepContext, StepOutcome};
+use crate::store::{SecretDescription, SecretStore};
 
 /// Behaviour switches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// finishSecret proves the pending credentials log in before promoting them (W23).
     pub verify_before_finish: bool,
+    /// The deadline of each step when the caller gives none (the driver, `handle`).
+    pub step_timeout: Duration,
+    /// How many unlabelled versions, newest first, recovery may try.
+    pub recovery_limit: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             verify_before_finish: true,
+            step_timeout: Duration::from_secs(60),
+            recovery_limit: 10,
         }
     }
 }
@@ -36,28 +44,6 @@ pub struct Rotation<S, R> {
     pub(crate) rotator: R,
     pub(crate) policy: PasswordPolicy,
     pub(crate) options: Options,
-}
-
-/// What a whole rotation did (driver).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RotationReport {
-    /// Secret ARN.
-    pub secret: String,
-    /// The rotated version.
-    pub token: String,
-    /// Each step and its outcome.
-    pub steps: Vec<(Step, StepOutcome)>,
-}
-
-/// What an abort did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AbortReport {
-    /// Secret ARN.
-    pub secret: String,
-    /// The abandoned version.
-    pub token: String,
-    /// Whether the database had to be set back to the current password.
-    pub restored_current_password: bool,
 }
 
 impl<S: SecretStore, R: Rotator> Rotation<S, R> {
@@ -77,6 +63,11 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         self
     }
 
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
@@ -87,8 +78,37 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         &self.rotator
     }
 
-    /// Handles one Lambda invocation with AWS's entry checks (checklist 3-7), then the step.
+    pub(crate) fn context<'a>(
+        &'a self,
+        description: &'a SecretDescription,
+        token: &'a str,
+        deadline: Deadline,
+    ) -> StepContext<'a, S, R> {
+        StepContext {
+            store: &self.store,
+            rotator: &self.rotator,
+            policy: &self.policy,
+            options: &self.options,
+            arn: &description.arn,
+            token,
+            description,
+            deadline,
+        }
+    }
+
+    /// Handles one invocation within [`Options::step_timeout`].
     pub async fn handle(&self, event: &RotationEvent) -> Result<StepOutcome, RotationError> {
+        self.handle_until(event, Deadline::after(self.options.step_timeout))
+            .await
+    }
+
+    /// Handles one invocation (AWS's entry checks, then the step), every store and database
+    /// call bounded by `deadline`.
+    pub async fn handle_until(
+        &self,
+        event: &RotationEvent,
+        deadline: Deadline,
+    ) -> Result<StepOutcome, RotationError> {
         let span = info_span!(
             "rotation_step",
             secret_id = %event.secret_id,
@@ -99,7 +119,9 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         );
         async {
             let started = Instant::now();
-            let result = self.handle_inner(event).await;
+            // Boxed: the step futures are deep, and unboxed they push callers' futures past
+            // the compiler's type-layout depth limit.
+            let result = Box::pin(self.checked_step(event, deadline)).await;
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             match &result {
                 Ok(outcome) => info!(outcome = ?outcome, duration_ms, "step finished"),
@@ -117,10 +139,13 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         .await
     }
 
-    async fn handle_inner(&self, event: &RotationEvent) -> Result<StepOutcome, RotationError> {
-        let secret_id = event.secret_id.as_str();
+    async fn checked_step(
+        &self,
+        event: &RotationEvent,
+        deadline: Deadline,
+    ) -> Result<StepOutcome, RotationError> {
         let token = event.client_request_token.as_str();
-        let description = self.describe(secret_id).await?;
+        let description = self.describe(&event.secret_id, deadline).await?;
         let arn = description.arn.as_str();
         if description.rotation_enabled == Some(false) {
             return Err(RotationError::NotEnabled { secret: arn.into() });
@@ -151,158 +176,26 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             }
         };
         // Work on the ARN from here, as AWS's functions do.
-        self.run_step(step, arn, token, event.rotation_token.as_deref())
-            .await
-    }
-
-    async fn run_step(
-        &self,
-        step: Step,
-        arn: &str,
-        token: &str,
-        rotation_token: Option<&str>,
-    ) -> Result<StepOutcome, RotationError> {
-        // Boxed: the step futures are deep, and unboxed they push callers' futures past the
-        // compiler's type-layout depth limit.
+        let ctx = self.context(&description, token, deadline);
         match step {
-            Step::CreateSecret => Box::pin(self.create_secret(arn, token, rotation_token)).await,
-            Step::SetSecret => Box::pin(self.set_secret(arn, token)).await,
-            Step::TestSecret => Box::pin(self.test_secret(arn, token)).await,
-            Step::FinishSecret => Box::pin(self.finish_secret(arn, token)).await,
+            Step::CreateSecret => steps::create::run(&ctx, event.rotation_token.as_deref()).await,
+            Step::SetSecret => steps::set::run(&ctx).await,
+            Step::TestSecret => steps::test::run(&ctx).await,
+            Step::FinishSecret => steps::finish::run(&ctx).await,
         }
     }
 
-    async fn describe(&self, secret_id: &str) -> Result<SecretDescription, RotationError> {
-        self.store
-            .describe(secret_id)
-            .await
-            .map_err(RotationError::store(format!(
-                "describing secret {secret_id}"
-            )))
-    }
-
-    /// The secret's versions and stages, and any rotation in flight.
-    pub async fn status(&self, secret_id: &str) -> Result<SecretDescription, RotationError> {
-        self.describe(secret_id).await
-    }
-
-    /// Performs a whole rotation in-process: refuses when rotation is disabled or another
-    /// rotation is in flight, then runs the four steps with a new token.
-    pub async fn rotate(&self, secret_id: &str) -> Result<RotationReport, RotationError> {
-        let description = self.describe(secret_id).await?;
-        if description.rotation_enabled == Some(false) {
-            return Err(RotationError::NotEnabled {
-                secret: description.arn,
-            });
+    pub(crate) async fn describe(
+        &self,
+        secret_id: &str,
+        deadline: Deadline,
+    ) -> Result<SecretDescription, RotationError> {
+        let context = || format!("describing secret {secret_id}");
+        match deadline.run(self.store.describe(secret_id)).await {
+            Ok(r) => r.map_err(RotationError::store(context())),
+            Err(_) => Err(RotationError::store(context())(
+                crate::store::StoreError::Timeout("DescribeSecret"),
+            )),
         }
-        if let Some(version) = description.rotation_in_flight() {
-            return Err(RotationError::RotationInFlight {
-                secret: description.arn.clone(),
-                version: version.to_string(),
-            });
-        }
-        let token = uuid::Uuid::new_v4().to_string();
-        self.drive(&description.arn, &token).await
-    }
-
-    /// Finishes the rotation in flight, from whatever step it reached.
-    pub async fn resume(&self, secret_id: &str) -> Result<RotationReport, RotationError> {
-        let description = self.describe(secret_id).await?;
-        if description.rotation_enabled == Some(false) {
-            return Err(RotationError::NotEnabled {
-                secret: description.arn,
-            });
-        }
-        let token = description
-            .rotation_in_flight()
-            .ok_or_else(|| RotationError::NoRotationInFlight {
-                secret: description.arn.clone(),
-            })?
-            .to_string();
-        self.drive(&description.arn, &token).await
-    }
-
-    async fn drive(&self, arn: &str, token: &str) -> Result<RotationReport, RotationError> {
-        let span = info_span!("rotation", secret_id = %arn, token = %token);
-        async {
-            let mut steps = Vec::with_capacity(4);
-            // createSecret first: with a new token there is no stub to pass the entry checks
-            // (RotateSecret would have made one); it stores the AWSPENDING version itself.
-            let outcome = Box::pin(self.create_secret(arn, token, None))
-                .instrument(info_span!("rotation_step", step = "createSecret"))
-                .await?;
-            steps.push((Step::CreateSecret, outcome));
-            for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
-                let outcome = self.handle(&RotationEvent::new(step, arn, token)).await?;
-                steps.push((step, outcome));
-            }
-            info!("rotation complete");
-            Ok(RotationReport {
-                secret: arn.to_string(),
-                token: token.to_string(),
-                steps,
-            })
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// Abandons the rotation in flight: removes `AWSPENDING` from its version. For single-user
-    /// rotations whose setSecret already changed the database password, the password is first
-    /// set back to the current one, so the current secret keeps working (no orphaned password,
-    /// W6). Fails, changing nothing, when that is not possible.
-    pub async fn abort(&self, secret_id: &str) -> Result<AbortReport, RotationError> {
-        let description = self.describe(secret_id).await?;
-        let arn = description.arn.clone();
-        let token = description
-            .rotation_in_flight()
-            .ok_or_else(|| RotationError::NoRotationInFlight {
-                secret: arn.clone(),
-            })?
-            .to_string();
-        let mut restored = false;
-        if self.rotator.strategy() == Strategy::SingleUser {
-            let pending = match self.load(&arn, Which::Pending, Some(&token)).await {
-                Ok(p) => Some(p),
-                Err(RotationError::Store { source, .. }) if source.is_not_found() => None,
-                Err(e) => return Err(e),
-            };
-            if let Some(pending) = pending {
-                let current = self.load(&arn, Which::Current, None).await?;
-                if self.rotator.check_login(&current).await.is_err()
-                    && self.rotator.check_login(&pending).await.is_ok()
-                {
-                    self.rotator
-                        .set_password(Acting::Own(&pending), &current)
-                        .await
-                        .map_err(|source| RotationError::RollbackFailed {
-                            token: token.clone(),
-                            secret: arn.clone(),
-                            source,
-                        })?;
-                    restored = true;
-                    info!("abort: database password set back to the AWSCURRENT value");
-                }
-            }
-        }
-        self.store
-            .update_stage(
-                &arn,
-                StageMove {
-                    stage: Stage::Pending,
-                    move_to: None,
-                    remove_from: Some(&token),
-                },
-            )
-            .await
-            .map_err(RotationError::store(format!(
-                "removing AWSPENDING from version {token} of secret {arn}"
-            )))?;
-        info!(token = %token, "abort: rotation abandoned");
-        Ok(AbortReport {
-            secret: arn,
-            token,
-            restored_current_password: restored,
-        })
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 
+use crate::deadline::Deadline;
 use crate::policy::PasswordDefaults;
 use crate::secret::DatabaseSecret;
 use crate::stage::Strategy;
@@ -92,6 +93,11 @@ impl EngineError {
         self.source = Some(source.into());
         self
     }
+    /// Adds advice to the message (what to change). Must not contain secret values.
+    pub fn with_note(mut self, note: &str) -> Self {
+        self.message = format!("{}; {note}", self.message);
+        self
+    }
     /// The kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -116,68 +122,62 @@ impl std::error::Error for EngineError {
     }
 }
 
-/// Whose credentials perform the password change.
-#[derive(Clone, Copy)]
-pub enum Acting<'a> {
-    /// The user changes its own password, logged in with these credentials (current, previous,
-    /// or, when an abort rolls back, pending).
-    Own(&'a DatabaseSecret),
-    /// The master user sets (or creates) the pending user, which must end up with the same
-    /// privileges as `current`'s user.
-    Master {
-        /// The master secret, connection details resolved.
-        master: &'a DatabaseSecret,
-        /// The secret currently in use.
-        current: &'a DatabaseSecret,
-    },
-}
-
-impl fmt::Debug for Acting<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Acting::Own(s) => f.debug_tuple("Own").field(s).finish(),
-            Acting::Master { master, current } => f
-                .debug_struct("Master")
-                .field("master", master)
-                .field("current", current)
-                .finish(),
-        }
-    }
-}
-
 /// An engine's rotation operations for one strategy.
 ///
-/// Core calls these from the step functions; implementations must be idempotent (each may be
-/// retried after a crash at any point) and must never put a secret value into an error message.
+/// Core owns the algorithm (which credentials to try, in which order, when to stop); an engine
+/// only logs in and acts on the session that logged in. A step keeps the session of the login
+/// it needs and closes every session it opened, so no login is repeated within a step.
+///
+/// Implementations must be idempotent (each operation may be retried after a crash at any
+/// point), must bound every network call by the [`Deadline`] given at login, and must never put
+/// a secret value into an error message.
 pub trait Rotator: Send + Sync {
+    /// One logged-in connection.
+    type Session: Send;
+
     /// The engine.
     fn profile(&self) -> &EngineProfile;
 
     /// The strategy this rotator implements.
     fn strategy(&self) -> Strategy;
 
-    /// Logs in with `secret`'s credentials and runs a trivial query.
-    fn check_login(
+    /// Logs in with `secret`'s credentials. A session is the proof that they work; every later
+    /// call on it is bounded by `deadline` too.
+    fn login(
         &self,
         secret: &DatabaseSecret,
-    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Self::Session, EngineError>> + Send;
 
-    /// Makes the database accept `target`'s password for `target`'s user. With
-    /// [`Acting::Master`], creates the user when missing and (re)asserts that it holds the same
-    /// privileges as the current user.
-    fn set_password(
+    /// Single user (and abort's restore): on a session logged in as `target`'s user (with any
+    /// of its passwords), makes the database accept `target`'s password.
+    fn set_own_password(
         &self,
-        acting: Acting<'_>,
+        session: &mut Self::Session,
         target: &DatabaseSecret,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
-    /// testSecret: proves the pending credentials work. `current` is given for alternating
-    /// users, to check the pending user still holds the current user's privileges.
-    fn test_pending(
+    /// Alternating users: on a session logged in as the master, creates `target`'s user when
+    /// missing, sets its password, and (re)asserts that it holds the same privileges as
+    /// `current`'s user.
+    fn set_password_as_master(
         &self,
+        session: &mut Self::Session,
+        current: &DatabaseSecret,
+        target: &DatabaseSecret,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// testSecret, on a session logged in as the pending user: runs a trivial query and, for
+    /// alternating users (`current` given), checks the pair still shares its privileges.
+    fn test_session(
+        &self,
+        session: &mut Self::Session,
         pending: &DatabaseSecret,
         current: Option<&DatabaseSecret>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Closes the session cleanly (the protocol's goodbye, bounded), never left to time out.
+    fn close(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
 
     /// Completes a master secret before use: connection details of managed master secrets
     /// (`tags` are the master secret's tags, given when it has no `host`), the database to

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::deadline::Deadline;
 use crate::policy::PasswordDefaults;
-use crate::rotator::{Acting, EngineError, EngineProfile, ErrorKind, Rotator};
+use crate::rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
 use crate::secret::DatabaseSecret;
 use crate::stage::Strategy;
 
@@ -42,6 +43,7 @@ struct State {
     fail: BTreeMap<Op, usize>,
     logins: usize,
     password_changes: usize,
+    open_sessions: usize,
     unreachable: bool,
 }
 
@@ -130,6 +132,45 @@ impl FakeDatabase {
         }
     }
 
+    /// Sessions logged in and not closed yet.
+    pub fn open_sessions(&self) -> usize {
+        self.state.lock().unwrap().open_sessions
+    }
+
+    /// Applies a password change (`member_of`: the master adds the user to that role).
+    fn change(&self, target: &DatabaseSecret, member_of: Option<&str>) -> Result<(), EngineError> {
+        let mut s = self.state.lock().unwrap();
+        if s.unreachable {
+            return Err(EngineError::new(
+                ErrorKind::Unreachable,
+                "fake database is unreachable",
+            ));
+        }
+        if Self::take_failure(&mut s, Op::SetPasswordBefore) {
+            return Err(EngineError::new(
+                ErrorKind::Timeout,
+                "injected failure before the change",
+            ));
+        }
+        let user = target.username().unwrap_or_default().to_string();
+        let password = target
+            .password()
+            .map(|p| p.expose_secret().to_string())
+            .unwrap_or_default();
+        s.users.insert(user.clone(), password);
+        if let Some(role) = member_of {
+            s.members.entry(user).or_default().insert(role.to_string());
+        }
+        s.password_changes += 1;
+        if Self::take_failure(&mut s, Op::SetPasswordAfter) {
+            return Err(EngineError::new(
+                ErrorKind::Timeout,
+                "injected failure after the change",
+            ));
+        }
+        Ok(())
+    }
+
     fn login(&self, secret: &DatabaseSecret) -> Result<(), EngineError> {
         let mut s = self.state.lock().unwrap();
         s.logins += 1;
@@ -175,7 +216,15 @@ impl FakeRotator {
     }
 }
 
+/// A logged-in fake session: who logged in.
+#[derive(Debug)]
+pub struct FakeSession {
+    user: String,
+}
+
 impl Rotator for FakeRotator {
+    type Session = FakeSession;
+
     fn profile(&self) -> &EngineProfile {
         &FAKE_PROFILE
     }
@@ -184,61 +233,45 @@ impl Rotator for FakeRotator {
         self.strategy
     }
 
-    async fn check_login(&self, secret: &DatabaseSecret) -> Result<(), EngineError> {
-        self.db.login(secret)
+    async fn login(
+        &self,
+        secret: &DatabaseSecret,
+        _deadline: Deadline,
+    ) -> Result<FakeSession, EngineError> {
+        self.db.login(secret)?;
+        self.db.state.lock().unwrap().open_sessions += 1;
+        Ok(FakeSession {
+            user: secret.username().unwrap_or_default().to_string(),
+        })
     }
 
-    async fn set_password(
+    async fn set_own_password(
         &self,
-        acting: Acting<'_>,
+        session: &mut FakeSession,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        let login = match acting {
-            Acting::Own(s) => s,
-            Acting::Master { master, .. } => master,
-        };
-        self.db.login(login)?;
-        let mut s = self.db.state.lock().unwrap();
-        if FakeDatabase::take_failure(&mut s, Op::SetPasswordBefore) {
+        if target.username() != Some(session.user.as_str()) {
             return Err(EngineError::new(
-                ErrorKind::Timeout,
-                "injected failure before the change",
+                ErrorKind::PermissionDenied,
+                "a user may only change its own password",
             ));
         }
-        let user = target.username().unwrap_or_default().to_string();
-        let password = target
-            .password()
-            .map(|p| p.expose_secret().to_string())
-            .unwrap_or_default();
-        match acting {
-            Acting::Own(me) => {
-                if me.username() != Some(user.as_str()) {
-                    return Err(EngineError::new(
-                        ErrorKind::PermissionDenied,
-                        "a user may only change its own password",
-                    ));
-                }
-                s.users.insert(user, password);
-            }
-            Acting::Master { current, .. } => {
-                let role = current.username().unwrap_or_default().to_string();
-                s.users.insert(user.clone(), password);
-                s.members.entry(user).or_default().insert(role);
-            }
-        }
-        s.password_changes += 1;
-        if FakeDatabase::take_failure(&mut s, Op::SetPasswordAfter) {
-            return Err(EngineError::new(
-                ErrorKind::Timeout,
-                "injected failure after the change",
-            ));
-        }
-        Ok(())
+        self.db.change(target, None)
     }
 
-    async fn test_pending(
+    async fn set_password_as_master(
         &self,
-        pending: &DatabaseSecret,
+        _session: &mut FakeSession,
+        current: &DatabaseSecret,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        self.db.change(target, current.username())
+    }
+
+    async fn test_session(
+        &self,
+        session: &mut FakeSession,
+        _pending: &DatabaseSecret,
         current: Option<&DatabaseSecret>,
     ) -> Result<(), EngineError> {
         {
@@ -250,10 +283,9 @@ impl Rotator for FakeRotator {
                 ));
             }
         }
-        self.db.login(pending)?;
         if let Some(current) = current {
             let role = current.username().unwrap_or_default();
-            let user = pending.username().unwrap_or_default();
+            let user = session.user.as_str();
             // The original user of the pair is the role itself.
             if !role.ends_with("_clone") && !self.db.memberships(user).contains(role) {
                 return Err(EngineError::new(
@@ -263,5 +295,9 @@ impl Rotator for FakeRotator {
             }
         }
         Ok(())
+    }
+
+    async fn close(&self, _session: FakeSession) {
+        self.db.state.lock().unwrap().open_sessions -= 1;
     }
 }

@@ -1,38 +1,42 @@
-//! Shared plumbing of the Lambda binaries: configuration read once at start, JSON tracing, and
-//! the mapping of rotation errors to Lambda error reports with stable `errorType`s.
+//! The engine-free Lambda glue shared by every binary: a start-up check that this is Lambda,
+//! JSON tracing, the invocation's deadline, and the mapping of rotation errors to Lambda error
+//! reports with stable `errorType`s. An engine's binary reads its configuration, builds its
+//! [`Rotation`] and calls [`serve`].
 
 use std::fmt;
+use std::time::Duration;
 
-use lambda_runtime::Diagnostic;
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use rotation_core::{
-    Rotation, RotationError, RotationEvent, Rotator, SecretStore, Strategy, error_chain,
+    Deadline, Rotation, RotationError, RotationEvent, Rotator, SecretStore, error_chain,
 };
 use serde_json::{Value, json};
 
-/// `ROTATION_STRATEGY`: `single-user` or `alternating-users`.
-pub const STRATEGY_ENV: &str = "ROTATION_STRATEGY";
+/// Time kept back from the invocation's deadline to report a failure (W16).
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 
-/// A configuration problem found at start, before any event is accepted.
+/// The variable the Lambda runtime sets; without it there is nothing to serve.
+pub const RUNTIME_API_ENV: &str = "AWS_LAMBDA_RUNTIME_API";
+
+/// A problem found at start, before any event is accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// `ROTATION_STRATEGY` is missing or unknown.
-    #[error("{STRATEGY_ENV} must be `single-user` or `alternating-users`, got {0:?}")]
-    Strategy(Option<String>),
-    /// Password policy variables are unusable.
+    /// The process is not running under a Lambda runtime.
+    #[error(
+        "{RUNTIME_API_ENV} is not set: this binary is a Lambda function and runs under the Lambda runtime (deploy it, or run it locally with `cargo lambda watch`); to rotate from a shell, use the `rotate` command"
+    )]
+    NotInLambda,
+    /// The configuration is unusable.
     #[error(transparent)]
-    Policy(#[from] rotation_core::PolicyError),
-    /// Engine configuration is unusable.
-    #[error(transparent)]
-    Postgres(#[from] rotation_postgres::ConfigError),
+    Config(#[from] rotation_engines::ConfigError),
 }
 
-/// Reads `ROTATION_STRATEGY`.
-pub fn strategy_from_env() -> Result<Strategy, StartupError> {
-    let value = std::env::var(STRATEGY_ENV).ok();
-    value
-        .as_deref()
-        .and_then(Strategy::parse)
-        .ok_or(StartupError::Strategy(value))
+/// Fails unless the Lambda runtime API is there to serve.
+pub fn require_lambda() -> Result<(), StartupError> {
+    match std::env::var(RUNTIME_API_ENV) {
+        Ok(v) if !v.trim().is_empty() => Ok(()),
+        _ => Err(StartupError::NotInLambda),
+    }
 }
 
 /// JSON logs to stdout (CloudWatch), level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`, INFO by
@@ -85,6 +89,12 @@ impl From<RotationError> for Failure {
     }
 }
 
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
 impl From<Failure> for Diagnostic {
     fn from(f: Failure) -> Self {
         Diagnostic {
@@ -94,24 +104,64 @@ impl From<Failure> for Diagnostic {
     }
 }
 
-/// Handles one invocation payload: parse, run the step, report the outcome.
+/// Handles one invocation payload within `deadline`: parse, run the step, report the outcome.
 pub async fn handle<S: SecretStore, R: Rotator>(
     rotation: &Rotation<S, R>,
     payload: &Value,
+    deadline: Deadline,
 ) -> Result<Value, Failure> {
     let event = RotationEvent::from_json(payload).map_err(|e| {
         tracing::error!(error = %e, "invalid rotation event");
         Failure::from(RotationError::from(e))
     })?;
-    let outcome = rotation.handle(&event).await?;
+    let outcome = rotation.handle_until(&event, deadline).await?;
     Ok(json!({ "step": event.step.to_string(), "outcome": format!("{outcome:?}") }))
+}
+
+/// The step's deadline from the invocation's (`Lambda-Runtime-Deadline-Ms`, milliseconds since
+/// the Unix epoch), less [`DEADLINE_MARGIN`]. Some local emulators (`cargo lambda watch`) send
+/// the function's timeout instead of a time; a value too small to be a time is read that way.
+pub fn invocation_deadline(deadline_ms: u64) -> Deadline {
+    /// 2001-09-09 in milliseconds: anything below is a duration, not a time.
+    const EPOCH_FLOOR_MS: u64 = 1_000_000_000_000;
+    if deadline_ms < EPOCH_FLOOR_MS {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        tracing::warn!(
+            deadline_ms,
+            "the runtime sent a deadline that is not a time; reading it as the function's timeout"
+        );
+        return Deadline::from_epoch_millis(now_ms + deadline_ms, DEADLINE_MARGIN);
+    }
+    Deadline::from_epoch_millis(deadline_ms, DEADLINE_MARGIN)
+}
+
+/// Serves invocations until the runtime stops: each one's deadline is the invocation's own,
+/// less [`DEADLINE_MARGIN`].
+pub async fn serve<S: SecretStore, R: Rotator>(
+    rotation: Rotation<S, R>,
+) -> Result<(), lambda_runtime::Error> {
+    let rotation = &rotation;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = invocation_deadline(event.context.deadline);
+        tracing::info!(
+            request_id = %event.context.request_id,
+            deadline_ms = event.context.deadline,
+            step_budget_ms = deadline.remaining().as_millis() as u64,
+            "invocation received"
+        );
+        handle(rotation, &event.payload, deadline).await
+    }))
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rotation_core::testing::{FAKE_PROFILE, FakeDatabase, FakeRotator};
-    use rotation_core::{LocalSecretStore, PasswordPolicy};
+    use rotation_core::{LocalSecretStore, PasswordPolicy, Strategy};
 
     fn rotation(dir: &std::path::Path) -> Rotation<LocalSecretStore, FakeRotator> {
         Rotation::new(
@@ -125,9 +175,14 @@ mod tests {
     async fn bad_payloads_fail_with_a_stable_error_type_before_any_call() {
         let dir = tempfile::tempdir().unwrap();
         let r = rotation(dir.path());
-        let f = handle(&r, &json!({"Step": "createSecret", "SecretId": "s"}))
-            .await
-            .unwrap_err();
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let f = handle(
+            &r,
+            &json!({"Step": "createSecret", "SecretId": "s"}),
+            deadline,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(f.kind(), "InvalidEvent");
         assert_eq!(f.message(), "No value provided for \"ClientRequestToken\".");
         let d: Diagnostic = f.into();
@@ -137,11 +192,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deadlines_from_the_runtime() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let d = invocation_deadline(now_ms + 30_000);
+        assert!(
+            d.remaining() > Duration::from_secs(26) && d.remaining() <= Duration::from_secs(27)
+        );
+        // cargo lambda watch sends the timeout itself.
+        let d = invocation_deadline(600_000);
+        assert!(d.remaining() > Duration::from_secs(596));
+    }
+
+    #[tokio::test]
     async fn store_failures_carry_their_kind_and_cause() {
         let dir = tempfile::tempdir().unwrap();
         let r = rotation(dir.path());
         let payload = json!({"Step": "createSecret", "SecretId": "missing", "ClientRequestToken": "0123456789abcdef0123456789abcdef"});
-        let f = handle(&r, &payload).await.unwrap_err();
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let f = handle(&r, &payload, deadline).await.unwrap_err();
         assert_eq!(f.kind(), "SecretNotFound");
         assert!(f.message().contains("describing secret missing"), "{f:?}");
     }

@@ -1,8 +1,9 @@
 //! Connections built from the secret alone, TLS secure by default, errors classified.
 
+use std::future::Future;
 use std::time::Duration;
 
-use rotation_core::{DatabaseSecret, DbName, EngineError, ErrorKind, SslKey};
+use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind, SslKey};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
@@ -14,6 +15,11 @@ use crate::config::PgConfig;
 pub const DEFAULT_PORT: u16 = 5432;
 /// The default database when `dbname` is absent (or null, for AWS's multi-user function).
 pub const DEFAULT_DBNAME: &str = "postgres";
+
+/// How long a polite close may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The deadline of connections made outside a rotation step (tests, the demo).
+const STANDALONE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What the secret's `ssl` key asks for (spec §2.6, without AWS's silent downgrade).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +144,7 @@ async fn attempt(
     db: &str,
     tls: bool,
     config: &PgConfig,
+    deadline: Deadline,
 ) -> Result<PgConnection, EngineError> {
     let what = || {
         format!(
@@ -146,22 +153,54 @@ async fn attempt(
             if tls { "TLS verify-full" } else { "no TLS" }
         )
     };
+    // sqlx panics on a user name SASLprep refuses; refuse it here instead.
+    let user = secret.username().unwrap_or_default();
+    if stringprep::saslprep(user).is_err() {
+        return Err(EngineError::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{}: the user name has characters SASLprep prohibits (control characters, unassigned code points), so SCRAM cannot log it in",
+                what()
+            ),
+        ));
+    }
     let opts = options(secret, db, tls, config);
-    match tokio::time::timeout(config.connect_timeout, opts.connect()).await {
+    let limit = deadline.cap(config.connect_timeout);
+    match tokio::time::timeout(limit, opts.connect()).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(engine_error(what(), e)),
+        Ok(Err(e)) => {
+            let mut err = engine_error(what(), e);
+            if tls && err.kind() == ErrorKind::Tls {
+                err = err.with_note(tls_hint(secret));
+            }
+            Err(err)
+        }
         Err(_) => Err(EngineError::new(
             ErrorKind::Timeout,
-            format!("{} timed out after {:?}", what(), config.connect_timeout),
+            format!("{} timed out after {:?}", what(), limit),
         )),
     }
 }
 
-/// Connects with `secret`'s credentials to database `db` following the TLS plan.
+/// What to do about a TLS failure, given what the secret asked for.
+fn tls_hint(secret: &DatabaseSecret) -> &'static str {
+    match secret.ssl() {
+        SslKey::Explicit(true) => {
+            "the secret asks for TLS (\"ssl\": true) and the server's certificate must verify against the trusted CAs and the host name; trust its CA with CA_BUNDLE_PATH"
+        }
+        _ => {
+            "the secret asks for TLS (no \"ssl\" key means verified TLS here, unlike AWS's functions); trust the server's CA with CA_BUNDLE_PATH, or set \"ssl\": false in the secret to connect without TLS"
+        }
+    }
+}
+
+/// Connects with `secret`'s credentials to database `db` following the TLS plan, within
+/// `deadline` (and each attempt within the configured connect timeout).
 pub async fn connect_to(
     secret: &DatabaseSecret,
     db: &str,
     config: &PgConfig,
+    deadline: Deadline,
 ) -> Result<PgConnection, EngineError> {
     let plan = TlsPlan::for_secret(secret, config);
     match plan {
@@ -170,35 +209,47 @@ pub async fn connect_to(
                 host = secret.host(),
                 "connecting without TLS because the secret says \"ssl\": false"
             );
-            attempt(secret, db, false, config).await
+            attempt(secret, db, false, config, deadline).await
         }
-        TlsPlan::Required => attempt(secret, db, true, config).await,
-        TlsPlan::RequiredWithFallback => match attempt(secret, db, true, config).await {
+        TlsPlan::Required => attempt(secret, db, true, config, deadline).await,
+        TlsPlan::RequiredWithFallback => match attempt(secret, db, true, config, deadline).await {
             Err(e) if e.kind() == ErrorKind::Tls => {
                 warn!(host = secret.host(), reason = %e, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
-                attempt(secret, db, false, config).await
+                attempt(secret, db, false, config, deadline).await
             }
             other => other,
         },
     }
 }
 
-/// Connects to the secret's own database.
+/// Connects to the secret's own database within `deadline`.
+pub async fn connect_until(
+    secret: &DatabaseSecret,
+    config: &PgConfig,
+    deadline: Deadline,
+) -> Result<PgConnection, EngineError> {
+    connect_to(secret, dbname(secret), config, deadline).await
+}
+
+/// Connects to the secret's own database (outside a rotation step: a 30 s deadline).
 pub async fn connect(
     secret: &DatabaseSecret,
     config: &PgConfig,
 ) -> Result<PgConnection, EngineError> {
-    connect_to(secret, dbname(secret), config).await
+    connect_until(secret, config, Deadline::after(STANDALONE_DEADLINE)).await
 }
 
-/// Logs in and runs `SELECT 1`.
+/// Logs in, runs `SELECT 1` and closes (outside a rotation step).
 pub async fn check(secret: &DatabaseSecret, config: &PgConfig) -> Result<(), EngineError> {
-    let mut conn = connect(secret, config).await?;
-    let r = sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| engine_error("running a query after login", e));
-    close(conn).await;
+    let deadline = Deadline::after(STANDALONE_DEADLINE);
+    let mut conn = connect_until(secret, config, deadline).await?;
+    let r = bounded(
+        deadline,
+        "running a query after login",
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn),
+    )
+    .await;
+    close(conn, deadline).await;
     r.map(|_| ())?;
     info!(
         user = secret.username(),
@@ -208,7 +259,22 @@ pub async fn check(secret: &DatabaseSecret, config: &PgConfig) -> Result<(), Eng
     Ok(())
 }
 
-/// Closes politely, bounded.
-pub async fn close(conn: PgConnection) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+/// Runs a driver call within `deadline`: a stalled connection becomes a `Timeout` error.
+pub async fn bounded<T>(
+    deadline: Deadline,
+    what: &str,
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, EngineError> {
+    match deadline.run(fut).await {
+        Ok(r) => r.map_err(|e| engine_error(what.to_string(), e)),
+        Err(_) => Err(EngineError::new(
+            ErrorKind::Timeout,
+            format!("{what}: no answer before the step's deadline"),
+        )),
+    }
+}
+
+/// Closes politely (Terminate), bounded by `deadline` and two seconds.
+pub async fn close(conn: PgConnection, deadline: Deadline) {
+    let _ = tokio::time::timeout(deadline.cap(CLOSE_TIMEOUT), conn.close()).await;
 }

@@ -17,19 +17,21 @@ pub mod connect;
 pub mod rds;
 pub mod scram;
 
+use std::time::Duration;
+
 use rotation_core::{
-    Acting, DatabaseSecret, EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator,
+    DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator,
     Strategy,
 };
 use serde_json::Value;
-use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Executor};
 use tracing::info;
 
 pub use config::{ConfigError, PgConfig};
 pub use connect::TlsPlan;
 
-use connect::engine_error;
+use connect::bounded;
 
 /// RDS / Aurora PostgreSQL: `engine` is `postgres` or `aurora-postgresql`; role names hold at
 /// most 63 bytes (NAMEDATALEN - 1).
@@ -77,12 +79,39 @@ impl PostgresRotator {
 }
 
 /// Quotes an identifier with the server's own `quote_ident`.
-async fn quote_ident(conn: &mut PgConnection, name: &str) -> Result<String, EngineError> {
-    sqlx::query_scalar::<_, String>("SELECT quote_ident($1)")
-        .bind(name)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| engine_error("quoting a role name", e))
+async fn quote_ident(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    name: &str,
+) -> Result<String, EngineError> {
+    bounded(
+        deadline,
+        "quoting a role name",
+        sqlx::query_scalar::<_, String>("SELECT quote_ident($1)")
+            .bind(name)
+            .fetch_one(conn),
+    )
+    .await
+}
+
+/// Runs one statement built from server-quoted identifiers and a verifier (never a password).
+/// Boxed, so that the future is `Send` for every lifetime the trait's futures need.
+fn exec<'a>(
+    conn: &'a mut PgConnection,
+    deadline: Deadline,
+    what: &'a str,
+    sql: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send + 'a>> {
+    Box::pin(async move {
+        match deadline.run(conn.execute(sqlx::raw_sql(sql))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(connect::engine_error(what.to_string(), e)),
+            Err(_) => Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!("{what}: no answer before the step's deadline"),
+            )),
+        }
+    })
 }
 
 /// `PASSWORD '<verifier>'`: the verifier is base64 and `$:-` only, so it needs no escaping;
@@ -111,108 +140,67 @@ fn username(secret: &DatabaseSecret) -> &str {
     secret.username().unwrap_or_default()
 }
 
-async fn role_exists(conn: &mut PgConnection, name: &str) -> Result<bool, EngineError> {
-    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-        .bind(name)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| engine_error("looking up a role", e))
+async fn role_exists(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    name: &str,
+) -> Result<bool, EngineError> {
+    bounded(
+        deadline,
+        "looking up a role",
+        sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(name)
+            .fetch_one(conn),
+    )
+    .await
 }
 
-async fn is_member(conn: &mut PgConnection, member: &str, role: &str) -> Result<bool, EngineError> {
-    sqlx::query_scalar::<_, bool>("SELECT pg_has_role($1, $2, 'MEMBER')")
-        .bind(member)
-        .bind(role)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| engine_error("checking role membership", e))
+async fn is_member(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    member: &str,
+    role: &str,
+) -> Result<bool, EngineError> {
+    bounded(
+        deadline,
+        "checking role membership",
+        sqlx::query_scalar::<_, bool>("SELECT pg_has_role($1, $2, 'MEMBER')")
+            .bind(member)
+            .bind(role)
+            .fetch_one(conn),
+    )
+    .await
+}
+
+/// A logged-in PostgreSQL connection and the deadline of the step that opened it.
+#[derive(Debug)]
+pub struct PgSession {
+    conn: PgConnection,
+    deadline: Deadline,
+}
+
+impl PgSession {
+    /// The connection.
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
 }
 
 impl PostgresRotator {
-    async fn set_own(
-        &self,
-        acting: &DatabaseSecret,
-        target: &DatabaseSecret,
-    ) -> Result<(), EngineError> {
-        let mut conn = connect::connect(acting, &self.config).await?;
-        let result = async {
-            let role = quote_ident(&mut conn, username(target)).await?;
-            let sql = format!("ALTER ROLE {role} WITH {}", password_clause(target)?);
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await
-                .map_err(|e| {
-                    engine_error(format!("changing the password of {}", username(target)), e)
-                })?;
-            Ok(())
-        }
-        .await;
-        connect::close(conn).await;
-        result
-    }
-
-    async fn set_as_master(
-        &self,
-        master: &DatabaseSecret,
-        current: &DatabaseSecret,
-        target: &DatabaseSecret,
-    ) -> Result<(), EngineError> {
-        let mut conn = connect::connect(master, &self.config).await?;
-        let result = async {
-            let (current_name, pending_name) = (username(current), username(target));
-            let mut tx = conn
-                .begin()
-                .await
-                .map_err(|e| engine_error("starting a transaction", e))?;
-            let pending_role = quote_ident(&mut tx, pending_name).await?;
-            let current_role = quote_ident(&mut tx, current_name).await?;
-            let password = password_clause(target)?;
-            let exec = |sql: String| sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
-            if role_exists(&mut tx, pending_name).await? {
-                exec(format!("ALTER ROLE {pending_role} WITH LOGIN {password}"))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        engine_error(format!("setting the password of {pending_name}"), e)
-                    })?;
-            } else {
-                exec(format!("CREATE ROLE {pending_role} WITH LOGIN {password}"))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| engine_error(format!("creating role {pending_name}"), e))?;
-                info!(role = pending_name, "created the alternate role");
-            }
-            // Keep the pair's privileges equal (W7): the clone is a member of the original.
-            // A new role joins the current one as AWS does; an existing pair is re-asserted in
-            // the direction it already had, else with the `_clone` role as the member.
-            let (member, role, member_q, role_q) =
-                if pending_name.strip_suffix("_clone") == Some(current_name) {
-                    (pending_name, current_name, &pending_role, &current_role)
-                } else if current_name.strip_suffix("_clone") == Some(pending_name)
-                    && !is_member(&mut tx, pending_name, current_name).await?
-                {
-                    (current_name, pending_name, &current_role, &pending_role)
-                } else {
-                    (pending_name, current_name, &pending_role, &current_role)
-                };
-            if !is_member(&mut tx, member, role).await? {
-                exec(format!("GRANT {role_q} TO {member_q}"))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| engine_error(format!("granting {role} to {member}"), e))?;
-                info!(member, role, "granted role membership");
-            }
-            tx.commit()
-                .await
-                .map_err(|e| engine_error("committing the role change", e))
-        }
-        .await;
-        connect::close(conn).await;
-        result
+    /// Logs in with `secret`, runs nothing, and closes: a convenience for tests and tools
+    /// (rotation steps keep the session instead).
+    pub async fn check_login(&self, secret: &DatabaseSecret) -> Result<(), EngineError> {
+        let session = self
+            .login(secret, Deadline::after(Duration::from_secs(30)))
+            .await?;
+        self.close(session).await;
+        Ok(())
     }
 }
 
 impl Rotator for PostgresRotator {
+    type Session = PgSession;
+
     fn profile(&self) -> &EngineProfile {
         &PROFILE
     }
@@ -221,49 +209,131 @@ impl Rotator for PostgresRotator {
         self.strategy
     }
 
-    async fn check_login(&self, secret: &DatabaseSecret) -> Result<(), EngineError> {
-        connect::check(secret, &self.config).await
+    async fn login(
+        &self,
+        secret: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<PgSession, EngineError> {
+        let conn = connect::connect_until(secret, &self.config, deadline).await?;
+        info!(
+            user = secret.username(),
+            host = secret.host(),
+            "login succeeded"
+        );
+        Ok(PgSession { conn, deadline })
     }
 
-    async fn set_password(
+    async fn set_own_password(
         &self,
-        acting: Acting<'_>,
+        session: &mut PgSession,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        match acting {
-            Acting::Own(acting) => self.set_own(acting, target).await,
-            Acting::Master { master, current } => self.set_as_master(master, current, target).await,
-        }
+        let deadline = session.deadline;
+        let conn = &mut session.conn;
+        let role = quote_ident(conn, deadline, username(target)).await?;
+        let sql = format!("ALTER ROLE {role} WITH {}", password_clause(target)?);
+        exec(
+            &mut *conn,
+            deadline,
+            &format!("changing the password of {}", username(target)),
+            &sql,
+        )
+        .await?;
+        Ok(())
     }
 
-    async fn test_pending(
+    async fn set_password_as_master(
         &self,
+        session: &mut PgSession,
+        current: &DatabaseSecret,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let deadline = session.deadline;
+        let (current_name, pending_name) = (username(current), username(target));
+        let mut tx = bounded(deadline, "starting a transaction", session.conn.begin()).await?;
+        let pending_role = quote_ident(&mut tx, deadline, pending_name).await?;
+        let current_role = quote_ident(&mut tx, deadline, current_name).await?;
+        let password = password_clause(target)?;
+        if role_exists(&mut tx, deadline, pending_name).await? {
+            let sql = format!("ALTER ROLE {pending_role} WITH LOGIN {password}");
+            exec(
+                &mut tx,
+                deadline,
+                &format!("setting the password of {pending_name}"),
+                &sql,
+            )
+            .await?;
+        } else {
+            let sql = format!("CREATE ROLE {pending_role} WITH LOGIN {password}");
+            exec(
+                &mut tx,
+                deadline,
+                &format!("creating role {pending_name}"),
+                &sql,
+            )
+            .await?;
+            info!(role = pending_name, "created the alternate role");
+        }
+        // Keep the pair's privileges equal (W7): the clone is a member of the original.
+        // A new role joins the current one as AWS does; an existing pair is re-asserted in
+        // the direction it already had, else with the `_clone` role as the member.
+        let (member, role, member_q, role_q) =
+            if pending_name.strip_suffix("_clone") == Some(current_name) {
+                (pending_name, current_name, &pending_role, &current_role)
+            } else if current_name.strip_suffix("_clone") == Some(pending_name)
+                && !is_member(&mut tx, deadline, pending_name, current_name).await?
+            {
+                (current_name, pending_name, &current_role, &pending_role)
+            } else {
+                (pending_name, current_name, &pending_role, &current_role)
+            };
+        if !is_member(&mut tx, deadline, member, role).await? {
+            let sql = format!("GRANT {role_q} TO {member_q}");
+            exec(
+                &mut tx,
+                deadline,
+                &format!("granting {role} to {member}"),
+                &sql,
+            )
+            .await?;
+            info!(member, role, "granted role membership");
+        }
+        bounded(deadline, "committing the role change", tx.commit()).await
+    }
+
+    async fn test_session(
+        &self,
+        session: &mut PgSession,
         pending: &DatabaseSecret,
         current: Option<&DatabaseSecret>,
     ) -> Result<(), EngineError> {
-        let mut conn = connect::connect(pending, &self.config).await?;
-        let result = async {
-            sqlx::query_scalar::<_, i32>("SELECT 1")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| engine_error("running a query as the pending user", e))?;
-            if let Some(current) = current {
-                let (p, c) = (username(pending), username(current));
-                let linked = is_member(&mut conn, p, c).await? || is_member(&mut conn, c, p).await?;
-                if !linked {
-                    return Err(EngineError::new(
-                        ErrorKind::PermissionDenied,
-                        format!("{p} and {c} are not members of one another; the pair's privileges have drifted"),
-                    ));
-                }
+        let deadline = session.deadline;
+        let conn = &mut session.conn;
+        bounded(
+            deadline,
+            "running a query as the pending user",
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut *conn),
+        )
+        .await?;
+        if let Some(current) = current {
+            let (p, c) = (username(pending), username(current));
+            let linked =
+                is_member(conn, deadline, p, c).await? || is_member(conn, deadline, c, p).await?;
+            if !linked {
+                return Err(EngineError::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "{p} and {c} are not members of one another; the pair's privileges have drifted"
+                    ),
+                ));
             }
-            Ok(())
         }
-        .await;
-        connect::close(conn).await;
-        result
+        Ok(())
     }
 
+    async fn close(&self, session: PgSession) {
+        connect::close(session.conn, session.deadline).await;
+    }
     async fn resolve_master(
         &self,
         master: DatabaseSecret,

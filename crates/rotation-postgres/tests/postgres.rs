@@ -4,7 +4,9 @@
 mod common;
 
 use common::{Env, parse};
-use rotation_core::{Acting, ErrorKind, Rotator, Stage, Step, StepOutcome};
+use std::time::Duration;
+
+use rotation_core::{Deadline, ErrorKind, Rotator, Stage, Step, StepOutcome};
 use rotation_postgres::{PgConfig, PostgresRotator, scram};
 use rotation_testkit::{PgAuth, PgOptions};
 use secrecy::SecretString;
@@ -320,10 +322,13 @@ async fn hostile_usernames_and_passwords_rotate() {
     let mut acting = env.secret("pwtest", "start", Some(json!(false)));
     for pw in HOSTILE_PASSWORDS {
         let target = env.secret("pwtest", pw, Some(json!(false)));
+        let deadline = Deadline::after(Duration::from_secs(30));
+        let mut session = rotator.login(&parse(&acting), deadline).await.unwrap();
         rotator
-            .set_password(Acting::Own(&parse(&acting)), &parse(&target))
+            .set_own_password(&mut session, &parse(&target))
             .await
             .unwrap_or_else(|e| panic!("{pw:?}: {e}"));
+        rotator.close(session).await;
         assert!(env.logs_in(&target).await, "{pw:?}");
         assert!(!env.logs_in(&acting).await);
         acting = target;
@@ -463,5 +468,5 @@ async fn names_sqlx_cannot_log_in_with_fail_clearly() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert!(rotation_core::error_chain(&e).contains("saslprep"), "{e}");
+    assert!(rotation_core::error_chain(&e).contains("SASLprep"), "{e}");
 }

@@ -5,78 +5,89 @@
 
 use tracing::info;
 
-use super::StepOutcome;
+use super::{StepContext, StepOutcome};
 use crate::error::{RotationError, Which};
-use crate::rotation::Rotation;
 use crate::rotator::{Rotator, alternate_username};
+use crate::secret::DatabaseSecret;
 use crate::stage::{Stage, Strategy};
 use crate::store::{SecretStore, StoreError, VersionSelector};
 
-impl<S: SecretStore, R: Rotator> Rotation<S, R> {
-    pub(crate) async fn create_secret(
-        &self,
-        secret_id: &str,
-        token: &str,
-        rotation_token: Option<&str>,
-    ) -> Result<StepOutcome, RotationError> {
-        // Checklist 9: current is loaded and validated first, even if pending exists.
-        let current = self.load(secret_id, Which::Current, None).await?;
+pub(crate) async fn run<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    rotation_token: Option<&str>,
+) -> Result<StepOutcome, RotationError> {
+    let (arn, token) = (ctx.arn, ctx.token);
+    // Checklist 9: current is loaded and validated first, even if pending exists.
+    let current = ctx.load(Which::Current, None).await?;
 
-        match self
-            .store
-            .get_value(
-                secret_id,
-                VersionSelector::version_at(token, Stage::Pending),
-            )
-            .await
-        {
-            Ok(_) => {
-                // Checklist 12: an existing but unusable pending value fails the step.
-                self.load(secret_id, Which::Pending, Some(token)).await?;
-                info!("createSecret: Successfully retrieved secret for {secret_id}.");
-                return Ok(StepOutcome::PendingExists);
-            }
-            Err(StoreError::NotFound(_)) => {}
-            Err(e) => {
-                return Err(RotationError::store(format!(
-                    "reading version {token} of secret {secret_id}"
-                ))(e));
-            }
+    let existing = ctx
+        .deadline
+        .run(
+            ctx.store
+                .get_value(arn, VersionSelector::version_at(token, Stage::Pending)),
+        )
+        .await
+        .unwrap_or(Err(StoreError::Timeout("GetSecretValue")));
+    match existing {
+        Ok(value) => {
+            // Checklist 12: an existing but unusable pending value fails the step.
+            let pending = DatabaseSecret::parse(&value.value).map_err(|source| {
+                RotationError::InvalidSecret {
+                    which: Which::Pending,
+                    secret: arn.to_string(),
+                    source,
+                }
+            })?;
+            ctx.validate(arn, Which::Pending, &pending)?;
+            info!("createSecret: Successfully retrieved secret for {arn}.");
+            return Ok(StepOutcome::PendingExists);
         }
-
-        let username = current.username().expect("validated");
-        let username = match self.rotator.strategy() {
-            Strategy::SingleUser => username.to_string(),
-            Strategy::AlternatingUsers => {
-                let limit = self.rotator.profile().max_username_bytes;
-                alternate_username(username, limit).map_err(|clone| {
-                    RotationError::UsernameTooLong {
-                        bytes: clone.len(),
-                        username: clone,
-                        limit: limit.unwrap_or(0),
-                    }
-                })?
-            }
-        };
-        let password = self
-            .store
-            .random_password(&self.policy)
-            .await
-            .map_err(RotationError::store("generating a password"))?;
-        let pending = current.with_username(&username).with_password(password);
-        self.store
-            .put_value(
-                secret_id,
-                token,
-                &pending.to_json(),
-                &[Stage::Pending],
-                rotation_token,
-            )
-            .await
-            .map_err(RotationError::store(format!(
-                "storing version {token} of secret {secret_id}"
-            )))?;
-        info!("createSecret: Successfully put secret for ARN {secret_id} and version {token}.");
-        Ok(StepOutcome::PendingCreated)
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => {
+            return Err(RotationError::store(format!(
+                "reading version {token} of secret {arn}"
+            ))(e));
+        }
     }
+
+    // Secrets Manager has no conditional write: refuse here when the description read at the
+    // start of the step shows another rotation (stores that can also refuse atomically).
+    if let Some(other) = ctx.description.rotation_in_flight()
+        && other != token
+    {
+        return Err(RotationError::RotationInFlight {
+            secret: arn.to_string(),
+            version: other.to_string(),
+        });
+    }
+
+    let username = current.username().expect("validated");
+    let username = match ctx.rotator.strategy() {
+        Strategy::SingleUser => username.to_string(),
+        Strategy::AlternatingUsers => {
+            let limit = ctx.rotator.profile().max_username_bytes;
+            alternate_username(username, limit).map_err(|clone| RotationError::UsernameTooLong {
+                bytes: clone.len(),
+                username: clone,
+                limit: limit.unwrap_or(0),
+            })?
+        }
+    };
+    let password = ctx
+        .store_call(
+            "GetRandomPassword",
+            || "generating a password".to_string(),
+            ctx.store.random_password(ctx.policy),
+        )
+        .await?;
+    let pending = current.with_username(&username).with_password(password);
+    ctx.store_call(
+        "PutSecretValue",
+        || format!("storing version {token} of secret {arn}"),
+        ctx.store
+            .put_pending(arn, token, &pending.to_json(), rotation_token),
+    )
+    .await?;
+    info!("createSecret: Successfully put secret for ARN {arn} and version {token}.");
+    Ok(StepOutcome::PendingCreated)
 }

@@ -6,57 +6,47 @@
 
 use tracing::info;
 
-use super::StepOutcome;
-use crate::error::{RotationError, Which};
-use crate::rotation::Rotation;
+use super::{StepContext, StepOutcome};
+use crate::error::{CredentialSource, RotationError, Which};
 use crate::rotator::Rotator;
 use crate::stage::Stage;
 use crate::store::{SecretStore, StageMove};
 
-impl<S: SecretStore, R: Rotator> Rotation<S, R> {
-    pub(crate) async fn finish_secret(
-        &self,
-        secret_id: &str,
-        token: &str,
-    ) -> Result<StepOutcome, RotationError> {
-        let description = self
-            .store
-            .describe(secret_id)
-            .await
-            .map_err(RotationError::store(format!(
-                "describing secret {secret_id}"
-            )))?;
-        let current = description.version_with(Stage::Current).map(str::to_string);
-        if current.as_deref() == Some(token) {
-            info!("finishSecret: Version {token} already marked as AWSCURRENT for {secret_id}");
-            return Ok(StepOutcome::AlreadyCurrent);
-        }
-        if self.options.verify_before_finish {
-            let pending = self.load(secret_id, Which::Pending, Some(token)).await?;
-            self.rotator.check_login(&pending).await.map_err(|source| {
-                RotationError::PendingNotVerified {
-                    token: token.to_string(),
-                    secret: secret_id.to_string(),
-                    source,
-                }
-            })?;
-        }
-        self.store
-            .update_stage(
-                secret_id,
-                StageMove {
-                    stage: Stage::Current,
-                    move_to: Some(token),
-                    remove_from: current.as_deref(),
-                },
-            )
-            .await
-            .map_err(RotationError::store(format!(
-                "moving AWSCURRENT to version {token} of secret {secret_id}"
-            )))?;
-        info!(
-            "finishSecret: Successfully set AWSCURRENT stage to version {token} for secret {secret_id}."
-        );
-        Ok(StepOutcome::Promoted)
+pub(crate) async fn run<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+) -> Result<StepOutcome, RotationError> {
+    let (arn, token) = (ctx.arn, ctx.token);
+    // The description read by the entry checks of this invocation.
+    let current = ctx.description.version_with(Stage::Current);
+    if current == Some(token) {
+        info!("finishSecret: Version {token} already marked as AWSCURRENT for {arn}");
+        return Ok(StepOutcome::AlreadyCurrent);
     }
+    if ctx.options.verify_before_finish {
+        let pending = ctx.load(Which::Pending, Some(token)).await?;
+        let session = ctx
+            .login(&CredentialSource::Pending, &pending)
+            .await
+            .map_err(|source| RotationError::PendingNotVerified {
+                token: token.to_string(),
+                secret: arn.to_string(),
+                source,
+            })?;
+        ctx.rotator.close(session).await;
+    }
+    ctx.store_call(
+        "UpdateSecretVersionStage",
+        || format!("moving AWSCURRENT to version {token} of secret {arn}"),
+        ctx.store.update_stage(
+            arn,
+            StageMove {
+                stage: Stage::Current,
+                move_to: Some(token),
+                remove_from: current,
+            },
+        ),
+    )
+    .await?;
+    info!("finishSecret: Successfully set AWSCURRENT stage to version {token} for secret {arn}.");
+    Ok(StepOutcome::Promoted)
 }

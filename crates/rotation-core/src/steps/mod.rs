@@ -1,17 +1,23 @@
-//! The four steps. Each is idempotent: calling it again with the same token after success, or
-//! after a crash at any point inside it, converges on the same end state.
+//! The four steps, as free functions over a [`StepContext`]. Each is idempotent: calling it again
+//! with the same token after success, or after a crash at any point inside it, converges on the
+//! same end state.
 
 pub(crate) mod create;
 pub(crate) mod finish;
+pub(crate) mod recover;
 pub(crate) mod set;
 pub(crate) mod test;
 
-use crate::error::{RotationError, Which};
-use crate::rotation::Rotation;
-use crate::rotator::Rotator;
+use std::future::Future;
+
+use crate::deadline::Deadline;
+use crate::error::{CredentialSource, RotationError, Which};
+use crate::policy::PasswordPolicy;
+use crate::rotation::Options;
+use crate::rotator::{EngineError, ErrorKind, Rotator};
 use crate::secret::DatabaseSecret;
 use crate::stage::Stage;
-use crate::store::{SecretStore, StoreError, VersionSelector};
+use crate::store::{SecretDescription, SecretStore, StoreError, VersionSelector};
 
 /// What a step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,24 +45,59 @@ pub enum Credentials {
     Current,
     /// AWSPREVIOUS.
     Previous,
+    /// A version kept without a label (recovery after an interrupted rotation, W6).
+    Recovered,
+    /// The pending version (abort restoring the current password).
+    Pending,
     /// The master secret.
     Master,
 }
 
-impl<S: SecretStore, R: Rotator> Rotation<S, R> {
-    /// Loads and parses one version, validating the keys the engine needs.
-    pub(crate) async fn load(
+/// Everything one step invocation works with: built once per invocation, the secret's
+/// description read once (by the entry checks).
+pub(crate) struct StepContext<'a, S, R> {
+    pub store: &'a S,
+    pub rotator: &'a R,
+    pub policy: &'a PasswordPolicy,
+    pub options: &'a Options,
+    /// The secret's ARN (steps work on the ARN, as AWS's functions do).
+    pub arn: &'a str,
+    /// The version being rotated.
+    pub token: &'a str,
+    pub description: &'a SecretDescription,
+    pub deadline: Deadline,
+}
+
+impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
+    /// Runs a store call within the step's deadline.
+    pub async fn store_call<T>(
         &self,
-        secret_id: &str,
+        operation: &'static str,
+        context: impl FnOnce() -> String,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, RotationError> {
+        match self.deadline.run(fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(RotationError::store(context())(e)),
+            Err(_) => Err(RotationError::store(context())(StoreError::Timeout(
+                operation,
+            ))),
+        }
+    }
+
+    /// Loads and parses one version, validating the keys the engine needs.
+    pub async fn load(
+        &self,
         which: Which,
         token: Option<&str>,
     ) -> Result<DatabaseSecret, RotationError> {
-        let secret = self.load_raw(secret_id, which, token).await?;
-        self.validate(secret_id, which, &secret)?;
+        let secret = self.load_raw(self.arn, which, token).await?;
+        self.validate(self.arn, which, &secret)?;
         Ok(secret)
     }
 
-    pub(crate) async fn load_raw(
+    /// Loads and parses a version of `secret_id` (this secret, or the master).
+    pub async fn load_raw(
         &self,
         secret_id: &str,
         which: Which,
@@ -71,13 +112,13 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             version_id: token,
             stage: Some(stage),
         };
-        let value =
-            self.store
-                .get_value(secret_id, selector)
-                .await
-                .map_err(RotationError::store(format!(
-                    "reading the {which} value of secret {secret_id}"
-                )))?;
+        let value = self
+            .store_call(
+                "GetSecretValue",
+                || format!("reading the {which} value of secret {secret_id}"),
+                self.store.get_value(secret_id, selector),
+            )
+            .await?;
         DatabaseSecret::parse(&value.value).map_err(|source| RotationError::InvalidSecret {
             which,
             secret: secret_id.to_string(),
@@ -85,7 +126,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         })
     }
 
-    pub(crate) fn validate(
+    pub fn validate(
         &self,
         secret_id: &str,
         which: Which,
@@ -101,9 +142,10 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
     }
 
     /// Loads `AWSPREVIOUS`, treating absence and an unusable value as "no previous" (W13: AWS
-    /// fails the step on invalid JSON there).
-    pub(crate) async fn load_previous(&self, secret_id: &str) -> Option<DatabaseSecret> {
-        match self.load(secret_id, Which::Previous, None).await {
+    /// fails the step on invalid JSON there). Skipped without a call when no version holds it.
+    pub async fn load_previous(&self) -> Option<DatabaseSecret> {
+        self.description.version_with(Stage::Previous)?;
+        match self.load(Which::Previous, None).await {
             Ok(s) => Some(s),
             Err(RotationError::Store {
                 source: StoreError::NotFound(_),
@@ -113,6 +155,72 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                 tracing::warn!(error = %e, "ignoring unusable AWSPREVIOUS version");
                 None
             }
+        }
+    }
+
+    /// Logs in with `secret`, within the step's deadline.
+    pub async fn login(
+        &self,
+        source: &CredentialSource,
+        secret: &DatabaseSecret,
+    ) -> Result<R::Session, EngineError> {
+        if self.deadline.is_past() {
+            return Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!("no time left in the step to log in with the {source} credentials"),
+            ));
+        }
+        // The engine bounds its own calls; this is the backstop for one that does not.
+        match self
+            .deadline
+            .run(self.rotator.login(secret, self.deadline))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "logging in with the {source} credentials did not finish before the step's deadline"
+                ),
+            )),
+        }
+    }
+
+    /// Runs an engine call on a session within the deadline.
+    pub async fn engine_call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        match self.deadline.run(fut).await {
+            Ok(r) => r,
+            Err(_) => Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!("{what} did not finish before the step's deadline"),
+            )),
+        }
+    }
+
+    /// Re-reads the stages right before the database is changed: refuses (changing nothing)
+    /// when `AWSPENDING` has left this token, because another rotation took the secret.
+    pub async fn recheck_pending(&self) -> Result<(), RotationError> {
+        let d = self
+            .store_call(
+                "DescribeSecret",
+                || format!("re-reading the stages of secret {}", self.arn),
+                self.store.describe(self.arn),
+            )
+            .await?;
+        if d.versions
+            .get(self.token)
+            .is_some_and(|s| s.has(Stage::Pending))
+        {
+            Ok(())
+        } else {
+            Err(RotationError::PendingMoved {
+                token: self.token.to_string(),
+                secret: self.arn.to_string(),
+            })
         }
     }
 }

@@ -3,8 +3,8 @@
 use secrecy::SecretString;
 
 use super::{
-    AwsSecretStore, LocalSecretStore, SecretDescription, SecretStore, SecretValue, StageMove,
-    StoreError, VersionSelector,
+    AwsSecretStore, Claim, LocalSecretStore, SecretDescription, SecretStore, SecretValue,
+    StageMove, StoreError, VersionInfo, VersionSelector,
 };
 use crate::policy::PasswordPolicy;
 use crate::stage::Stage;
@@ -54,5 +54,20 @@ impl SecretStore for AnyStore {
     }
     async fn random_password(&self, policy: &PasswordPolicy) -> Result<SecretString, StoreError> {
         dispatch!(self, s => s.random_password(policy))
+    }
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
+        dispatch!(self, s => s.list_versions(secret_id))
+    }
+    async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        rotation_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_pending(secret_id, token, value, rotation_token))
+    }
+    async fn claim(&self, arn: &str) -> Result<Claim, StoreError> {
+        dispatch!(self, s => s.claim(arn))
     }
 }

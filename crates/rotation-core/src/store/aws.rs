@@ -7,8 +7,8 @@ use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, S
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    SecretDescription, SecretStore, SecretValue, StageMove, StoreError, VersionSelector,
-    VersionStages,
+    SecretDescription, SecretStore, SecretValue, StageMove, StoreError, VersionInfo,
+    VersionSelector, VersionStages,
 };
 use crate::policy::PasswordPolicy;
 use crate::stage::Stage;
@@ -210,5 +210,40 @@ impl SecretStore for AwsSecretStore {
                 message: "response held no password".into(),
                 source: None,
             })
+    }
+
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
+        let mut versions = Vec::new();
+        let mut next: Option<String> = None;
+        // At most 100 versions are kept; a few pages at most.
+        for _ in 0..10 {
+            let out = self
+                .client
+                .list_secret_version_ids()
+                .secret_id(secret_id)
+                .include_deprecated(true)
+                .max_results(100)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| map_err("ListSecretVersionIds", e))?;
+            for v in out.versions() {
+                let created = v.created_date().map(|d| (d.secs(), d.subsec_nanos()));
+                versions.push((
+                    created,
+                    VersionInfo {
+                        id: v.version_id().unwrap_or_default().to_string(),
+                        stages: VersionStages::from_labels(v.version_stages()),
+                    },
+                ));
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        // Newest first; the sort is stable, so equal dates keep the service's order.
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+        Ok(versions.into_iter().map(|(_, v)| v).collect())
     }
 }

@@ -10,14 +10,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    SecretDescription, SecretStore, SecretValue, StageMove, StoreError, VersionSelector,
-    VersionStages, password,
+    Claim, SecretDescription, SecretStore, SecretValue, StageMove, StoreError, VersionInfo,
+    VersionSelector, VersionStages, password,
 };
 use crate::policy::PasswordPolicy;
 use crate::stage::Stage;
@@ -31,10 +31,48 @@ pub struct LocalSecretStore {
     path: Arc<PathBuf>,
 }
 
+/// How long a write waits for another process's file lock before saying so, and before giving
+/// up.
+const LOCK_NOTICE_AFTER: Duration = Duration::from_secs(1);
+const LOCK_GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// Symbolic links followed at most, as the kernel does.
+const MAX_SYMLINKS: usize = 40;
+
 #[derive(Default, Serialize, Deserialize)]
 struct FileState {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     secrets: BTreeMap<String, StoredSecret>,
+}
+
+/// A JSON object into a map, refusing a key that appears twice (serde's maps keep the last).
+fn unique_keys<'de, D>(d: D) -> Result<BTreeMap<String, StoredSecret>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = BTreeMap<String, StoredSecret>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of secrets by name")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(name) = m.next_key::<String>()? {
+                if out.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the secret name {name:?} appears twice"
+                    )));
+                }
+                let secret = m.next_value()?;
+                out.insert(name, secret);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,9 +149,11 @@ impl StoredSecret {
             arn: self.arn.clone(),
             name: name.to_string(),
             rotation_enabled: self.rotation_enabled,
+            // As DescribeSecret: only versions that carry a label.
             versions: self
                 .versions
                 .iter()
+                .filter(|v| !v.stages.is_empty())
                 .map(|v| (v.id.clone(), VersionStages::from_labels(&v.stages)))
                 .collect(),
             tags: self
@@ -130,6 +170,13 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// FNV-1a, 64 bits: a stable, dependency-free file name for a secret's claim.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn not_found(secret_id: &str) -> StoreError {
@@ -175,30 +222,64 @@ impl LocalSecretStore {
         }
     }
 
-    fn lock_path(&self) -> PathBuf {
-        let mut p = self.path.as_os_str().to_owned();
-        p.push(".lock");
-        PathBuf::from(p)
+    /// The file the store really lives in: a symbolic link is followed (and written through),
+    /// so the link stays a link and its target gets every update.
+    fn resolved(&self) -> Result<PathBuf, StoreError> {
+        let mut path = (*self.path).clone();
+        for _ in 0..MAX_SYMLINKS {
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let target = fs::read_link(&path).map_err(self.io("read symbolic link"))?;
+                    path = match path.parent() {
+                        Some(dir) if target.is_relative() => dir.join(target),
+                        _ => target,
+                    };
+                }
+                _ => return Ok(path),
+            }
+        }
+        Err(StoreError::Io {
+            path: self.path.display().to_string(),
+            action: "follow symbolic links",
+            source: std::io::Error::other("too many levels of symbolic links"),
+        })
     }
 
-    fn read_state(&self) -> Result<FileState, StoreError> {
-        match fs::read(&*self.path) {
-            Ok(bytes) if bytes.is_empty() => Ok(FileState::default()),
+    fn read_state_at(&self, file: &Path) -> Result<FileState, StoreError> {
+        let state: FileState = match fs::read(file) {
+            Ok(bytes) if bytes.is_empty() => FileState::default(),
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 path: self.path.display().to_string(),
-                reason: format!(
-                    "not a store file (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            }),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(FileState::default()),
-            Err(e) => Err(self.io("read")(e)),
+                reason: if e.to_string().contains("appears twice") {
+                    // Our own message: names a secret, never a value.
+                    format!("{e}")
+                } else {
+                    format!(
+                        "not a store file (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    )
+                },
+            })?,
+            Err(e) if e.kind() == ErrorKind::NotFound => FileState::default(),
+            Err(e) => return Err(self.io("read")(e)),
+        };
+        let mut arns = std::collections::BTreeSet::new();
+        for (name, secret) in &state.secrets {
+            if !arns.insert(secret.arn.as_str()) {
+                return Err(StoreError::Corrupt {
+                    path: self.path.display().to_string(),
+                    reason: format!(
+                        "two secrets share the ARN of secret {name:?}; every secret needs its own ARN"
+                    ),
+                });
+            }
         }
+        Ok(state)
     }
 
-    fn write_state(&self, state: &FileState) -> Result<(), StoreError> {
-        let dir = match self.path.parent() {
+    fn write_state(&self, file: &Path, state: &FileState) -> Result<(), StoreError> {
+        let dir = match file.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
@@ -209,39 +290,78 @@ impl LocalSecretStore {
             .map_err(self.io("create temporary file"))?;
         tmp.write_all(&bytes).map_err(self.io("write"))?;
         tmp.as_file().sync_all().map_err(self.io("fsync"))?;
-        tmp.persist(&*self.path)
-            .map_err(|e| self.io("rename")(e.error))?;
+        tmp.persist(file).map_err(|e| self.io("rename")(e.error))?;
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
         }
         Ok(())
     }
 
-    /// Runs `f` on the store's state under the file lock; writes the state back when `write`.
+    /// Takes `file`'s exclusive lock, waiting for another process at most
+    /// [`LOCK_GIVE_UP_AFTER`], and saying so after [`LOCK_NOTICE_AFTER`].
+    fn lock_exclusive(&self, file: &Path) -> Result<File, StoreError> {
+        let mut lock_path = file.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(self.io("open lock file"))?;
+        let started = Instant::now();
+        let mut told = false;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => return Ok(lock),
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(self.io("lock")(e)),
+            }
+            let waited = started.elapsed();
+            if waited >= LOCK_GIVE_UP_AFTER {
+                return Err(StoreError::Io {
+                    path: self.path.display().to_string(),
+                    action: "wait for the store's lock",
+                    source: std::io::Error::new(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "{} has been held by another process for {} s",
+                            Path::new(&lock_path).display(),
+                            waited.as_secs()
+                        ),
+                    ),
+                });
+            }
+            if !told && waited >= LOCK_NOTICE_AFTER {
+                told = true;
+                tracing::warn!(
+                    lock = %Path::new(&lock_path).display(),
+                    "waiting for the local store's lock, held by another process"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `f` on the store's state; with `write`, under the file lock, writing the state back.
+    /// Reads take no lock and create nothing: writes replace the file atomically, so a reader
+    /// always sees a whole state.
     fn with_state<R>(
         &self,
         write: bool,
         f: impl FnOnce(&mut FileState) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let file = self.resolved()?;
+        if !write {
+            let mut state = self.read_state_at(&file)?;
+            return f(&mut state);
+        }
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(self.io("create directory"))?;
         }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.lock_path())
-            .map_err(self.io("open lock file"))?;
-        if write {
-            lock.lock().map_err(self.io("lock"))?;
-        } else {
-            lock.lock_shared().map_err(self.io("lock"))?;
-        }
-        let mut state = self.read_state()?;
+        let lock = self.lock_exclusive(&file)?;
+        let mut state = self.read_state_at(&file)?;
         let out = f(&mut state)?;
-        if write {
-            self.write_state(&state)?;
-        }
+        self.write_state(&file, &state)?;
         drop(lock);
         Ok(out)
     }
@@ -352,6 +472,77 @@ impl LocalSecretStore {
         .await
     }
 
+    async fn put_value_checked(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        stages: &[Stage],
+        _rotation_token: Option<&str>,
+        check: impl FnOnce(&mut FileState) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        if !(32..=64).contains(&token.len()) {
+            return Err(StoreError::InvalidRequest(
+                "ClientRequestToken must be 32-64 characters long.".into(),
+            ));
+        }
+        let (id, token) = (secret_id.to_string(), token.to_string());
+        let value = value.expose_secret().to_string();
+        let stages: Vec<Stage> = if stages.is_empty() {
+            vec![Stage::Current]
+        } else {
+            stages.to_vec()
+        };
+        self.run(true, move |state| {
+            check(state)?;
+            let secret = state.find_mut(&id)?;
+            match secret.version_mut(&token) {
+                Some(v) => match &v.value {
+                    Some(existing) if *existing == value => return Ok(()),
+                    Some(_) => return Err(StoreError::VersionExists(token)),
+                    None => v.value = Some(value),
+                },
+                None => secret.versions.push(StoredVersion {
+                    id: token.clone(),
+                    stages: vec![],
+                    value: Some(value),
+                    created: now(),
+                }),
+            }
+            for stage in stages {
+                secret.attach(stage, &token);
+            }
+            secret.prune();
+            Ok(())
+        })
+        .await
+    }
+
+    /// The claim on one secret: an exclusive lock on a file beside the store named after the
+    /// secret's ARN, taken without waiting. The kernel drops it when the process dies.
+    fn claim_blocking(&self, arn: &str) -> Result<Claim, StoreError> {
+        let file = self.resolved()?;
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(self.io("create directory"))?;
+        }
+        let mut claim_path = file.as_os_str().to_owned();
+        claim_path.push(format!(".claim-{:016x}", fnv1a(arn.as_bytes())));
+        let claim = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&claim_path)
+            .map_err(self.io("open claim file"))?;
+        match claim.try_lock() {
+            Ok(()) => Ok(Claim::held(claim)),
+            Err(fs::TryLockError::WouldBlock) => Err(StoreError::Busy(format!(
+                "another process is rotating secret {arn} (it holds {})",
+                Path::new(&claim_path).display()
+            ))),
+            Err(fs::TryLockError::Error(e)) => Err(self.io("lock claim file")(e)),
+        }
+    }
+
     /// Names of all secrets.
     pub async fn list(&self) -> Result<Vec<String>, StoreError> {
         self.run(false, |state| Ok(state.secrets.keys().cloned().collect()))
@@ -424,42 +615,10 @@ impl SecretStore for LocalSecretStore {
         token: &str,
         value: &SecretString,
         stages: &[Stage],
-        _rotation_token: Option<&str>,
+        rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
-        if !(32..=64).contains(&token.len()) {
-            return Err(StoreError::InvalidRequest(
-                "ClientRequestToken must be 32-64 characters long.".into(),
-            ));
-        }
-        let (id, token) = (secret_id.to_string(), token.to_string());
-        let value = value.expose_secret().to_string();
-        let stages: Vec<Stage> = if stages.is_empty() {
-            vec![Stage::Current]
-        } else {
-            stages.to_vec()
-        };
-        self.run(true, move |state| {
-            let secret = state.find_mut(&id)?;
-            match secret.version_mut(&token) {
-                Some(v) => match &v.value {
-                    Some(existing) if *existing == value => return Ok(()),
-                    Some(_) => return Err(StoreError::VersionExists(token)),
-                    None => v.value = Some(value),
-                },
-                None => secret.versions.push(StoredVersion {
-                    id: token.clone(),
-                    stages: vec![],
-                    value: Some(value),
-                    created: now(),
-                }),
-            }
-            for stage in stages {
-                secret.attach(stage, &token);
-            }
-            secret.prune();
-            Ok(())
-        })
-        .await
+        self.put_value_checked(secret_id, token, value, stages, rotation_token, |_| Ok(()))
+            .await
     }
 
     async fn update_stage(&self, secret_id: &str, change: StageMove<'_>) -> Result<(), StoreError> {
@@ -516,6 +675,68 @@ impl SecretStore for LocalSecretStore {
             message: e.to_string(),
             source: Some(Box::new(e)),
         })
+    }
+
+    async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
+        let id = secret_id.to_string();
+        self.run(false, move |state| {
+            let (_, s) = state.find(&id)?;
+            // Versions are kept in the order they were made: newest last.
+            Ok(s.versions
+                .iter()
+                .rev()
+                .map(|v| VersionInfo {
+                    id: v.id.clone(),
+                    stages: VersionStages::from_labels(&v.stages),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        rotation_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (id, tok) = (secret_id.to_string(), token.to_string());
+        // The in-flight check and the write happen under one lock: a second writer fails.
+        let check = move |state: &mut FileState| {
+            let secret = state.find_mut(&id)?;
+            let current = secret.holder(Stage::Current).map(str::to_string);
+            match secret.holder(Stage::Pending) {
+                Some(p) if Some(p) != current.as_deref() && p != tok => {
+                    Err(StoreError::Conflict(format!(
+                        "a rotation of secret {} is already in flight (version {p})",
+                        secret.arn
+                    )))
+                }
+                _ => Ok(()),
+            }
+        };
+        self.put_value_checked(
+            secret_id,
+            token,
+            value,
+            &[Stage::Pending],
+            rotation_token,
+            check,
+        )
+        .await
+    }
+
+    async fn claim(&self, arn: &str) -> Result<Claim, StoreError> {
+        let this = self.clone();
+        let arn = arn.to_string();
+        tokio::task::spawn_blocking(move || this.claim_blocking(&arn))
+            .await
+            .map_err(|e| StoreError::Service {
+                operation: "local store",
+                message: format!("worker task failed: {e}"),
+                source: None,
+            })?
     }
 }
 

@@ -147,6 +147,41 @@ pub struct StageMove<'a> {
     pub remove_from: Option<&'a str>,
 }
 
+/// One version as `ListSecretVersionIds` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// Version id.
+    pub id: String,
+    /// Labels on it (none for a version kept without a label).
+    pub stages: VersionStages,
+}
+
+/// A per-secret claim: while it is held, no other `rotate run`, `resume` or `abort` on the same
+/// store works on the secret. Released on drop, and by the operating system when the holder
+/// dies (kill -9 included).
+pub struct Claim(Option<Box<dyn Send + Sync>>);
+
+impl Claim {
+    /// A claim that guards nothing (stores that cannot offer one, such as Secrets Manager).
+    pub fn none() -> Self {
+        Claim(None)
+    }
+    /// A claim held by `guard` until it is dropped.
+    pub fn held(guard: impl Send + Sync + 'static) -> Self {
+        Claim(Some(Box::new(guard)))
+    }
+    /// Whether the store could give real exclusivity.
+    pub fn is_exclusive(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Claim").field(&self.is_exclusive()).finish()
+    }
+}
+
 /// A store failure. Kinds are stable; messages carry ids, never values.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -184,6 +219,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The call did not finish before the step's deadline.
+    #[error("secrets manager call {0} did not finish before the step's deadline")]
+    Timeout(&'static str),
+    /// Another process holds the secret's rotation claim.
+    #[error("{0}")]
+    Busy(String),
+    /// A conditional write found the secret changed (another rotation is in flight).
+    #[error("{0}")]
+    Conflict(String),
     /// The local store file is not in the expected format.
     #[error("local secret store {path} is corrupt: {reason}")]
     Corrupt {
@@ -242,6 +286,33 @@ pub trait SecretStore: Send + Sync {
         &self,
         policy: &PasswordPolicy,
     ) -> impl Future<Output = Result<SecretString, StoreError>> + Send;
+
+    /// `ListSecretVersionIds` with deprecated versions included: every version the store still
+    /// keeps, labelled or not, newest first.
+    fn list_versions(
+        &self,
+        secret_id: &str,
+    ) -> impl Future<Output = Result<Vec<VersionInfo>, StoreError>> + Send;
+
+    /// Stores this rotation's pending value. Stores with a conditional write refuse with
+    /// [`StoreError::Conflict`], in the same operation, when `AWSPENDING` is on another version
+    /// that is not `AWSCURRENT` (another rotation in flight). Secrets Manager has none: the
+    /// default is a plain `PutSecretValue`, and core checks the description it read first.
+    fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        rotation_token: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.put_value(secret_id, token, value, &[Stage::Pending], rotation_token)
+    }
+
+    /// Takes the per-secret claim, or fails at once with [`StoreError::Busy`]. The default
+    /// offers no exclusivity (see [`Claim::none`]).
+    fn claim(&self, _arn: &str) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        async { Ok(Claim::none()) }
+    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,9 @@
 
 #![recursion_limit = "256"]
 
-use lambda_runtime::{LambdaEvent, service_fn};
-use rotation_core::{AwsSecretStore, PasswordPolicy, Rotation};
-use rotation_lambda::{Failure, handle, init_tracing, strategy_from_env};
-use rotation_postgres::rds::Rds;
-use rotation_postgres::{PROFILE, PgConfig, PostgresRotator};
-use serde_json::Value;
+use rotation_core::AwsSecretStore;
+use rotation_engines::{Engine, Settings, strategy_from_env};
+use rotation_lambda::{StartupError, init_tracing, require_lambda, serve};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -23,19 +20,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 async fn run() -> Result<(), lambda_runtime::Error> {
     // Everything is read and validated once, before the first event.
-    let strategy = strategy_from_env()?;
-    let policy = PasswordPolicy::from_env(&PROFILE.password)?;
-    let config = PgConfig::from_env()?;
+    require_lambda()?;
+    let strategy = strategy_from_env().map_err(StartupError::from)?;
+    let settings = Settings::from_env(Engine::Postgres).map_err(StartupError::from)?;
     let sdk = aws_config::from_env().load().await;
     let store = AwsSecretStore::from_sdk_config(&sdk);
-    let rotator = PostgresRotator::new(strategy, config).with_rds(Rds::from_sdk_config(&sdk));
-    let rotation = Rotation::new(store, rotator, policy);
+    let rotation = rotation_engines::rotation(store, &settings, strategy, Some(&sdk));
     tracing::info!(strategy = %strategy, "rds-postgres rotation function ready");
-    let rotation = &rotation;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(rotation, &event.payload)
-            .await
-            .map_err(|e: Failure| e)
-    }))
-    .await
+    serve(rotation).await
 }

@@ -1,0 +1,318 @@
+//! The in-process driver: a whole rotation (`rotate`), finishing one in flight (`resume`),
+//! abandoning one (`abort`), and `status`. It takes the secret's claim first (one rotation per
+//! secret at a time, where the store can give that), then runs the same step functions as the
+//! Lambda contract, each step with its own deadline.
+
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::deadline::Deadline;
+use crate::error::{Attempts, CredentialSource, RotationError, Which};
+use crate::event::{RotationEvent, Step};
+use crate::rotation::Rotation;
+use crate::rotator::Rotator;
+use crate::stage::{Stage, Strategy};
+use crate::steps::recover::login_with_unlabelled;
+use crate::steps::set::check_same_user;
+use crate::steps::{self, Credentials, StepContext, StepOutcome};
+use crate::store::{Claim, SecretDescription, SecretStore, StageMove};
+
+/// What a whole rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Secret ARN.
+    pub secret: String,
+    /// The rotated version.
+    pub token: String,
+    /// Each step and its outcome.
+    pub steps: Vec<(Step, StepOutcome)>,
+}
+
+/// How hard an abort tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AbortMode {
+    /// Change nothing unless the `AWSCURRENT` credentials are proven to log in afterwards.
+    #[default]
+    Safe,
+    /// Remove `AWSPENDING` even when that cannot be proven (a database gone for good).
+    Force,
+}
+
+/// What an abort did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbortReport {
+    /// Secret ARN.
+    pub secret: String,
+    /// The abandoned version.
+    pub token: String,
+    /// Whether the database had to be set back to the current password, and with whose
+    /// credentials.
+    pub restored_with: Option<Credentials>,
+    /// Whether the `AWSCURRENT` credentials were proven to log in.
+    pub current_verified: bool,
+    /// For a forced abort that could not verify: what may be left behind.
+    pub left_behind: Option<String>,
+}
+
+impl<S: SecretStore, R: Rotator> Rotation<S, R> {
+    fn driver_deadline(&self) -> Deadline {
+        Deadline::after(self.options.step_timeout)
+    }
+
+    /// The secret's versions and stages, and any rotation in flight. Takes no claim and
+    /// waits for nobody.
+    pub async fn status(&self, secret_id: &str) -> Result<SecretDescription, RotationError> {
+        self.describe(secret_id, self.driver_deadline()).await
+    }
+
+    /// Claims the secret and reads it afresh under the claim.
+    async fn claimed(&self, secret_id: &str) -> Result<(Claim, SecretDescription), RotationError> {
+        let deadline = self.driver_deadline();
+        let first = self.describe(secret_id, deadline).await?;
+        let claim = match deadline.run(self.store.claim(&first.arn)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(crate::store::StoreError::Busy(_))) => {
+                return Err(RotationError::Busy { secret: first.arn });
+            }
+            Ok(Err(e)) => {
+                return Err(RotationError::store(format!(
+                    "claiming secret {}",
+                    first.arn
+                ))(e));
+            }
+            Err(_) => {
+                return Err(RotationError::store(format!(
+                    "claiming secret {}",
+                    first.arn
+                ))(crate::store::StoreError::Timeout(
+                    "claim",
+                )));
+            }
+        };
+        if !claim.is_exclusive() {
+            return Ok((claim, first));
+        }
+        let fresh = self.describe(&first.arn, deadline).await?;
+        Ok((claim, fresh))
+    }
+
+    /// Performs a whole rotation in-process: refuses when rotation is disabled, another
+    /// rotation is in flight or another process holds the secret, then runs the four steps
+    /// with a new token.
+    pub async fn rotate(&self, secret_id: &str) -> Result<RotationReport, RotationError> {
+        let (_claim, description) = self.claimed(secret_id).await?;
+        if description.rotation_enabled == Some(false) {
+            return Err(RotationError::NotEnabled {
+                secret: description.arn,
+            });
+        }
+        if let Some(version) = description.rotation_in_flight() {
+            return Err(RotationError::RotationInFlight {
+                secret: description.arn.clone(),
+                version: version.to_string(),
+            });
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        self.drive(&description, &token, true).await
+    }
+
+    /// Finishes the rotation in flight, from whatever step it reached.
+    pub async fn resume(&self, secret_id: &str) -> Result<RotationReport, RotationError> {
+        let (_claim, description) = self.claimed(secret_id).await?;
+        if description.rotation_enabled == Some(false) {
+            return Err(RotationError::NotEnabled {
+                secret: description.arn,
+            });
+        }
+        let token = description
+            .rotation_in_flight()
+            .ok_or_else(|| RotationError::NoRotationInFlight {
+                secret: description.arn.clone(),
+            })?
+            .to_string();
+        self.drive(&description, &token, false).await
+    }
+
+    async fn drive(
+        &self,
+        description: &SecretDescription,
+        token: &str,
+        fresh: bool,
+    ) -> Result<RotationReport, RotationError> {
+        let arn = description.arn.as_str();
+        let span = info_span!("rotation", secret_id = %arn, token = %token);
+        async {
+            let mut steps = Vec::with_capacity(4);
+            // createSecret first: with a new token there is no stub to pass the entry checks
+            // (RotateSecret would have made one); it stores the AWSPENDING version itself.
+            let ctx = self.context(description, token, self.driver_deadline());
+            let create = Box::pin(steps::create::run(&ctx, None))
+                .instrument(info_span!("rotation_step", step = "createSecret"));
+            let outcome = create.await?;
+            steps.push((Step::CreateSecret, outcome));
+            if fresh {
+                info!("pending version stored; the next step re-reads the stages before acting");
+            }
+            // Each later step re-reads the secret (entry checks): if AWSPENDING is no longer on
+            // this run's token, it stops before touching the database.
+            for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
+                let outcome = self.handle(&RotationEvent::new(step, arn, token)).await?;
+                steps.push((step, outcome));
+            }
+            info!("rotation complete");
+            Ok(RotationReport {
+                secret: arn.to_string(),
+                token: token.to_string(),
+                steps,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Abandons the rotation in flight by removing `AWSPENDING` from its version, but only
+    /// once the `AWSCURRENT` credentials are proven to log in: single user, when they do not
+    /// (setSecret already changed the password), the password is first set back to the current
+    /// one, logged in with the pending, previous or a recent unlabelled version (W6); alternating
+    /// users, the current user must log in (the other user's new password may stay: the next
+    /// rotation sets it through the master). Otherwise it fails and changes nothing, unless
+    /// `mode` is [`AbortMode::Force`].
+    pub async fn abort(
+        &self,
+        secret_id: &str,
+        mode: AbortMode,
+    ) -> Result<AbortReport, RotationError> {
+        let (_claim, description) = self.claimed(secret_id).await?;
+        let arn = description.arn.clone();
+        let token = description
+            .rotation_in_flight()
+            .ok_or_else(|| RotationError::NoRotationInFlight {
+                secret: arn.clone(),
+            })?
+            .to_string();
+        let ctx = self.context(&description, &token, self.driver_deadline());
+        let span = info_span!("abort", secret_id = %arn, token = %token);
+        let proof = Box::pin(prove_current(&ctx)).instrument(span.clone()).await;
+        let mut report = AbortReport {
+            secret: arn.clone(),
+            token: token.clone(),
+            restored_with: None,
+            current_verified: false,
+            left_behind: None,
+        };
+        match proof {
+            Ok(restored_with) => {
+                report.restored_with = restored_with;
+                report.current_verified = true;
+            }
+            Err(e) if mode == AbortMode::Force => {
+                let _g = span.enter();
+                warn!(error = %crate::error_chain(&e), "abort --force: the AWSCURRENT credentials are not proven to log in; removing AWSPENDING anyway");
+                report.left_behind = Some(format!(
+                    "the AWSCURRENT credentials were not proven to log in ({}); if the database holds the password of version {token}, that version is kept without a label and the next rotation recovers it",
+                    e.kind()
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+        ctx.store_call(
+            "UpdateSecretVersionStage",
+            || format!("removing AWSPENDING from version {token} of secret {arn}"),
+            self.store.update_stage(
+                &arn,
+                StageMove {
+                    stage: Stage::Pending,
+                    move_to: None,
+                    remove_from: Some(&token),
+                },
+            ),
+        )
+        .await?;
+        let _g = span.enter();
+        info!(restored = ?report.restored_with, "abort: rotation abandoned");
+        Ok(report)
+    }
+}
+
+/// Proves that the `AWSCURRENT` credentials log in, restoring them first where the strategy
+/// allows. Returns whose credentials restored the password, if that was needed.
+async fn prove_current<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+) -> Result<Option<Credentials>, RotationError> {
+    let current = ctx.load(Which::Current, None).await?;
+    let mut attempts = Attempts::default();
+    match ctx.login(&CredentialSource::Current, &current).await {
+        Ok(session) => {
+            ctx.rotator.close(session).await;
+            return Ok(None);
+        }
+        Err(e) => attempts.push(CredentialSource::Current, e),
+    }
+    let unsafe_abort = |attempts| RotationError::AbortUnsafe {
+        token: ctx.token.to_string(),
+        secret: ctx.arn.to_string(),
+        attempts,
+    };
+    if ctx.rotator.strategy() == Strategy::AlternatingUsers {
+        return Err(unsafe_abort(attempts));
+    }
+    // Single user: find credentials the database accepts for the user, and set the current
+    // password back with them.
+    let mut found = None;
+    match ctx.load(Which::Pending, Some(ctx.token)).await {
+        Ok(pending) => {
+            let pending = pending.with_ssl_of(&current);
+            if check_same_user(&pending, &current, "current user", "current").is_ok() {
+                match ctx.login(&CredentialSource::Pending, &pending).await {
+                    Ok(s) => found = Some((s, Credentials::Pending)),
+                    Err(e) => attempts.push(CredentialSource::Pending, e),
+                }
+            }
+        }
+        Err(e) => info!(error = %e, "abort: no usable pending value"),
+    }
+    if found.is_none()
+        && let Some(previous) = ctx.load_previous().await
+    {
+        let previous = previous.with_ssl_of(&current);
+        if check_same_user(&previous, &current, "previous valid user", "previous").is_ok() {
+            match ctx.login(&CredentialSource::Previous, &previous).await {
+                Ok(s) => found = Some((s, Credentials::Previous)),
+                Err(e) => attempts.push(CredentialSource::Previous, e),
+            }
+        }
+    }
+    if found.is_none() {
+        let tried = [
+            Some(ctx.token),
+            ctx.description.version_with(Stage::Current),
+            ctx.description.version_with(Stage::Previous),
+        ];
+        found = login_with_unlabelled(ctx, &current, &tried, &mut attempts)
+            .await?
+            .map(|s| (s, Credentials::Recovered));
+    }
+    let Some((mut session, via)) = found else {
+        return Err(unsafe_abort(attempts));
+    };
+    let restore = ctx
+        .engine_call(
+            "setting the current password back",
+            ctx.rotator.set_own_password(&mut session, &current),
+        )
+        .await;
+    ctx.rotator.close(session).await;
+    let rollback_failed = |source| RotationError::RollbackFailed {
+        token: ctx.token.to_string(),
+        secret: ctx.arn.to_string(),
+        source,
+    };
+    restore.map_err(rollback_failed)?;
+    // Proof, not hope: the current credentials must now log in.
+    let session = ctx
+        .login(&CredentialSource::Current, &current)
+        .await
+        .map_err(rollback_failed)?;
+    ctx.rotator.close(session).await;
+    info!(via = ?via, "abort: database password set back to the AWSCURRENT value");
+    Ok(Some(via))
+}
