@@ -3,7 +3,9 @@
 //! - [`Moto`]: moto's Secrets Manager (and Lambda/RDS control-plane) API, from the project's
 //!   `.venv` (installed by `scripts/setup`);
 //! - [`PgCluster`]: a PostgreSQL cluster in a temporary directory with password authentication
-//!   over TCP (SCRAM or md5), optionally TLS-only with a certificate from a generated CA.
+//!   over TCP (SCRAM or md5), optionally TLS-only with a certificate from a generated CA;
+//! - [`TcpProxy`]: a fault-injection TCP proxy in front of any of them (stall, reset, refuse
+//!   connections), to show that code whose connection stalls times out instead of hanging.
 //!
 //! A server that cannot start is an error that says how to install what is missing; tests
 //! `expect` it, so they fail rather than skip.
@@ -13,11 +15,13 @@
 mod moto;
 mod net;
 mod postgres;
+mod proxy;
 mod tls;
 
 pub use moto::Moto;
 pub use net::{free_port, wait_for_port};
 pub use postgres::{PgAuth, PgCluster, PgOptions};
+pub use proxy::TcpProxy;
 pub use tls::TestCa;
 
 use std::path::PathBuf;

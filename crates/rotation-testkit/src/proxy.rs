@@ -1,0 +1,786 @@
+//! A TCP proxy on 127.0.0.1 for fault injection: stall, refuse or reset connections to a
+//! server under test, so tests can show that code with a stalled connection times out
+//! instead of hanging.
+//!
+//! Plain `std::net` and threads: it works the same from a synchronous test or from inside a
+//! tokio runtime. Every blocking socket call has a ~20 ms timeout, so the threads notice
+//! control changes promptly and stop soon after the proxy is dropped.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
+
+/// How often the forwarding threads look at the controls (socket read/write timeout).
+const POLL: Duration = Duration::from_millis(20);
+/// Bytes read from a socket at a time.
+const CHUNK: usize = 16 * 1024;
+/// Largest PostgreSQL query message held back whole for [`TcpProxy::stall_on_query`]; longer
+/// ones are forwarded as they come and never match.
+const QUERY_CAP: usize = 1024 * 1024;
+/// Largest plausible untyped (startup) PostgreSQL message.
+const STARTUP_CAP: usize = 10_000;
+/// Connecting to the target.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long dropping the proxy waits for its connection threads before detaching them.
+const DROP_WAIT: Duration = Duration::from_secs(2);
+
+/// A TCP proxy listening on `127.0.0.1` (random port) that forwards each accepted connection
+/// to a target on `127.0.0.1`, byte for byte in both directions, with controls for fault
+/// injection.
+///
+/// All controls take `&self`, are thread-safe and act on open connections within ~20 ms:
+///
+/// - [`stall`](Self::stall) / [`resume`](Self::resume): hold every byte in both directions
+///   (nothing is dropped, connections stay open), then forward again;
+/// - [`stall_after_client_bytes`](Self::stall_after_client_bytes) and
+///   [`stall_on_query`](Self::stall_on_query): per-connection triggers, e.g. let a login
+///   through and stall at the first query, or at `ALTER ROLE`;
+/// - [`refuse_new`](Self::refuse_new) / [`accept_new`](Self::accept_new): reset new
+///   connections as soon as they are accepted;
+/// - [`drop_all`](Self::drop_all): reset every open connection.
+///
+/// If the target does not answer, the client's connection is reset.
+///
+/// It runs on plain `std::net` threads (one accepting, two per connection), so it works the
+/// same from a synchronous test or from inside a tokio runtime. Every blocking socket call
+/// times out after ~20 ms, buffers are bounded, and dropping the proxy closes the listener
+/// and resets every connection, waiting at most ~2 s for its threads (then detaching them).
+///
+/// ```no_run
+/// # use rotation_testkit::TcpProxy;
+/// # let db_port = 5432;
+/// let proxy = TcpProxy::to_port(db_port).unwrap();
+/// proxy.stall_on_query("ALTER ROLE");
+/// // Point the code under test at 127.0.0.1:proxy.port(): its login goes through, its
+/// // ALTER ROLE never reaches the server, and it must give up on its own timeout.
+/// ```
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+enum Trigger {
+    AfterClientBytes(u64),
+    OnQuery(Vec<u8>),
+}
+
+/// The armed trigger; `generation` changes whenever it is armed or disarmed.
+#[derive(Debug, Default)]
+struct Armed {
+    generation: u64,
+    trigger: Option<Arc<Trigger>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    target: SocketAddr,
+    stopping: AtomicBool,
+    stalled: AtomicBool,
+    refusing: AtomicBool,
+    armed: Mutex<Armed>,
+    conns: Mutex<Vec<Arc<Conn>>>,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    triggered: AtomicU64,
+    up: AtomicU64,
+    down: AtomicU64,
+    /// Connection threads still running.
+    threads: AtomicUsize,
+}
+
+/// One proxied connection; the pumps hold their own clones of the two sockets.
+#[derive(Debug)]
+struct Conn {
+    client: TcpStream,
+    server: TcpStream,
+    closed: AtomicBool,
+    /// Held by a trigger until [`TcpProxy::resume`].
+    stalled: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Makes the eventual close of `s` send a reset (RST) instead of an orderly FIN.
+fn reset_on_close(s: &TcpStream) {
+    let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
+fn retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+impl Conn {
+    /// Orderly close after an error on either side.
+    fn close(&self) {
+        self.closed.store(true, SeqCst);
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.server.shutdown(Shutdown::Both);
+    }
+
+    /// Abrupt close: the pumps stop within one poll and the last close of each socket resets.
+    fn abort(&self) {
+        reset_on_close(&self.client);
+        reset_on_close(&self.server);
+        self.closed.store(true, SeqCst);
+    }
+}
+
+impl TcpProxy {
+    /// Starts a proxy to `target`, which must be on `127.0.0.1`.
+    pub fn start(target: SocketAddr) -> io::Result<TcpProxy> {
+        if target.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("TcpProxy forwards to 127.0.0.1 only, not {target}"),
+            ));
+        }
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            target,
+            stopping: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
+            armed: Mutex::default(),
+            conns: Mutex::default(),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            triggered: AtomicU64::new(0),
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            threads: AtomicUsize::new(0),
+        });
+        let for_thread = Arc::clone(&shared);
+        let accept_thread = thread::Builder::new()
+            .name("tcp-proxy-accept".into())
+            .spawn(move || accept_loop(&listener, &for_thread))?;
+        Ok(TcpProxy {
+            addr,
+            shared,
+            accept_thread: Some(accept_thread),
+        })
+    }
+
+    /// Starts a proxy to `127.0.0.1:port`.
+    pub fn to_port(port: u16) -> io::Result<TcpProxy> {
+        TcpProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    /// The port the proxy listens on (on `127.0.0.1`).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The address the proxy listens on: `127.0.0.1:`[`port`](Self::port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where connections are forwarded.
+    pub fn target(&self) -> SocketAddr {
+        self.shared.target
+    }
+
+    /// Stops forwarding in both directions on every connection, open or new. Bytes are held
+    /// (in the proxy or the kernel's socket buffers), not dropped, and connections stay open;
+    /// new connections are still accepted and connected to the target.
+    pub fn stall(&self) {
+        self.shared.stalled.store(true, SeqCst);
+    }
+
+    /// Forwards again everything held: lifts [`stall`](Self::stall), releases connections
+    /// held by a trigger and disarms the trigger.
+    pub fn resume(&self) {
+        let mut armed = lock(&self.shared.armed);
+        armed.trigger = None;
+        armed.generation += 1;
+        // Under the trigger lock, so a pump cannot stall on the old trigger after this.
+        for c in lock(&self.shared.conns).iter() {
+            c.stalled.store(false, SeqCst);
+        }
+        drop(armed);
+        self.shared.stalled.store(false, SeqCst);
+    }
+
+    /// Whether [`stall`](Self::stall) is in force.
+    pub fn is_stalled(&self) -> bool {
+        self.shared.stalled.load(SeqCst)
+    }
+
+    /// Arms a trigger: each connection (open now or accepted later) forwards the first `n`
+    /// bytes its client sends after this call, then, when the client sends more, holds
+    /// those further bytes and stalls in both directions, until [`resume`](Self::resume).
+    ///
+    /// Stalling only once the client goes past `n` lets the server's answers to those `n`
+    /// bytes through: with `n` the size of a login, the login completes and the first query
+    /// stalls. Replaces any trigger armed before (connections it already stalled stay so).
+    pub fn stall_after_client_bytes(&self, n: u64) {
+        self.arm(Trigger::AfterClientBytes(n));
+    }
+
+    /// Arms a trigger: a connection whose client sends a PostgreSQL simple query (`Q`) or
+    /// parse (`P`) message whose SQL text contains `needle` stalls in both directions before
+    /// any byte of that message is forwarded, until [`resume`](Self::resume). Messages before
+    /// it (the login, earlier queries) go through.
+    ///
+    /// Works on plaintext connections only: after the client's `SSLRequest`, a TLS handshake
+    /// makes the rest of the stream opaque and it never matches (nor does GSS encryption).
+    /// Replaces any trigger armed before (connections it already stalled stay so).
+    pub fn stall_on_query(&self, needle: &str) {
+        self.arm(Trigger::OnQuery(needle.as_bytes().to_vec()));
+    }
+
+    fn arm(&self, trigger: Trigger) {
+        let mut armed = lock(&self.shared.armed);
+        armed.trigger = Some(Arc::new(trigger));
+        armed.generation += 1;
+    }
+
+    /// Resets every new connection as soon as it is accepted (the client's connect succeeds,
+    /// then its first read fails), until [`accept_new`](Self::accept_new).
+    pub fn refuse_new(&self) {
+        self.shared.refusing.store(true, SeqCst);
+    }
+
+    /// Forwards new connections again after [`refuse_new`](Self::refuse_new).
+    pub fn accept_new(&self) {
+        self.shared.refusing.store(false, SeqCst);
+    }
+
+    /// Closes every open connection abruptly: both the client's and the target's side are
+    /// reset (RST) within ~20 ms, and bytes held for them are discarded. New connections are
+    /// still accepted.
+    pub fn drop_all(&self) {
+        for c in lock(&self.shared.conns).drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Connections accepted for forwarding (not counting refused ones).
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.accepted.load(SeqCst)
+    }
+
+    /// Connections reset on accept by [`refuse_new`](Self::refuse_new).
+    pub fn connections_refused(&self) -> u64 {
+        self.shared.refused.load(SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.shared.conns).len()
+    }
+
+    /// Connections stalled by a trigger ([`stall_after_client_bytes`](Self::stall_after_client_bytes)
+    /// or [`stall_on_query`](Self::stall_on_query)) so far.
+    pub fn stalls_triggered(&self) -> u64 {
+        self.shared.triggered.load(SeqCst)
+    }
+
+    /// Bytes forwarded from clients to the target, over all connections.
+    pub fn bytes_client_to_target(&self) -> u64 {
+        self.shared.up.load(SeqCst)
+    }
+
+    /// Bytes forwarded from the target to clients, over all connections.
+    pub fn bytes_target_to_client(&self) -> u64 {
+        self.shared.down.load(SeqCst)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, SeqCst);
+        self.drop_all();
+        if let Some(accept_thread) = self.accept_thread.take() {
+            // Wake the blocking accept so the thread sees `stopping`; if that fails, detach it.
+            if TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok() {
+                let _ = accept_thread.join();
+            }
+        }
+        let deadline = Instant::now() + DROP_WAIT;
+        while self.shared.threads.load(SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Decrements the running-thread count when a connection thread ends, even by panic.
+struct ThreadCount(Arc<Shared>);
+
+impl Drop for ThreadCount {
+    fn drop(&mut self) {
+        self.0.threads.fetch_sub(1, SeqCst);
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    for incoming in listener.incoming() {
+        if shared.stopping.load(SeqCst) {
+            return;
+        }
+        let client = match incoming {
+            Ok(c) => c,
+            Err(_) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                thread::sleep(POLL);
+                continue;
+            }
+        };
+        if shared.refusing.load(SeqCst) {
+            reset_on_close(&client);
+            shared.refused.fetch_add(1, SeqCst);
+            continue;
+        }
+        shared.accepted.fetch_add(1, SeqCst);
+        shared.threads.fetch_add(1, SeqCst);
+        let count = ThreadCount(Arc::clone(shared));
+        // If the spawn fails the closure is dropped: the client is closed, the count undone.
+        let _ = thread::Builder::new()
+            .name("tcp-proxy-conn".into())
+            .spawn(move || {
+                let count = count;
+                serve(&count.0, client);
+            });
+    }
+}
+
+fn configure(s: &TcpStream) -> io::Result<()> {
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(POLL))?;
+    s.set_write_timeout(Some(POLL))
+}
+
+/// Connects `client` to the target and forwards until both directions end.
+fn serve(shared: &Arc<Shared>, client: TcpStream) {
+    let Ok(server) = TcpStream::connect_timeout(&shared.target, CONNECT_TIMEOUT) else {
+        reset_on_close(&client);
+        return;
+    };
+    let streams = (|| {
+        configure(&client)?;
+        configure(&server)?;
+        let conn = Conn {
+            client: client.try_clone()?,
+            server: server.try_clone()?,
+            closed: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+        };
+        Ok::<_, io::Error>((conn, client.try_clone()?, server.try_clone()?))
+    })();
+    let Ok((conn, down_dst, down_src)) = streams else {
+        return;
+    };
+    let conn = Arc::new(conn);
+    lock(&shared.conns).push(Arc::clone(&conn));
+    let down = {
+        let (shared, conn) = (Arc::clone(shared), Arc::clone(&conn));
+        thread::Builder::new()
+            .name("tcp-proxy-down".into())
+            .spawn(move || pump(&shared, &conn, down_src, down_dst, None))
+    };
+    match down {
+        Ok(down) => {
+            pump(shared, &conn, client, server, Some(Inspector::default()));
+            let _ = down.join();
+        }
+        Err(_) => conn.close(),
+    }
+    lock(&shared.conns).retain(|c| !Arc::ptr_eq(c, &conn));
+}
+
+/// Forwards `src` to `dst` until end of stream, error, or close. `inspector` is set for the
+/// client-to-target direction, where the triggers apply.
+fn pump(
+    shared: &Shared,
+    conn: &Conn,
+    mut src: TcpStream,
+    mut dst: TcpStream,
+    mut inspector: Option<Inspector>,
+) {
+    let upstream = inspector.is_some();
+    let counter = if upstream { &shared.up } else { &shared.down };
+    let mut buf = vec![0u8; CHUNK];
+    // Bytes read and not yet written; the first `cleared` of them may be written.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut cleared = 0usize;
+    let mut eof = false;
+    loop {
+        if conn.closed.load(SeqCst) || shared.stopping.load(SeqCst) {
+            return;
+        }
+        // Upstream, the bytes cleared before a trigger fired still go out.
+        let held = shared.stalled.load(SeqCst) || (!upstream && conn.stalled.load(SeqCst));
+        if held {
+            thread::sleep(POLL);
+            continue;
+        }
+        if cleared > 0 {
+            match dst.write(&pending[..cleared]) {
+                Ok(0) => {
+                    conn.close();
+                    return;
+                }
+                Ok(n) => {
+                    pending.drain(..n);
+                    cleared -= n;
+                    counter.fetch_add(n as u64, SeqCst);
+                }
+                Err(e) if retryable(&e) => {}
+                Err(_) => {
+                    conn.close();
+                    return;
+                }
+            }
+            continue;
+        }
+        if conn.stalled.load(SeqCst) {
+            thread::sleep(POLL);
+            continue;
+        }
+        match inspector.as_mut() {
+            Some(inspector) => {
+                let (n, stall) = inspector.clear(shared, &pending);
+                cleared = n;
+                if stall {
+                    let armed = lock(&shared.armed);
+                    // Only if the trigger is still the one inspected (not resumed since).
+                    if armed.generation == inspector.generation {
+                        conn.stalled.store(true, SeqCst);
+                        shared.triggered.fetch_add(1, SeqCst);
+                    }
+                    continue;
+                }
+            }
+            None => cleared = pending.len(),
+        }
+        if cleared > 0 {
+            continue;
+        }
+        if eof {
+            if pending.is_empty() {
+                let _ = dst.shutdown(Shutdown::Write);
+                return;
+            }
+            // A partial message held for inspection at end of stream: let it go.
+            cleared = pending.len();
+            continue;
+        }
+        match src.read(&mut buf) {
+            Ok(0) => eof = true,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) if retryable(&e) => {}
+            Err(_) => {
+                conn.close();
+                return;
+            }
+        }
+    }
+}
+
+/// Applies the armed trigger to one connection's client bytes.
+#[derive(Debug, Default)]
+struct Inspector {
+    /// The trigger generation `counted` refers to.
+    generation: u64,
+    /// Client bytes cleared since that trigger was armed.
+    counted: u64,
+    parser: PgParser,
+}
+
+impl Inspector {
+    /// How many leading bytes of `data` (none of which were seen before) may be forwarded,
+    /// and whether the connection stalls after them.
+    fn clear(&mut self, shared: &Shared, data: &[u8]) -> (usize, bool) {
+        let (generation, trigger) = {
+            let armed = lock(&shared.armed);
+            (armed.generation, armed.trigger.clone())
+        };
+        if generation != self.generation {
+            self.generation = generation;
+            self.counted = 0;
+        }
+        let mut done = 0;
+        while done < data.len() {
+            let rest = &data[done..];
+            let (rest, needle) = match trigger.as_deref() {
+                Some(Trigger::AfterClientBytes(n)) => {
+                    let left = n.saturating_sub(self.counted);
+                    if left == 0 {
+                        return (done, true);
+                    }
+                    let left = usize::try_from(left).unwrap_or(usize::MAX);
+                    (&rest[..rest.len().min(left)], None)
+                }
+                Some(Trigger::OnQuery(needle)) => (rest, Some(needle.as_slice())),
+                None => (rest, None),
+            };
+            match self.parser.step(rest, needle) {
+                Step::Advance(n) => {
+                    done += n;
+                    self.counted += n as u64;
+                }
+                Step::Hold => return (done, false),
+                Step::Match => return (done, true),
+            }
+        }
+        (done, false)
+    }
+}
+
+/// Follows the PostgreSQL frontend message framing of a client's byte stream.
+#[derive(Debug)]
+enum PgParser {
+    /// An untyped message (startup, SSLRequest, GSSENCRequest, CancelRequest): its first
+    /// `have` of 8 header bytes (length, code).
+    Untyped {
+        head: [u8; 8],
+        have: usize,
+        after_encryption_request: bool,
+    },
+    /// `have` of the 5 header bytes (type, length) of a typed message.
+    Typed { head: [u8; 5], have: usize },
+    /// Inside a message body: bytes left.
+    Body(usize),
+    /// Not (or no longer) plaintext PostgreSQL: forwarded without looking.
+    Opaque,
+}
+
+impl Default for PgParser {
+    fn default() -> Self {
+        PgParser::Untyped {
+            head: [0; 8],
+            have: 0,
+            after_encryption_request: false,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// This many bytes (at least one) are consumed and may be forwarded.
+    Advance(usize),
+    /// A query message is incomplete: wait for more bytes.
+    Hold,
+    /// The next message matches the trigger.
+    Match,
+}
+
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+fn be32(b: &[u8]) -> usize {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+fn typed_start() -> PgParser {
+    PgParser::Typed {
+        head: [0; 5],
+        have: 0,
+    }
+}
+
+/// The state after a header announcing `body` more bytes.
+fn body(body: usize) -> PgParser {
+    if body == 0 {
+        typed_start()
+    } else {
+        PgParser::Body(body)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The SQL of a complete `Q` or `P` message (`kind`, then length, then `payload`).
+fn query_text(kind: u8, payload: &[u8]) -> &[u8] {
+    match kind {
+        // Parse: statement name, NUL, query, NUL, parameter types.
+        b'P' => match payload.iter().position(|&b| b == 0) {
+            Some(i) => &payload[i + 1..],
+            None => payload,
+        },
+        _ => payload,
+    }
+}
+
+impl PgParser {
+    /// Consumes the start of `data` (not empty). With `needle`, a `Q`/`P` message is only
+    /// consumed once complete and not matching.
+    fn step(&mut self, data: &[u8], needle: Option<&[u8]>) -> Step {
+        match self {
+            PgParser::Opaque => Step::Advance(data.len()),
+            PgParser::Body(left) => {
+                let n = (*left).min(data.len());
+                *left -= n;
+                if *left == 0 {
+                    *self = typed_start();
+                }
+                Step::Advance(n)
+            }
+            PgParser::Untyped {
+                head,
+                have,
+                after_encryption_request,
+            } => {
+                if *have == 0 && *after_encryption_request && data[0] == TLS_HANDSHAKE {
+                    *self = PgParser::Opaque;
+                    return Step::Advance(data.len());
+                }
+                let n = (8 - *have).min(data.len());
+                head[*have..*have + n].copy_from_slice(&data[..n]);
+                *have += n;
+                if *have == 8 {
+                    let len = be32(&head[..4]);
+                    let code = be32(&head[4..]) as u32;
+                    *self = if len == 8 && (code == SSL_REQUEST || code == GSSENC_REQUEST) {
+                        PgParser::Untyped {
+                            head: [0; 8],
+                            have: 0,
+                            after_encryption_request: true,
+                        }
+                    } else if (8..=STARTUP_CAP).contains(&len) {
+                        body(len - 8)
+                    } else {
+                        PgParser::Opaque
+                    };
+                }
+                Step::Advance(n)
+            }
+            PgParser::Typed { head, have } => {
+                if let (0, Some(needle), b'Q' | b'P') = (*have, needle, data[0]) {
+                    if data.len() < 5 {
+                        return Step::Hold;
+                    }
+                    let len = be32(&data[1..5]);
+                    let total = len.saturating_add(1);
+                    if len >= 4 && total <= QUERY_CAP {
+                        if data.len() < total {
+                            return Step::Hold;
+                        }
+                        if contains(query_text(data[0], &data[5..total]), needle) {
+                            return Step::Match;
+                        }
+                        return Step::Advance(total);
+                    }
+                }
+                let n = (5 - *have).min(data.len());
+                head[*have..*have + n].copy_from_slice(&data[..n]);
+                *have += n;
+                if *have == 5 {
+                    let len = be32(&head[1..]);
+                    *self = if len < 4 {
+                        PgParser::Opaque
+                    } else {
+                        body(len - 4)
+                    };
+                }
+                Step::Advance(n)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&(payload.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(payload);
+        m
+    }
+
+    fn startup() -> Vec<u8> {
+        let payload = b"user\0postgres\0\0";
+        let mut m = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+        m.extend_from_slice(&196_608u32.to_be_bytes());
+        m.extend_from_slice(payload);
+        m
+    }
+
+    /// Feeds `data` in chunks of `chunk`, like the pump: returns bytes consumed and whether
+    /// it matched.
+    fn run(p: &mut PgParser, data: &[u8], needle: &[u8], chunk: usize) -> (usize, bool) {
+        let mut done = 0;
+        let mut avail = chunk.min(data.len());
+        loop {
+            if done == avail {
+                if avail == data.len() {
+                    return (done, false);
+                }
+                avail = (avail + chunk).min(data.len());
+            }
+            match p.step(&data[done..avail], Some(needle)) {
+                Step::Advance(n) => {
+                    assert!(n > 0);
+                    done += n;
+                }
+                Step::Hold if avail < data.len() => avail = (avail + chunk).min(data.len()),
+                Step::Hold => return (done, false),
+                Step::Match => return (done, true),
+            }
+        }
+    }
+
+    #[test]
+    fn matches_query_after_login_in_any_chunking() {
+        let mut stream = SSL_REQUEST_BYTES.to_vec();
+        stream.extend(startup());
+        stream.extend(message(b'p', b"SCRAM stuff"));
+        stream.extend(message(b'Q', b"SELECT 1\0"));
+        let before = stream.len();
+        stream.extend(message(b'Q', b"ALTER ROLE x PASSWORD 'y'\0"));
+        for chunk in [1, 2, 3, 7, 64, 4096] {
+            let mut p = PgParser::default();
+            assert_eq!(run(&mut p, &stream, b"ALTER ROLE", chunk), (before, true));
+        }
+    }
+
+    #[test]
+    fn matches_parse_message_sql_not_statement_name() {
+        let mut stream = startup();
+        let before = stream.len();
+        stream.extend(message(b'P', b"ALTER ROLE\0ALTER ROLE x\0\0\0"));
+        let mut p = PgParser::default();
+        assert_eq!(run(&mut p, &stream, b"ALTER ROLE", 5), (before, true));
+        let mut stream = startup();
+        stream.extend(message(b'P', b"ALTER ROLE\0SELECT 1\0\0\0"));
+        let mut p = PgParser::default();
+        assert_eq!(
+            run(&mut p, &stream, b"ALTER ROLE", 5),
+            (stream.len(), false)
+        );
+    }
+
+    #[test]
+    fn tls_after_ssl_request_is_opaque() {
+        let mut stream = SSL_REQUEST_BYTES.to_vec();
+        stream.extend([TLS_HANDSHAKE, 3, 1, 0, 20]);
+        stream.extend(message(b'Q', b"ALTER ROLE\0"));
+        let mut p = PgParser::default();
+        assert_eq!(
+            run(&mut p, &stream, b"ALTER ROLE", 3),
+            (stream.len(), false)
+        );
+    }
+
+    const SSL_REQUEST_BYTES: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+}
