@@ -1,0 +1,548 @@
+//! The TLS trust store shared by every engine's connections, built once per process.
+//!
+//! Sources, in order:
+//!
+//! 1. **The Amazon RDS global CA bundle**, embedded in the binary ([`RDS_GLOBAL_BUNDLE`], 108
+//!    root CAs of the commercial partition; see `data/README.md` for its origin and how to
+//!    refresh it). It covers RDS, Aurora and DocumentDB.
+//! 2. **The system trust store**, where the platform has one (what AWS's Python rotation
+//!    functions trust), read with `rustls-native-certs`. Its absence is not an error: the
+//!    source counts 0 and a log line says so.
+//! 3. **`CA_BUNDLE_PATH`**, a PEM file of extra CAs (GovCloud and China RDS bundles, private
+//!    CAs). A file that cannot be read, is not PEM, holds no certificate or holds a certificate
+//!    that cannot be a trust anchor is a [`TrustError`] at load time, so binaries fail at start.
+//! 4. **The Mozilla roots** (`webpki-roots`). Database drivers built on rustls add these
+//!    themselves (sqlx with `tls-rustls-aws-lc-rs` starts every connection from them), so they
+//!    are counted but left out of the PEM this crate hands out; [`Trust::root_store`] includes
+//!    them for drivers that take a [`RootCertStore`].
+//!
+//! Everything is parsed once. Certificates already trusted through another source (same
+//! subject and public key as a Mozilla root, or as a certificate of a source that is always
+//! included with it) are dropped and counted, and so are system certificates that rustls cannot
+//! use as trust anchors (sqlx would otherwise fail every connection on them).
+//!
+//! # Per-host PEM
+//!
+//! sqlx re-parses the PEM it is given on every connection (`ssl_root_cert_from_pem`, then one
+//! `RootCertStore::add` per certificate on top of the Mozilla roots), so [`Trust::pem_for_host`]
+//! hands out the smallest PEM that still trusts everything the host can present, prepared once
+//! at load:
+//!
+//! - RDS, Aurora and DocumentDB endpoints ([`is_aws_database_host`]): the RDS bundle plus
+//!   `CA_BUNDLE_PATH`. Their certificates chain to the RDS CAs, or, for RDS Proxy and DocumentDB
+//!   elastic clusters, to Amazon Trust Services roots, which are Mozilla roots. GovCloud and
+//!   China endpoints are recognised too, so their RDS CAs must come through `CA_BUNDLE_PATH`
+//!   (a CA installed only in the system store is not used for them).
+//! - Any other host: the system store (without the Mozilla duplicates) plus the RDS bundle plus
+//!   `CA_BUNDLE_PATH`.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let trust = rotation_trust::Trust::global()?;
+//! trust.log_sources();
+//! let pem = trust.pem_for_host("mydb.abc123.us-east-1.rds.amazonaws.com");
+//! // sqlx: PgConnectOptions::new().ssl_root_cert_from_pem(pem.to_vec())
+//! # let _ = pem;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cost
+//!
+//! Measured with `cargo run --release -p rotation-trust --example trust_timing` on a 2-core
+//! Linux build machine (rustls 0.23.46, webpki-roots 1.0.10 with 120 Mozilla roots; Debian
+//! `ca-certificates` giving 145 system certificates, 96 of them Mozilla duplicates and 49 kept:
+//! older public roots that webpki-roots no longer ships, plus a few local CAs):
+//!
+//! | What | Figure |
+//! |---|---|
+//! | `Trust::load(None)`, first call in the process | 4.1-4.7 ms wall, ~4 ms CPU |
+//! | `Trust::load(None)`, later calls | 3.3 ms median, 98% of it CPU |
+//! | of which `rustls_native_certs::load_native_certs` (file reads) | 2.0 ms |
+//! | Per connection, Mozilla roots only (no PEM) | 0.6 µs |
+//! | Per connection, RDS endpoint PEM (108 certificates, 165 KB) | 445-460 µs |
+//! | Per connection, other-host PEM (157 certificates, 240 KB) | 650-700 µs |
+//! | Per connection, 3 certificates (one region's RDS roots) | 11 µs |
+//!
+//! Per-connection figures are medians over 200 runs (CPU time agrees within a few percent) of
+//! what sqlx 0.8.6 and 0.9.0 do with `ssl_root_cert_from_pem`: clone the PEM, build a
+//! `RootCertStore` from the Mozilla roots, decode and add every certificate, about 4.2 µs each.
+//! The PEM for RDS endpoints is byte for byte the published bundle (it is already canonical
+//! PEM), so re-encoding costs nothing per connection. For comparison, a verified-TLS login
+//! through sqlx takes tens of milliseconds (see the workspace README).
+
+mod host;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::{self, PemObject};
+use tracing::{debug, info, warn};
+
+pub use host::is_aws_database_host;
+
+/// `CA_BUNDLE_PATH`: a PEM file of extra CA certificates to trust. Empty means unset.
+pub const CA_BUNDLE_ENV: &str = "CA_BUNDLE_PATH";
+
+/// The Amazon RDS global CA bundle (commercial partition), as published at
+/// `https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem`.
+pub const RDS_GLOBAL_BUNDLE: &[u8] = include_bytes!("../data/rds-global-bundle.pem");
+
+/// Where trusted certificates come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TrustSource {
+    /// The RDS CA bundle embedded in the binary (or its stand-in, see
+    /// [`Trust::with_rds_bundle`]).
+    RdsBundle,
+    /// The platform's trust store.
+    System,
+    /// The PEM file named by `CA_BUNDLE_PATH`.
+    CaBundle,
+    /// The Mozilla roots of `webpki-roots`.
+    Mozilla,
+}
+
+impl TrustSource {
+    /// A short stable name for logs: `rds-bundle`, `system`, `ca-bundle`, `mozilla`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrustSource::RdsBundle => "rds-bundle",
+            TrustSource::System => "system",
+            TrustSource::CaBundle => "ca-bundle",
+            TrustSource::Mozilla => "mozilla",
+        }
+    }
+}
+
+impl fmt::Display for TrustSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How many certificates one source gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceCount {
+    /// The source.
+    pub source: TrustSource,
+    /// The file read, for [`TrustSource::CaBundle`] when `CA_BUNDLE_PATH` is set.
+    pub path: Option<PathBuf>,
+    /// Certificates read from the source.
+    pub loaded: usize,
+    /// Dropped because another source already trusts the same subject and public key.
+    pub duplicates: usize,
+    /// Dropped because rustls cannot use them as trust anchors (system store only; elsewhere
+    /// such a certificate is an error).
+    pub unusable: usize,
+}
+
+impl SourceCount {
+    /// Certificates this source adds to the trust store.
+    pub fn kept(&self) -> usize {
+        self.loaded - self.duplicates - self.unusable
+    }
+}
+
+/// What is wrong with a PEM source.
+#[derive(Debug, thiserror::Error)]
+pub enum PemProblem {
+    /// Not parseable as PEM.
+    #[error("is not valid PEM: {0}")]
+    Malformed(#[source] pem::Error),
+    /// No `CERTIFICATE` section.
+    #[error("holds no certificate")]
+    NoCertificate,
+    /// A certificate rustls cannot use as a trust anchor.
+    #[error(
+        "holds a certificate (#{index}, counting from 1) that cannot be a trust anchor: {source}"
+    )]
+    Unusable {
+        /// Position of the certificate in the file, from 1.
+        index: usize,
+        /// Why rustls rejected it.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// The trust store cannot be built; a configuration error to report at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// `CA_BUNDLE_PATH` names a file that cannot be read.
+    #[error("{CA_BUNDLE_ENV} points at {}, which cannot be read: {source}", path.display())]
+    CaBundleUnreadable {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `CA_BUNDLE_PATH` names a file that does not hold usable certificates.
+    #[error("{CA_BUNDLE_ENV} points at {}, which {problem}", path.display())]
+    CaBundle {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with its contents.
+        #[source]
+        problem: PemProblem,
+    },
+    /// The RDS bundle given to [`Trust::with_rds_bundle`] (never the embedded one, which a test
+    /// checks) does not hold usable certificates.
+    #[error("the RDS CA bundle {problem}")]
+    RdsBundle {
+        /// What is wrong with its contents.
+        #[source]
+        problem: PemProblem,
+    },
+}
+
+/// A PEM prepared once, with its certificate count.
+#[derive(Clone)]
+struct Pem {
+    bytes: Arc<[u8]>,
+    certificates: usize,
+}
+
+impl Pem {
+    fn encode<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'static>>) -> Pem {
+        let mut bytes = Vec::new();
+        let mut certificates = 0;
+        for cert in certs {
+            bytes.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+            for line in BASE64.encode(cert.as_ref()).as_bytes().chunks(64) {
+                bytes.extend_from_slice(line);
+                bytes.push(b'\n');
+            }
+            bytes.extend_from_slice(b"-----END CERTIFICATE-----\n");
+            certificates += 1;
+        }
+        Pem {
+            bytes: Arc::from(bytes),
+            certificates,
+        }
+    }
+}
+
+/// The trust store: every source parsed once, the per-host PEMs and the full
+/// [`RootCertStore`] prepared at load. Cheap to clone.
+#[derive(Clone)]
+pub struct Trust {
+    sources: Vec<SourceCount>,
+    aws_databases: Pem,
+    other_hosts: Pem,
+    root_store: Arc<RootCertStore>,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trust")
+            .field("sources", &self.sources)
+            .field(
+                "aws_database_pem_certificates",
+                &self.aws_databases.certificates,
+            )
+            .field(
+                "other_host_pem_certificates",
+                &self.other_hosts.certificates,
+            )
+            .field("root_store_len", &self.root_store.len())
+            .finish()
+    }
+}
+
+static GLOBAL: OnceLock<Result<Trust, TrustError>> = OnceLock::new();
+
+impl Trust {
+    /// Loads the embedded RDS bundle, the system store and `ca_bundle_path` (when given).
+    pub fn load(ca_bundle_path: Option<&Path>) -> Result<Trust, TrustError> {
+        Trust::with_rds_bundle(RDS_GLOBAL_BUNDLE, ca_bundle_path)
+    }
+
+    /// [`Trust::load`] with the path from `CA_BUNDLE_PATH` (unset, empty or blank: none).
+    pub fn from_env() -> Result<Trust, TrustError> {
+        let path = path_from_env(std::env::var_os(CA_BUNDLE_ENV));
+        Trust::load(path.as_deref())
+    }
+
+    /// [`Trust::load`] with `rds_pem` in place of the embedded RDS bundle, through the same
+    /// code path: a test CA can stand in for RDS's CAs (its endpoints get the narrowed PEM).
+    pub fn with_rds_bundle(
+        rds_pem: &[u8],
+        ca_bundle_path: Option<&Path>,
+    ) -> Result<Trust, TrustError> {
+        let system = rustls_native_certs::load_native_certs();
+        let errors: Vec<String> = system.errors.iter().map(ToString::to_string).collect();
+        Trust::build(rds_pem, system.certs, &errors, ca_bundle_path)
+    }
+
+    /// The process-wide trust store: the one given to [`Trust::set_global`], else
+    /// [`Trust::from_env`] on first use. A load error is kept and returned on every call.
+    pub fn global() -> Result<&'static Trust, &'static TrustError> {
+        GLOBAL.get_or_init(Trust::from_env).as_ref()
+    }
+
+    /// Makes `trust` the process-wide store; gives it back if one is already set (or a load
+    /// through [`Trust::global`] already happened).
+    pub fn set_global(trust: Trust) -> Result<&'static Trust, Trust> {
+        match GLOBAL.set(Ok(trust)) {
+            Ok(()) => Ok(GLOBAL
+                .get()
+                .and_then(|r| r.as_ref().ok())
+                .expect("just set")),
+            Err(rejected) => Err(rejected.expect("OnceLock::set hands back the value given")),
+        }
+    }
+
+    /// The PEM to give a driver that adds the Mozilla roots itself (sqlx:
+    /// `ssl_root_cert_from_pem(pem.to_vec())`), narrowed for `host` (see the crate docs).
+    /// Prepared at load; this only clones an `Arc`.
+    pub fn pem_for_host(&self, host: &str) -> Arc<[u8]> {
+        if is_aws_database_host(host) {
+            Arc::clone(&self.aws_databases.bytes)
+        } else {
+            Arc::clone(&self.other_hosts.bytes)
+        }
+    }
+
+    /// All four sources as one rustls store (Mozilla roots included), for drivers that take a
+    /// [`RootCertStore`] rather than a PEM.
+    pub fn root_store(&self) -> Arc<RootCertStore> {
+        Arc::clone(&self.root_store)
+    }
+
+    /// What each source gave, in order: RDS bundle, system store, `CA_BUNDLE_PATH`, Mozilla.
+    pub fn sources(&self) -> Vec<SourceCount> {
+        self.sources.clone()
+    }
+
+    /// Logs [`Trust::sources`] as one `tracing` info line with a field per count.
+    pub fn log_sources(&self) {
+        let count = |s: TrustSource| {
+            self.sources
+                .iter()
+                .find(|c| c.source == s)
+                .cloned()
+                .unwrap_or_else(|| SourceCount::empty(s, None))
+        };
+        let (rds, system, ca, mozilla) = (
+            count(TrustSource::RdsBundle),
+            count(TrustSource::System),
+            count(TrustSource::CaBundle),
+            count(TrustSource::Mozilla),
+        );
+        let ca_path = ca
+            .path
+            .as_deref()
+            .map_or_else(|| "unset".to_owned(), |p| p.display().to_string());
+        info!(
+            rds_bundle = rds.kept(),
+            system = system.kept(),
+            system_loaded = system.loaded,
+            system_duplicates = system.duplicates,
+            system_unusable = system.unusable,
+            ca_bundle = ca.kept(),
+            ca_bundle_duplicates = ca.duplicates,
+            ca_bundle_path = %ca_path,
+            mozilla = mozilla.kept(),
+            pem_aws_databases = self.aws_databases.certificates,
+            pem_other_hosts = self.other_hosts.certificates,
+            "TLS trust sources loaded"
+        );
+    }
+
+    /// Builds the store from the three parsed sources; `system_errors` are logged, never fatal.
+    fn build(
+        rds_pem: &[u8],
+        system: Vec<CertificateDer<'static>>,
+        system_errors: &[String],
+        ca_bundle_path: Option<&Path>,
+    ) -> Result<Trust, TrustError> {
+        let mut store = Store::mozilla();
+        let mozilla = SourceCount {
+            source: TrustSource::Mozilla,
+            path: None,
+            loaded: store.anchors.len(),
+            duplicates: 0,
+            unusable: 0,
+        };
+
+        let rds_certs = parse_pem(rds_pem).map_err(|problem| TrustError::RdsBundle { problem })?;
+        let (rds_kept, rds) = store
+            .add_all(TrustSource::RdsBundle, None, rds_certs)
+            .map_err(|problem| TrustError::RdsBundle { problem })?;
+
+        let (ca_kept, ca) = match ca_bundle_path {
+            None => (Vec::new(), SourceCount::empty(TrustSource::CaBundle, None)),
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).map_err(|source| TrustError::CaBundleUnreadable {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                let ca_error = |problem| TrustError::CaBundle {
+                    path: path.to_owned(),
+                    problem,
+                };
+                let certs = parse_pem(&bytes).map_err(ca_error)?;
+                store
+                    .add_all(TrustSource::CaBundle, Some(path), certs)
+                    .map_err(ca_error)?
+            }
+        };
+
+        if let Some(first) = system_errors.first() {
+            warn!(
+                errors = system_errors.len(),
+                first_error = %first,
+                "system trust store partly unreadable; continuing with what was read"
+            );
+        }
+        if system.is_empty() {
+            info!("no system trust store found; continuing without it");
+        }
+        let (system_kept, system) = store.add_lenient(system);
+
+        let aws_databases = Pem::encode(rds_kept.iter().chain(&ca_kept));
+        let other_hosts = Pem::encode(rds_kept.iter().chain(&ca_kept).chain(&system_kept));
+        Ok(Trust {
+            sources: vec![rds, system, ca, mozilla],
+            aws_databases,
+            other_hosts,
+            root_store: Arc::new(store.anchors),
+        })
+    }
+}
+
+impl SourceCount {
+    fn empty(source: TrustSource, path: Option<&Path>) -> SourceCount {
+        SourceCount {
+            source,
+            path: path.map(Path::to_owned),
+            loaded: 0,
+            duplicates: 0,
+            unusable: 0,
+        }
+    }
+}
+
+/// The value of `CA_BUNDLE_PATH` as a path: trimmed, empty meaning unset (a value that is not
+/// UTF-8 is taken as it is).
+fn path_from_env(value: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let value = value?;
+    match value.to_str() {
+        Some(s) => Some(s.trim()).filter(|s| !s.is_empty()).map(PathBuf::from),
+        None => Some(PathBuf::from(value)),
+    }
+}
+
+/// Every certificate of a PEM file; at least one.
+fn parse_pem(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemProblem> {
+    let certs = CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PemProblem::Malformed)?;
+    if certs.is_empty() {
+        return Err(PemProblem::NoCertificate);
+    }
+    Ok(certs)
+}
+
+/// The combined rustls store being built, and the (subject, public key) of every anchor in it.
+struct Store {
+    anchors: RootCertStore,
+    seen: HashSet<(Vec<u8>, Vec<u8>)>,
+}
+
+enum Added {
+    New,
+    Duplicate,
+}
+
+impl Store {
+    fn mozilla() -> Store {
+        let anchors = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let seen = anchors.roots.iter().map(key).collect();
+        Store { anchors, seen }
+    }
+
+    /// Adds `cert` unless an anchor with the same subject and public key is already present.
+    fn add(&mut self, cert: &CertificateDer<'_>) -> Result<Added, rustls::Error> {
+        self.anchors.add(CertificateDer::from(cert.as_ref()))?;
+        let anchor = self.anchors.roots.last().expect("just added");
+        if self.seen.insert(key(anchor)) {
+            Ok(Added::New)
+        } else {
+            self.anchors.roots.pop();
+            Ok(Added::Duplicate)
+        }
+    }
+
+    /// Adds a whole file; a certificate rustls cannot use is an error.
+    fn add_all(
+        &mut self,
+        source: TrustSource,
+        path: Option<&Path>,
+        certs: Vec<CertificateDer<'static>>,
+    ) -> Result<(Vec<CertificateDer<'static>>, SourceCount), PemProblem> {
+        let mut count = SourceCount::empty(source, path);
+        count.loaded = certs.len();
+        let mut kept = Vec::with_capacity(certs.len());
+        for (i, cert) in certs.into_iter().enumerate() {
+            match self.add(&cert) {
+                Ok(Added::New) => kept.push(cert),
+                Ok(Added::Duplicate) => count.duplicates += 1,
+                Err(source) => {
+                    return Err(PemProblem::Unusable {
+                        index: i + 1,
+                        source,
+                    });
+                }
+            }
+        }
+        if count.duplicates > 0 {
+            debug!(
+                source = %source,
+                duplicates = count.duplicates,
+                "certificates already trusted through another source dropped"
+            );
+        }
+        Ok((kept, count))
+    }
+
+    /// Adds the system store's certificates, skipping (and counting) those rustls cannot use.
+    fn add_lenient(
+        &mut self,
+        certs: Vec<CertificateDer<'static>>,
+    ) -> (Vec<CertificateDer<'static>>, SourceCount) {
+        let mut count = SourceCount::empty(TrustSource::System, None);
+        count.loaded = certs.len();
+        let mut kept = Vec::new();
+        for cert in certs {
+            match self.add(&cert) {
+                Ok(Added::New) => kept.push(cert),
+                Ok(Added::Duplicate) => count.duplicates += 1,
+                Err(error) => {
+                    debug!(%error, "system certificate skipped: not usable as a trust anchor");
+                    count.unusable += 1;
+                }
+            }
+        }
+        (kept, count)
+    }
+}
+
+fn key(anchor: &rustls::pki_types::TrustAnchor<'_>) -> (Vec<u8>, Vec<u8>) {
+    (
+        anchor.subject.as_ref().to_vec(),
+        anchor.subject_public_key_info.as_ref().to_vec(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

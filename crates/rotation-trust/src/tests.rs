@@ -1,0 +1,303 @@
+use std::io::Write as _;
+
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+const TEST_CA_1: &[u8] = include_bytes!("../testdata/test-ca-1.pem");
+const TEST_CA_2: &[u8] = include_bytes!("../testdata/test-ca-2.pem");
+/// ISRG Root X1, one of the Mozilla roots.
+const MOZILLA_ROOT: &[u8] = include_bytes!("../testdata/isrg-root-x1.pem");
+/// A `CERTIFICATE` section whose contents are not a certificate.
+const GARBAGE: &[u8] = b"-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n";
+
+const RDS_HOST: &str = "mydb.c9akciq32.us-east-1.rds.amazonaws.com";
+
+fn der(pem: &[u8]) -> CertificateDer<'static> {
+    CertificateDer::from_pem_slice(pem).expect("one certificate")
+}
+
+fn ders(pem: &[u8]) -> Vec<Vec<u8>> {
+    CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.expect("valid PEM").as_ref().to_vec())
+        .collect()
+}
+
+fn bundle_file(parts: &[&[u8]]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    for p in parts {
+        f.write_all(p).unwrap();
+    }
+    f.flush().unwrap();
+    f
+}
+
+fn source(trust: &Trust, s: TrustSource) -> SourceCount {
+    trust
+        .sources()
+        .into_iter()
+        .find(|c| c.source == s)
+        .expect("every source is listed")
+}
+
+/// A store without the machine's system certificates, for exact counts.
+fn build(rds: &[u8], system: Vec<CertificateDer<'static>>, ca: Option<&Path>) -> Trust {
+    Trust::build(rds, system, &[], ca).expect("builds")
+}
+
+#[test]
+fn embedded_rds_bundle_is_the_published_one() {
+    let hex: String = Sha256::digest(RDS_GLOBAL_BUNDLE)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        hex,
+        "e5bb2084ccf45087bda1c9bffdea0eb15ee67f0b91646106e466714f9de3c7e3"
+    );
+    assert_eq!(parse_pem(RDS_GLOBAL_BUNDLE).unwrap().len(), 108);
+
+    let trust = build(RDS_GLOBAL_BUNDLE, vec![], None);
+    let rds = source(&trust, TrustSource::RdsBundle);
+    assert_eq!((rds.loaded, rds.duplicates, rds.unusable), (108, 0, 0));
+    // Re-encoded once, certificate for certificate.
+    assert_eq!(ders(&trust.pem_for_host(RDS_HOST)), ders(RDS_GLOBAL_BUNDLE));
+}
+
+#[test]
+fn ca_bundle_without_certificate_is_an_error_naming_the_path() {
+    for contents in [
+        &b""[..],
+        b"not PEM at all\n",
+        b"-----BEGIN PRIVATE KEY-----\nAAECAwQF\n-----END PRIVATE KEY-----\n",
+    ] {
+        let f = bundle_file(&[contents]);
+        let err = Trust::load(Some(f.path())).unwrap_err();
+        assert!(
+            matches!(&err, TrustError::CaBundle { path, problem: PemProblem::NoCertificate } if path == f.path()),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("CA_BUNDLE_PATH"), "{msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+    }
+}
+
+#[test]
+fn ca_bundle_that_is_malformed_or_unusable_is_an_error() {
+    let f = bundle_file(&[TEST_CA_1, b"-----BEGIN CERTIFICATE-----\nAAECAwQF\n"]);
+    let err = Trust::load(Some(f.path())).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            TrustError::CaBundle {
+                problem: PemProblem::Malformed(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let f = bundle_file(&[TEST_CA_1, GARBAGE]);
+    let err = Trust::load(Some(f.path())).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            TrustError::CaBundle {
+                problem: PemProblem::Unusable { index: 2, .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn missing_ca_bundle_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.pem");
+    let err = Trust::load(Some(&missing)).unwrap_err();
+    assert!(
+        matches!(&err, TrustError::CaBundleUnreadable { path, source } if path == &missing && source.kind() == std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&missing.display().to_string()));
+
+    // A directory is not a bundle either.
+    let err = Trust::load(Some(dir.path())).unwrap_err();
+    assert!(
+        matches!(err, TrustError::CaBundleUnreadable { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn valid_ca_bundle_is_counted_and_trusted_for_every_host() {
+    let f = bundle_file(&[TEST_CA_1, TEST_CA_2]);
+    let trust = build(RDS_GLOBAL_BUNDLE, vec![], Some(f.path()));
+    let ca = source(&trust, TrustSource::CaBundle);
+    assert_eq!(ca.path.as_deref(), Some(f.path()));
+    assert_eq!((ca.loaded, ca.duplicates, ca.kept()), (2, 0, 2));
+    for host in [RDS_HOST, "localhost", "10.0.0.1"] {
+        let pem = ders(&trust.pem_for_host(host));
+        assert_eq!(pem.len(), 110, "{host}");
+        assert!(pem.contains(&der(TEST_CA_1).to_vec()), "{host}");
+        assert!(pem.contains(&der(TEST_CA_2).to_vec()), "{host}");
+    }
+
+    // The real loader reads the same file the same way.
+    let loaded = Trust::load(Some(f.path())).unwrap();
+    assert_eq!(source(&loaded, TrustSource::CaBundle), ca);
+}
+
+#[test]
+fn ca_bundle_duplicates_are_dropped() {
+    // The RDS bundle itself (a common CA_BUNDLE_PATH), a Mozilla root, one CA twice.
+    let f = bundle_file(&[RDS_GLOBAL_BUNDLE, MOZILLA_ROOT, TEST_CA_1, TEST_CA_1]);
+    let trust = build(RDS_GLOBAL_BUNDLE, vec![], Some(f.path()));
+    let ca = source(&trust, TrustSource::CaBundle);
+    assert_eq!((ca.loaded, ca.duplicates, ca.kept()), (111, 110, 1));
+    assert_eq!(ders(&trust.pem_for_host(RDS_HOST)).len(), 109);
+}
+
+#[test]
+fn pem_is_narrowed_for_aws_database_hosts() {
+    // A test CA stands in for RDS's CAs; another one plays the system store.
+    let trust = build(TEST_CA_1, vec![der(TEST_CA_2)], None);
+    let rds_only = vec![der(TEST_CA_1).to_vec()];
+    let everything = vec![der(TEST_CA_1).to_vec(), der(TEST_CA_2).to_vec()];
+    for host in [
+        RDS_HOST,
+        "c.cluster-ro-c9akciq32.eu-west-1.rds.amazonaws.com",
+        "p.proxy-c9akciq32.us-east-2.rds.amazonaws.com",
+        "d.cluster-c9akciq32.us-east-1.docdb.amazonaws.com",
+        "db.c9akciq32.rds.cn-north-1.amazonaws.com.cn",
+    ] {
+        assert_eq!(ders(&trust.pem_for_host(host)), rds_only, "{host}");
+    }
+    for host in [
+        "localhost",
+        "127.0.0.1",
+        "db.example.com",
+        "wh.c9akciq32.us-east-1.redshift.amazonaws.com",
+    ] {
+        assert_eq!(ders(&trust.pem_for_host(host)), everything, "{host}");
+    }
+    // Prepared once: the same allocation every time.
+    assert!(!Arc::ptr_eq(
+        &trust.pem_for_host(RDS_HOST),
+        &trust.pem_for_host("other.example")
+    ));
+    assert!(Arc::ptr_eq(
+        &trust.pem_for_host(RDS_HOST),
+        &trust.pem_for_host("x.abc.eu-west-3.rds.amazonaws.com")
+    ));
+}
+
+#[test]
+fn system_certificates_already_trusted_are_dropped() {
+    let system = vec![
+        der(MOZILLA_ROOT), // a Mozilla root: the driver adds it anyway
+        der(TEST_CA_2),    // kept
+        der(TEST_CA_2),    // listed twice
+        der(TEST_CA_1),    // already in the RDS bundle (stand-in)
+        der(GARBAGE),      // rustls cannot use it: skipped, not fatal
+        der(TEST_CA_2),    // once more
+    ];
+    let f = bundle_file(&[TEST_CA_1]);
+    let trust = build(TEST_CA_1, system, Some(f.path()));
+    let sys = source(&trust, TrustSource::System);
+    assert_eq!(
+        (sys.loaded, sys.duplicates, sys.unusable, sys.kept()),
+        (6, 4, 1, 1)
+    );
+    // The CA bundle duplicates the RDS stand-in.
+    let ca = source(&trust, TrustSource::CaBundle);
+    assert_eq!((ca.loaded, ca.duplicates), (1, 1));
+    assert_eq!(
+        ders(&trust.pem_for_host("localhost")),
+        vec![der(TEST_CA_1).to_vec(), der(TEST_CA_2).to_vec()]
+    );
+    // The full store: Mozilla roots plus the two kept certificates.
+    let mozilla = source(&trust, TrustSource::Mozilla);
+    assert_eq!(mozilla.loaded, webpki_roots::TLS_SERVER_ROOTS.len());
+    assert_eq!(trust.root_store().len(), mozilla.loaded + 2);
+}
+
+#[test]
+fn the_pem_parses_the_way_sqlx_parses_it() {
+    let trust = build(RDS_GLOBAL_BUNDLE, vec![der(TEST_CA_2)], None);
+    for host in [RDS_HOST, "localhost"] {
+        let pem = trust.pem_for_host(host);
+        let mut store = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            store.add(cert.expect("valid PEM")).expect("usable anchor");
+        }
+        assert_eq!(
+            store.len(),
+            webpki_roots::TLS_SERVER_ROOTS.len() + ders(&pem).len()
+        );
+    }
+}
+
+#[test]
+fn substituted_rds_bundle_must_hold_usable_certificates() {
+    for (pem, want_empty) in [(&b""[..], true), (GARBAGE, false)] {
+        let err = Trust::with_rds_bundle(pem, None).unwrap_err();
+        match err {
+            TrustError::RdsBundle {
+                problem: PemProblem::NoCertificate,
+            } => assert!(want_empty),
+            TrustError::RdsBundle {
+                problem: PemProblem::Unusable { index: 1, .. },
+            } => assert!(!want_empty),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_machine_store_loads_and_never_fails() {
+    let trust = Trust::load(None).unwrap();
+    let sources = trust.sources();
+    let order: Vec<_> = sources.iter().map(|s| s.source).collect();
+    assert_eq!(
+        order,
+        [
+            TrustSource::RdsBundle,
+            TrustSource::System,
+            TrustSource::CaBundle,
+            TrustSource::Mozilla
+        ]
+    );
+    assert_eq!(sources[0].kept(), 108);
+    assert_eq!(sources[2].path, None);
+    assert_eq!(ders(&trust.pem_for_host(RDS_HOST)).len(), 108);
+    assert_eq!(
+        ders(&trust.pem_for_host("localhost")).len(),
+        108 + sources[1].kept()
+    );
+    trust.log_sources();
+    let _ = format!("{trust:?}");
+}
+
+#[test]
+fn ca_bundle_path_from_the_environment() {
+    assert_eq!(path_from_env(None), None);
+    assert_eq!(path_from_env(Some("".into())), None);
+    assert_eq!(path_from_env(Some("  \n".into())), None);
+    assert_eq!(
+        path_from_env(Some(" /etc/rds.pem ".into())),
+        Some(PathBuf::from("/etc/rds.pem"))
+    );
+}
+
+#[test]
+fn global_is_set_once() {
+    let trust = build(TEST_CA_1, vec![], None);
+    let first = Trust::set_global(trust.clone()).expect("first set wins");
+    assert_eq!(first.sources(), trust.sources());
+    assert!(Trust::set_global(trust.clone()).is_err());
+    let global = Trust::global().expect("set above");
+    assert!(std::ptr::eq(global, first));
+}
