@@ -80,10 +80,7 @@ pub async fn run(store_file: Option<PathBuf>, json_out: bool) -> anyhow::Result<
         .context("starting a throwaway PostgreSQL (scripts/setup installs the server binaries)")?;
     let mut demo = Demo {
         store: LocalSecretStore::new(&path),
-        config: PgConfig {
-            ca_bundle: pg.ca_pem().map(Into::into),
-            ..PgConfig::default()
-        },
+        config: PgConfig::with_ca_bundle(pg.ca_pem().context("the demo cluster has a CA")?)?,
         json: json_out,
         proofs: vec![],
         failed: false,

@@ -132,6 +132,7 @@ async fn rotation(
     timeout: u64,
 ) -> anyhow::Result<Rotation<AnyStore, PostgresRotator>> {
     let settings = Settings::from_env(target.engine)?;
+    settings.postgres.trust.log_sources();
     // Managed master secrets and replica hosts need the RDS API; only with AWS.
     let sdk = match store {
         AnyStore::Aws(_) => Some(aws_config::from_env().load().await),

@@ -27,10 +27,7 @@ async fn main() {
                 .to_string(),
         ))
         .unwrap();
-        let config = PgConfig {
-            ca_bundle: pg.ca_pem().map(Into::into),
-            ..PgConfig::default()
-        };
+        let config = PgConfig::with_ca_bundle(pg.ca_pem().expect("TLS cluster")).expect("CA");
         let mut times = vec![];
         for _ in 0..N {
             let t = Instant::now();

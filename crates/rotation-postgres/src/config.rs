@@ -1,11 +1,13 @@
 //! Connection settings read once from the environment.
 
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rotation_core::policy::parse_env_bool;
+use rotation_trust::{Trust, TrustError};
 
-/// `CA_BUNDLE_PATH`: extra trusted CAs (PEM), e.g. the RDS global bundle.
+/// `CA_BUNDLE_PATH`: extra trusted CAs (PEM), e.g. GovCloud's or China's RDS bundle.
 pub const CA_BUNDLE_ENV: &str = "CA_BUNDLE_PATH";
 /// `ALLOW_PLAINTEXT_FALLBACK`: AWS's behaviour for secrets without an explicit `ssl` key (retry
 /// without TLS when TLS fails). Off by default (W1).
@@ -18,10 +20,11 @@ pub const CONNECT_TIMEOUT_ENV: &str = "CONNECT_TIMEOUT_SECONDS";
 pub const AMBIENT_VARS: [&str; 4] = ["PGSSLCERT", "PGSSLKEY", "PGOPTIONS", "PGSSLROOTCERT"];
 
 /// How the engine connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PgConfig {
-    /// Extra CA certificates to trust, besides the built-in Mozilla roots.
-    pub ca_bundle: Option<PathBuf>,
+    /// The CAs TLS connections trust: the embedded Amazon RDS bundle, the system store,
+    /// `CA_BUNDLE_PATH`, and (added by the driver) the Mozilla roots. Built once per process.
+    pub trust: Arc<Trust>,
     /// Retry without TLS when TLS fails and the secret has no explicit `ssl` key.
     pub allow_plaintext_fallback: bool,
     /// Per attempt.
@@ -35,7 +38,7 @@ pub struct PgConfig {
 impl Default for PgConfig {
     fn default() -> Self {
         PgConfig {
-            ca_bundle: None,
+            trust: default_trust(),
             allow_plaintext_fallback: false,
             connect_timeout: Duration::from_secs(5),
             lock_timeout: Duration::from_secs(5),
@@ -45,7 +48,7 @@ impl Default for PgConfig {
 }
 
 /// A configuration value that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Not a number of seconds.
     #[error("{name} must be a whole number of seconds between 1 and 300, got {value:?}")]
@@ -55,12 +58,9 @@ pub enum ConfigError {
         /// Value.
         value: String,
     },
-    /// The CA bundle is not a readable file.
-    #[error("{CA_BUNDLE_ENV} points at {path}, which is not a readable file")]
-    BadCaBundle {
-        /// Path.
-        path: String,
-    },
+    /// The trust store cannot be built (`CA_BUNDLE_PATH` unreadable or without a certificate).
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// An ambient libpq variable is set.
     #[error(
         "environment variable {0} is set; rotation connects only with settings from the secret and its own configuration, so unset it"
@@ -68,7 +68,23 @@ pub enum ConfigError {
     AmbientVariable(&'static str),
 }
 
+/// The trust store without `CA_BUNDLE_PATH`, built once per process.
+fn default_trust() -> Arc<Trust> {
+    static DEFAULT: OnceLock<Arc<Trust>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Arc::new(Trust::load(None).expect("the embedded RDS bundle parses")))
+        .clone()
+}
+
 impl PgConfig {
+    /// The default settings, also trusting the CAs in the PEM file `ca_bundle`.
+    pub fn with_ca_bundle(ca_bundle: &Path) -> Result<Self, ConfigError> {
+        Ok(PgConfig {
+            trust: Arc::new(Trust::load(Some(ca_bundle))?),
+            ..PgConfig::default()
+        })
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -83,13 +99,7 @@ impl PgConfig {
         }
         let mut c = PgConfig::default();
         if let Some(path) = lookup(CA_BUNDLE_ENV).filter(|p| !p.trim().is_empty()) {
-            let path = PathBuf::from(path.trim());
-            if !path.is_file() {
-                return Err(ConfigError::BadCaBundle {
-                    path: path.display().to_string(),
-                });
-            }
-            c.ca_bundle = Some(path);
+            c.trust = Arc::new(Trust::load(Some(Path::new(path.trim())))?);
         }
         c.allow_plaintext_fallback =
             lookup(PLAINTEXT_FALLBACK_ENV).is_some_and(|v| parse_env_bool(&v));
@@ -129,11 +139,21 @@ mod tests {
         ));
         assert!(matches!(
             PgConfig::from_lookup(|k| (k == "CA_BUNDLE_PATH").then(|| "/nonexistent.pem".into())),
-            Err(ConfigError::BadCaBundle { .. })
+            Err(ConfigError::Trust(_))
         ));
-        assert_eq!(
+        // A file that holds no certificate is a configuration error too.
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello\n").unwrap();
+        let e = PgConfig::from_lookup(|k| {
+            (k == "CA_BUNDLE_PATH").then(|| not_pem.display().to_string())
+        })
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Trust(_)), "{e}");
+        assert!(e.to_string().contains("not.pem"), "{e}");
+        assert!(matches!(
             PgConfig::from_lookup(|k| (k == "PGOPTIONS").then(|| "-c x=y".into())),
             Err(ConfigError::AmbientVariable("PGOPTIONS"))
-        );
+        ));
     }
 }

@@ -82,8 +82,11 @@ fn options(
     } else {
         o.ssl_mode(PgSslMode::Disable)
     };
-    if let (true, Some(ca)) = (tls, &config.ca_bundle) {
-        o = o.ssl_root_cert(ca);
+    if tls {
+        // Prepared once per process; the driver parses it per connection, on top of the
+        // Mozilla roots it always trusts.
+        let host = secret.host().unwrap_or_default();
+        o = o.ssl_root_cert_from_pem(config.trust.pem_for_host(host).to_vec());
     }
     o
 }

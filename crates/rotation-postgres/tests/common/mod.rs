@@ -22,9 +22,9 @@ impl Env {
         let pg = PgCluster::start(options).expect("start PostgreSQL (scripts/setup installs it)");
         let dir = tempfile::tempdir().unwrap();
         let store = LocalSecretStore::new(dir.path().join("secrets.json"));
-        let config = PgConfig {
-            ca_bundle: pg.ca_pem().map(|p| p.to_path_buf()),
-            ..PgConfig::default()
+        let config = match pg.ca_pem() {
+            Some(ca) => PgConfig::with_ca_bundle(ca).expect("the test CA loads"),
+            None => PgConfig::default(),
         };
         Env {
             pg,

@@ -1,0 +1,64 @@
+//! The `rds-postgres` binary refuses bad starts with a clear message and no panic.
+
+use std::process::Command;
+
+fn run(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rds-postgres"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run rds-postgres");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn outside_lambda_it_says_so_without_panicking() {
+    // Failure 10: valid configuration, no Lambda runtime: it used to log "ready" and panic.
+    let (code, text) = run(&[("ROTATION_STRATEGY", "single-user")]);
+    assert_ne!(code, Some(101), "panicked: {text}");
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("AWS_LAMBDA_RUNTIME_API"), "{text}");
+    assert!(
+        !text.contains("panicked") && !text.contains("ready"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_ca_bundle_without_certificates_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bundle.pem");
+    std::fs::write(&path, "this is not a certificate\n").unwrap();
+    let (code, text) = run(&[
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+        ("ROTATION_STRATEGY", "single-user"),
+        ("CA_BUNDLE_PATH", path.to_str().unwrap()),
+    ]);
+    assert_ne!(code, Some(101), "panicked: {text}");
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains("CA_BUNDLE_PATH") || text.contains("bundle.pem"),
+        "{text}"
+    );
+    assert!(!text.contains("ready"), "{text}");
+}
+
+#[test]
+fn an_unknown_strategy_fails_at_start() {
+    let (code, text) = run(&[
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+        ("ROTATION_STRATEGY", "both"),
+    ]);
+    assert_ne!(code, Some(101), "panicked: {text}");
+    assert_ne!(code, Some(0));
+    assert!(text.contains("ROTATION_STRATEGY"), "{text}");
+}
