@@ -47,6 +47,24 @@ impl TlsPlan {
     }
 }
 
+/// The secret key naming the host to connect to and verify the certificate against, when
+/// `host` is an alias (a CNAME) of the endpoint the certificate names (W2).
+pub const TLS_SERVER_NAME_KEY: &str = "tls_server_name";
+
+/// The name to connect to and verify: `tls_server_name` when the secret has one, else `host`.
+pub fn server_name(secret: &DatabaseSecret) -> &str {
+    secret
+        .get_raw(TLS_SERVER_NAME_KEY)
+        .and_then(|raw| {
+            let text = raw.get();
+            // A plain JSON string without escapes: its text between the quotes.
+            text.strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .filter(|t| !t.is_empty() && !t.contains('\\'))
+        })
+        .unwrap_or_else(|| secret.host().unwrap_or_default())
+}
+
 fn options(
     secret: &DatabaseSecret,
     dbname: &str,
@@ -54,7 +72,7 @@ fn options(
     config: &PgConfig,
 ) -> PgConnectOptions {
     let mut o = PgConnectOptions::new_without_pgpass()
-        .host(secret.host().unwrap_or_default())
+        .host(server_name(secret))
         .port(secret.port().unwrap_or(DEFAULT_PORT))
         .username(secret.username().unwrap_or_default())
         .password(
@@ -85,8 +103,7 @@ fn options(
     if tls {
         // Prepared once per process; the driver parses it per connection, on top of the
         // Mozilla roots it always trusts.
-        let host = secret.host().unwrap_or_default();
-        o = o.ssl_root_cert_from_pem(config.trust.pem_for_host(host).to_vec());
+        o = o.ssl_root_cert_from_pem(config.trust.pem_for_host(server_name(secret)).to_vec());
     }
     o
 }
@@ -133,10 +150,16 @@ pub fn engine_error(what: impl Into<String>, err: sqlx::Error) -> EngineError {
 }
 
 fn target(secret: &DatabaseSecret, db: &str) -> String {
+    let host = secret.host().unwrap_or_default();
+    let name = server_name(secret);
+    let via = if name != host {
+        format!(" (as {name})")
+    } else {
+        String::new()
+    };
     format!(
-        "user {} at {}:{} database {}",
+        "user {} at {host}{via}:{} database {}",
         secret.username().unwrap_or_default(),
-        secret.host().unwrap_or_default(),
         secret.port().unwrap_or(DEFAULT_PORT),
         db
     )

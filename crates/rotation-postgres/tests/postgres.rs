@@ -470,3 +470,27 @@ async fn names_sqlx_cannot_log_in_with_fail_clearly() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(rotation_core::error_chain(&e).contains("SASLprep"), "{e}");
 }
+
+#[tokio::test]
+async fn tls_server_name_verifies_a_host_alias_against_the_certificate_name() {
+    // W2: the secret's host is an alias (here the address) of the name the certificate
+    // carries; `tls_server_name` names the endpoint to connect to and verify.
+    let env = Env::start(PgOptions {
+        tls_names: Some(vec!["localhost".into()]),
+        ..PgOptions::tls()
+    });
+    env.create_role("app", "Initial-pw-1");
+    let mut v = env.secret("app", "Initial-pw-1", Some(json!(true)));
+    v["host"] = json!("127.0.0.1");
+    let rotator = PostgresRotator::single_user(env.config.clone());
+    let e = rotator.check_login(&parse(&v)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+    v["tls_server_name"] = json!("localhost");
+    rotator.check_login(&parse(&v)).await.unwrap();
+    // A rotation keeps the key and uses it at every login.
+    env.put("app", &v).await;
+    env.single().rotate("app").await.unwrap();
+    let rotated = env.value("app", Stage::Current).await;
+    assert_eq!(rotated["tls_server_name"], "localhost");
+    assert!(env.logs_in(&rotated).await);
+}
