@@ -168,12 +168,14 @@ pub trait Rotator: Send + Sync {
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// testSecret, on a session logged in as the pending user: runs a trivial query and, for
-    /// alternating users (`current` given), checks the pair still shares its privileges.
+    /// alternating users (`partner` given: the pair's other user), checks the pair still shares
+    /// its privileges. A partner that does not exist is no drift: that is the first rotation's
+    /// probe, whose pending value is a copy of the current one (`RotateImmediately` false).
     fn test_session(
         &self,
         session: &mut Self::Session,
         pending: &DatabaseSecret,
-        current: Option<&DatabaseSecret>,
+        partner: Option<&str>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Closes the session cleanly (the protocol's goodbye, bounded), never left to time out.

@@ -272,7 +272,7 @@ impl Rotator for FakeRotator {
         &self,
         session: &mut FakeSession,
         _pending: &DatabaseSecret,
-        current: Option<&DatabaseSecret>,
+        partner: Option<&str>,
     ) -> Result<(), EngineError> {
         {
             let mut s = self.db.state.lock().unwrap();
@@ -283,14 +283,15 @@ impl Rotator for FakeRotator {
                 ));
             }
         }
-        if let Some(current) = current {
-            let role = current.username().unwrap_or_default();
+        if let Some(partner) = partner.filter(|p| self.db.has_user(p)) {
             let user = session.user.as_str();
-            // The original user of the pair is the role itself.
-            if !role.ends_with("_clone") && !self.db.memberships(user).contains(role) {
+            // The original user of the pair is the role itself; the clone is its member.
+            let linked = self.db.memberships(user).contains(partner)
+                || self.db.memberships(partner).contains(user);
+            if !linked {
                 return Err(EngineError::new(
                     ErrorKind::PermissionDenied,
-                    format!("{user} is not a member of {role}"),
+                    format!("{user} and {partner} are not members of one another"),
                 ));
             }
         }

@@ -305,18 +305,23 @@ impl Rotator for PostgresRotator {
         &self,
         session: &mut PgSession,
         pending: &DatabaseSecret,
-        current: Option<&DatabaseSecret>,
+        partner: Option<&str>,
     ) -> Result<(), EngineError> {
         let deadline = session.deadline;
         let conn = &mut session.conn;
-        bounded(
+        // One round trip: the login works, and whether the partner exists.
+        let partner_exists = bounded(
             deadline,
             "running a query as the pending user",
-            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut *conn),
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            )
+            .bind(partner.unwrap_or_default())
+            .fetch_one(&mut *conn),
         )
         .await?;
-        if let Some(current) = current {
-            let (p, c) = (username(pending), username(current));
+        if let Some(c) = partner.filter(|_| partner_exists) {
+            let p = username(pending);
             let linked =
                 is_member(conn, deadline, p, c).await? || is_member(conn, deadline, c, p).await?;
             if !linked {

@@ -209,8 +209,10 @@ async fn alternating<S: SecretStore, R: Rotator>(
             masterarn: masterarn.clone(),
             source,
         })?;
+    // No re-read of the stages here, unlike single user: the master can always set the
+    // alternate user's password again, so a late or concurrent change cannot strand anyone
+    // (and AWSCURRENT's user is not touched).
     let result = async {
-        ctx.recheck_pending().await?;
         ctx.engine_call(
             "setting the password as the master user",
             ctx.rotator

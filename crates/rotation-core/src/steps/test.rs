@@ -1,11 +1,12 @@
 //! testSecret: prove the pending credentials work, on one connection. Read-only, and needs only
-//! the pending version (and, for alternating users, the current one to compare privileges).
+//! the pending version: for alternating users, the pair's other user is the alternate of the
+//! pending user's name (`x` <-> `x_clone`), whose privileges the pending user must share.
 
 use tracing::info;
 
 use super::{StepContext, StepOutcome};
 use crate::error::{CredentialSource, RotationError, Which};
-use crate::rotator::Rotator;
+use crate::rotator::{Rotator, alternate_username};
 use crate::stage::Strategy;
 use crate::store::SecretStore;
 
@@ -14,12 +15,10 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
 ) -> Result<StepOutcome, RotationError> {
     let arn = ctx.arn;
     let pending = ctx.load(Which::Pending, Some(ctx.token)).await?;
-    let current = match ctx.rotator.strategy() {
+    let partner = match ctx.rotator.strategy() {
         Strategy::SingleUser => None,
         Strategy::AlternatingUsers => {
-            let c = ctx.load(Which::Current, None).await?;
-            // A RotateImmediately=false probe stores a copy of current as pending.
-            (c.username() != pending.username()).then_some(c)
+            alternate_username(pending.username().unwrap_or_default(), None).ok()
         }
     };
     let failed = |source| RotationError::PendingTestFailed {
@@ -34,7 +33,7 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         .engine_call(
             "testing the pending credentials",
             ctx.rotator
-                .test_session(&mut session, &pending, current.as_ref()),
+                .test_session(&mut session, &pending, partner.as_deref()),
         )
         .await;
     ctx.rotator.close(session).await;
