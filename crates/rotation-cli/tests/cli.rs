@@ -195,3 +195,24 @@ fn secrets_manager_endpoint_is_honoured() {
             .starts_with("arn:aws:secretsmanager:us-east-1:")
     );
 }
+
+#[test]
+fn terminal_output_escapes_names_and_has_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file:{}", dir.path().join("s.json").display());
+    // A secret name carrying an escape sequence, and logs on (-vv): nothing raw reaches stderr.
+    let o = rotate(
+        &["--store", &store, "-vv", "status", "evil\u{1b}[31mname"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        !o.stderr.contains(&0x1b),
+        "{:?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("evil\\u{1b}[31mname"), "{err}");
+    // status on a store that does not exist creates nothing.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

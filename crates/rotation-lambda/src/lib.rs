@@ -49,6 +49,7 @@ pub fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
+        .with_ansi(false)
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
