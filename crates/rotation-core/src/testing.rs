@@ -1,7 +1,11 @@
-//! A fake engine for tests of the state machine: an in-memory "database" of users, passwords and
-//! role memberships, with failure injection to simulate crashes inside steps.
+//! Test doubles, enabled by the `testing` feature; not for production use.
 //!
-//! Enabled by the `testing` feature; not for production use.
+//! - [`FakeDatabase`] and [`FakeRotator`]: a fake engine for tests of the state machine, an
+//!   in-memory "database" of users, passwords and role memberships, with failure injection to
+//!   simulate crashes inside steps.
+//! - [`RecordingStore`]: wraps any [`crate::SecretStore`], counts its calls by Secrets Manager
+//!   operation, records the tokens passed to each put, and can hold back the write of a pending
+//!   value (a sleep or a [`PutGate`]) to build races.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,6 +18,9 @@ use crate::policy::PasswordDefaults;
 use crate::rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
 use crate::secret::DatabaseSecret;
 use crate::stage::Strategy;
+
+mod recording;
+pub use recording::{Call, CallCounts, Operation, Pause, Put, PutGate, RecordingStore};
 
 /// The fake engine's profile: `engine` must be `fake`.
 pub const FAKE_PROFILE: EngineProfile = EngineProfile {
