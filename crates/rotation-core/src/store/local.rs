@@ -29,12 +29,15 @@ const MAX_VERSIONS: usize = 100;
 #[derive(Debug, Clone)]
 pub struct LocalSecretStore {
     path: Arc<PathBuf>,
+    lock_timeout: Duration,
 }
 
-/// How long a write waits for another process's file lock before saying so, and before giving
-/// up.
+/// How long a write waits for another process's file lock before saying so, and (by default,
+/// see [`LocalSecretStore::with_lock_timeout`]) before giving up.
 const LOCK_NOTICE_AFTER: Duration = Duration::from_secs(1);
 const LOCK_GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// The prefix of our own "duplicate secret name" parse error (names a secret, never a value).
+const DUPLICATE_NAME: &str = "the secret name ";
 /// Symbolic links followed at most, as the kernel does.
 const MAX_SYMLINKS: usize = 40;
 
@@ -63,7 +66,7 @@ where
             while let Some(name) = m.next_key::<String>()? {
                 if out.contains_key(&name) {
                     return Err(serde::de::Error::custom(format!(
-                        "the secret name {name:?} appears twice"
+                        "{DUPLICATE_NAME}{name:?} appears twice"
                     )));
                 }
                 let secret = m.next_value()?;
@@ -206,7 +209,15 @@ impl LocalSecretStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         LocalSecretStore {
             path: Arc::new(path.into()),
+            lock_timeout: LOCK_GIVE_UP_AFTER,
         }
+    }
+
+    /// How long a write waits for the store's lock, held by another writer, before failing
+    /// (30 s by default). Reads never wait.
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The store's file.
@@ -250,8 +261,9 @@ impl LocalSecretStore {
             Ok(bytes) if bytes.is_empty() => FileState::default(),
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 path: self.path.display().to_string(),
-                reason: if e.to_string().contains("appears twice") {
-                    // Our own message: names a secret, never a value.
+                reason: if e.to_string().starts_with(DUPLICATE_NAME) {
+                    // Our own message: names a secret, never a value. (Serde's own messages
+                    // can quote a value, so only this prefix is passed through.)
                     format!("{e}")
                 } else {
                     format!(
@@ -297,8 +309,8 @@ impl LocalSecretStore {
         Ok(())
     }
 
-    /// Takes `file`'s exclusive lock, waiting for another process at most
-    /// [`LOCK_GIVE_UP_AFTER`], and saying so after [`LOCK_NOTICE_AFTER`].
+    /// Takes `file`'s exclusive lock, waiting for another writer at most the lock timeout, and
+    /// saying so after [`LOCK_NOTICE_AFTER`].
     fn lock_exclusive(&self, file: &Path) -> Result<File, StoreError> {
         let mut lock_path = file.as_os_str().to_owned();
         lock_path.push(".lock");
@@ -317,16 +329,16 @@ impl LocalSecretStore {
                 Err(fs::TryLockError::Error(e)) => return Err(self.io("lock")(e)),
             }
             let waited = started.elapsed();
-            if waited >= LOCK_GIVE_UP_AFTER {
+            if waited >= self.lock_timeout {
                 return Err(StoreError::Io {
                     path: self.path.display().to_string(),
                     action: "wait for the store's lock",
                     source: std::io::Error::new(
                         ErrorKind::TimedOut,
                         format!(
-                            "{} has been held by another process for {} s",
+                            "gave up after {:.1} s: {} is held by another writer (another rotate command, or a stuck process)",
+                            waited.as_secs_f64(),
                             Path::new(&lock_path).display(),
-                            waited.as_secs()
                         ),
                     ),
                 });
@@ -875,5 +887,318 @@ mod tests {
         let e = store.describe("x").await.unwrap_err();
         assert!(matches!(e, StoreError::Corrupt { .. }));
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    /// The names in `dir`, recursively, with each file's length and modification time.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+        let mut out = vec![];
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let meta = fs::symlink_metadata(entry.path()).unwrap();
+            out.push((entry.path(), meta.len(), meta.modified().ok()));
+            if meta.is_dir() {
+                out.extend(snapshot(&entry.path()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_store_writes_through_to_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("real")).unwrap();
+        let target = dir.path().join("real/s.json");
+        LocalSecretStore::new(&target)
+            .create_secret("first", &s("v0"))
+            .await
+            .unwrap();
+        // An absolute link, and a relative link to that link.
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let chained = dir.path().join("chained.json");
+        std::os::unix::fs::symlink("link.json", &chained).unwrap();
+        for (path, name) in [(&link, "via-link"), (&chained, "via-chain")] {
+            let store = LocalSecretStore::new(path);
+            store.create_secret(name, &s("v1")).await.unwrap();
+            store
+                .put_value(name, T1, &s("v2"), &[Stage::Pending], None)
+                .await
+                .unwrap();
+            assert!(
+                fs::symlink_metadata(path).unwrap().file_type().is_symlink(),
+                "{name}: the link stays a link"
+            );
+        }
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let direct = LocalSecretStore::new(&target);
+        assert_eq!(
+            direct.list().await.unwrap(),
+            vec!["first", "via-chain", "via-link"],
+            "the target got every update"
+        );
+        assert_eq!(
+            stages(&direct, "via-link", T1).await,
+            vec![Stage::Pending],
+            "and the put through the link"
+        );
+        // The lock sits beside the target, and no stray file was left beside the links.
+        assert!(dir.path().join("real/s.json.lock").exists());
+        let beside_links: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "real")
+            .collect();
+        assert_eq!(beside_links.len(), 2, "{beside_links:?}");
+
+        // A dangling link: the first write creates the target, the link stays.
+        let dangling = dir.path().join("later.json");
+        std::os::unix::fs::symlink("real/later.json", &dangling).unwrap();
+        LocalSecretStore::new(&dangling)
+            .create_secret("x", &s("v"))
+            .await
+            .unwrap();
+        assert!(
+            fs::symlink_metadata(&dangling)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            LocalSecretStore::new(dir.path().join("real/later.json"))
+                .list()
+                .await
+                .unwrap(),
+            vec!["x"]
+        );
+    }
+
+    async fn read_everything(store: &LocalSecretStore, id: &str) -> Vec<bool> {
+        vec![
+            store.describe(id).await.is_ok(),
+            store
+                .get_value(id, VersionSelector::stage(Stage::Current))
+                .await
+                .is_ok(),
+            store.list().await.is_ok(),
+            store.list_versions(id).await.is_ok(),
+        ]
+    }
+
+    #[tokio::test]
+    async fn reading_creates_no_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // The store does not exist, nor does its directory.
+        let store = LocalSecretStore::new(dir.path().join("missing/sub/s.json"));
+        assert_eq!(
+            read_everything(&store, "app").await,
+            [false, false, true, false]
+        );
+        assert!(store.list().await.unwrap().is_empty());
+        assert!(
+            store.describe("app").await.unwrap_err().is_not_found(),
+            "a missing store holds no secrets"
+        );
+        assert!(
+            snapshot(dir.path()).is_empty(),
+            "{:?}",
+            snapshot(dir.path())
+        );
+
+        // The store exists (its lock file removed after the write that made it).
+        let path = dir.path().join("s.json");
+        let store = LocalSecretStore::new(&path);
+        store.create_secret("app", &s("v1")).await.unwrap();
+        store
+            .put_value("app", T1, &s("v2"), &[Stage::Pending], None)
+            .await
+            .unwrap();
+        fs::remove_file(dir.path().join("s.json.lock")).unwrap();
+        let before = snapshot(dir.path());
+        assert_eq!(before.len(), 1);
+        assert_eq!(read_everything(&store, "app").await, [true; 4]);
+        assert_eq!(
+            read_everything(&store, "nope").await,
+            [false, false, true, false]
+        );
+        assert_eq!(
+            snapshot(dir.path()),
+            before,
+            "no lock, temporary or other file"
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicate_names_and_arns_are_corrupt_and_named_without_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let store = LocalSecretStore::new(&path);
+        let version = |pw: &str| {
+            format!(r#"{{"id":"v1","stages":["AWSCURRENT"],"value":"{{\"password\":\"{pw}\"}}"}}"#)
+        };
+        let cases = [
+            (
+                format!(
+                    r#"{{"secrets":{{"app":{{"arn":"arn:1","versions":[{}]}},"app":{{"arn":"arn:2","versions":[{}]}}}}}}"#,
+                    version("Canary-Dup-1"),
+                    version("Canary-Dup-2")
+                ),
+                "\"app\" appears twice",
+            ),
+            (
+                format!(
+                    r#"{{"secrets":{{"app":{{"arn":"arn:same","versions":[{}]}},"other":{{"arn":"arn:same","versions":[{}]}}}}}}"#,
+                    version("Canary-Dup-3"),
+                    version("Canary-Dup-4")
+                ),
+                "share the ARN of secret \"other\"",
+            ),
+            // A serde message that quotes a value is never passed through, whatever it says.
+            (
+                r#"{"secrets":{"app":{"arn":"arn:1","versions":"Canary-Dup-5 the secret name appears twice"}}}"#
+                    .to_string(),
+                "not a store file (line 1,",
+            ),
+        ];
+        for (text, want) in cases {
+            fs::write(&path, &text).unwrap();
+            for e in [
+                store.describe("app").await.unwrap_err(),
+                store.list().await.unwrap_err(),
+                store
+                    .put_value("app", T1, &s("x"), &[Stage::Pending], None)
+                    .await
+                    .unwrap_err(),
+            ] {
+                let shown = format!("{e} {e:?}");
+                assert!(matches!(e, StoreError::Corrupt { .. }), "{shown}");
+                assert!(shown.contains(want), "{shown}");
+                assert!(!shown.contains("Canary-Dup"), "a value leaked: {shown}");
+            }
+            assert_eq!(fs::read_to_string(&path).unwrap(), text, "left as it was");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_lock_bounds_writers_and_never_delays_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let store = LocalSecretStore::new(&path).with_lock_timeout(Duration::from_millis(300));
+        store.create_secret("app", &s("v1")).await.unwrap();
+        let holder = File::options()
+            .write(true)
+            .open(dir.path().join("s.json.lock"))
+            .unwrap();
+        holder.lock().unwrap();
+
+        let started = Instant::now();
+        let e = store
+            .put_value("app", T1, &s("v2"), &[Stage::Pending], None)
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        let message = crate::error_chain(&e);
+        match &e {
+            StoreError::Io { action, source, .. } => {
+                assert_eq!(*action, "wait for the store's lock");
+                assert_eq!(source.kind(), ErrorKind::TimedOut);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            message.contains("s.json.lock is held by another writer"),
+            "{message}"
+        );
+        assert!(message.contains("gave up after 0."), "{message}");
+
+        // Readers take no lock: with the default 30 s timeout, they would show any wait.
+        let reader = LocalSecretStore::new(&path);
+        let started = Instant::now();
+        let d = reader.describe("app").await.unwrap();
+        assert_eq!(read_everything(&reader, "app").await, [true; 4]);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            d.version_with(Stage::Pending).is_none(),
+            "nothing was written"
+        );
+
+        holder.unlock().unwrap();
+        store
+            .put_value("app", T1, &s("v2"), &[Stage::Pending], None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn describe_lists_only_labelled_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::new(dir.path().join("s.json"));
+        store.create_secret("app", &s("v1")).await.unwrap();
+        store
+            .put_value("app", T1, &s("v2"), &[Stage::Pending], None)
+            .await
+            .unwrap();
+        store
+            .update_stage(
+                "app",
+                StageMove {
+                    stage: Stage::Pending,
+                    move_to: None,
+                    remove_from: Some(T1),
+                },
+            )
+            .await
+            .unwrap();
+        let d = store.describe("app").await.unwrap();
+        assert_eq!(d.versions.len(), 1);
+        assert!(!d.versions.contains_key(T1));
+        // Still kept: listed (newest first, without a label) and readable by id.
+        let versions = store.list_versions("app").await.unwrap();
+        assert_eq!(versions.len(), 2);
+        assert_eq!(versions[0].id, T1);
+        assert!(versions[0].stages.stages.is_empty());
+        let v = store
+            .get_value(
+                "app",
+                VersionSelector {
+                    version_id: Some(T1),
+                    stage: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(v.value.expose_secret(), "v2");
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::new(dir.path().join("s.json"));
+        let arn = "arn:local:secretsmanager:local:000000000000:secret:app-abcdef";
+        let first = store.claim(arn).await.unwrap();
+        assert!(first.is_exclusive());
+        // Another handle in the same process, through another clone of the store.
+        let e = store.clone().claim(arn).await.unwrap_err();
+        assert!(matches!(e, StoreError::Busy(_)), "{e:?}");
+        assert!(e.to_string().contains(arn), "{e}");
+        // Claims are per secret.
+        let other = store.claim("arn:other").await.unwrap();
+        drop(first);
+        let again = store.claim(arn).await.unwrap();
+        assert!(again.is_exclusive());
+        drop((again, other));
     }
 }
