@@ -91,7 +91,22 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         which: Which,
         token: Option<&str>,
     ) -> Result<DatabaseSecret, RotationError> {
-        let secret = self.load_raw(self.arn, which, token).await?;
+        let secret = match self.load_raw(self.arn, which, token).await {
+            Ok(secret) => secret,
+            // Reading this rotation's version at AWSPENDING is refused once the label has
+            // moved to another version (another rotation wrote its pending value after this
+            // step's entry checks): say so, rather than report a store failure.
+            Err(
+                e @ RotationError::Store {
+                    source: StoreError::InvalidRequest(_),
+                    ..
+                },
+            ) if which == Which::Pending && token == Some(self.token) => {
+                self.recheck_pending().await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.validate(self.arn, which, &secret)?;
         Ok(secret)
     }
