@@ -11,6 +11,22 @@ use rotation_core::{Stage, StageMove, VersionSelector};
 use rotation_testkit::Moto;
 use secrecy::{ExposeSecret, SecretString};
 
+pub mod fixture;
+
+/// One test per scenario and store: `both_stores!(scenario, ...)` makes `scenario::local` and
+/// `scenario::moto`, each calling `async fn scenario(kind: Kind)` of the including module.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local() { super::$name($crate::Kind::Local).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn moto() { super::$name($crate::Kind::Moto).await }
+        }
+    )*};
+}
+
 /// Which store a scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

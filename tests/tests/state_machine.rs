@@ -6,7 +6,7 @@ use rotation_core::{
     AbortMode, AnyStore, Credentials, EventStep, PasswordPolicy, Rotation, RotationError,
     RotationEvent, Stage, Step, StepOutcome, Strategy, Which,
 };
-use rotation_tests::{Kind, Service, token};
+use rotation_tests::{Kind, Service, both_stores, token};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -90,17 +90,6 @@ impl Fixture {
                 .unwrap_or_else(|e| panic!("{step}: {e}"));
         }
     }
-}
-
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn local() { super::$name(rotation_tests::Kind::Local).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn moto() { super::$name(rotation_tests::Kind::Moto).await }
-        }
-    )*};
 }
 
 both_stores!(
