@@ -60,6 +60,26 @@ async fn steps(
     }
 }
 
+/// A single-user rotation of "app" interrupted after setSecret, whose AWSPENDING label is then
+/// removed by hand: the database holds the password of a version without a label.
+async fn interrupt_then_unlabel(env: &Env, r: &Rotation<LocalSecretStore, PostgresRotator>) {
+    let t1 = token();
+    env.store.start_rotation("app", &t1).await.unwrap();
+    steps(r, "app", &t1, &[Step::CreateSecret, Step::SetSecret]).await;
+    assert!(!env.logs_in(&env.value("app", Stage::Current).await).await);
+    env.store
+        .update_stage(
+            "app",
+            StageMove {
+                stage: Stage::Pending,
+                move_to: None,
+                remove_from: Some(&t1),
+            },
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn abort_with_the_database_down_changes_nothing() {
     // Failure 2: abort after setSecret while the database is down used to remove AWSPENDING
@@ -170,21 +190,7 @@ async fn a_rotation_after_a_hand_removed_pending_label_recovers_the_password() {
     )
     .await;
     let r = env.single();
-    let t1 = token();
-    env.store.start_rotation("app", &t1).await.unwrap();
-    steps(&r, "app", &t1, &[Step::CreateSecret, Step::SetSecret]).await;
-    assert!(!env.logs_in(&env.value("app", Stage::Current).await).await);
-    env.store
-        .update_stage(
-            "app",
-            StageMove {
-                stage: Stage::Pending,
-                move_to: None,
-                remove_from: Some(&t1),
-            },
-        )
-        .await
-        .unwrap();
+    interrupt_then_unlabel(&env, &r).await;
     let t2 = token();
     env.store.start_rotation("app", &t2).await.unwrap();
     r.handle(&RotationEvent::new(Step::CreateSecret, "app", &t2))
@@ -341,20 +347,7 @@ async fn single_user_abort_recovers_from_an_unlabelled_version() {
     )
     .await;
     let r = env.single();
-    let t1 = token();
-    env.store.start_rotation("app", &t1).await.unwrap();
-    steps(&r, "app", &t1, &[Step::CreateSecret, Step::SetSecret]).await;
-    env.store
-        .update_stage(
-            "app",
-            StageMove {
-                stage: Stage::Pending,
-                move_to: None,
-                remove_from: Some(&t1),
-            },
-        )
-        .await
-        .unwrap();
+    interrupt_then_unlabel(&env, &r).await;
     let t2 = token();
     env.store.start_rotation("app", &t2).await.unwrap();
     steps(&r, "app", &t2, &[Step::CreateSecret]).await;
