@@ -1,0 +1,572 @@
+//! Medians, percentiles and the Markdown tables, with the issue's targets beside the figures.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+
+use rotation_core::Strategy;
+
+use crate::Args;
+use crate::cold::ColdSample;
+use crate::counting::{Counts, api_calls};
+use crate::floor::FloorSample;
+use crate::lab::{Lab, Logins};
+use crate::warm::WarmSample;
+
+/// Median, p95 (nearest rank), min, max.
+#[derive(Debug, Clone, Copy)]
+pub struct Dist {
+    pub median: f64,
+    pub p95: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Dist {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Dist {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        if v.is_empty() {
+            return Dist {
+                median: f64::NAN,
+                p95: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        let rank = ((0.95 * n as f64).ceil() as usize).clamp(1, n);
+        Dist {
+            median,
+            p95: v[rank - 1],
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+}
+
+/// One strategy on one transport.
+#[derive(Debug)]
+pub struct Scenario {
+    pub strategy: Strategy,
+    pub tls: bool,
+    pub floor: Vec<FloorSample>,
+    pub cold: Vec<ColdSample>,
+    pub lambda: Vec<WarmSample>,
+    pub driver: Vec<WarmSample>,
+}
+
+impl Scenario {
+    pub fn new(strategy: Strategy, tls: bool) -> Scenario {
+        Scenario {
+            strategy,
+            tls,
+            floor: vec![],
+            cold: vec![],
+            lambda: vec![],
+            driver: vec![],
+        }
+    }
+    fn name(&self) -> String {
+        format!("{} | {}", short(self.strategy), transport(self.tls))
+    }
+    fn floor_median(&self) -> f64 {
+        Dist::of(self.floor.iter().map(|s| s.total)).median
+    }
+}
+
+fn short(s: Strategy) -> &'static str {
+    match s {
+        Strategy::SingleUser => "single",
+        Strategy::AlternatingUsers => "alternating",
+    }
+}
+
+fn transport(tls: bool) -> &'static str {
+    if tls { "TLS verify-full" } else { "plain" }
+}
+
+/// Everything measured.
+#[derive(Debug)]
+pub struct Results {
+    facts: Vec<(String, String)>,
+    /// Login times by transport (TLS?): the process's first, then the rest.
+    pub logins: Vec<(bool, f64, Vec<f64>)>,
+    /// DescribeSecret and GetSecretValue times.
+    pub store_calls: (Vec<f64>, Vec<f64>),
+    pub scenarios: Vec<Scenario>,
+    args: Args,
+}
+
+fn first_line_with(path: &str, key: &str) -> Option<String> {
+    fs::read_to_string(path).ok()?.lines().find_map(|l| {
+        l.strip_prefix(key).map(|v| {
+            v.trim_start_matches([' ', '\t', ':', '='])
+                .trim()
+                .to_string()
+        })
+    })
+}
+
+impl Results {
+    pub fn new(args: &Args, lab: &Lab) -> anyhow::Result<Results> {
+        let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let mem_kib: f64 = first_line_with("/proc/meminfo", "MemTotal")
+            .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(f64::NAN);
+        let size = fs::metadata(&args.lambda_bin)?.len() as f64 / (1024.0 * 1024.0);
+        let pg = lab
+            .plain
+            .pg
+            .psql("SHOW server_version")
+            .unwrap_or_else(|e| format!("? ({e})"));
+        let moto = lab
+            .moto
+            .python("import moto; print(moto.__version__)")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| format!("? ({e})"));
+        let facts = vec![
+            ("nproc".into(), nproc.to_string()),
+            (
+                "CPU".into(),
+                first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into()),
+            ),
+            ("memory".into(), format!("{:.1} GiB", mem_kib / 1048576.0)),
+            (
+                "OS".into(),
+                first_line_with("/etc/os-release", "PRETTY_NAME")
+                    .map(|s| s.trim_matches('"').to_string())
+                    .unwrap_or_else(|| "?".into()),
+            ),
+            (
+                "kernel".into(),
+                fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("PostgreSQL".into(), pg),
+            ("moto".into(), moto),
+            (
+                "Lambda binary".into(),
+                format!(
+                    "`{}`, profile `{}`, {size:.1} MiB",
+                    args.lambda_bin
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    args.lambda_profile
+                ),
+            ),
+            (
+                "runs".into(),
+                format!(
+                    "cold {} per case (medians), warm {} per case and path (after 1 warm-up), floor {}, logins {}",
+                    args.cold_runs, args.warm, args.warm, args.logins
+                ),
+            ),
+        ];
+        Ok(Results {
+            facts,
+            logins: vec![],
+            store_calls: (vec![], vec![]),
+            scenarios: vec![],
+            args: args.clone(),
+        })
+    }
+
+    fn login_median(&self, tls: bool) -> f64 {
+        self.logins
+            .iter()
+            .find(|(t, _, _)| *t == tls)
+            .map_or(f64::NAN, |(_, _, v)| Dist::of(v.iter().copied()).median)
+    }
+
+    fn scenario(&self, strategy: Strategy, tls: bool) -> Option<&Scenario> {
+        self.scenarios
+            .iter()
+            .find(|s| s.strategy == strategy && s.tls == tls)
+    }
+
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let w = &mut o;
+        let _ = writeln!(w, "## Machine\n\n| what | value |\n|---|---|");
+        for (k, v) in &self.facts {
+            let _ = writeln!(w, "| {k} | {v} |");
+        }
+
+        let _ = writeln!(
+            w,
+            "\n## Login time (`connect::check`: login, `SELECT 1`, close; {} logins after the process's first)\n\n| transport | median ms | p95 ms | min ms | max ms | first login of the process ms |\n|---|---:|---:|---:|---:|---:|",
+            self.args.logins
+        );
+        for (tls, first, times) in &self.logins {
+            let d = Dist::of(times.iter().copied());
+            let _ = writeln!(
+                w,
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {first:.1} |",
+                transport(*tls),
+                d.median,
+                d.p95,
+                d.min,
+                d.max
+            );
+        }
+
+        let (describe, get) = (
+            Dist::of(self.store_calls.0.iter().copied()),
+            Dist::of(self.store_calls.1.iter().copied()),
+        );
+        let _ = writeln!(
+            w,
+            "\n## One Secrets Manager call to moto (through the store; {} of each after 1 warm-up)\n\n| operation | median ms | p95 ms | min ms | max ms |\n|---|---:|---:|---:|---:|",
+            self.store_calls.0.len()
+        );
+        for (op, d) in [("DescribeSecret", describe), ("GetSecretValue", get)] {
+            let _ = writeln!(
+                w,
+                "| {op} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                d.median, d.p95, d.min, d.max
+            );
+        }
+
+        let _ = writeln!(
+            w,
+            "\n## Cold: a fresh `rds-postgres` process per rotation, four step events through the local Runtime API (median of {})\n\n\
+             | strategy | transport | start to ready ms | start to result ms | createSecret | setSecret | testSecret | finishSecret | CPU user+sys ms (user / sys) | peak RSS MiB | logins (attempts / ok) | result / floor |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            self.args.cold_runs
+        );
+        for s in &self.scenarios {
+            let m = |f: &dyn Fn(&ColdSample) -> f64| Dist::of(s.cold.iter().map(f)).median;
+            let result = m(&|c| c.result);
+            let _ = writeln!(
+                w,
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1} / {:.1}) | {:.1} | {} | {:.2}x |",
+                s.name(),
+                m(&|c| c.ready),
+                result,
+                m(&|c| c.steps[0]),
+                m(&|c| c.steps[1]),
+                m(&|c| c.steps[2]),
+                m(&|c| c.steps[3]),
+                m(&|c| c.user + c.sys),
+                m(&|c| c.user),
+                m(&|c| c.sys),
+                m(&|c| c.hwm_kib as f64 / 1024.0),
+                logins_text(s.cold.iter().map(|c| c.logins)),
+                result / s.floor_median(),
+            );
+        }
+
+        let _ = writeln!(
+            w,
+            "\n## Warm, Lambda path: RotateSecret makes the stub (not timed), then `Rotation::handle` per step; {} rotations in one process\n\n\
+             | strategy | transport | rotation median ms | p95 ms | createSecret med / p95 | setSecret med / p95 | testSecret med / p95 | finishSecret med / p95 | Secrets Manager calls | logins (attempts / ok) | floor median ms | over the floor |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            self.args.warm
+        );
+        for s in &self.scenarios {
+            let d = Dist::of(s.lambda.iter().map(|x| x.total));
+            let step = |k: usize| {
+                let d = Dist::of(s.lambda.iter().filter_map(|x| x.steps.map(|st| st[k])));
+                format!("{:.1} / {:.1}", d.median, d.p95)
+            };
+            let floor = s.floor_median();
+            let _ = writeln!(
+                w,
+                "| {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {:.1} | {:+.0}% |",
+                s.name(),
+                d.median,
+                d.p95,
+                step(0),
+                step(1),
+                step(2),
+                step(3),
+                range_text(s.lambda.iter().map(|x| api_calls(&x.calls))),
+                logins_text(s.lambda.iter().map(|x| x.logins)),
+                floor,
+                (d.median / floor - 1.0) * 100.0
+            );
+        }
+
+        let _ = writeln!(
+            w,
+            "\n## Warm, driver: `Rotation::rotate` (the `rotate` command's path; it makes the pending version itself); {} rotations in one process\n\n\
+             | strategy | transport | rotation median ms | p95 ms | Secrets Manager calls | logins (attempts / ok) | over the floor |\n\
+             |---|---|---:|---:|---:|---:|---:|",
+            self.args.warm
+        );
+        for s in &self.scenarios {
+            let d = Dist::of(s.driver.iter().map(|x| x.total));
+            let _ = writeln!(
+                w,
+                "| {} | {:.1} | {:.1} | {} | {} | {:+.0}% |",
+                s.name(),
+                d.median,
+                d.p95,
+                range_text(s.driver.iter().map(|x| api_calls(&x.calls))),
+                logins_text(s.driver.iter().map(|x| x.logins)),
+                (d.median / s.floor_median() - 1.0) * 100.0
+            );
+        }
+
+        let _ = writeln!(
+            w,
+            "\n## Floor: the calls a rotation cannot avoid, in a plain loop ({} iterations)\n\n\
+             Single user: GetSecretValue, GetRandomPassword, PutSecretValue, login + `ALTER ROLE ... PASSWORD` (SCRAM verifier), login with the new password + `SELECT 1`, UpdateSecretVersionStage. Alternating users: also GetSecretValue of the master; the `ALTER ROLE` of the other user is made as the master.\n\n\
+             | strategy | transport | median ms | p95 ms | Secrets Manager calls | logins (attempts / ok) |\n|---|---|---:|---:|---:|---:|",
+            self.args.warm
+        );
+        for s in &self.scenarios {
+            let d = Dist::of(s.floor.iter().map(|x| x.total));
+            let calls = match s.strategy {
+                Strategy::SingleUser => 4,
+                Strategy::AlternatingUsers => 5,
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {:.1} | {:.1} | {calls} | {} |",
+                s.name(),
+                d.median,
+                d.p95,
+                logins_text(s.floor.iter().map(|x| x.logins))
+            );
+        }
+
+        self.render_overhead(w);
+        self.render_calls(w);
+        self.render_targets(w);
+        o
+    }
+
+    /// The warm Lambda path's time over the floor, against what its extra store calls and
+    /// logins cost at the medians measured above.
+    fn render_overhead(&self, w: &mut String) {
+        let call = Dist::of(
+            self.store_calls
+                .0
+                .iter()
+                .chain(&self.store_calls.1)
+                .copied(),
+        )
+        .median;
+        let _ = writeln!(
+            w,
+            "\n## Where the warm Lambda path's time over the floor goes\n\n\
+             Extra calls and logins (failed ones included) priced at the medians above (one store call {call:.1} ms; one login as in the login table).\n\n\
+             | strategy | transport | over the floor ms | extra store calls | extra logins | their price ms | rest ms |\n|---|---|---:|---:|---:|---:|---:|"
+        );
+        for s in &self.scenarios {
+            let over = Dist::of(s.lambda.iter().map(|x| x.total)).median - s.floor_median();
+            let floor_calls = match s.strategy {
+                Strategy::SingleUser => 4.0,
+                Strategy::AlternatingUsers => 5.0,
+            };
+            let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let calls = mean(
+                s.lambda
+                    .iter()
+                    .map(|x| api_calls(&x.calls) as f64)
+                    .collect(),
+            ) - floor_calls;
+            let logins = mean(s.lambda.iter().map(|x| x.logins.attempts as f64).collect())
+                - mean(s.floor.iter().map(|x| x.logins.attempts as f64).collect());
+            let price = calls * call + logins * self.login_median(s.tls);
+            let _ = writeln!(
+                w,
+                "| {} | {over:.1} | {calls:.0} | {logins:.0} | {price:.1} | {:.1} |",
+                s.name(),
+                over - price
+            );
+        }
+    }
+
+    fn render_calls(&self, w: &mut String) {
+        let mut ops: BTreeSet<&'static str> = BTreeSet::new();
+        for s in &self.scenarios {
+            for x in s.lambda.iter().chain(&s.driver) {
+                ops.extend(x.calls.keys().copied());
+            }
+        }
+        let ops: Vec<&str> = ops.into_iter().collect();
+        let _ = writeln!(
+            w,
+            "\n## Secrets Manager calls per rotation, by operation (counted by a wrapping `SecretStore`)\n\n| path | strategy | transport | {} | total |\n|---|---|---|{}---:|",
+            ops.join(" | "),
+            "---:|".repeat(ops.len())
+        );
+        for (path, pick) in [
+            ("Lambda (`handle` x 4)", true),
+            ("driver (`rotate`)", false),
+        ] {
+            for s in &self.scenarios {
+                let samples = if pick { &s.lambda } else { &s.driver };
+                let cells: Vec<String> = ops
+                    .iter()
+                    .map(|op| range_text(samples.iter().map(|x| count(&x.calls, op))))
+                    .collect();
+                let _ = writeln!(
+                    w,
+                    "| {path} | {} | {} | {} |",
+                    s.name(),
+                    cells.join(" | "),
+                    range_text(samples.iter().map(|x| api_calls(&x.calls)))
+                );
+            }
+        }
+        let _ = writeln!(
+            w,
+            "\nThe Lambda path leaves out RotateSecret (the service's call that makes the stub). `{}` is the driver's per-secret claim, which makes no call on Secrets Manager.",
+            crate::counting::CLAIM
+        );
+    }
+
+    fn render_targets(&self, w: &mut String) {
+        let _ = writeln!(
+            w,
+            "\n## Targets (from the issue)\n\n| target | figure | verdict |\n|---|---:|---|"
+        );
+        let mut row = |target: String, figure: String, ok: bool| {
+            let _ = writeln!(
+                w,
+                "| {target} | {figure} | {} |",
+                if ok { "ok" } else { "**MISS**" }
+            );
+        };
+        let (plain, tls) = (self.login_median(false), self.login_median(true));
+        row(
+            "TLS login <= plain login + 5 ms".into(),
+            format!("{tls:.1} vs {plain:.1} + 5 ms"),
+            tls <= plain + 5.0,
+        );
+        for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+            let (Some(p), Some(t)) = (
+                self.scenario(strategy, false),
+                self.scenario(strategy, true),
+            ) else {
+                continue;
+            };
+            let warm = |s: &Scenario| Dist::of(s.lambda.iter().map(|x| x.total)).median;
+            let cold = |s: &Scenario| Dist::of(s.cold.iter().map(|x| x.result)).median;
+            let r = warm(t) / warm(p);
+            row(
+                format!("TLS rotation <= 1.25x plain, {}, warm", short(strategy)),
+                format!("{r:.2}x"),
+                r <= 1.25,
+            );
+            let r = cold(t) / cold(p);
+            row(
+                format!("TLS rotation <= 1.25x plain, {}, cold", short(strategy)),
+                format!("{r:.2}x"),
+                r <= 1.25,
+            );
+        }
+        for s in &self.scenarios {
+            let result = Dist::of(s.cold.iter().map(|x| x.result)).median;
+            let limit = if s.tls { 75.0 } else { 60.0 };
+            row(
+                format!(
+                    "cold start to result <= {limit} ms, {}",
+                    s.name().replace(" | ", " ")
+                ),
+                format!("{result:.1} ms"),
+                result <= limit,
+            );
+        }
+        for s in &self.scenarios {
+            let cpu = Dist::of(s.cold.iter().map(|x| x.user + x.sys)).median;
+            let limit = if s.tls { 20.0 } else { 16.0 };
+            row(
+                format!("cold CPU <= {limit} ms, {}", s.name().replace(" | ", " ")),
+                format!("{cpu:.1} ms"),
+                cpu <= limit,
+            );
+        }
+        for s in &self.scenarios {
+            let rss = Dist::of(s.cold.iter().map(|x| x.hwm_kib as f64 / 1024.0)).median;
+            row(
+                format!("peak RSS <= 12 MiB, {}", s.name().replace(" | ", " ")),
+                format!("{rss:.1} MiB"),
+                rss <= 12.0,
+            );
+        }
+        for s in &self.scenarios {
+            let limit = match s.strategy {
+                Strategy::SingleUser => 4,
+                Strategy::AlternatingUsers => 5,
+            };
+            let worst = s
+                .cold
+                .iter()
+                .map(|x| x.logins.attempts)
+                .chain(s.lambda.iter().map(|x| x.logins.attempts))
+                .max()
+                .unwrap_or(0);
+            row(
+                format!(
+                    "logins (connection attempts) per rotation <= {limit}, {}, Lambda path (cold and warm, worst)",
+                    s.name().replace(" | ", " ")
+                ),
+                worst.to_string(),
+                worst <= limit,
+            );
+        }
+        for s in &self.scenarios {
+            let worst = s
+                .lambda
+                .iter()
+                .map(|x| api_calls(&x.calls))
+                .max()
+                .unwrap_or(0);
+            row(
+                format!(
+                    "Secrets Manager calls per rotation on the Lambda path <= 14, {}",
+                    s.name().replace(" | ", " ")
+                ),
+                worst.to_string(),
+                worst <= 14,
+            );
+        }
+        for s in &self.scenarios {
+            let warm = Dist::of(s.lambda.iter().map(|x| x.total)).median;
+            let over = warm / s.floor_median() - 1.0;
+            row(
+                format!(
+                    "warm overhead <= 10% over the floor, {}, Lambda path",
+                    s.name().replace(" | ", " ")
+                ),
+                format!("{:+.0}%", over * 100.0),
+                over <= 0.10,
+            );
+        }
+    }
+}
+
+fn count(calls: &Counts, op: &str) -> u64 {
+    calls.get(op).copied().unwrap_or(0)
+}
+
+/// `n`, or `min-max` when the samples differ.
+fn range_text(values: impl Iterator<Item = u64>) -> String {
+    let v: Vec<u64> = values.collect();
+    match (v.iter().min(), v.iter().max()) {
+        (Some(a), Some(b)) if a == b => a.to_string(),
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => "-".into(),
+    }
+}
+
+fn logins_text(values: impl Iterator<Item = Logins>) -> String {
+    let v: Vec<Logins> = values.collect();
+    format!(
+        "{} / {}",
+        range_text(v.iter().map(|l| l.attempts)),
+        range_text(v.iter().map(|l| l.authorized))
+    )
+}
