@@ -138,9 +138,9 @@ impl Lab {
             let pg = PgCluster::start(options).context(
                 "starting a throwaway PostgreSQL (scripts/setup installs the server binaries)",
             )?;
-            let config = PgConfig {
-                ca_bundle: pg.ca_pem().map(Into::into),
-                ..PgConfig::default()
+            let config = match pg.ca_pem() {
+                Some(ca) => PgConfig::with_ca_bundle(ca)?,
+                None => PgConfig::default(),
             };
             let mut db = Db {
                 pg,

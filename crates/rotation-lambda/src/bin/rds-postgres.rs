@@ -24,7 +24,7 @@ async fn run() -> Result<(), lambda_runtime::Error> {
     let strategy = strategy_from_env().map_err(StartupError::from)?;
     let settings = Settings::from_env(Engine::Postgres).map_err(StartupError::from)?;
     settings.postgres.trust.log_sources();
-    let sdk = aws_config::from_env().load().await;
+    let sdk = rotation_lambda::sdk_config().await;
     let store = AwsSecretStore::from_sdk_config(&sdk);
     let rotation = rotation_engines::rotation(store, &settings, strategy, Some(&sdk));
     tracing::info!(strategy = %strategy, "rds-postgres rotation function ready");
