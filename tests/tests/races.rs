@@ -207,6 +207,20 @@ impl SecretStore for MovesPendingOnRead {
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
         self.inner.list_versions(secret_id).await
     }
+    async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        rotation_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .put_pending(secret_id, token, value, rotation_token)
+            .await
+    }
+    async fn claim(&self, arn: &str) -> Result<rotation_core::Claim, StoreError> {
+        self.inner.claim(arn).await
+    }
 }
 
 async fn pending_moved_under_a_step_is_a_refusal(kind: Kind) {

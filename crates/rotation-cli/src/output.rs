@@ -17,12 +17,12 @@ pub fn describe_json(d: &SecretDescription) -> serde_json::Value {
     })
 }
 
-/// Text safe for a terminal: control characters (escape sequences included) are shown escaped,
-/// so a secret name cannot move the cursor or recolour the screen.
+/// Text safe for a terminal: control characters (escape sequences and line breaks included) are
+/// shown escaped, so a secret name cannot move the cursor, recolour the screen or forge a line.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() && c != '\n' {
+        if c.is_control() {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -53,10 +53,15 @@ pub fn status_text(d: &SecretDescription) -> String {
             .unwrap_or(Stage::ALL.len())
     });
     for (v, st) in versions {
-        s += &format!("  {v}  {}\n", st.labels().join(", "));
+        s += &format!("  {}  {}\n", escape(v), escape(&st.labels().join(", ")));
     }
     match d.rotation_in_flight() {
-        Some(v) => s += &format!("  rotation in flight: {v} (rotate resume / rotate abort)\n"),
+        Some(v) => {
+            s += &format!(
+                "  rotation in flight: {} (rotate resume / rotate abort)\n",
+                escape(v)
+            )
+        }
         None => s += "  no rotation in flight\n",
     }
     s

@@ -51,11 +51,6 @@ impl Deadline {
         Deadline::after(remaining - keep)
     }
 
-    /// The instant.
-    pub fn instant(&self) -> Instant {
-        self.at
-    }
-
     /// Time left (zero once passed).
     pub fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now())
@@ -69,13 +64,6 @@ impl Deadline {
     /// The shorter of `limit` and the time left.
     pub fn cap(&self, limit: Duration) -> Duration {
         limit.min(self.remaining())
-    }
-
-    /// The earlier of this deadline and `limit` from now.
-    pub fn within(&self, limit: Duration) -> Deadline {
-        Deadline {
-            at: self.at.min(Instant::now() + limit),
-        }
     }
 
     /// Runs `fut`, giving up at the deadline (the future is dropped).

@@ -6,7 +6,7 @@
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::deadline::Deadline;
-use crate::error::{Attempts, CredentialSource, RotationError, Which};
+use crate::error::{Attempts, CredentialSource, ErrorCategory, RotationError, Which};
 use crate::event::{RotationEvent, Step};
 use crate::rotation::Rotation;
 use crate::rotator::Rotator;
@@ -154,8 +154,21 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             }
             // Each later step re-reads the secret (entry checks): if AWSPENDING is no longer on
             // this run's token, it stops before touching the database.
+            let mut changed = false;
             for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
-                let outcome = self.handle(&RotationEvent::new(step, arn, token)).await?;
+                let outcome = match self.handle(&RotationEvent::new(step, arn, token)).await {
+                    Ok(o) => o,
+                    // Refused after this run changed the password: say so, not "nothing changed".
+                    Err(e) if changed && e.category() == ErrorCategory::Refused => {
+                        return Err(RotationError::Superseded {
+                            token: token.to_string(),
+                            secret: arn.to_string(),
+                            source: Box::new(e),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
+                changed |= matches!(outcome, StepOutcome::PasswordSet(_));
                 steps.push((step, outcome));
             }
             info!("rotation complete");
@@ -241,9 +254,29 @@ async fn prove_current<S: SecretStore, R: Rotator>(
     let current = ctx.load(Which::Current, None).await?;
     let mut attempts = Attempts::default();
     match ctx.login(&CredentialSource::Current, &current).await {
-        Ok(session) => {
+        Ok(session) if ctx.rotator.strategy() == Strategy::AlternatingUsers => {
+            // Runs change only the other user of the pair: AWSCURRENT's user is safe.
             ctx.rotator.close(session).await;
             return Ok(None);
+        }
+        Ok(mut session) => {
+            // Single user: set the current password once more on this session. A run that
+            // died (or timed out) while its ALTER waited behind a lock is ahead in that lock's
+            // queue, so once this change commits, nothing queued earlier can override it.
+            let reassert = ctx
+                .engine_call(
+                    "setting the current password again",
+                    ctx.rotator.set_own_password(&mut session, &current),
+                )
+                .await;
+            ctx.rotator.close(session).await;
+            return reassert
+                .map(|()| None)
+                .map_err(|source| RotationError::RollbackFailed {
+                    token: ctx.token.to_string(),
+                    secret: ctx.arn.to_string(),
+                    source,
+                });
         }
         Err(e) => attempts.push(CredentialSource::Current, e),
     }

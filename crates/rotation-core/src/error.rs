@@ -202,6 +202,28 @@ pub enum RotationError {
         /// "current" or "previous".
         expected_desc: &'static str,
     },
+    /// The pending secret names the same host as another version but another port,
+    /// `tls_server_name` or database: a login with it would reach another server (or fail), so
+    /// rotation refuses before changing anything.
+    #[error(
+        "the AWSPENDING value's {key} differs from the {expected_desc} value's; rotation changes a password only on the server and database the {expected_desc} value names"
+    )]
+    ServerMismatch {
+        /// The key that differs.
+        key: &'static str,
+        /// "current" or "previous".
+        expected_desc: &'static str,
+    },
+    /// Alternating users would change the master secret's own user.
+    #[error(
+        "the master secret's user {user} is one of the alternating pair of secret {secret}; alternating users never changes the master's password (use a separate master user)"
+    )]
+    MasterInPair {
+        /// The master's username.
+        user: String,
+        /// Secret ARN.
+        secret: String,
+    },
     /// The alternate username would exceed the engine's limit (checked before any write).
     #[error(
         "Unable to clone user, username {username} would be {bytes} bytes, over the limit of {limit}"
@@ -314,7 +336,7 @@ pub enum RotationError {
     },
     /// An abort could not restore the database to the current credentials.
     #[error(
-        "abort: version {token} of secret {secret} is already set in the database and restoring the current password failed; resume the rotation instead: {source}"
+        "abort: version {token} of secret {secret} is already set in the database, and setting the current password back (or proving it logs in afterwards) failed; nothing was removed; resume the rotation instead: {source}"
     )]
     RollbackFailed {
         /// Token.
@@ -343,6 +365,21 @@ pub enum RotationError {
         token: String,
         /// Secret ARN.
         secret: String,
+    },
+    /// The driver's setSecret changed the database, then another rotation took the secret
+    /// before this one finished: the database holds this version's password, which is kept
+    /// (without its label) for recovery by the next rotation or `resume`.
+    #[error(
+        "version {token} of secret {secret} was already set in the database when another rotation took the secret; its password is kept in that version, and the next rotation or resume recovers it: {source}"
+    )]
+    Superseded {
+        /// Token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+        /// Why the later step stopped.
+        #[source]
+        source: Box<RotationError>,
     },
     /// abort could not prove that the AWSCURRENT credentials log in, so it changed nothing.
     #[error(
@@ -385,8 +422,11 @@ impl RotationError {
             UserMismatch { .. } => "UserMismatch",
             HostMismatch { .. } => "HostMismatch",
             UsernameTooLong { .. } => "UsernameTooLong",
+            ServerMismatch { .. } => "ServerMismatch",
+            MasterInPair { .. } => "MasterInPair",
             NoWorkingCredentials { .. } => "NoWorkingCredentials",
             Busy { .. } => "RotationBusy",
+            Superseded { .. } => "RotationSuperseded",
             PendingMoved { .. } => "PendingMoved",
             AbortUnsafe { .. } => "AbortUnsafe",
             CurrentLoginFailed { .. } => "CurrentLoginFailed",
@@ -430,8 +470,11 @@ impl RotationError {
             | UserMismatch { .. }
             | HostMismatch { .. }
             | UsernameTooLong { .. }
+            | ServerMismatch { .. }
+            | MasterInPair { .. }
             | MissingMasterArn { .. }
-            | MasterHostMismatch { .. } => ErrorCategory::Secret,
+            | MasterHostMismatch { .. }
+            | Superseded { .. } => ErrorCategory::Secret,
             Store { source, .. } => match source {
                 StoreError::Busy(_) | StoreError::Conflict(_) => ErrorCategory::Refused,
                 _ => ErrorCategory::Secret,

@@ -30,6 +30,7 @@ pub mod deadline;
 mod driver;
 pub mod error;
 pub mod event;
+mod options;
 pub mod policy;
 mod rotation;
 pub mod rotator;
@@ -47,7 +48,8 @@ pub use error::{
 };
 pub use event::{EventError, EventStep, RotationEvent, Step};
 pub use policy::{PasswordDefaults, PasswordPolicy, PolicyError};
-pub use rotation::{Options, Rotation};
+pub use options::Options;
+pub use rotation::Rotation;
 pub use rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
 pub use secret::{DatabaseSecret, DbName, SecretError, SslKey};
 pub use stage::{Stage, Strategy};

@@ -2,39 +2,19 @@
 //! checks, checklist 3-7) and dispatches the one step it names. The in-process driver
 //! (`rotate`, `resume`, `abort`, `status`) is in `driver.rs` and runs the same step functions.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::deadline::Deadline;
 use crate::error::RotationError;
 use crate::event::{EventStep, RotationEvent, Step};
+use crate::options::Options;
 use crate::policy::PasswordPolicy;
 use crate::rotator::Rotator;
 use crate::stage::Stage;
 use crate::steps::{self, StepContext, StepOutcome};
 use crate::store::{SecretDescription, SecretStore};
-
-/// Behaviour switches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// finishSecret proves the pending credentials log in before promoting them (W23).
-    pub verify_before_finish: bool,
-    /// The deadline of each step when the caller gives none (the driver, `handle`).
-    pub step_timeout: Duration,
-    /// How many unlabelled versions, newest first, recovery may try.
-    pub recovery_limit: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            verify_before_finish: true,
-            step_timeout: Duration::from_secs(60),
-            recovery_limit: 10,
-        }
-    }
-}
 
 /// A rotation engine bound to a store, a rotator and a password policy. Build once, reuse for
 /// every event.

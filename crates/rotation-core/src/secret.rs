@@ -28,6 +28,10 @@ use serde::ser::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// The key naming the server to connect to and verify a certificate against, when `host` is an
+/// alias (a CNAME) of the endpoint the certificate names.
+pub const TLS_SERVER_NAME_KEY: &str = "tls_server_name";
+
 /// Why a secret value cannot be used. Messages name keys, never values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
@@ -234,6 +238,25 @@ impl DatabaseSecret {
     /// `host`.
     pub fn host(&self) -> Option<&str> {
         self.str_field("host")
+    }
+    /// The first connection key in which `other` names another server than this secret:
+    /// `host`, `port` or `tls_server_name` (the name engines connect to and verify when `host`
+    /// is an alias), as written; `None` when they name the same server.
+    pub fn server_difference(&self, other: &DatabaseSecret) -> Option<&'static str> {
+        let name = |s: &DatabaseSecret| s.get_raw(TLS_SERVER_NAME_KEY).map(|r| r.get().to_string());
+        if self.host() != other.host() {
+            Some("host")
+        } else if self.port() != other.port() {
+            Some("port")
+        } else if name(self) != name(other) {
+            Some(TLS_SERVER_NAME_KEY)
+        } else {
+            None
+        }
+    }
+    /// Whether `other` names the same server (see [`DatabaseSecret::server_difference`]).
+    pub fn same_server(&self, other: &DatabaseSecret) -> bool {
+        self.server_difference(other).is_none()
     }
     /// `username`.
     pub fn username(&self) -> Option<&str> {

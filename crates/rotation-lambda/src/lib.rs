@@ -18,17 +18,26 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 /// The variable the Lambda runtime sets; without it there is nothing to serve.
 pub const RUNTIME_API_ENV: &str = "AWS_LAMBDA_RUNTIME_API";
 
+/// Every variable the Lambda runtime sets and the runtime client needs (it panics without
+/// them, so they are checked first).
+pub const RUNTIME_ENV: [&str; 4] = [
+    RUNTIME_API_ENV,
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+];
+
 /// A problem found at start, before any event is accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// The process is not running under a Lambda runtime.
     #[error(
-        "{RUNTIME_API_ENV} is not set: this binary is a Lambda function and runs under the Lambda runtime (deploy it, or run it locally with `cargo lambda watch`); to rotate from a shell, use the `rotate` command"
+        "{0} is not set: this binary is a Lambda function and runs under the Lambda runtime (deploy it, or run it locally with `cargo lambda watch`); to rotate from a shell, use the `rotate` command"
     )]
-    NotInLambda,
-    /// The configuration is unusable.
+    NotInLambda(&'static str),
+    /// The engine's configuration is unusable.
     #[error(transparent)]
-    Config(#[from] rotation_engines::ConfigError),
+    Config(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The SDK configuration for a function: Lambda hands its role's credentials over in the
@@ -51,11 +60,24 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     }
 }
 
-/// Fails unless the Lambda runtime API is there to serve.
+impl StartupError {
+    /// An engine's configuration error.
+    pub fn config(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StartupError::Config(Box::new(e))
+    }
+}
+
+/// Fails unless the Lambda runtime is there to serve (every variable it sets is).
 pub fn require_lambda() -> Result<(), StartupError> {
-    match std::env::var(RUNTIME_API_ENV) {
-        Ok(v) if !v.trim().is_empty() => Ok(()),
-        _ => Err(StartupError::NotInLambda),
+    for var in RUNTIME_ENV {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => {}
+            _ => return Err(StartupError::NotInLambda(var)),
+        }
+    }
+    match std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").map(|v| v.trim().parse::<i32>()) {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(StartupError::NotInLambda("AWS_LAMBDA_FUNCTION_MEMORY_SIZE (a number)")),
     }
 }
 

@@ -33,16 +33,43 @@ fn outside_lambda_it_says_so_without_panicking() {
     );
 }
 
+const LAMBDA: [(&str, &str); 4] = [
+    ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+    ("AWS_LAMBDA_FUNCTION_NAME", "rotation"),
+    ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+    ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+];
+
+#[test]
+fn a_partial_lambda_environment_is_refused_before_the_runtime_panics() {
+    // The runtime client panics when any of its variables is missing: each is checked first.
+    for missing in 0..LAMBDA.len() {
+        let mut env: Vec<(&str, &str)> = LAMBDA
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != missing)
+            .map(|(_, kv)| *kv)
+            .collect();
+        env.push(("ROTATION_STRATEGY", "single-user"));
+        let (code, text) = run(&env);
+        assert_ne!(code, Some(101), "panicked: {text}");
+        assert_ne!(code, Some(0), "{text}");
+        assert!(text.contains(LAMBDA[missing].0), "{text}");
+        assert!(!text.contains("ready"), "{text}");
+    }
+}
+
 #[test]
 fn a_ca_bundle_without_certificates_fails_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bundle.pem");
     std::fs::write(&path, "this is not a certificate\n").unwrap();
-    let (code, text) = run(&[
-        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+    let mut env = LAMBDA.to_vec();
+    env.extend([
         ("ROTATION_STRATEGY", "single-user"),
         ("CA_BUNDLE_PATH", path.to_str().unwrap()),
     ]);
+    let (code, text) = run(&env);
     assert_ne!(code, Some(101), "panicked: {text}");
     assert_ne!(code, Some(0), "{text}");
     assert!(
@@ -54,10 +81,9 @@ fn a_ca_bundle_without_certificates_fails_at_start() {
 
 #[test]
 fn an_unknown_strategy_fails_at_start() {
-    let (code, text) = run(&[
-        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
-        ("ROTATION_STRATEGY", "both"),
-    ]);
+    let mut env = LAMBDA.to_vec();
+    env.push(("ROTATION_STRATEGY", "both"));
+    let (code, text) = run(&env);
     assert_ne!(code, Some(101), "panicked: {text}");
     assert_ne!(code, Some(0));
     assert!(text.contains("ROTATION_STRATEGY"), "{text}");

@@ -37,13 +37,7 @@ pub struct PgConfig {
 
 impl Default for PgConfig {
     fn default() -> Self {
-        PgConfig {
-            trust: default_trust(),
-            allow_plaintext_fallback: false,
-            connect_timeout: Duration::from_secs(5),
-            lock_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(15),
-        }
+        PgConfig::with_trust(default_trust())
     }
 }
 
@@ -79,10 +73,18 @@ fn default_trust() -> Arc<Trust> {
 impl PgConfig {
     /// The default settings, also trusting the CAs in the PEM file `ca_bundle`.
     pub fn with_ca_bundle(ca_bundle: &Path) -> Result<Self, ConfigError> {
-        Ok(PgConfig {
-            trust: Arc::new(Trust::load(Some(ca_bundle))?),
-            ..PgConfig::default()
-        })
+        Ok(PgConfig::with_trust(Arc::new(Trust::load(Some(ca_bundle))?)))
+    }
+
+    /// The default settings with `trust`.
+    pub fn with_trust(trust: Arc<Trust>) -> Self {
+        PgConfig {
+            trust,
+            allow_plaintext_fallback: false,
+            connect_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15),
+        }
     }
 
     /// Reads the process environment.
@@ -97,10 +99,11 @@ impl PgConfig {
                 return Err(ConfigError::AmbientVariable(var));
             }
         }
-        let mut c = PgConfig::default();
-        if let Some(path) = lookup(CA_BUNDLE_ENV).filter(|p| !p.trim().is_empty()) {
-            c.trust = Arc::new(Trust::load(Some(Path::new(path.trim())))?);
-        }
+        // One trust store per process: with CA_BUNDLE_PATH, only the one that includes it.
+        let mut c = match lookup(CA_BUNDLE_ENV).filter(|p| !p.trim().is_empty()) {
+            Some(path) => PgConfig::with_ca_bundle(Path::new(path.trim()))?,
+            None => PgConfig::default(),
+        };
         c.allow_plaintext_fallback =
             lookup(PLAINTEXT_FALLBACK_ENV).is_some_and(|v| parse_env_bool(&v));
         if let Some(v) = lookup(CONNECT_TIMEOUT_ENV) {

@@ -47,9 +47,7 @@ impl TlsPlan {
     }
 }
 
-/// The secret key naming the host to connect to and verify the certificate against, when
-/// `host` is an alias (a CNAME) of the endpoint the certificate names (W2).
-pub const TLS_SERVER_NAME_KEY: &str = "tls_server_name";
+pub use rotation_core::secret::TLS_SERVER_NAME_KEY;
 
 /// The name to connect to and verify: `tls_server_name` when the secret has one, else `host`.
 pub fn server_name(secret: &DatabaseSecret) -> &str {
@@ -70,7 +68,12 @@ fn options(
     dbname: &str,
     tls: bool,
     config: &PgConfig,
+    deadline: Deadline,
 ) -> PgConnectOptions {
+    // The server gives up no later than the client: a statement still queued (behind a lock)
+    // when the step's deadline passes must not commit after the step reported failure. (Zero
+    // would mean "no limit" to the server, hence the floor.)
+    let server_limit = |limit: Duration| deadline.cap(limit).max(Duration::from_millis(1));
     let mut o = PgConnectOptions::new_without_pgpass()
         .host(server_name(secret))
         .port(secret.port().unwrap_or(DEFAULT_PORT))
@@ -87,11 +90,11 @@ fn options(
         .options([
             (
                 "lock_timeout",
-                format!("{}ms", config.lock_timeout.as_millis()),
+                format!("{}ms", server_limit(config.lock_timeout).as_millis()),
             ),
             (
                 "statement_timeout",
-                format!("{}ms", config.statement_timeout.as_millis()),
+                format!("{}ms", server_limit(config.statement_timeout).as_millis()),
             ),
         ])
         .disable_statement_logging();
@@ -190,7 +193,7 @@ async fn attempt(
             ),
         ));
     }
-    let opts = options(secret, db, tls, config);
+    let opts = options(secret, db, tls, config, deadline);
     let limit = deadline.cap(config.connect_timeout);
     match tokio::time::timeout(limit, opts.connect()).await {
         Ok(Ok(c)) => Ok(c),
@@ -214,8 +217,11 @@ fn tls_hint(secret: &DatabaseSecret) -> &'static str {
         SslKey::Explicit(true) => {
             "the secret asks for TLS (\"ssl\": true) and the server's certificate must verify against the trusted CAs and the host name; trust its CA with CA_BUNDLE_PATH"
         }
-        _ => {
+        SslKey::Absent => {
             "the secret asks for TLS (no \"ssl\" key means verified TLS here, unlike AWS's functions); trust the server's CA with CA_BUNDLE_PATH, or set \"ssl\": false in the secret to connect without TLS"
+        }
+        _ => {
+            "the secret asks for TLS (an \"ssl\" value other than true or false means verified TLS here); trust the server's CA with CA_BUNDLE_PATH, or set \"ssl\": false in the secret to connect without TLS"
         }
     }
 }

@@ -94,6 +94,7 @@ async fn single<S: SecretStore, R: Rotator>(
         return Ok(StepOutcome::AlreadySet);
     }
     check_same_user(&pending, &current, "current user", "current")?;
+    check_same_database(&pending, &current)?;
 
     let Some((mut session, via)) =
         own_login(ctx, &current, &pending, &[Some(ctx.token)], &mut attempts).await?
@@ -145,6 +146,7 @@ async fn alternating<S: SecretStore, R: Rotator>(
         });
     }
     check_same_host(&pending, &current, "current")?;
+    check_same_database(&pending, &current)?;
 
     // Confused-deputy guard: whoever can write this secret must also hold working
     // credentials before the master secret is used on their behalf.
@@ -184,6 +186,16 @@ async fn alternating<S: SecretStore, R: Rotator>(
         )
         .await?;
     ctx.validate(&masterarn, Which::Master, &master)?;
+    // Never touch the master's own user: the pair must be two other users.
+    if let Some(user) = master
+        .username()
+        .filter(|m| *m == current_user || *m == pending_user)
+    {
+        return Err(RotationError::MasterInPair {
+            user: user.to_string(),
+            secret: arn.to_string(),
+        });
+    }
 
     let (current_host, master_host) = (
         current.host().unwrap_or_default(),
@@ -209,10 +221,10 @@ async fn alternating<S: SecretStore, R: Rotator>(
             masterarn: masterarn.clone(),
             source,
         })?;
-    // No re-read of the stages here, unlike single user: the master can always set the
-    // alternate user's password again, so a late or concurrent change cannot strand anyone
-    // (and AWSCURRENT's user is not touched).
+    // Re-read the stages right before the change: a run whose version lost AWSPENDING must not
+    // set the alternate user's password under a newer rotation that may be about to promote it.
     let result = async {
+        ctx.recheck_pending().await?;
         ctx.engine_call(
             "setting the password as the master user",
             ctx.rotator
@@ -253,11 +265,29 @@ fn check_same_host(
     other: &DatabaseSecret,
     desc: &'static str,
 ) -> Result<(), RotationError> {
-    if pending.host() != other.host() {
-        return Err(RotationError::HostMismatch {
+    match pending.server_difference(other) {
+        None => Ok(()),
+        Some("host") => Err(RotationError::HostMismatch {
             pending: pending.host().unwrap_or_default().to_string(),
             expected: other.host().unwrap_or_default().to_string(),
             expected_desc: desc,
+        }),
+        Some(key) => Err(RotationError::ServerMismatch {
+            key,
+            expected_desc: desc,
+        }),
+    }
+}
+
+/// The pending value must name the database the current one does: testSecret logs in there.
+fn check_same_database(
+    pending: &DatabaseSecret,
+    current: &DatabaseSecret,
+) -> Result<(), RotationError> {
+    if pending.dbname() != current.dbname() {
+        return Err(RotationError::ServerMismatch {
+            key: "dbname",
+            expected_desc: "current",
         });
     }
     Ok(())

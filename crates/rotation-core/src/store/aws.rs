@@ -7,7 +7,7 @@ use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, S
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    SecretDescription, SecretStore, SecretValue, StageMove, StoreError, VersionInfo,
+    Claim, SecretDescription, SecretStore, SecretValue, StageMove, StoreError, VersionInfo,
     VersionSelector, VersionStages,
 };
 use crate::policy::PasswordPolicy;
@@ -210,6 +210,23 @@ impl SecretStore for AwsSecretStore {
                 message: "response held no password".into(),
                 source: None,
             })
+    }
+
+    async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        value: &SecretString,
+        rotation_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        // No conditional write in Secrets Manager.
+        self.put_value(secret_id, token, value, &[Stage::Pending], rotation_token)
+            .await
+    }
+
+    async fn claim(&self, _arn: &str) -> Result<Claim, StoreError> {
+        // Secrets Manager offers no lock: exclusivity cannot be proven (see the README).
+        Ok(Claim::none())
     }
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {

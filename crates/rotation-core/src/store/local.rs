@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -175,6 +176,10 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+fn abandoned_error() -> StoreError {
+    StoreError::Timeout("local store write (abandoned by its caller before it changed anything)")
+}
+
 /// FNV-1a, 64 bits: a stable, dependency-free file name for a secret's claim.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -311,7 +316,7 @@ impl LocalSecretStore {
 
     /// Takes `file`'s exclusive lock, waiting for another writer at most the lock timeout, and
     /// saying so after [`LOCK_NOTICE_AFTER`].
-    fn lock_exclusive(&self, file: &Path) -> Result<File, StoreError> {
+    fn lock_exclusive(&self, file: &Path, abandoned: &AtomicBool) -> Result<File, StoreError> {
         let mut lock_path = file.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock = OpenOptions::new()
@@ -327,6 +332,9 @@ impl LocalSecretStore {
                 Ok(()) => return Ok(lock),
                 Err(fs::TryLockError::WouldBlock) => {}
                 Err(fs::TryLockError::Error(e)) => return Err(self.io("lock")(e)),
+            }
+            if abandoned.load(Ordering::SeqCst) {
+                return Err(abandoned_error());
             }
             let waited = started.elapsed();
             if waited >= self.lock_timeout {
@@ -357,9 +365,12 @@ impl LocalSecretStore {
     /// Runs `f` on the store's state; with `write`, under the file lock, writing the state back.
     /// Reads take no lock and create nothing: writes replace the file atomically, so a reader
     /// always sees a whole state.
+    /// `abandoned` is set when the caller stopped waiting (its deadline passed): a write then
+    /// gives up, before it changes anything, instead of landing after a reported failure.
     fn with_state<R>(
         &self,
         write: bool,
+        abandoned: &AtomicBool,
         f: impl FnOnce(&mut FileState) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let file = self.resolved()?;
@@ -370,9 +381,12 @@ impl LocalSecretStore {
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(self.io("create directory"))?;
         }
-        let lock = self.lock_exclusive(&file)?;
+        let lock = self.lock_exclusive(&file, abandoned)?;
         let mut state = self.read_state_at(&file)?;
         let out = f(&mut state)?;
+        if abandoned.load(Ordering::SeqCst) {
+            return Err(abandoned_error());
+        }
         self.write_state(&file, &state)?;
         drop(lock);
         Ok(out)
@@ -383,14 +397,27 @@ impl LocalSecretStore {
         write: bool,
         f: impl FnOnce(&mut FileState) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        /// Marks the operation abandoned when its future is dropped before it finished.
+        struct Abandon(Arc<AtomicBool>, bool);
+        impl Drop for Abandon {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+        }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.with_state(write, f))
+        let mut guard = Abandon(Arc::new(AtomicBool::new(false)), false);
+        let abandoned = guard.0.clone();
+        let result = tokio::task::spawn_blocking(move || this.with_state(write, &abandoned, f))
             .await
             .map_err(|e| StoreError::Service {
                 operation: "local store",
                 message: format!("worker task failed: {e}"),
                 source: None,
-            })?
+            });
+        guard.1 = true;
+        result?
     }
 
     /// `CreateSecret`: a new secret whose first version is `AWSCURRENT`. Returns the ARN.
@@ -1082,6 +1109,45 @@ mod tests {
             }
             assert_eq!(fs::read_to_string(&path).unwrap(), text, "left as it was");
         }
+    }
+
+    #[tokio::test]
+    async fn a_write_abandoned_by_its_deadline_never_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let store = LocalSecretStore::new(&path);
+        store.create_secret("app", &s("v1")).await.unwrap();
+        let holder = File::options()
+            .write(true)
+            .open(dir.path().join("s.json.lock"))
+            .unwrap();
+        holder.lock().unwrap();
+        let deadline = crate::Deadline::after(Duration::from_millis(200));
+        let value = s("v2");
+        let put = store.put_value("app", T1, &value, &[Stage::Pending], None);
+        assert!(deadline.run(put).await.is_err(), "the deadline passed");
+        // The lock is released after the caller gave up: the abandoned write must not land.
+        drop(holder);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !store.describe("app").await.unwrap().versions.contains_key(T1),
+            "a write abandoned at its deadline landed later"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_in_flight_check_and_the_pending_write_are_one_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::new(dir.path().join("s.json"));
+        store.create_secret("app", &s("v1")).await.unwrap();
+        store.put_pending("app", T1, &s("p1"), None).await.unwrap();
+        // Another rotation's pending write is refused while T1 is in flight.
+        let e = store.put_pending("app", T2, &s("p2"), None).await.unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+        assert!(!e.to_string().contains("p2"));
+        assert!(!store.describe("app").await.unwrap().versions.contains_key(T2));
+        // The same token again is fine (a retried createSecret).
+        store.put_pending("app", T1, &s("p1"), None).await.unwrap();
     }
 
     #[tokio::test]

@@ -294,25 +294,23 @@ pub trait SecretStore: Send + Sync {
         secret_id: &str,
     ) -> impl Future<Output = Result<Vec<VersionInfo>, StoreError>> + Send;
 
-    /// Stores this rotation's pending value. Stores with a conditional write refuse with
-    /// [`StoreError::Conflict`], in the same operation, when `AWSPENDING` is on another version
-    /// that is not `AWSCURRENT` (another rotation in flight). Secrets Manager has none: the
-    /// default is a plain `PutSecretValue`, and core checks the description it read first.
+    /// Stores this rotation's pending value (`PutSecretValue` with `AWSPENDING`). Stores with a
+    /// conditional write refuse with [`StoreError::Conflict`], in the same operation, when
+    /// `AWSPENDING` is on another version that is not `AWSCURRENT` (another rotation in
+    /// flight); Secrets Manager has none, and core checks the description it read first.
+    /// Required, so that a wrapping store cannot silently drop the condition.
     fn put_pending(
         &self,
         secret_id: &str,
         token: &str,
         value: &SecretString,
         rotation_token: Option<&str>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.put_value(secret_id, token, value, &[Stage::Pending], rotation_token)
-    }
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Takes the per-secret claim, or fails at once with [`StoreError::Busy`]. The default
-    /// offers no exclusivity (see [`Claim::none`]).
-    fn claim(&self, _arn: &str) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        async { Ok(Claim::none()) }
-    }
+    /// Takes the per-secret claim, or fails at once with [`StoreError::Busy`]. Stores that
+    /// cannot offer exclusivity return [`Claim::none`]. Required, so that a wrapping store
+    /// cannot silently drop the claim.
+    fn claim(&self, arn: &str) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 }
 
 #[cfg(test)]

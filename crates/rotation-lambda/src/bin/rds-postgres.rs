@@ -21,8 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 async fn run() -> Result<(), lambda_runtime::Error> {
     // Everything is read and validated once, before the first event.
     require_lambda()?;
-    let strategy = strategy_from_env().map_err(StartupError::from)?;
-    let settings = Settings::from_env(Engine::Postgres).map_err(StartupError::from)?;
+    let strategy = strategy_from_env().map_err(StartupError::config)?;
+    let settings = Settings::from_env(Engine::Postgres).map_err(StartupError::config)?;
     settings.postgres.trust.log_sources();
     let sdk = rotation_lambda::sdk_config().await;
     let store = AwsSecretStore::from_sdk_config(&sdk);
