@@ -1,0 +1,194 @@
+//! Hostile tests (wt-attack). Each test states the promise it checks; the ones marked
+//! FAILS reproduce a real problem on the branch they were written against.
+
+mod common;
+
+use common::Env;
+use rotation_core::{
+    AbortMode, LocalSecretStore, Rotation, RotationEvent, SecretStore, Stage, Step,
+};
+use rotation_postgres::PostgresRotator;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+fn token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn plain(env: &Env, user: &str, pw: &str) -> Value {
+    env.secret(user, pw, Some(json!(false)))
+}
+
+/// Starts a rotation of `name` and runs createSecret; returns the token.
+async fn create(env: &Env, r: &Rotation<LocalSecretStore, PostgresRotator>, name: &str) -> String {
+    let t = token();
+    env.store.start_rotation(name, &t).await.unwrap();
+    r.handle(&RotationEvent::new(Step::CreateSecret, name, &t))
+        .await
+        .unwrap();
+    t
+}
+
+/// Replaces the pending value the way an operator can on Secrets Manager: PutSecretValue of a
+/// new version with the AWSPENDING label (the label moves to it).
+async fn repoint_pending(env: &Env, name: &str, value: &Value) -> String {
+    let t = token();
+    env.store
+        .put_value(
+            name,
+            &t,
+            &SecretString::from(value.to_string()),
+            &[Stage::Pending],
+            None,
+        )
+        .await
+        .unwrap();
+    t
+}
+
+async fn pending_value(env: &Env, name: &str) -> Value {
+    env.value(name, Stage::Pending).await
+}
+
+/// FAILS. Single user: an AWSPENDING version whose `port` differs from AWSCURRENT's (same user
+/// and host) passes setSecret's user/host check; setSecret logs in with AWSCURRENT (the right
+/// server) and sets the pending password there, though the pending credentials can never log
+/// in as written. testSecret then fails forever, `abort` cannot log in with the pending value
+/// either (AbortUnsafe), and after `abort --force` no later rotation recovers it (recovery logs
+/// in with the unlabelled version's own port). The password is stranded.
+///
+/// Expected: setSecret refuses (a typed mismatch error) and changes nothing, as it does for a
+/// different host.
+#[tokio::test]
+async fn pending_with_another_port_must_not_change_the_password() {
+    let env = Env::plain();
+    env.create_role("app", "Initial-pw-1");
+    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+    let r = env.single();
+    create(&env, &r, "app").await;
+    let mut edited = pending_value(&env, "app").await;
+    let dead_port = rotation_testkit::free_port();
+    edited["port"] = json!(dead_port);
+    // A whole new pending value (else the first pending version, now unlabelled and holding
+    // the same password, lets abort recover by luck).
+    edited["password"] = json!("Edited-pending-pw-1");
+    repoint_pending(&env, "app", &edited).await;
+
+    let e = r.resume("app").await.unwrap_err();
+    eprintln!("resume: {}", rotation_core::error_chain(&e));
+    let current = env.value("app", Stage::Current).await;
+    let current_ok = env.logs_in(&current).await;
+    if !current_ok {
+        // Show that nothing recovers it.
+        let a = r.abort("app", AbortMode::Safe).await;
+        eprintln!(
+            "abort: {:?}",
+            a.as_ref().map_err(|e| rotation_core::error_chain(e))
+        );
+        let again = r.resume("app").await;
+        eprintln!(
+            "resume again: {:?}",
+            again.as_ref().map(|_| ()).map_err(|e| rotation_core::error_chain(e))
+        );
+    }
+    assert!(
+        current_ok,
+        "the database no longer accepts AWSCURRENT after a resume that failed on a pending \
+         version pointing at another port"
+    );
+}
+
+/// FAILS. Same with `dbname`: a pending version naming a database that does not exist.
+#[tokio::test]
+async fn pending_with_another_dbname_must_not_change_the_password() {
+    let env = Env::plain();
+    env.create_role("app", "Initial-pw-1");
+    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+    let r = env.single();
+    create(&env, &r, "app").await;
+    let mut edited = pending_value(&env, "app").await;
+    edited["dbname"] = json!("no_such_database");
+    edited["password"] = json!("Edited-pending-pw-1");
+    repoint_pending(&env, "app", &edited).await;
+
+    let e = r.resume("app").await.unwrap_err();
+    eprintln!("resume: {}", rotation_core::error_chain(&e));
+    let current_ok = env.logs_in(&env.value("app", Stage::Current).await).await;
+    if !current_ok {
+        let a = r.abort("app", AbortMode::Safe).await;
+        eprintln!(
+            "abort: {:?}",
+            a.as_ref().map_err(|e| rotation_core::error_chain(e))
+        );
+    }
+    assert!(current_ok, "resume changed the password and failed");
+}
+
+/// FAILS. Same with `tls_server_name`: the engine connects to `tls_server_name`, not `host`, so
+/// a pending version with the same `host` but another `tls_server_name` points elsewhere.
+#[tokio::test]
+async fn pending_with_another_tls_server_name_must_not_change_the_password() {
+    let env = Env::tls();
+    env.create_role("app", "Initial-pw-1");
+    env.put("app", &env.secret("app", "Initial-pw-1", Some(json!(true))))
+        .await;
+    let r = env.single();
+    create(&env, &r, "app").await;
+    let mut edited = pending_value(&env, "app").await;
+    edited["tls_server_name"] = json!("nowhere.invalid");
+    edited["password"] = json!("Edited-pending-pw-1");
+    repoint_pending(&env, "app", &edited).await;
+
+    let e = r.resume("app").await.unwrap_err();
+    eprintln!("resume: {}", rotation_core::error_chain(&e));
+    let current_ok = env.logs_in(&env.value("app", Stage::Current).await).await;
+    if !current_ok {
+        let a = r.abort("app", AbortMode::Safe).await;
+        eprintln!(
+            "abort: {:?}",
+            a.as_ref().map_err(|e| rotation_core::error_chain(e))
+        );
+    }
+    assert!(current_ok, "resume changed the password and failed");
+}
+
+/// FAILS. AWSPREVIOUS (same user and host, another port: another server on the same machine)
+/// is used when AWSCURRENT does not log in: setSecret logs in to the *other* server and changes
+/// the user's password there. A rotation of one secret must not change another database.
+#[tokio::test]
+async fn previous_on_another_server_is_not_changed() {
+    let env = Env::plain();
+    let other = Env::plain();
+    env.create_role("app", "Current-pw-1");
+    other.create_role("app", "Old-server-pw-1");
+    // First version: the old server; second (AWSCURRENT): this one. AWSPREVIOUS is the old.
+    env.put("app", &plain(&other, "app", "Old-server-pw-1")).await;
+    env.store
+        .put_value(
+            "app",
+            &token(),
+            &SecretString::from(plain(&env, "app", "Current-pw-1").to_string()),
+            &[Stage::Current],
+            None,
+        )
+        .await
+        .unwrap();
+    // The current password drifts on this server (an operator, an interrupted rotation...).
+    env.pg
+        .psql("ALTER ROLE app PASSWORD 'Drifted-pw-1'")
+        .unwrap();
+
+    let r = env.single();
+    let e = r.rotate("app").await;
+    eprintln!(
+        "rotate: {:?}",
+        e.as_ref().map(|_| ()).map_err(|e| rotation_core::error_chain(e))
+    );
+    let untouched = other.logs_in(&plain(&other, "app", "Old-server-pw-1")).await;
+    assert!(
+        untouched,
+        "a rotation of a secret on port {} changed the password of `app` on the server at port {}",
+        env.pg.port(),
+        other.pg.port()
+    );
+}
