@@ -192,3 +192,49 @@ async fn previous_on_another_server_is_not_changed() {
         other.pg.port()
     );
 }
+
+/// FAILS. A run whose ALTER ROLE waits on a row lock past the step's deadline gives up on the
+/// client side (Timeout, exit 5), closes its socket and releases its claim; the statement is
+/// still queued in the server (lock_timeout 5 s, statement_timeout 15 s). `abort` then proves
+/// AWSCURRENT logs in, removes AWSPENDING and reports success; the lock is released and the
+/// dead run's ALTER ROLE commits: the database is on the aborted password, AWSCURRENT is
+/// refused, and `status` shows no rotation in flight. (The next rotation recovers it from the
+/// unlabelled version; until then every client reading AWSCURRENT is locked out.)
+#[tokio::test]
+async fn a_timed_out_alter_role_does_not_land_after_abort() {
+    use rotation_core::Options;
+    use sqlx::Connection;
+    use std::time::Duration;
+    let env = Env::plain();
+    env.create_role("app", "Initial-pw-1");
+    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+    let admin = common::parse(&env.master_secret(Some(json!(false))));
+    let mut blocker = rotation_postgres::connect::connect(&admin, &env.config)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    // A lock on the role's row that does not update it (so the late ALTER ROLE goes through).
+    sqlx::query("SELECT 1 FROM pg_authid WHERE rolname = 'app' FOR UPDATE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let r = env.single().with_options(Options {
+        step_timeout: Duration::from_secs(2),
+        ..Options::default()
+    });
+    let e = r.rotate("app").await.unwrap_err();
+    eprintln!("run: {}", rotation_core::error_chain(&e));
+    drop(r);
+    let report = env.single().abort("app", AbortMode::Safe).await.unwrap();
+    assert!(report.current_verified);
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    blocker.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = env.store.describe("app").await.unwrap();
+    assert_eq!(d.rotation_in_flight(), None);
+    assert!(
+        env.logs_in(&env.value("app", Stage::Current).await).await,
+        "abort reported success, yet the timed-out run's ALTER ROLE landed afterwards: \
+         AWSCURRENT no longer logs in and no rotation is in flight"
+    );
+}
