@@ -238,3 +238,67 @@ async fn a_timed_out_alter_role_does_not_land_after_abort() {
          AWSCURRENT no longer logs in and no rotation is in flight"
     );
 }
+
+/// FAILS. Alternating users on a secret whose user is the master's own user (`postgres`, with
+/// `masterarn` naming the master secret): the first rotation creates `postgres_clone` (a LOGIN
+/// member of the superuser role); the second sets the *master's* password through the master
+/// session, and the master secret's AWSCURRENT no longer logs in. Expected: refuse (typed
+/// error, nothing changed) when the user to change is the master secret's user on that host.
+#[tokio::test]
+async fn alternating_users_never_change_the_master_secrets_password() {
+    let env = Env::plain();
+    let master = env.master_secret(Some(json!(false)));
+    let master_arn = env.put("master", &master).await;
+    let mut s = master.clone();
+    s["masterarn"] = json!(master_arn);
+    env.put("pg", &s).await;
+    let r = env.alternating();
+    for round in 1..=2 {
+        let out = r.rotate("pg").await;
+        eprintln!(
+            "round {round}: {:?}",
+            out.as_ref().map(|_| ()).map_err(|e| rotation_core::error_chain(e))
+        );
+    }
+    assert!(
+        env.logs_in(&env.value("master", Stage::Current).await).await,
+        "the master secret's AWSCURRENT no longer logs in: a rotation of another secret changed it"
+    );
+}
+
+/// FAILS. `rotate --timeout 1 run` while another process holds the local store's lock: the
+/// createSecret PutSecretValue is reported as timed out (SecretsManagerTimeout, exit 4), yet
+/// the blocking write keeps waiting for the lock and lands once it is free (the CLI does not
+/// even exit until then). A failure reported as a timeout must not change the store later.
+#[tokio::test]
+async fn a_store_write_reported_as_timed_out_does_not_land_later() {
+    use rotation_core::Options;
+    use std::time::Duration;
+    let env = Env::plain();
+    env.create_role("app", "Initial-pw-1");
+    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+    let mut lock_path = env.store.path().as_os_str().to_owned();
+    lock_path.push(".lock");
+    let holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.lock().unwrap();
+    let r = env.single().with_options(Options {
+        step_timeout: Duration::from_secs(1),
+        ..Options::default()
+    });
+    let e = r.rotate("app").await.unwrap_err();
+    eprintln!("run: {}", rotation_core::error_chain(&e));
+    assert_eq!(e.kind(), "SecretsManagerTimeout");
+    holder.unlock().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = env.store.describe("app").await.unwrap();
+    assert_eq!(
+        d.rotation_in_flight(),
+        None,
+        "the write reported as timed out landed after the lock was released"
+    );
+}
