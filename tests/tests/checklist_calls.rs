@@ -442,9 +442,9 @@ async fn calls_per_step_on_the_lambda_path(kind: Kind) {
             Strategy::AlternatingUsers,
             [
                 [1, 2, 1, 0, 1, 0],
-                // setSecret reads the master secret; no stage re-check (the master can always
-                // set the alternate user again, so nothing can be stranded)
-                [1, 3, 0, 0, 0, 0],
+                // setSecret also reads the master secret, and re-checks the stages before the
+                // master changes anything
+                [2, 3, 0, 0, 0, 0],
                 // testSecret takes the pair's other user from the pending name: no read of
                 // AWSCURRENT
                 [1, 1, 0, 0, 0, 0],
@@ -463,8 +463,14 @@ async fn calls_per_step_on_the_lambda_path(kind: Kind) {
             total = total.plus(counts);
         }
         println!("{kind:?} {strategy} rotation: {total}");
-        // AWS's functions make 14 (reference-figures.md); every check is kept.
-        assert!(total.total() <= 14, "{total}");
+        // AWS's functions make 14 (reference-figures.md); every check is kept. Alternating
+        // users make one more: the stage re-read right before the master acts (a late run must
+        // not set the other user's password under a newer rotation about to promote it).
+        let limit = match strategy {
+            Strategy::SingleUser => 14,
+            Strategy::AlternatingUsers => 15,
+        };
+        assert!(total.total() <= limit, "{total}");
         assert_eq!(total.get(GetRandomPassword), 1);
         assert_eq!(total.get(PutSecretValue), 1);
         assert_eq!(total.get(UpdateSecretVersionStage), 1);

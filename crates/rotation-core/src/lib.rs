@@ -47,8 +47,8 @@ pub use error::{
     Attempts, CredentialSource, ErrorCategory, LoginAttempt, RotationError, Which, error_chain,
 };
 pub use event::{EventError, EventStep, RotationEvent, Step};
-pub use policy::{PasswordDefaults, PasswordPolicy, PolicyError};
 pub use options::Options;
+pub use policy::{PasswordDefaults, PasswordPolicy, PolicyError};
 pub use rotation::Rotation;
 pub use rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
 pub use secret::{DatabaseSecret, DbName, SecretError, SslKey};

@@ -77,7 +77,9 @@ pub fn require_lambda() -> Result<(), StartupError> {
     }
     match std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").map(|v| v.trim().parse::<i32>()) {
         Ok(Ok(_)) => Ok(()),
-        _ => Err(StartupError::NotInLambda("AWS_LAMBDA_FUNCTION_MEMORY_SIZE (a number)")),
+        _ => Err(StartupError::NotInLambda(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE (a number)",
+        )),
     }
 }
 

@@ -43,7 +43,7 @@ const LAMBDA: [(&str, &str); 4] = [
 #[test]
 fn a_partial_lambda_environment_is_refused_before_the_runtime_panics() {
     // The runtime client panics when any of its variables is missing: each is checked first.
-    for missing in 0..LAMBDA.len() {
+    for (missing, (name, _)) in LAMBDA.iter().enumerate() {
         let mut env: Vec<(&str, &str)> = LAMBDA
             .iter()
             .enumerate()
@@ -54,7 +54,7 @@ fn a_partial_lambda_environment_is_refused_before_the_runtime_panics() {
         let (code, text) = run(&env);
         assert_ne!(code, Some(101), "panicked: {text}");
         assert_ne!(code, Some(0), "{text}");
-        assert!(text.contains(LAMBDA[missing].0), "{text}");
+        assert!(text.contains(name), "{text}");
         assert!(!text.contains("ready"), "{text}");
     }
 }

@@ -73,7 +73,9 @@ fn default_trust() -> Arc<Trust> {
 impl PgConfig {
     /// The default settings, also trusting the CAs in the PEM file `ca_bundle`.
     pub fn with_ca_bundle(ca_bundle: &Path) -> Result<Self, ConfigError> {
-        Ok(PgConfig::with_trust(Arc::new(Trust::load(Some(ca_bundle))?)))
+        Ok(PgConfig::with_trust(Arc::new(Trust::load(Some(
+            ca_bundle,
+        ))?)))
     }
 
     /// The default settings with `trust`.

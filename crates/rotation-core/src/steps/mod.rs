@@ -12,8 +12,8 @@ use std::future::Future;
 
 use crate::deadline::Deadline;
 use crate::error::{CredentialSource, RotationError, Which};
-use crate::policy::PasswordPolicy;
 use crate::options::Options;
+use crate::policy::PasswordPolicy;
 use crate::rotator::{EngineError, ErrorKind, Rotator};
 use crate::secret::DatabaseSecret;
 use crate::stage::Stage;

@@ -1130,7 +1130,12 @@ mod tests {
         drop(holder);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
-            !store.describe("app").await.unwrap().versions.contains_key(T1),
+            !store
+                .describe("app")
+                .await
+                .unwrap()
+                .versions
+                .contains_key(T1),
             "a write abandoned at its deadline landed later"
         );
     }
@@ -1142,10 +1147,20 @@ mod tests {
         store.create_secret("app", &s("v1")).await.unwrap();
         store.put_pending("app", T1, &s("p1"), None).await.unwrap();
         // Another rotation's pending write is refused while T1 is in flight.
-        let e = store.put_pending("app", T2, &s("p2"), None).await.unwrap_err();
+        let e = store
+            .put_pending("app", T2, &s("p2"), None)
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::Conflict(_)), "{e}");
         assert!(!e.to_string().contains("p2"));
-        assert!(!store.describe("app").await.unwrap().versions.contains_key(T2));
+        assert!(
+            !store
+                .describe("app")
+                .await
+                .unwrap()
+                .versions
+                .contains_key(T2)
+        );
         // The same token again is fine (a retried createSecret).
         store.put_pending("app", T1, &s("p1"), None).await.unwrap();
     }
