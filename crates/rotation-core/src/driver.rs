@@ -290,11 +290,13 @@ async fn prove_current<S: SecretStore, R: Rotator>(
     }
     // Single user: find credentials the database accepts for the user, and set the current
     // password back with them.
+    let default_port = ctx.rotator.profile().default_port;
     let mut found = None;
     match ctx.load(Which::Pending, Some(ctx.token)).await {
         Ok(pending) => {
             let pending = pending.with_ssl_of(&current);
-            if check_same_user(&pending, &current, "current user", "current").is_ok() {
+            if check_same_user(&pending, &current, "current user", "current", default_port).is_ok()
+            {
                 match ctx.login(&CredentialSource::Pending, &pending).await {
                     Ok(s) => found = Some((s, Credentials::Pending)),
                     Err(e) => attempts.push(CredentialSource::Pending, e),
@@ -307,7 +309,15 @@ async fn prove_current<S: SecretStore, R: Rotator>(
         && let Some(previous) = ctx.load_previous().await
     {
         let previous = previous.with_ssl_of(&current);
-        if check_same_user(&previous, &current, "previous valid user", "previous").is_ok() {
+        if check_same_user(
+            &previous,
+            &current,
+            "previous valid user",
+            "previous",
+            default_port,
+        )
+        .is_ok()
+        {
             match ctx.login(&CredentialSource::Previous, &previous).await {
                 Ok(s) => found = Some((s, Credentials::Previous)),
                 Err(e) => attempts.push(CredentialSource::Previous, e),

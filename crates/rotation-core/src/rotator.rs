@@ -19,6 +19,9 @@ pub struct EngineProfile {
     pub password: PasswordDefaults,
     /// Longest username in bytes (alternating users' `_clone` names are checked against it).
     pub max_username_bytes: Option<usize>,
+    /// The port a secret without a `port` key connects to (so that "no port" and the default
+    /// port written out name the same server).
+    pub default_port: Option<u16>,
 }
 
 /// Why a database operation failed, in terms an operator can act on (W18).

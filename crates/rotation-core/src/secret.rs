@@ -240,13 +240,18 @@ impl DatabaseSecret {
         self.str_field("host")
     }
     /// The first connection key in which `other` names another server than this secret:
-    /// `host`, `port` or `tls_server_name` (the name engines connect to and verify when `host`
-    /// is an alias), as written; `None` when they name the same server.
-    pub fn server_difference(&self, other: &DatabaseSecret) -> Option<&'static str> {
+    /// `host`, `port` (a missing port is `default_port`; a number or a string holding it are
+    /// the same) or `tls_server_name` (the name engines connect to and verify when `host` is an
+    /// alias), as written; `None` when they name the same server.
+    pub fn server_difference(
+        &self,
+        other: &DatabaseSecret,
+        default_port: Option<u16>,
+    ) -> Option<&'static str> {
         let name = |s: &DatabaseSecret| s.get_raw(TLS_SERVER_NAME_KEY).map(|r| r.get().to_string());
         if self.host() != other.host() {
             Some("host")
-        } else if self.port() != other.port() {
+        } else if self.port().or(default_port) != other.port().or(default_port) {
             Some("port")
         } else if name(self) != name(other) {
             Some(TLS_SERVER_NAME_KEY)
@@ -255,8 +260,8 @@ impl DatabaseSecret {
         }
     }
     /// Whether `other` names the same server (see [`DatabaseSecret::server_difference`]).
-    pub fn same_server(&self, other: &DatabaseSecret) -> bool {
-        self.server_difference(other).is_none()
+    pub fn same_server(&self, other: &DatabaseSecret, default_port: Option<u16>) -> bool {
+        self.server_difference(other, default_port).is_none()
     }
     /// `username`.
     pub fn username(&self) -> Option<&str> {
@@ -629,6 +634,26 @@ mod tests {
 
     fn parse(s: &str) -> Result<DatabaseSecret, SecretError> {
         DatabaseSecret::parse(&SecretString::from(s.to_string()))
+    }
+
+    #[test]
+    fn server_identity_reads_ports_alike_and_names_the_difference() {
+        let a = parse(r#"{"host":"h","port":"5432"}"#).unwrap();
+        let b = parse(r#"{"host":"h","port":5432}"#).unwrap();
+        let none = parse(r#"{"host":"h"}"#).unwrap();
+        assert_eq!(a.server_difference(&b, None), None);
+        assert_eq!(a.server_difference(&none, Some(5432)), None);
+        assert_eq!(a.server_difference(&none, None), Some("port"));
+        let other_port = parse(r#"{"host":"h","port":5433}"#).unwrap();
+        assert_eq!(a.server_difference(&other_port, Some(5432)), Some("port"));
+        let other_host = parse(r#"{"host":"g","port":5432}"#).unwrap();
+        assert_eq!(a.server_difference(&other_host, Some(5432)), Some("host"));
+        let named = parse(r#"{"host":"h","port":5432,"tls_server_name":"db.example"}"#).unwrap();
+        assert_eq!(
+            a.server_difference(&named, Some(5432)),
+            Some(TLS_SERVER_NAME_KEY)
+        );
+        assert!(named.same_server(&named, None));
     }
 
     #[test]

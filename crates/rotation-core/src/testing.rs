@@ -28,6 +28,7 @@ pub const FAKE_PROFILE: EngineProfile = EngineProfile {
     engines: &["fake"],
     password: PasswordDefaults::POSTGRES,
     max_username_bytes: Some(63),
+    default_port: Some(5432),
 };
 
 /// An operation failures can be injected into.

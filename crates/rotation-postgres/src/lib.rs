@@ -40,6 +40,7 @@ pub const PROFILE: EngineProfile = EngineProfile {
     engines: &["postgres", "aurora-postgresql"],
     password: PasswordDefaults::POSTGRES,
     max_username_bytes: Some(63),
+    default_port: Some(connect::DEFAULT_PORT),
 };
 
 /// The PostgreSQL rotator for one strategy.

@@ -76,7 +76,7 @@ pub(crate) async fn login_with_unlabelled<S: SecretStore, R: Rotator>(
                 .engine()
                 .is_none_or(|e| Some(e) == reference.engine())
             && candidate.username() == reference.username()
-            && candidate.same_server(reference);
+            && candidate.same_server(reference, ctx.rotator.profile().default_port);
         if !usable {
             info!(version = %version.id, "recovery: version is for another user, host or engine; skipped");
             continue;

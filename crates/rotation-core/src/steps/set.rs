@@ -65,7 +65,13 @@ pub(crate) async fn own_login<S: SecretStore, R: Rotator>(
     if let Some(previous) = ctx.load_previous().await {
         // Old versions may predate the `ssl` key: connect as current says (AWS cfc069e).
         let previous = previous.with_ssl_of(current);
-        check_same_user(reference, &previous, "previous valid user", "previous")?;
+        check_same_user(
+            reference,
+            &previous,
+            "previous valid user",
+            "previous",
+            ctx.rotator.profile().default_port,
+        )?;
         match ctx.login(&CredentialSource::Previous, &previous).await {
             Ok(s) => return Ok(Some((s, Credentials::Previous))),
             Err(e) => {
@@ -93,7 +99,8 @@ async fn single<S: SecretStore, R: Rotator>(
     if pending_already_works(ctx, &pending, &mut attempts).await {
         return Ok(StepOutcome::AlreadySet);
     }
-    check_same_user(&pending, &current, "current user", "current")?;
+    let default_port = ctx.rotator.profile().default_port;
+    check_same_user(&pending, &current, "current user", "current", default_port)?;
     check_same_database(&pending, &current)?;
 
     let Some((mut session, via)) =
@@ -145,7 +152,12 @@ async fn alternating<S: SecretStore, R: Rotator>(
             expected_desc: "current user or clone",
         });
     }
-    check_same_host(&pending, &current, "current")?;
+    check_same_host(
+        &pending,
+        &current,
+        "current",
+        ctx.rotator.profile().default_port,
+    )?;
     check_same_database(&pending, &current)?;
 
     // Confused-deputy guard: whoever can write this secret must also hold working
@@ -249,6 +261,7 @@ pub(crate) fn check_same_user(
     other: &DatabaseSecret,
     user_desc: &'static str,
     host_desc: &'static str,
+    default_port: Option<u16>,
 ) -> Result<(), RotationError> {
     if pending.username() != other.username() {
         return Err(RotationError::UserMismatch {
@@ -257,15 +270,16 @@ pub(crate) fn check_same_user(
             expected_desc: user_desc,
         });
     }
-    check_same_host(pending, other, host_desc)
+    check_same_host(pending, other, host_desc, default_port)
 }
 
 fn check_same_host(
     pending: &DatabaseSecret,
     other: &DatabaseSecret,
     desc: &'static str,
+    default_port: Option<u16>,
 ) -> Result<(), RotationError> {
-    match pending.server_difference(other) {
+    match pending.server_difference(other, default_port) {
         None => Ok(()),
         Some("host") => Err(RotationError::HostMismatch {
             pending: pending.host().unwrap_or_default().to_string(),
