@@ -254,29 +254,11 @@ async fn prove_current<S: SecretStore, R: Rotator>(
     let current = ctx.load(Which::Current, None).await?;
     let mut attempts = Attempts::default();
     match ctx.login(&CredentialSource::Current, &current).await {
-        Ok(session) if ctx.rotator.strategy() == Strategy::AlternatingUsers => {
-            // Runs change only the other user of the pair: AWSCURRENT's user is safe.
+        Ok(session) => {
+            // Engines commit a password change only once it has answered in time, so a run that
+            // died or timed out cannot change the password after this proof.
             ctx.rotator.close(session).await;
             return Ok(None);
-        }
-        Ok(mut session) => {
-            // Single user: set the current password once more on this session. A run that
-            // died (or timed out) while its ALTER waited behind a lock is ahead in that lock's
-            // queue, so once this change commits, nothing queued earlier can override it.
-            let reassert = ctx
-                .engine_call(
-                    "setting the current password again",
-                    ctx.rotator.set_own_password(&mut session, &current),
-                )
-                .await;
-            ctx.rotator.close(session).await;
-            return reassert
-                .map(|()| None)
-                .map_err(|source| RotationError::RollbackFailed {
-                    token: ctx.token.to_string(),
-                    secret: ctx.arn.to_string(),
-                    source,
-                });
         }
         Err(e) => attempts.push(CredentialSource::Current, e),
     }

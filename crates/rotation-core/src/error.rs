@@ -206,9 +206,11 @@ pub enum RotationError {
     /// `tls_server_name` or database: a login with it would reach another server (or fail), so
     /// rotation refuses before changing anything.
     #[error(
-        "the AWSPENDING value's {key} differs from the {expected_desc} value's; rotation changes a password only on the server and database the {expected_desc} value names"
+        "the {which} value's {key} differs from the {expected_desc} value's; rotation changes a password only on the server and database the {expected_desc} value names"
     )]
     ServerMismatch {
+        /// The value checked ("AWSPENDING", "master").
+        which: &'static str,
         /// The key that differs.
         key: &'static str,
         /// "current" or "previous".

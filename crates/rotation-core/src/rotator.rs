@@ -153,7 +153,10 @@ pub trait Rotator: Send + Sync {
     ) -> impl Future<Output = Result<Self::Session, EngineError>> + Send;
 
     /// Single user (and abort's restore): on a session logged in as `target`'s user (with any
-    /// of its passwords), makes the database accept `target`'s password.
+    /// of its passwords), makes the database accept `target`'s password. The change must not
+    /// take effect later than the call returns an error: a change still waiting (behind a lock,
+    /// in the network) when the deadline passes must be abandoned, e.g. by making it in a
+    /// transaction that is committed only once the change has answered.
     fn set_own_password(
         &self,
         session: &mut Self::Session,

@@ -230,17 +230,20 @@ impl Rotator for PostgresRotator {
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
         let deadline = session.deadline;
-        let conn = &mut session.conn;
-        let role = quote_ident(conn, deadline, username(target)).await?;
+        // In a transaction, committed only once the ALTER has answered in time: a statement
+        // that waits behind a lock (or in the network) past the deadline is rolled back when
+        // the connection goes, instead of committing after the step reported failure.
+        let mut tx = bounded(deadline, "starting a transaction", session.conn.begin()).await?;
+        let role = quote_ident(&mut tx, deadline, username(target)).await?;
         let sql = format!("ALTER ROLE {role} WITH {}", password_clause(target)?);
         exec(
-            &mut *conn,
+            &mut tx,
             deadline,
             &format!("changing the password of {}", username(target)),
             &sql,
         )
         .await?;
-        Ok(())
+        bounded(deadline, "committing the password change", tx.commit()).await
     }
 
     async fn set_password_as_master(

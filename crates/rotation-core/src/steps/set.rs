@@ -226,6 +226,18 @@ async fn alternating<S: SecretStore, R: Rotator>(
             master: master_host.to_string(),
         });
     }
+    // Same host: the same server too (port, tls_server_name), or the master acts elsewhere.
+    if current_host == master_host
+        && let Some(key) = master
+            .server_difference(&current, ctx.rotator.profile().default_port)
+            .filter(|k| *k != "host")
+    {
+        return Err(RotationError::ServerMismatch {
+            which: "master",
+            key,
+            expected_desc: "current",
+        });
+    }
     let mut session = ctx
         .login(&CredentialSource::Master, &master)
         .await
@@ -287,6 +299,7 @@ fn check_same_host(
             expected_desc: desc,
         }),
         Some(key) => Err(RotationError::ServerMismatch {
+            which: "AWSPENDING",
             key,
             expected_desc: desc,
         }),
@@ -300,6 +313,7 @@ fn check_same_database(
 ) -> Result<(), RotationError> {
     if pending.dbname() != current.dbname() {
         return Err(RotationError::ServerMismatch {
+            which: "AWSPENDING",
             key: "dbname",
             expected_desc: "current",
         });
