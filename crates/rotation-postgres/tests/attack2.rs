@@ -1,0 +1,417 @@
+//! Second attack, on the fixes of the first: each test states the promise it checks. A test
+//! that fails reproduces a problem that is still there.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Env, parse};
+use rotation_core::{
+    AbortMode, AnyStore, AwsSecretStore, LocalSecretStore, Options, PasswordPolicy, Rotation,
+    RotationError, SecretStore, Stage,
+};
+use rotation_postgres::{PROFILE, PostgresRotator};
+use rotation_testkit::{Moto, TcpProxy};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+fn token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn plain(env: &Env, user: &str, pw: &str) -> Value {
+    env.secret(user, pw, Some(json!(false)))
+}
+
+fn chain<T>(r: &Result<T, RotationError>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{} [{}]", rotation_core::error_chain(e), e.kind()),
+    }
+}
+
+/// A superuser session holding a lock on `role`'s row of pg_authid (ALTER ROLE queues behind it).
+async fn lock_role(env: &Env, role: &str) -> sqlx::PgConnection {
+    let admin = parse(&env.master_secret(Some(json!(false))));
+    let mut blocker = rotation_postgres::connect::connect(&admin, &env.config)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("SELECT 1 FROM pg_authid WHERE rolname = $1 FOR UPDATE")
+        .bind(role)
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    blocker
+}
+
+fn with_timeout(
+    r: Rotation<LocalSecretStore, PostgresRotator>,
+    secs: u64,
+) -> Rotation<LocalSecretStore, PostgresRotator> {
+    r.with_options(Options {
+        step_timeout: Duration::from_secs(secs),
+        ..Options::default()
+    })
+}
+
+/// README: "The server's own lock_timeout and statement_timeout are cut to the time left, so a
+/// statement still queued when the step gives up never commits later."
+///
+/// The limit is computed once, when the session is opened (startup `options`), and the server
+/// counts it from the start of each statement. Anything that delays the statement after the
+/// login (a slow round trip, a slow Secrets Manager re-check of the stages, a slow network) is
+/// added to the window in which the server still waits after the client gave up. Here the
+/// network holds setSecret's first query for 1.5 s of a 3 s step; the ALTER ROLE then queues
+/// behind a row lock, the client reports `SetPasswordFailed` (Timeout) at 3 s, and the server
+/// would wait until ~4.4 s: the lock is released at ~3.5 s and the password changes after the
+/// step reported failure.
+#[tokio::test]
+async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline() {
+    let env = Env::plain();
+    let proxy = TcpProxy::to_port(env.pg.port()).unwrap();
+    env.create_role("app", "Initial-pw-1");
+    let mut v = plain(&env, "app", "Initial-pw-1");
+    v["port"] = json!(proxy.port());
+    env.put("app", &v).await;
+    let mut blocker = lock_role(&env, "app").await;
+
+    proxy.stall_on_query("quote_ident");
+    let r = with_timeout(env.single(), 3);
+    let started = Instant::now();
+    let run = tokio::spawn(async move { r.rotate("app").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.resume();
+    let out = run.await.unwrap();
+    eprintln!("run after {:?}: {}", started.elapsed(), chain(&out));
+    let e = out.unwrap_err();
+    assert_eq!(
+        e.engine_kind(),
+        Some(rotation_core::ErrorKind::Timeout),
+        "{e}"
+    );
+    // The step has reported failure: whatever it left queued must never commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    blocker.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        env.logs_in(&env.value("app", Stage::Current).await).await,
+        "the ALTER ROLE of a step that had reported a timeout committed afterwards: the server's \
+         lock_timeout ran from the statement's start with the whole time left at login"
+    );
+}
+
+/// README: abort "sets that same password once more on that session (a run that died or timed
+/// out while its password change waited behind a lock is ahead of it in the lock's queue, so
+/// nothing queued earlier can land afterwards)".
+///
+/// A statement the dead run sent that has not reached the server yet (held by the network:
+/// unacknowledged bytes the kernel keeps retransmitting after the client gave up and closed its
+/// socket) is in no queue. The run times out at its ALTER ROLE; abort re-asserts AWSCURRENT,
+/// proves it, removes AWSPENDING and reports success; the network heals and the run's ALTER
+/// ROLE arrives and commits. AWSCURRENT no longer logs in and nothing is in flight.
+#[tokio::test]
+async fn an_alter_role_still_in_the_network_does_not_land_after_abort() {
+    let env = Env::plain();
+    let proxy = TcpProxy::to_port(env.pg.port()).unwrap();
+    env.create_role("app", "Initial-pw-1");
+    let mut v = plain(&env, "app", "Initial-pw-1");
+    v["port"] = json!(proxy.port());
+    env.put("app", &v).await;
+
+    proxy.stall_on_query("ALTER ROLE");
+    let e = with_timeout(env.single(), 2)
+        .rotate("app")
+        .await
+        .unwrap_err();
+    eprintln!("run: {} [{}]", rotation_core::error_chain(&e), e.kind());
+    // The stalled connection stays held; other connections go through.
+    proxy.stall_on_query("no statement contains this text");
+    let report = env.single().abort("app", AbortMode::Safe).await;
+    eprintln!("abort: {report:?}");
+    let report = report.unwrap();
+    assert!(report.current_verified);
+    // The network heals.
+    proxy.resume();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let d = env.store.describe("app").await.unwrap();
+    assert_eq!(d.rotation_in_flight(), None);
+    assert!(
+        env.logs_in(&env.value("app", Stage::Current).await).await,
+        "abort reported AWSCURRENT verified and removed AWSPENDING; then the timed-out run's \
+         ALTER ROLE arrived and committed: AWSCURRENT no longer logs in"
+    );
+}
+
+/// README: "abort changes nothing unless it proves the AWSCURRENT credentials log in
+/// afterwards." A role that cannot change its own password (here: `default_transaction_read_only`
+/// on the role; on RDS `rds.restrict_password_commands`, or a server password policy that
+/// refuses re-using a password, e.g. credcheck's reuse history) gets stuck in flight after a
+/// failed setSecret; AWSCURRENT logs in and nothing was changed, yet safe abort now always fails
+/// with `RollbackFailed` ("could not be restored"), so only `--force` gets out. Before the
+/// re-assertion, abort succeeded. A refusal of the re-assertion for a reason that would equally
+/// have refused any earlier change of the role's own password (read-only, permission denied)
+/// proves the same thing as a successful re-assertion.
+#[tokio::test]
+async fn abort_works_when_the_role_cannot_change_its_own_password() {
+    let env = Env::plain();
+    env.create_role("app", "Initial-pw-1");
+    env.pg
+        .psql("ALTER ROLE app SET default_transaction_read_only = on")
+        .unwrap();
+    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+    let r = env.single();
+    let run = r.rotate("app").await;
+    eprintln!("run: {}", chain(&run));
+    assert!(run.is_err());
+    let before = env.store.describe("app").await.unwrap();
+    assert!(before.rotation_in_flight().is_some());
+    assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
+
+    let abort = r.abort("app", AbortMode::Safe).await;
+    eprintln!("abort: {}", chain(&abort));
+    assert!(
+        abort.is_ok(),
+        "safe abort refused although AWSCURRENT logs in and the role cannot change its own password"
+    );
+}
+
+/// Port absent and port 5432 name the same server (the engine connects to 5432 for both), as
+/// do `"dbname"` absent and `"postgres"`; the identity checks call them different servers /
+/// databases, so a version written without the default (AWS console or an operator's
+/// put-secret-value may omit `port`) is refused as AWSPREVIOUS (setSecret fails with
+/// ServerMismatch before even trying recovery), skipped as a recovery candidate, and skipped
+/// by abort.
+#[test]
+fn an_omitted_default_port_names_the_same_server() {
+    let with = parse(&json!({
+        "engine": "postgres", "host": "db.example", "username": "app",
+        "password": "x", "port": 5432, "dbname": "postgres"
+    }));
+    let without = parse(&json!({
+        "engine": "postgres", "host": "db.example", "username": "app", "password": "x"
+    }));
+    assert_eq!(
+        rotation_postgres::connect::dbname(&with),
+        rotation_postgres::connect::dbname(&without)
+    );
+    assert_eq!(
+        with.port()
+            .unwrap_or(rotation_postgres::connect::DEFAULT_PORT),
+        without
+            .port()
+            .unwrap_or(rotation_postgres::connect::DEFAULT_PORT)
+    );
+    assert_eq!(
+        with.server_difference(&without),
+        None,
+        "port 5432 and no port are reported as different servers"
+    );
+}
+
+/// README "Only the server the secret names". Alternating users: the master secret is only
+/// compared by `host`; a master on another server of the same host (another port) logs in
+/// there and creates `app_clone` (LOGIN, member of `app`) on that other server. A rotation of
+/// one secret changes another database.
+#[tokio::test]
+async fn alternating_master_on_another_port_changes_nothing_there() {
+    let env = Env::plain();
+    let other = Env::plain();
+    env.create_role("app", "Initial-pw-1");
+    other.create_role("app", "Other-server-pw-1");
+    let master_arn = env
+        .put("master", &other.master_secret(Some(json!(false))))
+        .await;
+    let mut s = plain(&env, "app", "Initial-pw-1");
+    s["masterarn"] = json!(master_arn);
+    env.put("app", &s).await;
+    let out = env.alternating().rotate("app").await;
+    eprintln!("rotate: {}", chain(&out));
+    let roles = other
+        .pg
+        .psql("SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolname LIKE 'app%'")
+        .unwrap();
+    assert_eq!(
+        roles.trim(),
+        "app",
+        "a rotation of a secret on port {} created or changed roles on the server at port {}",
+        env.pg.port(),
+        other.pg.port()
+    );
+}
+
+/// Secrets Manager (no claim): abort's re-assertion racing a live `resume`. The resume passed
+/// its re-check of the stages (AWSPENDING still there) and its ALTER ROLE is on the wire (held by
+/// the network for a moment); abort re-asserts AWSCURRENT, proves it, removes AWSPENDING and
+/// reports success; the resume's ALTER ROLE then arrives and commits. README: on Secrets Manager
+/// exclusivity cannot be proven; the guarantee is no lockout (a late writer is caught by
+/// recovery) and a run whose own setSecret changed the password and then finds another rotation
+/// took the secret says `RotationSuperseded`. Checks those two.
+///
+/// (A variant with both ALTER ROLEs queued behind a row lock is safe: the second one fails with
+/// "tuple concurrently updated" instead of landing.)
+#[tokio::test]
+async fn aws_abort_racing_a_resume_is_recovered() {
+    let env = Env::plain();
+    let proxy = TcpProxy::to_port(env.pg.port()).unwrap();
+    env.create_role("app", "Initial-pw-1");
+    let moto = Moto::start().unwrap();
+    let store = AnyStore::Aws(AwsSecretStore::from_sdk_config(&moto.sdk_config().await));
+    let mut current = plain(&env, "app", "Initial-pw-1");
+    current["port"] = json!(proxy.port());
+    moto.python(&format!(
+        "sm.create_secret(Name='app', SecretString={:?})",
+        current.to_string()
+    ))
+    .unwrap();
+    let rotation = |secs| {
+        Rotation::new(
+            store.clone(),
+            PostgresRotator::single_user(env.config.clone()),
+            PasswordPolicy::defaults(&PROFILE.password),
+        )
+        .with_options(Options {
+            step_timeout: Duration::from_secs(secs),
+            ..Options::default()
+        })
+    };
+    // A rotation in flight after createSecret.
+    let mut pending = current.clone();
+    pending["password"] = json!("Pending-pw-1-abcdefghij");
+    let t = token();
+    store
+        .put_value(
+            "app",
+            &t,
+            &SecretString::from(pending.to_string()),
+            &[Stage::Pending],
+            None,
+        )
+        .await
+        .unwrap();
+    proxy.stall_on_query("ALTER ROLE");
+    let a = Arc::new(rotation(20));
+    let resume = {
+        let a = a.clone();
+        tokio::spawn(async move { a.resume("app").await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.stall_on_query("no statement contains this text");
+    let abort = a.abort("app", AbortMode::Safe).await;
+    proxy.resume();
+    let resume = resume.await.unwrap();
+    eprintln!("abort: {abort:?}\nresume: {}", chain(&resume));
+    let read_current = || async {
+        let v = store
+            .get_value("app", rotation_core::VersionSelector::stage(Stage::Current))
+            .await
+            .unwrap();
+        serde_json::from_str::<Value>(secrecy::ExposeSecret::expose_secret(&v.value)).unwrap()
+    };
+    let mut direct = read_current().await;
+    direct["port"] = json!(env.pg.port());
+    let current_ok = env.logs_in(&direct).await;
+    eprintln!(
+        "AWSCURRENT logs in after the race: {current_ok}; in flight: {:?}",
+        store.describe("app").await.unwrap().rotation_in_flight()
+    );
+    if !current_ok {
+        // The loser must say its password change stands, and the next rotation must recover.
+        assert_eq!(resume.as_ref().unwrap_err().kind(), "RotationSuperseded");
+        let next = rotation(20).rotate("app").await;
+        eprintln!("next rotation: {}", chain(&next));
+        next.unwrap();
+        let mut direct = read_current().await;
+        direct["port"] = json!(env.pg.port());
+        assert!(env.logs_in(&direct).await);
+    }
+}
+
+/// README: "a local store write abandoned at the deadline never lands". The abandoned flag is
+/// read once, before the state is serialised, written, fsynced and renamed into place; a
+/// deadline that passes during that write is reported as a timeout and the write lands anyway.
+/// A big store (or a slow disk: fsync) makes the window as wide as the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_write_in_progress_at_the_deadline_does_not_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalSecretStore::new(dir.path().join("secrets.json"));
+    let big = "x".repeat(40 * 1024 * 1024);
+    store
+        .create_secret("big", &SecretString::from(big))
+        .await
+        .unwrap();
+    store
+        .create_secret("app", &SecretString::from("{}".to_string()))
+        .await
+        .unwrap();
+    // Measure a read and a whole write.
+    let t = Instant::now();
+    store.describe("app").await.unwrap();
+    let read = t.elapsed();
+    let t = Instant::now();
+    store
+        .put_value(
+            "app",
+            &token(),
+            &SecretString::from("{}".to_string()),
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    let whole = t.elapsed();
+    let write = whole.saturating_sub(read);
+    eprintln!("read {read:?}, read+write {whole:?}");
+
+    let mut lock_path = store.path().as_os_str().to_owned();
+    lock_path.push(".lock");
+    let holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.lock().unwrap();
+    let deadline = Duration::from_secs(4);
+    let late = token();
+    let started = Instant::now();
+    let writer = {
+        let store = store.clone();
+        let late = late.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                deadline,
+                store.put_value(
+                    "app",
+                    &late,
+                    &SecretString::from("{}".to_string()),
+                    &[],
+                    None,
+                ),
+            )
+            .await
+        })
+    };
+    // Release the lock so that the flag is checked before the deadline and the write spans it.
+    tokio::time::sleep(deadline.saturating_sub(read + write / 2)).await;
+    holder.unlock().unwrap();
+    let out = writer.await.unwrap();
+    eprintln!("write after {:?}: {out:?}", started.elapsed());
+    if out.is_ok() {
+        eprintln!("(finished before the deadline: no finding this time)");
+        return;
+    }
+    tokio::time::sleep(whole * 2).await;
+    assert!(
+        !store
+            .describe("app")
+            .await
+            .unwrap()
+            .versions
+            .contains_key(&late),
+        "a write reported as timed out (abandoned at its deadline) landed"
+    );
+}
