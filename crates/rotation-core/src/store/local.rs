@@ -295,7 +295,14 @@ impl LocalSecretStore {
         Ok(state)
     }
 
-    fn write_state(&self, file: &Path, state: &FileState) -> Result<(), StoreError> {
+    /// Writes `state` to a temporary file, fsyncs it and renames it over `file`; the rename is
+    /// the commit point, and nothing is renamed once `abandoned` is set.
+    fn write_state(
+        &self,
+        file: &Path,
+        state: &FileState,
+        abandoned: &AtomicBool,
+    ) -> Result<(), StoreError> {
         let dir = match file.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -307,6 +314,9 @@ impl LocalSecretStore {
             .map_err(self.io("create temporary file"))?;
         tmp.write_all(&bytes).map_err(self.io("write"))?;
         tmp.as_file().sync_all().map_err(self.io("fsync"))?;
+        if abandoned.load(Ordering::SeqCst) {
+            return Err(abandoned_error());
+        }
         tmp.persist(file).map_err(|e| self.io("rename")(e.error))?;
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
@@ -384,10 +394,7 @@ impl LocalSecretStore {
         let lock = self.lock_exclusive(&file, abandoned)?;
         let mut state = self.read_state_at(&file)?;
         let out = f(&mut state)?;
-        if abandoned.load(Ordering::SeqCst) {
-            return Err(abandoned_error());
-        }
-        self.write_state(&file, &state)?;
+        self.write_state(&file, &state, abandoned)?;
         drop(lock);
         Ok(out)
     }
