@@ -422,8 +422,7 @@ impl Results {
         }
         let _ = writeln!(
             w,
-            "\nThe Lambda path leaves out RotateSecret (the service's call that makes the stub). `{}` is the driver's per-secret claim, which makes no call on Secrets Manager.",
-            crate::counting::CLAIM
+            "\nThe Lambda path leaves out RotateSecret (the service's call that makes the stub). The driver's per-secret claim makes no call on Secrets Manager and is not counted."
         );
     }
 

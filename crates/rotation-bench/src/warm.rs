@@ -1,5 +1,5 @@
 //! Warm rotations: many in one process through the library, with every Secrets Manager call
-//! counted by [`CountingStore`] and every login counted from the server log.
+//! counted by [`RecordingStore`] and every login counted from the server log.
 //!
 //! Two paths: the Lambda contract (the service's RotateSecret makes the pending stub, then
 //! `Rotation::handle` runs each step's event, as the function does per invocation) and the
@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure};
 use rotation_core::{RotationEvent, Step, StepOutcome};
 
-use crate::counting::{CountingStore, Counts};
+use crate::counting::{Counts, RecordingStore, take};
 use crate::lab::{Db, Lab, Logins, Subject};
 
 /// The steps, in order.
@@ -51,7 +51,7 @@ pub async fn lambda_path(
     subject: &Subject,
     n: usize,
 ) -> anyhow::Result<Vec<WarmSample>> {
-    let store = CountingStore::new(lab.store.clone());
+    let store = RecordingStore::new(lab.store.clone());
     let rotation =
         rotation_engines::rotation(store.clone(), &db.settings(), subject.strategy, None);
     let mut samples = Vec::with_capacity(n);
@@ -59,7 +59,7 @@ pub async fn lambda_path(
         let before = lab.current(&subject.arn).await?;
         let token = uuid::Uuid::new_v4().to_string();
         lab.start_rotation(&subject.arn, &token).await?;
-        store.take();
+        take(&store);
         let logins_before = db.logins();
         let mut steps = [0.0; 4];
         let start = Instant::now();
@@ -74,7 +74,7 @@ pub async fn lambda_path(
             }
         }
         let total = start.elapsed().as_secs_f64() * 1000.0;
-        let calls = store.take();
+        let calls = take(&store);
         let logins = db.logins() - logins_before;
         lab.verify(db, subject, &token, &before).await?;
         if i > 0 {
@@ -96,18 +96,18 @@ pub async fn driver_path(
     subject: &Subject,
     n: usize,
 ) -> anyhow::Result<Vec<WarmSample>> {
-    let store = CountingStore::new(lab.store.clone());
+    let store = RecordingStore::new(lab.store.clone());
     let rotation =
         rotation_engines::rotation(store.clone(), &db.settings(), subject.strategy, None);
     let mut samples = Vec::with_capacity(n);
     for i in 0..=n {
         let before = lab.current(&subject.arn).await?;
-        store.take();
+        take(&store);
         let logins_before = db.logins();
         let start = Instant::now();
         let report = rotation.rotate(&subject.arn).await?;
         let total = start.elapsed().as_secs_f64() * 1000.0;
-        let calls = store.take();
+        let calls = take(&store);
         let logins = db.logins() - logins_before;
         ensure!(
             report
