@@ -21,13 +21,13 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     let current = ctx.load(Which::Current, None).await?;
 
     let existing = ctx
-        .deadline
-        .run(
+        .store_call(
+            "GetSecretValue",
+            || format!("reading version {token} of secret {arn}"),
             ctx.store
                 .get_value(arn, VersionSelector::version_at(token, Stage::Pending)),
         )
-        .await
-        .unwrap_or(Err(StoreError::Timeout("GetSecretValue")));
+        .await;
     match existing {
         Ok(value) => {
             // Checklist 12: an existing but unusable pending value fails the step.
@@ -42,12 +42,11 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
             info!("createSecret: Successfully retrieved secret for {arn}.");
             return Ok(StepOutcome::PendingExists);
         }
-        Err(StoreError::NotFound(_)) => {}
-        Err(e) => {
-            return Err(RotationError::store(format!(
-                "reading version {token} of secret {arn}"
-            ))(e));
-        }
+        Err(RotationError::Store {
+            source: StoreError::NotFound(_),
+            ..
+        }) => {}
+        Err(e) => return Err(e),
     }
 
     // Secrets Manager has no conditional write: refuse here when the description read at the
