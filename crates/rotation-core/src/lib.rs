@@ -48,7 +48,7 @@ pub use error::{
 };
 pub use event::{EventError, EventStep, RotationEvent, Step};
 pub use options::Options;
-pub use policy::{PasswordDefaults, PasswordPolicy, PolicyError};
+pub use policy::{CharClass, PasswordDefaults, PasswordPolicy, PasswordRuleError, PolicyError};
 pub use rotation::Rotation;
 pub use rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
 pub use secret::{DatabaseSecret, DbName, SecretError, SslKey};

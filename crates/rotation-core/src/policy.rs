@@ -19,6 +19,16 @@ pub struct PasswordDefaults {
     /// Whether `EXCLUDE_NUMBERS`/`EXCLUDE_UPPERCASE`/`EXCLUDE_LOWERCASE` are honoured. Redshift
     /// requires all three classes, so AWS's Redshift functions never send them (checklist 15).
     pub class_switches: bool,
+    /// Characters the engine never accepts in a password, whatever `EXCLUDE_CHARACTERS` says:
+    /// those a generator can produce are always added to `ExcludeCharacters` (space is never
+    /// generated, since `IncludeSpace` is never sent), and [`PasswordDefaults::check`] rejects
+    /// them all.
+    pub forbidden: &'static str,
+    /// Whether every password needs at least one upper-case letter, one lower-case letter and
+    /// one digit. `REQUIRE_EACH_INCLUDED_TYPE` is then always sent as true.
+    pub required_classes: bool,
+    /// Whether the engine accepts only printable ASCII (33 to 126) in a password.
+    pub printable_ascii: bool,
 }
 
 impl PasswordDefaults {
@@ -30,8 +40,12 @@ impl PasswordDefaults {
         min_length: 4,
         max_length: 4096,
         class_switches: true,
+        forbidden: "",
+        required_classes: false,
+        printable_ascii: false,
     };
-    /// Amazon Redshift: 8 to 64 characters, upper, lower and digit required.
+    /// Amazon Redshift: 8 to 64 characters, at least one upper-case letter, one lower-case letter
+    /// and one digit, printable ASCII (33 to 126) only, none of `' " \ / @` nor space.
     pub const REDSHIFT: PasswordDefaults = PasswordDefaults {
         engine: "redshift",
         exclude_characters: "/@\"'\\:",
@@ -39,6 +53,9 @@ impl PasswordDefaults {
         min_length: 8,
         max_length: 64,
         class_switches: false,
+        forbidden: REDSHIFT_FORBIDDEN,
+        required_classes: true,
+        printable_ascii: true,
     };
     /// Amazon DocumentDB (MongoDB wire protocol).
     pub const DOCUMENTDB: PasswordDefaults = PasswordDefaults {
@@ -48,7 +65,168 @@ impl PasswordDefaults {
         min_length: 4,
         max_length: 4096,
         class_switches: true,
+        forbidden: "",
+        required_classes: false,
+        printable_ascii: false,
     };
+
+    /// Whether `password` satisfies the engine's rules: its length in characters within
+    /// `min_length..=max_length`, none of the [`forbidden`](Self::forbidden) characters,
+    /// printable ASCII only and one of each required class when the engine says so. The error
+    /// names the rule broken, never the password nor any of its characters.
+    pub fn check(&self, password: &str) -> Result<(), PasswordRuleError> {
+        let length = password.chars().count();
+        if length < self.min_length as usize || length > self.max_length as usize {
+            return Err(PasswordRuleError::Length {
+                engine: self.engine,
+                length,
+                min: self.min_length,
+                max: self.max_length,
+            });
+        }
+        if password.chars().any(|c| self.forbidden.contains(c)) {
+            return Err(PasswordRuleError::Forbidden {
+                engine: self.engine,
+                forbidden: char_names(self.forbidden),
+            });
+        }
+        if self.printable_ascii && !password.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(PasswordRuleError::NotPrintable {
+                engine: self.engine,
+            });
+        }
+        if self.required_classes {
+            for class in CharClass::REQUIRED {
+                if !password.chars().any(|c| class.contains(c)) {
+                    return Err(PasswordRuleError::MissingClass {
+                        engine: self.engine,
+                        class,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What Redshift never accepts in a password: single quote, double quote, backslash, slash,
+/// at sign and space.
+pub const REDSHIFT_FORBIDDEN: &str = "'\"\\/@ ";
+
+/// A character class an engine may require in every password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CharClass {
+    /// `A`-`Z`.
+    Upper,
+    /// `a`-`z`.
+    Lower,
+    /// `0`-`9`.
+    Digit,
+}
+
+impl CharClass {
+    /// The classes an engine with `required_classes` needs, in the order they are checked.
+    pub const REQUIRED: [CharClass; 3] = [CharClass::Upper, CharClass::Lower, CharClass::Digit];
+
+    /// Whether `c` belongs to the class.
+    pub fn contains(self, c: char) -> bool {
+        match self {
+            CharClass::Upper => c.is_ascii_uppercase(),
+            CharClass::Lower => c.is_ascii_lowercase(),
+            CharClass::Digit => c.is_ascii_digit(),
+        }
+    }
+
+    /// The class's index in [`PasswordPolicy::character_classes`].
+    fn index(self) -> usize {
+        match self {
+            CharClass::Upper => 0,
+            CharClass::Lower => 1,
+            CharClass::Digit => 2,
+        }
+    }
+
+    /// The `EXCLUDE_*` switch that removes the whole class.
+    fn switch(self) -> &'static str {
+        match self {
+            CharClass::Upper => env::EXCLUDE_UPPERCASE,
+            CharClass::Lower => env::EXCLUDE_LOWERCASE,
+            CharClass::Digit => env::EXCLUDE_NUMBERS,
+        }
+    }
+}
+
+impl fmt::Display for CharClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CharClass::Upper => "upper-case letter",
+            CharClass::Lower => "lower-case letter",
+            CharClass::Digit => "digit",
+        })
+    }
+}
+
+/// Names characters in words (`single quote, at sign`), so that a message about a password rule
+/// never holds a character a password could contain.
+fn char_names(chars: &str) -> String {
+    let names: Vec<String> = chars
+        .chars()
+        .map(|c| match c {
+            '\'' => "single quote".to_string(),
+            '"' => "double quote".to_string(),
+            '\\' => "backslash".to_string(),
+            '/' => "slash".to_string(),
+            '@' => "at sign".to_string(),
+            ' ' => "space".to_string(),
+            ':' => "colon".to_string(),
+            c => format!("U+{:04X}", u32::from(c)),
+        })
+        .collect();
+    names.join(", ")
+}
+
+/// A password that breaks one of its engine's rules ([`PasswordDefaults::check`]). Neither the
+/// message nor `Debug` holds the password or any of its characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRuleError {
+    /// Too short or too long.
+    #[error("the password is {length} characters long; {engine} accepts {min} to {max}")]
+    Length {
+        /// Engine label.
+        engine: &'static str,
+        /// The password's length in characters.
+        length: usize,
+        /// Shortest accepted.
+        min: u32,
+        /// Longest accepted.
+        max: u32,
+    },
+    /// Holds a character the engine never accepts.
+    #[error("the password contains a character {engine} does not accept (forbidden: {forbidden})")]
+    Forbidden {
+        /// Engine label.
+        engine: &'static str,
+        /// The forbidden characters, named in words.
+        forbidden: String,
+    },
+    /// Holds a character outside printable ASCII.
+    #[error(
+        "the password contains a character outside printable ASCII (codes 33 to 126), which {engine} does not accept"
+    )]
+    NotPrintable {
+        /// Engine label.
+        engine: &'static str,
+    },
+    /// Lacks a required class.
+    #[error(
+        "the password has no {class}; {engine} requires at least one upper-case letter, one lower-case letter and one digit"
+    )]
+    MissingClass {
+        /// Engine label.
+        engine: &'static str,
+        /// The class missing.
+        class: CharClass,
+    },
 }
 
 /// The parameters of one `GetRandomPassword` call.
@@ -108,6 +286,30 @@ pub enum PolicyError {
     /// Every character class is excluded.
     #[error("the password policy excludes every character")]
     NothingLeft,
+    /// The exclusions leave nothing of a class every password of the engine must contain.
+    #[error(
+        "{variable} leaves no {class} to draw from, but every {engine} password needs one; change {variable} so that at least one {class} remains"
+    )]
+    RequiredClassExcluded {
+        /// Engine label.
+        engine: &'static str,
+        /// The class emptied.
+        class: CharClass,
+        /// The variable to change.
+        variable: &'static str,
+    },
+    /// The length cannot hold one character of each class every password must contain.
+    #[error(
+        "PASSWORD_LENGTH {length} is shorter than the {classes} character types every {engine} password must contain; raise PASSWORD_LENGTH"
+    )]
+    TooShortForClasses {
+        /// Engine label.
+        engine: &'static str,
+        /// The configured length.
+        length: u32,
+        /// How many classes each password must contain.
+        classes: usize,
+    },
 }
 
 /// Environment variable names, as AWS's functions read them.
@@ -153,19 +355,62 @@ impl PasswordPolicy {
         }
     }
 
-    /// Reads the policy from the process environment.
+    /// Reads the policy from the process environment, logging each note of
+    /// [`PasswordPolicy::read`] as a warning.
     pub fn from_env(d: &PasswordDefaults) -> Result<Self, PolicyError> {
         Self::from_lookup(d, |k| std::env::var(k).ok())
     }
 
-    /// Reads the policy through `lookup` (an environment, a config map, a test table).
+    /// Reads the policy through `lookup` (an environment, a config map, a test table), logging
+    /// each note of [`PasswordPolicy::read`] as a warning.
     pub fn from_lookup(
         d: &PasswordDefaults,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, PolicyError> {
+        let (policy, notes) = Self::read(d, lookup)?;
+        for note in &notes {
+            tracing::warn!(engine = d.engine, "password policy: {note}");
+        }
+        Ok(policy)
+    }
+
+    /// Reads the policy through `lookup`, with a note for every variable that is overridden or
+    /// ignored because of the engine's rules:
+    ///
+    /// - the engine's [`forbidden`](PasswordDefaults::forbidden) characters are added to
+    ///   `ExcludeCharacters` when `EXCLUDE_CHARACTERS` omits them;
+    /// - `REQUIRE_EACH_INCLUDED_TYPE` false becomes true for engines with
+    ///   [`required_classes`](PasswordDefaults::required_classes);
+    /// - `EXCLUDE_NUMBERS`, `EXCLUDE_UPPERCASE` and `EXCLUDE_LOWERCASE` are ignored (never sent)
+    ///   for engines without [`class_switches`](PasswordDefaults::class_switches).
+    ///
+    /// A combination that cannot give an acceptable password is an error: a length outside the
+    /// engine's limits, every character excluded, a required class excluded entirely, or a
+    /// length shorter than the number of classes each password must contain. Notes name
+    /// variables and characters of the configuration only, never a value of a password.
+    pub fn read(
+        d: &PasswordDefaults,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Self, Vec<String>), PolicyError> {
+        let mut notes = Vec::new();
         let mut p = Self::defaults(d);
         if let Some(v) = lookup(env::EXCLUDE_CHARACTERS) {
             p.exclude_characters = v;
+        }
+        // Space is never generated (IncludeSpace is never sent): only the forbidden characters
+        // a generator can produce need excluding.
+        let missing: String = d
+            .forbidden
+            .chars()
+            .filter(|c| c.is_ascii_graphic() && !p.exclude_characters.contains(*c))
+            .collect();
+        if !missing.is_empty() {
+            notes.push(format!(
+                "EXCLUDE_CHARACTERS does not exclude {}, which {} never accepts in a password; they are excluded anyway",
+                char_names(&missing),
+                d.engine
+            ));
+            p.exclude_characters.push_str(&missing);
         }
         if let Some(v) = lookup(env::PASSWORD_LENGTH) {
             // Python's int() accepts surrounding whitespace.
@@ -186,15 +431,70 @@ impl PasswordPolicy {
         let flag = |key: &str, default: bool| lookup(key).map_or(default, |v| parse_env_bool(&v));
         p.exclude_punctuation = flag(env::EXCLUDE_PUNCTUATION, false);
         p.require_each_included_type = flag(env::REQUIRE_EACH_INCLUDED_TYPE, true);
+        if d.required_classes && !p.require_each_included_type {
+            notes.push(format!(
+                "REQUIRE_EACH_INCLUDED_TYPE is false but is sent as true: every {} password needs an upper-case letter, a lower-case letter and a digit",
+                d.engine
+            ));
+            p.require_each_included_type = true;
+        }
         if d.class_switches {
             p.exclude_numbers = Some(flag(env::EXCLUDE_NUMBERS, false));
             p.exclude_uppercase = Some(flag(env::EXCLUDE_UPPERCASE, false));
             p.exclude_lowercase = Some(flag(env::EXCLUDE_LOWERCASE, false));
+        } else {
+            for key in [
+                env::EXCLUDE_NUMBERS,
+                env::EXCLUDE_UPPERCASE,
+                env::EXCLUDE_LOWERCASE,
+            ] {
+                if let Some(v) = lookup(key) {
+                    notes.push(format!(
+                        "{key} is set ({}) but ignored and never sent for {}{}",
+                        parse_env_bool(&v),
+                        d.engine,
+                        if d.required_classes {
+                            ": its passwords need upper-case letters, lower-case letters and digits"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
         }
-        if p.character_classes().iter().all(|c| c.is_empty()) {
+        let classes = p.character_classes();
+        if classes.iter().all(|c| c.is_empty()) {
             return Err(PolicyError::NothingLeft);
         }
-        Ok(p)
+        if d.required_classes {
+            for class in CharClass::REQUIRED {
+                if classes[class.index()].is_empty() {
+                    let switch_on = match class {
+                        CharClass::Upper => p.exclude_uppercase,
+                        CharClass::Lower => p.exclude_lowercase,
+                        CharClass::Digit => p.exclude_numbers,
+                    } == Some(true);
+                    return Err(PolicyError::RequiredClassExcluded {
+                        engine: d.engine,
+                        class,
+                        variable: if switch_on {
+                            class.switch()
+                        } else {
+                            env::EXCLUDE_CHARACTERS
+                        },
+                    });
+                }
+            }
+            let needed = classes.iter().filter(|c| !c.is_empty()).count();
+            if (p.length as usize) < needed {
+                return Err(PolicyError::TooShortForClasses {
+                    engine: d.engine,
+                    length: p.length,
+                    classes: needed,
+                });
+            }
+        }
+        Ok((p, notes))
     }
 
     /// The included character classes (upper, lower, digits, punctuation) after exclusions; a
@@ -313,5 +613,297 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e, PolicyError::NothingLeft);
+    }
+
+    const RS: &PasswordDefaults = &PasswordDefaults::REDSHIFT;
+
+    #[test]
+    fn engines_without_rules_read_as_before_and_without_notes() {
+        for d in [&PasswordDefaults::POSTGRES, &PasswordDefaults::DOCUMENTDB] {
+            assert_eq!(d.forbidden, "");
+            assert!(!d.required_classes && !d.printable_ascii);
+            let env = [
+                ("EXCLUDE_CHARACTERS", ""),
+                ("REQUIRE_EACH_INCLUDED_TYPE", "false"),
+                ("EXCLUDE_NUMBERS", "true"),
+            ];
+            let (p, notes) = PasswordPolicy::read(d, lookup(&env)).unwrap();
+            assert!(notes.is_empty(), "{notes:?}");
+            assert_eq!(p.exclude_characters, "");
+            assert!(!p.require_each_included_type);
+            assert_eq!(p.exclude_numbers, Some(true));
+            assert_eq!(p, PasswordPolicy::from_lookup(d, lookup(&env)).unwrap());
+        }
+    }
+
+    #[test]
+    fn redshift_defaults_need_no_override() {
+        let (p, notes) = PasswordPolicy::read(RS, lookup(&[])).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(p, PasswordPolicy::defaults(RS));
+        for c in RS.forbidden.chars().filter(char::is_ascii_graphic) {
+            assert!(p.exclude_characters.contains(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn redshift_adds_forbidden_characters_with_a_note() {
+        let (p, notes) =
+            PasswordPolicy::read(RS, lookup(&[("EXCLUDE_CHARACTERS", "x'@")])).unwrap();
+        assert_eq!(p.exclude_characters, "x'@\"\\/");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("EXCLUDE_CHARACTERS"), "{}", notes[0]);
+        assert!(
+            notes[0].contains("double quote, backslash, slash"),
+            "{}",
+            notes[0]
+        );
+        assert!(!notes[0].contains("single quote"), "{}", notes[0]);
+
+        let (p, notes) = PasswordPolicy::read(RS, lookup(&[("EXCLUDE_CHARACTERS", "")])).unwrap();
+        assert_eq!(p.exclude_characters, "'\"\\/@");
+        assert_eq!(notes.len(), 1);
+        // Naming them all in the variable: nothing to say.
+        let (p, notes) =
+            PasswordPolicy::read(RS, lookup(&[("EXCLUDE_CHARACTERS", "@/\\\"'")])).unwrap();
+        assert_eq!(p.exclude_characters, "@/\\\"'");
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn redshift_forces_each_type_and_ignores_class_switches_with_notes() {
+        let (p, notes) = PasswordPolicy::read(
+            RS,
+            lookup(&[
+                ("REQUIRE_EACH_INCLUDED_TYPE", "false"),
+                ("EXCLUDE_NUMBERS", "true"),
+                ("EXCLUDE_UPPERCASE", "no"),
+                ("EXCLUDE_LOWERCASE", "1"),
+                ("EXCLUDE_PUNCTUATION", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(p.require_each_included_type);
+        assert_eq!(
+            (p.exclude_numbers, p.exclude_uppercase, p.exclude_lowercase),
+            (None, None, None)
+        );
+        assert!(p.exclude_punctuation, "EXCLUDE_PUNCTUATION is honoured");
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        for key in [
+            "REQUIRE_EACH_INCLUDED_TYPE",
+            "EXCLUDE_NUMBERS",
+            "EXCLUDE_UPPERCASE",
+            "EXCLUDE_LOWERCASE",
+        ] {
+            assert!(notes.iter().any(|n| n.starts_with(key)), "{key}: {notes:?}");
+        }
+        // Asking for what is sent anyway is no override.
+        let (p, notes) =
+            PasswordPolicy::read(RS, lookup(&[("REQUIRE_EACH_INCLUDED_TYPE", "yes")])).unwrap();
+        assert!(p.require_each_included_type);
+        assert!(notes.is_empty(), "{notes:?}");
+        // from_lookup gives the same policy (and logs the notes).
+        assert_eq!(
+            PasswordPolicy::from_lookup(RS, lookup(&[("REQUIRE_EACH_INCLUDED_TYPE", "0")]))
+                .unwrap(),
+            PasswordPolicy::defaults(RS)
+        );
+    }
+
+    #[test]
+    fn redshift_refuses_to_exclude_a_required_class() {
+        let err = |exclude: String| {
+            PasswordPolicy::read(RS, lookup(&[("EXCLUDE_CHARACTERS", exclude.as_str())]))
+                .unwrap_err()
+        };
+        let digits: String = ('0'..='9').collect();
+        let e = err(digits.clone());
+        assert_eq!(
+            e,
+            PolicyError::RequiredClassExcluded {
+                engine: "redshift",
+                class: CharClass::Digit,
+                variable: "EXCLUDE_CHARACTERS"
+            }
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("digit") && msg.contains("EXCLUDE_CHARACTERS"),
+            "{msg}"
+        );
+        assert!(matches!(
+            err(('A'..='Z').collect()),
+            PolicyError::RequiredClassExcluded {
+                class: CharClass::Upper,
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(('a'..='z').chain('0'..='9').collect()),
+            PolicyError::RequiredClassExcluded {
+                class: CharClass::Lower,
+                ..
+            }
+        ));
+        // One digit left is enough.
+        let (p, _) =
+            PasswordPolicy::read(RS, lookup(&[("EXCLUDE_CHARACTERS", &digits[1..])])).unwrap();
+        assert_eq!(p.character_classes()[2], vec!['0']);
+        // Everything excluded stays NothingLeft.
+        let all: String = (33u8..=126).map(char::from).collect();
+        assert_eq!(err(all), PolicyError::NothingLeft);
+    }
+
+    #[test]
+    fn lengths_outside_limits_or_below_the_classes_are_errors() {
+        for (v, ok) in [("7", false), ("8", true), ("64", true), ("65", false)] {
+            let r = PasswordPolicy::read(RS, lookup(&[("PASSWORD_LENGTH", v)]));
+            assert_eq!(r.is_ok(), ok, "{v}: {r:?}");
+            if !ok {
+                assert!(matches!(
+                    r.unwrap_err(),
+                    PolicyError::OutOfRange {
+                        min: 8,
+                        max: 64,
+                        ..
+                    }
+                ));
+            }
+        }
+        // An engine whose limits allow a length below its required classes.
+        let tiny = PasswordDefaults {
+            min_length: 1,
+            ..PasswordDefaults::REDSHIFT
+        };
+        let e = PasswordPolicy::read(&tiny, lookup(&[("PASSWORD_LENGTH", "3")])).unwrap_err();
+        assert_eq!(
+            e,
+            PolicyError::TooShortForClasses {
+                engine: "redshift",
+                length: 3,
+                classes: 4
+            }
+        );
+        assert!(e.to_string().contains("PASSWORD_LENGTH 3"), "{e}");
+        let no_punct = [("PASSWORD_LENGTH", "3"), ("EXCLUDE_PUNCTUATION", "true")];
+        assert!(PasswordPolicy::read(&tiny, lookup(&no_punct)).is_ok());
+        let two = [("PASSWORD_LENGTH", "2"), ("EXCLUDE_PUNCTUATION", "true")];
+        assert!(matches!(
+            PasswordPolicy::read(&tiny, lookup(&two)).unwrap_err(),
+            PolicyError::TooShortForClasses { classes: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn class_switch_named_when_it_empties_a_required_class() {
+        let d = PasswordDefaults {
+            class_switches: true,
+            ..PasswordDefaults::REDSHIFT
+        };
+        let e = PasswordPolicy::read(&d, lookup(&[("EXCLUDE_NUMBERS", "true")])).unwrap_err();
+        assert_eq!(
+            e,
+            PolicyError::RequiredClassExcluded {
+                engine: "redshift",
+                class: CharClass::Digit,
+                variable: "EXCLUDE_NUMBERS"
+            }
+        );
+    }
+
+    /// The rule broken is named; the password and its characters are not.
+    fn rejected(d: &PasswordDefaults, password: &str) -> PasswordRuleError {
+        let e = d.check(password).unwrap_err();
+        let (shown, debug) = (e.to_string(), format!("{e:?}"));
+        assert!(
+            !shown.contains(password) && !debug.contains(password),
+            "{debug}"
+        );
+        // Letters, digits and spaces occur in any sentence; the password's other characters
+        // (those in these tests) must not.
+        for c in password
+            .chars()
+            .filter(|c| !c.is_ascii_alphanumeric() && *c != ' ')
+        {
+            assert!(!shown.contains(c), "{c:?} in {shown}");
+        }
+        e
+    }
+
+    #[test]
+    fn check_names_each_redshift_rule() {
+        assert_eq!(RS.check("Abcdefg1"), Ok(()));
+        assert_eq!(RS.check(&format!("Ab1{}", "x".repeat(61))), Ok(()));
+        assert_eq!(RS.check("Zq9#Xw7%Lk:~!"), Ok(()));
+        assert!(matches!(
+            rejected(RS, "Zq9#Xw7"),
+            PasswordRuleError::Length {
+                length: 7,
+                min: 8,
+                max: 64,
+                ..
+            }
+        ));
+        assert!(matches!(
+            rejected(RS, &format!("Zq9#{}", "w".repeat(61))),
+            PasswordRuleError::Length { length: 65, .. }
+        ));
+        // Length in characters, not bytes: 8 two-byte characters are 8 characters.
+        assert!(matches!(
+            rejected(RS, "Zq9#ééééé"),
+            PasswordRuleError::NotPrintable { .. }
+        ));
+        for bad in [
+            "Zq9#Xw7'Lk",
+            "Zq9#Xw7\"Lk",
+            "Zq9#Xw7\\Lk",
+            "Zq9#Xw7/Lk",
+            "Zq9#Xw7@Lk",
+        ] {
+            let e = rejected(RS, bad);
+            assert!(matches!(e, PasswordRuleError::Forbidden { .. }), "{e:?}");
+            assert!(e.to_string().contains("single quote, double quote"), "{e}");
+        }
+        assert!(matches!(
+            rejected(RS, "Zq9#Xw7 Lk"),
+            PasswordRuleError::Forbidden { .. }
+        ));
+        for bad in ["Zq9#Xw7\tLk", "Zq9#Xw7\u{7f}Lk", "Zq9#Xw7\u{e9}Lk"] {
+            assert!(matches!(
+                rejected(RS, bad),
+                PasswordRuleError::NotPrintable { .. }
+            ));
+        }
+        for (bad, class) in [
+            ("zq9#xw7%lk", CharClass::Upper),
+            ("ZQ9#XW7%LK", CharClass::Lower),
+            ("Zq#Xw%Lk!~", CharClass::Digit),
+        ] {
+            let e = rejected(RS, bad);
+            assert_eq!(
+                e,
+                PasswordRuleError::MissingClass {
+                    engine: "redshift",
+                    class
+                }
+            );
+            assert!(e.to_string().contains(&format!("has no {class}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn check_for_engines_without_rules_is_the_length_only() {
+        for d in [&PasswordDefaults::POSTGRES, &PasswordDefaults::DOCUMENTDB] {
+            for ok in ["abcd", "'\"\\/@ :", "ÄÖÜß", "1234"] {
+                assert_eq!(d.check(ok), Ok(()), "{ok}");
+            }
+            assert!(matches!(
+                rejected(d, "a#c"),
+                PasswordRuleError::Length { min: 4, .. }
+            ));
+            assert!(d.check(&"a".repeat(4096)).is_ok());
+            assert!(d.check(&"a".repeat(4097)).is_err());
+        }
     }
 }
