@@ -1,7 +1,7 @@
 //! The rotation error: stable kinds, causes kept, no secret values.
 
 use crate::event::EventError;
-use crate::policy::PolicyError;
+use crate::policy::{PasswordRuleError, PolicyError};
 use crate::rotator::{EngineError, ErrorKind};
 use crate::secret::SecretError;
 use crate::store::StoreError;
@@ -320,6 +320,23 @@ pub enum RotationError {
         #[source]
         source: EngineError,
     },
+    /// createSecret: the secret store's generator (`GetRandomPassword`) returned a password the
+    /// engine does not accept ([`crate::PasswordDefaults::check`]); nothing was stored. The
+    /// message names the rule broken, never the password.
+    #[error(
+        "createSecret: the password generated for version {token} of secret {secret} breaks a {engine} password rule, so nothing was stored: {source}"
+    )]
+    PasswordRejected {
+        /// Token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+        /// Engine label.
+        engine: &'static str,
+        /// The rule broken.
+        #[source]
+        source: PasswordRuleError,
+    },
     /// Another rotation is in flight (driver).
     #[error(
         "a rotation of secret {secret} is already in flight (version {version}); resume or abort it first"
@@ -424,6 +441,7 @@ impl RotationError {
             UserMismatch { .. } => "UserMismatch",
             HostMismatch { .. } => "HostMismatch",
             UsernameTooLong { .. } => "UsernameTooLong",
+            PasswordRejected { .. } => "GeneratedPasswordRejected",
             ServerMismatch { .. } => "ServerMismatch",
             MasterInPair { .. } => "MasterInPair",
             NoWorkingCredentials { .. } => "NoWorkingCredentials",
@@ -472,6 +490,7 @@ impl RotationError {
             | UserMismatch { .. }
             | HostMismatch { .. }
             | UsernameTooLong { .. }
+            | PasswordRejected { .. }
             | ServerMismatch { .. }
             | MasterInPair { .. }
             | MissingMasterArn { .. }

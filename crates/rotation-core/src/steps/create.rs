@@ -3,6 +3,7 @@
 //! Idempotency: an existing pending value for the token is kept as it is (no new password), so a
 //! retry after a crash that followed PutSecretValue changes nothing.
 
+use secrecy::ExposeSecret;
 use tracing::info;
 
 use super::{StepContext, StepOutcome};
@@ -79,6 +80,17 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
             ctx.store.random_password(ctx.policy),
         )
         .await?;
+    // The engine's own rules (Redshift: length, classes, forbidden characters), checked before
+    // anything is stored; the error names the rule, never the password.
+    let rules = &ctx.rotator.profile().password;
+    if let Err(source) = rules.check(password.expose_secret()) {
+        return Err(RotationError::PasswordRejected {
+            token: token.to_string(),
+            secret: arn.to_string(),
+            engine: rules.engine,
+            source,
+        });
+    }
     let pending = current.with_username(&username).with_password(password);
     ctx.store_call(
         "PutSecretValue",
