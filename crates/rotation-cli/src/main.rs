@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rotation_core::{
-    AbortMode, AnyStore, AwsSecretStore, LocalSecretStore, Options, Rotation, RotationError,
-    Strategy,
+    AbortMode, AnyStore, AwsSecretStore, DatabaseSecret, Deadline, LocalSecretStore, Options,
+    Rotation, RotationError, SecretError, SecretStore, Stage, StoreError, Strategy,
+    VersionSelector, Which,
 };
-use rotation_engines::{Engine, Settings};
-use rotation_postgres::PostgresRotator;
+use rotation_engines::{AnyRotator, Engine, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,9 +88,10 @@ struct Target {
     /// `single-user` or `alternating-users`.
     #[arg(long, env = "ROTATION_STRATEGY", value_parser = parse_strategy)]
     strategy: Strategy,
-    /// Database engine.
-    #[arg(long, default_value = "postgres", value_parser = parse_engine)]
-    engine: Engine,
+    /// Database engine; by default the one the secret's `engine` key names (`postgres`,
+    /// `aurora-postgresql`: postgres; `redshift`: redshift).
+    #[arg(long, value_parser = parse_engine)]
+    engine: Option<Engine>,
 }
 
 fn parse_engine(s: &str) -> Result<Engine, String> {
@@ -126,12 +127,51 @@ async fn open_store(spec: &str) -> anyhow::Result<AnyStore> {
     Ok(AnyStore::Local(LocalSecretStore::new(path)))
 }
 
+/// Every value of the `engine` key some engine handles, for messages.
+const KNOWN_ENGINES: &str = "one of postgres, aurora-postgresql, redshift";
+
+/// The engine of `secret`: its AWSCURRENT value's `engine` key.
+async fn engine_of(store: &AnyStore, secret: &str, timeout: u64) -> anyhow::Result<Engine> {
+    let deadline = Deadline::after(Duration::from_secs(timeout));
+    let value = match deadline
+        .run(store.get_value(secret, VersionSelector::stage(Stage::Current)))
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Timeout("GetSecretValue")),
+    }
+    .map_err(|source| RotationError::Store {
+        context: format!("reading the current version of secret {secret} to find its engine"),
+        source,
+    })?;
+    let invalid = |source| RotationError::InvalidSecret {
+        which: Which::Current,
+        secret: secret.to_string(),
+        source,
+    };
+    let parsed = DatabaseSecret::parse(&value.value).map_err(invalid)?;
+    let name = parsed
+        .engine()
+        .ok_or_else(|| invalid(SecretError::MissingKey("engine")))?;
+    Engine::for_secret_engine(name).ok_or_else(|| {
+        invalid(SecretError::WrongEngine {
+            expected: KNOWN_ENGINES,
+            found: name.to_string(),
+        })
+        .into()
+    })
+}
+
 async fn rotation(
     store: AnyStore,
     target: &Target,
     timeout: u64,
-) -> anyhow::Result<Rotation<AnyStore, PostgresRotator>> {
-    let settings = Settings::from_env(target.engine)?;
+) -> anyhow::Result<Rotation<AnyStore, AnyRotator>> {
+    let engine = match target.engine {
+        Some(e) => e,
+        None => engine_of(&store, &target.secret, timeout).await?,
+    };
+    let settings = Settings::from_env(engine)?;
     settings.postgres.trust.log_sources();
     // Managed master secrets and replica hosts need the RDS API; only with AWS.
     let sdk = match store {
@@ -220,7 +260,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status { secret } => {
             let store = open_store(&cli.store).await?;
-            use rotation_core::SecretStore;
             let deadline = rotation_core::Deadline::after(Duration::from_secs(cli.timeout));
             let d = match deadline.run(store.describe(&secret)).await {
                 Ok(r) => r,

@@ -216,3 +216,69 @@ fn terminal_output_escapes_names_and_has_no_colour() {
     // status on a store that does not exist creates nothing.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn the_engine_comes_from_the_secret() {
+    // The Redshift stand-in: md5 authentication, passwords stored as md5 hashes, a `dev`
+    // database (Redshift's default when the secret has no dbname).
+    let pg = PgCluster::start(PgOptions {
+        auth: rotation_testkit::PgAuth::Md5,
+        ..PgOptions::default()
+    })
+    .expect("start PostgreSQL");
+    pg.psql("CREATE DATABASE dev").unwrap();
+    pg.psql("CREATE USER app PASSWORD 'Initial-Passw0rd'")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.json");
+    let store = format!("file:{}", store_path.display());
+    let secret = |engine: &str| json!({"engine": engine, "host": "127.0.0.1", "port": pg.port(), "username": "app", "password": "Initial-Passw0rd", "ssl": false});
+    let version = |v: &Value| json!([{"id": "00000000-0000-0000-0000-000000000001", "stages": ["AWSCURRENT"], "value": v.to_string()}]);
+    std::fs::write(
+        &store_path,
+        json!({"secrets": {
+            "rs": {"arn": "arn:local:secretsmanager:local:000000000000:secret:rs", "versions": version(&secret("redshift"))},
+            "odd": {"arn": "arn:local:secretsmanager:local:000000000000:secret:odd", "versions": version(&secret("oracle"))},
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let with = |args: &[&str]| {
+        let mut a = vec!["--store", store.as_str()];
+        a.extend_from_slice(args);
+        rotate(&a, &[])
+    };
+    let o = with(&["--json", "run", "rs", "--strategy", "single-user"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Redshift's engine changed it: an md5 hash (PostgreSQL's sends a SCRAM verifier), in the
+    // dev database.
+    let stored = pg
+        .psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
+        .unwrap();
+    assert!(stored.starts_with("md5"), "{stored}");
+    // An engine nothing handles: exit 4 and a message naming it, no change.
+    let o = with(&["run", "odd", "--strategy", "single-user"]);
+    assert_eq!(o.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("oracle") && err.contains("redshift"), "{err}");
+    assert_eq!(
+        pg.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
+            .unwrap(),
+        stored
+    );
+    // --engine overrides the key: the PostgreSQL engine refuses a Redshift secret.
+    let o = with(&[
+        "run",
+        "rs",
+        "--strategy",
+        "single-user",
+        "--engine",
+        "postgres",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

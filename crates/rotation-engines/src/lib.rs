@@ -4,11 +4,20 @@
 //! Configuration is read once, at start, from the same environment variables as AWS's
 //! functions (password policy) plus each engine's own (`CA_BUNDLE_PATH`, ...); a bad value is a
 //! [`ConfigError`] before any event is accepted.
+//!
+//! [`AnyRotator`] picks the engine at run time (the CLI reads it from the secret's `engine`
+//! key); a Lambda binary, which serves one engine, builds that engine's rotator directly
+//! ([`postgres_rotator`], [`redshift_rotator`]).
 
 use std::fmt;
+use std::sync::Arc;
 
-use rotation_core::{PasswordPolicy, PolicyError, Rotation, SecretStore, Strategy};
-use rotation_postgres::{PgConfig, PostgresRotator};
+use rotation_core::{
+    DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordPolicy, PolicyError,
+    Rotation, Rotator, SecretStore, Strategy,
+};
+use rotation_postgres::{PgConfig, PgSession, PostgresRotator};
+use rotation_redshift::RedshiftRotator;
 
 /// `ROTATION_STRATEGY`: `single-user` or `alternating-users`.
 pub const STRATEGY_ENV: &str = "ROTATION_STRATEGY";
@@ -18,17 +27,25 @@ pub const STRATEGY_ENV: &str = "ROTATION_STRATEGY";
 pub enum Engine {
     /// Amazon RDS / Aurora PostgreSQL.
     Postgres,
+    /// Amazon Redshift (provisioned and Serverless).
+    Redshift,
 }
 
 impl Engine {
     /// Every engine.
-    pub const ALL: [Engine; 1] = [Engine::Postgres];
+    pub const ALL: [Engine; 2] = [Engine::Postgres, Engine::Redshift];
+
+    /// The engine's profile (names, password rules, limits).
+    pub fn profile(self) -> &'static EngineProfile {
+        match self {
+            Engine::Postgres => &rotation_postgres::PROFILE,
+            Engine::Redshift => &rotation_redshift::PROFILE,
+        }
+    }
 
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
-        match self {
-            Engine::Postgres => rotation_postgres::PROFILE.name,
-        }
+        self.profile().name
     }
 
     /// From a command-line name.
@@ -38,9 +55,9 @@ impl Engine {
 
     /// The engine that handles a secret whose `engine` key is `value`.
     pub fn for_secret_engine(value: &str) -> Option<Engine> {
-        Engine::ALL.into_iter().find(|e| match e {
-            Engine::Postgres => rotation_postgres::PROFILE.engines.contains(&value),
-        })
+        Engine::ALL
+            .into_iter()
+            .find(|e| e.profile().engines.contains(&value))
     }
 }
 
@@ -59,7 +76,7 @@ pub enum ConfigError {
     /// Password policy variables are unusable.
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// PostgreSQL connection settings are unusable.
+    /// PostgreSQL-protocol connection settings are unusable.
     #[error(transparent)]
     Postgres(#[from] rotation_postgres::ConfigError),
 }
@@ -80,39 +97,61 @@ pub struct Settings {
     pub engine: Engine,
     /// Password generation.
     pub policy: PasswordPolicy,
-    /// Connection settings.
+    /// Connection settings of the PostgreSQL-protocol engines (PostgreSQL, Redshift); each
+    /// rotator applies its own dialect.
     pub postgres: PgConfig,
 }
 
 impl Settings {
     /// Reads and validates `engine`'s settings from the process environment.
     pub fn from_env(engine: Engine) -> Result<Settings, ConfigError> {
-        match engine {
-            Engine::Postgres => Ok(Settings {
-                engine,
-                policy: PasswordPolicy::from_env(&rotation_postgres::PROFILE.password)?,
-                postgres: PgConfig::from_env()?,
-            }),
-        }
+        Ok(Settings {
+            engine,
+            policy: PasswordPolicy::from_env(&engine.profile().password)?,
+            postgres: PgConfig::from_env()?,
+        })
     }
 }
 
-/// The rotator for `settings.engine` and `strategy`. With `sdk` (Secrets Manager deployments),
-/// the engine may call other AWS APIs it needs (PostgreSQL: the RDS API for RDS-managed master
-/// secrets and read replicas).
-pub fn rotator(
+/// The PostgreSQL rotator for `strategy`. With `sdk` (Secrets Manager deployments), it uses the
+/// RDS API for RDS-managed master secrets and read replicas.
+pub fn postgres_rotator(
     settings: &Settings,
     strategy: Strategy,
     sdk: Option<&aws_config::SdkConfig>,
 ) -> PostgresRotator {
+    let rotator = PostgresRotator::new(strategy, settings.postgres.clone());
+    match sdk {
+        Some(sdk) => rotator.with_rds(rotation_postgres::rds::Rds::from_sdk_config(sdk)),
+        None => rotator,
+    }
+}
+
+/// The Redshift rotator for `strategy`. With `sdk`, it uses the Redshift and Redshift
+/// Serverless APIs for Redshift-managed admin secrets.
+pub fn redshift_rotator(
+    settings: &Settings,
+    strategy: Strategy,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> RedshiftRotator {
+    let rotator = RedshiftRotator::new(strategy, settings.postgres.clone());
+    match sdk {
+        Some(sdk) => rotator.with_directory(Arc::new(
+            rotation_redshift::SdkDirectory::from_sdk_config(sdk),
+        )),
+        None => rotator,
+    }
+}
+
+/// The rotator for `settings.engine` and `strategy`, chosen at run time.
+pub fn rotator(
+    settings: &Settings,
+    strategy: Strategy,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> AnyRotator {
     match settings.engine {
-        Engine::Postgres => {
-            let rotator = PostgresRotator::new(strategy, settings.postgres.clone());
-            match sdk {
-                Some(sdk) => rotator.with_rds(rotation_postgres::rds::Rds::from_sdk_config(sdk)),
-                None => rotator,
-            }
-        }
+        Engine::Postgres => AnyRotator::Postgres(postgres_rotator(settings, strategy, sdk)),
+        Engine::Redshift => AnyRotator::Redshift(redshift_rotator(settings, strategy, sdk)),
     }
 }
 
@@ -122,12 +161,147 @@ pub fn rotation<S: SecretStore>(
     settings: &Settings,
     strategy: Strategy,
     sdk: Option<&aws_config::SdkConfig>,
-) -> Rotation<S, PostgresRotator> {
+) -> Rotation<S, AnyRotator> {
     Rotation::new(
         store,
         rotator(settings, strategy, sdk),
         settings.policy.clone(),
     )
+}
+
+/// A rotator of any engine, chosen at run time.
+#[derive(Debug, Clone)]
+pub enum AnyRotator {
+    /// PostgreSQL.
+    Postgres(PostgresRotator),
+    /// Redshift.
+    Redshift(RedshiftRotator),
+}
+
+/// A session of an [`AnyRotator`].
+#[derive(Debug)]
+pub enum AnySession {
+    /// PostgreSQL.
+    Postgres(PgSession),
+    /// Redshift.
+    Redshift(PgSession),
+}
+
+fn mismatched() -> EngineError {
+    EngineError::new(
+        ErrorKind::Other,
+        "a session of one engine was handed to another engine's rotator",
+    )
+}
+
+impl Rotator for AnyRotator {
+    type Session = AnySession;
+
+    fn profile(&self) -> &EngineProfile {
+        match self {
+            AnyRotator::Postgres(r) => r.profile(),
+            AnyRotator::Redshift(r) => r.profile(),
+        }
+    }
+
+    fn strategy(&self) -> Strategy {
+        match self {
+            AnyRotator::Postgres(r) => r.strategy(),
+            AnyRotator::Redshift(r) => r.strategy(),
+        }
+    }
+
+    async fn login(
+        &self,
+        secret: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<AnySession, EngineError> {
+        match self {
+            AnyRotator::Postgres(r) => r.login(secret, deadline).await.map(AnySession::Postgres),
+            AnyRotator::Redshift(r) => r.login(secret, deadline).await.map(AnySession::Redshift),
+        }
+    }
+
+    async fn set_own_password(
+        &self,
+        session: &mut AnySession,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        match (self, session) {
+            (AnyRotator::Postgres(r), AnySession::Postgres(s)) => {
+                r.set_own_password(s, target).await
+            }
+            (AnyRotator::Redshift(r), AnySession::Redshift(s)) => {
+                r.set_own_password(s, target).await
+            }
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn set_password_as_master(
+        &self,
+        session: &mut AnySession,
+        current: &DatabaseSecret,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        match (self, session) {
+            (AnyRotator::Postgres(r), AnySession::Postgres(s)) => {
+                r.set_password_as_master(s, current, target).await
+            }
+            (AnyRotator::Redshift(r), AnySession::Redshift(s)) => {
+                r.set_password_as_master(s, current, target).await
+            }
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn test_session(
+        &self,
+        session: &mut AnySession,
+        pending: &DatabaseSecret,
+        partner: Option<&str>,
+    ) -> Result<(), EngineError> {
+        match (self, session) {
+            (AnyRotator::Postgres(r), AnySession::Postgres(s)) => {
+                r.test_session(s, pending, partner).await
+            }
+            (AnyRotator::Redshift(r), AnySession::Redshift(s)) => {
+                r.test_session(s, pending, partner).await
+            }
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn close(&self, session: AnySession) {
+        match (self, session) {
+            (AnyRotator::Postgres(r), AnySession::Postgres(s)) => r.close(s).await,
+            (AnyRotator::Redshift(r), AnySession::Redshift(s)) => r.close(s).await,
+            (_, AnySession::Postgres(s) | AnySession::Redshift(s)) => s.close().await,
+        }
+    }
+
+    async fn resolve_master(
+        &self,
+        master: DatabaseSecret,
+        current: &DatabaseSecret,
+        tags: Option<&[(String, String)]>,
+    ) -> Result<DatabaseSecret, EngineError> {
+        match self {
+            AnyRotator::Postgres(r) => r.resolve_master(master, current, tags).await,
+            AnyRotator::Redshift(r) => r.resolve_master(master, current, tags).await,
+        }
+    }
+
+    async fn is_replica_of(
+        &self,
+        current: &DatabaseSecret,
+        master: &DatabaseSecret,
+    ) -> Result<bool, EngineError> {
+        match self {
+            AnyRotator::Postgres(r) => r.is_replica_of(current, master).await,
+            AnyRotator::Redshift(r) => r.is_replica_of(current, master).await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -137,12 +311,18 @@ mod tests {
     #[test]
     fn engines_by_name_and_secret_key() {
         assert_eq!(Engine::parse("postgres"), Some(Engine::Postgres));
+        assert_eq!(Engine::parse("redshift"), Some(Engine::Redshift));
         assert_eq!(Engine::parse("mysql"), None);
         assert_eq!(
             Engine::for_secret_engine("aurora-postgresql"),
             Some(Engine::Postgres)
         );
-        assert_eq!(Engine::for_secret_engine("redshift"), None);
+        assert_eq!(
+            Engine::for_secret_engine("redshift"),
+            Some(Engine::Redshift)
+        );
+        assert_eq!(Engine::for_secret_engine("Redshift"), None);
         assert_eq!(Engine::Postgres.to_string(), "postgres");
+        assert_eq!(Engine::Redshift.to_string(), "redshift");
     }
 }

@@ -1,15 +1,18 @@
 //! The engine-free Lambda glue shared by every binary: a start-up check that this is Lambda,
 //! JSON tracing, the invocation's deadline, and the mapping of rotation errors to Lambda error
-//! reports with stable `errorType`s. An engine's binary reads its configuration, builds its
-//! [`Rotation`] and calls [`serve`].
+//! reports with stable `errorType`s. An engine's binary calls [`run_function`] with its engine
+//! and the function that builds its rotator; that reads and validates the configuration once,
+//! builds the [`Rotation`] and calls [`serve`].
 
 use std::fmt;
 use std::time::Duration;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use rotation_core::{
-    Deadline, Rotation, RotationError, RotationEvent, Rotator, SecretStore, error_chain,
+    AwsSecretStore, Deadline, Rotation, RotationError, RotationEvent, Rotator, SecretStore,
+    Strategy, error_chain,
 };
+use rotation_engines::{Engine, Settings, strategy_from_env};
 use serde_json::{Value, json};
 
 /// Time kept back from the invocation's deadline to report a failure (W16).
@@ -200,6 +203,35 @@ pub async fn serve<S: SecretStore, R: Rotator>(
         handle(rotation, &event.payload, deadline).await
     }))
     .await
+}
+
+/// A rotation function's whole life: everything is read and validated once, before the first
+/// event (not in Lambda, a bad strategy or setting: an error that says which), then events are
+/// served. `build` makes the engine's rotator from its settings, the strategy and the SDK
+/// configuration (for the engine's own AWS APIs).
+pub async fn run_function<R, F>(engine: Engine, build: F) -> Result<(), lambda_runtime::Error>
+where
+    R: Rotator,
+    F: FnOnce(&Settings, Strategy, Option<&aws_config::SdkConfig>) -> R,
+{
+    let name = engine.name();
+    let result = async {
+        require_lambda()?;
+        let strategy = strategy_from_env().map_err(StartupError::config)?;
+        let settings = Settings::from_env(engine).map_err(StartupError::config)?;
+        settings.postgres.trust.log_sources();
+        let sdk = sdk_config().await;
+        let store = AwsSecretStore::from_sdk_config(&sdk);
+        let rotation = Rotation::new(
+            store,
+            build(&settings, strategy, Some(&sdk)),
+            settings.policy.clone(),
+        );
+        tracing::info!(engine = name, strategy = %strategy, "rotation function ready");
+        serve(rotation).await
+    }
+    .await;
+    result.inspect_err(|e| tracing::error!(engine = name, error = %e, "rotation function failed"))
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
-//! The `rds-postgres` binary refuses bad starts with a clear message and no panic.
+//! The Lambda binaries refuse bad starts with a clear message and no panic.
 
 use std::process::Command;
 
 fn run(env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rds-postgres"));
+    run_bin(env!("CARGO_BIN_EXE_rds-postgres"), env)
+}
+
+fn run_bin(bin: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_REGION", "us-east-1")
@@ -11,7 +15,7 @@ fn run(env: &[(&str, &str)]) -> (Option<i32>, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run rds-postgres");
+    let out = cmd.output().expect("run the Lambda binary");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -87,4 +91,31 @@ fn an_unknown_strategy_fails_at_start() {
     assert_ne!(code, Some(101), "panicked: {text}");
     assert_ne!(code, Some(0));
     assert!(text.contains("ROTATION_STRATEGY"), "{text}");
+}
+
+#[test]
+fn redshift_password_settings_are_checked_at_start() {
+    let redshift = |extra: &[(&str, &str)]| {
+        let mut env = LAMBDA.to_vec();
+        env.push(("ROTATION_STRATEGY", "single-user"));
+        env.extend_from_slice(extra);
+        run_bin(env!("CARGO_BIN_EXE_redshift"), &env)
+    };
+    // Outside Redshift's 8-64 (W10), or no digit left to satisfy its rules: refused at start.
+    for bad in [
+        [("PASSWORD_LENGTH", "65")],
+        [("PASSWORD_LENGTH", "7")],
+        [("EXCLUDE_CHARACTERS", "0123456789")],
+    ] {
+        let (code, text) = redshift(&bad);
+        assert_ne!(code, Some(101), "panicked: {text}");
+        assert_ne!(code, Some(0), "{text}");
+        assert!(text.contains(bad[0].0), "{bad:?}: {text}");
+        assert!(!text.contains("ready"), "{text}");
+    }
+    // Switches AWS's Redshift function ignores are ignored too, but said so at start.
+    let (code, text) = redshift(&[("EXCLUDE_NUMBERS", "true"), ("EXCLUDE_CHARACTERS", "x")]);
+    assert_ne!(code, Some(101), "panicked: {text}");
+    assert!(text.contains("EXCLUDE_NUMBERS"), "{text}");
+    assert!(text.contains("ready"), "it starts: {text}");
 }

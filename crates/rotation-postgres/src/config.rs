@@ -7,6 +7,8 @@ use std::time::Duration;
 use rotation_core::policy::parse_env_bool;
 use rotation_trust::{Trust, TrustError};
 
+use crate::connect::Dialect;
+
 /// `CA_BUNDLE_PATH`: extra trusted CAs (PEM), e.g. GovCloud's or China's RDS bundle.
 pub const CA_BUNDLE_ENV: &str = "CA_BUNDLE_PATH";
 /// `ALLOW_PLAINTEXT_FALLBACK`: AWS's behaviour for secrets without an explicit `ssl` key (retry
@@ -22,6 +24,8 @@ pub const AMBIENT_VARS: [&str; 4] = ["PGSSLCERT", "PGSSLKEY", "PGOPTIONS", "PGSS
 /// How the engine connects.
 #[derive(Debug, Clone)]
 pub struct PgConfig {
+    /// The server's defaults and accepted session settings; each engine sets its own.
+    pub dialect: Dialect,
     /// The CAs TLS connections trust: the embedded Amazon RDS bundle, the system store,
     /// `CA_BUNDLE_PATH`, and (added by the driver) the Mozilla roots. Built once per process.
     pub trust: Arc<Trust>,
@@ -81,12 +85,19 @@ impl PgConfig {
     /// The default settings with `trust`.
     pub fn with_trust(trust: Arc<Trust>) -> Self {
         PgConfig {
+            dialect: Dialect::POSTGRES,
             trust,
             allow_plaintext_fallback: false,
             connect_timeout: Duration::from_secs(5),
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(15),
         }
+    }
+
+    /// The same settings for another server dialect.
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 
     /// Reads the process environment.

@@ -6,15 +6,50 @@ use std::time::Duration;
 use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind, SslKey};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Executor};
 use tracing::{info, warn};
 
 use crate::config::PgConfig;
 
-/// The default port.
+/// PostgreSQL's default port.
 pub const DEFAULT_PORT: u16 = 5432;
-/// The default database when `dbname` is absent (or null, for AWS's multi-user function).
+/// PostgreSQL's default database when `dbname` is absent (or null, for AWS's multi-user
+/// function).
 pub const DEFAULT_DBNAME: &str = "postgres";
+
+/// What differs between servers that speak the PostgreSQL protocol: defaults, and which session
+/// settings they accept. Each engine chooses its own; the connection code is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    /// Engine label for messages.
+    pub name: &'static str,
+    /// The port of a secret without `port`.
+    pub default_port: u16,
+    /// The database of a secret without `dbname` (or with `null`).
+    pub default_dbname: &'static str,
+    /// Whether the server has `lock_timeout` (W24).
+    pub lock_timeout: bool,
+    /// Whether the server limits (`statement_timeout`, `lock_timeout`) go in the startup
+    /// packet's `options`; otherwise they are `SET` right after login, one round trip more.
+    pub limits_in_startup: bool,
+    /// `extra_float_digits` sent at startup; `None` sends nothing (the server's default).
+    pub extra_float_digits: Option<i8>,
+    /// Whether `application_name` is sent at startup.
+    pub application_name: bool,
+}
+
+impl Dialect {
+    /// PostgreSQL (RDS, Aurora): every setting in the startup packet.
+    pub const POSTGRES: Dialect = Dialect {
+        name: "postgres",
+        default_port: DEFAULT_PORT,
+        default_dbname: DEFAULT_DBNAME,
+        lock_timeout: true,
+        limits_in_startup: true,
+        extra_float_digits: Some(2),
+        application_name: true,
+    };
+}
 
 /// How long a polite close may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -70,13 +105,10 @@ fn options(
     config: &PgConfig,
     deadline: Deadline,
 ) -> PgConnectOptions {
-    // The server gives up no later than the client: a statement still queued (behind a lock)
-    // when the step's deadline passes must not commit after the step reported failure. (Zero
-    // would mean "no limit" to the server, hence the floor.)
-    let server_limit = |limit: Duration| deadline.cap(limit).max(Duration::from_millis(1));
+    let dialect = &config.dialect;
     let mut o = PgConnectOptions::new_without_pgpass()
         .host(server_name(secret))
-        .port(secret.port().unwrap_or(DEFAULT_PORT))
+        .port(secret.port().unwrap_or(dialect.default_port))
         .username(secret.username().unwrap_or_default())
         .password(
             secret
@@ -85,19 +117,15 @@ fn options(
                 .unwrap_or_default(),
         )
         .database(dbname)
-        .application_name("rotation")
+        .extra_float_digits(dialect.extra_float_digits)
         .statement_cache_capacity(0)
-        .options([
-            (
-                "lock_timeout",
-                format!("{}ms", server_limit(config.lock_timeout).as_millis()),
-            ),
-            (
-                "statement_timeout",
-                format!("{}ms", server_limit(config.statement_timeout).as_millis()),
-            ),
-        ])
         .disable_statement_logging();
+    if dialect.application_name {
+        o = o.application_name("rotation");
+    }
+    if dialect.limits_in_startup {
+        o = o.options(server_limits(config, deadline));
+    }
     o = if tls {
         o.ssl_mode(PgSslMode::VerifyFull)
     } else {
@@ -111,11 +139,36 @@ fn options(
     o
 }
 
-/// The database to connect to: `dbname`, else `postgres` (absent or null).
-pub fn dbname(secret: &DatabaseSecret) -> &str {
+/// The server-side limits of a session, as (setting, value in ms) pairs the dialect has.
+///
+/// The server gives up no later than the client: a statement still queued (behind a lock) when
+/// the step's deadline passes must not commit after the step reported failure. (Zero would
+/// mean "no limit" to the server, hence the floor.)
+fn server_limits(config: &PgConfig, deadline: Deadline) -> Vec<(&'static str, u128)> {
+    let limit = |d: Duration| deadline.cap(d).max(Duration::from_millis(1)).as_millis();
+    let mut limits = Vec::with_capacity(2);
+    if config.dialect.lock_timeout {
+        limits.push(("lock_timeout", limit(config.lock_timeout)));
+    }
+    limits.push(("statement_timeout", limit(config.statement_timeout)));
+    limits
+}
+
+/// `SET` statements for the limits of a dialect that does not read them at startup. The values
+/// are integers (milliseconds) and the names constants, so the text is built here safely.
+pub fn set_limits_sql(config: &PgConfig, deadline: Deadline) -> String {
+    server_limits(config, deadline)
+        .into_iter()
+        .map(|(name, ms)| format!("SET {name} TO {ms};"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The database to connect to: `dbname`, else the dialect's default (absent or null).
+pub fn dbname<'a>(secret: &'a DatabaseSecret, dialect: &Dialect) -> &'a str {
     match secret.dbname() {
         DbName::Name(n) => n,
-        DbName::Absent | DbName::Null => DEFAULT_DBNAME,
+        DbName::Absent | DbName::Null => dialect.default_dbname,
     }
 }
 
@@ -152,7 +205,7 @@ pub fn engine_error(what: impl Into<String>, err: sqlx::Error) -> EngineError {
     EngineError::new(kind, what).with_source(err)
 }
 
-fn target(secret: &DatabaseSecret, db: &str) -> String {
+fn target(secret: &DatabaseSecret, db: &str, dialect: &Dialect) -> String {
     let host = secret.host().unwrap_or_default();
     let name = server_name(secret);
     let via = if name != host {
@@ -163,7 +216,7 @@ fn target(secret: &DatabaseSecret, db: &str) -> String {
     format!(
         "user {} at {host}{via}:{} database {}",
         secret.username().unwrap_or_default(),
-        secret.port().unwrap_or(DEFAULT_PORT),
+        secret.port().unwrap_or(dialect.default_port),
         db
     )
 }
@@ -178,7 +231,7 @@ async fn attempt(
     let what = || {
         format!(
             "connecting as {} ({})",
-            target(secret, db),
+            target(secret, db, &config.dialect),
             if tls { "TLS verify-full" } else { "no TLS" }
         )
     };
@@ -196,6 +249,23 @@ async fn attempt(
     let opts = options(secret, db, tls, config, deadline);
     let limit = deadline.cap(config.connect_timeout);
     match tokio::time::timeout(limit, opts.connect()).await {
+        Ok(Ok(mut c)) if !config.dialect.limits_in_startup => {
+            let sql = set_limits_sql(config, deadline);
+            match deadline.run(c.execute(sqlx::raw_sql(&sql))).await {
+                Ok(Ok(_)) => Ok(c),
+                Ok(Err(e)) => Err(engine_error(
+                    format!("{}: setting the session's time limits", what()),
+                    e,
+                )),
+                Err(_) => Err(EngineError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{}: setting the session's time limits: no answer before the step's deadline",
+                        what()
+                    ),
+                )),
+            }
+        }
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => {
             let mut err = engine_error(what(), e);
@@ -260,7 +330,7 @@ pub async fn connect_until(
     config: &PgConfig,
     deadline: Deadline,
 ) -> Result<PgConnection, EngineError> {
-    connect_to(secret, dbname(secret), config, deadline).await
+    connect_to(secret, dbname(secret, &config.dialect), config, deadline).await
 }
 
 /// Connects to the secret's own database (outside a rotation step: a 30 s deadline).

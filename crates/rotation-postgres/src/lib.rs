@@ -14,8 +14,10 @@
 
 pub mod config;
 pub mod connect;
+pub mod master;
 pub mod rds;
 pub mod scram;
+pub mod session;
 
 use std::time::Duration;
 
@@ -23,15 +25,16 @@ use rotation_core::{
     DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator,
     Strategy,
 };
-use serde_json::Value;
+use sqlx::Connection;
 use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Executor};
 use tracing::info;
 
 pub use config::{ConfigError, PgConfig};
-pub use connect::TlsPlan;
+pub use connect::{Dialect, TlsPlan};
+pub use session::PgSession;
 
 use connect::bounded;
+use session::{exec, quote_ident, username};
 
 /// RDS / Aurora PostgreSQL: `engine` is `postgres` or `aurora-postgresql`; role names hold at
 /// most 63 bytes (NAMEDATALEN - 1).
@@ -40,7 +43,7 @@ pub const PROFILE: EngineProfile = EngineProfile {
     engines: &["postgres", "aurora-postgresql"],
     password: PasswordDefaults::POSTGRES,
     max_username_bytes: Some(63),
-    default_port: Some(connect::DEFAULT_PORT),
+    default_port: Some(Dialect::POSTGRES.default_port),
 };
 
 /// The PostgreSQL rotator for one strategy.
@@ -79,42 +82,6 @@ impl PostgresRotator {
     }
 }
 
-/// Quotes an identifier with the server's own `quote_ident`.
-async fn quote_ident(
-    conn: &mut PgConnection,
-    deadline: Deadline,
-    name: &str,
-) -> Result<String, EngineError> {
-    bounded(
-        deadline,
-        "quoting a role name",
-        sqlx::query_scalar::<_, String>("SELECT quote_ident($1)")
-            .bind(name)
-            .fetch_one(conn),
-    )
-    .await
-}
-
-/// Runs one statement built from server-quoted identifiers and a verifier (never a password).
-/// Boxed, so that the future is `Send` for every lifetime the trait's futures need.
-fn exec<'a>(
-    conn: &'a mut PgConnection,
-    deadline: Deadline,
-    what: &'a str,
-    sql: &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send + 'a>> {
-    Box::pin(async move {
-        match deadline.run(conn.execute(sqlx::raw_sql(sql))).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(connect::engine_error(what.to_string(), e)),
-            Err(_) => Err(EngineError::new(
-                ErrorKind::Timeout,
-                format!("{what}: no answer before the step's deadline"),
-            )),
-        }
-    })
-}
-
 /// `PASSWORD '<verifier>'`: the verifier is base64 and `$:-` only, so it needs no escaping;
 /// that is checked rather than assumed.
 fn password_clause(target: &DatabaseSecret) -> Result<String, EngineError> {
@@ -135,10 +102,6 @@ fn password_clause(target: &DatabaseSecret) -> Result<String, EngineError> {
         ));
     }
     Ok(format!("PASSWORD '{text}'"))
-}
-
-fn username(secret: &DatabaseSecret) -> &str {
-    secret.username().unwrap_or_default()
 }
 
 async fn role_exists(
@@ -173,20 +136,6 @@ async fn is_member(
     .await
 }
 
-/// A logged-in PostgreSQL connection and the deadline of the step that opened it.
-#[derive(Debug)]
-pub struct PgSession {
-    conn: PgConnection,
-    deadline: Deadline,
-}
-
-impl PgSession {
-    /// The connection.
-    pub fn connection(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-}
-
 impl PostgresRotator {
     /// Logs in with `secret`, runs nothing, and closes: a convenience for tests and tools
     /// (rotation steps keep the session instead).
@@ -215,13 +164,7 @@ impl Rotator for PostgresRotator {
         secret: &DatabaseSecret,
         deadline: Deadline,
     ) -> Result<PgSession, EngineError> {
-        let conn = connect::connect_until(secret, &self.config, deadline).await?;
-        info!(
-            user = secret.username(),
-            host = secret.host(),
-            "login succeeded"
-        );
-        Ok(PgSession { conn, deadline })
+        PgSession::login(secret, &self.config, deadline).await
     }
 
     async fn set_own_password(
@@ -229,11 +172,16 @@ impl Rotator for PostgresRotator {
         session: &mut PgSession,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        let deadline = session.deadline;
+        let deadline = session.deadline();
         // In a transaction, committed only once the ALTER has answered in time: a statement
         // that waits behind a lock (or in the network) past the deadline is rolled back when
         // the connection goes, instead of committing after the step reported failure.
-        let mut tx = bounded(deadline, "starting a transaction", session.conn.begin()).await?;
+        let mut tx = bounded(
+            deadline,
+            "starting a transaction",
+            session.connection().begin(),
+        )
+        .await?;
         let role = quote_ident(&mut tx, deadline, username(target)).await?;
         let sql = format!("ALTER ROLE {role} WITH {}", password_clause(target)?);
         exec(
@@ -252,9 +200,14 @@ impl Rotator for PostgresRotator {
         current: &DatabaseSecret,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        let deadline = session.deadline;
+        let deadline = session.deadline();
         let (current_name, pending_name) = (username(current), username(target));
-        let mut tx = bounded(deadline, "starting a transaction", session.conn.begin()).await?;
+        let mut tx = bounded(
+            deadline,
+            "starting a transaction",
+            session.connection().begin(),
+        )
+        .await?;
         let pending_role = quote_ident(&mut tx, deadline, pending_name).await?;
         let current_role = quote_ident(&mut tx, deadline, current_name).await?;
         let password = password_clause(target)?;
@@ -311,8 +264,8 @@ impl Rotator for PostgresRotator {
         pending: &DatabaseSecret,
         partner: Option<&str>,
     ) -> Result<(), EngineError> {
-        let deadline = session.deadline;
-        let conn = &mut session.conn;
+        let deadline = session.deadline();
+        let conn = session.connection();
         // One round trip: the login works, and whether the partner exists.
         let partner_exists = bounded(
             deadline,
@@ -341,7 +294,7 @@ impl Rotator for PostgresRotator {
     }
 
     async fn close(&self, session: PgSession) {
-        connect::close(session.conn, session.deadline).await;
+        session.close().await;
     }
     async fn resolve_master(
         &self,
@@ -363,14 +316,7 @@ impl Rotator for PostgresRotator {
                 ));
             }
         };
-        // The master connects to the child's database (AWS 13a7a46).
-        let dbname = match current.get("dbname") {
-            Some(Value::String(s)) => Value::String(s.clone()),
-            _ => Value::Null,
-        };
-        master
-            .with_field("dbname", dbname)
-            .map_err(|e| EngineError::new(ErrorKind::InvalidInput, e.to_string()))
+        master::in_childs_database(master, current)
     }
 
     async fn is_replica_of(

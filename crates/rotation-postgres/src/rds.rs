@@ -13,23 +13,13 @@ use std::fmt;
 
 use aws_sdk_rds::Client;
 use aws_sdk_rds::error::DisplayErrorContext;
-use rotation_core::{DatabaseSecret, EngineError, ErrorKind};
-use serde_json::Value;
+use rotation_core::{EngineError, ErrorKind};
 
 const INSTANCE_TAG: &str = "aws:rds:primarydbinstancearn";
 const CLUSTER_TAG: &str = "aws:rds:primarydbclusterarn";
 const MAX_ARN: usize = 256;
 
-/// Connection details of an RDS instance or cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Host name.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// RDS engine name (`postgres`, `aurora-postgresql`).
-    pub engine: String,
-}
+pub use crate::master::{Endpoint, complete_master};
 
 /// The RDS API client used by the PostgreSQL rotators.
 #[derive(Clone)]
@@ -218,18 +208,4 @@ impl Rds {
             _ => Ok(false),
         }
     }
-}
-
-/// Fills host, port and engine into a managed master secret.
-pub fn complete_master(
-    master: DatabaseSecret,
-    ep: &Endpoint,
-) -> Result<DatabaseSecret, EngineError> {
-    let bad =
-        |e: rotation_core::SecretError| EngineError::new(ErrorKind::InvalidInput, e.to_string());
-    master
-        .with_field("host", Value::String(ep.host.clone()))
-        .and_then(|m| m.with_field("port", Value::from(ep.port)))
-        .and_then(|m| m.with_field("engine", Value::String(ep.engine.clone())))
-        .map_err(bad)
 }

@@ -195,8 +195,8 @@ fn an_omitted_default_port_names_the_same_server() {
         "engine": "postgres", "host": "db.example", "username": "app", "password": "x"
     }));
     assert_eq!(
-        rotation_postgres::connect::dbname(&with),
-        rotation_postgres::connect::dbname(&without)
+        rotation_postgres::connect::dbname(&with, &rotation_postgres::Dialect::POSTGRES),
+        rotation_postgres::connect::dbname(&without, &rotation_postgres::Dialect::POSTGRES)
     );
     assert_eq!(
         with.port()

@@ -6,27 +6,10 @@
 
 #![recursion_limit = "256"]
 
-use rotation_core::AwsSecretStore;
-use rotation_engines::{Engine, Settings, strategy_from_env};
-use rotation_lambda::{StartupError, init_tracing, require_lambda, serve};
+use rotation_engines::{Engine, postgres_rotator};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_tracing();
-    run()
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "rds-postgres failed"))
-}
-
-async fn run() -> Result<(), lambda_runtime::Error> {
-    // Everything is read and validated once, before the first event.
-    require_lambda()?;
-    let strategy = strategy_from_env().map_err(StartupError::config)?;
-    let settings = Settings::from_env(Engine::Postgres).map_err(StartupError::config)?;
-    settings.postgres.trust.log_sources();
-    let sdk = rotation_lambda::sdk_config().await;
-    let store = AwsSecretStore::from_sdk_config(&sdk);
-    let rotation = rotation_engines::rotation(store, &settings, strategy, Some(&sdk));
-    tracing::info!(strategy = %strategy, "rds-postgres rotation function ready");
-    serve(rotation).await
+    rotation_lambda::init_tracing();
+    rotation_lambda::run_function(Engine::Postgres, postgres_rotator).await
 }

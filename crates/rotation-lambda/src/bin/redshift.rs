@@ -1,0 +1,16 @@
+//! Secrets Manager rotation function for Amazon Redshift (provisioned and Serverless).
+//!
+//! Environment: `ROTATION_STRATEGY` (`single-user` | `alternating-users`), AWS's password
+//! variables for Redshift (`EXCLUDE_CHARACTERS`, `PASSWORD_LENGTH`, `EXCLUDE_PUNCTUATION`,
+//! `REQUIRE_EACH_INCLUDED_TYPE`), `SECRETS_MANAGER_ENDPOINT`, `CA_BUNDLE_PATH`,
+//! `ALLOW_PLAINTEXT_FALLBACK`, `CONNECT_TIMEOUT_SECONDS`.
+
+#![recursion_limit = "256"]
+
+use rotation_engines::{Engine, redshift_rotator};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    rotation_lambda::init_tracing();
+    rotation_lambda::run_function(Engine::Redshift, redshift_rotator).await
+}

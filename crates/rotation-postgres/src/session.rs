@@ -1,0 +1,94 @@
+//! A logged-in connection and the statements every PostgreSQL-protocol engine runs on it:
+//! server-side identifier quoting, statements built from quoted identifiers, transactions
+//! bounded by the step's deadline. Shared by the PostgreSQL and Redshift engines.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use rotation_core::{DatabaseSecret, Deadline, EngineError, ErrorKind};
+use sqlx::Executor;
+use sqlx::postgres::PgConnection;
+
+use crate::config::PgConfig;
+use crate::connect::{self, bounded};
+
+/// A logged-in connection and the deadline of the step that opened it.
+#[derive(Debug)]
+pub struct PgSession {
+    conn: PgConnection,
+    deadline: Deadline,
+}
+
+impl PgSession {
+    /// Logs in with `secret` (TLS as the secret asks, the dialect's settings) within `deadline`.
+    pub async fn login(
+        secret: &DatabaseSecret,
+        config: &PgConfig,
+        deadline: Deadline,
+    ) -> Result<PgSession, EngineError> {
+        let conn = connect::connect_until(secret, config, deadline).await?;
+        tracing::info!(
+            user = secret.username(),
+            host = secret.host(),
+            "login succeeded"
+        );
+        Ok(PgSession { conn, deadline })
+    }
+
+    /// The connection.
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// The deadline every call on this session is bounded by.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
+    /// Closes politely (Terminate), bounded by the deadline and two seconds.
+    pub async fn close(self) {
+        connect::close(self.conn, self.deadline).await;
+    }
+}
+
+/// Quotes an identifier with the server's own `quote_ident`.
+pub async fn quote_ident(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    name: &str,
+) -> Result<String, EngineError> {
+    bounded(
+        deadline,
+        "quoting a role name",
+        sqlx::query_scalar::<_, String>("SELECT quote_ident($1)")
+            .bind(name)
+            .fetch_one(conn),
+    )
+    .await
+}
+
+/// Runs one statement built from server-quoted identifiers and hashes or verifiers (never a
+/// password), through the simple query protocol. Boxed, so that the future is `Send` for
+/// every lifetime the trait's futures need.
+pub fn exec<'a>(
+    conn: &'a mut PgConnection,
+    deadline: Deadline,
+    what: &'a str,
+    sql: &'a str,
+) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + 'a>> {
+    Box::pin(async move {
+        match deadline.run(conn.execute(sqlx::raw_sql(sql))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(connect::engine_error(what.to_string(), e)),
+            Err(_) => Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!("{what}: no answer before the step's deadline"),
+            )),
+        }
+    })
+}
+
+/// The user name of a secret ("" when absent; validated secrets always have one).
+pub fn username(secret: &DatabaseSecret) -> &str {
+    secret.username().unwrap_or_default()
+}

@@ -1,0 +1,421 @@
+//! Redshift rotation against the PostgreSQL stand-in (test-infra §4): md5 authentication with
+//! `password_encryption = md5`, a `dev` database, verified TLS where the test says so. What
+//! only a real Redshift could show (its password checks, name folding at login, its catalog's
+//! leader-node functions) is listed in the README; the Redshift-only statement text is pinned by
+//! the unit tests in `src/sql.rs`.
+
+use std::collections::BTreeSet;
+
+use rotation_core::{
+    DatabaseSecret, Deadline, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator,
+    SecretStore, Stage, VersionSelector,
+};
+use rotation_postgres::PgConfig;
+use rotation_redshift::{PROFILE, RedshiftRotator, sql};
+use rotation_testkit::{PgAuth, PgCluster, PgOptions};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+struct Standin {
+    pg: PgCluster,
+    store: LocalSecretStore,
+    config: PgConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl Standin {
+    fn start(tls: bool) -> Standin {
+        let options = PgOptions {
+            auth: PgAuth::Md5,
+            log_statements: true,
+            ..if tls {
+                PgOptions::tls()
+            } else {
+                PgOptions::default()
+            }
+        };
+        let pg = PgCluster::start(options).expect("start PostgreSQL (scripts/setup installs it)");
+        pg.psql("CREATE DATABASE dev").expect("create dev");
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::new(dir.path().join("secrets.json"));
+        let config = match pg.ca_pem() {
+            Some(ca) => PgConfig::with_ca_bundle(ca).expect("the test CA loads"),
+            None => PgConfig::default(),
+        };
+        Standin {
+            pg,
+            store,
+            config,
+            _dir: dir,
+        }
+    }
+
+    fn create_user(&self, name: &str, password: &str) {
+        self.pg
+            .psql_vars(
+                "CREATE USER :\"u\" PASSWORD :'pw';",
+                &[("u", name), ("pw", password)],
+            )
+            .expect("create user");
+    }
+
+    /// A secret without `dbname` (Redshift's default `dev`); TLS unless `plain`.
+    fn secret(&self, user: &str, password: &str) -> Value {
+        let mut v = json!({
+            "engine": "redshift",
+            "host": "localhost",
+            "port": self.pg.port(),
+            "username": user,
+            "password": password,
+        });
+        if self.pg.ca_pem().is_none() {
+            v["ssl"] = json!(false);
+        }
+        v
+    }
+
+    async fn put(&self, name: &str, value: &Value) {
+        self.store
+            .create_secret(name, &SecretString::from(value.to_string()))
+            .await
+            .unwrap();
+    }
+
+    fn rotation(&self, rotator: RedshiftRotator) -> Rotation<LocalSecretStore, RedshiftRotator> {
+        Rotation::new(
+            self.store.clone(),
+            rotator,
+            PasswordPolicy::defaults(&PROFILE.password),
+        )
+    }
+
+    async fn value(&self, name: &str, stage: Stage) -> Value {
+        let v = self
+            .store
+            .get_value(name, VersionSelector::stage(stage))
+            .await
+            .unwrap();
+        serde_json::from_str(v.value.expose_secret()).unwrap()
+    }
+
+    async fn logs_in(&self, value: &Value) -> bool {
+        let r = RedshiftRotator::single_user(self.config.clone());
+        match r
+            .login(
+                &parse(value),
+                Deadline::after(std::time::Duration::from_secs(10)),
+            )
+            .await
+        {
+            Ok(s) => {
+                r.close(s).await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn stored_password(&self, user: &str) -> String {
+        self.pg
+            .psql_vars(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = :'u';",
+                &[("u", user)],
+            )
+            .unwrap()
+    }
+
+    /// Every privilege of the kinds the engine copies, and group memberships, as text lines.
+    fn privileges(&self, user: &str) -> BTreeSet<String> {
+        let lit = user.replace('\'', "''");
+        let q = format!(
+            "SELECT 'db ' || d.datname || ' ' || p FROM pg_database d, (SELECT 'CREATE' AS p UNION ALL SELECT 'TEMP') AS x WHERE has_database_privilege('{lit}', d.datname, p) \
+             UNION ALL SELECT 'schema ' || n.nspname || ' ' || p FROM pg_namespace n, (SELECT 'USAGE' AS p UNION ALL SELECT 'CREATE') AS x WHERE substring(n.nspname, 1, 3) <> 'pg_' AND n.nspname <> 'information_schema' AND has_schema_privilege('{lit}', n.nspname, p) \
+             UNION ALL SELECT 'table ' || c.oid::regclass::text || ' ' || p FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, (SELECT 'SELECT' AS p UNION ALL SELECT 'INSERT' UNION ALL SELECT 'UPDATE' UNION ALL SELECT 'DELETE' UNION ALL SELECT 'REFERENCES') AS x WHERE c.relkind IN ('r', 'v') AND substring(n.nspname, 1, 3) <> 'pg_' AND n.nspname <> 'information_schema' AND has_table_privilege('{lit}', c.oid, p) \
+             UNION ALL SELECT 'group ' || g.groname FROM pg_group g, pg_user u WHERE u.usename = '{lit}' AND u.usesysid = ANY(g.grolist)"
+        );
+        self.pg
+            .psql_db("dev", &q)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn parse(value: &Value) -> DatabaseSecret {
+    DatabaseSecret::parse(&SecretString::from(value.to_string())).unwrap()
+}
+
+fn check_rules(password: &str) {
+    assert!(
+        PROFILE.password.check(password).is_ok(),
+        "a generated password breaks Redshift's rules"
+    );
+}
+
+#[tokio::test]
+async fn single_user_rotates_a_mixed_case_user_over_verified_tls_with_an_md5_hash() {
+    let env = Standin::start(true);
+    env.create_user("AppUser", "Initial-Passw0rd");
+    let initial = env.secret("AppUser", "Initial-Passw0rd");
+    assert!(env.logs_in(&initial).await, "the initial password logs in");
+    env.put("app", &initial).await;
+
+    let r = env.rotation(RedshiftRotator::single_user(env.config.clone()));
+    r.rotate("app").await.expect("rotate");
+
+    let now = env.value("app", Stage::Current).await;
+    let password = now["password"].as_str().unwrap().to_string();
+    check_rules(&password);
+    assert!(env.logs_in(&now).await, "the new password logs in");
+    assert!(!env.logs_in(&initial).await, "the old password is refused");
+    // Everything but the password is kept, and no dbname was added.
+    assert_eq!(now["username"], "AppUser");
+    assert!(now.get("dbname").is_none());
+    // The server holds Redshift's md5 form salted with the stored (here: case-kept) name, and
+    // never saw the password itself.
+    assert_eq!(
+        env.stored_password("AppUser"),
+        sql::md5_password(&password, "AppUser")
+    );
+    let log = env.pg.server_log();
+    assert!(log.contains("ALTER USER"), "statements are logged");
+    assert!(
+        !log.contains(&password),
+        "the new password reached the server log"
+    );
+    assert!(
+        !log.contains("lock_timeout"),
+        "Redshift has no lock_timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_password_that_breaks_redshifts_rules_changes_nothing() {
+    let env = Standin::start(false);
+    env.create_user("app", "Initial-Passw0rd");
+    let current = env.secret("app", "Initial-Passw0rd");
+    let r = RedshiftRotator::single_user(env.config.clone());
+    let bad = [
+        "Short1a",
+        "Has space 1Aa",
+        "Quote'1Aa-long",
+        "Dquote\"1Aa-long",
+        "Back\\slash1Aa",
+        "Slash/1Aa-long",
+        "At@sign1Aa-long",
+        "nouppercase123",
+        "NOLOWERCASE123",
+        "NoDigitsAtAll",
+        "Ünicode1aA-long",
+    ];
+    let too_long = format!("Aa1{}", "x".repeat(62));
+    for pw in bad.iter().copied().chain([too_long.as_str()]) {
+        let mut s = r
+            .login(
+                &parse(&current),
+                Deadline::after(std::time::Duration::from_secs(10)),
+            )
+            .await
+            .unwrap();
+        let e = r
+            .set_own_password(&mut s, &parse(&env.secret("app", pw)))
+            .await
+            .expect_err("a password Redshift refuses is refused");
+        r.close(s).await;
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(
+            !e.to_string().contains(pw),
+            "the message shows the password: {e}"
+        );
+        assert!(env.logs_in(&current).await, "nothing changed for {pw:?}");
+    }
+}
+
+#[tokio::test]
+async fn hostile_user_names_and_passwords_rotate() {
+    let env = Standin::start(false);
+    let names = [
+        "Mixed Case",
+        "quote\"in",
+        "apos'trophe",
+        "semi;colon",
+        "back\\slash",
+        "dollar$sign",
+        "percent%s",
+        "unicodé",
+        "--dash",
+        "drop table x;--",
+        "select",
+        "MiXeD",
+    ];
+    let passwords = [
+        "Aa1$$$$$$",
+        "Aa1--;DROP",
+        "Aa1%s%n%x",
+        "Aa1${HOME}",
+        "Aa1:::::::",
+        "Aa1`echo`x",
+        "Aa1~~~~~~",
+        "Aa1!#&*()",
+        "Aa1<>?|[]",
+        "Aa1+=^,.;",
+        "Aa1-0123456789-0123456789-0123456789-0123456789-0123456789-01234",
+    ];
+    let r = env.rotation(RedshiftRotator::single_user(env.config.clone()));
+    for (i, name) in names.iter().enumerate() {
+        let pw = passwords[i % passwords.len()];
+        env.create_user(name, pw);
+        let initial = env.secret(name, pw);
+        assert!(env.logs_in(&initial).await, "{name:?} logs in with {pw:?}");
+        let id = format!("s{i}");
+        env.put(&id, &initial).await;
+        r.rotate(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {}", rotation_core::error_chain(&e)));
+        let now = env.value(&id, Stage::Current).await;
+        assert!(
+            env.logs_in(&now).await,
+            "{name:?}: the new password logs in"
+        );
+        assert!(
+            !env.logs_in(&initial).await,
+            "{name:?}: the old one is refused"
+        );
+    }
+    // The last password (64 characters) rotates too.
+    let pw = passwords[passwords.len() - 1];
+    assert_eq!(pw.len(), 64);
+    env.create_user("long_pw", pw);
+    env.put("long", &env.secret("long_pw", pw)).await;
+    r.rotate("long")
+        .await
+        .expect("rotate a 64-character password");
+
+    // Alternating users with hostile names: the clone is created and logs in.
+    let master = env.secret(env.pg.superuser(), env.pg.superuser_password());
+    env.put("master", &master).await;
+    let alt = env.rotation(RedshiftRotator::alternating_users(env.config.clone()));
+    for (i, name) in ["Mixed Case", "quote\"in", "drop table x;--", "unicodé"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("a{i}");
+        let mut v = env
+            .value(
+                &format!("s{}", names.iter().position(|n| n == name).unwrap()),
+                Stage::Current,
+            )
+            .await;
+        v["masterarn"] = json!("master");
+        env.put(&id, &v).await;
+        alt.rotate(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {}", rotation_core::error_chain(&e)));
+        let now = env.value(&id, Stage::Current).await;
+        assert_eq!(now["username"], format!("{name}_clone"));
+        assert!(env.logs_in(&now).await, "{name:?}_clone logs in");
+        assert!(env.logs_in(&v).await, "{name:?} still logs in");
+    }
+}
+
+const GRANTS: &str = "
+CREATE SCHEMA s1; CREATE SCHEMA s2; CREATE SCHEMA empty;
+CREATE TABLE s1.t1 (x int); CREATE TABLE s1.t2 (x int); CREATE TABLE s2.t3 (x int);
+CREATE VIEW s1.v AS SELECT x FROM s1.t1;
+CREATE GROUP g1; CREATE GROUP g2; CREATE GROUP g3;
+GRANT CREATE, TEMP ON DATABASE dev TO app;
+GRANT USAGE ON SCHEMA s1 TO app; GRANT USAGE, CREATE ON SCHEMA s2 TO app;
+GRANT USAGE ON SCHEMA empty TO app;
+GRANT SELECT, INSERT ON s1.t1 TO app; GRANT SELECT ON s1.v TO app; GRANT UPDATE ON s2.t3 TO app;
+ALTER GROUP g1 ADD USER app;
+GRANT SELECT ON s1.t2 TO GROUP g2;
+";
+
+#[tokio::test]
+async fn alternating_users_keep_the_clones_privileges_in_line_with_the_originals() {
+    let env = Standin::start(true);
+    env.create_user("app", "Initial-Passw0rd");
+    env.pg.psql_db("dev", GRANTS).expect("grants");
+    let master = env.secret(env.pg.superuser(), env.pg.superuser_password());
+    env.put("master", &master).await;
+    let mut initial = env.secret("app", "Initial-Passw0rd");
+    initial["masterarn"] = json!("master");
+    env.put("app", &initial).await;
+    let r = env.rotation(RedshiftRotator::alternating_users(env.config.clone()));
+    let app_privs = env.privileges("app");
+    assert!(app_privs.contains("group g1"), "{app_privs:?}");
+    assert!(app_privs.contains("schema empty USAGE"), "{app_privs:?}");
+    assert!(app_privs.contains("table s1.v SELECT"), "{app_privs:?}");
+
+    // First rotation: the clone is created with the original's privileges.
+    r.rotate("app").await.expect("first rotation");
+    let now = env.value("app", Stage::Current).await;
+    assert_eq!(now["username"], "app_clone");
+    check_rules(now["password"].as_str().unwrap());
+    assert!(env.logs_in(&now).await);
+    assert!(env.logs_in(&initial).await, "the original keeps working");
+    assert_eq!(env.privileges("app_clone"), env.privileges("app"));
+    assert!(
+        env.stored_password("app_clone").starts_with("md5"),
+        "the clone's password is stored as an md5 hash"
+    );
+
+    // Between rotations the original gains and loses privileges and groups.
+    env.pg
+        .psql_db(
+            "dev",
+            "GRANT DELETE ON s1.t2 TO app; REVOKE INSERT ON s1.t1 FROM app; \
+             ALTER GROUP g2 ADD USER app; ALTER GROUP g1 DROP USER app; \
+             REVOKE CREATE ON SCHEMA s2 FROM app; REVOKE TEMP ON DATABASE dev FROM app; \
+             GRANT CREATE ON SCHEMA s1 TO app; GRANT SELECT ON s2.t3 TO app;",
+        )
+        .unwrap();
+    // Second rotation: pending is the original, current the clone; the clone follows.
+    r.rotate("app").await.expect("second rotation");
+    let now = env.value("app", Stage::Current).await;
+    assert_eq!(now["username"], "app");
+    assert!(env.logs_in(&now).await);
+    let (a, c) = (env.privileges("app"), env.privileges("app_clone"));
+    assert_eq!(c, a);
+    assert!(
+        c.contains("table s1.t2 DELETE") && c.contains("group g2"),
+        "{c:?}"
+    );
+    assert!(
+        !c.contains("table s1.t1 INSERT") && !c.contains("group g1"),
+        "{c:?}"
+    );
+    assert!(!c.contains("schema s2 CREATE"), "{c:?}");
+
+    // A table the clone creates stays fully its own after the next rotation.
+    env.pg
+        .psql_db(
+            "dev",
+            "SET ROLE app_clone; CREATE TABLE s1.owned (x int); RESET ROLE;",
+        )
+        .unwrap();
+    r.rotate("app").await.expect("third rotation");
+    let c = env.privileges("app_clone");
+    assert!(
+        c.contains("table s1.owned SELECT") && c.contains("table s1.owned DELETE"),
+        "{c:?}"
+    );
+    // Apart from its own table, the pair is equal.
+    let a = env.privileges("app");
+    let c_without: BTreeSet<_> = c
+        .iter()
+        .filter(|l| !l.contains("s1.owned"))
+        .cloned()
+        .collect();
+    let a_without: BTreeSet<_> = a
+        .iter()
+        .filter(|l| !l.contains("s1.owned"))
+        .cloned()
+        .collect();
+    assert_eq!(c_without, a_without);
+    // A fourth rotation with nothing changed changes no privilege.
+    let before = (env.privileges("app"), env.privileges("app_clone"));
+    r.rotate("app").await.expect("fourth rotation");
+    assert_eq!(before, (env.privileges("app"), env.privileges("app_clone")));
+}
