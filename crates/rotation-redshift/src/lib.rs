@@ -29,8 +29,8 @@ use rotation_postgres::connect::bounded;
 use rotation_postgres::session::{exec, quote_ident, username};
 use rotation_postgres::{Dialect, PgConfig, PgSession, master};
 use secrecy::ExposeSecret;
-use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+use sqlx::{Column, Connection, Row};
 use tracing::info;
 
 pub use api::{Directory, SdkDirectory};
@@ -108,25 +108,75 @@ fn new_password(target: &DatabaseSecret) -> Result<&str, EngineError> {
     Ok(password)
 }
 
-/// The stored name of user `name`, if there is one.
-async fn find_user(
+/// Whether a user is stored under exactly `stored`.
+async fn user_exists(
     conn: &mut PgConnection,
     deadline: Deadline,
-    name: &str,
-) -> Result<Option<String>, EngineError> {
+    stored: &str,
+) -> Result<bool, EngineError> {
     bounded(
         deadline,
         "looking up a user",
-        sqlx::query_scalar::<_, String>(sql::FIND_USER)
-            .bind(name)
-            .fetch_optional(conn),
+        sqlx::query_scalar::<_, bool>(sql::USER_EXISTS)
+            .bind(stored)
+            .fetch_one(conn),
     )
     .await
 }
 
-/// How Redshift stores a new user's name by default: ASCII letters folded to lower case.
-fn folded(name: &str) -> String {
-    name.to_ascii_lowercase()
+/// `name` as the server resolves it when written as the quoted identifier `name_q`: the name a
+/// user created (or altered) as `name_q` has, and so the md5 hash's salt.
+async fn resolved_name(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    name_q: &str,
+) -> Result<String, EngineError> {
+    let sql = sql::resolve_identifier(name_q);
+    let row = bounded(
+        deadline,
+        "resolving a user name",
+        sqlx::query(&sql).fetch_one(conn),
+    )
+    .await?;
+    row.columns()
+        .first()
+        .map(|c| c.name().to_string())
+        .ok_or_else(|| EngineError::new(ErrorKind::Server, "a query returned no column"))
+}
+
+/// The stored name of user `name`: the exact name, else the name as the server resolves the
+/// quoted identifier (never a guess: on a server that keeps case, `App` and `app` are two
+/// users, and only the one the server itself would resolve is touched).
+async fn stored_user(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    name: &str,
+    name_q: &str,
+) -> Result<(Option<String>, String), EngineError> {
+    if user_exists(conn, deadline, name).await? {
+        return Ok((Some(name.to_string()), name.to_string()));
+    }
+    let resolved = resolved_name(conn, deadline, name_q).await?;
+    let found = resolved != name && user_exists(conn, deadline, &resolved).await?;
+    Ok((found.then(|| resolved.clone()), resolved))
+}
+
+/// Sets the password of the user stored as `stored`.
+async fn set_stored_password(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    stored: &str,
+    password: &str,
+) -> Result<(), EngineError> {
+    let q = quote_ident(conn, deadline, stored).await?;
+    let sql = sql::alter_password(&q, &sql::md5_password(password, stored));
+    exec(
+        conn,
+        deadline,
+        &format!("setting the password of {stored}"),
+        &sql,
+    )
+    .await
 }
 
 /// Creates `name` or sets its password; returns its stored name.
@@ -136,43 +186,30 @@ async fn create_or_set(
     name: &str,
     password: &str,
 ) -> Result<String, EngineError> {
-    if let Some(stored) = find_user(conn, deadline, name).await? {
-        let q = quote_ident(conn, deadline, &stored).await?;
-        let sql = sql::alter_password(&q, &sql::md5_password(password, &stored));
-        exec(
-            conn,
-            deadline,
-            &format!("setting the password of {stored}"),
-            &sql,
-        )
-        .await?;
+    let q = quote_ident(conn, deadline, name).await?;
+    let (existing, resolved) = stored_user(conn, deadline, name, &q).await?;
+    if let Some(stored) = existing {
+        set_stored_password(conn, deadline, &stored, password).await?;
         return Ok(stored);
     }
-    let q = quote_ident(conn, deadline, name).await?;
-    let guess = folded(name);
-    let sql = sql::create_user(&q, &sql::md5_password(password, &guess));
+    let sql = sql::create_user(&q, &sql::md5_password(password, &resolved));
     exec(conn, deadline, &format!("creating user {name}"), &sql).await?;
-    let stored = find_user(conn, deadline, name).await?.ok_or_else(|| {
-        EngineError::new(
-            ErrorKind::Server,
-            format!("user {name} was created but cannot be found by name"),
-        )
-    })?;
-    // A server that keeps the name's case (the PostgreSQL stand-in, or Redshift with
-    // enable_case_sensitive_identifier) salts the hash with that name instead.
-    if stored != guess {
-        let q = quote_ident(conn, deadline, &stored).await?;
-        let sql = sql::alter_password(&q, &sql::md5_password(password, &stored));
-        exec(
-            conn,
-            deadline,
-            &format!("setting the password of {stored}"),
-            &sql,
-        )
-        .await?;
+    if !user_exists(conn, deadline, &resolved).await? {
+        // The label did not tell how the name was stored (a server that reports column names
+        // in another case): the exact name, with the hash salted by it; else give up, which
+        // rolls the creation back.
+        if !user_exists(conn, deadline, name).await? {
+            return Err(EngineError::new(
+                ErrorKind::Server,
+                format!("user {name} was created but cannot be found by name"),
+            ));
+        }
+        set_stored_password(conn, deadline, name, password).await?;
+        info!(user = %name, "created the alternate user");
+        return Ok(name.to_string());
     }
-    info!(user = %stored, "created the alternate user");
-    Ok(stored)
+    info!(user = %resolved, "created the alternate user");
+    Ok(resolved)
 }
 
 impl Rotator for RedshiftRotator {
@@ -216,7 +253,8 @@ impl Rotator for RedshiftRotator {
         )
         .await?;
         let wanted = username(target);
-        if stored != wanted && stored != folded(wanted) {
+        // Redshift folds ASCII letters of names to lower case by default.
+        if stored != wanted && stored != wanted.to_ascii_lowercase() {
             return Err(EngineError::new(
                 ErrorKind::InvalidInput,
                 format!(
@@ -224,15 +262,7 @@ impl Rotator for RedshiftRotator {
                 ),
             ));
         }
-        let q = quote_ident(&mut tx, deadline, &stored).await?;
-        let sql = sql::alter_password(&q, &sql::md5_password(password, &stored));
-        exec(
-            &mut tx,
-            deadline,
-            &format!("changing the password of {stored}"),
-            &sql,
-        )
-        .await?;
+        set_stored_password(&mut tx, deadline, &stored, password).await?;
         bounded(deadline, "committing the password change", tx.commit()).await
     }
 
@@ -252,8 +282,10 @@ impl Rotator for RedshiftRotator {
         )
         .await?;
         let pending_stored = create_or_set(&mut tx, deadline, pending_name, password).await?;
-        let current_stored = find_user(&mut tx, deadline, current_name)
+        let current_q = quote_ident(&mut tx, deadline, current_name).await?;
+        let current_stored = stored_user(&mut tx, deadline, current_name, &current_q)
             .await?
+            .0
             .ok_or_else(|| {
                 EngineError::new(
                     ErrorKind::Server,

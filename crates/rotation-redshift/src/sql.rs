@@ -11,10 +11,15 @@ pub const OBJECTS_PER_STATEMENT: usize = 100;
 /// The user of this session as the server stores it (Redshift folds names to lower case).
 pub const SESSION_USER: &str = "SELECT current_user";
 
-/// The stored name of a user given as `$1`: the exact name first, else its lower-case form
-/// (how Redshift stores names by default).
-pub const FIND_USER: &str = "SELECT usename FROM pg_user WHERE usename = $1 OR usename = lower($1) \
-     ORDER BY CASE WHEN usename = $1 THEN 0 ELSE 1 END LIMIT 1";
+/// Whether user `$1` exists, by its stored name exactly.
+pub const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_user WHERE usename = $1)";
+
+/// A query whose one column is labelled with the quoted identifier `name_q`: the label the
+/// server returns is the name as the server resolves that identifier (Redshift folds it to
+/// lower case by default; PostgreSQL keeps it), which is how a user of that name is stored.
+pub fn resolve_identifier(name_q: &str) -> String {
+    format!("SELECT 1 AS {name_q}")
+}
 
 /// Group memberships of `$1` (the original) and `$2` (the clone).
 pub const GROUPS: &str = "SELECT quote_ident(g.groname), u.usename \
@@ -132,6 +137,14 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_are_resolved_by_the_server() {
+        assert_eq!(
+            resolve_identifier("\"Mixed Case\""),
+            "SELECT 1 AS \"Mixed Case\""
+        );
+    }
+
+    #[test]
     fn password_statements_carry_only_the_hash() {
         let h = md5_password("Secret-Passw0rd", "app");
         assert_eq!(
@@ -180,7 +193,14 @@ mod tests {
 
     #[test]
     fn catalog_queries_stay_in_the_common_subset() {
-        for q in [FIND_USER, GROUPS, DATABASES, SCHEMAS, TABLES, SESSION_USER] {
+        for q in [
+            USER_EXISTS,
+            GROUPS,
+            DATABASES,
+            SCHEMAS,
+            TABLES,
+            SESSION_USER,
+        ] {
             // No `+` concatenation (Redshift's templates use it; PostgreSQL rejects it on text).
             assert!(!q.contains("' + "), "{q}");
             assert!(!q.contains(") + "), "{q}");

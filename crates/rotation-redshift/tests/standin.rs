@@ -419,3 +419,41 @@ async fn alternating_users_keep_the_clones_privileges_in_line_with_the_originals
     r.rotate("app").await.expect("fourth rotation");
     assert_eq!(before, (env.privileges("app"), env.privileges("app_clone")));
 }
+
+#[tokio::test]
+async fn a_server_that_keeps_case_never_touches_the_lower_case_namesake() {
+    // On the stand-in (as on Redshift with enable_case_sensitive_identifier) `App_clone` and
+    // `app_clone` are two users: creating the clone of `App` must not change `app_clone`.
+    let env = Standin::start(false);
+    env.create_user("App", "Initial-Passw0rd");
+    env.create_user("app_clone", "Bystander-Passw0rd");
+    let bystander = env.stored_password("app_clone");
+    env.put(
+        "master",
+        &env.secret(env.pg.superuser(), env.pg.superuser_password()),
+    )
+    .await;
+    let mut initial = env.secret("App", "Initial-Passw0rd");
+    initial["masterarn"] = json!("master");
+    env.put("app", &initial).await;
+    let r = env.rotation(RedshiftRotator::alternating_users(env.config.clone()));
+    r.rotate("app").await.expect("rotate");
+    let now = env.value("app", Stage::Current).await;
+    assert_eq!(now["username"], "App_clone");
+    assert!(env.logs_in(&now).await);
+    assert_eq!(
+        env.stored_password("app_clone"),
+        bystander,
+        "the namesake was changed"
+    );
+    assert_eq!(
+        env.stored_password("App_clone"),
+        sql::md5_password(now["password"].as_str().unwrap(), "App_clone")
+    );
+    // And back: the original `App` is set, not `app`.
+    r.rotate("app").await.expect("rotate back");
+    let now = env.value("app", Stage::Current).await;
+    assert_eq!(now["username"], "App");
+    assert!(env.logs_in(&now).await);
+    assert_eq!(env.stored_password("app_clone"), bystander);
+}
