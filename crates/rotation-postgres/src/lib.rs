@@ -25,7 +25,6 @@ use rotation_core::{
     DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator,
     Strategy,
 };
-use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use tracing::info;
 
@@ -34,7 +33,7 @@ pub use connect::{Dialect, TlsPlan};
 pub use session::PgSession;
 
 use connect::bounded;
-use session::{exec, quote_ident, username};
+use session::{commit, exec, quote_ident, username};
 
 /// RDS / Aurora PostgreSQL: `engine` is `postgres` or `aurora-postgresql`; role names hold at
 /// most 63 bytes (NAMEDATALEN - 1).
@@ -176,12 +175,7 @@ impl Rotator for PostgresRotator {
         // In a transaction, committed only once the ALTER has answered in time: a statement
         // that waits behind a lock (or in the network) past the deadline is rolled back when
         // the connection goes, instead of committing after the step reported failure.
-        let mut tx = bounded(
-            deadline,
-            "starting a transaction",
-            session.connection().begin(),
-        )
-        .await?;
+        let mut tx = session.begin().await?;
         let role = quote_ident(&mut tx, deadline, username(target)).await?;
         let sql = format!("ALTER ROLE {role} WITH {}", password_clause(target)?);
         exec(
@@ -191,7 +185,7 @@ impl Rotator for PostgresRotator {
             &sql,
         )
         .await?;
-        bounded(deadline, "committing the password change", tx.commit()).await
+        commit(tx, deadline, "the password change").await
     }
 
     async fn set_password_as_master(
@@ -202,12 +196,7 @@ impl Rotator for PostgresRotator {
     ) -> Result<(), EngineError> {
         let deadline = session.deadline();
         let (current_name, pending_name) = (username(current), username(target));
-        let mut tx = bounded(
-            deadline,
-            "starting a transaction",
-            session.connection().begin(),
-        )
-        .await?;
+        let mut tx = session.begin().await?;
         let pending_role = quote_ident(&mut tx, deadline, pending_name).await?;
         let current_role = quote_ident(&mut tx, deadline, current_name).await?;
         let password = password_clause(target)?;
@@ -255,7 +244,7 @@ impl Rotator for PostgresRotator {
             .await?;
             info!(member, role, "granted role membership");
         }
-        bounded(deadline, "committing the role change", tx.commit()).await
+        commit(tx, deadline, "the role change").await
     }
 
     async fn test_session(

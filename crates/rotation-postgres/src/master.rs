@@ -16,6 +16,23 @@ pub struct Endpoint {
     pub engine: String,
 }
 
+/// A failed cloud API call (RDS, Redshift): the call, what it was about, and the SDK's whole
+/// error context (service error code and message, or the transport failure).
+pub fn api_error<E: std::error::Error + Send + Sync + 'static>(
+    call: &str,
+    target: &str,
+    e: E,
+) -> EngineError {
+    EngineError::new(
+        ErrorKind::Other,
+        format!(
+            "{call} for {target} failed: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&e)
+        ),
+    )
+    .with_source(e)
+}
+
 fn invalid(e: SecretError) -> EngineError {
     EngineError::new(ErrorKind::InvalidInput, e.to_string())
 }

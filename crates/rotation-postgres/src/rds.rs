@@ -12,8 +12,9 @@
 use std::fmt;
 
 use aws_sdk_rds::Client;
-use aws_sdk_rds::error::DisplayErrorContext;
 use rotation_core::{EngineError, ErrorKind};
+
+use crate::master;
 
 const INSTANCE_TAG: &str = "aws:rds:primarydbinstancearn";
 const CLUSTER_TAG: &str = "aws:rds:primarydbclusterarn";
@@ -38,14 +39,7 @@ fn api_error<E: std::error::Error + Send + Sync + 'static>(
     target: &str,
     e: E,
 ) -> EngineError {
-    EngineError::new(
-        ErrorKind::Other,
-        format!(
-            "RDS API {call} for {target} failed: {}",
-            DisplayErrorContext(&e)
-        ),
-    )
-    .with_source(e)
+    master::api_error(&format!("RDS API {call}"), target, e)
 }
 
 fn first_label(host: &str) -> &str {

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use rotation_core::{DatabaseSecret, Deadline, EngineError, ErrorKind};
-use sqlx::Executor;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, Postgres};
+use sqlx::{Connection, Executor, Transaction};
 
 use crate::config::PgConfig;
 use crate::connect::{self, bounded};
@@ -45,10 +45,27 @@ impl PgSession {
         self.deadline
     }
 
+    /// Starts a transaction for a change that must not take effect later than the step reports
+    /// failure: [`commit`] it only once the change has answered in time; a statement still
+    /// waiting (behind a lock, in the network) past the deadline is rolled back when the
+    /// transaction or the connection goes.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, EngineError> {
+        bounded(self.deadline, "starting a transaction", self.conn.begin()).await
+    }
+
     /// Closes politely (Terminate), bounded by the deadline and two seconds.
     pub async fn close(self) {
         connect::close(self.conn, self.deadline).await;
     }
+}
+
+/// Commits a transaction from [`PgSession::begin`] within `deadline`; `what` names the change.
+pub async fn commit(
+    tx: Transaction<'_, Postgres>,
+    deadline: Deadline,
+    what: &str,
+) -> Result<(), EngineError> {
+    bounded(deadline, &format!("committing {what}"), tx.commit()).await
 }
 
 /// Quotes an identifier with the server's own `quote_ident`.

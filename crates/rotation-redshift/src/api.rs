@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use rotation_core::{EngineError, ErrorKind};
-use rotation_postgres::master::Endpoint;
+use rotation_postgres::master::{Endpoint, api_error};
 
 /// Tag naming a provisioned cluster.
 pub const CLUSTER_TAG: &str = "aws:redshift:primaryclusterarn";
@@ -77,21 +77,6 @@ pub trait Directory: Send + Sync + fmt::Debug {
 
 fn not_found(message: String) -> EngineError {
     EngineError::new(ErrorKind::InvalidInput, message)
-}
-
-fn api_error<E: std::error::Error + Send + Sync + 'static>(
-    call: &str,
-    target: &str,
-    e: E,
-) -> EngineError {
-    EngineError::new(
-        ErrorKind::Other,
-        format!(
-            "{call} for {target} failed: {}",
-            aws_sdk_redshift::error::DisplayErrorContext(&e)
-        ),
-    )
-    .with_source(e)
 }
 
 /// Reads every page of a listing until `found` matches, or the listing ends.

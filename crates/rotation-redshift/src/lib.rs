@@ -26,11 +26,11 @@ use rotation_core::{
     Strategy,
 };
 use rotation_postgres::connect::bounded;
-use rotation_postgres::session::{exec, quote_ident, username};
+use rotation_postgres::session::{commit, exec, quote_ident, username};
 use rotation_postgres::{Dialect, PgConfig, PgSession, master};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnection;
-use sqlx::{Column, Connection, Row};
+use sqlx::{Column, Row};
 use tracing::info;
 
 pub use api::{Directory, SdkDirectory};
@@ -239,12 +239,7 @@ impl Rotator for RedshiftRotator {
         let password = new_password(target)?;
         let deadline = session.deadline();
         // Committed only once the ALTER has answered in time (see the trait).
-        let mut tx = bounded(
-            deadline,
-            "starting a transaction",
-            session.connection().begin(),
-        )
-        .await?;
+        let mut tx = session.begin().await?;
         // The session's own user, as stored: the hash's salt and the user to change.
         let stored = bounded(
             deadline,
@@ -263,7 +258,7 @@ impl Rotator for RedshiftRotator {
             ));
         }
         set_stored_password(&mut tx, deadline, &stored, password).await?;
-        bounded(deadline, "committing the password change", tx.commit()).await
+        commit(tx, deadline, "the password change").await
     }
 
     async fn set_password_as_master(
@@ -275,12 +270,7 @@ impl Rotator for RedshiftRotator {
         let password = new_password(target)?;
         let deadline = session.deadline();
         let (current_name, pending_name) = (username(current), username(target));
-        let mut tx = bounded(
-            deadline,
-            "starting a transaction",
-            session.connection().begin(),
-        )
-        .await?;
+        let mut tx = session.begin().await?;
         let pending_stored = create_or_set(&mut tx, deadline, pending_name, password).await?;
         let current_q = quote_ident(&mut tx, deadline, current_name).await?;
         let current_stored = stored_user(&mut tx, deadline, current_name, &current_q)
@@ -300,7 +290,7 @@ impl Rotator for RedshiftRotator {
         };
         let clone_q = quote_ident(&mut tx, deadline, &clone).await?;
         privileges::synchronise(&mut tx, deadline, &original, &clone, &clone_q).await?;
-        bounded(deadline, "committing the user change", tx.commit()).await
+        commit(tx, deadline, "the user change").await
     }
 
     async fn test_session(
