@@ -215,12 +215,23 @@ impl FakeDatabase {
 pub struct FakeRotator {
     db: FakeDatabase,
     strategy: Strategy,
+    profile: &'static EngineProfile,
 }
 
 impl FakeRotator {
     /// A rotator for `strategy` over `db`.
     pub fn new(db: FakeDatabase, strategy: Strategy) -> Self {
-        FakeRotator { db, strategy }
+        FakeRotator {
+            db,
+            strategy,
+            profile: &FAKE_PROFILE,
+        }
+    }
+
+    /// The same fake with another engine's profile (its password rules, name limits).
+    pub fn with_profile(mut self, profile: &'static EngineProfile) -> Self {
+        self.profile = profile;
+        self
     }
 }
 
@@ -234,7 +245,7 @@ impl Rotator for FakeRotator {
     type Session = FakeSession;
 
     fn profile(&self) -> &EngineProfile {
-        &FAKE_PROFILE
+        self.profile
     }
 
     fn strategy(&self) -> Strategy {

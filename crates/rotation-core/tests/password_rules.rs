@@ -192,80 +192,16 @@ async fn every_redshift_configuration_errors_or_generates_acceptable_passwords()
 #[cfg(feature = "testing")]
 mod create_secret {
     use rotation_core::testing::RecordingStore;
-    use rotation_core::testing::{FakeDatabase, FakeRotator, FakeSession, Operation};
+    use rotation_core::testing::{FakeDatabase, FakeRotator, Operation};
     use rotation_core::{
-        Claim, DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorCategory,
-        LocalSecretStore, PasswordDefaults, PasswordPolicy, PasswordRuleError, Rotation,
-        RotationError, RotationEvent, Rotator, SecretDescription, SecretStore, SecretValue, Stage,
-        StageMove, Step, StepOutcome, StoreError, Strategy, VersionInfo, VersionSelector,
-        error_chain,
+        EngineProfile, ErrorCategory, LocalSecretStore, PasswordDefaults, PasswordPolicy,
+        PasswordRuleError, Rotation, RotationError, RotationEvent, SecretStore, Stage, StageMove,
+        Step, StepOutcome, Strategy, VersionSelector, error_chain,
     };
     use secrecy::SecretString;
 
     const T1: &str = "11111111-1111-4111-8111-111111111111";
     const T2: &str = "22222222-2222-4222-8222-222222222222";
-
-    /// A store whose `GetRandomPassword` returns a fixed password.
-    #[derive(Clone)]
-    struct FixedGenerator {
-        inner: LocalSecretStore,
-        password: &'static str,
-    }
-
-    impl SecretStore for FixedGenerator {
-        async fn describe(&self, secret_id: &str) -> Result<SecretDescription, StoreError> {
-            self.inner.describe(secret_id).await
-        }
-        async fn get_value(
-            &self,
-            secret_id: &str,
-            which: VersionSelector<'_>,
-        ) -> Result<SecretValue, StoreError> {
-            self.inner.get_value(secret_id, which).await
-        }
-        async fn put_value(
-            &self,
-            secret_id: &str,
-            token: &str,
-            value: &SecretString,
-            stages: &[Stage],
-            rotation_token: Option<&str>,
-        ) -> Result<(), StoreError> {
-            self.inner
-                .put_value(secret_id, token, value, stages, rotation_token)
-                .await
-        }
-        async fn update_stage(
-            &self,
-            secret_id: &str,
-            change: StageMove<'_>,
-        ) -> Result<(), StoreError> {
-            self.inner.update_stage(secret_id, change).await
-        }
-        async fn random_password(
-            &self,
-            _policy: &PasswordPolicy,
-        ) -> Result<SecretString, StoreError> {
-            Ok(SecretString::from(self.password.to_string()))
-        }
-        async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
-            self.inner.list_versions(secret_id).await
-        }
-        async fn put_pending(
-            &self,
-            secret_id: &str,
-            token: &str,
-            value: &SecretString,
-            rotation_token: Option<&str>,
-        ) -> Result<(), StoreError> {
-            self.inner
-                .put_pending(secret_id, token, value, rotation_token)
-                .await
-        }
-        async fn claim(&self, arn: &str) -> Result<Claim, StoreError> {
-            self.inner.claim(arn).await
-        }
-    }
 
     static REDSHIFT_LIKE: EngineProfile = EngineProfile {
         name: "fake-redshift",
@@ -275,54 +211,6 @@ mod create_secret {
         default_port: Some(5432),
     };
 
-    /// The fake engine with Redshift's password rules.
-    struct RedshiftLike(FakeRotator);
-
-    impl Rotator for RedshiftLike {
-        type Session = FakeSession;
-        fn profile(&self) -> &EngineProfile {
-            &REDSHIFT_LIKE
-        }
-        fn strategy(&self) -> Strategy {
-            self.0.strategy()
-        }
-        async fn login(
-            &self,
-            secret: &DatabaseSecret,
-            deadline: Deadline,
-        ) -> Result<FakeSession, EngineError> {
-            self.0.login(secret, deadline).await
-        }
-        async fn set_own_password(
-            &self,
-            session: &mut FakeSession,
-            target: &DatabaseSecret,
-        ) -> Result<(), EngineError> {
-            self.0.set_own_password(session, target).await
-        }
-        async fn set_password_as_master(
-            &self,
-            session: &mut FakeSession,
-            current: &DatabaseSecret,
-            target: &DatabaseSecret,
-        ) -> Result<(), EngineError> {
-            self.0
-                .set_password_as_master(session, current, target)
-                .await
-        }
-        async fn test_session(
-            &self,
-            session: &mut FakeSession,
-            pending: &DatabaseSecret,
-            partner: Option<&str>,
-        ) -> Result<(), EngineError> {
-            self.0.test_session(session, pending, partner).await
-        }
-        async fn close(&self, session: FakeSession) {
-            self.0.close(session).await
-        }
-    }
-
     const INITIAL: &str = "Initial-Passw0rd";
 
     async fn setup(
@@ -331,8 +219,8 @@ mod create_secret {
         tempfile::TempDir,
         LocalSecretStore,
         FakeDatabase,
-        Rotation<RecordingStore<FixedGenerator>, RedshiftLike>,
-        RecordingStore<FixedGenerator>,
+        Rotation<RecordingStore<LocalSecretStore>, FakeRotator>,
+        RecordingStore<LocalSecretStore>,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let local = LocalSecretStore::new(dir.path().join("secrets.json"));
@@ -345,13 +233,11 @@ mod create_secret {
             .unwrap();
         let db = FakeDatabase::new();
         db.add_user("app", &SecretString::from(INITIAL));
-        let store = RecordingStore::new(FixedGenerator {
-            inner: local.clone(),
-            password,
-        });
+        let store = RecordingStore::new(local.clone());
+        store.generate_with(password);
         let rotation = Rotation::new(
             store.clone(),
-            RedshiftLike(FakeRotator::new(db.clone(), Strategy::SingleUser)),
+            FakeRotator::new(db.clone(), Strategy::SingleUser).with_profile(&REDSHIFT_LIKE),
             PasswordPolicy::defaults(&PasswordDefaults::REDSHIFT),
         );
         (dir, local, db, rotation, store)

@@ -200,6 +200,7 @@ struct Log {
 struct Shared {
     log: Mutex<Log>,
     pause: Mutex<Option<Pause>>,
+    generated: Mutex<Option<String>>,
 }
 
 /// Wraps any [`SecretStore`] and records every call made through it, for tests that assert
@@ -275,6 +276,12 @@ impl<S> RecordingStore<S> {
             inner,
             shared: Arc::default(),
         }
+    }
+
+    /// From now on, `GetRandomPassword` returns `password` instead of asking the wrapped store
+    /// (a generator that breaks the policy, for tests of what rotation does with its output).
+    pub fn generate_with(&self, password: &str) {
+        *self.shared.generated.lock().unwrap() = Some(password.to_string());
     }
 
     /// The wrapped store.
@@ -438,7 +445,11 @@ impl<S: SecretStore> SecretStore for RecordingStore<S> {
 
     async fn random_password(&self, policy: &PasswordPolicy) -> Result<SecretString, StoreError> {
         self.record(Operation::GetRandomPassword, None, None, None);
-        self.inner.random_password(policy).await
+        let fixed = self.shared.generated.lock().unwrap().clone();
+        match fixed {
+            Some(p) => Ok(SecretString::from(p)),
+            None => self.inner.random_password(policy).await,
+        }
     }
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
