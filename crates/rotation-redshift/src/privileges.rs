@@ -116,6 +116,29 @@ fn two_kinds(rows: Vec<Row6>) -> Vec<ObjectPrivileges> {
         .collect()
 }
 
+/// Runs a catalog query about the pair (`$1` the original, `$2` the clone).
+async fn pair_rows<T>(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    what: &str,
+    query: &'static str,
+    original: &str,
+    clone: &str,
+) -> Result<Vec<T>, EngineError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    bounded(
+        deadline,
+        what,
+        sqlx::query_as(query)
+            .bind(original)
+            .bind(clone)
+            .fetch_all(conn),
+    )
+    .await
+}
+
 /// Reads the pair's privileges and brings the clone's in line with the original's, on `conn`
 /// (inside the caller's transaction). `original` and `clone` are stored names. Returns how many
 /// statements it ran.
@@ -126,43 +149,43 @@ pub async fn synchronise(
     clone: &str,
     clone_q: &str,
 ) -> Result<usize, EngineError> {
-    let groups: Vec<(String, String)> = bounded(
+    let groups: Vec<(String, String)> = pair_rows(
+        conn,
         deadline,
         "reading group memberships",
-        sqlx::query_as(sql::GROUPS)
-            .bind(original)
-            .bind(clone)
-            .fetch_all(&mut *conn),
+        sql::GROUPS,
+        original,
+        clone,
     )
     .await?;
     let mut statements = plan_groups(&groups, original, clone, clone_q);
     run(conn, deadline, &statements).await?;
 
-    let databases: Vec<Row6> = bounded(
+    let databases: Vec<Row6> = pair_rows(
+        conn,
         deadline,
         "reading database privileges",
-        sqlx::query_as(sql::DATABASES)
-            .bind(original)
-            .bind(clone)
-            .fetch_all(&mut *conn),
+        sql::DATABASES,
+        original,
+        clone,
     )
     .await?;
-    let schemas: Vec<Row6> = bounded(
+    let schemas: Vec<Row6> = pair_rows(
+        conn,
         deadline,
         "reading schema privileges",
-        sqlx::query_as(sql::SCHEMAS)
-            .bind(original)
-            .bind(clone)
-            .fetch_all(&mut *conn),
+        sql::SCHEMAS,
+        original,
+        clone,
     )
     .await?;
-    let tables: Vec<TableRow> = bounded(
+    let tables: Vec<TableRow> = pair_rows(
+        conn,
         deadline,
         "reading table privileges",
-        sqlx::query_as(sql::TABLES)
-            .bind(original)
-            .bind(clone)
-            .fetch_all(&mut *conn),
+        sql::TABLES,
+        original,
+        clone,
     )
     .await?;
     let tables: Vec<ObjectPrivileges> = tables
