@@ -29,6 +29,9 @@ pub struct Dialect {
     pub default_dbname: &'static str,
     /// Whether the server has `lock_timeout` (W24).
     pub lock_timeout: bool,
+    /// Whether the server has `idle_in_transaction_session_timeout`: a session whose client
+    /// went silent inside a transaction is ended, so its locks do not block the next attempt.
+    pub idle_in_transaction_timeout: bool,
     /// Whether the server limits (`statement_timeout`, `lock_timeout`) go in the startup
     /// packet's `options`; otherwise they are `SET` right after login, one round trip more.
     pub limits_in_startup: bool,
@@ -45,6 +48,7 @@ impl Dialect {
         default_port: DEFAULT_PORT,
         default_dbname: DEFAULT_DBNAME,
         lock_timeout: true,
+        idle_in_transaction_timeout: true,
         limits_in_startup: true,
         extra_float_digits: Some(2),
         application_name: true,
@@ -146,11 +150,17 @@ fn options(
 /// mean "no limit" to the server, hence the floor.)
 fn server_limits(config: &PgConfig, deadline: Deadline) -> Vec<(&'static str, u128)> {
     let limit = |d: Duration| deadline.cap(d).max(Duration::from_millis(1)).as_millis();
-    let mut limits = Vec::with_capacity(2);
+    let mut limits = Vec::with_capacity(3);
     if config.dialect.lock_timeout {
         limits.push(("lock_timeout", limit(config.lock_timeout)));
     }
     limits.push(("statement_timeout", limit(config.statement_timeout)));
+    if config.dialect.idle_in_transaction_timeout {
+        limits.push((
+            "idle_in_transaction_session_timeout",
+            limit(config.statement_timeout),
+        ));
+    }
     limits
 }
 

@@ -99,7 +99,9 @@ pub fn exec<'a>(
             Ok(Err(e)) => Err(connect::engine_error(what.to_string(), e)),
             Err(_) => Err(EngineError::new(
                 ErrorKind::Timeout,
-                format!("{what}: no answer before the step's deadline"),
+                format!(
+                    "{what}: no answer before the step's deadline (a statement that changes users or privileges waits for locks other sessions hold, such as an earlier attempt whose connection the server has not closed yet)"
+                ),
             )),
         }
     })

@@ -41,6 +41,7 @@ pub const DIALECT: Dialect = Dialect {
     default_port: 5439,
     default_dbname: "dev",
     lock_timeout: false,
+    idle_in_transaction_timeout: false,
     limits_in_startup: false,
     extra_float_digits: None,
     application_name: false,
@@ -179,20 +180,21 @@ async fn set_stored_password(
     .await
 }
 
-/// Creates `name` or sets its password; returns its stored name.
+/// Creates `name` (quoted `q`; `known` from [`stored_user`]) or sets its password; returns its
+/// stored name and whether it was created.
 async fn create_or_set(
     conn: &mut PgConnection,
     deadline: Deadline,
-    name: &str,
+    (name, q): (&str, &str),
+    known: (Option<String>, String),
     password: &str,
-) -> Result<String, EngineError> {
-    let q = quote_ident(conn, deadline, name).await?;
-    let (existing, resolved) = stored_user(conn, deadline, name, &q).await?;
+) -> Result<(String, bool), EngineError> {
+    let (existing, resolved) = known;
     if let Some(stored) = existing {
         set_stored_password(conn, deadline, &stored, password).await?;
-        return Ok(stored);
+        return Ok((stored, false));
     }
-    let sql = sql::create_user(&q, &sql::md5_password(password, &resolved));
+    let sql = sql::create_user(q, &sql::md5_password(password, &resolved));
     exec(conn, deadline, &format!("creating user {name}"), &sql).await?;
     if !user_exists(conn, deadline, &resolved).await? {
         // The label did not tell how the name was stored (a server that reports column names
@@ -206,10 +208,10 @@ async fn create_or_set(
         }
         set_stored_password(conn, deadline, name, password).await?;
         info!(user = %name, "created the alternate user");
-        return Ok(name.to_string());
+        return Ok((name.to_string(), true));
     }
     info!(user = %resolved, "created the alternate user");
-    Ok(resolved)
+    Ok((resolved, true))
 }
 
 impl Rotator for RedshiftRotator {
@@ -244,7 +246,7 @@ impl Rotator for RedshiftRotator {
         let stored = bounded(
             deadline,
             "reading the session's user",
-            sqlx::query_scalar::<_, String>(sql::SESSION_USER).fetch_one(&mut *tx),
+            sqlx::query_scalar::<_, String>(sql::LOGIN_USER).fetch_one(&mut *tx),
         )
         .await?;
         let wanted = username(target);
@@ -271,7 +273,14 @@ impl Rotator for RedshiftRotator {
         let deadline = session.deadline();
         let (current_name, pending_name) = (username(current), username(target));
         let mut tx = session.begin().await?;
-        let pending_stored = create_or_set(&mut tx, deadline, pending_name, password).await?;
+        // The admin's own user, as the server resolved it: never one of the pair, whatever the
+        // case of the names in the secrets (Redshift folds them).
+        let admin = bounded(
+            deadline,
+            "reading the session's user",
+            sqlx::query_scalar::<_, String>(sql::LOGIN_USER).fetch_one(&mut *tx),
+        )
+        .await?;
         let current_q = quote_ident(&mut tx, deadline, current_name).await?;
         let current_stored = stored_user(&mut tx, deadline, current_name, &current_q)
             .await?
@@ -282,14 +291,42 @@ impl Rotator for RedshiftRotator {
                     format!("the current user {current_name} does not exist"),
                 )
             })?;
-        // The original (the name without `_clone`) is the source of truth in both directions.
-        let (original, clone) = if pending_name.strip_suffix("_clone") == Some(current_name) {
-            (current_stored, pending_stored)
-        } else {
-            (pending_stored, current_stored)
-        };
-        let clone_q = quote_ident(&mut tx, deadline, &clone).await?;
-        privileges::synchronise(&mut tx, deadline, &original, &clone, &clone_q).await?;
+        let pending_q = quote_ident(&mut tx, deadline, pending_name).await?;
+        let pending_known = stored_user(&mut tx, deadline, pending_name, &pending_q).await?;
+        for user in [
+            Some(&current_stored),
+            pending_known.0.as_ref(),
+            Some(&pending_known.1),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if *user == admin {
+                return Err(EngineError::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{user} is the admin secret's own user; the alternating pair must be two other users"
+                    ),
+                ));
+            }
+        }
+        let (pending_stored, created) = create_or_set(
+            &mut tx,
+            deadline,
+            (pending_name, &pending_q),
+            pending_known,
+            password,
+        )
+        .await?;
+        let pending_is_clone = pending_name.strip_suffix("_clone") == Some(current_name);
+        let direction = privileges::Direction::for_pair(
+            &current_stored,
+            &pending_stored,
+            created,
+            pending_is_clone,
+        );
+        let target_q = quote_ident(&mut tx, deadline, &direction.target).await?;
+        privileges::synchronise(&mut tx, deadline, &direction, &target_q).await?;
         commit(tx, deadline, "the user change").await
     }
 

@@ -1,15 +1,22 @@
-//! Keeping the clone's privileges equal to the original's (W7), within the kinds AWS's function
-//! copies once at creation: database CREATE/TEMP, schema USAGE/CREATE, table SELECT, INSERT,
-//! UPDATE, DELETE, REFERENCES (views too), plus group memberships. Re-checked on every
-//! rotation: the clone gains what the original gained and loses what the original lost.
+//! Keeping the pair's privileges equal (W7), within the kinds AWS's function copies once at
+//! creation: database CREATE/TEMP, schema USAGE/CREATE, table SELECT, INSERT, UPDATE, DELETE,
+//! REFERENCES (views too), plus group memberships.
+//!
+//! Who follows whom, decided by [`Direction::for_pair`]:
+//! - a user created now gets the current user's privileges (AWS's behaviour);
+//! - otherwise the original (the name without `_clone`) is the source of truth and the clone
+//!   follows it: it gains what the original gained, and loses what the original lost, but only
+//!   while the clone is the pending user. The user the secret's AWSCURRENT names, which
+//!   applications use during the rotation, never loses anything mid-rotation.
 //!
 //! Effective privileges are read with `has_*_privilege` (so grants through PUBLIC and groups
 //! count), after the group memberships are synchronised in the same transaction. Objects the
-//! clone owns keep its owner rights.
+//! target owns keep its owner rights. Tables in schemas the acting (admin) user cannot use are
+//! left out: it could neither look them up nor grant on them.
 
 use std::collections::BTreeSet;
 
-use rotation_core::{Deadline, EngineError};
+use rotation_core::{Deadline, EngineError, ErrorKind};
 use rotation_postgres::connect::bounded;
 use rotation_postgres::session::exec;
 use sqlx::postgres::PgConnection;
@@ -17,18 +24,52 @@ use tracing::info;
 
 use crate::sql;
 
-/// One object's privileges: for each privilege kind, whether the original and the clone hold
-/// it, and whether the clone owns the object.
+/// Which user's privileges are copied to which, and whether the target may lose any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Direction {
+    /// Stored name of the user whose privileges are copied.
+    pub source: String,
+    /// Stored name of the user that receives them.
+    pub target: String,
+    /// Whether privileges the source lacks are revoked from the target.
+    pub revoke: bool,
+}
+
+impl Direction {
+    /// The direction for a rotation whose current user is `current` and pending user
+    /// `pending` (stored names), where `created` says the pending user was created just now
+    /// and `pending_is_clone` whether the pending user is the `_clone` of the pair.
+    pub fn for_pair(current: &str, pending: &str, created: bool, pending_is_clone: bool) -> Self {
+        let (source, target, revoke) = if created {
+            // A new user starts with what the user in use has.
+            (current, pending, false)
+        } else if pending_is_clone {
+            // The clone is not in use: it follows the original exactly.
+            (current, pending, true)
+        } else {
+            // The clone is in use (AWSCURRENT): it gains what the original has, loses nothing now.
+            (pending, current, false)
+        };
+        Direction {
+            source: source.to_string(),
+            target: target.to_string(),
+            revoke,
+        }
+    }
+}
+
+/// One object's privileges: for each privilege kind, whether the source and the target hold
+/// it, and whether the target owns the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectPrivileges {
     /// The object's name, quoted by the server.
     pub object_q: String,
-    /// Whether the original holds each privilege.
-    pub original: Vec<bool>,
-    /// Whether the clone holds each privilege.
-    pub clone: Vec<bool>,
-    /// Whether the clone owns the object.
-    pub clone_owns: bool,
+    /// Whether the source holds each privilege.
+    pub source: Vec<bool>,
+    /// Whether the target holds each privilege.
+    pub target: Vec<bool>,
+    /// Whether the target owns the object.
+    pub target_owns: bool,
 }
 
 /// What changes, as statements, for objects of `kind` with privileges `privileges`.
@@ -36,15 +77,16 @@ pub fn plan_objects(
     kind: &str,
     privileges: &[&str],
     objects: &[ObjectPrivileges],
-    clone_q: &str,
+    target_q: &str,
+    revoke: bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (i, privilege) in privileges.iter().enumerate() {
-        let pick = |want_original: bool, want_clone: bool| -> Vec<String> {
+        let pick = |grant: bool| -> Vec<String> {
             objects
                 .iter()
-                .filter(|o| o.original[i] == want_original && o.clone[i] == want_clone)
-                .filter(|o| want_original || !o.clone_owns)
+                .filter(|o| o.source[i] == grant && o.target[i] != grant)
+                .filter(|o| grant || !o.target_owns)
                 .map(|o| o.object_q.clone())
                 .collect()
         };
@@ -52,41 +94,42 @@ pub fn plan_objects(
             true,
             privilege,
             kind,
-            &pick(true, false),
-            clone_q,
+            &pick(true),
+            target_q,
         ));
-        out.extend(sql::privilege_statements(
-            false,
-            privilege,
-            kind,
-            &pick(false, true),
-            clone_q,
-        ));
+        if revoke {
+            out.extend(sql::privilege_statements(
+                false,
+                privilege,
+                kind,
+                &pick(false),
+                target_q,
+            ));
+        }
     }
     out
 }
 
-/// Group statements: join the original's groups, leave the others.
-pub fn plan_groups(
-    rows: &[(String, String)],
-    original: &str,
-    clone: &str,
-    clone_q: &str,
-) -> Vec<String> {
+/// Group statements: the target joins the source's groups and, with `revoke`, leaves the others.
+pub fn plan_groups(rows: &[(String, String)], d: &Direction, target_q: &str) -> Vec<String> {
     let of = |user: &str| -> BTreeSet<&str> {
         rows.iter()
             .filter(|(_, u)| u == user)
             .map(|(g, _)| g.as_str())
             .collect()
     };
-    let (want, have) = (of(original), of(clone));
-    want.difference(&have)
-        .map(|g| sql::group_membership(g, clone_q, true))
-        .chain(
+    let (want, have) = (of(&d.source), of(&d.target));
+    let mut out: Vec<String> = want
+        .difference(&have)
+        .map(|g| sql::group_membership(g, target_q, true))
+        .collect();
+    if d.revoke {
+        out.extend(
             have.difference(&want)
-                .map(|g| sql::group_membership(g, clone_q, false)),
-        )
-        .collect()
+                .map(|g| sql::group_membership(g, target_q, false)),
+        );
+    }
+    out
 }
 
 type Row6 = (String, bool, bool, bool, bool, bool);
@@ -107,23 +150,22 @@ type TableRow = (
 
 fn two_kinds(rows: Vec<Row6>) -> Vec<ObjectPrivileges> {
     rows.into_iter()
-        .map(|(q, o1, o2, c1, c2, owns)| ObjectPrivileges {
+        .map(|(q, s1, s2, t1, t2, owns)| ObjectPrivileges {
             object_q: q,
-            original: vec![o1, o2],
-            clone: vec![c1, c2],
-            clone_owns: owns,
+            source: vec![s1, s2],
+            target: vec![t1, t2],
+            target_owns: owns,
         })
         .collect()
 }
 
-/// Runs a catalog query about the pair (`$1` the original, `$2` the clone).
+/// Runs a catalog query about the pair (`$1` the source, `$2` the target).
 async fn pair_rows<T>(
     conn: &mut PgConnection,
     deadline: Deadline,
     what: &str,
     query: &'static str,
-    original: &str,
-    clone: &str,
+    d: &Direction,
 ) -> Result<Vec<T>, EngineError>
 where
     T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
@@ -132,33 +174,53 @@ where
         deadline,
         what,
         sqlx::query_as(query)
-            .bind(original)
-            .bind(clone)
+            .bind(&d.source)
+            .bind(&d.target)
             .fetch_all(conn),
     )
     .await
 }
 
-/// Reads the pair's privileges and brings the clone's in line with the original's, on `conn`
-/// (inside the caller's transaction). `original` and `clone` are stored names. Returns how many
-/// statements it ran.
+/// Refuses a pair where the target is a superuser and the source is not: no grant or revoke
+/// could make them equal, and rotation must not hand out a superuser by accident.
+async fn check_superusers(
+    conn: &mut PgConnection,
+    deadline: Deadline,
+    d: &Direction,
+) -> Result<(), EngineError> {
+    let rows: Vec<(String, bool)> = pair_rows(
+        conn,
+        deadline,
+        "reading user attributes",
+        sql::SUPERUSERS,
+        d,
+    )
+    .await?;
+    let is_super = |name: &str| rows.iter().any(|(u, s)| u == name && *s);
+    if is_super(&d.target) && !is_super(&d.source) {
+        return Err(EngineError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{} is a superuser and {} is not, so the pair cannot hold the same privileges; make them equal by hand (ALTER USER ... NOCREATEUSER)",
+                d.target, d.source
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the pair's privileges and brings the target's in line with the source's as `d` says,
+/// on `conn` (inside the caller's transaction). Returns how many statements it ran.
 pub async fn synchronise(
     conn: &mut PgConnection,
     deadline: Deadline,
-    original: &str,
-    clone: &str,
-    clone_q: &str,
+    d: &Direction,
+    target_q: &str,
 ) -> Result<usize, EngineError> {
-    let groups: Vec<(String, String)> = pair_rows(
-        conn,
-        deadline,
-        "reading group memberships",
-        sql::GROUPS,
-        original,
-        clone,
-    )
-    .await?;
-    let mut statements = plan_groups(&groups, original, clone, clone_q);
+    check_superusers(conn, deadline, d).await?;
+    let groups: Vec<(String, String)> =
+        pair_rows(conn, deadline, "reading group memberships", sql::GROUPS, d).await?;
+    let mut statements = plan_groups(&groups, d, target_q);
     run(conn, deadline, &statements).await?;
 
     let databases: Vec<Row6> = pair_rows(
@@ -166,35 +228,20 @@ pub async fn synchronise(
         deadline,
         "reading database privileges",
         sql::DATABASES,
-        original,
-        clone,
+        d,
     )
     .await?;
-    let schemas: Vec<Row6> = pair_rows(
-        conn,
-        deadline,
-        "reading schema privileges",
-        sql::SCHEMAS,
-        original,
-        clone,
-    )
-    .await?;
-    let tables: Vec<TableRow> = pair_rows(
-        conn,
-        deadline,
-        "reading table privileges",
-        sql::TABLES,
-        original,
-        clone,
-    )
-    .await?;
+    let schemas: Vec<Row6> =
+        pair_rows(conn, deadline, "reading schema privileges", sql::SCHEMAS, d).await?;
+    let tables: Vec<TableRow> =
+        pair_rows(conn, deadline, "reading table privileges", sql::TABLES, d).await?;
     let tables: Vec<ObjectPrivileges> = tables
         .into_iter()
         .map(|r| ObjectPrivileges {
             object_q: r.0,
-            original: vec![r.1, r.2, r.3, r.4, r.5],
-            clone: vec![r.6, r.7, r.8, r.9, r.10],
-            clone_owns: r.11,
+            source: vec![r.1, r.2, r.3, r.4, r.5],
+            target: vec![r.6, r.7, r.8, r.9, r.10],
+            target_owns: r.11,
         })
         .collect();
     let more: Vec<String> = [
@@ -202,14 +249,22 @@ pub async fn synchronise(
             "DATABASE",
             &["CREATE", "TEMP"],
             &two_kinds(databases),
-            clone_q,
+            target_q,
+            d.revoke,
         ),
-        plan_objects("SCHEMA", &["USAGE", "CREATE"], &two_kinds(schemas), clone_q),
+        plan_objects(
+            "SCHEMA",
+            &["USAGE", "CREATE"],
+            &two_kinds(schemas),
+            target_q,
+            d.revoke,
+        ),
         plan_objects(
             "TABLE",
             &["SELECT", "INSERT", "UPDATE", "DELETE", "REFERENCES"],
             &tables,
-            clone_q,
+            target_q,
+            d.revoke,
         ),
     ]
     .concat();
@@ -217,10 +272,11 @@ pub async fn synchronise(
     statements.extend(more);
     if !statements.is_empty() {
         info!(
-            original,
-            clone,
+            source = %d.source,
+            target = %d.target,
+            revoke = d.revoke,
             statements = statements.len(),
-            "brought the clone's privileges in line with the original's"
+            "brought the pair's privileges in line"
         );
     }
     Ok(statements.len())
@@ -243,48 +299,93 @@ async fn run(
 mod tests {
     use super::*;
 
-    fn obj(q: &str, original: &[bool], clone: &[bool], owns: bool) -> ObjectPrivileges {
+    fn obj(q: &str, source: &[bool], target: &[bool], owns: bool) -> ObjectPrivileges {
         ObjectPrivileges {
             object_q: q.into(),
-            original: original.to_vec(),
-            clone: clone.to_vec(),
-            clone_owns: owns,
+            source: source.to_vec(),
+            target: target.to_vec(),
+            target_owns: owns,
         }
     }
 
     #[test]
-    fn grants_what_is_missing_and_revokes_what_the_original_lost() {
+    fn grants_what_is_missing_and_revokes_only_when_allowed() {
         let objects = [
             obj("s.a", &[true, true], &[false, true], false),
             obj("s.b", &[false, false], &[true, false], false),
-            // Owned by the clone: never revoked.
+            // Owned by the target: never revoked.
             obj("s.c", &[false, false], &[true, true], true),
             obj("s.d", &[true, false], &[true, false], false),
         ];
         assert_eq!(
-            plan_objects("TABLE", &["SELECT", "INSERT"], &objects, "app_clone"),
+            plan_objects("TABLE", &["SELECT", "INSERT"], &objects, "app_clone", true),
             vec![
                 "GRANT SELECT ON TABLE s.a TO app_clone",
                 "REVOKE SELECT ON TABLE s.b FROM app_clone",
             ]
         );
+        assert_eq!(
+            plan_objects("TABLE", &["SELECT", "INSERT"], &objects, "app_clone", false),
+            vec!["GRANT SELECT ON TABLE s.a TO app_clone"]
+        );
     }
 
     #[test]
-    fn groups_follow_the_original() {
+    fn groups_follow_the_source() {
         let rows = vec![
             ("g1".to_string(), "app".to_string()),
             ("g2".to_string(), "app".to_string()),
             ("g2".to_string(), "app_clone".to_string()),
             ("old".to_string(), "app_clone".to_string()),
         ];
+        let mut d = Direction::for_pair("app", "app_clone", false, true);
         assert_eq!(
-            plan_groups(&rows, "app", "app_clone", "app_clone"),
+            plan_groups(&rows, &d, "app_clone"),
             vec![
                 "ALTER GROUP g1 ADD USER app_clone",
                 "ALTER GROUP old DROP USER app_clone",
             ]
         );
-        assert!(plan_groups(&rows[1..3], "app", "app_clone", "app_clone").is_empty());
+        d.revoke = false;
+        assert_eq!(
+            plan_groups(&rows, &d, "app_clone"),
+            vec!["ALTER GROUP g1 ADD USER app_clone"]
+        );
+    }
+
+    #[test]
+    fn the_user_in_use_never_loses_privileges() {
+        // Current original, pending clone: the clone follows exactly.
+        assert_eq!(
+            Direction::for_pair("app", "app_clone", false, true),
+            Direction {
+                source: "app".into(),
+                target: "app_clone".into(),
+                revoke: true
+            }
+        );
+        // Current clone, pending original: the original stays the source; the clone (in
+        // use) only gains.
+        assert_eq!(
+            Direction::for_pair("app_clone", "app", false, false),
+            Direction {
+                source: "app".into(),
+                target: "app_clone".into(),
+                revoke: false
+            }
+        );
+        // A user created now copies the current one, whichever name it has.
+        for (current, pending, is_clone) in
+            [("etl_clone", "etl", false), ("app", "app_clone", true)]
+        {
+            assert_eq!(
+                Direction::for_pair(current, pending, true, is_clone),
+                Direction {
+                    source: current.into(),
+                    target: pending.into(),
+                    revoke: false
+                }
+            );
+        }
     }
 }

@@ -8,9 +8,6 @@ use md5::{Digest, Md5};
 /// Most objects named in one GRANT or REVOKE (keeps statements short on large catalogs).
 pub const OBJECTS_PER_STATEMENT: usize = 100;
 
-/// The user of this session as the server stores it (Redshift folds names to lower case).
-pub const SESSION_USER: &str = "SELECT current_user";
-
 /// Whether user `$1` exists, by its stored name exactly.
 pub const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_user WHERE usename = $1)";
 
@@ -21,7 +18,14 @@ pub fn resolve_identifier(name_q: &str) -> String {
     format!("SELECT 1 AS {name_q}")
 }
 
-/// Group memberships of `$1` (the original) and `$2` (the clone).
+/// Whether `$1` and `$2` are superusers.
+pub const SUPERUSERS: &str = "SELECT usename, usesuper FROM pg_user WHERE usename IN ($1, $2)";
+
+/// The session's login user, as stored (not `current_user`, which `SET ROLE` or a per-user
+/// `role` setting can change).
+pub const LOGIN_USER: &str = "SELECT session_user";
+
+/// Group memberships of `$1` (the source) and `$2` (the target).
 pub const GROUPS: &str = "SELECT quote_ident(g.groname), u.usename \
      FROM pg_group g, pg_user u \
      WHERE u.usename IN ($1, $2) AND u.usesysid = ANY(g.grolist)";
@@ -42,8 +46,10 @@ pub const SCHEMAS: &str = "SELECT quote_ident(n.nspname), \
      FROM pg_namespace n \
      WHERE substring(n.nspname, 1, 3) <> 'pg_' AND n.nspname <> 'information_schema'";
 
-/// Per table and view outside system schemas (so also outside `pg_internal` and `pg_automv`):
-/// SELECT, INSERT, UPDATE, DELETE, REFERENCES for `$1`, then for `$2`, and whether `$2` owns it.
+/// Per table and view outside system schemas (so also outside `pg_internal` and `pg_automv`)
+/// and in schemas the acting user may use (it could not look the others up by name, nor grant
+/// on them): SELECT, INSERT, UPDATE, DELETE, REFERENCES for `$1`, then for `$2`, and whether
+/// `$2` owns it.
 pub const TABLES: &str = "SELECT t.q, \
      has_table_privilege($1, t.q, 'SELECT'), has_table_privilege($1, t.q, 'INSERT'), \
      has_table_privilege($1, t.q, 'UPDATE'), has_table_privilege($1, t.q, 'DELETE'), \
@@ -55,10 +61,12 @@ pub const TABLES: &str = "SELECT t.q, \
      FROM (SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) AS q, tableowner AS owner \
            FROM pg_tables \
            WHERE substring(schemaname, 1, 3) <> 'pg_' AND schemaname <> 'information_schema' \
+             AND has_schema_privilege(schemaname, 'USAGE') \
            UNION ALL \
            SELECT quote_ident(schemaname) || '.' || quote_ident(viewname) AS q, viewowner AS owner \
            FROM pg_views \
-           WHERE substring(schemaname, 1, 3) <> 'pg_' AND schemaname <> 'information_schema') AS t";
+           WHERE substring(schemaname, 1, 3) <> 'pg_' AND schemaname <> 'information_schema' \
+             AND has_schema_privilege(schemaname, 'USAGE')) AS t";
 
 /// Redshift's `md5` password form: `md5` and the hex MD5 of the password followed by the user
 /// name as the server stores it. The server keeps it as the password's hash, so the password
@@ -199,7 +207,8 @@ mod tests {
             DATABASES,
             SCHEMAS,
             TABLES,
-            SESSION_USER,
+            LOGIN_USER,
+            SUPERUSERS,
         ] {
             // No `+` concatenation (Redshift's templates use it; PostgreSQL rejects it on text).
             assert!(!q.contains("' + "), "{q}");

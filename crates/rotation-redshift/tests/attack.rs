@@ -194,7 +194,6 @@ GRANT SELECT ON s1.t2 TO GROUP readers;
 /// while it is current is revoked from it at the next setSecret (long before applications
 /// that cache the secret stop using it).
 #[tokio::test]
-#[ignore = "FINDING 1: rotating a secret whose user ends in _clone revokes every privilege of the current user"]
 async fn a_current_user_named_like_a_clone_keeps_its_privileges() {
     let env = Standin::start();
     env.create_user("etl_clone", "Initial-Passw0rd");
@@ -647,7 +646,7 @@ async fn stalled_pair() -> (Standin, TcpProxy) {
 /// `idle_in_transaction_session_timeout` would end it; the Redshift dialect sets no
 /// server-side limit for an idle transaction.
 #[tokio::test]
-#[ignore = "FINDING: a stalled setSecret's open transaction blocks every resume until the server drops the connection"]
+#[ignore = "known limit: Redshift has no idle_in_transaction_session_timeout, so a stalled attempt's open transaction blocks retries until the server drops its connection (README)"]
 async fn a_stalled_transaction_does_not_block_the_next_attempt() {
     let (env, proxy) = stalled_pair().await;
     let r = with_timeout(env.alternating(), 4);
@@ -727,7 +726,6 @@ async fn a_master_that_cannot_grant_on_an_object() {
 /// A clone created by hand as a superuser (or with extra privileges the sync does not cover)
 /// stays so: the rotation hands out a superuser's credentials as the application's.
 #[tokio::test]
-#[ignore = "FINDING: a hand-made superuser clone keeps superuser; the rotation neither refuses nor warns"]
 async fn a_superuser_clone_is_refused_or_brought_in_line() {
     let env = Standin::start();
     env.create_user("app", "Initial-Passw0rd");
@@ -757,7 +755,6 @@ async fn a_superuser_clone_is_refused_or_brought_in_line() {
 /// table's name as the admin (`has_table_privilege(user, 'schema.table', ...)` needs USAGE on
 /// the schema to look the name up).
 #[tokio::test]
-#[ignore = "FINDING: one private schema the admin cannot use blocks every alternating rotation"]
 async fn a_private_schema_unrelated_to_the_pair_does_not_block_rotation() {
     let env = Standin::start();
     env.create_user("app", "Initial-Passw0rd");
@@ -998,7 +995,6 @@ async fn the_md5_form_in_the_statement_log_logs_in() {
 /// rotation of `App`'s secret change `app`'s password: a bystander locked out, `App`'s own
 /// password unchanged, and the rotation failing at testSecret.
 #[tokio::test]
-#[ignore = "FINDING: single-user changes another user's password when current_user is the lower-case namesake"]
 async fn single_user_never_changes_a_lower_case_namesake() {
     let env = Standin::start();
     env.create_user("App", "Initial-Passw0rd");
@@ -1064,7 +1060,6 @@ async fn debug_output_carries_no_secret() {
 /// odd number of rotations) is revoked from it by the next setSecret, while applications still
 /// use it, and the new AWSCURRENT user never had it.
 #[tokio::test]
-#[ignore = "FINDING 1: a grant made to the current clone is revoked from it at the next setSecret"]
 async fn a_grant_to_the_current_clone_is_not_taken_from_it_mid_rotation() {
     let env = Standin::start();
     env.create_user("app", "Initial-Passw0rd");
