@@ -1,14 +1,18 @@
-//! Both strategies against real PostgreSQL clusters: TLS verify-full and `"ssl": false`,
-//! SCRAM verifiers, hostile names and passwords, error kinds, and the server log.
+//! Both strategies against real PostgreSQL clusters: TLS verify-full and `"ssl": false`, the
+//! RDS CA bundle's path, SCRAM verifiers, hostile names and passwords, error kinds, and the
+//! server log. (The "No stranded password" regressions, which every engine must pass, are in
+//! the workspace suites: tests/tests/stranded.rs, attack.rs, attack2.rs.)
 
 mod common;
 
 use common::{Env, parse};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rotation_core::{Deadline, ErrorKind, Rotator, Stage, Step, StepOutcome};
 use rotation_postgres::{PgConfig, PostgresRotator, scram};
 use rotation_testkit::{PgAuth, PgOptions};
+use rotation_trust::Trust;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -493,4 +497,33 @@ async fn tls_server_name_verifies_a_host_alias_against_the_certificate_name() {
     let rotated = env.value("app", Stage::Current).await;
     assert_eq!(rotated["tls_server_name"], "localhost");
     assert!(env.logs_in(&rotated).await);
+}
+
+#[tokio::test]
+async fn an_rds_style_chain_is_trusted_through_the_embedded_bundle_path() {
+    // The test CA stands in for Amazon RDS's: it goes where the embedded bundle goes, with no
+    // CA_BUNDLE_PATH, and verify-full succeeds.
+    let env = Env::tls();
+    env.create_role("app", "Initial-pw-1");
+    let ca = std::fs::read(env.pg.ca_pem().unwrap()).unwrap();
+    let config = PgConfig {
+        trust: Arc::new(Trust::with_rds_bundle(&ca, None).unwrap()),
+        ..PgConfig::default()
+    };
+    let secret = parse(&env.secret("app", "Initial-pw-1", None));
+    PostgresRotator::single_user(config)
+        .check_login(&secret)
+        .await
+        .unwrap();
+    // Without it, the secret (no `ssl` key: verified TLS) fails, saying what to change.
+    let e = PostgresRotator::single_user(PgConfig::default())
+        .check_login(&secret)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Tls);
+    let text = e.to_string();
+    assert!(
+        text.contains("CA_BUNDLE_PATH") && text.contains("\"ssl\": false"),
+        "{text}"
+    );
 }

@@ -1,26 +1,28 @@
-//! "No stranded password" against a real cluster: the failures an attack on the CLI found, as
-//! regression tests. Each ends with the database on a password that a labelled version holds,
-//! or that a later command recovers, never on one nothing can reach.
-
-mod common;
+//! "No stranded password" against a real database of each engine: the failures an attack on
+//! the CLI found, as regression tests. Each ends with the database on a password that a
+//! labelled version holds, or that a later command recovers, never on one nothing can reach.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Env, parse};
 use rotation_core::{
-    AbortMode, Credentials, ErrorKind, LocalSecretStore, Options, Rotation, RotationError,
-    RotationEvent, SecretStore, Stage, StageMove, Step, StepOutcome,
+    AbortMode, Credentials, ErrorKind, Options, RotationError, RotationEvent, SecretStore, Stage,
+    StageMove, Step, StepOutcome,
 };
-use rotation_postgres::{PgConfig, PostgresRotator};
 use rotation_testkit::TcpProxy;
-use rotation_trust::Trust;
+use rotation_tests::engines::{Engine, EngineRotation, Env};
+use rotation_tests::{both_engines, token};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-fn token() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
+both_engines!(
+    abort_with_the_database_down_changes_nothing,
+    abort_waits_for_nobody_while_a_run_holds_the_secret,
+    a_rotation_after_a_hand_removed_pending_label_recovers_the_password,
+    a_stalled_connection_fails_the_step_before_its_deadline,
+    other_secret_data_round_trips_exactly,
+    single_user_abort_recovers_from_an_unlabelled_version,
+);
 
 /// A cluster reached through a fault-injecting proxy: the secret's port is the proxy's.
 struct Proxied {
@@ -29,17 +31,17 @@ struct Proxied {
 }
 
 impl Proxied {
-    fn start() -> Proxied {
-        let env = Env::plain();
+    fn start(engine: Engine) -> Proxied {
+        let env = Env::plain(engine);
         let proxy = TcpProxy::to_port(env.pg.port()).expect("start the proxy");
         Proxied { env, proxy }
     }
     fn secret(&self, user: &str, password: &str) -> Value {
-        let mut v = self.env.secret(user, password, Some(json!(false)));
+        let mut v = self.env.plain_secret(user, password);
         v["port"] = json!(self.proxy.port());
         v
     }
-    fn rotation(&self, step_timeout: Duration) -> Rotation<LocalSecretStore, PostgresRotator> {
+    fn rotation(&self, step_timeout: Duration) -> EngineRotation {
         self.env.single().with_options(Options {
             step_timeout,
             ..Options::default()
@@ -47,12 +49,7 @@ impl Proxied {
     }
 }
 
-async fn steps(
-    r: &Rotation<LocalSecretStore, PostgresRotator>,
-    name: &str,
-    token: &str,
-    which: &[Step],
-) {
+async fn steps(r: &EngineRotation, name: &str, token: &str, which: &[Step]) {
     for step in which {
         r.handle(&RotationEvent::new(*step, name, token))
             .await
@@ -62,7 +59,7 @@ async fn steps(
 
 /// A single-user rotation of "app" interrupted after setSecret, whose AWSPENDING label is then
 /// removed by hand: the database holds the password of a version without a label.
-async fn interrupt_then_unlabel(env: &Env, r: &Rotation<LocalSecretStore, PostgresRotator>) {
+async fn interrupt_then_unlabel(env: &Env, r: &EngineRotation) {
     let t1 = token();
     env.store.start_rotation("app", &t1).await.unwrap();
     steps(r, "app", &t1, &[Step::CreateSecret, Step::SetSecret]).await;
@@ -80,12 +77,11 @@ async fn interrupt_then_unlabel(env: &Env, r: &Rotation<LocalSecretStore, Postgr
         .unwrap();
 }
 
-#[tokio::test]
-async fn abort_with_the_database_down_changes_nothing() {
+async fn abort_with_the_database_down_changes_nothing(engine: Engine) {
     // Failure 2: abort after setSecret while the database is down used to remove AWSPENDING
     // and leave the database on the pending password.
-    let p = Proxied::start();
-    p.env.create_role("app", "Initial-pw-1");
+    let p = Proxied::start(engine);
+    p.env.create_user("app", "Initial-pw-1");
     p.env.put("app", &p.secret("app", "Initial-pw-1")).await;
     let r = p.rotation(Duration::from_secs(10));
     let t = token();
@@ -119,27 +115,16 @@ async fn abort_with_the_database_down_changes_nothing() {
     assert_eq!(d.rotation_in_flight(), None);
 }
 
-#[tokio::test]
-async fn abort_waits_for_nobody_while_a_run_holds_the_secret() {
-    // Failure 3: abort succeeded while a run waited on a role lock; the run's ALTER ROLE then
-    // went through. The run holds the secret's claim, so abort is refused and changes nothing.
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    env.put(
-        "app",
-        &env.secret("app", "Initial-pw-1", Some(json!(false))),
-    )
-    .await;
+async fn abort_waits_for_nobody_while_a_run_holds_the_secret(engine: Engine) {
+    // Failure 3: abort succeeded while a run waited on a role lock; the run's password change
+    // then went through. The run holds the secret's claim, so abort is refused and changes
+    // nothing.
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
     // Another session holds the role's row lock.
-    let admin = parse(&env.master_secret(Some(json!(false))));
-    let mut blocker = rotation_postgres::connect::connect(&admin, &env.config)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
-    sqlx::query("ALTER ROLE app CONNECTION LIMIT 50")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let mut blocker = env.lock_user("app").await;
 
     let run = Arc::new(env.single());
     let runner = {
@@ -177,18 +162,14 @@ async fn abort_waits_for_nobody_while_a_run_holds_the_secret() {
     assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
 }
 
-#[tokio::test]
-async fn a_rotation_after_a_hand_removed_pending_label_recovers_the_password() {
+async fn a_rotation_after_a_hand_removed_pending_label_recovers_the_password(engine: Engine) {
     // Failure 4 (W6): interrupted after setSecret, the operator removes AWSPENDING by hand (the
     // documented way out), a new rotation starts. The database holds the password of a version
     // that no longer has a label; setSecret finds it and carries on.
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    env.put(
-        "app",
-        &env.secret("app", "Initial-pw-1", Some(json!(false))),
-    )
-    .await;
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
     let r = env.single();
     interrupt_then_unlabel(&env, &r).await;
     let t2 = token();
@@ -205,80 +186,105 @@ async fn a_rotation_after_a_hand_removed_pending_label_recovers_the_password() {
     assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
 }
 
-#[tokio::test]
-async fn a_stalled_connection_fails_the_step_before_its_deadline() {
-    // Failure 5: a connection that stops forwarding at ALTER ROLE, or at the first query after
-    // login, used to hang the step until it was killed.
-    let p = Proxied::start();
-    p.env.create_role("app", "Initial-pw-1");
+/// Starts a rotation of "app", runs `before`, has `stall` hold the connection and runs
+/// `stalled`: it must fail with a timeout before its deadline (3 s, with half a second to
+/// spare; only this step is timed, so slow steps before it on a busy machine do not count).
+/// Then the network is gone for good: connections reset, the held bytes never arrive. The
+/// rotation stays in flight.
+async fn stalled_step(
+    p: &Proxied,
+    r: &EngineRotation,
+    before: &[Step],
+    stall: impl FnOnce(&TcpProxy),
+    stalled: Step,
+) -> RotationError {
+    let t = token();
+    p.env.store.start_rotation("app", &t).await.unwrap();
+    steps(r, "app", &t, before).await;
+    stall(&p.proxy);
+    let started = Instant::now();
+    let e = r
+        .handle(&RotationEvent::new(stalled, "app", &t))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(3500),
+        "{stalled} took {took:?}"
+    );
+    assert_eq!(
+        e.engine_kind(),
+        Some(ErrorKind::Timeout),
+        "{}",
+        rotation_core::error_chain(&e)
+    );
+    p.proxy.drop_all();
+    p.proxy.resume();
+    e
+}
+
+async fn a_stalled_connection_fails_the_step_before_its_deadline(engine: Engine) {
+    // Failure 5: a connection that stops forwarding at the password change, or at the first
+    // query after login, used to hang the step until it was killed.
+    let p = Proxied::start(engine);
+    p.env.create_user("app", "Initial-pw-1");
     p.env.put("app", &p.secret("app", "Initial-pw-1")).await;
     let r = p.rotation(Duration::from_secs(3));
+    let current_logs_in = || async {
+        p.env
+            .logs_in(&p.env.value("app", Stage::Current).await)
+            .await
+    };
 
-    p.proxy.stall_on_query("ALTER ROLE");
-    let started = Instant::now();
-    let e = r.rotate("app").await.unwrap_err();
-    let took = started.elapsed();
-    assert!(took < Duration::from_millis(3500), "took {took:?}");
+    let e = stalled_step(
+        &p,
+        &r,
+        &[Step::CreateSecret],
+        |proxy| proxy.stall_on_query(p.env.password_statement()),
+        Step::SetSecret,
+    )
+    .await;
     assert!(
         matches!(e, RotationError::SetPasswordFailed { .. }),
         "{}",
         rotation_core::error_chain(&e)
     );
-    assert_eq!(e.engine_kind(), Some(ErrorKind::Timeout));
-    // The network is gone for good: connections reset, the held statement never arrives.
-    p.proxy.drop_all();
-    p.proxy.resume();
-    assert!(
-        p.env
-            .logs_in(&p.env.value("app", Stage::Current).await)
-            .await
-    );
+    assert!(current_logs_in().await);
     // The rotation in flight resumes once the database answers again.
     r.resume("app").await.unwrap();
-    assert!(
-        p.env
-            .logs_in(&p.env.value("app", Stage::Current).await)
-            .await
-    );
+    assert!(current_logs_in().await);
 
-    // Stalled at the first query after login: testSecret's.
-    p.proxy.stall_on_query("SELECT 1");
-    let started = Instant::now();
-    let e = r.rotate("app").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(3500));
+    // Stalled at testSecret's query.
+    let e = stalled_step(
+        &p,
+        &r,
+        &[Step::CreateSecret, Step::SetSecret],
+        |proxy| proxy.stall_on_query("SELECT 1"),
+        Step::TestSecret,
+    )
+    .await;
     assert!(matches!(e, RotationError::PendingTestFailed { .. }), "{e}");
-    assert_eq!(e.engine_kind(), Some(ErrorKind::Timeout));
-    p.proxy.drop_all();
-    p.proxy.resume();
     r.resume("app").await.unwrap();
-    assert!(
-        p.env
-            .logs_in(&p.env.value("app", Stage::Current).await)
-            .await
-    );
+    assert!(current_logs_in().await);
 
     // Stalled before the login completes.
-    p.proxy.stall();
-    let started = Instant::now();
-    let e = r.rotate("app").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(3500));
-    assert_eq!(e.engine_kind(), Some(ErrorKind::Timeout), "{e}");
-    p.proxy.drop_all();
-    p.proxy.resume();
+    stalled_step(
+        &p,
+        &r,
+        &[Step::CreateSecret],
+        TcpProxy::stall,
+        Step::SetSecret,
+    )
+    .await;
     r.resume("app").await.unwrap();
-    assert!(
-        p.env
-            .logs_in(&p.env.value("app", Stage::Current).await)
-            .await
-    );
+    assert!(current_logs_in().await);
 }
 
-#[tokio::test]
-async fn other_secret_data_round_trips_exactly() {
+async fn other_secret_data_round_trips_exactly(engine: Engine) {
     // Failure 6: big integers and precise decimals in extra keys were rewritten as floats.
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    let mut v = env.secret("app", "Initial-pw-1", Some(json!(false)));
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    let mut v = env.plain_secret("app", "Initial-pw-1");
     v["team"] = json!("payments");
     let text = v
         .to_string()
@@ -306,46 +312,13 @@ async fn other_secret_data_round_trips_exactly() {
     }
 }
 
-#[tokio::test]
-async fn an_rds_style_chain_is_trusted_through_the_embedded_bundle_path() {
-    // The test CA stands in for Amazon RDS's: it goes where the embedded bundle goes, with no
-    // CA_BUNDLE_PATH, and verify-full succeeds.
-    let env = Env::tls();
-    env.create_role("app", "Initial-pw-1");
-    let ca = std::fs::read(env.pg.ca_pem().unwrap()).unwrap();
-    let config = PgConfig {
-        trust: Arc::new(Trust::with_rds_bundle(&ca, None).unwrap()),
-        ..PgConfig::default()
-    };
-    let secret = parse(&env.secret("app", "Initial-pw-1", None));
-    PostgresRotator::single_user(config)
-        .check_login(&secret)
-        .await
-        .unwrap();
-    // Without it, the secret (no `ssl` key: verified TLS) fails, saying what to change.
-    let e = PostgresRotator::single_user(PgConfig::default())
-        .check_login(&secret)
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Tls);
-    let text = e.to_string();
-    assert!(
-        text.contains("CA_BUNDLE_PATH") && text.contains("\"ssl\": false"),
-        "{text}"
-    );
-}
-
-#[tokio::test]
-async fn single_user_abort_recovers_from_an_unlabelled_version() {
+async fn single_user_abort_recovers_from_an_unlabelled_version(engine: Engine) {
     // The database holds the password of a version without a label, AWSCURRENT fails: abort
     // logs in with the unlabelled version, sets AWSCURRENT's password back, and proves it.
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    env.put(
-        "app",
-        &env.secret("app", "Initial-pw-1", Some(json!(false))),
-    )
-    .await;
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
     let r = env.single();
     interrupt_then_unlabel(&env, &r).await;
     let t2 = token();

@@ -1,29 +1,29 @@
 //! Second attack, on the fixes of the first: each test states the promise it checks, and each
-//! (but the AWS race, which held) failed before its fix.
-
-mod common;
+//! (but the AWS race, which held) failed before its fix. Every engine is held to those that
+//! involve a database.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Env, parse};
 use rotation_core::{
-    AbortMode, AnyStore, AwsSecretStore, LocalSecretStore, Options, PasswordPolicy, Rotation,
-    RotationError, SecretStore, Stage,
+    AbortMode, AnyStore, AwsSecretStore, LocalSecretStore, Options, RotationError, SecretStore,
+    Stage, Strategy,
 };
-use rotation_postgres::{PROFILE, PostgresRotator};
 use rotation_testkit::{Moto, TcpProxy};
+use rotation_tests::engines::{self, Engine, EngineRotation, Env, parse};
+use rotation_tests::{both_engines, token};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-fn token() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn plain(env: &Env, user: &str, pw: &str) -> Value {
-    env.secret(user, pw, Some(json!(false)))
-}
+both_engines!(
+    a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline,
+    an_alter_role_still_in_the_network_does_not_land_after_abort,
+    abort_works_when_the_role_cannot_change_its_own_password,
+    an_omitted_default_port_names_the_same_server,
+    alternating_master_on_another_port_changes_nothing_there,
+    aws_abort_racing_a_resume_is_recovered,
+);
 
 fn chain<T>(r: &Result<T, RotationError>) -> String {
     match r {
@@ -32,25 +32,7 @@ fn chain<T>(r: &Result<T, RotationError>) -> String {
     }
 }
 
-/// A superuser session holding a lock on `role`'s row of pg_authid (ALTER ROLE queues behind it).
-async fn lock_role(env: &Env, role: &str) -> sqlx::PgConnection {
-    let admin = parse(&env.master_secret(Some(json!(false))));
-    let mut blocker = rotation_postgres::connect::connect(&admin, &env.config)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
-    sqlx::query("SELECT 1 FROM pg_authid WHERE rolname = $1 FOR UPDATE")
-        .bind(role)
-        .execute(&mut blocker)
-        .await
-        .unwrap();
-    blocker
-}
-
-fn with_timeout(
-    r: Rotation<LocalSecretStore, PostgresRotator>,
-    secs: u64,
-) -> Rotation<LocalSecretStore, PostgresRotator> {
+fn with_timeout<S: SecretStore>(r: EngineRotation<S>, secs: u64) -> EngineRotation<S> {
     r.with_options(Options {
         step_timeout: Duration::from_secs(secs),
         ..Options::default()
@@ -60,23 +42,23 @@ fn with_timeout(
 /// README: "The server's own lock_timeout and statement_timeout are cut to the time left, so a
 /// statement still queued when the step gives up never commits later."
 ///
-/// The limit is computed once, when the session is opened (startup `options`), and the server
+/// The limit is computed once, when the session is opened (PostgreSQL: startup `options`;
+/// Redshift: `statement_timeout` set right after login, and no `lock_timeout`), and the server
 /// counts it from the start of each statement. Anything that delays the statement after the
 /// login (a slow round trip, a slow Secrets Manager re-check of the stages, a slow network) is
 /// added to the window in which the server still waits after the client gave up. Here the
-/// network holds setSecret's first query for 1.5 s of a 3 s step; the ALTER ROLE then queues
-/// behind a row lock, the client reports `SetPasswordFailed` (Timeout) at 3 s, and the server
-/// would wait until ~4.4 s: the lock is released at ~3.5 s and the password changes after the
-/// step reported failure.
-#[tokio::test]
-async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline() {
-    let env = Env::plain();
+/// network holds setSecret's `quote_ident` query for 1.5 s of a 3 s step; the password change
+/// then queues behind a row lock, the client reports `SetPasswordFailed` (Timeout) at 3 s, and
+/// the server would wait until ~4.4 s: the lock is released at ~3.5 s and the password changes
+/// after the step reported failure, unless the change is rolled back with its connection.
+async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline(engine: Engine) {
+    let env = Env::plain(engine);
     let proxy = TcpProxy::to_port(env.pg.port()).unwrap();
-    env.create_role("app", "Initial-pw-1");
-    let mut v = plain(&env, "app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1");
+    let mut v = env.plain_secret("app", "Initial-pw-1");
     v["port"] = json!(proxy.port());
     env.put("app", &v).await;
-    let mut blocker = lock_role(&env, "app").await;
+    let mut blocker = env.lock_user("app").await;
 
     proxy.stall_on_query("quote_ident");
     let r = with_timeout(env.single(), 3);
@@ -99,8 +81,8 @@ async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline() 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         env.logs_in(&env.value("app", Stage::Current).await).await,
-        "the ALTER ROLE of a step that had reported a timeout committed afterwards: the server's \
-         lock_timeout ran from the statement's start with the whole time left at login"
+        "the password change of a step that had reported a timeout committed afterwards: the \
+         server's time limit ran from the statement's start with the whole time left at login"
     );
 }
 
@@ -110,19 +92,19 @@ async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline() 
 ///
 /// A statement the dead run sent that has not reached the server yet (held by the network:
 /// unacknowledged bytes the kernel keeps retransmitting after the client gave up and closed its
-/// socket) is in no queue. The run times out at its ALTER ROLE; abort re-asserts AWSCURRENT,
-/// proves it, removes AWSPENDING and reports success; the network heals and the run's ALTER
-/// ROLE arrives and commits. AWSCURRENT no longer logs in and nothing is in flight.
-#[tokio::test]
-async fn an_alter_role_still_in_the_network_does_not_land_after_abort() {
-    let env = Env::plain();
+/// socket) is in no queue. The run times out at its ALTER ROLE (Redshift: ALTER USER); abort
+/// re-asserts AWSCURRENT, proves it, removes AWSPENDING and reports success; the network heals
+/// and the run's ALTER ROLE arrives and commits. AWSCURRENT no longer logs in and nothing is in
+/// flight.
+async fn an_alter_role_still_in_the_network_does_not_land_after_abort(engine: Engine) {
+    let env = Env::plain(engine);
     let proxy = TcpProxy::to_port(env.pg.port()).unwrap();
-    env.create_role("app", "Initial-pw-1");
-    let mut v = plain(&env, "app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1");
+    let mut v = env.plain_secret("app", "Initial-pw-1");
     v["port"] = json!(proxy.port());
     env.put("app", &v).await;
 
-    proxy.stall_on_query("ALTER ROLE");
+    proxy.stall_on_query(env.password_statement());
     let e = with_timeout(env.single(), 2)
         .rotate("app")
         .await
@@ -142,7 +124,7 @@ async fn an_alter_role_still_in_the_network_does_not_land_after_abort() {
     assert!(
         env.logs_in(&env.value("app", Stage::Current).await).await,
         "abort reported AWSCURRENT verified and removed AWSPENDING; then the timed-out run's \
-         ALTER ROLE arrived and committed: AWSCURRENT no longer logs in"
+         password change arrived and committed: AWSCURRENT no longer logs in"
     );
 }
 
@@ -155,14 +137,14 @@ async fn an_alter_role_still_in_the_network_does_not_land_after_abort() {
 /// re-assertion, abort succeeded. A refusal of the re-assertion for a reason that would equally
 /// have refused any earlier change of the role's own password (read-only, permission denied)
 /// proves the same thing as a successful re-assertion.
-#[tokio::test]
-async fn abort_works_when_the_role_cannot_change_its_own_password() {
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
+async fn abort_works_when_the_role_cannot_change_its_own_password(engine: Engine) {
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
     env.pg
-        .psql("ALTER ROLE app SET default_transaction_read_only = on")
+        .psql("ALTER USER app SET default_transaction_read_only = on")
         .unwrap();
-    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
     let r = env.single();
     let run = r.rotate("app").await;
     eprintln!("run: {}", chain(&run));
@@ -179,36 +161,33 @@ async fn abort_works_when_the_role_cannot_change_its_own_password() {
     );
 }
 
-/// Port absent and port 5432 name the same server (the engine connects to 5432 for both), as
-/// do `"dbname"` absent and `"postgres"`; the identity checks call them different servers /
-/// databases, so a version written without the default (AWS console or an operator's
-/// put-secret-value may omit `port`) is refused as AWSPREVIOUS (setSecret fails with
-/// ServerMismatch before even trying recovery), skipped as a recovery candidate, and skipped
-/// by abort.
-#[test]
-fn an_omitted_default_port_names_the_same_server() {
+/// Port absent and the default port (PostgreSQL 5432, Redshift 5439) name the same server (the
+/// engine connects to the default for both), as do `"dbname"` absent and the default database
+/// (`postgres`, `dev`); the identity checks call them different servers / databases, so a
+/// version written without the default (AWS console or an operator's put-secret-value may omit
+/// `port`) is refused as AWSPREVIOUS (setSecret fails with ServerMismatch before even trying
+/// recovery), skipped as a recovery candidate, and skipped by abort.
+async fn an_omitted_default_port_names_the_same_server(engine: Engine) {
+    let dialect = engines::dialect(engine);
+    let profile = engine.profile();
     let with = parse(&json!({
-        "engine": "postgres", "host": "db.example", "username": "app",
-        "password": "x", "port": 5432, "dbname": "postgres"
+        "engine": profile.engines[0], "host": "db.example", "username": "app",
+        "password": "x", "port": dialect.default_port, "dbname": dialect.default_dbname
     }));
     let without = parse(&json!({
-        "engine": "postgres", "host": "db.example", "username": "app", "password": "x"
+        "engine": profile.engines[0], "host": "db.example", "username": "app", "password": "x"
     }));
     assert_eq!(
-        rotation_postgres::connect::dbname(&with, &rotation_postgres::Dialect::POSTGRES),
-        rotation_postgres::connect::dbname(&without, &rotation_postgres::Dialect::POSTGRES)
+        rotation_postgres::connect::dbname(&with, &dialect),
+        rotation_postgres::connect::dbname(&without, &dialect)
     );
+    // The identity checks' default port is the one the connection uses.
+    assert_eq!(profile.default_port, Some(dialect.default_port));
     assert_eq!(
-        with.port()
-            .unwrap_or(rotation_postgres::connect::DEFAULT_PORT),
-        without
-            .port()
-            .unwrap_or(rotation_postgres::connect::DEFAULT_PORT)
-    );
-    assert_eq!(
-        with.server_difference(&without, rotation_postgres::PROFILE.default_port),
+        with.server_difference(&without, profile.default_port),
         None,
-        "port 5432 and no port are reported as different servers"
+        "port {} and no port are reported as different servers",
+        dialect.default_port
     );
 }
 
@@ -216,16 +195,15 @@ fn an_omitted_default_port_names_the_same_server() {
 /// compared by `host`; a master on another server of the same host (another port) logs in
 /// there and creates `app_clone` (LOGIN, member of `app`) on that other server. A rotation of
 /// one secret changes another database.
-#[tokio::test]
-async fn alternating_master_on_another_port_changes_nothing_there() {
-    let env = Env::plain();
-    let other = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    other.create_role("app", "Other-server-pw-1");
+async fn alternating_master_on_another_port_changes_nothing_there(engine: Engine) {
+    let env = Env::plain(engine);
+    let other = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    other.create_user("app", "Other-server-pw-1");
     let master_arn = env
         .put("master", &other.master_secret(Some(json!(false))))
         .await;
-    let mut s = plain(&env, "app", "Initial-pw-1");
+    let mut s = env.plain_secret("app", "Initial-pw-1");
     s["masterarn"] = json!(master_arn);
     env.put("app", &s).await;
     let out = env.alternating().rotate("app").await;
@@ -253,34 +231,23 @@ async fn alternating_master_on_another_port_changes_nothing_there() {
 ///
 /// (A variant with both ALTER ROLEs queued behind a row lock is safe: the second one fails with
 /// "tuple concurrently updated" instead of landing.)
-#[tokio::test]
-async fn aws_abort_racing_a_resume_is_recovered() {
-    let env = Env::plain();
+async fn aws_abort_racing_a_resume_is_recovered(engine: Engine) {
+    let env = Env::plain(engine);
     let proxy = TcpProxy::to_port(env.pg.port()).unwrap();
-    env.create_role("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1");
     let moto = Moto::start().unwrap();
     let store = AnyStore::Aws(AwsSecretStore::from_sdk_config(&moto.sdk_config().await));
-    let mut current = plain(&env, "app", "Initial-pw-1");
+    let mut current = env.plain_secret("app", "Initial-pw-1");
     current["port"] = json!(proxy.port());
     moto.python(&format!(
         "sm.create_secret(Name='app', SecretString={:?})",
         current.to_string()
     ))
     .unwrap();
-    let rotation = |secs| {
-        Rotation::new(
-            store.clone(),
-            PostgresRotator::single_user(env.config.clone()),
-            PasswordPolicy::defaults(&PROFILE.password),
-        )
-        .with_options(Options {
-            step_timeout: Duration::from_secs(secs),
-            ..Options::default()
-        })
-    };
+    let rotation = |secs| with_timeout(env.rotation_on(store.clone(), Strategy::SingleUser), secs);
     // A rotation in flight after createSecret.
     let mut pending = current.clone();
-    pending["password"] = json!("Pending-pw-1-abcdefghij");
+    pending["password"] = env.password("Pending-pw-1-abcdefghij");
     let t = token();
     store
         .put_value(
@@ -292,7 +259,7 @@ async fn aws_abort_racing_a_resume_is_recovered() {
         )
         .await
         .unwrap();
-    proxy.stall_on_query("ALTER ROLE");
+    proxy.stall_on_query(env.password_statement());
     let a = Arc::new(rotation(20));
     let resume = {
         let a = a.clone();

@@ -1,26 +1,24 @@
 //! Hostile tests: each states the promise it checks, and each reproduced a real problem found
-//! by attacking the toolkit (it failed before the fix).
+//! by attacking the toolkit (it failed before the fix). Every engine is held to them.
 
-mod common;
-
-use common::Env;
-use rotation_core::{
-    AbortMode, LocalSecretStore, Rotation, RotationEvent, SecretStore, Stage, Step,
-};
-use rotation_postgres::PostgresRotator;
+use rotation_core::{AbortMode, RotationEvent, SecretStore, Stage, Step};
+use rotation_tests::engines::{Engine, EngineRotation, Env};
+use rotation_tests::{both_engines, token};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-fn token() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn plain(env: &Env, user: &str, pw: &str) -> Value {
-    env.secret(user, pw, Some(json!(false)))
-}
+both_engines!(
+    pending_with_another_port_must_not_change_the_password,
+    pending_with_another_dbname_must_not_change_the_password,
+    pending_with_another_tls_server_name_must_not_change_the_password,
+    previous_on_another_server_is_not_changed,
+    a_timed_out_alter_role_does_not_land_after_abort,
+    alternating_users_never_change_the_master_secrets_password,
+    a_store_write_reported_as_timed_out_does_not_land_later,
+);
 
 /// Starts a rotation of `name` and runs createSecret; returns the token.
-async fn create(env: &Env, r: &Rotation<LocalSecretStore, PostgresRotator>, name: &str) -> String {
+async fn create(env: &Env, r: &EngineRotation, name: &str) -> String {
     let t = token();
     env.store.start_rotation(name, &t).await.unwrap();
     r.handle(&RotationEvent::new(Step::CreateSecret, name, &t))
@@ -59,11 +57,11 @@ async fn pending_value(env: &Env, name: &str) -> Value {
 ///
 /// Expected: setSecret refuses (a typed mismatch error) and changes nothing, as it does for a
 /// different host.
-#[tokio::test]
-async fn pending_with_another_port_must_not_change_the_password() {
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+async fn pending_with_another_port_must_not_change_the_password(engine: Engine) {
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
     let r = env.single();
     create(&env, &r, "app").await;
     let mut edited = pending_value(&env, "app").await;
@@ -71,7 +69,7 @@ async fn pending_with_another_port_must_not_change_the_password() {
     edited["port"] = json!(dead_port);
     // A whole new pending value (else the first pending version, now unlabelled and holding
     // the same password, lets abort recover by luck).
-    edited["password"] = json!("Edited-pending-pw-1");
+    edited["password"] = env.password("Edited-pending-pw-1");
     repoint_pending(&env, "app", &edited).await;
 
     let e = r.resume("app").await.unwrap_err();
@@ -102,16 +100,16 @@ async fn pending_with_another_port_must_not_change_the_password() {
 }
 
 /// Found by attack (it failed before the fix). Same with `dbname`: a pending version naming a database that does not exist.
-#[tokio::test]
-async fn pending_with_another_dbname_must_not_change_the_password() {
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+async fn pending_with_another_dbname_must_not_change_the_password(engine: Engine) {
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
     let r = env.single();
     create(&env, &r, "app").await;
     let mut edited = pending_value(&env, "app").await;
     edited["dbname"] = json!("no_such_database");
-    edited["password"] = json!("Edited-pending-pw-1");
+    edited["password"] = env.password("Edited-pending-pw-1");
     repoint_pending(&env, "app", &edited).await;
 
     let e = r.resume("app").await.unwrap_err();
@@ -129,17 +127,16 @@ async fn pending_with_another_dbname_must_not_change_the_password() {
 
 /// Found by attack (it failed before the fix). Same with `tls_server_name`: the engine connects to `tls_server_name`, not `host`, so
 /// a pending version with the same `host` but another `tls_server_name` points elsewhere.
-#[tokio::test]
-async fn pending_with_another_tls_server_name_must_not_change_the_password() {
-    let env = Env::tls();
-    env.create_role("app", "Initial-pw-1");
+async fn pending_with_another_tls_server_name_must_not_change_the_password(engine: Engine) {
+    let env = Env::tls(engine);
+    env.create_user("app", "Initial-pw-1");
     env.put("app", &env.secret("app", "Initial-pw-1", Some(json!(true))))
         .await;
     let r = env.single();
     create(&env, &r, "app").await;
     let mut edited = pending_value(&env, "app").await;
     edited["tls_server_name"] = json!("nowhere.invalid");
-    edited["password"] = json!("Edited-pending-pw-1");
+    edited["password"] = env.password("Edited-pending-pw-1");
     repoint_pending(&env, "app", &edited).await;
 
     let e = r.resume("app").await.unwrap_err();
@@ -158,20 +155,19 @@ async fn pending_with_another_tls_server_name_must_not_change_the_password() {
 /// Found by attack (it failed before the fix). AWSPREVIOUS (same user and host, another port: another server on the same machine)
 /// is used when AWSCURRENT does not log in: setSecret logs in to the *other* server and changes
 /// the user's password there. A rotation of one secret must not change another database.
-#[tokio::test]
-async fn previous_on_another_server_is_not_changed() {
-    let env = Env::plain();
-    let other = Env::plain();
-    env.create_role("app", "Current-pw-1");
-    other.create_role("app", "Old-server-pw-1");
+async fn previous_on_another_server_is_not_changed(engine: Engine) {
+    let env = Env::plain(engine);
+    let other = Env::plain(engine);
+    env.create_user("app", "Current-pw-1");
+    other.create_user("app", "Old-server-pw-1");
     // First version: the old server; second (AWSCURRENT): this one. AWSPREVIOUS is the old.
-    env.put("app", &plain(&other, "app", "Old-server-pw-1"))
+    env.put("app", &other.plain_secret("app", "Old-server-pw-1"))
         .await;
     env.store
         .put_value(
             "app",
             &token(),
-            &SecretString::from(plain(&env, "app", "Current-pw-1").to_string()),
+            &SecretString::from(env.plain_secret("app", "Current-pw-1").to_string()),
             &[Stage::Current],
             None,
         )
@@ -179,7 +175,7 @@ async fn previous_on_another_server_is_not_changed() {
         .unwrap();
     // The current password drifts on this server (an operator, an interrupted rotation...).
     env.pg
-        .psql("ALTER ROLE app PASSWORD 'Drifted-pw-1'")
+        .psql("ALTER USER app PASSWORD 'Drifted-pw-1'")
         .unwrap();
 
     let r = env.single();
@@ -191,7 +187,7 @@ async fn previous_on_another_server_is_not_changed() {
             .map_err(|e| rotation_core::error_chain(e))
     );
     let untouched = other
-        .logs_in(&plain(&other, "app", "Old-server-pw-1"))
+        .logs_in(&other.plain_secret("app", "Old-server-pw-1"))
         .await;
     assert!(
         untouched,
@@ -201,32 +197,25 @@ async fn previous_on_another_server_is_not_changed() {
     );
 }
 
-/// Found by attack (it failed before the fix). A run whose ALTER ROLE waits on a row lock past
-/// the step's deadline gives up on the
+/// Found by attack (it failed before the fix). A run whose ALTER ROLE (Redshift: ALTER USER)
+/// waits on a row lock past the step's deadline gives up on the
 /// client side (Timeout, exit 5), closes its socket and releases its claim; the statement is
-/// still queued in the server (lock_timeout 5 s, statement_timeout 15 s). `abort` then proves
+/// still queued in the server (PostgreSQL: lock_timeout 5 s, statement_timeout 15 s; Redshift
+/// has no lock_timeout). `abort` then proves
 /// AWSCURRENT logs in, removes AWSPENDING and reports success; the lock is released and the
 /// dead run's ALTER ROLE commits: the database is on the aborted password, AWSCURRENT is
 /// refused, and `status` shows no rotation in flight. (The next rotation recovers it from the
 /// unlabelled version; until then every client reading AWSCURRENT is locked out.)
-#[tokio::test]
-async fn a_timed_out_alter_role_does_not_land_after_abort() {
+async fn a_timed_out_alter_role_does_not_land_after_abort(engine: Engine) {
     use rotation_core::Options;
     use sqlx::Connection;
     use std::time::Duration;
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
-    let admin = common::parse(&env.master_secret(Some(json!(false))));
-    let mut blocker = rotation_postgres::connect::connect(&admin, &env.config)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
-    // A lock on the role's row that does not update it (so the late ALTER ROLE goes through).
-    sqlx::query("SELECT 1 FROM pg_authid WHERE rolname = 'app' FOR UPDATE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
+    // A lock on the role's row that does not update it (so the late ALTER goes through).
+    let mut blocker = env.lock_user("app").await;
     let r = env.single().with_options(Options {
         step_timeout: Duration::from_secs(2),
         ..Options::default()
@@ -268,9 +257,8 @@ async fn a_timed_out_alter_role_does_not_land_after_abort() {
 /// member of the superuser role); the second sets the *master's* password through the master
 /// session, and the master secret's AWSCURRENT no longer logs in. Expected: refuse (typed
 /// error, nothing changed) when the user to change is the master secret's user on that host.
-#[tokio::test]
-async fn alternating_users_never_change_the_master_secrets_password() {
-    let env = Env::plain();
+async fn alternating_users_never_change_the_master_secrets_password(engine: Engine) {
+    let env = Env::plain(engine);
     let master = env.master_secret(Some(json!(false)));
     let master_arn = env.put("master", &master).await;
     let mut s = master.clone();
@@ -297,13 +285,13 @@ async fn alternating_users_never_change_the_master_secrets_password() {
 /// createSecret PutSecretValue is reported as timed out (SecretsManagerTimeout, exit 4), yet
 /// the blocking write keeps waiting for the lock and lands once it is free (the CLI does not
 /// even exit until then). A failure reported as a timeout must not change the store later.
-#[tokio::test]
-async fn a_store_write_reported_as_timed_out_does_not_land_later() {
+async fn a_store_write_reported_as_timed_out_does_not_land_later(engine: Engine) {
     use rotation_core::Options;
     use std::time::Duration;
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    env.put("app", &plain(&env, "app", "Initial-pw-1")).await;
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
     let mut lock_path = env.store.path().as_os_str().to_owned();
     lock_path.push(".lock");
     let holder = std::fs::OpenOptions::new()
