@@ -209,14 +209,19 @@ impl Directory for SdkDirectory {
             let cluster = out.clusters().first().ok_or_else(|| {
                 not_found(format!("DescribeClusters found no cluster {cluster_id}"))
             })?;
-            let ep = cluster.endpoint().ok_or_else(|| {
+            let no_endpoint = || {
                 EngineError::new(
                     ErrorKind::Other,
                     format!("cluster {cluster_id} has no endpoint yet"),
                 )
-            })?;
+            };
+            let ep = cluster.endpoint().ok_or_else(no_endpoint)?;
+            let host = ep
+                .address()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(no_endpoint)?;
             Ok(Endpoint {
-                host: ep.address().unwrap_or_default().to_string(),
+                host: host.to_string(),
                 port: port(ep.port(), cluster_id)?,
                 engine: "redshift".into(),
             })

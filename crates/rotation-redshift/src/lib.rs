@@ -29,8 +29,8 @@ use rotation_postgres::connect::bounded;
 use rotation_postgres::session::{commit, exec, quote_ident, username};
 use rotation_postgres::{Dialect, PgConfig, PgSession, master};
 use secrecy::ExposeSecret;
+use sqlx::Executor;
 use sqlx::postgres::PgConnection;
-use sqlx::{Column, Row};
 use tracing::info;
 
 pub use api::{Directory, SdkDirectory};
@@ -103,7 +103,7 @@ fn new_password(target: &DatabaseSecret) -> Result<&str, EngineError> {
     PROFILE.password.check(password).map_err(|e| {
         EngineError::new(
             ErrorKind::InvalidInput,
-            format!("the new password does not meet Redshift's rules: {e}"),
+            format!("the password to set does not meet Redshift's rules: {e}"),
         )
     })?;
     Ok(password)
@@ -125,43 +125,6 @@ async fn user_exists(
     .await
 }
 
-/// `name` as the server resolves it when written as the quoted identifier `name_q`: the name a
-/// user created (or altered) as `name_q` has, and so the md5 hash's salt.
-async fn resolved_name(
-    conn: &mut PgConnection,
-    deadline: Deadline,
-    name_q: &str,
-) -> Result<String, EngineError> {
-    let sql = sql::resolve_identifier(name_q);
-    let row = bounded(
-        deadline,
-        "resolving a user name",
-        sqlx::query(&sql).fetch_one(conn),
-    )
-    .await?;
-    row.columns()
-        .first()
-        .map(|c| c.name().to_string())
-        .ok_or_else(|| EngineError::new(ErrorKind::Server, "a query returned no column"))
-}
-
-/// The stored name of user `name`: the exact name, else the name as the server resolves the
-/// quoted identifier (never a guess: on a server that keeps case, `App` and `app` are two
-/// users, and only the one the server itself would resolve is touched).
-async fn stored_user(
-    conn: &mut PgConnection,
-    deadline: Deadline,
-    name: &str,
-    name_q: &str,
-) -> Result<(Option<String>, String), EngineError> {
-    if user_exists(conn, deadline, name).await? {
-        return Ok((Some(name.to_string()), name.to_string()));
-    }
-    let resolved = resolved_name(conn, deadline, name_q).await?;
-    let found = resolved != name && user_exists(conn, deadline, &resolved).await?;
-    Ok((found.then(|| resolved.clone()), resolved))
-}
-
 /// Sets the password of the user stored as `stored`.
 async fn set_stored_password(
     conn: &mut PgConnection,
@@ -180,38 +143,59 @@ async fn set_stored_password(
     .await
 }
 
-/// Creates `name` (quoted `q`; `known` from [`stored_user`]) or sets its password; returns its
-/// stored name and whether it was created.
+/// Makes quoted schema and table names keep their case in this session, as on clusters that
+/// turn `enable_case_sensitive_identifier` on, so that a `"MyTable"` created there is found by
+/// the names `quote_ident` gives. A server without the setting (the PostgreSQL stand-in, which
+/// always keeps quoted case) answers "unrecognized configuration parameter", which is fine.
+async fn keep_case_of_quoted_names(session: &mut PgSession) -> Result<(), EngineError> {
+    let deadline = session.deadline();
+    let conn = session.connection();
+    match deadline
+        .run(conn.execute(sqlx::raw_sql(sql::CASE_SENSITIVE_IDENTIFIERS)))
+        .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42704") => {
+            Ok(())
+        }
+        Ok(Err(e)) => Err(rotation_postgres::connect::engine_error(
+            "keeping the case of quoted names",
+            e,
+        )),
+        Err(_) => Err(EngineError::new(
+            ErrorKind::Timeout,
+            "keeping the case of quoted names: no answer before the step's deadline",
+        )),
+    }
+}
+
+/// Creates user `name` (quoted `q`) or sets its password; returns whether it was created.
+///
+/// Names are exact: Redshift keeps the case of a quoted user name whatever
+/// `enable_case_sensitive_identifier` says (and `quote_ident` quotes any name with a capital),
+/// so `App_clone` and `app_clone` are two users and only the one the secret names is touched.
 async fn create_or_set(
     conn: &mut PgConnection,
     deadline: Deadline,
     (name, q): (&str, &str),
-    known: (Option<String>, String),
     password: &str,
-) -> Result<(String, bool), EngineError> {
-    let (existing, resolved) = known;
-    if let Some(stored) = existing {
-        set_stored_password(conn, deadline, &stored, password).await?;
-        return Ok((stored, false));
-    }
-    let sql = sql::create_user(q, &sql::md5_password(password, &resolved));
-    exec(conn, deadline, &format!("creating user {name}"), &sql).await?;
-    if !user_exists(conn, deadline, &resolved).await? {
-        // The label did not tell how the name was stored (a server that reports column names
-        // in another case): the exact name, with the hash salted by it; else give up, which
-        // rolls the creation back.
-        if !user_exists(conn, deadline, name).await? {
-            return Err(EngineError::new(
-                ErrorKind::Server,
-                format!("user {name} was created but cannot be found by name"),
-            ));
-        }
+) -> Result<bool, EngineError> {
+    if user_exists(conn, deadline, name).await? {
         set_stored_password(conn, deadline, name, password).await?;
-        info!(user = %name, "created the alternate user");
-        return Ok((name.to_string(), true));
+        return Ok(false);
     }
-    info!(user = %resolved, "created the alternate user");
-    Ok((resolved, true))
+    let sql = sql::create_user(q, &sql::md5_password(password, name));
+    exec(conn, deadline, &format!("creating user {name}"), &sql).await?;
+    if !user_exists(conn, deadline, name).await? {
+        // Stored under another name than the one the hash is salted with: give up, which
+        // rolls the creation back with the transaction.
+        return Err(EngineError::new(
+            ErrorKind::Server,
+            format!("user {name} was created but is not stored under that exact name"),
+        ));
+    }
+    info!(user = %name, "created the alternate user");
+    Ok(true)
 }
 
 impl Rotator for RedshiftRotator {
@@ -272,6 +256,7 @@ impl Rotator for RedshiftRotator {
         let password = new_password(target)?;
         let deadline = session.deadline();
         let (current_name, pending_name) = (username(current), username(target));
+        keep_case_of_quoted_names(session).await?;
         let mut tx = session.begin().await?;
         // The admin's own user, as the server resolved it: never one of the pair, whatever the
         // case of the names in the secrets (Redshift folds them).
@@ -281,27 +266,16 @@ impl Rotator for RedshiftRotator {
             sqlx::query_scalar::<_, String>(sql::LOGIN_USER).fetch_one(&mut *tx),
         )
         .await?;
-        let current_q = quote_ident(&mut tx, deadline, current_name).await?;
-        let current_stored = stored_user(&mut tx, deadline, current_name, &current_q)
-            .await?
-            .0
-            .ok_or_else(|| {
-                EngineError::new(
-                    ErrorKind::Server,
-                    format!("the current user {current_name} does not exist"),
-                )
-            })?;
-        let pending_q = quote_ident(&mut tx, deadline, pending_name).await?;
-        let pending_known = stored_user(&mut tx, deadline, pending_name, &pending_q).await?;
-        for user in [
-            Some(&current_stored),
-            pending_known.0.as_ref(),
-            Some(&pending_known.1),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if *user == admin {
+        if !user_exists(&mut tx, deadline, current_name).await? {
+            return Err(EngineError::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "no user is stored under the exact name {current_name} (Redshift keeps the case of quoted user names; a user created unquoted is stored in lower case): make the secret's username the stored name"
+                ),
+            ));
+        }
+        for user in [current_name, pending_name] {
+            if user == admin {
                 return Err(EngineError::new(
                     ErrorKind::InvalidInput,
                     format!(
@@ -310,21 +284,12 @@ impl Rotator for RedshiftRotator {
                 ));
             }
         }
-        let (pending_stored, created) = create_or_set(
-            &mut tx,
-            deadline,
-            (pending_name, &pending_q),
-            pending_known,
-            password,
-        )
-        .await?;
+        let pending_q = quote_ident(&mut tx, deadline, pending_name).await?;
+        let created =
+            create_or_set(&mut tx, deadline, (pending_name, &pending_q), password).await?;
         let pending_is_clone = pending_name.strip_suffix("_clone") == Some(current_name);
-        let direction = privileges::Direction::for_pair(
-            &current_stored,
-            &pending_stored,
-            created,
-            pending_is_clone,
-        );
+        let direction =
+            privileges::Direction::for_pair(current_name, pending_name, created, pending_is_clone);
         let target_q = quote_ident(&mut tx, deadline, &direction.target).await?;
         privileges::synchronise(&mut tx, deadline, &direction, &target_q).await?;
         commit(tx, deadline, "the user change").await
@@ -373,5 +338,48 @@ impl Rotator for RedshiftRotator {
             }
         };
         master::in_childs_database(master, current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn only_settings_redshift_has_are_sent() {
+        let config = PgConfig::default().with_dialect(DIALECT);
+        // statement_timeout only, set after login, cut to the step's time left.
+        assert_eq!(
+            rotation_postgres::connect::set_limits_sql(
+                &config,
+                Deadline::after(Duration::from_secs(60))
+            ),
+            "SET statement_timeout TO 15000;"
+        );
+        let short = rotation_postgres::connect::set_limits_sql(
+            &config,
+            Deadline::after(Duration::from_secs(3)),
+        );
+        let ms: u64 = short
+            .strip_prefix("SET statement_timeout TO ")
+            .and_then(|s| s.strip_suffix(';'))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((2000..=3000).contains(&ms), "{short}");
+        assert_eq!(
+            (
+                DIALECT.lock_timeout,
+                DIALECT.idle_in_transaction_timeout,
+                DIALECT.limits_in_startup,
+                DIALECT.application_name,
+                DIALECT.extra_float_digits,
+                DIALECT.default_port,
+                DIALECT.default_dbname,
+            ),
+            (false, false, false, false, None, 5439, "dev")
+        );
     }
 }

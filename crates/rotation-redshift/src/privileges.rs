@@ -181,8 +181,9 @@ where
     .await
 }
 
-/// Refuses a pair where the target is a superuser and the source is not: no grant or revoke
-/// could make them equal, and rotation must not hand out a superuser by accident.
+/// Refuses a pair where one user is a superuser and the other is not: no grant or revoke could
+/// make them equal (a superuser source would hand the target an explicit grant on every
+/// object), and rotation must not hand out a superuser by accident.
 async fn check_superusers(
     conn: &mut PgConnection,
     deadline: Deadline,
@@ -197,12 +198,17 @@ async fn check_superusers(
     )
     .await?;
     let is_super = |name: &str| rows.iter().any(|(u, s)| u == name && *s);
-    if is_super(&d.target) && !is_super(&d.source) {
+    let (source, target) = (is_super(&d.source), is_super(&d.target));
+    if source != target {
+        let (yes, no) = if target {
+            (&d.target, &d.source)
+        } else {
+            (&d.source, &d.target)
+        };
         return Err(EngineError::new(
             ErrorKind::PermissionDenied,
             format!(
-                "{} is a superuser and {} is not, so the pair cannot hold the same privileges; make them equal by hand (ALTER USER ... NOCREATEUSER)",
-                d.target, d.source
+                "{yes} is a superuser and {no} is not, so grants cannot give the pair the same privileges; make both superusers or neither (ALTER USER ... CREATEUSER / NOCREATEUSER)"
             ),
         ));
     }

@@ -11,12 +11,9 @@ pub const OBJECTS_PER_STATEMENT: usize = 100;
 /// Whether user `$1` exists, by its stored name exactly.
 pub const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_user WHERE usename = $1)";
 
-/// A query whose one column is labelled with the quoted identifier `name_q`: the label the
-/// server returns is the name as the server resolves that identifier (Redshift folds it to
-/// lower case by default; PostgreSQL keeps it), which is how a user of that name is stored.
-pub fn resolve_identifier(name_q: &str) -> String {
-    format!("SELECT 1 AS {name_q}")
-}
+/// Quoted schema and table names keep their case in this session (Redshift; user names always
+/// keep theirs when quoted).
+pub const CASE_SENSITIVE_IDENTIFIERS: &str = "SET enable_case_sensitive_identifier TO true";
 
 /// Whether `$1` and `$2` are superusers.
 pub const SUPERUSERS: &str = "SELECT usename, usesuper FROM pg_user WHERE usename IN ($1, $2)";
@@ -34,7 +31,7 @@ pub const GROUPS: &str = "SELECT quote_ident(g.groname), u.usename \
 pub const DATABASES: &str = "SELECT quote_ident(d.datname), \
      has_database_privilege($1, d.datname, 'CREATE'), has_database_privilege($1, d.datname, 'TEMP'), \
      has_database_privilege($2, d.datname, 'CREATE'), has_database_privilege($2, d.datname, 'TEMP'), \
-     pg_get_userbyid(d.datdba) = $2 \
+     COALESCE((SELECT u.usename FROM pg_user u WHERE u.usesysid = d.datdba) = $2, false) \
      FROM pg_database d";
 
 /// Per user schema (not `pg_*`, not `information_schema`): USAGE and CREATE for `$1` and `$2`,
@@ -42,7 +39,7 @@ pub const DATABASES: &str = "SELECT quote_ident(d.datname), \
 pub const SCHEMAS: &str = "SELECT quote_ident(n.nspname), \
      has_schema_privilege($1, n.nspname, 'USAGE'), has_schema_privilege($1, n.nspname, 'CREATE'), \
      has_schema_privilege($2, n.nspname, 'USAGE'), has_schema_privilege($2, n.nspname, 'CREATE'), \
-     pg_get_userbyid(n.nspowner) = $2 \
+     COALESCE((SELECT u.usename FROM pg_user u WHERE u.usesysid = n.nspowner) = $2, false) \
      FROM pg_namespace n \
      WHERE substring(n.nspname, 1, 3) <> 'pg_' AND n.nspname <> 'information_schema'";
 
@@ -142,14 +139,6 @@ mod tests {
         assert_eq!(md5_password("ez", "user1").len(), 35);
         // The salt is the stored (folded) name: a different case is a different hash.
         assert_ne!(md5_password("ez", "User1"), md5_password("ez", "user1"));
-    }
-
-    #[test]
-    fn identifiers_are_resolved_by_the_server() {
-        assert_eq!(
-            resolve_identifier("\"Mixed Case\""),
-            "SELECT 1 AS \"Mixed Case\""
-        );
     }
 
     #[test]

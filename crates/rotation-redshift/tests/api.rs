@@ -225,3 +225,115 @@ async fn provisioned_clusters_resolve_through_the_redshift_api() {
     let e = managed_admin_endpoint(&directory, &tags).await.unwrap_err();
     assert!(e.to_string().contains("DescribeClusters"), "{e}");
 }
+
+/// A local stand-in for the Redshift Serverless API (AWS JSON 1.1 over HTTP/1.1): 250
+/// namespaces and 250 workgroups served 100 a page, so that the SDK client's request building
+/// (`maxResults`, `nextToken`) and response mapping (`namespaceArn`, `endpoint.address/port`)
+/// run for real.
+async fn serve_serverless_api(listener: tokio::net::TcpListener, calls: Arc<AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(socket);
+            loop {
+                let (mut target, mut length) = (String::new(), 0usize);
+                let mut line = String::new();
+                if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).await.unwrap();
+                    let l = line.trim_end();
+                    if l.is_empty() {
+                        break;
+                    }
+                    let (k, v) = l.split_once(':').unwrap();
+                    match k.to_ascii_lowercase().as_str() {
+                        "x-amz-target" => target = v.trim().to_string(),
+                        "content-length" => length = v.trim().parse().unwrap(),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).await.unwrap();
+                calls.fetch_add(1, Ordering::SeqCst);
+                let request: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+                assert_eq!(request["maxResults"], json!(100), "{request}");
+                let start: usize = request["nextToken"]
+                    .as_str()
+                    .map_or(0, |t| t.parse().unwrap());
+                let end = (start + 100).min(250);
+                let next = (end < 250).then(|| end.to_string());
+                let response = match target.as_str() {
+                    "RedshiftServerless.ListNamespaces" => json!({
+                        "namespaces": (start..end).map(|i| json!({
+                            "namespaceArn": format!("arn:aws:redshift-serverless:us-east-1:123456789012:namespace/ns-{i}"),
+                            "namespaceName": format!("ns{i}"),
+                        })).collect::<Vec<_>>(),
+                        "nextToken": next,
+                    }),
+                    "RedshiftServerless.ListWorkgroups" => json!({
+                        "workgroups": (start..end).map(|i| json!({
+                            "workgroupName": format!("wg{i}"),
+                            "namespaceName": format!("ns{}", 249 - i),
+                            "endpoint": {"address": format!("wg{i}.123456789012.us-east-1.redshift-serverless.amazonaws.com"), "port": 5439},
+                        })).collect::<Vec<_>>(),
+                        "nextToken": next,
+                    }),
+                    other => panic!("unexpected call {other}"),
+                };
+                let text = response.to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+                reader.get_mut().write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn the_sdk_serverless_client_reads_every_page() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = tokio::spawn(serve_serverless_api(listener, calls.clone()));
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_redshiftserverless::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(url)
+        .load()
+        .await;
+    let directory = SdkDirectory::from_sdk_config(&config);
+    // Namespace 240 is on the third page; its workgroup (wg9) on the first.
+    let tags = vec![(
+        "aws:redshift-serverless:namespacearn".to_string(),
+        "arn:aws:redshift-serverless:us-east-1:123456789012:namespace/ns-240".to_string(),
+    )];
+    let ep = managed_admin_endpoint(&directory, &tags).await.unwrap();
+    assert_eq!(
+        ep,
+        Endpoint {
+            host: "wg9.123456789012.us-east-1.redshift-serverless.amazonaws.com".into(),
+            port: 5439,
+            engine: "redshift".into()
+        }
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    // Namespace 0's workgroup (wg249) is on the last page of workgroups.
+    let tags = vec![(
+        "aws:redshift-serverless:namespacearn".to_string(),
+        "arn:aws:redshift-serverless:us-east-1:123456789012:namespace/ns-0".to_string(),
+    )];
+    let ep = managed_admin_endpoint(&directory, &tags).await.unwrap();
+    assert!(ep.host.starts_with("wg249."), "{ep:?}");
+    server.abort();
+}

@@ -466,3 +466,74 @@ async fn a_server_that_keeps_case_never_touches_the_lower_case_namesake() {
     assert!(env.logs_in(&now).await);
     assert_eq!(env.stored_password("app_clone"), bystander);
 }
+
+#[tokio::test]
+async fn a_redshift_session_has_only_the_settings_redshift_accepts() {
+    let env = Standin::start(false);
+    env.create_user("app", "Initial-Passw0rd");
+    let r = RedshiftRotator::single_user(env.config.clone());
+    let mut s = r
+        .login(
+            &parse(&env.secret("app", "Initial-Passw0rd")),
+            Deadline::after(std::time::Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    let settings: (String, String, String, String, String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), \
+         current_setting('idle_in_transaction_session_timeout'), current_setting('extra_float_digits'), \
+         current_setting('application_name'), current_database()",
+    )
+    .fetch_one(s.connection())
+    .await
+    .unwrap();
+    r.close(s).await;
+    // statement_timeout set (after login), the others left at the server's defaults, and the
+    // database is Redshift's default `dev` (the secret has no dbname).
+    assert_ne!(settings.0, "0", "{settings:?}");
+    assert_eq!(
+        (
+            settings.1.as_str(),
+            settings.2.as_str(),
+            settings.3.as_str(),
+            settings.4.as_str(),
+            settings.5.as_str()
+        ),
+        ("0", "0", "1", "", "dev"),
+        "{settings:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_clone_name_over_127_bytes_is_refused_before_anything_is_written() {
+    use rotation_core::testing::{FakeDatabase, FakeRotator, Operation, RecordingStore};
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalSecretStore::new(dir.path().join("s.json"));
+    // 122 bytes: "_clone" makes 128, one over Redshift's limit; 121 fits exactly.
+    for (len, fits) in [(122, false), (121, true)] {
+        let name = "u".repeat(len);
+        let id = format!("s{len}");
+        let value = json!({"engine": "redshift", "host": "h", "username": name, "password": "Initial-Passw0rd", "masterarn": "m"});
+        local
+            .create_secret(&id, &SecretString::from(value.to_string()))
+            .await
+            .unwrap();
+        let store = RecordingStore::new(local.clone());
+        let db = FakeDatabase::new();
+        let r = Rotation::new(
+            store.clone(),
+            FakeRotator::new(db, rotation_core::Strategy::AlternatingUsers).with_profile(&PROFILE),
+            PasswordPolicy::defaults(&PROFILE.password),
+        );
+        let e = r.rotate(&id).await;
+        if fits {
+            // It gets past createSecret (the fake has no master to act as).
+            assert_eq!(store.count(Operation::PutSecretValue), 1, "{e:?}");
+        } else {
+            let e = e.unwrap_err();
+            assert_eq!(e.kind(), "UsernameTooLong", "{e}");
+            assert_eq!(store.count(Operation::PutSecretValue), 0);
+            assert_eq!(store.count(Operation::GetRandomPassword), 0);
+        }
+    }
+}
