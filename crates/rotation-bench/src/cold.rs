@@ -1,4 +1,5 @@
-//! Cold rotations: a fresh process of the built `rds-postgres` binary per rotation, served the
+//! Cold rotations: a fresh process of the engine's built Lambda binary (`rds-postgres`,
+//! `redshift`) per rotation, served the
 //! four step events one after another through [`RuntimeApi`], as Lambda would after
 //! Secrets Manager's RotateSecret made the pending stub.
 
@@ -96,14 +97,14 @@ fn wait_next(api: &RuntimeApi, f: &mut Function, log: &Path) -> anyhow::Result<I
     loop {
         if let Some(status) = f.0.try_wait()? {
             bail!(
-                "rds-postgres exited ({status}) before asking for an event:\n{}",
+                "the function exited ({status}) before asking for an event:\n{}",
                 output_of(log)
             );
         }
         match api.report(Duration::from_millis(50)) {
             Ok(Report::Next(at)) => return Ok(at),
             Ok(Report::Other { path, body }) => {
-                bail!("rds-postgres called {path}: {body}\n{}", output_of(log))
+                bail!("the function called {path}: {body}\n{}", output_of(log))
             }
             Ok(other) => bail!("unexpected report while waiting for `next`: {other:?}"),
             Err(_) if Instant::now() < give_up => {}
@@ -118,6 +119,8 @@ fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String
         Strategy::SingleUser => "single-user",
         Strategy::AlternatingUsers => "alternating-users",
     };
+    let function = db.bench.function;
+    let log_group = format!("/aws/lambda/{function}");
     let mut env: Vec<(String, String)> = [
         ("AWS_LAMBDA_RUNTIME_API", api),
         ("ROTATION_STRATEGY", strategy),
@@ -128,10 +131,10 @@ fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String
         ("AWS_REGION", "us-east-1"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_LAMBDA_FUNCTION_NAME", "rds-postgres"),
+        ("AWS_LAMBDA_FUNCTION_NAME", function),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/rds-postgres"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", &log_group),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
         ("AWS_LAMBDA_LOG_LEVEL", "warn"),
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -147,7 +150,7 @@ fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String
     env
 }
 
-/// One cold rotation of `subject`, verified afterwards.
+/// One cold rotation of `subject` by `bin` (the function of `db`'s engine), verified afterwards.
 pub fn run(
     rt: &Runtime,
     lab: &Lab,
@@ -157,7 +160,7 @@ pub fn run(
 ) -> anyhow::Result<ColdSample> {
     let token = uuid::Uuid::new_v4().to_string();
     let before = rt.block_on(lab.current(&subject.arn))?;
-    rt.block_on(lab.start_rotation(&subject.arn, &token))?;
+    rt.block_on(lab.start_rotation(db, &subject.arn, &token))?;
 
     let api = RuntimeApi::start()?;
     let dir = tempfile::tempdir()?;
@@ -192,7 +195,7 @@ pub fn run(
             request_id: request_id.clone(),
             body: body.to_string(),
             deadline_ms: epoch_ms() + 60_000,
-            function_arn: lab.function_arn.clone(),
+            function_arn: db.function_arn.clone(),
         })?;
         loop {
             match api.report(WAIT)? {
@@ -215,7 +218,7 @@ pub fn run(
                 Report::Error { request_id, body } => {
                     bail!("{step} ({request_id}) failed: {body}\n{}", output_of(&log))
                 }
-                Report::Other { path, body } => bail!("rds-postgres called {path}: {body}"),
+                Report::Other { path, body } => bail!("the function called {path}: {body}"),
                 Report::Next(_) | Report::Response { .. } => {}
             }
         }

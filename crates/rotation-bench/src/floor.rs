@@ -10,10 +10,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
 use rotation_core::{
     DatabaseSecret, Deadline, SecretStore, Stage, StageMove, Strategy, VersionSelector,
 };
-use rotation_postgres::{connect, scram};
+use rotation_postgres::connect;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Executor;
 
@@ -36,12 +37,8 @@ async fn alter_password(
     deadline: Deadline,
 ) -> anyhow::Result<()> {
     let mut conn = connect::connect_until(acting, &db.config, deadline).await?;
-    let verifier = scram::verifier(password).context("SCRAM salt")?;
-    conn.execute(sqlx::raw_sql(&format!(
-        "ALTER ROLE {role} PASSWORD '{}'",
-        verifier.expose()
-    )))
-    .await?;
+    let sql = db.bench.set_password_sql(role, password)?;
+    conn.execute(sqlx::raw_sql(&sql)).await?;
     connect::close(conn, deadline).await;
     Ok(())
 }
@@ -76,9 +73,7 @@ pub async fn run(
     );
     let subject = lab.subject(db, &name, strategy).await?;
     if strategy == Strategy::AlternatingUsers {
-        db.pg
-            .psql(&format!("CREATE ROLE {name}_clone LOGIN"))
-            .context("creating the floor's second user")?;
+        db.create_user(&format!("{name}_clone"))?;
     }
     let store = &lab.store;
     let policy = db.settings().policy;
@@ -155,11 +150,11 @@ pub async fn logins(lab: &Lab, db: &Db, n: usize) -> anyhow::Result<(f64, Vec<f6
 }
 
 /// `n` DescribeSecret and `n` GetSecretValue calls to moto through the store, after one
-/// unmeasured call of each; times in ms.
+/// unmeasured call of each; times in ms. (The same for every engine: a secret on the first
+/// cluster.)
 pub async fn store_calls(lab: &Lab, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let subject = lab
-        .subject(&lab.plain, "probe_store", Strategy::SingleUser)
-        .await?;
+    let db = lab.dbs().first().context("no cluster")?;
+    let subject = lab.subject(db, "probe_store", Strategy::SingleUser).await?;
     let (mut describe, mut get) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..=n {
         let t = Instant::now();

@@ -1,7 +1,11 @@
 //! The servers the bench runs against (all the testkit's, on 127.0.0.1): one moto for Secrets
-//! Manager, and two PostgreSQL 15 clusters, plaintext and TLS-only (verify-full against the
-//! testkit's generated CA), both with `log_connections = on` so that logins can be counted from
-//! the server log.
+//! Manager, and per engine two PostgreSQL 15 clusters, plaintext and TLS-only (verify-full
+//! against the testkit's generated CA), all with `log_connections = on` so that logins can be
+//! counted from the server log. Redshift runs on the tests' stand-in: PostgreSQL with md5
+//! authentication (`password_encryption = md5`) and a `dev` database, not a real Redshift.
+//!
+//! What differs per engine is in one [`Bench`] value ([`POSTGRES`], [`REDSHIFT`]); the
+//! measurements themselves are the same code for both.
 
 use std::ops::Sub;
 
@@ -12,17 +16,97 @@ use rotation_core::{
     VersionSelector,
 };
 use rotation_engines::{Engine, Settings};
-use rotation_postgres::{PgConfig, connect};
-use rotation_testkit::{Moto, PgCluster, PgOptions};
+use rotation_postgres::{Dialect, PgConfig, connect, scram};
+use rotation_testkit::{Moto, PgAuth, PgCluster, PgOptions};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 /// The host name in every secret: a name, as RDS endpoints are, so resolution is part of a login.
 pub const HOST: &str = "localhost";
 
+/// An engine the bench measures, and everything its set-up does differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bench {
+    /// The engine (its rotator, password rules and the `engine` key of its secrets).
+    pub engine: Engine,
+    /// The report's name for it.
+    pub label: &'static str,
+    /// Its Lambda binary.
+    pub function: &'static str,
+    /// The `dbname` of its secrets; `None`: none, the engine's default.
+    pub dbname: Option<&'static str>,
+    /// How the server authenticates TCP clients.
+    pub auth: PgAuth,
+    /// Databases created on the server before anything else.
+    pub databases: &'static [&'static str],
+    /// The connection dialect (defaults, session settings).
+    pub dialect: Dialect,
+    /// `CREATE ... {name} ... PASSWORD '{password}'` as the engine's users are created.
+    pub create_user: &'static str,
+}
+
+/// RDS / Aurora PostgreSQL on PostgreSQL 15, SCRAM.
+pub const POSTGRES: Bench = Bench {
+    engine: Engine::Postgres,
+    label: "postgres",
+    function: "rds-postgres",
+    dbname: Some("postgres"),
+    auth: PgAuth::Scram,
+    databases: &[],
+    dialect: Dialect::POSTGRES,
+    create_user: "CREATE ROLE {name} LOGIN PASSWORD '{password}'",
+};
+
+/// Redshift on the stand-in: PostgreSQL 15 with md5 authentication and a `dev` database.
+pub const REDSHIFT: Bench = Bench {
+    engine: Engine::Redshift,
+    label: "redshift (stand-in)",
+    function: "redshift",
+    dbname: None,
+    auth: PgAuth::Md5,
+    databases: &["dev"],
+    dialect: rotation_redshift::DIALECT,
+    create_user: "CREATE USER {name} PASSWORD '{password}'",
+};
+
+/// What the report says about the stand-in.
+pub const STAND_IN: &str = "stand-in: PostgreSQL 15 with md5 auth, not a real Redshift";
+
+impl Bench {
+    /// Every engine, in the report's order.
+    pub const ALL: [Bench; 2] = [POSTGRES, REDSHIFT];
+
+    /// The statement that creates user `name` with `password` (plain SQL identifier and
+    /// literal).
+    pub fn create_user_sql(&self, name: &str, password: &str) -> String {
+        self.create_user
+            .replace("{name}", name)
+            .replace("{password}", password)
+    }
+
+    /// The statement the floor sets `role`'s password with, as the engine sends it: a SCRAM
+    /// verifier (PostgreSQL) or Redshift's md5 form.
+    pub fn set_password_sql(&self, role: &str, password: &SecretString) -> anyhow::Result<String> {
+        Ok(match self.engine {
+            Engine::Postgres => format!(
+                "ALTER ROLE {role} PASSWORD '{}'",
+                scram::verifier(password).context("SCRAM salt")?.expose()
+            ),
+            Engine::Redshift => rotation_redshift::sql::alter_password(
+                role,
+                &rotation_redshift::sql::md5_password(password.expose_secret(), role),
+            ),
+        })
+    }
+}
+
 /// One PostgreSQL cluster and how the engine connects to it.
 #[derive(Debug)]
 pub struct Db {
+    /// The engine it serves.
+    pub bench: Bench,
+    /// Its function, registered in moto.
+    pub function_arn: String,
     /// The cluster.
     pub pg: PgCluster,
     /// TLS-only (`"ssl": true` in its secrets) or plaintext (`"ssl": false`).
@@ -53,15 +137,85 @@ impl Sub for Logins {
 }
 
 impl Db {
+    /// Starts a cluster for `bench`, plaintext or TLS-only, with its databases, and a master
+    /// secret (the superuser) in moto.
+    async fn start(
+        client: &aws_sdk_secretsmanager::Client,
+        bench: Bench,
+        function_arn: String,
+        tls: bool,
+    ) -> anyhow::Result<Db> {
+        let mut options = PgOptions {
+            auth: bench.auth,
+            ..if tls {
+                PgOptions::tls()
+            } else {
+                PgOptions::default()
+            }
+        };
+        options.extra_conf.push("log_connections = on".into());
+        let pg = PgCluster::start(options).context(
+            "starting a throwaway PostgreSQL (scripts/setup installs the server binaries)",
+        )?;
+        if bench.auth == PgAuth::Md5 {
+            // initdb stored the superuser's password as a SCRAM verifier, which md5 auth
+            // answers with SCRAM; store it again in md5 form, as every Redshift password is.
+            pg.psql(&format!(
+                "ALTER ROLE {} PASSWORD '{}'",
+                pg.superuser(),
+                pg.superuser_password()
+            ))
+            .context("storing the superuser's password in md5 form")?;
+        }
+        for db in bench.databases {
+            pg.psql(&format!("CREATE DATABASE {db}"))
+                .with_context(|| format!("creating database {db}"))?;
+        }
+        let config = match pg.ca_pem() {
+            Some(ca) => PgConfig::with_ca_bundle(ca)?,
+            None => PgConfig::default(),
+        }
+        .with_dialect(bench.dialect);
+        let mut db = Db {
+            bench,
+            function_arn,
+            pg,
+            tls,
+            config,
+            master_arn: String::new(),
+        };
+        let master = db.secret_json("postgres", db.pg.superuser_password(), None);
+        let name = format!("bench/{}/master-{}", bench.engine, db.label());
+        db.master_arn = create_secret(client, &name, &master).await?;
+        Ok(db)
+    }
+
+    /// `"postgres plain"`, `"redshift (stand-in) TLS"`, ...: for progress and errors.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.bench.label, self.label())
+    }
+
+    /// Creates user `name` (a plain SQL identifier) with the initial password, as the engine's
+    /// users are created.
+    pub fn create_user(&self, name: &str) -> anyhow::Result<()> {
+        self.pg
+            .psql(&self.bench.create_user_sql(name, INITIAL_PASSWORD))
+            .with_context(|| format!("creating user {name} on {}", self.name()))?;
+        Ok(())
+    }
+
     /// `"plain"` or `"TLS"`.
     pub fn label(&self) -> &'static str {
         if self.tls { "TLS" } else { "plain" }
     }
 
-    /// A secret for `user` on this cluster.
+    /// A secret for `user` on this cluster, as the engine's secrets are.
     pub fn secret_json(&self, user: &str, password: &str, masterarn: Option<&str>) -> Value {
-        let mut v = json!({"engine": "postgres", "host": HOST, "port": self.pg.port(),
-            "username": user, "password": password, "dbname": "postgres", "ssl": self.tls});
+        let mut v = json!({"engine": self.bench.engine.profile().engines[0], "host": HOST,
+            "port": self.pg.port(), "username": user, "password": password, "ssl": self.tls});
+        if let Some(db) = self.bench.dbname {
+            v["dbname"] = json!(db);
+        }
         if let Some(m) = masterarn {
             v["masterarn"] = json!(m);
         }
@@ -82,8 +236,8 @@ impl Db {
     /// environment (default password policy).
     pub fn settings(&self) -> Settings {
         Settings {
-            engine: Engine::Postgres,
-            policy: PasswordPolicy::defaults(&rotation_postgres::PROFILE.password),
+            engine: self.bench.engine,
+            policy: PasswordPolicy::defaults(&self.bench.engine.profile().password),
             postgres: self.config.clone(),
         }
     }
@@ -98,7 +252,7 @@ pub struct Subject {
     pub strategy: Strategy,
 }
 
-/// moto, the clusters, and the fake function RotateSecret needs.
+/// moto, the clusters, and the fake functions RotateSecret needs.
 #[derive(Debug)]
 pub struct Lab {
     /// moto.
@@ -107,67 +261,44 @@ pub struct Lab {
     pub client: aws_sdk_secretsmanager::Client,
     /// The uncounted store (setup and verification).
     pub store: AwsSecretStore,
-    /// A function registered in moto, so that RotateSecret makes the pending stub.
-    pub function_arn: String,
-    /// Plaintext cluster.
-    pub plain: Db,
-    /// TLS-only cluster.
-    pub tls: Db,
+    /// Per engine, a plaintext and a TLS-only cluster: plaintext ones first, each transport in
+    /// the order of the engines.
+    dbs: Vec<Db>,
 }
 
 const INITIAL_PASSWORD: &str = "Bench-initial-pw-1";
 
 impl Lab {
-    /// Starts moto and both clusters.
-    pub async fn start() -> anyhow::Result<Lab> {
+    /// Starts moto and both clusters of each of `benches`.
+    pub async fn start(benches: &[Bench]) -> anyhow::Result<Lab> {
         let moto = Moto::start().context("starting moto (scripts/setup installs it)")?;
         let sdk = moto.sdk_config().await;
         let client = aws_sdk_secretsmanager::Client::new(&sdk);
         let store = AwsSecretStore::new(client.clone());
-        let function_arn = moto
-            .create_function("rds-postgres")
-            .context("registering the rotation function in moto")?;
+        let mut functions = Vec::new();
+        for bench in benches {
+            let arn = moto
+                .create_function(bench.function)
+                .with_context(|| format!("registering {} in moto", bench.function))?;
+            functions.push(arn);
+        }
         let mut dbs = Vec::new();
         for tls in [false, true] {
-            let mut options = if tls {
-                PgOptions::tls()
-            } else {
-                PgOptions::default()
-            };
-            options.extra_conf.push("log_connections = on".into());
-            let pg = PgCluster::start(options).context(
-                "starting a throwaway PostgreSQL (scripts/setup installs the server binaries)",
-            )?;
-            let config = match pg.ca_pem() {
-                Some(ca) => PgConfig::with_ca_bundle(ca)?,
-                None => PgConfig::default(),
-            };
-            let mut db = Db {
-                pg,
-                tls,
-                config,
-                master_arn: String::new(),
-            };
-            let master = db.secret_json("postgres", db.pg.superuser_password(), None);
-            let name = format!("bench/master-{}", db.label());
-            db.master_arn = create_secret(&client, &name, &master).await?;
-            dbs.push(db);
+            for (bench, arn) in benches.iter().zip(&functions) {
+                dbs.push(Db::start(&client, *bench, arn.clone(), tls).await?);
+            }
         }
-        let tls = dbs.pop().expect("two clusters");
-        let plain = dbs.pop().expect("two clusters");
         Ok(Lab {
             moto,
             client,
             store,
-            function_arn,
-            plain,
-            tls,
+            dbs,
         })
     }
 
-    /// Both clusters, plaintext first.
-    pub fn dbs(&self) -> [&Db; 2] {
-        [&self.plain, &self.tls]
+    /// Every cluster: plaintext ones first, each transport in the order of the engines.
+    pub fn dbs(&self) -> &[Db] {
+        &self.dbs
     }
 
     /// A new role with a password and its secret, named `name` (a plain SQL identifier).
@@ -177,14 +308,11 @@ impl Lab {
         name: &str,
         strategy: Strategy,
     ) -> anyhow::Result<Subject> {
-        db.pg
-            .psql(&format!(
-                "CREATE ROLE {name} LOGIN PASSWORD '{INITIAL_PASSWORD}'"
-            ))
-            .with_context(|| format!("creating role {name}"))?;
+        db.create_user(name)?;
         let master = (strategy == Strategy::AlternatingUsers).then_some(db.master_arn.as_str());
         let value = db.secret_json(name, INITIAL_PASSWORD, master);
-        let arn = create_secret(&self.client, &format!("bench/{name}"), &value).await?;
+        let secret_name = format!("bench/{}/{name}", db.bench.engine);
+        let arn = create_secret(&self.client, &secret_name, &value).await?;
         Ok(Subject { arn, strategy })
     }
 
@@ -199,7 +327,7 @@ impl Lab {
 
     /// What RotateSecret does before invoking the function: a value-less `AWSPENDING` version
     /// `token` (moto's RotateSecret, with the registered function, as the workspace tests do).
-    pub async fn start_rotation(&self, arn: &str, token: &str) -> anyhow::Result<()> {
+    pub async fn start_rotation(&self, db: &Db, arn: &str, token: &str) -> anyhow::Result<()> {
         // moto refuses RotateSecret while AWSPENDING shares a version with AWSCURRENT (AWS does
         // not): detach it first, as the tests do.
         let d = self.store.describe(arn).await?;
@@ -221,7 +349,7 @@ impl Lab {
             .rotate_secret()
             .secret_id(arn)
             .client_request_token(token)
-            .rotation_lambda_arn(&self.function_arn)
+            .rotation_lambda_arn(&db.function_arn)
             .rotation_rules(
                 RotationRulesType::builder()
                     .automatically_after_days(7)

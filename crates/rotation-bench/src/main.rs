@@ -1,10 +1,14 @@
-//! `rotation-bench`: how fast, how heavy and how chatty a PostgreSQL rotation is, against the
-//! testkit's servers on 127.0.0.1 (moto for Secrets Manager, PostgreSQL 15 plaintext and TLS
-//! verify-full). Prints Markdown tables with the issue's targets beside the figures (MISS where
-//! one is missed). Run through `scripts/bench`.
+//! `rotation-bench`: how fast, how heavy and how chatty a rotation is, for PostgreSQL and for
+//! Redshift on its PostgreSQL stand-in, against the testkit's servers on 127.0.0.1 (moto for
+//! Secrets Manager, per engine PostgreSQL 15 plaintext and TLS verify-full). Prints Markdown
+//! tables with the issue's targets beside the figures (MISS where one is missed). Run through
+//! `scripts/bench`.
 //!
-//! - cold: a fresh process of the built `rds-postgres` Lambda binary per rotation, behind a
-//!   minimal local Lambda Runtime API, fed the four step events;
+//! Every measurement is made for each engine chosen (`--engine`), by the same code: what
+//! differs per engine is one [`lab::Bench`] value.
+//!
+//! - cold: a fresh process of the engine's built Lambda binary (`rds-postgres`, `redshift`) per
+//!   rotation, behind a minimal local Lambda Runtime API, fed the four step events;
 //! - warm: many rotations in one process through the library (the Lambda contract,
 //!   `Rotation::handle`, and the driver, `Rotation::rotate`), with Secrets Manager calls and
 //!   logins counted;
@@ -29,42 +33,54 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use rotation_core::Strategy;
 
-use crate::lab::Lab;
+use crate::lab::{Bench, Lab, POSTGRES, REDSHIFT};
 use crate::report::{Results, Scenario};
 
-const USAGE: &str = "usage: rotation-bench [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-bin PATH] [--lambda-profile NAME]
+const USAGE: &str = "usage: rotation-bench [--engine postgres|redshift|all] [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME]
 
+  --engine E         postgres, redshift (on the PostgreSQL stand-in) or all (default all)
   --quick            smoke run: 1 cold run, 3 warm rotations, 5 logins per case
   --cold-runs N      fresh-process rotations per case (default 5)
   --warm N           in-process rotations per case and path, and floor iterations (default 30)
-  --logins N         logins per transport for the login time (default 30)
-  --lambda-bin PATH  the built rds-postgres binary (default: rds-postgres beside this binary)
-  --lambda-profile NAME  the cargo profile it was built with, for the report (default release)";
+  --logins N         logins per engine and transport for the login time (default 30)
+  --lambda-dir DIR   where the built Lambda binaries are (rds-postgres, redshift; default: the
+                     directory of this binary)
+  --lambda-profile NAME  the cargo profile they were built with, for the report (default release)";
 
 /// Command-line settings.
 #[derive(Debug, Clone)]
 pub struct Args {
+    /// The engines measured, in the report's order.
+    pub benches: Vec<Bench>,
     /// Cold runs per case.
     pub cold_runs: usize,
     /// Warm rotations per case and path.
     pub warm: usize,
-    /// Logins per transport.
+    /// Logins per engine and transport.
     pub logins: usize,
-    /// The Lambda binary.
-    pub lambda_bin: PathBuf,
-    /// Its build profile.
+    /// Where the Lambda binaries are.
+    pub lambda_dir: PathBuf,
+    /// Their build profile.
     pub lambda_profile: String,
+}
+
+impl Args {
+    /// The Lambda binary of `bench`'s engine.
+    pub fn lambda_bin(&self, bench: &Bench) -> PathBuf {
+        self.lambda_dir.join(bench.function)
+    }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
+        benches: Bench::ALL.to_vec(),
         cold_runs: 5,
         warm: 30,
         logins: 30,
-        lambda_bin: std::env::current_exe()?
+        lambda_dir: std::env::current_exe()?
             .parent()
             .context("the bench binary has a directory")?
-            .join("rds-postgres"),
+            .to_path_buf(),
         lambda_profile: "release".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -83,8 +99,16 @@ fn parse_args() -> anyhow::Result<Args> {
             "--cold-runs" => args.cold_runs = number(it.next(), "--cold-runs")?,
             "--warm" => args.warm = number(it.next(), "--warm")?,
             "--logins" => args.logins = number(it.next(), "--logins")?,
-            "--lambda-bin" => {
-                args.lambda_bin = it.next().context("--lambda-bin takes a path")?.into();
+            "--engine" => {
+                args.benches = match it.next().as_deref() {
+                    Some("postgres") => vec![POSTGRES],
+                    Some("redshift") => vec![REDSHIFT],
+                    Some("all") => Bench::ALL.to_vec(),
+                    _ => bail!("--engine takes postgres, redshift or all\n{USAGE}"),
+                };
+            }
+            "--lambda-dir" => {
+                args.lambda_dir = it.next().context("--lambda-dir takes a path")?.into();
             }
             "--lambda-profile" => {
                 args.lambda_profile = it.next().context("--lambda-profile takes a name")?;
@@ -96,11 +120,15 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    if !args.lambda_bin.is_file() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p rotation-lambda --bin rds-postgres) or pass --lambda-bin",
-            args.lambda_bin.display()
-        );
+    for bench in &args.benches {
+        let bin = args.lambda_bin(bench);
+        if !bin.is_file() {
+            bail!(
+                "{} not found: build it first (cargo build --release -p rotation-lambda --bin {}) or pass --lambda-dir",
+                bin.display(),
+                bench.function
+            );
+        }
     }
     Ok(args)
 }
@@ -114,28 +142,35 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    progress("starting moto and two PostgreSQL clusters (plaintext, TLS)");
-    let lab = rt.block_on(Lab::start())?;
+    let engines: Vec<&str> = args.benches.iter().map(|b| b.label).collect();
+    progress(&format!(
+        "starting moto and two PostgreSQL clusters (plaintext, TLS) for each of {}",
+        engines.join(", ")
+    ));
+    let lab = rt.block_on(Lab::start(&args.benches))?;
     let mut results = Results::new(&args, &lab)?;
 
     for db in lab.dbs() {
-        progress(&format!("{} logins x {}", db.label(), args.logins));
+        progress(&format!("{} logins x {}", db.name(), args.logins));
         let (first, times) = rt.block_on(floor::logins(&lab, db, args.logins))?;
-        results.logins.push((db.tls, first, times));
+        results.logins.push((db.bench, db.tls, first, times));
     }
 
     progress(&format!("Secrets Manager calls x {}", args.logins));
     results.store_calls = rt.block_on(floor::store_calls(&lab, args.logins))?;
 
+    // Strategy, then transport, then engine: the engines' rows of a case side by side, and
+    // measured close together in time on a machine whose speed drifts.
     for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
         for db in lab.dbs() {
-            let case = format!("{strategy} {}", db.label());
+            let case = format!("{strategy} {}", db.name());
             let short = match strategy {
                 Strategy::SingleUser => "single",
                 Strategy::AlternatingUsers => "alt",
             };
             let tag = format!("{short}_{}", db.label().to_ascii_lowercase());
-            let mut scenario = Scenario::new(strategy, db.tls);
+            let bin = args.lambda_bin(&db.bench);
+            let mut scenario = Scenario::new(db.bench, strategy, db.tls);
 
             progress(&format!("{case}: floor x {}", args.warm));
             scenario.floor = rt.block_on(floor::run(&lab, db, strategy, args.warm))?;
@@ -143,7 +178,7 @@ fn main() -> anyhow::Result<()> {
             let subject = rt.block_on(lab.subject(db, &format!("cold_{tag}"), strategy))?;
             for i in 1..=args.cold_runs {
                 progress(&format!("{case}: cold run {i}/{}", args.cold_runs));
-                let sample = cold::run(&rt, &lab, db, &subject, &args.lambda_bin)
+                let sample = cold::run(&rt, &lab, db, &subject, &bin)
                     .with_context(|| format!("cold run of {case}"))?;
                 scenario.cold.push(sample);
             }

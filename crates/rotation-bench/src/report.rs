@@ -5,12 +5,13 @@ use std::fmt::Write as _;
 use std::fs;
 
 use rotation_core::Strategy;
+use rotation_engines::Engine;
 
 use crate::Args;
 use crate::cold::ColdSample;
 use crate::counting::{Counts, api_calls};
 use crate::floor::FloorSample;
-use crate::lab::{Lab, Logins};
+use crate::lab::{Bench, Lab, Logins, STAND_IN};
 use crate::warm::WarmSample;
 
 /// Median, p95 (nearest rank), min, max.
@@ -50,9 +51,10 @@ impl Dist {
     }
 }
 
-/// One strategy on one transport.
+/// One strategy on one transport of one engine.
 #[derive(Debug)]
 pub struct Scenario {
+    pub bench: Bench,
     pub strategy: Strategy,
     pub tls: bool,
     pub floor: Vec<FloorSample>,
@@ -62,8 +64,9 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    pub fn new(strategy: Strategy, tls: bool) -> Scenario {
+    pub fn new(bench: Bench, strategy: Strategy, tls: bool) -> Scenario {
         Scenario {
+            bench,
             strategy,
             tls,
             floor: vec![],
@@ -73,7 +76,12 @@ impl Scenario {
         }
     }
     fn name(&self) -> String {
-        format!("{} | {}", short(self.strategy), transport(self.tls))
+        format!(
+            "{} | {} | {}",
+            short(self.strategy),
+            transport(self.tls),
+            self.bench.label
+        )
     }
     fn floor_median(&self) -> f64 {
         Dist::of(self.floor.iter().map(|s| s.total)).median
@@ -95,8 +103,8 @@ fn transport(tls: bool) -> &'static str {
 #[derive(Debug)]
 pub struct Results {
     facts: Vec<(String, String)>,
-    /// Login times by transport (TLS?): the process's first, then the rest.
-    pub logins: Vec<(bool, f64, Vec<f64>)>,
+    /// Login times by engine and transport (TLS?): the process's first, then the rest.
+    pub logins: Vec<(Bench, bool, f64, Vec<f64>)>,
     /// DescribeSecret and GetSecretValue times.
     pub store_calls: (Vec<f64>, Vec<f64>),
     pub scenarios: Vec<Scenario>,
@@ -119,18 +127,23 @@ impl Results {
         let mem_kib: f64 = first_line_with("/proc/meminfo", "MemTotal")
             .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(f64::NAN);
-        let size = fs::metadata(&args.lambda_bin)?.len() as f64 / (1024.0 * 1024.0);
+        let mut binaries = Vec::new();
+        for bench in &args.benches {
+            let size = fs::metadata(args.lambda_bin(bench))?.len() as f64 / (1024.0 * 1024.0);
+            binaries.push(format!("`{}` {size:.1} MiB", bench.function));
+        }
         let pg = lab
-            .plain
-            .pg
-            .psql("SHOW server_version")
-            .unwrap_or_else(|e| format!("? ({e})"));
+            .dbs()
+            .first()
+            .map(|db| db.pg.psql("SHOW server_version"))
+            .and_then(Result::ok)
+            .unwrap_or_else(|| "?".into());
         let moto = lab
             .moto
             .python("import moto; print(moto.__version__)")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|e| format!("? ({e})"));
-        let facts = vec![
+        let mut facts = vec![
             ("nproc".into(), nproc.to_string()),
             (
                 "CPU".into(),
@@ -152,15 +165,8 @@ impl Results {
             ("PostgreSQL".into(), pg),
             ("moto".into(), moto),
             (
-                "Lambda binary".into(),
-                format!(
-                    "`{}`, profile `{}`, {size:.1} MiB",
-                    args.lambda_bin
-                        .file_name()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    args.lambda_profile
-                ),
+                "Lambda binaries".into(),
+                format!("{}, profile `{}`", binaries.join(", "), args.lambda_profile),
             ),
             (
                 "runs".into(),
@@ -170,6 +176,14 @@ impl Results {
                 ),
             ),
         ];
+        if args.benches.iter().any(|b| b.engine == Engine::Redshift) {
+            facts.push((
+                "Redshift".into(),
+                format!(
+                    "{STAND_IN} (`password_encryption = md5`, a `dev` database, secrets without `dbname`): the `redshift` function and rotator, run against PostgreSQL"
+                ),
+            ));
+        }
         Ok(Results {
             facts,
             logins: vec![],
@@ -179,17 +193,17 @@ impl Results {
         })
     }
 
-    fn login_median(&self, tls: bool) -> f64 {
+    fn login_median(&self, bench: Bench, tls: bool) -> f64 {
         self.logins
             .iter()
-            .find(|(t, _, _)| *t == tls)
-            .map_or(f64::NAN, |(_, _, v)| Dist::of(v.iter().copied()).median)
+            .find(|(b, t, _, _)| *b == bench && *t == tls)
+            .map_or(f64::NAN, |(_, _, _, v)| Dist::of(v.iter().copied()).median)
     }
 
-    fn scenario(&self, strategy: Strategy, tls: bool) -> Option<&Scenario> {
+    fn scenario(&self, bench: Bench, strategy: Strategy, tls: bool) -> Option<&Scenario> {
         self.scenarios
             .iter()
-            .find(|s| s.strategy == strategy && s.tls == tls)
+            .find(|s| s.bench == bench && s.strategy == strategy && s.tls == tls)
     }
 
     pub fn render(&self) -> String {
@@ -202,15 +216,16 @@ impl Results {
 
         let _ = writeln!(
             w,
-            "\n## Login time (`connect::check`: login, `SELECT 1`, close; {} logins after the process's first)\n\n| transport | median ms | p95 ms | min ms | max ms | first login of the process ms |\n|---|---:|---:|---:|---:|---:|",
+            "\n## Login time (`connect::check` with the engine's dialect: login, `SELECT 1`, close; Redshift's also `SET statement_timeout` after login; {} logins after the process's first)\n\n| transport | engine | median ms | p95 ms | min ms | max ms | first login of the process ms |\n|---|---|---:|---:|---:|---:|---:|",
             self.args.logins
         );
-        for (tls, first, times) in &self.logins {
+        for (bench, tls, first, times) in &self.logins {
             let d = Dist::of(times.iter().copied());
             let _ = writeln!(
                 w,
-                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {first:.1} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {first:.1} |",
                 transport(*tls),
+                bench.label,
                 d.median,
                 d.p95,
                 d.min,
@@ -237,9 +252,9 @@ impl Results {
 
         let _ = writeln!(
             w,
-            "\n## Cold: a fresh `rds-postgres` process per rotation, four step events through the local Runtime API (median of {})\n\n\
-             | strategy | transport | start to ready ms | start to result ms | createSecret | setSecret | testSecret | finishSecret | CPU user+sys ms (user / sys) | peak RSS MiB | logins (attempts / ok) | result / floor |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "\n## Cold: a fresh process of the engine's function (`rds-postgres`, `redshift`) per rotation, four step events through the local Runtime API (median of {})\n\n\
+             | strategy | transport | engine | start to ready ms | start to result ms | createSecret | setSecret | testSecret | finishSecret | CPU user+sys ms (user / sys) | peak RSS MiB | logins (attempts / ok) | result / floor |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             self.args.cold_runs
         );
         for s in &self.scenarios {
@@ -267,8 +282,8 @@ impl Results {
         let _ = writeln!(
             w,
             "\n## Warm, Lambda path: RotateSecret makes the stub (not timed), then `Rotation::handle` per step; {} rotations in one process\n\n\
-             | strategy | transport | rotation median ms | p95 ms | createSecret med / p95 | setSecret med / p95 | testSecret med / p95 | finishSecret med / p95 | Secrets Manager calls | logins (attempts / ok) | floor median ms | over the floor |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             | strategy | transport | engine | rotation median ms | p95 ms | createSecret med / p95 | setSecret med / p95 | testSecret med / p95 | finishSecret med / p95 | Secrets Manager calls | logins (attempts / ok) | floor median ms | over the floor |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             self.args.warm
         );
         for s in &self.scenarios {
@@ -298,8 +313,8 @@ impl Results {
         let _ = writeln!(
             w,
             "\n## Warm, driver: `Rotation::rotate` (the `rotate` command's path; it makes the pending version itself); {} rotations in one process\n\n\
-             | strategy | transport | rotation median ms | p95 ms | Secrets Manager calls | logins (attempts / ok) | over the floor |\n\
-             |---|---|---:|---:|---:|---:|---:|",
+             | strategy | transport | engine | rotation median ms | p95 ms | Secrets Manager calls | logins (attempts / ok) | over the floor |\n\
+             |---|---|---|---:|---:|---:|---:|---:|",
             self.args.warm
         );
         for s in &self.scenarios {
@@ -319,8 +334,8 @@ impl Results {
         let _ = writeln!(
             w,
             "\n## Floor: the calls a rotation cannot avoid, in a plain loop ({} iterations)\n\n\
-             Single user: GetSecretValue, GetRandomPassword, PutSecretValue, login + `ALTER ROLE ... PASSWORD` (SCRAM verifier), login with the new password + `SELECT 1`, UpdateSecretVersionStage. Alternating users: also GetSecretValue of the master; the `ALTER ROLE` of the other user is made as the master.\n\n\
-             | strategy | transport | median ms | p95 ms | Secrets Manager calls | logins (attempts / ok) |\n|---|---|---:|---:|---:|---:|",
+             Single user: GetSecretValue, GetRandomPassword, PutSecretValue, login + the password change (PostgreSQL: `ALTER ROLE ... PASSWORD` with a SCRAM verifier; Redshift: `ALTER USER ... PASSWORD` with the md5 form), login with the new password + `SELECT 1`, UpdateSecretVersionStage. Alternating users: also GetSecretValue of the master; the password change of the other user is made as the master. Logins as the engine makes them (Redshift: `SET statement_timeout` after each).\n\n\
+             | strategy | transport | engine | median ms | p95 ms | Secrets Manager calls | logins (attempts / ok) |\n|---|---|---|---:|---:|---:|---:|",
             self.args.warm
         );
         for s in &self.scenarios {
@@ -360,7 +375,7 @@ impl Results {
             w,
             "\n## Where the warm Lambda path's time over the floor goes\n\n\
              Extra calls and logins (failed ones included) priced at the medians above (one store call {call:.1} ms; one login as in the login table).\n\n\
-             | strategy | transport | over the floor ms | extra store calls | extra logins | their price ms | rest ms |\n|---|---|---:|---:|---:|---:|---:|"
+             | strategy | transport | engine | over the floor ms | extra store calls | extra logins | their price ms | rest ms |\n|---|---|---|---:|---:|---:|---:|---:|"
         );
         for s in &self.scenarios {
             let over = Dist::of(s.lambda.iter().map(|x| x.total)).median - s.floor_median();
@@ -377,7 +392,7 @@ impl Results {
             ) - floor_calls;
             let logins = mean(s.lambda.iter().map(|x| x.logins.attempts as f64).collect())
                 - mean(s.floor.iter().map(|x| x.logins.attempts as f64).collect());
-            let price = calls * call + logins * self.login_median(s.tls);
+            let price = calls * call + logins * self.login_median(s.bench, s.tls);
             let _ = writeln!(
                 w,
                 "| {} | {over:.1} | {calls:.0} | {logins:.0} | {price:.1} | {:.1} |",
@@ -397,7 +412,7 @@ impl Results {
         let ops: Vec<&str> = ops.into_iter().collect();
         let _ = writeln!(
             w,
-            "\n## Secrets Manager calls per rotation, by operation (counted by a wrapping `SecretStore`)\n\n| path | strategy | transport | {} | total |\n|---|---|---|{}---:|",
+            "\n## Secrets Manager calls per rotation, by operation (counted by a wrapping `SecretStore`)\n\n| path | strategy | transport | engine | {} | total |\n|---|---|---|---|{}---:|",
             ops.join(" | "),
             "---:|".repeat(ops.len())
         );
@@ -438,33 +453,39 @@ impl Results {
                 if ok { "ok" } else { "**MISS**" }
             );
         };
-        let (plain, tls) = (self.login_median(false), self.login_median(true));
-        row(
-            "TLS login <= plain login + 5 ms".into(),
-            format!("{tls:.1} vs {plain:.1} + 5 ms"),
-            tls <= plain + 5.0,
-        );
-        for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
-            let (Some(p), Some(t)) = (
-                self.scenario(strategy, false),
-                self.scenario(strategy, true),
-            ) else {
-                continue;
-            };
-            let warm = |s: &Scenario| Dist::of(s.lambda.iter().map(|x| x.total)).median;
-            let cold = |s: &Scenario| Dist::of(s.cold.iter().map(|x| x.result)).median;
-            let r = warm(t) / warm(p);
-            row(
-                format!("TLS rotation <= 1.25x plain, {}, warm", short(strategy)),
-                format!("{r:.2}x"),
-                r <= 1.25,
+        for bench in &self.args.benches {
+            let (plain, tls) = (
+                self.login_median(*bench, false),
+                self.login_median(*bench, true),
             );
-            let r = cold(t) / cold(p);
             row(
-                format!("TLS rotation <= 1.25x plain, {}, cold", short(strategy)),
-                format!("{r:.2}x"),
-                r <= 1.25,
+                format!("TLS login <= plain login + 5 ms, {}", bench.label),
+                format!("{tls:.1} vs {plain:.1} + 5 ms"),
+                tls <= plain + 5.0,
             );
+        }
+        for bench in &self.args.benches {
+            for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+                let (Some(p), Some(t)) = (
+                    self.scenario(*bench, strategy, false),
+                    self.scenario(*bench, strategy, true),
+                ) else {
+                    continue;
+                };
+                let warm = |s: &Scenario| Dist::of(s.lambda.iter().map(|x| x.total)).median;
+                let cold = |s: &Scenario| Dist::of(s.cold.iter().map(|x| x.result)).median;
+                for (path, r) in [("warm", warm(t) / warm(p)), ("cold", cold(t) / cold(p))] {
+                    row(
+                        format!(
+                            "TLS rotation <= 1.25x plain, {}, {path}, {}",
+                            short(strategy),
+                            bench.label
+                        ),
+                        format!("{r:.2}x"),
+                        r <= 1.25,
+                    );
+                }
+            }
         }
         for s in &self.scenarios {
             let result = Dist::of(s.cold.iter().map(|x| x.result)).median;

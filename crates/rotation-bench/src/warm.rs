@@ -58,7 +58,7 @@ pub async fn lambda_path(
     for i in 0..=n {
         let before = lab.current(&subject.arn).await?;
         let token = uuid::Uuid::new_v4().to_string();
-        lab.start_rotation(&subject.arn, &token).await?;
+        lab.start_rotation(db, &subject.arn, &token).await?;
         take(&store);
         let logins_before = db.logins();
         let mut steps = [0.0; 4];
