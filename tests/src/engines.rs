@@ -47,7 +47,13 @@ pub fn dialect(engine: Engine) -> Dialect {
     match engine {
         Engine::Postgres => Dialect::POSTGRES,
         Engine::Redshift => rotation_redshift::DIALECT,
+        Engine::DocumentDb => not_pg(),
     }
+}
+
+/// These suites hold the PostgreSQL-protocol engines; DocumentDB's are its own crate's.
+fn not_pg() -> ! {
+    panic!("DocumentDB is not a PostgreSQL-protocol engine: its suites live in rotation-documentdb")
 }
 
 /// A throwaway server for one engine, a local secret store, and the engine's connection
@@ -79,6 +85,7 @@ impl Env {
                 auth: PgAuth::Md5,
                 ..options
             },
+            Engine::DocumentDb => not_pg(),
         };
         let pg = PgCluster::start(options).expect("start PostgreSQL (scripts/setup installs it)");
         let dbname = dialect(engine).default_dbname;
@@ -119,6 +126,7 @@ impl Env {
                 "CREATE ROLE :\"u\" LOGIN PASSWORD :'pw'; GRANT CREATE ON SCHEMA public TO :\"u\";"
             }
             Engine::Redshift => "CREATE USER :\"u\" PASSWORD :'pw';",
+            Engine::DocumentDb => not_pg(),
         };
         self.pg
             .psql_vars(script, &[("u", name), ("pw", password)])
@@ -158,6 +166,7 @@ impl Env {
                 "username": username,
                 "password": password,
             }),
+            Engine::DocumentDb => not_pg(),
         };
         if let Some(ssl) = ssl {
             v["ssl"] = ssl;
@@ -226,6 +235,7 @@ impl Env {
         match self.engine {
             Engine::Postgres => "ALTER ROLE",
             Engine::Redshift => "ALTER USER",
+            Engine::DocumentDb => not_pg(),
         }
     }
 

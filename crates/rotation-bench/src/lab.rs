@@ -96,6 +96,7 @@ impl Bench {
                 role,
                 &rotation_redshift::sql::md5_password(password.expose_secret(), role),
             ),
+            Engine::DocumentDb => anyhow::bail!("the SQL floor has no DocumentDB form"),
         })
     }
 }

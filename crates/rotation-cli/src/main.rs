@@ -89,7 +89,7 @@ struct Target {
     #[arg(long, env = "ROTATION_STRATEGY", value_parser = parse_strategy)]
     strategy: Strategy,
     /// Database engine; by default the one the secret's `engine` key names (`postgres`,
-    /// `aurora-postgresql`: postgres; `redshift`: redshift).
+    /// `aurora-postgresql`: postgres; `redshift`: redshift; `mongo`: documentdb).
     #[arg(long, value_parser = parse_engine)]
     engine: Option<Engine>,
 }
@@ -128,7 +128,7 @@ async fn open_store(spec: &str) -> anyhow::Result<AnyStore> {
 }
 
 /// Every value of the `engine` key some engine handles, for messages.
-const KNOWN_ENGINES: &str = "one of postgres, aurora-postgresql, redshift";
+const KNOWN_ENGINES: &str = "one of postgres, aurora-postgresql, redshift, mongo";
 
 /// The engine of `secret`: its AWSCURRENT value's `engine` key.
 async fn engine_of(store: &AnyStore, secret: &str, timeout: u64) -> anyhow::Result<Engine> {

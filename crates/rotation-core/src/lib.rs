@@ -40,6 +40,7 @@ mod steps;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use deadline::Deadline;
 pub use driver::{AbortMode, AbortReport, RotationReport};
@@ -50,7 +51,7 @@ pub use event::{EventError, EventStep, RotationEvent, Step};
 pub use options::Options;
 pub use policy::{CharClass, PasswordDefaults, PasswordPolicy, PasswordRuleError, PolicyError};
 pub use rotation::Rotation;
-pub use rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
+pub use rotator::{Direction, EngineError, EngineProfile, ErrorKind, Rotator};
 pub use secret::{DatabaseSecret, DbName, SecretError, SslKey};
 pub use stage::{Stage, Strategy};
 pub use steps::{Credentials, StepOutcome};
@@ -58,3 +59,4 @@ pub use store::{
     AnyStore, AwsSecretStore, Claim, LocalSecretStore, SecretDescription, SecretStore, SecretValue,
     StageMove, StoreError, VersionInfo, VersionSelector, VersionStages,
 };
+pub use tls::TlsPlan;

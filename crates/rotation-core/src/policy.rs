@@ -58,16 +58,18 @@ impl PasswordDefaults {
         printable_ascii: true,
     };
     /// Amazon DocumentDB (MongoDB wire protocol).
+    /// Amazon DocumentDB: 8 to 100 printable ASCII characters without `/`, `@`, `"` or space
+    /// (its documented password rules); AWS's default exclusions.
     pub const DOCUMENTDB: PasswordDefaults = PasswordDefaults {
         engine: "mongo",
         exclude_characters: "/@\"'\\",
         length: 32,
-        min_length: 4,
-        max_length: 4096,
+        min_length: 8,
+        max_length: 100,
         class_switches: true,
-        forbidden: "",
+        forbidden: DOCUMENTDB_FORBIDDEN,
         required_classes: false,
-        printable_ascii: false,
+        printable_ascii: true,
     };
 
     /// Whether `password` satisfies the engine's rules: its length in characters within
@@ -112,6 +114,9 @@ impl PasswordDefaults {
 /// What Redshift never accepts in a password: single quote, double quote, backslash, slash,
 /// at sign and space.
 pub const REDSHIFT_FORBIDDEN: &str = "'\"\\/@ ";
+
+/// Characters DocumentDB refuses in a password.
+pub const DOCUMENTDB_FORBIDDEN: &str = "/@\" ";
 
 /// A character class an engine may require in every password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -619,7 +624,9 @@ mod tests {
 
     #[test]
     fn engines_without_rules_read_as_before_and_without_notes() {
-        for d in [&PasswordDefaults::POSTGRES, &PasswordDefaults::DOCUMENTDB] {
+        // PostgreSQL has no rules of its own; its reading is AWS's.
+        #[allow(clippy::single_element_loop)]
+        for d in [&PasswordDefaults::POSTGRES] {
             assert_eq!(d.forbidden, "");
             assert!(!d.required_classes && !d.printable_ascii);
             let env = [
@@ -893,8 +900,45 @@ mod tests {
     }
 
     #[test]
+    fn documentdb_rules_are_built_into_reading_and_checking() {
+        let d = &PasswordDefaults::DOCUMENTDB;
+        // Its defaults already exclude what it forbids: no note.
+        let (p, notes) = PasswordPolicy::read(d, lookup(&[])).unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(p, PasswordPolicy::defaults(d));
+        // An EXCLUDE_CHARACTERS without them gets them back, with a note; the class switches
+        // are honoured (DocumentDB requires no class).
+        let (p, notes) = PasswordPolicy::read(
+            d,
+            lookup(&[("EXCLUDE_CHARACTERS", ""), ("EXCLUDE_NUMBERS", "true")]),
+        )
+        .unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        for c in ['/', '@', '"'] {
+            assert!(p.exclude_characters.contains(c), "{c}");
+        }
+        assert_eq!(p.exclude_numbers, Some(true));
+        // 8 to 100 printable ASCII characters, none of / @ " or space.
+        assert!(d.check("Abcdefg1").is_ok());
+        assert!(d.check(&"a".repeat(100)).is_ok());
+        for bad in [
+            "short",
+            "with/slash",
+            "with@at-sign",
+            "with\"quote",
+            "with space",
+            "ünïcodé-pw",
+        ] {
+            assert!(d.check(bad).is_err(), "{bad}");
+        }
+        assert!(d.check(&"a".repeat(101)).is_err());
+        assert!(PasswordPolicy::read(d, lookup(&[("PASSWORD_LENGTH", "7")])).is_err());
+    }
+
+    #[test]
     fn check_for_engines_without_rules_is_the_length_only() {
-        for d in [&PasswordDefaults::POSTGRES, &PasswordDefaults::DOCUMENTDB] {
+        #[allow(clippy::single_element_loop)]
+        for d in [&PasswordDefaults::POSTGRES] {
             for ok in ["abcd", "'\"\\/@ :", "ÄÖÜß", "1234"] {
                 assert_eq!(d.check(ok), Ok(()), "{ok}");
             }

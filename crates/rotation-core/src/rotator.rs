@@ -210,6 +210,47 @@ pub trait Rotator: Send + Sync {
     }
 }
 
+/// For alternating users, which of the pair's privileges (grants, roles, groups) are copied to
+/// which user, and whether the target may lose any. The rule, for engines that keep the pair's
+/// privileges in line on every rotation (W7):
+/// - a user created now gets the current user's privileges (AWS's behaviour);
+/// - otherwise the original (the name without `_clone`) is the source of truth and the clone
+///   follows it: it gains what the original gained, and loses what the original lost, but only
+///   while the clone is the pending user. The user the secret's AWSCURRENT names, which
+///   applications use during the rotation, never loses anything mid-rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Direction {
+    /// Stored name of the user whose privileges are copied.
+    pub source: String,
+    /// Stored name of the user that receives them.
+    pub target: String,
+    /// Whether privileges the source lacks are revoked from the target.
+    pub revoke: bool,
+}
+
+impl Direction {
+    /// The direction for a rotation whose current user is `current` and pending user
+    /// `pending` (stored names), where `created` says the pending user was created just now
+    /// and `pending_is_clone` whether the pending user is the `_clone` of the pair.
+    pub fn for_pair(current: &str, pending: &str, created: bool, pending_is_clone: bool) -> Self {
+        let (source, target, revoke) = if created {
+            // A new user starts with what the user in use has.
+            (current, pending, false)
+        } else if pending_is_clone {
+            // The clone is not in use: it follows the original exactly.
+            (current, pending, true)
+        } else {
+            // The clone is in use (AWSCURRENT): it gains what the original has, loses nothing now.
+            (pending, current, false)
+        };
+        Direction {
+            source: source.to_string(),
+            target: target.to_string(),
+            revoke,
+        }
+    }
+}
+
 /// The other user of an alternating pair: `x` <-> `x_clone`. `max_bytes` bounds the result.
 pub fn alternate_username(name: &str, max_bytes: Option<usize>) -> Result<String, String> {
     if let Some(base) = name.strip_suffix("_clone")
@@ -242,6 +283,42 @@ mod tests {
         // 29 two-byte characters = 58 bytes but 29 characters: too long in bytes.
         assert!(alternate_username(&"é".repeat(29), Some(63)).is_err());
         assert!(alternate_username(&"a".repeat(500), None).is_ok());
+    }
+
+    #[test]
+    fn the_user_in_use_never_loses_privileges() {
+        // Current original, pending clone: the clone follows exactly.
+        assert_eq!(
+            Direction::for_pair("app", "app_clone", false, true),
+            Direction {
+                source: "app".into(),
+                target: "app_clone".into(),
+                revoke: true
+            }
+        );
+        // Current clone, pending original: the original stays the source; the clone (in
+        // use) only gains.
+        assert_eq!(
+            Direction::for_pair("app_clone", "app", false, false),
+            Direction {
+                source: "app".into(),
+                target: "app_clone".into(),
+                revoke: false
+            }
+        );
+        // A user created now copies the current one, whichever name it has.
+        for (current, pending, is_clone) in
+            [("etl_clone", "etl", false), ("app", "app_clone", true)]
+        {
+            assert_eq!(
+                Direction::for_pair(current, pending, true, is_clone),
+                Direction {
+                    source: current.into(),
+                    target: pending.into(),
+                    revoke: false
+                }
+            );
+        }
     }
 
     #[test]

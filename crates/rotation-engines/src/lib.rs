@@ -16,6 +16,7 @@ use rotation_core::{
     DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordPolicy, PolicyError,
     Rotation, Rotator, SecretStore, Strategy,
 };
+use rotation_documentdb::{DocumentDbRotator, MongoSession};
 use rotation_postgres::{PgConfig, PgSession, PostgresRotator};
 use rotation_redshift::RedshiftRotator;
 
@@ -29,17 +30,20 @@ pub enum Engine {
     Postgres,
     /// Amazon Redshift (provisioned and Serverless).
     Redshift,
+    /// Amazon DocumentDB (MongoDB wire protocol).
+    DocumentDb,
 }
 
 impl Engine {
     /// Every engine.
-    pub const ALL: [Engine; 2] = [Engine::Postgres, Engine::Redshift];
+    pub const ALL: [Engine; 3] = [Engine::Postgres, Engine::Redshift, Engine::DocumentDb];
 
     /// The engine's profile (names, password rules, limits).
     pub fn profile(self) -> &'static EngineProfile {
         match self {
             Engine::Postgres => &rotation_postgres::PROFILE,
             Engine::Redshift => &rotation_redshift::PROFILE,
+            Engine::DocumentDb => &rotation_documentdb::PROFILE,
         }
     }
 
@@ -98,7 +102,8 @@ pub struct Settings {
     /// Password generation.
     pub policy: PasswordPolicy,
     /// Connection settings of the PostgreSQL-protocol engines (PostgreSQL, Redshift); each
-    /// rotator applies its own dialect.
+    /// rotator applies its own dialect. Their engine-independent part (trust, plaintext
+    /// fallback, connect timeout) serves the other engines too.
     pub postgres: PgConfig,
 }
 
@@ -143,6 +148,15 @@ pub fn redshift_rotator(
     }
 }
 
+/// The DocumentDB rotator for `strategy` (`sdk` is unused: DocumentDB needs no other AWS API).
+pub fn documentdb_rotator(
+    settings: &Settings,
+    strategy: Strategy,
+    _sdk: Option<&aws_config::SdkConfig>,
+) -> DocumentDbRotator {
+    DocumentDbRotator::new(strategy, settings.postgres.connect_settings())
+}
+
 /// The rotator for `settings.engine` and `strategy`, chosen at run time.
 pub fn rotator(
     settings: &Settings,
@@ -152,6 +166,7 @@ pub fn rotator(
     match settings.engine {
         Engine::Postgres => AnyRotator::Postgres(postgres_rotator(settings, strategy, sdk)),
         Engine::Redshift => AnyRotator::Redshift(redshift_rotator(settings, strategy, sdk)),
+        Engine::DocumentDb => AnyRotator::DocumentDb(documentdb_rotator(settings, strategy, sdk)),
     }
 }
 
@@ -176,6 +191,8 @@ pub enum AnyRotator {
     Postgres(PostgresRotator),
     /// Redshift.
     Redshift(RedshiftRotator),
+    /// DocumentDB.
+    DocumentDb(DocumentDbRotator),
 }
 
 /// A session of an [`AnyRotator`].
@@ -185,6 +202,8 @@ pub enum AnySession {
     Postgres(PgSession),
     /// Redshift.
     Redshift(PgSession),
+    /// DocumentDB.
+    DocumentDb(MongoSession),
 }
 
 fn mismatched() -> EngineError {
@@ -201,6 +220,7 @@ impl Rotator for AnyRotator {
         match self {
             AnyRotator::Postgres(r) => r.profile(),
             AnyRotator::Redshift(r) => r.profile(),
+            AnyRotator::DocumentDb(r) => r.profile(),
         }
     }
 
@@ -208,6 +228,7 @@ impl Rotator for AnyRotator {
         match self {
             AnyRotator::Postgres(r) => r.strategy(),
             AnyRotator::Redshift(r) => r.strategy(),
+            AnyRotator::DocumentDb(r) => r.strategy(),
         }
     }
 
@@ -219,6 +240,9 @@ impl Rotator for AnyRotator {
         match self {
             AnyRotator::Postgres(r) => r.login(secret, deadline).await.map(AnySession::Postgres),
             AnyRotator::Redshift(r) => r.login(secret, deadline).await.map(AnySession::Redshift),
+            AnyRotator::DocumentDb(r) => {
+                r.login(secret, deadline).await.map(AnySession::DocumentDb)
+            }
         }
     }
 
@@ -232,6 +256,9 @@ impl Rotator for AnyRotator {
                 r.set_own_password(s, target).await
             }
             (AnyRotator::Redshift(r), AnySession::Redshift(s)) => {
+                r.set_own_password(s, target).await
+            }
+            (AnyRotator::DocumentDb(r), AnySession::DocumentDb(s)) => {
                 r.set_own_password(s, target).await
             }
             _ => Err(mismatched()),
@@ -251,6 +278,9 @@ impl Rotator for AnyRotator {
             (AnyRotator::Redshift(r), AnySession::Redshift(s)) => {
                 r.set_password_as_master(s, current, target).await
             }
+            (AnyRotator::DocumentDb(r), AnySession::DocumentDb(s)) => {
+                r.set_password_as_master(s, current, target).await
+            }
             _ => Err(mismatched()),
         }
     }
@@ -268,6 +298,9 @@ impl Rotator for AnyRotator {
             (AnyRotator::Redshift(r), AnySession::Redshift(s)) => {
                 r.test_session(s, pending, partner).await
             }
+            (AnyRotator::DocumentDb(r), AnySession::DocumentDb(s)) => {
+                r.test_session(s, pending, partner).await
+            }
             _ => Err(mismatched()),
         }
     }
@@ -276,7 +309,15 @@ impl Rotator for AnyRotator {
         match (self, session) {
             (AnyRotator::Postgres(r), AnySession::Postgres(s)) => r.close(s).await,
             (AnyRotator::Redshift(r), AnySession::Redshift(s)) => r.close(s).await,
+            (AnyRotator::DocumentDb(r), AnySession::DocumentDb(s)) => r.close(s).await,
             (_, AnySession::Postgres(s) | AnySession::Redshift(s)) => s.close().await,
+            (_, AnySession::DocumentDb(s)) => {
+                rotation_documentdb::connect::close(
+                    s.into_client(),
+                    rotation_core::Deadline::after(std::time::Duration::from_secs(2)),
+                )
+                .await
+            }
         }
     }
 
@@ -289,6 +330,7 @@ impl Rotator for AnyRotator {
         match self {
             AnyRotator::Postgres(r) => r.resolve_master(master, current, tags).await,
             AnyRotator::Redshift(r) => r.resolve_master(master, current, tags).await,
+            AnyRotator::DocumentDb(r) => r.resolve_master(master, current, tags).await,
         }
     }
 
@@ -300,6 +342,7 @@ impl Rotator for AnyRotator {
         match self {
             AnyRotator::Postgres(r) => r.is_replica_of(current, master).await,
             AnyRotator::Redshift(r) => r.is_replica_of(current, master).await,
+            AnyRotator::DocumentDb(r) => r.is_replica_of(current, master).await,
         }
     }
 }

@@ -1,21 +1,16 @@
-//! Connection settings read once from the environment.
+//! Connection settings read once from the environment: the engine-independent ones
+//! ([`ConnectSettings`]: trust, `ALLOW_PLAINTEXT_FALLBACK`, `CONNECT_TIMEOUT_SECONDS`) and the
+//! PostgreSQL-protocol ones (dialect, server-side limits).
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rotation_core::policy::parse_env_bool;
+pub use rotation_trust::settings::{CONNECT_TIMEOUT_ENV, PLAINTEXT_FALLBACK_ENV};
+pub use rotation_trust::{CA_BUNDLE_ENV, ConnectSettings, SettingsError};
 use rotation_trust::{Trust, TrustError};
 
 use crate::connect::Dialect;
-
-/// `CA_BUNDLE_PATH`: extra trusted CAs (PEM), e.g. GovCloud's or China's RDS bundle.
-pub const CA_BUNDLE_ENV: &str = "CA_BUNDLE_PATH";
-/// `ALLOW_PLAINTEXT_FALLBACK`: AWS's behaviour for secrets without an explicit `ssl` key (retry
-/// without TLS when TLS fails). Off by default (W1).
-pub const PLAINTEXT_FALLBACK_ENV: &str = "ALLOW_PLAINTEXT_FALLBACK";
-/// `CONNECT_TIMEOUT_SECONDS`: per connection attempt (AWS: 5).
-pub const CONNECT_TIMEOUT_ENV: &str = "CONNECT_TIMEOUT_SECONDS";
 
 /// Libpq variables sqlx would pick up that we cannot override per connection. Rotation refuses
 /// to run with them set rather than connect with ambient settings.
@@ -41,24 +36,16 @@ pub struct PgConfig {
 
 impl Default for PgConfig {
     fn default() -> Self {
-        PgConfig::with_trust(default_trust())
+        PgConfig::with_settings(ConnectSettings::default())
     }
 }
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Not a number of seconds.
-    #[error("{name} must be a whole number of seconds between 1 and 300, got {value:?}")]
-    BadTimeout {
-        /// Variable.
-        name: &'static str,
-        /// Value.
-        value: String,
-    },
-    /// The trust store cannot be built (`CA_BUNDLE_PATH` unreadable or without a certificate).
+    /// A connection setting shared by every engine is unusable.
     #[error(transparent)]
-    Trust(#[from] TrustError),
+    Connect(#[from] SettingsError),
     /// An ambient libpq variable is set.
     #[error(
         "environment variable {0} is set; rotation connects only with settings from the secret and its own configuration, so unset it"
@@ -66,12 +53,10 @@ pub enum ConfigError {
     AmbientVariable(&'static str),
 }
 
-/// The trust store without `CA_BUNDLE_PATH`, built once per process.
-fn default_trust() -> Arc<Trust> {
-    static DEFAULT: OnceLock<Arc<Trust>> = OnceLock::new();
-    DEFAULT
-        .get_or_init(|| Arc::new(Trust::load(None).expect("the embedded RDS bundle parses")))
-        .clone()
+impl From<TrustError> for ConfigError {
+    fn from(e: TrustError) -> Self {
+        ConfigError::Connect(SettingsError::Trust(e))
+    }
 }
 
 impl PgConfig {
@@ -84,13 +69,27 @@ impl PgConfig {
 
     /// The default settings with `trust`.
     pub fn with_trust(trust: Arc<Trust>) -> Self {
+        PgConfig::with_settings(ConnectSettings::with_trust(trust))
+    }
+
+    /// PostgreSQL's defaults over the shared connection settings.
+    pub fn with_settings(settings: ConnectSettings) -> Self {
         PgConfig {
             dialect: Dialect::POSTGRES,
-            trust,
-            allow_plaintext_fallback: false,
-            connect_timeout: Duration::from_secs(5),
+            trust: settings.trust,
+            allow_plaintext_fallback: settings.allow_plaintext_fallback,
+            connect_timeout: settings.connect_timeout,
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// The engine-independent part, for engines on other drivers.
+    pub fn connect_settings(&self) -> ConnectSettings {
+        ConnectSettings {
+            trust: self.trust.clone(),
+            allow_plaintext_fallback: self.allow_plaintext_fallback,
+            connect_timeout: self.connect_timeout,
         }
     }
 
@@ -112,26 +111,9 @@ impl PgConfig {
                 return Err(ConfigError::AmbientVariable(var));
             }
         }
-        // One trust store per process: with CA_BUNDLE_PATH, only the one that includes it.
-        let mut c = match lookup(CA_BUNDLE_ENV).filter(|p| !p.trim().is_empty()) {
-            Some(path) => PgConfig::with_ca_bundle(Path::new(path.trim()))?,
-            None => PgConfig::default(),
-        };
-        c.allow_plaintext_fallback =
-            lookup(PLAINTEXT_FALLBACK_ENV).is_some_and(|v| parse_env_bool(&v));
-        if let Some(v) = lookup(CONNECT_TIMEOUT_ENV) {
-            let secs: u64 = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|s| (1..=300).contains(s))
-                .ok_or(ConfigError::BadTimeout {
-                    name: CONNECT_TIMEOUT_ENV,
-                    value: v.clone(),
-                })?;
-            c.connect_timeout = Duration::from_secs(secs);
-        }
-        Ok(c)
+        Ok(PgConfig::with_settings(ConnectSettings::from_lookup(
+            lookup,
+        )?))
     }
 }
 
@@ -151,11 +133,11 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(3));
         assert!(matches!(
             PgConfig::from_lookup(|k| (k == "CONNECT_TIMEOUT_SECONDS").then(|| "0".into())),
-            Err(ConfigError::BadTimeout { .. })
+            Err(ConfigError::Connect(SettingsError::BadTimeout { .. }))
         ));
         assert!(matches!(
             PgConfig::from_lookup(|k| (k == "CA_BUNDLE_PATH").then(|| "/nonexistent.pem".into())),
-            Err(ConfigError::Trust(_))
+            Err(ConfigError::Connect(SettingsError::Trust(_)))
         ));
         // A file that holds no certificate is a configuration error too.
         let dir = tempfile::tempdir().unwrap();
@@ -165,7 +147,10 @@ mod tests {
             (k == "CA_BUNDLE_PATH").then(|| not_pem.display().to_string())
         })
         .unwrap_err();
-        assert!(matches!(e, ConfigError::Trust(_)), "{e}");
+        assert!(
+            matches!(e, ConfigError::Connect(SettingsError::Trust(_))),
+            "{e}"
+        );
         assert!(e.to_string().contains("not.pem"), "{e}");
         assert!(matches!(
             PgConfig::from_lookup(|k| (k == "PGOPTIONS").then(|| "-c x=y".into())),

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind, SslKey};
+use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -60,46 +60,13 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The deadline of connections made outside a rotation step (tests, the demo).
 const STANDALONE_DEADLINE: Duration = Duration::from_secs(30);
 
-/// What the secret's `ssl` key asks for (spec §2.6, without AWS's silent downgrade).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsPlan {
-    /// Verified TLS (certificate chain and host name); no fallback.
-    Required,
-    /// Verified TLS, then plaintext if TLS fails: only with `ALLOW_PLAINTEXT_FALLBACK` and a
-    /// secret without an explicit `ssl` key.
-    RequiredWithFallback,
-    /// `"ssl": false`.
-    Disabled,
-}
-
-impl TlsPlan {
-    /// The plan for `secret` under `config`.
-    pub fn for_secret(secret: &DatabaseSecret, config: &PgConfig) -> TlsPlan {
-        match secret.ssl() {
-            SslKey::Explicit(true) => TlsPlan::Required,
-            SslKey::Explicit(false) => TlsPlan::Disabled,
-            SslKey::Absent | SslKey::Unrecognised if config.allow_plaintext_fallback => {
-                TlsPlan::RequiredWithFallback
-            }
-            SslKey::Absent | SslKey::Unrecognised => TlsPlan::Required,
-        }
-    }
-}
-
+pub use rotation_core::TlsPlan;
 pub use rotation_core::secret::TLS_SERVER_NAME_KEY;
+pub use rotation_core::tls::server_name;
 
-/// The name to connect to and verify: `tls_server_name` when the secret has one, else `host`.
-pub fn server_name(secret: &DatabaseSecret) -> &str {
-    secret
-        .get_raw(TLS_SERVER_NAME_KEY)
-        .and_then(|raw| {
-            let text = raw.get();
-            // A plain JSON string without escapes: its text between the quotes.
-            text.strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .filter(|t| !t.is_empty() && !t.contains('\\'))
-        })
-        .unwrap_or_else(|| secret.host().unwrap_or_default())
+/// The plan for `secret` under `config`.
+pub fn tls_plan(secret: &DatabaseSecret, config: &PgConfig) -> TlsPlan {
+    TlsPlan::for_secret(secret, config.allow_plaintext_fallback)
 }
 
 fn options(
@@ -280,7 +247,7 @@ async fn attempt(
         Ok(Err(e)) => {
             let mut err = engine_error(what(), e);
             if tls && err.kind() == ErrorKind::Tls {
-                err = err.with_note(tls_hint(secret));
+                err = err.with_note(rotation_core::tls::failure_hint(secret));
             }
             Err(err)
         }
@@ -288,21 +255,6 @@ async fn attempt(
             ErrorKind::Timeout,
             format!("{} timed out after {:?}", what(), limit),
         )),
-    }
-}
-
-/// What to do about a TLS failure, given what the secret asked for.
-fn tls_hint(secret: &DatabaseSecret) -> &'static str {
-    match secret.ssl() {
-        SslKey::Explicit(true) => {
-            "the secret asks for TLS (\"ssl\": true) and the server's certificate must verify against the trusted CAs and the host name; trust its CA with CA_BUNDLE_PATH"
-        }
-        SslKey::Absent => {
-            "the secret asks for TLS (no \"ssl\" key means verified TLS here, unlike AWS's functions); trust the server's CA with CA_BUNDLE_PATH, or set \"ssl\": false in the secret to connect without TLS"
-        }
-        _ => {
-            "the secret asks for TLS (an \"ssl\" value other than true or false means verified TLS here); trust the server's CA with CA_BUNDLE_PATH, or set \"ssl\": false in the secret to connect without TLS"
-        }
     }
 }
 
@@ -314,7 +266,7 @@ pub async fn connect_to(
     config: &PgConfig,
     deadline: Deadline,
 ) -> Result<PgConnection, EngineError> {
-    let plan = TlsPlan::for_secret(secret, config);
+    let plan = tls_plan(secret, config);
     match plan {
         TlsPlan::Disabled => {
             warn!(

@@ -288,8 +288,12 @@ impl Rotator for RedshiftRotator {
         let created =
             create_or_set(&mut tx, deadline, (pending_name, &pending_q), password).await?;
         let pending_is_clone = pending_name.strip_suffix("_clone") == Some(current_name);
-        let direction =
-            privileges::Direction::for_pair(current_name, pending_name, created, pending_is_clone);
+        let direction = rotation_core::Direction::for_pair(
+            current_name,
+            pending_name,
+            created,
+            pending_is_clone,
+        );
         let target_q = quote_ident(&mut tx, deadline, &direction.target).await?;
         privileges::synchronise(&mut tx, deadline, &direction, &target_q).await?;
         commit(tx, deadline, "the user change").await

@@ -2,12 +2,9 @@
 //! creation: database CREATE/TEMP, schema USAGE/CREATE, table SELECT, INSERT, UPDATE, DELETE,
 //! REFERENCES (views too), plus group memberships.
 //!
-//! Who follows whom, decided by [`Direction::for_pair`]:
-//! - a user created now gets the current user's privileges (AWS's behaviour);
-//! - otherwise the original (the name without `_clone`) is the source of truth and the clone
-//!   follows it: it gains what the original gained, and loses what the original lost, but only
-//!   while the clone is the pending user. The user the secret's AWSCURRENT names, which
-//!   applications use during the rotation, never loses anything mid-rotation.
+//! Who follows whom is core's [`Direction::for_pair`] rule: the original is the source of
+//! truth, the user in use never loses anything mid-rotation, a user created now copies the
+//! current one.
 //!
 //! Effective privileges are read with `has_*_privilege` (so grants through PUBLIC and groups
 //! count), after the group memberships are synchronised in the same transaction. Objects the
@@ -16,47 +13,13 @@
 
 use std::collections::BTreeSet;
 
-use rotation_core::{Deadline, EngineError, ErrorKind};
+use rotation_core::{Deadline, Direction, EngineError, ErrorKind};
 use rotation_postgres::connect::bounded;
 use rotation_postgres::session::exec;
 use sqlx::postgres::PgConnection;
 use tracing::info;
 
 use crate::sql;
-
-/// Which user's privileges are copied to which, and whether the target may lose any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Direction {
-    /// Stored name of the user whose privileges are copied.
-    pub source: String,
-    /// Stored name of the user that receives them.
-    pub target: String,
-    /// Whether privileges the source lacks are revoked from the target.
-    pub revoke: bool,
-}
-
-impl Direction {
-    /// The direction for a rotation whose current user is `current` and pending user
-    /// `pending` (stored names), where `created` says the pending user was created just now
-    /// and `pending_is_clone` whether the pending user is the `_clone` of the pair.
-    pub fn for_pair(current: &str, pending: &str, created: bool, pending_is_clone: bool) -> Self {
-        let (source, target, revoke) = if created {
-            // A new user starts with what the user in use has.
-            (current, pending, false)
-        } else if pending_is_clone {
-            // The clone is not in use: it follows the original exactly.
-            (current, pending, true)
-        } else {
-            // The clone is in use (AWSCURRENT): it gains what the original has, loses nothing now.
-            (pending, current, false)
-        };
-        Direction {
-            source: source.to_string(),
-            target: target.to_string(),
-            revoke,
-        }
-    }
-}
 
 /// One object's privileges: for each privilege kind, whether the source and the target hold
 /// it, and whether the target owns the object.
@@ -357,41 +320,5 @@ mod tests {
             plan_groups(&rows, &d, "app_clone"),
             vec!["ALTER GROUP g1 ADD USER app_clone"]
         );
-    }
-
-    #[test]
-    fn the_user_in_use_never_loses_privileges() {
-        // Current original, pending clone: the clone follows exactly.
-        assert_eq!(
-            Direction::for_pair("app", "app_clone", false, true),
-            Direction {
-                source: "app".into(),
-                target: "app_clone".into(),
-                revoke: true
-            }
-        );
-        // Current clone, pending original: the original stays the source; the clone (in
-        // use) only gains.
-        assert_eq!(
-            Direction::for_pair("app_clone", "app", false, false),
-            Direction {
-                source: "app".into(),
-                target: "app_clone".into(),
-                revoke: false
-            }
-        );
-        // A user created now copies the current one, whichever name it has.
-        for (current, pending, is_clone) in
-            [("etl_clone", "etl", false), ("app", "app_clone", true)]
-        {
-            assert_eq!(
-                Direction::for_pair(current, pending, true, is_clone),
-                Direction {
-                    source: current.into(),
-                    target: pending.into(),
-                    revoke: false
-                }
-            );
-        }
     }
 }

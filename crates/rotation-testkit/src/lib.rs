@@ -4,6 +4,9 @@
 //!   `.venv` (installed by `scripts/setup`);
 //! - [`PgCluster`]: a PostgreSQL cluster in a temporary directory with password authentication
 //!   over TCP (SCRAM or md5), optionally TLS-only with a certificate from a generated CA;
+//! - [`Secantus`]: SecantusDB, a MongoDB-wire server with SCRAM authentication, standing in
+//!   for Amazon DocumentDB (an admin created before it accepts clients, replica-set name `rs0`,
+//!   optionally TLS-only), from the project's `.venv`;
 //! - [`TcpProxy`]: a fault-injection TCP proxy in front of any of them (stall, reset, refuse
 //!   connections), to show that code whose connection stalls times out instead of hanging.
 //!
@@ -16,12 +19,14 @@ mod moto;
 mod net;
 mod postgres;
 mod proxy;
+mod secantus;
 mod tls;
 
 pub use moto::Moto;
 pub use net::{free_port, wait_for_port};
 pub use postgres::{PgAuth, PgCluster, PgOptions};
 pub use proxy::TcpProxy;
+pub use secantus::Secantus;
 pub use tls::TestCa;
 
 use std::path::PathBuf;

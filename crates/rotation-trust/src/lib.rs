@@ -72,6 +72,7 @@
 //! through sqlx takes tens of milliseconds (see the workspace README).
 
 mod host;
+pub mod settings;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -86,6 +87,7 @@ use rustls::pki_types::pem::{self, PemObject};
 use tracing::{debug, info, warn};
 
 pub use host::is_aws_database_host;
+pub use settings::{ConnectSettings, SettingsError};
 
 /// `CA_BUNDLE_PATH`: a PEM file of extra CA certificates to trust. Empty means unset.
 pub const CA_BUNDLE_ENV: &str = "CA_BUNDLE_PATH";
@@ -193,6 +195,14 @@ pub enum TrustError {
         #[source]
         problem: PemProblem,
     },
+    /// The CA file for drivers that take only a file cannot be written.
+    #[error(
+        "cannot write the CA file for the database driver in the temporary directory: {message}"
+    )]
+    PemFile {
+        /// The I/O error, as text (it is kept for every later call).
+        message: String,
+    },
     /// The RDS bundle given to [`Trust::with_rds_bundle`] (never the embedded one, which a test
     /// checks) does not hold usable certificates.
     #[error("the RDS CA bundle {problem}")]
@@ -237,6 +247,8 @@ pub struct Trust {
     sources: Vec<SourceCount>,
     aws_databases: Pem,
     other_hosts: Pem,
+    complete: Pem,
+    complete_file: Arc<OnceLock<Result<tempfile::TempPath, String>>>,
     root_store: Arc<RootCertStore>,
 }
 
@@ -309,6 +321,31 @@ impl Trust {
         } else {
             Arc::clone(&self.other_hosts.bytes)
         }
+    }
+
+    /// For drivers that take only a CA file, which replaces their own roots (the MongoDB
+    /// driver): a private temporary file (mode 0600) holding the RDS bundle, `CA_BUNDLE_PATH`
+    /// and the whole system store (where the public roots, Amazon Trust Services' among them,
+    /// come from: the Mozilla roots have no certificate form to write), written once per
+    /// process and removed when the last clone of this store goes.
+    pub fn pem_file(&self) -> Result<&Path, TrustError> {
+        self.complete_file
+            .get_or_init(|| {
+                let write = || -> std::io::Result<tempfile::TempPath> {
+                    let mut file = tempfile::Builder::new()
+                        .prefix("rotation-trust-")
+                        .suffix(".pem")
+                        .tempfile()?;
+                    std::io::Write::write_all(&mut file, &self.complete.bytes)?;
+                    Ok(file.into_temp_path())
+                };
+                write().map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map(|p| p.as_ref())
+            .map_err(|message| TrustError::PemFile {
+                message: message.clone(),
+            })
     }
 
     /// All four sources as one rustls store (Mozilla roots included), for drivers that take a
@@ -407,6 +444,7 @@ impl Trust {
         if system.is_empty() {
             info!("no system trust store found; continuing without it");
         }
+        let complete = Pem::encode(rds_kept.iter().chain(&ca_kept).chain(&system));
         let (system_kept, system) = store.add_lenient(system);
 
         let aws_databases = Pem::encode(rds_kept.iter().chain(&ca_kept));
@@ -415,6 +453,8 @@ impl Trust {
             sources: vec![rds, system, ca, mozilla],
             aws_databases,
             other_hosts,
+            complete,
+            complete_file: Arc::new(OnceLock::new()),
             root_store: Arc::new(store.anchors),
         })
     }

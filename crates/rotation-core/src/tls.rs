@@ -1,0 +1,62 @@
+//! What a secret asks of TLS, for every engine's connection code: the plan (verified TLS by
+//! default, no silent downgrade: W1), the name to connect to and verify (W2), and the advice a
+//! TLS failure carries.
+
+use crate::secret::{DatabaseSecret, SslKey, TLS_SERVER_NAME_KEY};
+
+/// What the secret's `ssl` key asks for (spec §2.6, without AWS's silent downgrade).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPlan {
+    /// Verified TLS (certificate chain and host name); no fallback.
+    Required,
+    /// Verified TLS, then plaintext if TLS fails: only with `ALLOW_PLAINTEXT_FALLBACK` and a
+    /// secret without an explicit `ssl` key.
+    RequiredWithFallback,
+    /// `"ssl": false`.
+    Disabled,
+}
+
+impl TlsPlan {
+    /// The plan for `secret`; `allow_plaintext_fallback` is the deployment's
+    /// `ALLOW_PLAINTEXT_FALLBACK`.
+    pub fn for_secret(secret: &DatabaseSecret, allow_plaintext_fallback: bool) -> TlsPlan {
+        match secret.ssl() {
+            SslKey::Explicit(true) => TlsPlan::Required,
+            SslKey::Explicit(false) => TlsPlan::Disabled,
+            SslKey::Absent | SslKey::Unrecognised if allow_plaintext_fallback => {
+                TlsPlan::RequiredWithFallback
+            }
+            SslKey::Absent | SslKey::Unrecognised => TlsPlan::Required,
+        }
+    }
+}
+
+/// The name to connect to and verify: `tls_server_name` when the secret has one (a plain
+/// string), else `host`.
+pub fn server_name(secret: &DatabaseSecret) -> &str {
+    secret
+        .get_raw(TLS_SERVER_NAME_KEY)
+        .and_then(|raw| {
+            let text = raw.get();
+            // A plain JSON string without escapes: its text between the quotes.
+            text.strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .filter(|t| !t.is_empty() && !t.contains('\\'))
+        })
+        .unwrap_or_else(|| secret.host().unwrap_or_default())
+}
+
+/// What to do about a TLS failure, given what the secret asked for.
+pub fn failure_hint(secret: &DatabaseSecret) -> &'static str {
+    match secret.ssl() {
+        SslKey::Explicit(true) => {
+            "the secret asks for TLS (\"ssl\": true) and the server's certificate must verify against the trusted CAs and the host name; trust its CA with CA_BUNDLE_PATH"
+        }
+        SslKey::Absent => {
+            "the secret asks for TLS (no \"ssl\" key means verified TLS here, unlike AWS's functions); trust the server's CA with CA_BUNDLE_PATH, or set \"ssl\": false in the secret to connect without TLS"
+        }
+        _ => {
+            "the secret asks for TLS (an \"ssl\" value other than true or false means verified TLS here); trust the server's CA with CA_BUNDLE_PATH, or set \"ssl\": false in the secret to connect without TLS"
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Clients built from the secret alone, field by field (no URI, so any password works), TLS
+//! secure by default with the shared trust sources, errors classified.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use mongodb::Client;
+use mongodb::bson::doc;
+use mongodb::options::{
+    ClientOptions, Credential, ServerAddress, ServerMonitoringMode, Tls, TlsOptions,
+};
+use rotation_core::tls::{failure_hint, server_name};
+use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind, TlsPlan};
+use rotation_trust::ConnectSettings;
+use secrecy::ExposeSecret;
+use tracing::warn;
+
+/// DocumentDB's port.
+pub const DEFAULT_PORT: u16 = 27017;
+/// The authentication database when `dbname` is absent (or null).
+pub const DEFAULT_DBNAME: &str = "admin";
+/// The secret key that asks for replica-set discovery (its value is the set's name, `rs0` on
+/// DocumentDB). Without it the client talks to the secret's host only, as AWS's function does.
+pub const REPLICA_SET_KEY: &str = "replicaSet";
+
+/// How long a polite shutdown may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Monitoring: polling, rarely (a step is over long before a second heartbeat matters).
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// The authentication database: `dbname`, else `admin`.
+pub fn auth_db(secret: &DatabaseSecret) -> &str {
+    match secret.dbname() {
+        DbName::Name(n) => n,
+        DbName::Absent | DbName::Null => DEFAULT_DBNAME,
+    }
+}
+
+/// The replica set the secret asks to discover, if any.
+fn replica_set(secret: &DatabaseSecret) -> Option<String> {
+    match secret.get(REPLICA_SET_KEY) {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn target(secret: &DatabaseSecret) -> String {
+    let host = secret.host().unwrap_or_default();
+    let name = server_name(secret);
+    let via = if name != host {
+        format!(" (as {name})")
+    } else {
+        String::new()
+    };
+    format!(
+        "user {} at {host}{via}:{} database {}",
+        secret.username().unwrap_or_default(),
+        secret.port().unwrap_or(DEFAULT_PORT),
+        auth_db(secret)
+    )
+}
+
+/// The client options for `secret`: one server (or the set it names), one connection at most,
+/// no retries, no streaming monitor, timeouts within `limit`.
+fn options(
+    secret: &DatabaseSecret,
+    tls: bool,
+    settings: &ConnectSettings,
+    limit: Duration,
+) -> Result<ClientOptions, EngineError> {
+    let credential = Credential::builder()
+        .username(secret.username().unwrap_or_default().to_string())
+        .password(
+            secret
+                .password()
+                .map(|p| p.expose_secret().to_string())
+                .unwrap_or_default(),
+        )
+        .source(auth_db(secret).to_string())
+        .build();
+    let tls = if tls {
+        let ca = settings.trust.pem_file().map_err(|e| {
+            EngineError::new(ErrorKind::Other, "preparing the trusted CAs").with_source(e)
+        })?;
+        Tls::Enabled(TlsOptions::builder().ca_file_path(ca.to_path_buf()).build())
+    } else {
+        Tls::Disabled
+    };
+    let set = replica_set(secret);
+    Ok(ClientOptions::builder()
+        .hosts(vec![ServerAddress::Tcp {
+            host: server_name(secret).to_string(),
+            port: Some(secret.port().unwrap_or(DEFAULT_PORT)),
+        }])
+        .direct_connection(set.is_none())
+        .repl_set_name(set)
+        .credential(credential)
+        .tls(tls)
+        .app_name("rotation".to_string())
+        .retry_writes(false)
+        .retry_reads(false)
+        .max_pool_size(1)
+        .min_pool_size(0)
+        .server_monitoring_mode(ServerMonitoringMode::Poll)
+        .heartbeat_freq(HEARTBEAT)
+        .connect_timeout(limit)
+        .server_selection_timeout(limit)
+        .build())
+}
+
+/// Classifies a driver error by its kind and server code, never by password-bearing text.
+pub fn classify(err: &mongodb::error::Error) -> ErrorKind {
+    use mongodb::error::ErrorKind as K;
+    match err.kind.as_ref() {
+        K::Authentication { .. } => ErrorKind::AuthFailed,
+        K::Command(c) => match c.code {
+            18 => ErrorKind::AuthFailed,
+            13 => ErrorKind::PermissionDenied,
+            50 | 262 => ErrorKind::Timeout,
+            _ => ErrorKind::Server,
+        },
+        K::InvalidTlsConfig { .. } => ErrorKind::Tls,
+        K::DnsResolve { .. } => ErrorKind::Unreachable,
+        K::Io(e) => match e.kind() {
+            std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            std::io::ErrorKind::InvalidData => ErrorKind::Tls,
+            _ => ErrorKind::Unreachable,
+        },
+        K::ServerSelection { message, .. } => {
+            // The message names the cause the monitor saw; it holds no credentials.
+            let m = message.to_ascii_lowercase();
+            if m.contains("certificate") || m.contains("tls") || m.contains("handshake") {
+                ErrorKind::Tls
+            } else if m.contains("authentication") || m.contains("scram") {
+                ErrorKind::AuthFailed
+            } else if m.contains("refused") || m.contains("unreachable") || m.contains("resolve") {
+                ErrorKind::Unreachable
+            } else {
+                ErrorKind::Timeout
+            }
+        }
+        K::InvalidArgument { .. } => ErrorKind::InvalidInput,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Wraps a driver error with what was being done (no secrets: user, host, port, database).
+pub fn engine_error(what: impl Into<String>, err: mongodb::error::Error) -> EngineError {
+    EngineError::new(classify(&err), what).with_source(err)
+}
+
+/// Runs a driver call within `deadline`.
+pub async fn bounded<T>(
+    deadline: Deadline,
+    what: &str,
+    fut: impl std::future::Future<Output = mongodb::error::Result<T>>,
+) -> Result<T, EngineError> {
+    match deadline.run(fut).await {
+        Ok(r) => r.map_err(|e| engine_error(what.to_string(), e)),
+        Err(_) => Err(EngineError::new(
+            ErrorKind::Timeout,
+            format!("{what}: no answer before the step's deadline"),
+        )),
+    }
+}
+
+async fn attempt(
+    secret: &DatabaseSecret,
+    tls: bool,
+    settings: &ConnectSettings,
+    deadline: Deadline,
+) -> Result<Client, EngineError> {
+    let what = || {
+        format!(
+            "connecting as {} ({})",
+            target(secret),
+            if tls { "TLS verified" } else { "no TLS" }
+        )
+    };
+    let limit = deadline.cap(settings.connect_timeout);
+    let client = Client::with_options(options(secret, tls, settings, limit)?)
+        .map_err(|e| engine_error(what(), e))?;
+    // The client connects lazily: a ping on the authentication database logs in.
+    let db = client.database(auth_db(secret));
+    let ping = db.run_command(doc! { "ping": 1 }).into_future();
+    match tokio::time::timeout(limit, ping).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(e)) => {
+            close(client, deadline).await;
+            let mut err = engine_error(what(), e);
+            if tls && err.kind() == ErrorKind::Tls {
+                err = err.with_note(failure_hint(secret));
+            }
+            Err(err)
+        }
+        Err(_) => {
+            close(client, deadline).await;
+            Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!("{} timed out after {limit:?}", what()),
+            ))
+        }
+    }
+}
+
+/// Logs in with `secret` following its TLS plan, within `deadline`.
+pub async fn connect(
+    secret: &DatabaseSecret,
+    settings: &ConnectSettings,
+    deadline: Deadline,
+) -> Result<Client, EngineError> {
+    match TlsPlan::for_secret(secret, settings.allow_plaintext_fallback) {
+        TlsPlan::Disabled => {
+            warn!(
+                host = secret.host(),
+                "connecting without TLS because the secret says \"ssl\": false"
+            );
+            attempt(secret, false, settings, deadline).await
+        }
+        TlsPlan::Required => attempt(secret, true, settings, deadline).await,
+        TlsPlan::RequiredWithFallback => match attempt(secret, true, settings, deadline).await {
+            Err(e) if e.kind() == ErrorKind::Tls => {
+                warn!(host = secret.host(), reason = %e, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
+                attempt(secret, false, settings, deadline).await
+            }
+            other => other,
+        },
+    }
+}
+
+/// Shuts the client down (its connection and monitor), bounded by `deadline` and two seconds.
+pub async fn close(client: Client, deadline: Deadline) {
+    let _ = tokio::time::timeout(
+        deadline.cap(CLOSE_TIMEOUT),
+        client.shutdown().immediate(true),
+    )
+    .await;
+}

@@ -1,0 +1,351 @@
+//! Rotation strategies for Amazon DocumentDB (and MongoDB) over the MongoDB wire protocol; used
+//! by the rotation-lambda binaries and the `rotate` CLI.
+//!
+//! - [`DocumentDbRotator::single_user`]: the user in the secret changes its own password with
+//!   `updateUser` (logged in with the current, else the previous credentials).
+//! - [`DocumentDbRotator::alternating_users`]: the master secret from `masterarn` creates the
+//!   other user of the `name` / `name_clone` pair in the current user's authentication
+//!   database (AWS's function uses the master's: W8) with the current user's roles, or sets its
+//!   password; the pair's roles are kept in line on every rotation by core's [`Direction`]
+//!   rule (the user in use never loses a role mid-rotation).
+//!
+//! Clients are built from the secret alone, field by field (no URI, so any password works):
+//! directly to the secret's host as AWS's function does (DocumentDB's cluster endpoint routes to
+//! the primary), replica-set discovery only when the secret has a `replicaSet` key,
+//! `retryWrites` off, one connection, a polling monitor, connect and server-selection timeouts
+//! within the step's deadline. TLS is verified by default with the shared trust sources (the
+//! embedded RDS bundle covers DocumentDB), `"ssl": false` for plaintext, and no multi-second
+//! fallback. The authentication mechanism is negotiated (DocumentDB 4.0 speaks SCRAM-SHA-1,
+//! 5.0 and later SCRAM-SHA-256 too). Every command carries `maxTimeMS` cut to the step's time
+//! left, so the server gives up no later than the client.
+
+pub mod connect;
+
+use std::collections::BTreeSet;
+use std::future::IntoFuture;
+
+use mongodb::Client;
+use mongodb::bson::{Bson, Document, doc};
+use rotation_core::{
+    DatabaseSecret, Deadline, Direction, EngineError, EngineProfile, ErrorKind, PasswordDefaults,
+    Rotator, Strategy,
+};
+use rotation_trust::ConnectSettings;
+use secrecy::ExposeSecret;
+use tracing::info;
+
+pub use connect::{DEFAULT_DBNAME, DEFAULT_PORT, auth_db};
+
+/// Amazon DocumentDB: `engine` is `mongo` (as in AWS's functions).
+pub const PROFILE: EngineProfile = EngineProfile {
+    name: "documentdb",
+    engines: &["mongo"],
+    password: PasswordDefaults::DOCUMENTDB,
+    max_username_bytes: None,
+    default_port: Some(DEFAULT_PORT),
+};
+
+/// The DocumentDB rotator for one strategy.
+#[derive(Debug, Clone)]
+pub struct DocumentDbRotator {
+    strategy: Strategy,
+    settings: ConnectSettings,
+}
+
+impl DocumentDbRotator {
+    /// A rotator for `strategy`.
+    pub fn new(strategy: Strategy, settings: ConnectSettings) -> Self {
+        DocumentDbRotator { strategy, settings }
+    }
+    /// Single user.
+    pub fn single_user(settings: ConnectSettings) -> Self {
+        Self::new(Strategy::SingleUser, settings)
+    }
+    /// Alternating users.
+    pub fn alternating_users(settings: ConnectSettings) -> Self {
+        Self::new(Strategy::AlternatingUsers, settings)
+    }
+    /// The connection settings.
+    pub fn settings(&self) -> &ConnectSettings {
+        &self.settings
+    }
+}
+
+/// A logged-in client, its authentication database and the step's deadline.
+#[derive(Debug)]
+pub struct MongoSession {
+    client: Client,
+    auth_db: String,
+    deadline: Deadline,
+}
+
+impl MongoSession {
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The client, to shut it down.
+    pub fn into_client(self) -> Client {
+        self.client
+    }
+
+    /// Runs `command` on database `db` with `maxTimeMS` cut to the step's time left.
+    pub async fn command(
+        &self,
+        db: &str,
+        mut command: Document,
+        what: &str,
+    ) -> Result<Document, EngineError> {
+        let left = self
+            .deadline
+            .remaining()
+            .as_millis()
+            .clamp(1, i64::MAX as u128) as i64;
+        command.insert("maxTimeMS", left);
+        let database = self.client.database(db);
+        connect::bounded(
+            self.deadline,
+            what,
+            database.run_command(command).into_future(),
+        )
+        .await
+    }
+}
+
+fn username(secret: &DatabaseSecret) -> &str {
+    secret.username().unwrap_or_default()
+}
+
+/// The new password, once it satisfies DocumentDB's rules.
+fn new_password(target: &DatabaseSecret) -> Result<&str, EngineError> {
+    let password = target
+        .password()
+        .ok_or_else(|| EngineError::new(ErrorKind::InvalidInput, "the secret has no password"))?
+        .expose_secret();
+    PROFILE.password.check(password).map_err(|e| {
+        EngineError::new(
+            ErrorKind::InvalidInput,
+            format!("the password to set does not meet DocumentDB's rules: {e}"),
+        )
+    })?;
+    Ok(password)
+}
+
+/// A user's roles as (role, db) pairs.
+type Roles = BTreeSet<(String, String)>;
+
+fn roles_to_bson(roles: &Roles) -> Bson {
+    Bson::Array(
+        roles
+            .iter()
+            .map(|(role, db)| Bson::Document(doc! { "role": role, "db": db }))
+            .collect(),
+    )
+}
+
+/// The roles of `user` in `db`, or `None` when there is no such user.
+async fn roles_of(
+    session: &MongoSession,
+    db: &str,
+    user: &str,
+) -> Result<Option<Roles>, EngineError> {
+    let reply = session
+        .command(
+            db,
+            doc! { "usersInfo": { "user": user, "db": db } },
+            &format!("looking up user {user} in {db}"),
+        )
+        .await?;
+    let users = reply.get_array("users").map_err(|_| {
+        EngineError::new(ErrorKind::Server, "usersInfo answered without a users list")
+    })?;
+    let Some(Bson::Document(found)) = users.first() else {
+        return Ok(None);
+    };
+    let mut roles = Roles::new();
+    for r in found
+        .get_array("roles")
+        .map(|a| a.as_slice())
+        .unwrap_or(&[])
+    {
+        if let Bson::Document(r) = r
+            && let (Ok(role), Ok(rdb)) = (r.get_str("role"), r.get_str("db"))
+        {
+            roles.insert((role.to_string(), rdb.to_string()));
+        }
+    }
+    Ok(Some(roles))
+}
+
+impl Rotator for DocumentDbRotator {
+    type Session = MongoSession;
+
+    fn profile(&self) -> &EngineProfile {
+        &PROFILE
+    }
+
+    fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    async fn login(
+        &self,
+        secret: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<MongoSession, EngineError> {
+        let client = connect::connect(secret, &self.settings, deadline).await?;
+        info!(
+            user = secret.username(),
+            host = secret.host(),
+            "login succeeded"
+        );
+        Ok(MongoSession {
+            client,
+            auth_db: auth_db(secret).to_string(),
+            deadline,
+        })
+    }
+
+    async fn set_own_password(
+        &self,
+        session: &mut MongoSession,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let password = new_password(target)?;
+        let user = username(target);
+        let db = session.auth_db.clone();
+        session
+            .command(
+                &db,
+                doc! { "updateUser": user, "pwd": password },
+                &format!("changing the password of {user}"),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_password_as_master(
+        &self,
+        session: &mut MongoSession,
+        current: &DatabaseSecret,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let password = new_password(target)?;
+        let (current_name, pending_name) = (username(current), username(target));
+        // The pair lives in the current user's authentication database.
+        let db = auth_db(current);
+        let current_roles = roles_of(session, db, current_name).await?.ok_or_else(|| {
+            EngineError::new(
+                ErrorKind::InvalidInput,
+                format!("the current user {current_name} does not exist in database {db}"),
+            )
+        })?;
+        let pending_roles = roles_of(session, db, pending_name).await?;
+        let created = pending_roles.is_none();
+        match &pending_roles {
+            None => {
+                session
+                    .command(
+                        db,
+                        doc! {
+                            "createUser": pending_name,
+                            "pwd": password,
+                            "roles": roles_to_bson(&current_roles),
+                        },
+                        &format!("creating user {pending_name} in {db}"),
+                    )
+                    .await?;
+                info!(user = pending_name, db, "created the alternate user");
+            }
+            Some(_) => {
+                session
+                    .command(
+                        db,
+                        doc! { "updateUser": pending_name, "pwd": password },
+                        &format!("setting the password of {pending_name} in {db}"),
+                    )
+                    .await?;
+            }
+        }
+        let pending_is_clone = pending_name.strip_suffix("_clone") == Some(current_name);
+        let d = Direction::for_pair(current_name, pending_name, created, pending_is_clone);
+        let roles_now = |name: &str| {
+            if name == current_name {
+                Some(current_roles.clone())
+            } else {
+                pending_roles
+                    .clone()
+                    .or_else(|| Some(current_roles.clone()))
+            }
+        };
+        let (source, target_roles) = (
+            roles_now(&d.source).unwrap_or_default(),
+            roles_now(&d.target).unwrap_or_default(),
+        );
+        let wanted: Roles = if d.revoke {
+            source
+        } else {
+            target_roles.union(&source).cloned().collect()
+        };
+        if wanted != target_roles {
+            session
+                .command(
+                    db,
+                    doc! { "updateUser": &d.target, "roles": roles_to_bson(&wanted) },
+                    &format!(
+                        "bringing the roles of {} in line with {}",
+                        d.target, d.source
+                    ),
+                )
+                .await?;
+            info!(
+                source = %d.source,
+                target = %d.target,
+                roles = wanted.len(),
+                "brought the pair's roles in line"
+            );
+        }
+        Ok(())
+    }
+
+    async fn test_session(
+        &self,
+        session: &mut MongoSession,
+        pending: &DatabaseSecret,
+        _partner: Option<&str>,
+    ) -> Result<(), EngineError> {
+        // AWS's test runs usersInfo on the user itself, which needs viewUser on servers that
+        // enforce it; connectionStatus is open to every user and says who logged in.
+        let user = username(pending);
+        let db = session.auth_db.clone();
+        let reply = session
+            .command(
+                &db,
+                doc! { "connectionStatus": 1 },
+                &format!("running connectionStatus as {user}"),
+            )
+            .await?;
+        let logged_in = reply
+            .get_document("authInfo")
+            .and_then(|a| a.get_array("authenticatedUsers"))
+            .map(|users| {
+                users.iter().any(|u| {
+                    matches!(u, Bson::Document(u)
+                        if u.get_str("user") == Ok(user) && u.get_str("db") == Ok(db.as_str()))
+                })
+            })
+            .unwrap_or(false);
+        if !logged_in {
+            return Err(EngineError::new(
+                ErrorKind::AuthFailed,
+                format!("the session is not authenticated as {user} in {db}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn close(&self, session: MongoSession) {
+        connect::close(session.client, session.deadline).await;
+    }
+}

@@ -1,0 +1,332 @@
+//! DocumentDB rotation against SecantusDB (a MongoDB-wire server with SCRAM-SHA-256 and user
+//! management) over verified TLS: both strategies, old and new credentials, roles of the pair,
+//! hostile user names and passwords. What only a real DocumentDB could show (SCRAM-SHA-1 on
+//! 4.0, its error codes and limits) is listed in the README.
+
+use std::time::Duration;
+
+use rotation_core::{
+    DatabaseSecret, Deadline, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator,
+    SecretStore, Stage, VersionSelector,
+};
+use rotation_documentdb::{DocumentDbRotator, PROFILE};
+use rotation_testkit::Secantus;
+use rotation_trust::{ConnectSettings, Trust};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+struct Env {
+    db: Secantus,
+    store: LocalSecretStore,
+    settings: ConnectSettings,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn start(tls: bool) -> Env {
+        let db = Secantus::start(tls).expect("start SecantusDB (scripts/setup installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::new(dir.path().join("secrets.json"));
+        let settings = match db.ca_pem() {
+            Some(ca) => ConnectSettings::with_trust(std::sync::Arc::new(
+                Trust::load(Some(ca)).expect("the test CA loads"),
+            )),
+            None => ConnectSettings::default(),
+        };
+        Env {
+            db,
+            store,
+            settings,
+            _dir: dir,
+        }
+    }
+
+    /// Creates `user` in `db` with `roles` (a Python list literal) as the admin.
+    fn create_user(&self, user: &str, password: &str, db: &str, roles: &str) {
+        self.db
+            .python(&format!(
+                "db[{db:?}].command('createUser', {user:?}, pwd={password:?}, roles={roles})"
+            ))
+            .expect("create user");
+    }
+
+    fn roles(&self, user: &str, db: &str) -> Vec<(String, String)> {
+        let out = self
+            .db
+            .python(&format!(
+                "u = db[{db:?}].command('usersInfo', {{'user': {user:?}, 'db': {db:?}}})['users']\n\
+                 print(json.dumps(sorted([[r['role'], r['db']] for r in u[0]['roles']]) if u else None))"
+            ))
+            .unwrap();
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        (
+                            p[0].as_str().unwrap().to_string(),
+                            p[1].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn secret(&self, user: &str, password: &str, dbname: Option<&str>) -> Value {
+        let mut v = json!({
+            "engine": "mongo",
+            "host": "localhost",
+            "port": self.db.port(),
+            "username": user,
+            "password": password,
+        });
+        if let Some(d) = dbname {
+            v["dbname"] = json!(d);
+        }
+        if self.db.ca_pem().is_none() {
+            v["ssl"] = json!(false);
+        }
+        v
+    }
+
+    async fn put(&self, name: &str, value: &Value) {
+        self.store
+            .create_secret(name, &SecretString::from(value.to_string()))
+            .await
+            .unwrap();
+    }
+
+    fn rotation(&self, r: DocumentDbRotator) -> Rotation<LocalSecretStore, DocumentDbRotator> {
+        Rotation::new(
+            self.store.clone(),
+            r,
+            PasswordPolicy::defaults(&PROFILE.password),
+        )
+    }
+
+    async fn value(&self, name: &str, stage: Stage) -> Value {
+        let v = self
+            .store
+            .get_value(name, VersionSelector::stage(stage))
+            .await
+            .unwrap();
+        serde_json::from_str(v.value.expose_secret()).unwrap()
+    }
+
+    async fn logs_in(&self, value: &Value) -> bool {
+        let r = DocumentDbRotator::single_user(self.settings.clone());
+        match r
+            .login(&parse(value), Deadline::after(Duration::from_secs(10)))
+            .await
+        {
+            Ok(s) => {
+                r.close(s).await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+fn parse(value: &Value) -> DatabaseSecret {
+    DatabaseSecret::parse(&SecretString::from(value.to_string())).unwrap()
+}
+
+/// A role that lets a user change its own password (mongod and SecantusDB require it).
+const SELF_SERVICE: &str = "db.admin.command('createRole', 'selfService', privileges=[{'resource': {'cluster': True}, 'actions': ['changeOwnPassword']}, {'resource': {'db': '', 'collection': ''}, 'actions': ['changeOwnPassword']}], roles=[])";
+
+#[tokio::test]
+async fn single_user_rotates_over_verified_tls() {
+    let env = Env::start(true);
+    env.db
+        .python(SELF_SERVICE)
+        .expect("create the self-service role");
+    env.create_user(
+        "app",
+        "Initial-Passw0rd",
+        "admin",
+        "[{'role': 'readWrite', 'db': 'appdb'}, {'role': 'selfService', 'db': 'admin'}]",
+    );
+    let initial = env.secret("app", "Initial-Passw0rd", None);
+    assert!(env.logs_in(&initial).await, "the initial password logs in");
+    env.put("app", &initial).await;
+    let r = env.rotation(DocumentDbRotator::single_user(env.settings.clone()));
+    r.rotate("app")
+        .await
+        .unwrap_or_else(|e| panic!("{}", rotation_core::error_chain(&e)));
+    let now = env.value("app", Stage::Current).await;
+    let password = now["password"].as_str().unwrap();
+    assert!(PROFILE.password.check(password).is_ok());
+    assert!(env.logs_in(&now).await, "the new password logs in");
+    assert!(!env.logs_in(&initial).await, "the old password is refused");
+    assert!(now.get("dbname").is_none(), "no key was added");
+}
+
+#[tokio::test]
+async fn alternating_users_create_the_clone_with_the_roles_and_keep_them_in_line() {
+    let env = Env::start(true);
+    env.create_user(
+        "app",
+        "Initial-Passw0rd",
+        "appdb",
+        "[{'role': 'readWrite', 'db': 'appdb'}, {'role': 'read', 'db': 'reports'}]",
+    );
+    let master = env.secret(env.db.admin(), env.db.admin_password(), None);
+    env.put("master", &master).await;
+    let mut initial = env.secret("app", "Initial-Passw0rd", Some("appdb"));
+    initial["masterarn"] = json!("master");
+    env.put("app", &initial).await;
+    let r = env.rotation(DocumentDbRotator::alternating_users(env.settings.clone()));
+
+    r.rotate("app").await.expect("first rotation");
+    let now = env.value("app", Stage::Current).await;
+    assert_eq!(now["username"], "app_clone");
+    assert!(env.logs_in(&now).await, "the clone logs in");
+    assert!(env.logs_in(&initial).await, "the original keeps working");
+    // The clone lives in the current user's database (AWS: the master's), with its roles.
+    assert_eq!(env.roles("app_clone", "appdb"), env.roles("app", "appdb"));
+    assert!(env.roles("app_clone", "admin").is_empty());
+
+    // A role granted to the original between rotations reaches the clone (in use: it only
+    // gains); a role the original loses leaves the clone when the clone is next set.
+    env.db
+        .python("db['appdb'].command('grantRolesToUser', 'app', roles=[{'role': 'dbAdmin', 'db': 'appdb'}]); db['appdb'].command('revokeRolesFromUser', 'app', roles=[{'role': 'read', 'db': 'reports'}])")
+        .unwrap();
+    r.rotate("app").await.expect("second rotation");
+    let now = env.value("app", Stage::Current).await;
+    assert_eq!(now["username"], "app");
+    assert!(env.logs_in(&now).await);
+    let clone = env.roles("app_clone", "appdb");
+    assert!(
+        clone.contains(&("dbAdmin".into(), "appdb".into())),
+        "{clone:?}"
+    );
+    assert!(
+        clone.contains(&("read".into(), "reports".into())),
+        "the clone in use lost a role mid-rotation: {clone:?}"
+    );
+    r.rotate("app").await.expect("third rotation");
+    assert_eq!(env.roles("app_clone", "appdb"), env.roles("app", "appdb"));
+    assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
+    // The master's password never changed.
+    assert!(env.logs_in(&master).await);
+}
+
+#[tokio::test]
+async fn hostile_user_names_and_passwords_rotate() {
+    let env = Env::start(false);
+    env.db.python(SELF_SERVICE).unwrap();
+    let names = [
+        "Mixed Case",
+        "quote\"in",
+        "apos'trophe",
+        "colon:name",
+        "slash/name",
+        "at@name",
+        "percent%41",
+        "unicodé",
+        "$dollar",
+        "dot.name",
+        "{\"$ne\": 1}",
+        "back\\slash",
+    ];
+    let passwords = [
+        "Aa1:colon:pw",
+        "Aa1%41%2F%40",
+        "Aa1$$$$$$",
+        "Aa1{\"$ne\":1}",
+        "Aa1'quote'",
+        "Aa1\\back\\",
+        "Aa1;--DROP",
+        "Aa1`echo`x",
+        "Aa1<>?|[]",
+        "Aa1~!#^&*()",
+        "Aa1+=,.",
+    ];
+    let r = env.rotation(DocumentDbRotator::single_user(env.settings.clone()));
+    for (i, name) in names.iter().enumerate() {
+        let pw = passwords[i % passwords.len()];
+        env.create_user(
+            name,
+            pw,
+            "admin",
+            "[{'role': 'selfService', 'db': 'admin'}]",
+        );
+        let initial = env.secret(name, pw, None);
+        assert!(env.logs_in(&initial).await, "{name:?} logs in with {pw:?}");
+        let id = format!("s{i}");
+        env.put(&id, &initial).await;
+        r.rotate(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {}", rotation_core::error_chain(&e)));
+        let now = env.value(&id, Stage::Current).await;
+        assert!(
+            env.logs_in(&now).await,
+            "{name:?}: the new password logs in"
+        );
+        assert!(
+            !env.logs_in(&initial).await,
+            "{name:?}: the old one is refused"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_input_changes_nothing_and_errors_are_told_apart() {
+    let env = Env::start(true);
+    env.db.python(SELF_SERVICE).unwrap();
+    env.create_user(
+        "app",
+        "Initial-Passw0rd",
+        "admin",
+        "[{'role': 'selfService', 'db': 'admin'}]",
+    );
+    let current = env.secret("app", "Initial-Passw0rd", None);
+    let r = DocumentDbRotator::single_user(env.settings.clone());
+    let deadline = || Deadline::after(Duration::from_secs(10));
+    // Passwords DocumentDB refuses: nothing is sent.
+    for bad in [
+        "short1",
+        "has/slash-pw",
+        "has@at-password",
+        "has\"quote-pw",
+        "has space-pw",
+    ] {
+        let mut s = r.login(&parse(&current), deadline()).await.unwrap();
+        let e = r
+            .set_own_password(&mut s, &parse(&env.secret("app", bad, None)))
+            .await
+            .expect_err("refused");
+        r.close(s).await;
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(!e.to_string().contains(bad), "{e}");
+        assert!(env.logs_in(&current).await);
+    }
+    // A wrong password, an untrusted certificate, plaintext to a TLS server, nothing
+    // listening: four different kinds, no secret in the messages.
+    let wrong = env.secret("app", "Wrong-Passw0rd", None);
+    let e = r.login(&parse(&wrong), deadline()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
+    let untrusted = DocumentDbRotator::single_user(ConnectSettings::default());
+    let e = untrusted
+        .login(&parse(&current), deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+    assert!(e.to_string().contains("CA_BUNDLE_PATH"), "{e}");
+    let mut nothing = current.clone();
+    nothing["port"] = json!(rotation_testkit::free_port());
+    let started = std::time::Instant::now();
+    let e = r.login(&parse(&nothing), deadline()).await.unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Unreachable | ErrorKind::Timeout),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!format!("{e:?} {e}").contains("Initial-Passw0rd"));
+}

@@ -1,0 +1,158 @@
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{TestCa, TestkitError, free_port, run, venv_dir, workspace_root};
+
+const ADMIN: &str = "root";
+const ADMIN_PASSWORD: &str = "Root-Passw0rd-1";
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A SecantusDB server (MongoDB wire protocol, SCRAM-SHA-256) on 127.0.0.1 standing in for
+/// Amazon DocumentDB: authentication on with an admin `root` holding the `root` role,
+/// replica-set name `rs0`, optionally TLS-only with a certificate from a generated CA for
+/// `localhost` and `127.0.0.1`. Killed and removed on drop.
+#[derive(Debug)]
+pub struct Secantus {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    ca: Option<TestCa>,
+}
+
+impl Secantus {
+    /// Starts a server; `tls` makes it TLS-only.
+    pub fn start(tls: bool) -> Result<Secantus, TestkitError> {
+        let python = venv_dir().join("bin/python");
+        if !python.exists() {
+            return Err(TestkitError::Missing {
+                what: "SecantusDB (Python virtual environment)",
+                path: python.display().to_string(),
+                hint: "run scripts/setup to create .venv with the pinned secantusdb",
+            });
+        }
+        let script = workspace_root().join("scripts/secantus_server.py");
+        let dir = tempfile::Builder::new()
+            .prefix("rotation-secantus-")
+            .tempdir()?;
+        let ca = if tls {
+            Some(TestCa::generate(dir.path(), &["localhost", "127.0.0.1"])?)
+        } else {
+            None
+        };
+        let password_file = dir.path().join("admin-password");
+        fs::write(&password_file, ADMIN_PASSWORD)?;
+        let log = dir.path().join("server.log");
+        let mut last = String::new();
+        for attempt in 0..3 {
+            let port = free_port();
+            let ready = dir.path().join(format!("ready-{attempt}"));
+            let mut cmd = Command::new(&python);
+            cmd.arg(&script)
+                .args(["--port", &port.to_string()])
+                .arg("--storage-path")
+                .arg(dir.path().join(format!("db-{attempt}")))
+                .args(["--admin", ADMIN])
+                .arg("--admin-password-file")
+                .arg(&password_file)
+                .arg("--ready-file")
+                .arg(&ready)
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(&log)?)
+                .stderr(fs::File::options().append(true).open(&log)?);
+            if let Some(ca) = &ca {
+                cmd.arg("--tls-cert-file")
+                    .arg(&ca.server_pem)
+                    .arg("--tls-key-file")
+                    .arg(&ca.server_key)
+                    .arg("--tls-ca-file")
+                    .arg(&ca.ca_pem);
+            }
+            let mut child = cmd.spawn()?;
+            let started = Instant::now();
+            while started.elapsed() < START_TIMEOUT {
+                if ready.exists() {
+                    return Ok(Secantus {
+                        child,
+                        port,
+                        dir,
+                        ca,
+                    });
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            last = fs::read_to_string(&log).unwrap_or_default();
+        }
+        Err(TestkitError::Timeout {
+            what: "SecantusDB server",
+            secs: START_TIMEOUT.as_secs(),
+            detail: last,
+        })
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin user (role `root` in `admin`).
+    pub fn admin(&self) -> &'static str {
+        ADMIN
+    }
+
+    /// The admin's password.
+    pub fn admin_password(&self) -> &'static str {
+        ADMIN_PASSWORD
+    }
+
+    /// The CA that signed the server certificate (TLS servers).
+    pub fn ca_pem(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|c| c.ca_pem.as_path())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Runs Python with `db` bound to a pymongo client logged in as the admin (`admin`
+    /// database as `db.admin`), for test setup independent of the code under test; returns
+    /// standard output. JSON from `json` is available.
+    pub fn python(&self, code: &str) -> Result<String, TestkitError> {
+        let tls = match self.ca_pem() {
+            Some(ca) => format!("tls=True, tlsCAFile={:?}", ca.display().to_string()),
+            None => "tls=False".to_string(),
+        };
+        let prelude = format!(
+            "import json, sys\nfrom pymongo import MongoClient\n\
+             db = MongoClient(host='localhost', port={}, username={ADMIN:?}, password={ADMIN_PASSWORD:?}, authSource='admin', directConnection=True, serverSelectionTimeoutMS=10000, {tls})\n",
+            self.port
+        );
+        run(Command::new(venv_dir().join("bin/python"))
+            .arg("-c")
+            .arg(format!("{prelude}{code}")))
+    }
+
+    /// Kills the server now (tests of "unreachable").
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Where the server keeps its files (the log, the CA).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for Secantus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
