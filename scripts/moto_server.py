@@ -29,7 +29,7 @@ if forward:
         url = f"{forward}/2015-03-31/functions/{name}/invocations"
         request = urllib.request.Request(url, data=(body or "{}").encode(), method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=300) as response:
+            with urllib.request.urlopen(request, timeout=900) as response:
                 return response.read()
         except urllib.error.HTTPError as err:
             from moto.secretsmanager.exceptions import InvalidRequestException

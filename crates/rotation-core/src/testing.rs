@@ -321,3 +321,54 @@ impl Rotator for FakeRotator {
         self.db.state.lock().unwrap().open_sessions -= 1;
     }
 }
+
+/// Helpers for engine test suites that keep secrets as JSON in a local store.
+pub mod json {
+    use std::time::Duration;
+
+    use secrecy::{ExposeSecret, SecretString};
+    use serde_json::Value;
+
+    use crate::deadline::Deadline;
+    use crate::rotator::Rotator;
+    use crate::secret::DatabaseSecret;
+    use crate::stage::Stage;
+    use crate::store::{LocalSecretStore, SecretStore, VersionSelector};
+
+    /// `value` as a database secret (panics on a value tests should not have written).
+    pub fn secret(value: &Value) -> DatabaseSecret {
+        DatabaseSecret::parse(&SecretString::from(value.to_string())).expect("a valid secret")
+    }
+
+    /// Creates secret `name` holding `value`; returns its ARN.
+    pub async fn put(store: &LocalSecretStore, name: &str, value: &Value) -> String {
+        store
+            .create_secret(name, &SecretString::from(value.to_string()))
+            .await
+            .expect("create the secret")
+    }
+
+    /// The value of secret `name` at `stage`.
+    pub async fn at(store: &impl SecretStore, name: &str, stage: Stage) -> Value {
+        let v = store
+            .get_value(name, VersionSelector::stage(stage))
+            .await
+            .expect("read the secret");
+        serde_json::from_str(v.value.expose_secret()).expect("a JSON secret")
+    }
+
+    /// Whether `value`'s credentials log in through `rotator` (its own connection code, a 10 s
+    /// deadline); the session is closed.
+    pub async fn logs_in<R: Rotator>(rotator: &R, value: &Value) -> bool {
+        match rotator
+            .login(&secret(value), Deadline::after(Duration::from_secs(10)))
+            .await
+        {
+            Ok(s) => {
+                rotator.close(s).await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}

@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
+use rotation_core::testing::json;
 use rotation_core::{
-    DatabaseSecret, Deadline, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator,
-    SecretStore, Stage, VersionSelector,
+    DatabaseSecret, Deadline, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator, Stage,
 };
 use rotation_documentdb::{DocumentDbRotator, PROFILE};
 use rotation_testkit::Secantus;
 use rotation_trust::{ConnectSettings, Trust};
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 struct Env {
@@ -91,10 +90,7 @@ impl Env {
     }
 
     async fn put(&self, name: &str, value: &Value) {
-        self.store
-            .create_secret(name, &SecretString::from(value.to_string()))
-            .await
-            .unwrap();
+        json::put(&self.store, name, value).await;
     }
 
     fn rotation(&self, r: DocumentDbRotator) -> Rotation<LocalSecretStore, DocumentDbRotator> {
@@ -106,31 +102,20 @@ impl Env {
     }
 
     async fn value(&self, name: &str, stage: Stage) -> Value {
-        let v = self
-            .store
-            .get_value(name, VersionSelector::stage(stage))
-            .await
-            .unwrap();
-        serde_json::from_str(v.value.expose_secret()).unwrap()
+        json::at(&self.store, name, stage).await
     }
 
     async fn logs_in(&self, value: &Value) -> bool {
-        let r = DocumentDbRotator::single_user(self.settings.clone());
-        match r
-            .login(&parse(value), Deadline::after(Duration::from_secs(10)))
-            .await
-        {
-            Ok(s) => {
-                r.close(s).await;
-                true
-            }
-            Err(_) => false,
-        }
+        json::logs_in(
+            &DocumentDbRotator::single_user(self.settings.clone()),
+            value,
+        )
+        .await
     }
 }
 
 fn parse(value: &Value) -> DatabaseSecret {
-    DatabaseSecret::parse(&SecretString::from(value.to_string())).unwrap()
+    json::secret(value)
 }
 
 /// A role that lets a user change its own password (mongod and SecantusDB require it).

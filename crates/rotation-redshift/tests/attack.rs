@@ -2,160 +2,19 @@
 //! database). Each test states the promise it checks; tests that fail today are `#[ignore]`d
 //! with the finding they show (run them with `--ignored`).
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rotation_core::{
-    DatabaseSecret, Deadline, LocalSecretStore, Options, PasswordPolicy, Rotation, RotationError,
-    Rotator, SecretStore, Stage, VersionSelector,
+    Deadline, LocalSecretStore, Options, Rotation, RotationError, Rotator, SecretStore, Stage,
+    VersionSelector,
 };
-use rotation_postgres::PgConfig;
 use rotation_redshift::{PROFILE, RedshiftRotator, sql};
-use rotation_testkit::{PgAuth, PgCluster, PgOptions, TcpProxy};
-use secrecy::{ExposeSecret, SecretString};
+use rotation_testkit::TcpProxy;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-struct Standin {
-    pg: PgCluster,
-    store: LocalSecretStore,
-    config: PgConfig,
-    dir: tempfile::TempDir,
-}
-
-impl Standin {
-    fn start() -> Standin {
-        Self::start_with(Vec::new())
-    }
-
-    fn start_with(extra_conf: Vec<String>) -> Standin {
-        let pg = PgCluster::start(PgOptions {
-            auth: PgAuth::Md5,
-            log_statements: true,
-            extra_conf,
-            ..PgOptions::default()
-        })
-        .expect("start PostgreSQL (scripts/setup installs it)");
-        pg.psql("CREATE DATABASE dev").expect("create dev");
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalSecretStore::new(dir.path().join("secrets.json"));
-        Standin {
-            pg,
-            store,
-            config: PgConfig::default(),
-            dir,
-        }
-    }
-
-    fn create_user(&self, name: &str, password: &str) {
-        self.pg
-            .psql_vars(
-                "CREATE USER :\"u\" PASSWORD :'pw';",
-                &[("u", name), ("pw", password)],
-            )
-            .expect("create user");
-    }
-
-    fn secret(&self, user: &str, password: &str) -> Value {
-        self.secret_at(self.pg.port(), user, password)
-    }
-
-    fn secret_at(&self, port: u16, user: &str, password: &str) -> Value {
-        json!({
-            "engine": "redshift",
-            "host": "127.0.0.1",
-            "port": port,
-            "username": user,
-            "password": password,
-            "ssl": false,
-        })
-    }
-
-    fn master(&self) -> Value {
-        self.secret(self.pg.superuser(), self.pg.superuser_password())
-    }
-
-    async fn put(&self, name: &str, value: &Value) {
-        self.store
-            .create_secret(name, &SecretString::from(value.to_string()))
-            .await
-            .unwrap();
-    }
-
-    fn rotation(&self, rotator: RedshiftRotator) -> Rotation<LocalSecretStore, RedshiftRotator> {
-        Rotation::new(
-            self.store.clone(),
-            rotator,
-            PasswordPolicy::defaults(&PROFILE.password),
-        )
-    }
-
-    fn alternating(&self) -> Rotation<LocalSecretStore, RedshiftRotator> {
-        self.rotation(RedshiftRotator::alternating_users(self.config.clone()))
-    }
-
-    async fn value(&self, name: &str, stage: Stage) -> Value {
-        let v = self
-            .store
-            .get_value(name, VersionSelector::stage(stage))
-            .await
-            .unwrap();
-        serde_json::from_str(v.value.expose_secret()).unwrap()
-    }
-
-    async fn logs_in(&self, value: &Value) -> bool {
-        let r = RedshiftRotator::single_user(self.config.clone());
-        match r
-            .login(&parse(value), Deadline::after(Duration::from_secs(10)))
-            .await
-        {
-            Ok(s) => {
-                r.close(s).await;
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn user_exists(&self, user: &str) -> bool {
-        self.pg
-            .psql_vars(
-                "SELECT count(*) FROM pg_roles WHERE rolname = :'u';",
-                &[("u", user)],
-            )
-            .unwrap()
-            == "1"
-    }
-
-    fn stored_password(&self, user: &str) -> String {
-        self.pg
-            .psql_vars(
-                "SELECT rolpassword FROM pg_authid WHERE rolname = :'u';",
-                &[("u", user)],
-            )
-            .unwrap()
-    }
-
-    /// Every privilege of the kinds the engine copies, and group memberships, as text lines.
-    fn privileges(&self, user: &str) -> BTreeSet<String> {
-        let lit = user.replace('\'', "''");
-        let q = format!(
-            "SELECT 'db ' || d.datname || ' ' || p FROM pg_database d, (SELECT 'CREATE' AS p UNION ALL SELECT 'TEMP') AS x WHERE has_database_privilege('{lit}', d.datname, p) \
-             UNION ALL SELECT 'schema ' || n.nspname || ' ' || p FROM pg_namespace n, (SELECT 'USAGE' AS p UNION ALL SELECT 'CREATE') AS x WHERE substring(n.nspname, 1, 3) <> 'pg_' AND n.nspname <> 'information_schema' AND has_schema_privilege('{lit}', n.nspname, p) \
-             UNION ALL SELECT 'table ' || c.oid::regclass::text || ' ' || p FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, (SELECT 'SELECT' AS p UNION ALL SELECT 'INSERT' UNION ALL SELECT 'UPDATE' UNION ALL SELECT 'DELETE' UNION ALL SELECT 'REFERENCES') AS x WHERE c.relkind IN ('r', 'v') AND substring(n.nspname, 1, 3) <> 'pg_' AND n.nspname <> 'information_schema' AND has_table_privilege('{lit}', c.oid, p) \
-             UNION ALL SELECT 'group ' || g.groname FROM pg_group g, pg_user u WHERE u.usename = '{lit}' AND u.usesysid = ANY(g.grolist)"
-        );
-        self.pg
-            .psql_db("dev", &q)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-fn parse(value: &Value) -> DatabaseSecret {
-    DatabaseSecret::parse(&SecretString::from(value.to_string())).unwrap()
-}
+mod common;
+use common::{Standin, parse};
 
 fn chain<T>(r: &Result<T, RotationError>) -> String {
     match r {
@@ -357,10 +216,6 @@ fn rotate_cmd(store: &std::path::Path, args: &[&str]) -> std::process::Command {
 }
 
 impl Standin {
-    fn store_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("secrets.json")
-    }
-
     /// Whether the AWSCURRENT, AWSPENDING and AWSPREVIOUS values log in (None: no such stage).
     async fn stage_logins(&self, name: &str) -> Vec<(Stage, Option<bool>)> {
         let mut out = Vec::new();

@@ -7,144 +7,14 @@
 use std::collections::BTreeSet;
 
 use rotation_core::{
-    DatabaseSecret, Deadline, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator,
-    SecretStore, Stage, VersionSelector,
+    Deadline, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator, Stage,
 };
-use rotation_postgres::PgConfig;
 use rotation_redshift::{PROFILE, RedshiftRotator, sql};
-use rotation_testkit::{PgAuth, PgCluster, PgOptions};
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use secrecy::SecretString;
+use serde_json::json;
 
-struct Standin {
-    pg: PgCluster,
-    store: LocalSecretStore,
-    config: PgConfig,
-    _dir: tempfile::TempDir,
-}
-
-impl Standin {
-    fn start(tls: bool) -> Standin {
-        let options = PgOptions {
-            auth: PgAuth::Md5,
-            log_statements: true,
-            ..if tls {
-                PgOptions::tls()
-            } else {
-                PgOptions::default()
-            }
-        };
-        let pg = PgCluster::start(options).expect("start PostgreSQL (scripts/setup installs it)");
-        pg.psql("CREATE DATABASE dev").expect("create dev");
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalSecretStore::new(dir.path().join("secrets.json"));
-        let config = match pg.ca_pem() {
-            Some(ca) => PgConfig::with_ca_bundle(ca).expect("the test CA loads"),
-            None => PgConfig::default(),
-        };
-        Standin {
-            pg,
-            store,
-            config,
-            _dir: dir,
-        }
-    }
-
-    fn create_user(&self, name: &str, password: &str) {
-        self.pg
-            .psql_vars(
-                "CREATE USER :\"u\" PASSWORD :'pw';",
-                &[("u", name), ("pw", password)],
-            )
-            .expect("create user");
-    }
-
-    /// A secret without `dbname` (Redshift's default `dev`); TLS unless `plain`.
-    fn secret(&self, user: &str, password: &str) -> Value {
-        let mut v = json!({
-            "engine": "redshift",
-            "host": "localhost",
-            "port": self.pg.port(),
-            "username": user,
-            "password": password,
-        });
-        if self.pg.ca_pem().is_none() {
-            v["ssl"] = json!(false);
-        }
-        v
-    }
-
-    async fn put(&self, name: &str, value: &Value) {
-        self.store
-            .create_secret(name, &SecretString::from(value.to_string()))
-            .await
-            .unwrap();
-    }
-
-    fn rotation(&self, rotator: RedshiftRotator) -> Rotation<LocalSecretStore, RedshiftRotator> {
-        Rotation::new(
-            self.store.clone(),
-            rotator,
-            PasswordPolicy::defaults(&PROFILE.password),
-        )
-    }
-
-    async fn value(&self, name: &str, stage: Stage) -> Value {
-        let v = self
-            .store
-            .get_value(name, VersionSelector::stage(stage))
-            .await
-            .unwrap();
-        serde_json::from_str(v.value.expose_secret()).unwrap()
-    }
-
-    async fn logs_in(&self, value: &Value) -> bool {
-        let r = RedshiftRotator::single_user(self.config.clone());
-        match r
-            .login(
-                &parse(value),
-                Deadline::after(std::time::Duration::from_secs(10)),
-            )
-            .await
-        {
-            Ok(s) => {
-                r.close(s).await;
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn stored_password(&self, user: &str) -> String {
-        self.pg
-            .psql_vars(
-                "SELECT rolpassword FROM pg_authid WHERE rolname = :'u';",
-                &[("u", user)],
-            )
-            .unwrap()
-    }
-
-    /// Every privilege of the kinds the engine copies, and group memberships, as text lines.
-    fn privileges(&self, user: &str) -> BTreeSet<String> {
-        let lit = user.replace('\'', "''");
-        let q = format!(
-            "SELECT 'db ' || d.datname || ' ' || p FROM pg_database d, (SELECT 'CREATE' AS p UNION ALL SELECT 'TEMP') AS x WHERE has_database_privilege('{lit}', d.datname, p) \
-             UNION ALL SELECT 'schema ' || n.nspname || ' ' || p FROM pg_namespace n, (SELECT 'USAGE' AS p UNION ALL SELECT 'CREATE') AS x WHERE substring(n.nspname, 1, 3) <> 'pg_' AND n.nspname <> 'information_schema' AND has_schema_privilege('{lit}', n.nspname, p) \
-             UNION ALL SELECT 'table ' || c.oid::regclass::text || ' ' || p FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, (SELECT 'SELECT' AS p UNION ALL SELECT 'INSERT' UNION ALL SELECT 'UPDATE' UNION ALL SELECT 'DELETE' UNION ALL SELECT 'REFERENCES') AS x WHERE c.relkind IN ('r', 'v') AND substring(n.nspname, 1, 3) <> 'pg_' AND n.nspname <> 'information_schema' AND has_table_privilege('{lit}', c.oid, p) \
-             UNION ALL SELECT 'group ' || g.groname FROM pg_group g, pg_user u WHERE u.usename = '{lit}' AND u.usesysid = ANY(g.grolist)"
-        );
-        self.pg
-            .psql_db("dev", &q)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-fn parse(value: &Value) -> DatabaseSecret {
-    DatabaseSecret::parse(&SecretString::from(value.to_string())).unwrap()
-}
+mod common;
+use common::{Standin, parse};
 
 fn check_rules(password: &str) {
     assert!(
@@ -155,7 +25,7 @@ fn check_rules(password: &str) {
 
 #[tokio::test]
 async fn single_user_rotates_a_mixed_case_user_over_verified_tls_with_an_md5_hash() {
-    let env = Standin::start(true);
+    let env = Standin::tls();
     env.create_user("AppUser", "Initial-Passw0rd");
     let initial = env.secret("AppUser", "Initial-Passw0rd");
     assert!(env.logs_in(&initial).await, "the initial password logs in");
@@ -192,7 +62,7 @@ async fn single_user_rotates_a_mixed_case_user_over_verified_tls_with_an_md5_has
 
 #[tokio::test]
 async fn a_password_that_breaks_redshifts_rules_changes_nothing() {
-    let env = Standin::start(false);
+    let env = Standin::start();
     env.create_user("app", "Initial-Passw0rd");
     let current = env.secret("app", "Initial-Passw0rd");
     let r = RedshiftRotator::single_user(env.config.clone());
@@ -234,7 +104,7 @@ async fn a_password_that_breaks_redshifts_rules_changes_nothing() {
 
 #[tokio::test]
 async fn hostile_user_names_and_passwords_rotate() {
-    let env = Standin::start(false);
+    let env = Standin::start();
     let names = [
         "Mixed Case",
         "quote\"in",
@@ -334,7 +204,7 @@ GRANT SELECT ON s1.t2 TO GROUP g2;
 
 #[tokio::test]
 async fn alternating_users_keep_the_clones_privileges_in_line_with_the_originals() {
-    let env = Standin::start(true);
+    let env = Standin::tls();
     env.create_user("app", "Initial-Passw0rd");
     env.pg.psql_db("dev", GRANTS).expect("grants");
     let master = env.secret(env.pg.superuser(), env.pg.superuser_password());
@@ -433,7 +303,7 @@ async fn alternating_users_keep_the_clones_privileges_in_line_with_the_originals
 async fn a_server_that_keeps_case_never_touches_the_lower_case_namesake() {
     // On the stand-in (as on Redshift with enable_case_sensitive_identifier) `App_clone` and
     // `app_clone` are two users: creating the clone of `App` must not change `app_clone`.
-    let env = Standin::start(false);
+    let env = Standin::start();
     env.create_user("App", "Initial-Passw0rd");
     env.create_user("app_clone", "Bystander-Passw0rd");
     let bystander = env.stored_password("app_clone");
@@ -469,7 +339,7 @@ async fn a_server_that_keeps_case_never_touches_the_lower_case_namesake() {
 
 #[tokio::test]
 async fn a_redshift_session_has_only_the_settings_redshift_accepts() {
-    let env = Standin::start(false);
+    let env = Standin::start();
     env.create_user("app", "Initial-Passw0rd");
     let r = RedshiftRotator::single_user(env.config.clone());
     let mut s = r

@@ -110,11 +110,15 @@ impl Moto {
     }
 
     /// Runs a Python snippet with boto3 against this server; `sm`, `lam`, `iam`, `rds` are
-    /// ready-made clients. Returns stdout.
+    /// ready-made clients. Returns stdout. A call may wait up to 15 minutes for its answer and
+    /// is never retried: RotateSecret answers only once the forwarded Lambda invocations are
+    /// done, and `cargo lambda watch` builds the function on its first invocation (minutes on
+    /// a fresh, busy machine); a retried RotateSecret would start a second rotation.
     pub fn python(&self, code: &str) -> Result<String, TestkitError> {
         let prelude = format!(
             "import boto3, json, sys\n\
-             kw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
+             from botocore.config import Config\n\
+             kw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test', config=Config(read_timeout=900, connect_timeout=10, retries={{'max_attempts': 1, 'mode': 'standard'}}))\n\
              sm = boto3.client('secretsmanager', **kw)\n\
              lam = boto3.client('lambda', **kw)\n\
              iam = boto3.client('iam', **kw)\n\
