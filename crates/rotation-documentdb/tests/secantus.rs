@@ -118,14 +118,11 @@ fn parse(value: &Value) -> DatabaseSecret {
     json::secret(value)
 }
 
-/// A role that lets a user change its own password (mongod and SecantusDB require it).
-const SELF_SERVICE: &str = "db.admin.command('createRole', 'selfService', privileges=[{'resource': {'cluster': True}, 'actions': ['changeOwnPassword']}, {'resource': {'db': '', 'collection': ''}, 'actions': ['changeOwnPassword']}], roles=[])";
-
 #[tokio::test]
 async fn single_user_rotates_over_verified_tls() {
     let env = Env::start(true);
     env.db
-        .python(SELF_SERVICE)
+        .create_self_service_role()
         .expect("create the self-service role");
     env.create_user(
         "app",
@@ -201,7 +198,7 @@ async fn alternating_users_create_the_clone_with_the_roles_and_keep_them_in_line
 #[tokio::test]
 async fn hostile_user_names_and_passwords_rotate() {
     let env = Env::start(false);
-    env.db.python(SELF_SERVICE).unwrap();
+    env.db.create_self_service_role().unwrap();
     let names = [
         "Mixed Case",
         "quote\"in",
@@ -260,7 +257,7 @@ async fn hostile_user_names_and_passwords_rotate() {
 #[tokio::test]
 async fn bad_input_changes_nothing_and_errors_are_told_apart() {
     let env = Env::start(true);
-    env.db.python(SELF_SERVICE).unwrap();
+    env.db.create_self_service_role().unwrap();
     env.create_user(
         "app",
         "Initial-Passw0rd",

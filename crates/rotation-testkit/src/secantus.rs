@@ -125,18 +125,75 @@ impl Secantus {
     /// database as `db.admin`), for test setup independent of the code under test; returns
     /// standard output. JSON from `json` is available.
     pub fn python(&self, code: &str) -> Result<String, TestkitError> {
+        let client = self.client(&format!(
+            "username={ADMIN:?}, password={ADMIN_PASSWORD:?}, authSource='admin'"
+        ));
+        self.run_python(&format!("db = {client}\n{code}"), &[])
+    }
+
+    /// Creates role `selfService` in `admin`, granting `changeOwnPassword` on the cluster and
+    /// every database: a user changes its own password (single-user rotation) only with it on
+    /// mongod and SecantusDB.
+    pub fn create_self_service_role(&self) -> Result<(), TestkitError> {
+        self.python(
+            "db.admin.command('createRole', 'selfService', privileges=[{'resource': {'cluster': True}, 'actions': ['changeOwnPassword']}, {'resource': {'db': '', 'collection': ''}, 'actions': ['changeOwnPassword']}], roles=[])",
+        )
+        .map(drop)
+    }
+
+    /// Whether `user` of `auth_db` logs in with `password`, checked with pymongo over the
+    /// server's TLS (not the code under test). `Ok(false)` only when the server refuses the
+    /// authentication (code 18); any other failure is an error, so a refusal is never a
+    /// server that was not there. The credentials travel in the environment, never quoted
+    /// into code.
+    pub fn logs_in(&self, user: &str, password: &str, auth_db: &str) -> Result<bool, TestkitError> {
+        let client = self.client(
+            "username=os.environ['LOGIN_USER'], password=os.environ['LOGIN_PASSWORD'], authSource=os.environ['LOGIN_DB']",
+        );
+        let out = self.run_python(
+            &format!(
+                "import os\nfrom pymongo.errors import OperationFailure\n\
+                 c = {client}\n\
+                 try:\n    c[os.environ['LOGIN_DB']].command('ping')\n    print('ok')\n\
+                 except OperationFailure as e:\n    print('refused', e.code)\n"
+            ),
+            &[
+                ("LOGIN_USER", user),
+                ("LOGIN_PASSWORD", password),
+                ("LOGIN_DB", auth_db),
+            ],
+        )?;
+        match out.trim() {
+            "ok" => Ok(true),
+            "refused 18" => Ok(false),
+            other => Err(TestkitError::Command {
+                command: "pymongo login check".into(),
+                detail: format!("unexpected result {other:?}"),
+            }),
+        }
+    }
+
+    /// A pymongo client expression for this server with `credentials` (keyword arguments).
+    fn client(&self, credentials: &str) -> String {
         let tls = match self.ca_pem() {
             Some(ca) => format!("tls=True, tlsCAFile={:?}", ca.display().to_string()),
             None => "tls=False".to_string(),
         };
-        let prelude = format!(
-            "import json, sys\nfrom pymongo import MongoClient\n\
-             db = MongoClient(host='localhost', port={}, username={ADMIN:?}, password={ADMIN_PASSWORD:?}, authSource='admin', directConnection=True, serverSelectionTimeoutMS=10000, {tls})\n",
+        format!(
+            "MongoClient(host='localhost', port={}, {credentials}, directConnection=True, serverSelectionTimeoutMS=10000, {tls})",
             self.port
-        );
-        run(Command::new(venv_dir().join("bin/python"))
-            .arg("-c")
-            .arg(format!("{prelude}{code}")))
+        )
+    }
+
+    fn run_python(&self, code: &str, env: &[(&str, &str)]) -> Result<String, TestkitError> {
+        let mut cmd = Command::new(venv_dir().join("bin/python"));
+        cmd.arg("-c").arg(format!(
+            "import json, sys\nfrom pymongo import MongoClient\n{code}"
+        ));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
     }
 
     /// Kills the server now (tests of "unreachable").
