@@ -1,13 +1,16 @@
-//! End to end: moto's RotateSecret invokes the built `rds-postgres` and `redshift` binaries
-//! through `cargo lambda watch` (moto forwards Lambda invocations, scripts/moto_server.py), and
-//! the function rotates a real user, for both strategies: on PostgreSQL, and on the Redshift
-//! stand-in (PostgreSQL with md5 authentication and a `dev` database).
+//! End to end: moto's RotateSecret invokes the built `rds-postgres`, `redshift` and
+//! `documentdb` binaries through `cargo lambda watch` (moto forwards Lambda invocations,
+//! scripts/moto_server.py), and the function rotates a real user over verified TLS, for both
+//! strategies: on PostgreSQL, on the Redshift stand-in (PostgreSQL with md5 authentication and
+//! a `dev` database), and on the DocumentDB stand-in (SecantusDB, MongoDB wire protocol).
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rotation_testkit::{
-    Moto, PgAuth, PgCluster, PgOptions, free_port, venv_dir, wait_for_port, workspace_root,
+    Moto, PgAuth, PgCluster, PgOptions, Secantus, free_port, venv_dir, wait_for_port,
+    workspace_root,
 };
 use serde_json::{Value, json};
 
@@ -64,6 +67,18 @@ impl Drop for Watch {
     }
 }
 
+/// The initial password of `app` on every server (valid for every engine).
+const INITIAL: &str = "Initial-pw-1";
+
+/// The kind of server a function rotates on.
+#[derive(Debug, Clone, Copy)]
+enum ServerKind {
+    /// PostgreSQL with this authentication (the Redshift stand-in: md5).
+    Postgres(PgAuth),
+    /// SecantusDB, the MongoDB-wire stand-in for DocumentDB.
+    Secantus,
+}
+
 /// The function under test and the server it rotates on.
 #[derive(Debug, Clone, Copy)]
 struct Engine {
@@ -73,9 +88,9 @@ struct Engine {
     key: &'static str,
     /// The database the secrets name (`None`: no `dbname`, the engine's default).
     dbname: Option<&'static str>,
-    /// The database the server is checked in.
+    /// The database logins are checked in (DocumentDB: the authentication database).
     check_db: &'static str,
-    auth: PgAuth,
+    server: ServerKind,
 }
 
 const POSTGRES: Engine = Engine {
@@ -83,7 +98,7 @@ const POSTGRES: Engine = Engine {
     key: "postgres",
     dbname: Some("postgres"),
     check_db: "postgres",
-    auth: PgAuth::Scram,
+    server: ServerKind::Postgres(PgAuth::Scram),
 };
 
 const REDSHIFT: Engine = Engine {
@@ -91,38 +106,174 @@ const REDSHIFT: Engine = Engine {
     key: "redshift",
     dbname: None,
     check_db: "dev",
-    auth: PgAuth::Md5,
+    server: ServerKind::Postgres(PgAuth::Md5),
 };
 
-fn sql_login_works(pg: &PgCluster, db: &str, user: &str, password: &str) -> bool {
-    let ca = pg.ca_pem().unwrap().display().to_string();
-    Command::new("psql")
-        .arg(format!(
-            "host=localhost port={} user={user} dbname={db} sslmode=verify-full sslrootcert={ca}",
-            pg.port()
-        ))
-        .args(["-X", "-t", "-c", "SELECT 1"])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+const DOCUMENTDB: Engine = Engine {
+    function: "documentdb",
+    key: "mongo",
+    dbname: None,
+    check_db: "admin",
+    server: ServerKind::Secantus,
+};
+
+/// A JSON string literal, which is also a Python string literal.
+fn py(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// The server under test, TLS-only with a certificate from its own CA, and a user `app` with
+/// password [`INITIAL`] in the engine's check database.
+enum Server {
+    Postgres { pg: PgCluster, db: &'static str },
+    Secantus { db: Secantus, auth_db: &'static str },
+}
+
+impl Server {
+    fn start(engine: Engine) -> Server {
+        match engine.server {
+            ServerKind::Postgres(auth) => {
+                let pg = PgCluster::start(PgOptions {
+                    auth,
+                    ..PgOptions::tls()
+                })
+                .expect("start PostgreSQL");
+                pg.psql(&format!("CREATE ROLE app LOGIN PASSWORD '{INITIAL}'"))
+                    .unwrap();
+                if engine.check_db != "postgres" {
+                    pg.psql(&format!("CREATE DATABASE {}", engine.check_db))
+                        .unwrap();
+                }
+                Server::Postgres {
+                    pg,
+                    db: engine.check_db,
+                }
+            }
+            ServerKind::Secantus => {
+                let db =
+                    Secantus::start(true).expect("start SecantusDB (scripts/setup installs it)");
+                db.create_self_service_role()
+                    .expect("create the self-service role");
+                db.python(&format!(
+                    "db[{auth_db}].command('createUser', 'app', pwd={pw}, roles=[{{'role': 'readWrite', 'db': 'appdb'}}, {{'role': 'selfService', 'db': 'admin'}}])",
+                    auth_db = py(engine.check_db),
+                    pw = py(INITIAL),
+                ))
+                .expect("create app");
+                Server::Secantus {
+                    db,
+                    auth_db: engine.check_db,
+                }
+            }
+        }
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            Server::Postgres { pg, .. } => pg.port(),
+            Server::Secantus { db, .. } => db.port(),
+        }
+    }
+
+    /// The CA the server's certificate comes from.
+    fn ca_pem(&self) -> &Path {
+        match self {
+            Server::Postgres { pg, .. } => pg.ca_pem(),
+            Server::Secantus { db, .. } => db.ca_pem(),
+        }
+        .expect("a TLS server")
+    }
+
+    /// The master user's name and password.
+    fn master(&self) -> (&str, &str) {
+        match self {
+            Server::Postgres { pg, .. } => ("postgres", pg.superuser_password()),
+            Server::Secantus { db, .. } => (db.admin(), db.admin_password()),
+        }
+    }
+
+    /// Whether `user` logs in with `password` over verified TLS, checked with the engine's
+    /// usual client (psql, pymongo), not the code under test.
+    fn logs_in(&self, user: &str, password: &str) -> bool {
+        match self {
+            Server::Postgres { pg, db } => {
+                let ca = self.ca_pem().display().to_string();
+                Command::new("psql")
+                    .arg(format!(
+                        "host=localhost port={} user={user} dbname={db} sslmode=verify-full sslrootcert={ca}",
+                        pg.port()
+                    ))
+                    .args(["-X", "-t", "-c", "SELECT 1"])
+                    .env("PGPASSWORD", password)
+                    .env("PGCONNECT_TIMEOUT", "5")
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            }
+            Server::Secantus { db, auth_db } => db
+                .logs_in(user, password, auth_db)
+                .unwrap_or_else(|e| panic!("the login check failed: {e}")),
+        }
+    }
+}
+
+/// Engine-specific checks of the rotated secrets (`previous`, then `current`).
+fn engine_checks(engine: Engine, server: &Server, previous: &Value, current: &Value) {
+    let pw = |v: &Value| v["password"].as_str().unwrap().to_string();
+    let user = |v: &Value| v["username"].as_str().unwrap().to_string();
+    match server {
+        Server::Postgres { pg, .. } if engine.key == "redshift" => {
+            // Redshift's rules hold for what the function generated, and the server got hashes.
+            for v in [previous, current] {
+                let p = pw(v);
+                assert!(
+                    (8..=64).contains(&p.len())
+                        && p.chars().any(|c| c.is_ascii_uppercase())
+                        && p.chars().any(|c| c.is_ascii_lowercase())
+                        && p.chars().any(|c| c.is_ascii_digit())
+                        && !p.chars().any(|c| "'\"\\/@ ".contains(c)),
+                    "a generated password breaks Redshift's rules"
+                );
+            }
+            let stored = pg
+                .psql(&format!(
+                    "SELECT rolpassword FROM pg_authid WHERE rolname = '{}'",
+                    user(current)
+                ))
+                .unwrap();
+            assert!(stored.starts_with("md5"), "stored as an md5 hash");
+        }
+        Server::Postgres { .. } => {}
+        Server::Secantus { db, auth_db } => {
+            // DocumentDB's rules: 8-100 printable ASCII without / @ " or space.
+            for v in [previous, current] {
+                let p = pw(v);
+                assert!(
+                    (8..=100).contains(&p.len())
+                        && p.chars().all(|c| c.is_ascii_graphic())
+                        && !p.chars().any(|c| "/@\"".contains(c)),
+                    "a generated password breaks DocumentDB's rules"
+                );
+            }
+            // Alternating users: the clone got the original's roles, in the same database.
+            let roles = |u: &str| {
+                db.python(&format!(
+                    "u = db[{auth_db}].command('usersInfo', {{'user': {u}, 'db': {auth_db}}})['users']\n\
+                     print(json.dumps(sorted([[r['role'], r['db']] for r in u[0]['roles']]) if u else None))",
+                    auth_db = py(auth_db),
+                    u = py(u),
+                ))
+                .unwrap()
+            };
+            if user(previous) != user(current) {
+                assert_eq!(roles(&user(previous)), roles(&user(current)));
+            }
+        }
+    }
 }
 
 fn rotate_through_lambda(engine: Engine, strategy: &str) {
-    let pg = PgCluster::start(PgOptions {
-        auth: engine.auth,
-        ..PgOptions::tls()
-    })
-    .expect("start PostgreSQL");
-    pg.psql("CREATE ROLE app LOGIN PASSWORD 'Initial-pw-1'")
-        .unwrap();
-    if engine.check_db != "postgres" {
-        pg.psql(&format!("CREATE DATABASE {}", engine.check_db))
-            .unwrap();
-    }
-    let sql_login_works =
-        |user: &str, password: &str| sql_login_works(&pg, engine.check_db, user, password);
+    let server = Server::start(engine);
 
     // moto forwards Lambda invocations to `cargo lambda watch` on a port chosen now.
     let lambda_port = free_port();
@@ -132,11 +283,12 @@ fn rotate_through_lambda(engine: Engine, strategy: &str) {
     env.push(("ROTATION_STRATEGY".into(), strategy.into()));
     env.push((
         "CA_BUNDLE_PATH".into(),
-        pg.ca_pem().unwrap().display().to_string(),
+        server.ca_pem().display().to_string(),
     ));
     let watch = Watch::start(lambda_port, &env);
 
-    let master = json!({"engine": engine.key, "host": "localhost", "port": pg.port(), "username": "postgres", "password": pg.superuser_password(), "ssl": true});
+    let (master_user, master_password) = server.master();
+    let master = json!({"engine": engine.key, "host": "localhost", "port": server.port(), "username": master_user, "password": master_password, "ssl": true});
     let function = moto
         .create_function(engine.function)
         .expect("register the function in moto");
@@ -147,7 +299,7 @@ fn rotate_through_lambda(engine: Engine, strategy: &str) {
     let out = moto
         .python(&format!(
             "m = sm.create_secret(Name='master', SecretString={master})['ARN']\n\
-             app = {{'engine': '{key}', 'host': 'localhost', 'port': str({port}), 'username': 'app', 'password': 'Initial-pw-1', {dbname}'ssl': True, 'masterarn': m}}\n\
+             app = {{'engine': '{key}', 'host': 'localhost', 'port': str({port}), 'username': 'app', 'password': '{INITIAL}', {dbname}'ssl': True, 'masterarn': m}}\n\
              sm.create_secret(Name='app', SecretString=json.dumps(app))\n\
              fn = '{function}'\n\
              for i in range(2):\n\
@@ -158,9 +310,8 @@ fn rotate_through_lambda(engine: Engine, strategy: &str) {
              \x20   sm.rotate_secret(SecretId='app', RotationLambdaARN=fn, RotationRules={{'AutomaticallyAfterDays': 7}})\n\
              \x20   print(sm.get_secret_value(SecretId='app', VersionStage='AWSCURRENT')['SecretString'])\n\
              print(json.dumps(sm.describe_secret(SecretId='app')['VersionIdsToStages']))\n",
-            // A JSON string literal is also a Python string literal.
-            master = serde_json::to_string(&master.to_string()).unwrap(),
-            port = pg.port(),
+            master = py(&master.to_string()),
+            port = server.port(),
             key = engine.key,
         ))
         .unwrap_or_else(|e| panic!("rotation through the Lambda failed: {e}\nmoto log:\n{}", moto.log()));
@@ -171,30 +322,34 @@ fn rotate_through_lambda(engine: Engine, strategy: &str) {
     let pw = |v: &Value| v["password"].as_str().unwrap().to_string();
     let user = |v: &Value| v["username"].as_str().unwrap().to_string();
 
-    assert_ne!(pw(&first), "Initial-pw-1");
+    assert_ne!(pw(&first), INITIAL);
     assert!(
-        sql_login_works(&user(&second), &pw(&second)),
+        server.logs_in(&user(&second), &pw(&second)),
         "current logs in"
     );
     match strategy {
         "single-user" => {
             assert_eq!(user(&second), "app");
             assert!(
-                !sql_login_works("app", &pw(&first)),
+                !server.logs_in("app", &pw(&first)),
                 "previous password rejected"
             );
+            assert!(!server.logs_in("app", INITIAL), "initial password rejected");
         }
         _ => {
             assert_eq!(user(&first), "app_clone");
             assert_eq!(user(&second), "app");
             assert!(
-                sql_login_works(&user(&first), &pw(&first)),
+                server.logs_in(&user(&first), &pw(&first)),
                 "previous user still works"
             );
         }
     }
     // Every key of the secret survived; the port is still a string.
-    assert_eq!(second["port"], json!(pg.port().to_string()));
+    assert_eq!(second["port"], json!(server.port().to_string()));
+    assert_eq!(second["engine"], json!(engine.key));
+    assert_eq!(second["host"], json!("localhost"));
+    assert_eq!(second["ssl"], json!(true));
     assert!(
         second["masterarn"]
             .as_str()
@@ -209,27 +364,7 @@ fn rotate_through_lambda(engine: Engine, strategy: &str) {
         .count();
     assert_eq!(labelled, 2, "a current and a previous version: {stages}");
     assert_eq!(second.get("dbname").is_some(), engine.dbname.is_some());
-    if engine.key == "redshift" {
-        // Redshift's rules hold for what the function generated, and the server got hashes.
-        for v in [&first, &second] {
-            let p = pw(v);
-            assert!(
-                (8..=64).contains(&p.len())
-                    && p.chars().any(|c| c.is_ascii_uppercase())
-                    && p.chars().any(|c| c.is_ascii_lowercase())
-                    && p.chars().any(|c| c.is_ascii_digit())
-                    && !p.chars().any(|c| "'\"\\/@ ".contains(c)),
-                "a generated password breaks Redshift's rules"
-            );
-        }
-        let stored = pg
-            .psql(&format!(
-                "SELECT rolpassword FROM pg_authid WHERE rolname = '{}'",
-                user(&second)
-            ))
-            .unwrap();
-        assert!(stored.starts_with("md5"), "stored as an md5 hash");
-    }
+    engine_checks(engine, &server, &first, &second);
     drop(watch);
 }
 
@@ -251,4 +386,14 @@ fn moto_rotate_secret_runs_the_redshift_lambda_single_user() {
 #[test]
 fn moto_rotate_secret_runs_the_redshift_lambda_alternating_users() {
     rotate_through_lambda(REDSHIFT, "alternating-users");
+}
+
+#[test]
+fn moto_rotate_secret_runs_the_documentdb_lambda_single_user() {
+    rotate_through_lambda(DOCUMENTDB, "single-user");
+}
+
+#[test]
+fn moto_rotate_secret_runs_the_documentdb_lambda_alternating_users() {
+    rotate_through_lambda(DOCUMENTDB, "alternating-users");
 }

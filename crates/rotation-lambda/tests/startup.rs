@@ -119,3 +119,50 @@ fn redshift_password_settings_are_checked_at_start() {
     assert!(text.contains("EXCLUDE_NUMBERS"), "{text}");
     assert!(text.contains("ready"), "it starts: {text}");
 }
+
+#[test]
+fn documentdb_settings_are_checked_at_start() {
+    let bin = env!("CARGO_BIN_EXE_documentdb");
+    // Not in Lambda: said so, no panic.
+    let (code, text) = run_bin(bin, &[("ROTATION_STRATEGY", "single-user")]);
+    assert_ne!(code, Some(101), "panicked: {text}");
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("AWS_LAMBDA_RUNTIME_API"), "{text}");
+    assert!(!text.contains("ready"), "{text}");
+    let documentdb = |extra: &[(&str, &str)]| {
+        let mut env = LAMBDA.to_vec();
+        env.extend_from_slice(extra);
+        run_bin(bin, &env)
+    };
+    // Outside DocumentDB's 8-100, or no strategy: refused at start, naming the variable.
+    for bad in [
+        [
+            ("PASSWORD_LENGTH", "7"),
+            ("ROTATION_STRATEGY", "single-user"),
+        ],
+        [
+            ("PASSWORD_LENGTH", "101"),
+            ("ROTATION_STRATEGY", "single-user"),
+        ],
+        [("ROTATION_STRATEGY", "both"), ("PASSWORD_LENGTH", "32")],
+    ] {
+        let (code, text) = documentdb(&bad);
+        assert_ne!(code, Some(101), "panicked: {text}");
+        assert_ne!(code, Some(0), "{text}");
+        assert!(text.contains(bad[0].0), "{bad:?}: {text}");
+        assert!(!text.contains("ready"), "{text}");
+    }
+    // Its limits themselves start (and then fail only to reach the runtime at 127.0.0.1:9).
+    for good in ["8", "100"] {
+        let (code, text) = documentdb(&[
+            ("PASSWORD_LENGTH", good),
+            ("ROTATION_STRATEGY", "alternating-users"),
+        ]);
+        assert_ne!(code, Some(101), "panicked: {text}");
+        assert!(
+            text.contains("ready") && text.contains("documentdb"),
+            "PASSWORD_LENGTH={good}: {text}"
+        );
+        assert!(!text.contains("PASSWORD_LENGTH"), "{text}");
+    }
+}
