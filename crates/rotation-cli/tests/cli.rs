@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use rotation_testkit::{PgCluster, PgOptions};
+use rotation_testkit::{PgCluster, PgOptions, Secantus};
 use serde_json::{Value, json};
 
 fn rotate(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -280,5 +280,70 @@ fn the_engine_comes_from_the_secret() {
         Some(4),
         "{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_mongo_secret_is_rotated_by_the_documentdb_engine() {
+    // SecantusDB over verified TLS (CA_BUNDLE_PATH); no --engine: the secret's `mongo` picks
+    // DocumentDB's engine.
+    let db = Secantus::start(true).expect("start SecantusDB (scripts/setup installs it)");
+    db.create_self_service_role().unwrap();
+    db.python("db.admin.command('createUser', 'app', pwd='Initial-Passw0rd', roles=[{'role': 'selfService', 'db': 'admin'}])")
+        .unwrap();
+    let ca = db.ca_pem().unwrap().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.json");
+    let store = format!("file:{}", store_path.display());
+    let secret = json!({"engine": "mongo", "host": "localhost", "port": db.port(), "username": "app", "password": "Initial-Passw0rd", "ssl": true});
+    std::fs::write(
+        &store_path,
+        json!({"secrets": {"app": {"arn": "arn:local:secretsmanager:local:000000000000:secret:app", "versions": [
+            {"id": "00000000-0000-0000-0000-000000000001", "stages": ["AWSCURRENT"], "value": secret.to_string()}
+        ]}}})
+        .to_string(),
+    )
+    .unwrap();
+    let o = rotate(
+        &[
+            "--store",
+            &store,
+            "--json",
+            "run",
+            "app",
+            "--strategy",
+            "single-user",
+        ],
+        &[("CA_BUNDLE_PATH", ca.as_str())],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = stdout_json(&o);
+    assert_eq!(report["result"], "rotated");
+    // The new AWSCURRENT logs in, the old password is refused, every key kept.
+    let file: Value = serde_json::from_slice(&std::fs::read(&store_path).unwrap()).unwrap();
+    let current = file["secrets"]["app"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| {
+            v["stages"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("AWSCURRENT"))
+        })
+        .expect("an AWSCURRENT version");
+    let now: Value = serde_json::from_str(current["value"].as_str().unwrap()).unwrap();
+    let password = now["password"].as_str().unwrap();
+    assert_ne!(password, "Initial-Passw0rd");
+    for key in ["engine", "host", "port", "username", "ssl"] {
+        assert_eq!(now[key], secret[key], "{key}");
+    }
+    assert!(
+        db.logs_in("app", password, "admin").unwrap(),
+        "the new password logs in"
+    );
+    assert!(
+        !db.logs_in("app", "Initial-Passw0rd", "admin").unwrap(),
+        "the old password is refused"
     );
 }
