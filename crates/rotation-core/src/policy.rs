@@ -61,7 +61,7 @@ impl PasswordDefaults {
     /// Amazon DocumentDB: 8 to 100 printable ASCII characters without `/`, `@`, `"` or space
     /// (its documented password rules); AWS's default exclusions.
     pub const DOCUMENTDB: PasswordDefaults = PasswordDefaults {
-        engine: "mongo",
+        engine: "documentdb",
         exclude_characters: "/@\"'\\",
         length: 32,
         min_length: 8,

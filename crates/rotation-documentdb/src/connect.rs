@@ -187,9 +187,18 @@ async fn attempt(
         Ok(Ok(_)) => Ok(client),
         Ok(Err(e)) => {
             close(client, deadline).await;
+            let reset = e.to_string().to_ascii_lowercase().contains("reset");
             let mut err = engine_error(what(), e);
             if tls && err.kind() == ErrorKind::Tls {
                 err = err.with_note(failure_hint(secret));
+            } else if !tls && reset {
+                // A TLS-only server (DocumentDB's default) drops a plaintext client.
+                err = EngineError::new(
+                    ErrorKind::Tls,
+                    format!("{}: the server closed the connection", what()),
+                )
+                .with_note("it may require TLS: remove \"ssl\": false from the secret")
+                .with_source(err);
             }
             Err(err)
         }

@@ -297,6 +297,12 @@ async fn bad_input_changes_nothing_and_errors_are_told_apart() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
     assert!(e.to_string().contains("CA_BUNDLE_PATH"), "{e}");
+    // Plaintext to a TLS-only server: told as a TLS problem, with the fix.
+    let mut plain = current.clone();
+    plain["ssl"] = json!(false);
+    let e = r.login(&parse(&plain), deadline()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+    assert!(e.to_string().contains("ssl"), "{e}");
     let mut nothing = current.clone();
     nothing["port"] = json!(rotation_testkit::free_port());
     let started = std::time::Instant::now();
