@@ -8,7 +8,8 @@
 //!   for Amazon DocumentDB (an admin created before it accepts clients, replica-set name `rs0`,
 //!   optionally TLS-only), from the project's `.venv`;
 //! - [`TcpProxy`]: a fault-injection TCP proxy in front of any of them (stall, reset, refuse
-//!   connections), to show that code whose connection stalls times out instead of hanging.
+//!   connections; hold a PostgreSQL statement or a MongoDB command, see [`Wire`]), to show that
+//!   code whose connection stalls times out instead of hanging.
 //!
 //! A server that cannot start is an error that says how to install what is missing; tests
 //! `expect` it, so they fail rather than skip.
@@ -25,7 +26,7 @@ mod tls;
 pub use moto::Moto;
 pub use net::{free_port, wait_for_port};
 pub use postgres::{PgAuth, PgCluster, PgOptions};
-pub use proxy::TcpProxy;
+pub use proxy::{TcpProxy, Wire};
 pub use secantus::Secantus;
 pub use tls::TestCa;
 

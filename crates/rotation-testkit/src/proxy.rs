@@ -1,6 +1,7 @@
 //! A TCP proxy on 127.0.0.1 for fault injection: stall, refuse or reset connections to a
 //! server under test, so tests can show that code with a stalled connection times out
-//! instead of hanging.
+//! instead of hanging. It follows the message framing of the PostgreSQL or the MongoDB wire
+//! protocol ([`Wire`]) to hold a connection at a given statement or command.
 //!
 //! Plain `std::net` and threads: it works the same from a synchronous test or from inside a
 //! tokio runtime. Every blocking socket call has a ~20 ms timeout, so the threads notice
@@ -19,8 +20,8 @@ use socket2::SockRef;
 const POLL: Duration = Duration::from_millis(20);
 /// Bytes read from a socket at a time.
 const CHUNK: usize = 16 * 1024;
-/// Largest PostgreSQL query message held back whole for [`TcpProxy::stall_on_query`]; longer
-/// ones are forwarded as they come and never match.
+/// Largest PostgreSQL query message (or MongoDB message) held back whole for
+/// [`TcpProxy::stall_on_query`]; longer ones are forwarded as they come and never match.
 const QUERY_CAP: usize = 1024 * 1024;
 /// Largest plausible untyped (startup) PostgreSQL message.
 const STARTUP_CAP: usize = 10_000;
@@ -62,8 +63,22 @@ const DROP_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
+    wire: Wire,
     shared: Arc<Shared>,
     accept_thread: Option<JoinHandle<()>>,
+}
+
+/// The wire protocol whose client messages [`TcpProxy::stall_on_query`] looks into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wire {
+    /// PostgreSQL frontend messages: simple query (`Q`) and parse (`P`) messages are matched
+    /// on their SQL text.
+    #[default]
+    Postgres,
+    /// MongoDB wire protocol messages (`OP_MSG`, `OP_QUERY`, ...: a little-endian length, then
+    /// request id, response to and op code): every message is matched on its bytes, so a
+    /// command name such as `updateUser` (a BSON key) matches the message carrying it.
+    Mongo,
 }
 
 #[derive(Debug)]
@@ -82,6 +97,7 @@ struct Armed {
 #[derive(Debug)]
 struct Shared {
     target: SocketAddr,
+    wire: Wire,
     stopping: AtomicBool,
     stalled: AtomicBool,
     refusing: AtomicBool,
@@ -139,8 +155,14 @@ impl Conn {
 }
 
 impl TcpProxy {
-    /// Starts a proxy to `target`, which must be on `127.0.0.1`.
+    /// Starts a proxy to `target`, which must be on `127.0.0.1`, following the PostgreSQL wire
+    /// protocol.
     pub fn start(target: SocketAddr) -> io::Result<TcpProxy> {
+        TcpProxy::start_with(target, Wire::Postgres)
+    }
+
+    /// Starts a proxy to `target`, which must be on `127.0.0.1`, following `wire`.
+    pub fn start_with(target: SocketAddr, wire: Wire) -> io::Result<TcpProxy> {
         if target.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
             return Err(io::Error::new(
                 ErrorKind::InvalidInput,
@@ -151,6 +173,7 @@ impl TcpProxy {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             target,
+            wire,
             stopping: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
@@ -169,14 +192,25 @@ impl TcpProxy {
             .spawn(move || accept_loop(&listener, &for_thread))?;
         Ok(TcpProxy {
             addr,
+            wire,
             shared,
             accept_thread: Some(accept_thread),
         })
     }
 
-    /// Starts a proxy to `127.0.0.1:port`.
+    /// Starts a proxy to `127.0.0.1:port` (PostgreSQL wire protocol).
     pub fn to_port(port: u16) -> io::Result<TcpProxy> {
         TcpProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    /// Starts a proxy to `127.0.0.1:port` following `wire`.
+    pub fn to_port_with(port: u16, wire: Wire) -> io::Result<TcpProxy> {
+        TcpProxy::start_with(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), wire)
+    }
+
+    /// The wire protocol the proxy follows.
+    pub fn wire(&self) -> Wire {
+        self.wire
     }
 
     /// The port the proxy listens on (on `127.0.0.1`).
@@ -232,12 +266,14 @@ impl TcpProxy {
     }
 
     /// Arms a trigger: a connection whose client sends a PostgreSQL simple query (`Q`) or
-    /// parse (`P`) message whose SQL text contains `needle` stalls in both directions before
-    /// any byte of that message is forwarded, until [`resume`](Self::resume). Messages before
-    /// it (the login, earlier queries) go through.
+    /// parse (`P`) message whose SQL text contains `needle` ([`Wire::Mongo`]: a MongoDB
+    /// message whose bytes contain it, e.g. the command name `updateUser`) stalls in both
+    /// directions before any byte of that message is forwarded, until
+    /// [`resume`](Self::resume). Messages before it (the login, earlier queries) go through.
     ///
     /// Works on plaintext connections only: after the client's `SSLRequest`, a TLS handshake
-    /// makes the rest of the stream opaque and it never matches (nor does GSS encryption).
+    /// makes the rest of the stream opaque and it never matches (nor does GSS encryption; on
+    /// MongoDB, a stream that does not start with a message header, such as a TLS handshake).
     /// Replaces any trigger armed before (connections it already stalled stay so).
     pub fn stall_on_query(&self, needle: &str) {
         self.arm(Trigger::OnQuery(needle.as_bytes().to_vec()));
@@ -394,7 +430,8 @@ fn serve(shared: &Arc<Shared>, client: TcpStream) {
     };
     match down {
         Ok(down) => {
-            pump(shared, &conn, client, server, Some(Inspector::default()));
+            let inspector = Inspector::new(shared.wire);
+            pump(shared, &conn, client, server, Some(inspector));
             let _ = down.join();
         }
         Err(_) => conn.close(),
@@ -492,16 +529,43 @@ fn pump(
 }
 
 /// Applies the armed trigger to one connection's client bytes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inspector {
     /// The trigger generation `counted` refers to.
     generation: u64,
     /// Client bytes cleared since that trigger was armed.
     counted: u64,
-    parser: PgParser,
+    parser: Parser,
+}
+
+/// The framing of one connection's client bytes.
+#[derive(Debug)]
+enum Parser {
+    Pg(PgParser),
+    Mongo(MongoParser),
+}
+
+impl Parser {
+    fn step(&mut self, data: &[u8], needle: Option<&[u8]>) -> Step {
+        match self {
+            Parser::Pg(p) => p.step(data, needle),
+            Parser::Mongo(p) => p.step(data, needle),
+        }
+    }
 }
 
 impl Inspector {
+    fn new(wire: Wire) -> Inspector {
+        Inspector {
+            generation: 0,
+            counted: 0,
+            parser: match wire {
+                Wire::Postgres => Parser::Pg(PgParser::default()),
+                Wire::Mongo => Parser::Mongo(MongoParser::default()),
+            },
+        }
+    }
+
     /// How many leading bytes of `data` (none of which were seen before) may be forwarded,
     /// and whether the connection stalls after them.
     fn clear(&mut self, shared: &Shared, data: &[u8]) -> (usize, bool) {
@@ -697,6 +761,97 @@ impl PgParser {
     }
 }
 
+/// The size of a MongoDB message header: length, request id, response to, op code.
+const MONGO_HEADER: usize = 16;
+/// MongoDB op codes a client sends: OP_QUERY (legacy hello), OP_COMPRESSED, OP_MSG.
+const MONGO_OP_CODES: [u32; 3] = [2004, 2012, 2013];
+
+fn le32(b: &[u8]) -> usize {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+/// Follows the MongoDB wire protocol framing of a client's byte stream.
+#[derive(Debug)]
+enum MongoParser {
+    /// `have` of the 16 header bytes of the next message.
+    Head {
+        head: [u8; MONGO_HEADER],
+        have: usize,
+    },
+    /// Inside a message body: bytes left.
+    Body(usize),
+    /// Not (or no longer) plaintext MongoDB: forwarded without looking.
+    Opaque,
+}
+
+impl Default for MongoParser {
+    fn default() -> Self {
+        MongoParser::Head {
+            head: [0; MONGO_HEADER],
+            have: 0,
+        }
+    }
+}
+
+/// Whether `head` is a plausible client message header; its total length if so.
+fn mongo_length(head: &[u8]) -> Option<usize> {
+    let len = le32(&head[..4]);
+    let op = le32(&head[12..16]) as u32;
+    (len >= MONGO_HEADER && MONGO_OP_CODES.contains(&op)).then_some(len)
+}
+
+impl MongoParser {
+    /// Consumes the start of `data` (not empty). With `needle`, a message is only consumed
+    /// once complete and not matching.
+    fn step(&mut self, data: &[u8], needle: Option<&[u8]>) -> Step {
+        match self {
+            MongoParser::Opaque => Step::Advance(data.len()),
+            MongoParser::Body(left) => {
+                let n = (*left).min(data.len());
+                *left -= n;
+                if *left == 0 {
+                    *self = MongoParser::default();
+                }
+                Step::Advance(n)
+            }
+            MongoParser::Head { head, have } => {
+                if let (0, Some(needle)) = (*have, needle) {
+                    if data.len() < MONGO_HEADER {
+                        return Step::Hold;
+                    }
+                    match mongo_length(&data[..MONGO_HEADER]) {
+                        Some(total) if total <= QUERY_CAP => {
+                            if data.len() < total {
+                                return Step::Hold;
+                            }
+                            if contains(&data[MONGO_HEADER..total], needle) {
+                                return Step::Match;
+                            }
+                            return Step::Advance(total);
+                        }
+                        Some(_) => {}
+                        None => {
+                            *self = MongoParser::Opaque;
+                            return Step::Advance(data.len());
+                        }
+                    }
+                }
+                let n = (MONGO_HEADER - *have).min(data.len());
+                head[*have..*have + n].copy_from_slice(&data[..n]);
+                *have += n;
+                if *have == MONGO_HEADER {
+                    *self = match mongo_length(&head[..]) {
+                        Some(MONGO_HEADER) => MongoParser::default(),
+                        Some(total) => MongoParser::Body(total - MONGO_HEADER),
+                        None => MongoParser::Opaque,
+                    };
+                }
+                Step::Advance(n)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,4 +938,75 @@ mod tests {
     }
 
     const SSL_REQUEST_BYTES: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+    fn mongo_message(op: u32, body: &[u8]) -> Vec<u8> {
+        let mut m = ((body.len() + MONGO_HEADER) as u32).to_le_bytes().to_vec();
+        m.extend_from_slice(&7u32.to_le_bytes());
+        m.extend_from_slice(&0u32.to_le_bytes());
+        m.extend_from_slice(&op.to_le_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn run_mongo(p: &mut MongoParser, data: &[u8], needle: &[u8], chunk: usize) -> (usize, bool) {
+        let mut done = 0;
+        let mut avail = chunk.min(data.len());
+        loop {
+            if done == avail {
+                if avail == data.len() {
+                    return (done, false);
+                }
+                avail = (avail + chunk).min(data.len());
+            }
+            match p.step(&data[done..avail], Some(needle)) {
+                Step::Advance(n) => {
+                    assert!(n > 0);
+                    done += n;
+                }
+                Step::Hold if avail < data.len() => avail = (avail + chunk).min(data.len()),
+                Step::Hold => return (done, false),
+                Step::Match => return (done, true),
+            }
+        }
+    }
+
+    #[test]
+    fn mongo_matches_the_message_with_the_command_in_any_chunking() {
+        let mut stream = mongo_message(2004, b"\0\0\0\0admin.$cmd\0hello stuff");
+        stream.extend(mongo_message(2013, b"\0saslStart..."));
+        stream.extend(mongo_message(2013, b"\0ping\0"));
+        let before = stream.len();
+        stream.extend(mongo_message(2013, b"\0\x02updateUser\0app\0"));
+        stream.extend(mongo_message(2013, b"\0ping\0"));
+        for chunk in [1, 2, 3, 7, 16, 17, 64, 4096] {
+            let mut p = MongoParser::default();
+            assert_eq!(
+                run_mongo(&mut p, &stream, b"updateUser", chunk),
+                (before, true)
+            );
+        }
+        // Without a needle, framing only.
+        let mut p = MongoParser::default();
+        let mut done = 0;
+        while done < stream.len() {
+            match p.step(&stream[done..], None) {
+                Step::Advance(n) => done += n,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(p, MongoParser::Head { have: 0, .. }));
+    }
+
+    #[test]
+    fn mongo_tls_and_garbage_are_opaque() {
+        let mut stream = vec![
+            0x16, 0x03, 0x01, 0x00, 0x10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+        ];
+        stream.extend(mongo_message(2013, b"\0updateUser\0"));
+        let mut p = MongoParser::default();
+        assert_eq!(
+            run_mongo(&mut p, &stream, b"updateUser", 5),
+            (stream.len(), false)
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rotation_testkit::{PgCluster, PgOptions, TcpProxy};
+use rotation_testkit::{PgCluster, PgOptions, TcpProxy, Wire};
 
 /// An echo server on 127.0.0.1 that also records every byte it received.
 struct Echo {
@@ -313,6 +313,48 @@ fn stall_on_query_ignores_non_postgres_and_tls_streams() {
     tls.write_all(&sent).unwrap();
     assert_eq!(read_n(&mut tls, sent.len()), sent);
     assert_eq!(proxy.stalls_triggered(), 0);
+}
+
+/// A MongoDB wire message: length, request id, response to, op code (little-endian), body.
+fn mongo_message(op: u32, body: &[u8]) -> Vec<u8> {
+    let mut m = ((body.len() + 16) as u32).to_le_bytes().to_vec();
+    m.extend_from_slice(&1u32.to_le_bytes());
+    m.extend_from_slice(&0u32.to_le_bytes());
+    m.extend_from_slice(&op.to_le_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn stall_on_query_holds_the_mongo_message_with_the_command() {
+    let echo = Echo::start();
+    let proxy = TcpProxy::start_with(echo.addr, Wire::Mongo).unwrap();
+    assert_eq!(proxy.wire(), Wire::Mongo);
+    proxy.stall_on_query("updateUser");
+    let mut c = connect(&proxy);
+    let mut sent = mongo_message(2004, b"\0\0\0\0admin.$cmd\0hello");
+    sent.extend(mongo_message(2013, b"\0\x10ping\0"));
+    c.write_all(&sent).unwrap();
+    assert_eq!(read_n(&mut c, sent.len()), sent);
+
+    // The matching message, in two writes with a pause: not one byte of it goes.
+    let update = mongo_message(2013, b"\0\x02updateUser\0app\0pwd");
+    c.write_all(&update[..9]).unwrap();
+    thread::sleep(Duration::from_millis(60));
+    c.write_all(&update[9..]).unwrap();
+    wait_until("trigger", || proxy.stalls_triggered() == 1);
+    assert_silent(&mut c, QUIET);
+    assert_eq!(echo.received(), sent);
+    proxy.resume();
+    assert_eq!(read_n(&mut c, update.len()), update);
+
+    // The PostgreSQL framing does not see MongoDB commands.
+    let pg = TcpProxy::start(echo.addr).unwrap();
+    pg.stall_on_query("updateUser");
+    let mut c = connect(&pg);
+    c.write_all(&update).unwrap();
+    assert_eq!(read_n(&mut c, update.len()), update);
+    assert_eq!(pg.stalls_triggered(), 0);
 }
 
 #[test]
