@@ -3,18 +3,22 @@
 
 use rotation_core::{AbortMode, RotationEvent, SecretStore, Stage, Step};
 use rotation_tests::engines::{Engine, EngineRotation, Env};
-use rotation_tests::{both_engines, token};
+use rotation_tests::{all_engines, token};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-both_engines!(
+all_engines!(
     pending_with_another_port_must_not_change_the_password,
     pending_with_another_dbname_must_not_change_the_password,
     pending_with_another_tls_server_name_must_not_change_the_password,
     previous_on_another_server_is_not_changed,
-    a_timed_out_alter_role_does_not_land_after_abort,
     alternating_users_never_change_the_master_secrets_password,
-    a_store_write_reported_as_timed_out_does_not_land_later,
+    a_store_write_reported_as_timed_out_does_not_land_later;
+    // A row lock on the role holds the password change in the server's lock queue; a MongoDB
+    // user has no lock a client can hold. DocumentDB's side of the promise (a password change
+    // still on its way when the step gives up) is attack2's
+    // an_alter_role_still_in_the_network_does_not_land_after_abort.
+    postgres_protocol_only: a_timed_out_alter_role_does_not_land_after_abort,
 );
 
 /// Starts a rotation of `name` and runs createSecret; returns the token.
@@ -174,9 +178,7 @@ async fn previous_on_another_server_is_not_changed(engine: Engine) {
         .await
         .unwrap();
     // The current password drifts on this server (an operator, an interrupted rotation...).
-    env.pg
-        .psql("ALTER USER app PASSWORD 'Drifted-pw-1'")
-        .unwrap();
+    env.set_password("app", "Drifted-pw-1");
 
     let r = env.single();
     let e = r.rotate("app").await;
@@ -192,8 +194,8 @@ async fn previous_on_another_server_is_not_changed(engine: Engine) {
     assert!(
         untouched,
         "a rotation of a secret on port {} changed the password of `app` on the server at port {}",
-        env.pg.port(),
-        other.pg.port()
+        env.port(),
+        other.port()
     );
 }
 

@@ -11,11 +11,10 @@ use rotation_core::{
 };
 use rotation_testkit::TcpProxy;
 use rotation_tests::engines::{Engine, EngineRotation, Env};
-use rotation_tests::{both_engines, token};
+use rotation_tests::{all_engines, token};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
-both_engines!(
+all_engines!(
     abort_with_the_database_down_changes_nothing,
     abort_waits_for_nobody_while_a_run_holds_the_secret,
     a_rotation_after_a_hand_removed_pending_label_recovers_the_password,
@@ -33,7 +32,7 @@ struct Proxied {
 impl Proxied {
     fn start(engine: Engine) -> Proxied {
         let env = Env::plain(engine);
-        let proxy = TcpProxy::to_port(env.pg.port()).expect("start the proxy");
+        let proxy = env.proxy();
         Proxied { env, proxy }
     }
     fn secret(&self, user: &str, password: &str) -> Value {
@@ -118,35 +117,22 @@ async fn abort_with_the_database_down_changes_nothing(engine: Engine) {
 async fn abort_waits_for_nobody_while_a_run_holds_the_secret(engine: Engine) {
     // Failure 3: abort succeeded while a run waited on a role lock; the run's password change
     // then went through. The run holds the secret's claim, so abort is refused and changes
-    // nothing.
+    // nothing. (DocumentDB: the run's updateUser is held in the network instead.)
     let env = Env::plain(engine);
     env.create_user("app", "Initial-pw-1");
     env.put("app", &env.plain_secret("app", "Initial-pw-1"))
         .await;
-    // Another session holds the role's row lock.
-    let mut blocker = env.lock_user("app").await;
+    // The run's password change will be held (PostgreSQL: another session holds the role's
+    // row lock).
+    let hold = env.hold_password_change("app").await;
 
     let run = Arc::new(env.single());
     let runner = {
         let run = run.clone();
         tokio::spawn(async move { run.rotate("app").await })
     };
-    // Wait until the run is blocked on the lock.
-    let started = Instant::now();
-    loop {
-        let waiting = env
-            .pg
-            .psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            .unwrap();
-        if waiting.trim() != "0" {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "run never blocked"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Wait until the run is blocked at its password change.
+    env.wait_until_held(&hold).await;
     let e = env
         .single()
         .abort("app", AbortMode::Safe)
@@ -155,8 +141,7 @@ async fn abort_waits_for_nobody_while_a_run_holds_the_secret(engine: Engine) {
     assert!(matches!(e, RotationError::Busy { .. }), "{e}");
     assert_eq!(e.category().exit_code(), 3);
 
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
-    blocker.close().await.unwrap();
+    hold.release().await;
     let report = runner.await.unwrap().unwrap();
     assert_eq!(report.steps.len(), 4);
     assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
@@ -259,7 +244,7 @@ async fn a_stalled_connection_fails_the_step_before_its_deadline(engine: Engine)
         &p,
         &r,
         &[Step::CreateSecret, Step::SetSecret],
-        |proxy| proxy.stall_on_query("SELECT 1"),
+        |proxy| proxy.stall_on_query(p.env.test_statement()),
         Step::TestSecret,
     )
     .await;
