@@ -73,6 +73,7 @@ for i in $(seq "$ITER"); do
   pend=$(stage_pw AWSPENDING)
   st=$(logs_in app "$cur" admin)
   echo "iter $i: kill after ${delay}s, $op rc=$rc, AWSCURRENT logs in: $st, pending left: ${pend:+yes}"
+  if [ $rc -eq 3 ] && [ -n "$pend" ]; then echo "  refused with pending in flight:"; grep -v "^ *$" "$W/$op.$i.out" | tail -3 | cut -c1-400; fi
   if [ "$st" != ok ]; then echo "LOCKOUT at iter $i"; tail -5 "$W/$op.$i.out"; fail=1; break; fi
   for p in $(all_pw); do
     if grep -F -q -- "$p" "$W"/*.out; then echo "iter $i: a password appears in -vv output"; fail=1; fi
