@@ -38,8 +38,10 @@ pub fn auth_db(secret: &DatabaseSecret) -> &str {
 
 /// The replica set the secret asks to discover, if any.
 fn replica_set(secret: &DatabaseSecret) -> Option<String> {
-    match secret.get(REPLICA_SET_KEY) {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+    // Keys the secret model does not type are read from their JSON text.
+    let raw = secret.get_raw(REPLICA_SET_KEY)?;
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
         _ => None,
     }
 }
