@@ -4,123 +4,14 @@
 use std::time::{Duration, Instant};
 
 use rotation_core::testing::json;
-use rotation_core::{
-    DatabaseSecret, Deadline, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator, Stage,
-};
-use rotation_documentdb::{DocumentDbRotator, PROFILE};
-use rotation_testkit::{Secantus, TcpProxy};
-use rotation_trust::{ConnectSettings, Trust};
-use serde_json::{Value, json};
+use rotation_core::{Deadline, ErrorKind, Rotator, Stage};
+use rotation_documentdb::DocumentDbRotator;
+use rotation_testkit::TcpProxy;
+use rotation_trust::Trust;
+use serde_json::json;
 
-struct Env {
-    db: Secantus,
-    store: LocalSecretStore,
-    settings: ConnectSettings,
-    _dir: tempfile::TempDir,
-}
-
-/// A Python string literal for `s` (JSON escapes are valid Python).
-fn py(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
-
-impl Env {
-    fn start(tls: bool) -> Env {
-        let db = Secantus::start(tls).expect("start SecantusDB");
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalSecretStore::new(dir.path().join("secrets.json"));
-        let settings = match db.ca_pem() {
-            Some(ca) => ConnectSettings::with_trust(std::sync::Arc::new(
-                Trust::load(Some(ca)).expect("the test CA loads"),
-            )),
-            None => ConnectSettings::default(),
-        };
-        Env {
-            db,
-            store,
-            settings,
-            _dir: dir,
-        }
-    }
-
-    fn try_create_user(&self, user: &str, password: &str, db: &str, roles: &str) -> bool {
-        self.db
-            .python(&format!(
-                "db[{}].command('createUser', {}, pwd={}, roles={roles})",
-                py(db),
-                py(user),
-                py(password)
-            ))
-            .is_ok()
-    }
-
-    fn create_user(&self, user: &str, password: &str, db: &str, roles: &str) {
-        assert!(
-            self.try_create_user(user, password, db, roles),
-            "create {user:?}"
-        );
-    }
-
-    fn roles(&self, user: &str, db: &str) -> Option<Vec<(String, String)>> {
-        let out = self
-            .db
-            .python(&format!(
-                "u = db[{d}].command('usersInfo', {{'user': {u}, 'db': {d}}})['users']\n\
-                 print(json.dumps(sorted([[r['role'], r['db']] for r in u[0]['roles']]) if u else None))",
-                d = py(db),
-                u = py(user)
-            ))
-            .unwrap();
-        let v: Value = serde_json::from_str(out.trim()).unwrap();
-        v.as_array().map(|a| {
-            a.iter()
-                .map(|p| {
-                    (
-                        p[0].as_str().unwrap().to_string(),
-                        p[1].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
-        })
-    }
-
-    fn secret_at(&self, port: u16, user: &str, password: &str, dbname: Option<&str>) -> Value {
-        let mut v = json!({
-            "engine": "mongo",
-            "host": "localhost",
-            "port": port,
-            "username": user,
-            "password": password,
-        });
-        if let Some(d) = dbname {
-            v["dbname"] = json!(d);
-        }
-        if self.db.ca_pem().is_none() {
-            v["ssl"] = json!(false);
-        }
-        v
-    }
-
-    fn secret(&self, user: &str, password: &str, dbname: Option<&str>) -> Value {
-        self.secret_at(self.db.port(), user, password, dbname)
-    }
-
-    fn rotation(&self, r: DocumentDbRotator) -> Rotation<LocalSecretStore, DocumentDbRotator> {
-        Rotation::new(
-            self.store.clone(),
-            r,
-            PasswordPolicy::defaults(&PROFILE.password),
-        )
-    }
-
-    fn logs_in(&self, user: &str, password: &str, db: &str) -> bool {
-        self.db.logs_in(user, password, db).expect("login check")
-    }
-}
-
-fn parse(value: &Value) -> DatabaseSecret {
-    json::secret(value)
-}
+mod common;
+use common::{Env, parse};
 
 /// A self-service user `app` in admin behind a proxy; returns (env, proxy).
 fn single_user_behind_proxy() -> (Env, TcpProxy) {

@@ -5,118 +5,13 @@
 
 use std::time::Duration;
 
-use rotation_core::testing::json;
-use rotation_core::{
-    DatabaseSecret, Deadline, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator, Stage,
-};
+use rotation_core::{Deadline, ErrorKind, Rotator, Stage};
 use rotation_documentdb::{DocumentDbRotator, PROFILE};
-use rotation_testkit::Secantus;
-use rotation_trust::{ConnectSettings, Trust};
-use serde_json::{Value, json};
+use rotation_trust::ConnectSettings;
+use serde_json::json;
 
-struct Env {
-    db: Secantus,
-    store: LocalSecretStore,
-    settings: ConnectSettings,
-    _dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn start(tls: bool) -> Env {
-        let db = Secantus::start(tls).expect("start SecantusDB (scripts/setup installs it)");
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalSecretStore::new(dir.path().join("secrets.json"));
-        let settings = match db.ca_pem() {
-            Some(ca) => ConnectSettings::with_trust(std::sync::Arc::new(
-                Trust::load(Some(ca)).expect("the test CA loads"),
-            )),
-            None => ConnectSettings::default(),
-        };
-        Env {
-            db,
-            store,
-            settings,
-            _dir: dir,
-        }
-    }
-
-    /// Creates `user` in `db` with `roles` (a Python list literal) as the admin.
-    fn create_user(&self, user: &str, password: &str, db: &str, roles: &str) {
-        self.db
-            .python(&format!(
-                "db[{db:?}].command('createUser', {user:?}, pwd={password:?}, roles={roles})"
-            ))
-            .expect("create user");
-    }
-
-    fn roles(&self, user: &str, db: &str) -> Vec<(String, String)> {
-        let out = self
-            .db
-            .python(&format!(
-                "u = db[{db:?}].command('usersInfo', {{'user': {user:?}, 'db': {db:?}}})['users']\n\
-                 print(json.dumps(sorted([[r['role'], r['db']] for r in u[0]['roles']]) if u else None))"
-            ))
-            .unwrap();
-        let v: Value = serde_json::from_str(out.trim()).unwrap();
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|p| {
-                        (
-                            p[0].as_str().unwrap().to_string(),
-                            p[1].as_str().unwrap().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn secret(&self, user: &str, password: &str, dbname: Option<&str>) -> Value {
-        let mut v = json!({
-            "engine": "mongo",
-            "host": "localhost",
-            "port": self.db.port(),
-            "username": user,
-            "password": password,
-        });
-        if let Some(d) = dbname {
-            v["dbname"] = json!(d);
-        }
-        if self.db.ca_pem().is_none() {
-            v["ssl"] = json!(false);
-        }
-        v
-    }
-
-    async fn put(&self, name: &str, value: &Value) {
-        json::put(&self.store, name, value).await;
-    }
-
-    fn rotation(&self, r: DocumentDbRotator) -> Rotation<LocalSecretStore, DocumentDbRotator> {
-        Rotation::new(
-            self.store.clone(),
-            r,
-            PasswordPolicy::defaults(&PROFILE.password),
-        )
-    }
-
-    async fn value(&self, name: &str, stage: Stage) -> Value {
-        json::at(&self.store, name, stage).await
-    }
-
-    async fn logs_in(&self, value: &Value) -> bool {
-        json::logs_in(
-            &DocumentDbRotator::single_user(self.settings.clone()),
-            value,
-        )
-        .await
-    }
-}
-
-fn parse(value: &Value) -> DatabaseSecret {
-    json::secret(value)
-}
+mod common;
+use common::{Env, parse};
 
 #[tokio::test]
 async fn single_user_rotates_over_verified_tls() {
@@ -131,7 +26,10 @@ async fn single_user_rotates_over_verified_tls() {
         "[{'role': 'readWrite', 'db': 'appdb'}, {'role': 'selfService', 'db': 'admin'}]",
     );
     let initial = env.secret("app", "Initial-Passw0rd", None);
-    assert!(env.logs_in(&initial).await, "the initial password logs in");
+    assert!(
+        env.secret_logs_in(&initial).await,
+        "the initial password logs in"
+    );
     env.put("app", &initial).await;
     let r = env.rotation(DocumentDbRotator::single_user(env.settings.clone()));
     r.rotate("app")
@@ -140,8 +38,11 @@ async fn single_user_rotates_over_verified_tls() {
     let now = env.value("app", Stage::Current).await;
     let password = now["password"].as_str().unwrap();
     assert!(PROFILE.password.check(password).is_ok());
-    assert!(env.logs_in(&now).await, "the new password logs in");
-    assert!(!env.logs_in(&initial).await, "the old password is refused");
+    assert!(env.secret_logs_in(&now).await, "the new password logs in");
+    assert!(
+        !env.secret_logs_in(&initial).await,
+        "the old password is refused"
+    );
     assert!(now.get("dbname").is_none(), "no key was added");
 }
 
@@ -164,11 +65,14 @@ async fn alternating_users_create_the_clone_with_the_roles_and_keep_them_in_line
     r.rotate("app").await.expect("first rotation");
     let now = env.value("app", Stage::Current).await;
     assert_eq!(now["username"], "app_clone");
-    assert!(env.logs_in(&now).await, "the clone logs in");
-    assert!(env.logs_in(&initial).await, "the original keeps working");
+    assert!(env.secret_logs_in(&now).await, "the clone logs in");
+    assert!(
+        env.secret_logs_in(&initial).await,
+        "the original keeps working"
+    );
     // The clone lives in the current user's database (AWS: the master's), with its roles.
     assert_eq!(env.roles("app_clone", "appdb"), env.roles("app", "appdb"));
-    assert!(env.roles("app_clone", "admin").is_empty());
+    assert!(env.roles("app_clone", "admin").is_none());
 
     // A role granted to the original between rotations reaches the clone (in use: it only
     // gains); a role the original loses leaves the clone when the clone is next set.
@@ -178,8 +82,8 @@ async fn alternating_users_create_the_clone_with_the_roles_and_keep_them_in_line
     r.rotate("app").await.expect("second rotation");
     let now = env.value("app", Stage::Current).await;
     assert_eq!(now["username"], "app");
-    assert!(env.logs_in(&now).await);
-    let clone = env.roles("app_clone", "appdb");
+    assert!(env.secret_logs_in(&now).await);
+    let clone = env.roles("app_clone", "appdb").unwrap();
     assert!(
         clone.contains(&("dbAdmin".into(), "appdb".into())),
         "{clone:?}"
@@ -190,9 +94,12 @@ async fn alternating_users_create_the_clone_with_the_roles_and_keep_them_in_line
     );
     r.rotate("app").await.expect("third rotation");
     assert_eq!(env.roles("app_clone", "appdb"), env.roles("app", "appdb"));
-    assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
+    assert!(
+        env.secret_logs_in(&env.value("app", Stage::Current).await)
+            .await
+    );
     // The master's password never changed.
-    assert!(env.logs_in(&master).await);
+    assert!(env.secret_logs_in(&master).await);
 }
 
 #[tokio::test]
@@ -236,7 +143,10 @@ async fn hostile_user_names_and_passwords_rotate() {
             "[{'role': 'selfService', 'db': 'admin'}]",
         );
         let initial = env.secret(name, pw, None);
-        assert!(env.logs_in(&initial).await, "{name:?} logs in with {pw:?}");
+        assert!(
+            env.secret_logs_in(&initial).await,
+            "{name:?} logs in with {pw:?}"
+        );
         let id = format!("s{i}");
         env.put(&id, &initial).await;
         r.rotate(&id)
@@ -244,11 +154,11 @@ async fn hostile_user_names_and_passwords_rotate() {
             .unwrap_or_else(|e| panic!("{name:?}: {}", rotation_core::error_chain(&e)));
         let now = env.value(&id, Stage::Current).await;
         assert!(
-            env.logs_in(&now).await,
+            env.secret_logs_in(&now).await,
             "{name:?}: the new password logs in"
         );
         assert!(
-            !env.logs_in(&initial).await,
+            !env.secret_logs_in(&initial).await,
             "{name:?}: the old one is refused"
         );
     }
@@ -283,7 +193,7 @@ async fn bad_input_changes_nothing_and_errors_are_told_apart() {
         r.close(s).await;
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         assert!(!e.to_string().contains(bad), "{e}");
-        assert!(env.logs_in(&current).await);
+        assert!(env.secret_logs_in(&current).await);
     }
     // A wrong password, an untrusted certificate, plaintext to a TLS server, nothing
     // listening: four different kinds, no secret in the messages.
