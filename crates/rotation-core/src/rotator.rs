@@ -24,6 +24,32 @@ pub struct EngineProfile {
     pub default_port: Option<u16>,
 }
 
+impl EngineProfile {
+    /// The password of `target`, once it meets the engine's rules: for engines that send a
+    /// hash or a command the server does not check itself, so a password the engine would
+    /// refuse never reaches the database. The error names the rule broken, never the password.
+    pub fn password_to_set<'a>(
+        &self,
+        target: &'a crate::secret::DatabaseSecret,
+    ) -> Result<&'a str, EngineError> {
+        use secrecy::ExposeSecret;
+        let password = target
+            .password()
+            .ok_or_else(|| EngineError::new(ErrorKind::InvalidInput, "the secret has no password"))?
+            .expose_secret();
+        self.password.check(password).map_err(|e| {
+            EngineError::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the password to set does not meet the {} rules: {e}",
+                    self.password.engine
+                ),
+            )
+        })?;
+        Ok(password)
+    }
+}
+
 /// Why a database operation failed, in terms an operator can act on (W18).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {

@@ -31,7 +31,6 @@ use rotation_core::{
     Rotator, Strategy,
 };
 use rotation_trust::ConnectSettings;
-use secrecy::ExposeSecret;
 use tracing::info;
 
 pub use connect::{DEFAULT_DBNAME, DEFAULT_PORT, auth_db};
@@ -117,21 +116,6 @@ fn username(secret: &DatabaseSecret) -> &str {
     secret.username().unwrap_or_default()
 }
 
-/// The new password, once it satisfies DocumentDB's rules.
-fn new_password(target: &DatabaseSecret) -> Result<&str, EngineError> {
-    let password = target
-        .password()
-        .ok_or_else(|| EngineError::new(ErrorKind::InvalidInput, "the secret has no password"))?
-        .expose_secret();
-    PROFILE.password.check(password).map_err(|e| {
-        EngineError::new(
-            ErrorKind::InvalidInput,
-            format!("the password to set does not meet DocumentDB's rules: {e}"),
-        )
-    })?;
-    Ok(password)
-}
-
 /// A user's roles as (role, db) pairs.
 type Roles = BTreeSet<(String, String)>;
 
@@ -212,7 +196,7 @@ impl Rotator for DocumentDbRotator {
         session: &mut MongoSession,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        let password = new_password(target)?;
+        let password = PROFILE.password_to_set(target)?;
         let user = username(target);
         let db = session.auth_db.clone();
         session
@@ -231,7 +215,7 @@ impl Rotator for DocumentDbRotator {
         current: &DatabaseSecret,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        let password = new_password(target)?;
+        let password = PROFILE.password_to_set(target)?;
         let (current_name, pending_name) = (username(current), username(target));
         // The pair lives in the current user's authentication database.
         let db = auth_db(current);

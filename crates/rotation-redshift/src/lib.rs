@@ -28,7 +28,6 @@ use rotation_core::{
 use rotation_postgres::connect::bounded;
 use rotation_postgres::session::{commit, exec, quote_ident, username};
 use rotation_postgres::{Dialect, PgConfig, PgSession, master};
-use secrecy::ExposeSecret;
 use sqlx::Executor;
 use sqlx::postgres::PgConnection;
 use tracing::info;
@@ -91,22 +90,6 @@ impl RedshiftRotator {
     pub fn config(&self) -> &PgConfig {
         &self.config
     }
-}
-
-/// The password of `target`, once it satisfies Redshift's rules. The hash form bypasses the
-/// server's own checks, so they are made here.
-fn new_password(target: &DatabaseSecret) -> Result<&str, EngineError> {
-    let password = target
-        .password()
-        .ok_or_else(|| EngineError::new(ErrorKind::InvalidInput, "the secret has no password"))?
-        .expose_secret();
-    PROFILE.password.check(password).map_err(|e| {
-        EngineError::new(
-            ErrorKind::InvalidInput,
-            format!("the password to set does not meet Redshift's rules: {e}"),
-        )
-    })?;
-    Ok(password)
 }
 
 /// Whether a user is stored under exactly `stored`.
@@ -222,7 +205,7 @@ impl Rotator for RedshiftRotator {
         session: &mut PgSession,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        let password = new_password(target)?;
+        let password = PROFILE.password_to_set(target)?;
         let deadline = session.deadline();
         // Committed only once the ALTER has answered in time (see the trait).
         let mut tx = session.begin().await?;
@@ -253,7 +236,7 @@ impl Rotator for RedshiftRotator {
         current: &DatabaseSecret,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        let password = new_password(target)?;
+        let password = PROFILE.password_to_set(target)?;
         let deadline = session.deadline();
         let (current_name, pending_name) = (username(current), username(target));
         keep_case_of_quoted_names(session).await?;
