@@ -1,5 +1,5 @@
 //! Cold rotations: a fresh process of the engine's built Lambda binary (`rds-postgres`,
-//! `redshift`) per rotation, served the
+//! `redshift`, `documentdb`) per rotation, served the
 //! four step events one after another through [`RuntimeApi`], as Lambda would after
 //! Secrets Manager's RotateSecret made the pending stub.
 
@@ -144,7 +144,7 @@ fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    if let Some(ca) = db.pg.ca_pem().filter(|_| db.tls) {
+    if let Some(ca) = db.ca_pem() {
         env.push(("CA_BUNDLE_PATH".into(), ca.display().to_string()));
     }
     env

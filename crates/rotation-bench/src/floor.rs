@@ -3,22 +3,25 @@
 //! login times on their own.
 //!
 //! Single user: GetSecretValue (current), GetRandomPassword, PutSecretValue (pending), a login
-//! as the user with `ALTER ROLE ... PASSWORD '<SCRAM verifier>'`, a login with the new password
-//! (`SELECT 1`), UpdateSecretVersionStage (AWSCURRENT). Alternating users: the same, plus
-//! GetSecretValue of the master secret, and the `ALTER ROLE` of the other user made as the master.
+//! as the user with `ALTER ROLE ... PASSWORD '<SCRAM verifier>'` (DocumentDB: `updateUser` with
+//! the password), a login with the new password (`SELECT 1`; DocumentDB: `ping`),
+//! UpdateSecretVersionStage (AWSCURRENT). Alternating users: the same, plus GetSecretValue of
+//! the master secret, and the password change of the other user made as the master.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use mongodb::bson::doc;
 use rotation_core::{
     DatabaseSecret, Deadline, SecretStore, Stage, StageMove, Strategy, VersionSelector,
 };
+use rotation_documentdb::connect as documentdb;
 use rotation_postgres::connect;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Executor;
 
-use crate::lab::{Db, Lab, Logins};
+use crate::lab::{Db, Lab, Logins, ServerKind};
 
 /// One floor iteration.
 #[derive(Debug, Clone)]
@@ -34,8 +37,20 @@ async fn alter_password(
     acting: &DatabaseSecret,
     role: &str,
     password: &SecretString,
+    target: &DatabaseSecret,
     deadline: Deadline,
 ) -> anyhow::Result<()> {
+    if db.bench.server == ServerKind::Secantus {
+        let client = documentdb::connect(acting, &db.connect_settings(), deadline).await?;
+        let command = doc! { "updateUser": role, "pwd": password.expose_secret() };
+        let done = client
+            .database(rotation_documentdb::auth_db(target))
+            .run_command(command)
+            .await;
+        documentdb::close(client, deadline).await;
+        done.context("updateUser")?;
+        return Ok(());
+    }
     let mut conn = connect::connect_until(acting, &db.config, deadline).await?;
     let sql = db.bench.set_password_sql(role, password)?;
     conn.execute(sqlx::raw_sql(&sql)).await?;
@@ -48,6 +63,12 @@ async fn login_and_select(
     secret: &DatabaseSecret,
     deadline: Deadline,
 ) -> anyhow::Result<()> {
+    if db.bench.server == ServerKind::Secantus {
+        // The driver's connect logs in and pings.
+        let client = documentdb::connect(secret, &db.connect_settings(), deadline).await?;
+        documentdb::close(client, deadline).await;
+        return Ok(());
+    }
     let mut conn = connect::connect_until(secret, &db.config, deadline).await?;
     sqlx::query_scalar::<_, i32>("SELECT 1")
         .fetch_one(&mut conn)
@@ -112,7 +133,7 @@ pub async fn run(
             .put_value(arn, &token, &pending.to_json(), &[Stage::Pending], None)
             .await?;
         let acting = master.as_ref().unwrap_or(&secret);
-        alter_password(db, acting, &user, &password, deadline).await?;
+        alter_password(db, acting, &user, &password, &pending, deadline).await?;
         login_and_select(db, &pending, deadline).await?;
         store
             .update_stage(
@@ -134,7 +155,8 @@ pub async fn run(
 }
 
 /// The first login of the process on a transport, and `n` more (login, `SELECT 1`, close)
-/// through `rotation_postgres::connect::check`; times in ms.
+/// through `rotation_postgres::connect::check`; DocumentDB: the driver's client made, logged
+/// in and pinged, then shut down; times in ms.
 pub async fn logins(lab: &Lab, db: &Db, n: usize) -> anyhow::Result<(f64, Vec<f64>)> {
     let name = format!("probe_{}", db.label().to_ascii_lowercase());
     let subject = lab.subject(db, &name, Strategy::SingleUser).await?;
@@ -142,7 +164,7 @@ pub async fn logins(lab: &Lab, db: &Db, n: usize) -> anyhow::Result<(f64, Vec<f6
     let mut times = Vec::with_capacity(n + 1);
     for _ in 0..=n {
         let t = Instant::now();
-        connect::check(&secret, &db.config).await?;
+        db.check(&secret).await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let first = times.remove(0);

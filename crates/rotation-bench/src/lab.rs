@@ -1,23 +1,29 @@
 //! The servers the bench runs against (all the testkit's, on 127.0.0.1): one moto for Secrets
-//! Manager, and per engine two PostgreSQL 15 clusters, plaintext and TLS-only (verify-full
-//! against the testkit's generated CA), all with `log_connections = on` so that logins can be
-//! counted from the server log. Redshift runs on the tests' stand-in: PostgreSQL with md5
-//! authentication (`password_encryption = md5`) and a `dev` database, not a real Redshift.
+//! Manager, and per engine two servers, plaintext and TLS-only (verify-full against the
+//! testkit's generated CA):
 //!
-//! What differs per engine is in one [`Bench`] value ([`POSTGRES`], [`REDSHIFT`]); the
-//! measurements themselves are the same code for both.
+//! - PostgreSQL and Redshift: PostgreSQL 15 clusters with `log_connections = on`, so that
+//!   logins can be counted from the server log. Redshift runs on the tests' stand-in:
+//!   PostgreSQL with md5 authentication (`password_encryption = md5`) and a `dev` database,
+//!   not a real Redshift.
+//! - DocumentDB: SecantusDB (the MongoDB wire protocol, SCRAM-SHA-256) behind a counting
+//!   [`TcpProxy`]: the secrets name the proxy's port, so every TCP connection the driver opens
+//!   is counted, and the most it holds open at once.
+//!
+//! What differs per engine is in one [`Bench`] value ([`POSTGRES`], [`REDSHIFT`],
+//! [`DOCUMENTDB`]) and in [`Server`]; the measurements themselves are the same code for all.
 
 use std::ops::Sub;
 
 use anyhow::{Context, bail, ensure};
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use rotation_core::{
-    AwsSecretStore, DatabaseSecret, PasswordPolicy, SecretStore, Stage, StageMove, Strategy,
-    VersionSelector,
+    AwsSecretStore, DatabaseSecret, Deadline, PasswordPolicy, SecretStore, Stage, StageMove,
+    Strategy, VersionSelector,
 };
 use rotation_engines::{Engine, Settings};
 use rotation_postgres::{Dialect, PgConfig, connect, scram};
-use rotation_testkit::{Moto, PgAuth, PgCluster, PgOptions};
+use rotation_testkit::{Moto, PgAuth, PgCluster, PgOptions, Secantus, TcpProxy};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -33,16 +39,28 @@ pub struct Bench {
     pub label: &'static str,
     /// Its Lambda binary.
     pub function: &'static str,
+    /// The kind of server it runs against.
+    pub server: ServerKind,
     /// The `dbname` of its secrets; `None`: none, the engine's default.
     pub dbname: Option<&'static str>,
-    /// How the server authenticates TCP clients.
+    /// How the server authenticates TCP clients (PostgreSQL servers).
     pub auth: PgAuth,
-    /// Databases created on the server before anything else.
+    /// Databases created on the server before anything else (PostgreSQL servers).
     pub databases: &'static [&'static str],
-    /// The connection dialect (defaults, session settings).
+    /// The connection dialect (defaults, session settings; PostgreSQL-protocol engines).
     pub dialect: Dialect,
-    /// `CREATE ... {name} ... PASSWORD '{password}'` as the engine's users are created.
+    /// `CREATE ... {name} ... PASSWORD '{password}'` as the engine's users are created
+    /// (PostgreSQL servers).
     pub create_user: &'static str,
+}
+
+/// The server an engine is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// A throwaway PostgreSQL 15 cluster.
+    Postgres,
+    /// SecantusDB, a MongoDB-wire server, behind a counting proxy.
+    Secantus,
 }
 
 /// RDS / Aurora PostgreSQL on PostgreSQL 15, SCRAM.
@@ -50,6 +68,7 @@ pub const POSTGRES: Bench = Bench {
     engine: Engine::Postgres,
     label: "postgres",
     function: "rds-postgres",
+    server: ServerKind::Postgres,
     dbname: Some("postgres"),
     auth: PgAuth::Scram,
     databases: &[],
@@ -62,6 +81,7 @@ pub const REDSHIFT: Bench = Bench {
     engine: Engine::Redshift,
     label: "redshift (stand-in)",
     function: "redshift",
+    server: ServerKind::Postgres,
     dbname: None,
     auth: PgAuth::Md5,
     databases: &["dev"],
@@ -69,12 +89,34 @@ pub const REDSHIFT: Bench = Bench {
     create_user: "CREATE USER {name} PASSWORD '{password}'",
 };
 
+/// DocumentDB on SecantusDB (the MongoDB wire protocol), users in the `admin` database.
+pub const DOCUMENTDB: Bench = Bench {
+    engine: Engine::DocumentDb,
+    label: "documentdb (SecantusDB)",
+    function: "documentdb",
+    server: ServerKind::Secantus,
+    dbname: None,
+    auth: PgAuth::Scram,
+    databases: &[],
+    dialect: Dialect::POSTGRES,
+    create_user: "",
+};
+
 /// What the report says about the stand-in.
 pub const STAND_IN: &str = "stand-in: PostgreSQL 15 with md5 auth, not a real Redshift";
 
+/// What the report says about SecantusDB.
+pub const SECANTUS: &str = "SecantusDB, a MongoDB-wire server written in Python, with SCRAM-SHA-256 (DocumentDB 4.0 speaks SCRAM-SHA-1): its latency is not DocumentDB's, so compare the `documentdb` rows with each other (TLS against plain, the rotation against its floor), not with the other engines'";
+
 impl Bench {
     /// Every engine, in the report's order.
-    pub const ALL: [Bench; 2] = [POSTGRES, REDSHIFT];
+    pub const ALL: [Bench; 3] = [POSTGRES, REDSHIFT, DOCUMENTDB];
+
+    /// Whether the server's log counts logins (PostgreSQL's `log_connections`); elsewhere only
+    /// TCP connections are counted.
+    pub fn counts_logins(&self) -> bool {
+        self.server == ServerKind::Postgres
+    }
 
     /// The statement that creates user `name` with `password` (plain SQL identifier and
     /// literal).
@@ -101,15 +143,29 @@ impl Bench {
     }
 }
 
-/// One PostgreSQL cluster and how the engine connects to it.
+/// A running server.
+#[derive(Debug)]
+pub enum Server {
+    /// A PostgreSQL cluster.
+    Postgres(PgCluster),
+    /// SecantusDB and the proxy in front of it (the secrets' port).
+    Secantus {
+        /// The server.
+        db: Secantus,
+        /// The counting proxy the engine connects through.
+        proxy: TcpProxy,
+    },
+}
+
+/// One server and how the engine connects to it.
 #[derive(Debug)]
 pub struct Db {
     /// The engine it serves.
     pub bench: Bench,
     /// Its function, registered in moto.
     pub function_arn: String,
-    /// The cluster.
-    pub pg: PgCluster,
+    /// The server.
+    pub server: Server,
     /// TLS-only (`"ssl": true` in its secrets) or plaintext (`"ssl": false`).
     pub tls: bool,
     /// The engine's connection settings (the generated CA trusted for TLS).
@@ -118,61 +174,53 @@ pub struct Db {
     pub master_arn: String,
 }
 
-/// Connection attempts and successful logins, from the server log.
+/// Connection attempts and successful logins (PostgreSQL: from the server log; SecantusDB:
+/// TCP connections through the proxy, logins not told apart).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Logins {
-    /// TCP connections the server received (`connection received: host=127.0.0.1`).
+    /// TCP connections the server received (`connection received: host=127.0.0.1`, or
+    /// accepted by the proxy).
     pub attempts: u64,
-    /// Logins that succeeded (`connection authorized`).
-    pub authorized: u64,
+    /// Logins that succeeded (`connection authorized`); `None` where the server does not say.
+    pub authorized: Option<u64>,
+    /// The most connections open at once (SecantusDB's proxy; `None` elsewhere).
+    pub peak: Option<u64>,
 }
 
 impl Sub for Logins {
     type Output = Logins;
+    /// What happened between two readings: counts are differences, the peak is the later
+    /// reading's (the window is reset at the earlier one).
     fn sub(self, rhs: Logins) -> Logins {
         Logins {
             attempts: self.attempts - rhs.attempts,
-            authorized: self.authorized - rhs.authorized,
+            authorized: self.authorized.zip(rhs.authorized).map(|(a, b)| a - b),
+            peak: self.peak,
         }
     }
 }
 
 impl Db {
-    /// Starts a cluster for `bench`, plaintext or TLS-only, with its databases, and a master
-    /// secret (the superuser) in moto.
+    /// Starts a server for `bench`, plaintext or TLS-only, with its databases, and a master
+    /// secret (the superuser, SecantusDB's admin) in moto.
     async fn start(
         client: &aws_sdk_secretsmanager::Client,
         bench: Bench,
         function_arn: String,
         tls: bool,
     ) -> anyhow::Result<Db> {
-        let mut options = PgOptions {
-            auth: bench.auth,
-            ..if tls {
-                PgOptions::tls()
-            } else {
-                PgOptions::default()
+        let server = match bench.server {
+            ServerKind::Postgres => Server::Postgres(start_postgres(bench, tls)?),
+            ServerKind::Secantus => {
+                let db = Secantus::start(tls)
+                    .context("starting SecantusDB (scripts/setup installs it in .venv)")?;
+                db.create_self_service_role()
+                    .context("creating SecantusDB's selfService role")?;
+                let proxy = TcpProxy::to_port(db.port()).context("starting the counting proxy")?;
+                Server::Secantus { db, proxy }
             }
         };
-        options.extra_conf.push("log_connections = on".into());
-        let pg = PgCluster::start(options).context(
-            "starting a throwaway PostgreSQL (scripts/setup installs the server binaries)",
-        )?;
-        if bench.auth == PgAuth::Md5 {
-            // initdb stored the superuser's password as a SCRAM verifier, which md5 auth
-            // answers with SCRAM; store it again in md5 form, as every Redshift password is.
-            pg.psql(&format!(
-                "ALTER ROLE {} PASSWORD '{}'",
-                pg.superuser(),
-                pg.superuser_password()
-            ))
-            .context("storing the superuser's password in md5 form")?;
-        }
-        for db in bench.databases {
-            pg.psql(&format!("CREATE DATABASE {db}"))
-                .with_context(|| format!("creating database {db}"))?;
-        }
-        let config = match pg.ca_pem() {
+        let config = match server.ca_pem() {
             Some(ca) => PgConfig::with_ca_bundle(ca)?,
             None => PgConfig::default(),
         }
@@ -180,15 +228,53 @@ impl Db {
         let mut db = Db {
             bench,
             function_arn,
-            pg,
+            server,
             tls,
             config,
             master_arn: String::new(),
         };
-        let master = db.secret_json("postgres", db.pg.superuser_password(), None);
+        let (admin, password) = db.server.admin();
+        let master = db.secret_json(admin, password, None);
         let name = format!("bench/{}/master-{}", bench.engine, db.label());
         db.master_arn = create_secret(client, &name, &master).await?;
         Ok(db)
+    }
+
+    /// The port the engine connects to (SecantusDB: the proxy's).
+    pub fn port(&self) -> u16 {
+        match &self.server {
+            Server::Postgres(pg) => pg.port(),
+            Server::Secantus { proxy, .. } => proxy.port(),
+        }
+    }
+
+    /// The CA that signed a TLS server's certificate.
+    pub fn ca_pem(&self) -> Option<&std::path::Path> {
+        self.server.ca_pem().filter(|_| self.tls)
+    }
+
+    /// The connection settings the DocumentDB engine uses (its trust, timeouts).
+    pub fn connect_settings(&self) -> rotation_trust::ConnectSettings {
+        self.config.connect_settings()
+    }
+
+    /// Logs in with `secret`, checks the session answers, and closes it, as the engine does.
+    pub async fn check(&self, secret: &DatabaseSecret) -> anyhow::Result<()> {
+        match self.bench.server {
+            ServerKind::Postgres => connect::check(secret, &self.config).await?,
+            ServerKind::Secantus => {
+                let deadline = Deadline::after(std::time::Duration::from_secs(30));
+                // The driver's connect pings the authentication database: the session answered.
+                let client = rotation_documentdb::connect::connect(
+                    secret,
+                    &self.connect_settings(),
+                    deadline,
+                )
+                .await?;
+                rotation_documentdb::connect::close(client, deadline).await;
+            }
+        }
+        Ok(())
     }
 
     /// `"postgres plain"`, `"redshift (stand-in) TLS"`, ...: for progress and errors.
@@ -197,11 +283,22 @@ impl Db {
     }
 
     /// Creates user `name` (a plain SQL identifier) with the initial password, as the engine's
-    /// users are created.
+    /// users are created (SecantusDB: in `admin`, with `readWrite` on `app` and the
+    /// `selfService` role that lets a user change its own password).
     pub fn create_user(&self, name: &str) -> anyhow::Result<()> {
-        self.pg
-            .psql(&self.bench.create_user_sql(name, INITIAL_PASSWORD))
-            .with_context(|| format!("creating user {name} on {}", self.name()))?;
+        match &self.server {
+            Server::Postgres(pg) => pg
+                .psql(&self.bench.create_user_sql(name, INITIAL_PASSWORD))
+                .map(drop),
+            Server::Secantus { db, .. } => db
+                .python(&format!(
+                    "db.admin.command('createUser', {}, pwd={}, roles=[{{'role': 'readWrite', 'db': 'app'}}, {{'role': 'selfService', 'db': 'admin'}}])",
+                    json!(name),
+                    json!(INITIAL_PASSWORD)
+                ))
+                .map(drop),
+        }
+        .with_context(|| format!("creating user {name} on {}", self.name()))?;
         Ok(())
     }
 
@@ -213,7 +310,7 @@ impl Db {
     /// A secret for `user` on this cluster, as the engine's secrets are.
     pub fn secret_json(&self, user: &str, password: &str, masterarn: Option<&str>) -> Value {
         let mut v = json!({"engine": self.bench.engine.profile().engines[0], "host": HOST,
-            "port": self.pg.port(), "username": user, "password": password, "ssl": self.tls});
+            "port": self.port(), "username": user, "password": password, "ssl": self.tls});
         if let Some(db) = self.bench.dbname {
             v["dbname"] = json!(db);
         }
@@ -223,13 +320,28 @@ impl Db {
         v
     }
 
-    /// Logins so far. The log is written by each backend before it answers the client, so a
-    /// finished login is always counted.
+    /// Logins so far. PostgreSQL writes its log in each backend before it answers the client,
+    /// so a finished login is always counted. SecantusDB: the proxy's count of connections,
+    /// and the peak since the last reading (each reading starts a new peak window).
     pub fn logins(&self) -> Logins {
-        let log = self.pg.server_log();
-        Logins {
-            attempts: log.matches("connection received: host=127.0.0.1").count() as u64,
-            authorized: log.matches("connection authorized:").count() as u64,
+        match &self.server {
+            Server::Postgres(pg) => {
+                let log = pg.server_log();
+                Logins {
+                    attempts: log.matches("connection received: host=127.0.0.1").count() as u64,
+                    authorized: Some(log.matches("connection authorized:").count() as u64),
+                    peak: None,
+                }
+            }
+            Server::Secantus { proxy, .. } => {
+                let reading = Logins {
+                    attempts: proxy.connections_accepted(),
+                    authorized: None,
+                    peak: Some(proxy.peak_connections() as u64),
+                };
+                proxy.reset_peak();
+                reading
+            }
         }
     }
 
@@ -242,6 +354,67 @@ impl Db {
             postgres: self.config.clone(),
         }
     }
+}
+
+impl Server {
+    /// The CA that signed the server's certificate, when it has TLS.
+    pub fn ca_pem(&self) -> Option<&std::path::Path> {
+        match self {
+            Server::Postgres(pg) => pg.ca_pem(),
+            Server::Secantus { db, .. } => db.ca_pem(),
+        }
+    }
+
+    /// The administrator (the alternating users' master) and its password.
+    fn admin(&self) -> (&str, &str) {
+        match self {
+            Server::Postgres(pg) => (pg.superuser(), pg.superuser_password()),
+            Server::Secantus { db, .. } => (db.admin(), db.admin_password()),
+        }
+    }
+
+    /// The server's version, for the report.
+    pub fn version(&self) -> anyhow::Result<String> {
+        Ok(match self {
+            Server::Postgres(pg) => pg.psql("SHOW server_version")?,
+            Server::Secantus { db, .. } => format!(
+                "SecantusDB {}",
+                db.python("import importlib.metadata as m; print(m.version('secantusdb'))")?
+                    .trim()
+            ),
+        })
+    }
+}
+
+/// A PostgreSQL cluster for `bench`, with `log_connections`, its passwords in the engine's
+/// form and its databases.
+fn start_postgres(bench: Bench, tls: bool) -> anyhow::Result<PgCluster> {
+    let mut options = PgOptions {
+        auth: bench.auth,
+        ..if tls {
+            PgOptions::tls()
+        } else {
+            PgOptions::default()
+        }
+    };
+    options.extra_conf.push("log_connections = on".into());
+    let pg = PgCluster::start(options)
+        .context("starting a throwaway PostgreSQL (scripts/setup installs the server binaries)")?;
+    if bench.auth == PgAuth::Md5 {
+        // initdb stored the superuser's password as a SCRAM verifier, which md5 auth
+        // answers with SCRAM; store it again in md5 form, as every Redshift password is.
+        pg.psql(&format!(
+            "ALTER ROLE {} PASSWORD '{}'",
+            pg.superuser(),
+            pg.superuser_password()
+        ))
+        .context("storing the superuser's password in md5 form")?;
+    }
+    for db in bench.databases {
+        pg.psql(&format!("CREATE DATABASE {db}"))
+            .with_context(|| format!("creating database {db}"))?;
+    }
+    Ok(pg)
 }
 
 /// A secret under rotation and the role it holds.
@@ -380,12 +553,12 @@ impl Lab {
             d.versions
         );
         let now = self.current(&subject.arn).await?;
-        connect::check(&now, &db.config)
+        db.check(&now)
             .await
             .with_context(|| format!("the new AWSCURRENT of {} does not log in", subject.arn))?;
         match subject.strategy {
             Strategy::SingleUser => {
-                if connect::check(before, &db.config).await.is_ok() {
+                if db.check(before).await.is_ok() {
                     bail!(
                         "single-user rotation of {}: the old password still logs in",
                         subject.arn

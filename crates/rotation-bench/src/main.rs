@@ -1,13 +1,15 @@
-//! `rotation-bench`: how fast, how heavy and how chatty a rotation is, for PostgreSQL and for
-//! Redshift on its PostgreSQL stand-in, against the testkit's servers on 127.0.0.1 (moto for
-//! Secrets Manager, per engine PostgreSQL 15 plaintext and TLS verify-full). Prints Markdown
+//! `rotation-bench`: how fast, how heavy and how chatty a rotation is, for PostgreSQL, for
+//! Redshift on its PostgreSQL stand-in and for DocumentDB on SecantusDB, against the testkit's
+//! servers on 127.0.0.1 (moto for Secrets Manager, per engine a plaintext and a TLS
+//! verify-full server). Prints Markdown
 //! tables with the issue's targets beside the figures (MISS where one is missed). Run through
 //! `scripts/bench`.
 //!
 //! Every measurement is made for each engine chosen (`--engine`), by the same code: what
 //! differs per engine is one [`lab::Bench`] value.
 //!
-//! - cold: a fresh process of the engine's built Lambda binary (`rds-postgres`, `redshift`) per
+//! - cold: a fresh process of the engine's built Lambda binary (`rds-postgres`, `redshift`,
+//!   `documentdb`) per
 //!   rotation, behind a minimal local Lambda Runtime API, fed the four step events;
 //! - warm: many rotations in one process through the library (the Lambda contract,
 //!   `Rotation::handle`, and the driver, `Rotation::rotate`), with Secrets Manager calls and
@@ -33,17 +35,18 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use rotation_core::Strategy;
 
-use crate::lab::{Bench, Lab, POSTGRES, REDSHIFT};
+use crate::lab::{Bench, DOCUMENTDB, Lab, POSTGRES, REDSHIFT};
 use crate::report::{Results, Scenario};
 
-const USAGE: &str = "usage: rotation-bench [--engine postgres|redshift|all] [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME]
+const USAGE: &str = "usage: rotation-bench [--engine postgres|redshift|documentdb|all] [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME]
 
-  --engine E         postgres, redshift (on the PostgreSQL stand-in) or all (default all)
+  --engine E         postgres, redshift (on the PostgreSQL stand-in), documentdb (on
+                     SecantusDB) or all (default all)
   --quick            smoke run: 1 cold run, 3 warm rotations, 5 logins per case
   --cold-runs N      fresh-process rotations per case (default 5)
   --warm N           in-process rotations per case and path, and floor iterations (default 30)
   --logins N         logins per engine and transport for the login time (default 30)
-  --lambda-dir DIR   where the built Lambda binaries are (rds-postgres, redshift; default: the
+  --lambda-dir DIR   where the built Lambda binaries are (rds-postgres, redshift, documentdb; default: the
                      directory of this binary)
   --lambda-profile NAME  the cargo profile they were built with, for the report (default release)";
 
@@ -103,8 +106,9 @@ fn parse_args() -> anyhow::Result<Args> {
                 args.benches = match it.next().as_deref() {
                     Some("postgres") => vec![POSTGRES],
                     Some("redshift") => vec![REDSHIFT],
+                    Some("documentdb") => vec![DOCUMENTDB],
                     Some("all") => Bench::ALL.to_vec(),
-                    _ => bail!("--engine takes postgres, redshift or all\n{USAGE}"),
+                    _ => bail!("--engine takes postgres, redshift, documentdb or all\n{USAGE}"),
                 };
             }
             "--lambda-dir" => {
@@ -144,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let engines: Vec<&str> = args.benches.iter().map(|b| b.label).collect();
     progress(&format!(
-        "starting moto and two PostgreSQL clusters (plaintext, TLS) for each of {}",
+        "starting moto and two servers (plaintext, TLS) for each of {}",
         engines.join(", ")
     ));
     let lab = rt.block_on(Lab::start(&args.benches))?;

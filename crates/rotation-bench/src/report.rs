@@ -11,7 +11,7 @@ use crate::Args;
 use crate::cold::ColdSample;
 use crate::counting::{Counts, api_calls};
 use crate::floor::FloorSample;
-use crate::lab::{Bench, Lab, Logins, STAND_IN};
+use crate::lab::{Bench, Lab, Logins, SECANTUS, STAND_IN, ServerKind};
 use crate::warm::WarmSample;
 
 /// Median, p95 (nearest rank), min, max.
@@ -132,12 +132,13 @@ impl Results {
             let size = fs::metadata(args.lambda_bin(bench))?.len() as f64 / (1024.0 * 1024.0);
             binaries.push(format!("`{}` {size:.1} MiB", bench.function));
         }
-        let pg = lab
-            .dbs()
-            .first()
-            .map(|db| db.pg.psql("SHOW server_version"))
-            .and_then(Result::ok)
-            .unwrap_or_else(|| "?".into());
+        let version = |kind: ServerKind| {
+            lab.dbs()
+                .iter()
+                .find(|db| db.bench.server == kind)
+                .map(|db| db.server.version())
+                .and_then(Result::ok)
+        };
         let moto = lab
             .moto
             .python("import moto; print(moto.__version__)")
@@ -162,7 +163,6 @@ impl Results {
                     .map(|s| s.trim().to_string())
                     .unwrap_or_default(),
             ),
-            ("PostgreSQL".into(), pg),
             ("moto".into(), moto),
             (
                 "Lambda binaries".into(),
@@ -176,6 +176,17 @@ impl Results {
                 ),
             ),
         ];
+        if let Some(pg) = version(ServerKind::Postgres) {
+            facts.insert(5, ("PostgreSQL".into(), pg));
+        }
+        if let Some(secantus) = version(ServerKind::Secantus) {
+            facts.push((
+                "DocumentDB".into(),
+                format!(
+                    "{secantus}: {SECANTUS}. The secrets name a counting TCP proxy (the testkit's, on 127.0.0.1) in front of it, which adds a little latency to every round trip"
+                ),
+            ));
+        }
         if args.benches.iter().any(|b| b.engine == Engine::Redshift) {
             facts.push((
                 "Redshift".into(),
@@ -216,7 +227,7 @@ impl Results {
 
         let _ = writeln!(
             w,
-            "\n## Login time (`connect::check` with the engine's dialect: login, `SELECT 1`, close; Redshift's also `SET statement_timeout` after login; {} logins after the process's first)\n\n| transport | engine | median ms | p95 ms | min ms | max ms | first login of the process ms |\n|---|---|---:|---:|---:|---:|---:|",
+            "\n## Login time (`connect::check` with the engine's dialect: login, `SELECT 1`, close; Redshift's also `SET statement_timeout` after login; DocumentDB: a driver client made, logged in with a `ping`, shut down; {} logins after the process's first)\n\n| transport | engine | median ms | p95 ms | min ms | max ms | first login of the process ms |\n|---|---|---:|---:|---:|---:|---:|",
             self.args.logins
         );
         for (bench, tls, first, times) in &self.logins {
@@ -252,7 +263,7 @@ impl Results {
 
         let _ = writeln!(
             w,
-            "\n## Cold: a fresh process of the engine's function (`rds-postgres`, `redshift`) per rotation, four step events through the local Runtime API (median of {})\n\n\
+            "\n## Cold: a fresh process of the engine's function (`rds-postgres`, `redshift`, `documentdb`) per rotation, four step events through the local Runtime API (median of {})\n\n\
              | strategy | transport | engine | start to ready ms | start to result ms | createSecret | setSecret | testSecret | finishSecret | CPU user+sys ms (user / sys) | peak RSS MiB | logins (attempts / ok) | result / floor |\n\
              |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             self.args.cold_runs
@@ -334,7 +345,7 @@ impl Results {
         let _ = writeln!(
             w,
             "\n## Floor: the calls a rotation cannot avoid, in a plain loop ({} iterations)\n\n\
-             Single user: GetSecretValue, GetRandomPassword, PutSecretValue, login + the password change (PostgreSQL: `ALTER ROLE ... PASSWORD` with a SCRAM verifier; Redshift: `ALTER USER ... PASSWORD` with the md5 form), login with the new password + `SELECT 1`, UpdateSecretVersionStage. Alternating users: also GetSecretValue of the master; the password change of the other user is made as the master. Logins as the engine makes them (Redshift: `SET statement_timeout` after each).\n\n\
+             Single user: GetSecretValue, GetRandomPassword, PutSecretValue, login + the password change (PostgreSQL: `ALTER ROLE ... PASSWORD` with a SCRAM verifier; Redshift: `ALTER USER ... PASSWORD` with the md5 form; DocumentDB: `updateUser` with the password), login with the new password + `SELECT 1` (DocumentDB: `ping`), UpdateSecretVersionStage. Alternating users: also GetSecretValue of the master; the password change of the other user is made as the master. Logins as the engine makes them (Redshift: `SET statement_timeout` after each).\n\n\
              | strategy | transport | engine | median ms | p95 ms | Secrets Manager calls | logins (attempts / ok) |\n|---|---|---|---:|---:|---:|---:|",
             self.args.warm
         );
@@ -355,6 +366,7 @@ impl Results {
         }
 
         self.render_overhead(w);
+        self.render_connections(w);
         self.render_calls(w);
         self.render_targets(w);
         o
@@ -374,7 +386,7 @@ impl Results {
         let _ = writeln!(
             w,
             "\n## Where the warm Lambda path's time over the floor goes\n\n\
-             Extra calls and logins (failed ones included) priced at the medians above (one store call {call:.1} ms; one login as in the login table).\n\n\
+             Extra calls and logins (failed ones included) priced at the medians above (one store call {call:.1} ms; one login as in the login table; a DocumentDB login is a client, two connections).\n\n\
              | strategy | transport | engine | over the floor ms | extra store calls | extra logins | their price ms | rest ms |\n|---|---|---|---:|---:|---:|---:|---:|"
         );
         for s in &self.scenarios {
@@ -390,14 +402,51 @@ impl Results {
                     .map(|x| api_calls(&x.calls) as f64)
                     .collect(),
             ) - floor_calls;
-            let logins = mean(s.lambda.iter().map(|x| x.logins.attempts as f64).collect())
-                - mean(s.floor.iter().map(|x| x.logins.attempts as f64).collect());
+            // A DocumentDB login (one driver client) opens two connections.
+            let per_login = if s.bench.counts_logins() { 1.0 } else { 2.0 };
+            let logins = (mean(s.lambda.iter().map(|x| x.logins.attempts as f64).collect())
+                - mean(s.floor.iter().map(|x| x.logins.attempts as f64).collect()))
+                / per_login;
             let price = calls * call + logins * self.login_median(s.bench, s.tls);
             let _ = writeln!(
                 w,
                 "| {} | {over:.1} | {calls:.0} | {logins:.0} | {price:.1} | {:.1} |",
                 s.name(),
                 over - price
+            );
+        }
+    }
+
+    /// What the MongoDB driver opens (DocumentDB rows only): TCP connections per rotation and
+    /// the most held open at once, counted by the proxy in front of SecantusDB.
+    fn render_connections(&self, w: &mut String) {
+        let rows: Vec<&Scenario> = self
+            .scenarios
+            .iter()
+            .filter(|s| !s.bench.counts_logins())
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            w,
+            "\n## DocumentDB: what the MongoDB driver opens (counted by the proxy in front of SecantusDB)\n\n\
+             Each login is one driver client: direct connection to the secret's host, one pool connection at most (`maxPoolSize` 1, `minPoolSize` 0: no idle pool), the polling monitor (one monitoring connection that never authenticates; no streaming monitor, no RTT monitor), shut down as soon as the step is done. So a client opens two TCP connections, one of them authenticated. Peak: the most open at once during the rotation (the bench's own check afterwards is not counted).\n\n\
+             | strategy | transport | engine | TCP connections per rotation, cold | warm Lambda path | driver | floor | peak open at once (cold / warm) |\n|---|---|---|---:|---:|---:|---:|---:|"
+        );
+        for s in rows {
+            let attempts = |v: &mut dyn Iterator<Item = Logins>| range_text(v.map(|l| l.attempts));
+            let peak = |v: &mut dyn Iterator<Item = Logins>| range_text(v.filter_map(|l| l.peak));
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} / {} |",
+                s.name(),
+                attempts(&mut s.cold.iter().map(|x| x.logins)),
+                attempts(&mut s.lambda.iter().map(|x| x.logins)),
+                attempts(&mut s.driver.iter().map(|x| x.logins)),
+                attempts(&mut s.floor.iter().map(|x| x.logins)),
+                peak(&mut s.cold.iter().map(|x| x.logins)),
+                peak(&mut s.lambda.iter().map(|x| x.logins)),
             );
         }
     }
@@ -516,7 +565,7 @@ impl Results {
                 rss <= 12.0,
             );
         }
-        for s in &self.scenarios {
+        for s in self.scenarios.iter().filter(|s| s.bench.counts_logins()) {
             let limit = match s.strategy {
                 Strategy::SingleUser => 4,
                 Strategy::AlternatingUsers => 5,
@@ -582,11 +631,15 @@ fn range_text(values: impl Iterator<Item = u64>) -> String {
     }
 }
 
+/// `attempts / ok`, or `N conn` where logins are not told apart from connections.
 fn logins_text(values: impl Iterator<Item = Logins>) -> String {
     let v: Vec<Logins> = values.collect();
+    let attempts = range_text(v.iter().map(|l| l.attempts));
+    if v.iter().any(|l| l.authorized.is_none()) {
+        return format!("{attempts} conn");
+    }
     format!(
-        "{} / {}",
-        range_text(v.iter().map(|l| l.attempts)),
-        range_text(v.iter().map(|l| l.authorized))
+        "{attempts} / {}",
+        range_text(v.iter().filter_map(|l| l.authorized))
     )
 }

@@ -104,6 +104,8 @@ struct Shared {
     armed: Mutex<Armed>,
     conns: Mutex<Vec<Arc<Conn>>>,
     accepted: AtomicU64,
+    /// Most connections open at once since the start or the last [`TcpProxy::reset_peak`].
+    peak: AtomicUsize,
     refused: AtomicU64,
     triggered: AtomicU64,
     up: AtomicU64,
@@ -180,6 +182,7 @@ impl TcpProxy {
             armed: Mutex::default(),
             conns: Mutex::default(),
             accepted: AtomicU64::new(0),
+            peak: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             triggered: AtomicU64::new(0),
             up: AtomicU64::new(0),
@@ -320,6 +323,19 @@ impl TcpProxy {
         lock(&self.shared.conns).len()
     }
 
+    /// The most connections that were open at once since the proxy started or since the last
+    /// [`reset_peak`](Self::reset_peak): what a client keeps open (a pool, monitors).
+    pub fn peak_connections(&self) -> usize {
+        self.shared.peak.load(SeqCst)
+    }
+
+    /// Starts a new [`peak_connections`](Self::peak_connections) window from the connections
+    /// open now.
+    pub fn reset_peak(&self) {
+        let conns = lock(&self.shared.conns);
+        self.shared.peak.store(conns.len(), SeqCst);
+    }
+
     /// Connections stalled by a trigger ([`stall_after_client_bytes`](Self::stall_after_client_bytes)
     /// or [`stall_on_query`](Self::stall_on_query)) so far.
     pub fn stalls_triggered(&self) -> u64 {
@@ -421,7 +437,11 @@ fn serve(shared: &Arc<Shared>, client: TcpStream) {
         return;
     };
     let conn = Arc::new(conn);
-    lock(&shared.conns).push(Arc::clone(&conn));
+    {
+        let mut conns = lock(&shared.conns);
+        conns.push(Arc::clone(&conn));
+        shared.peak.fetch_max(conns.len(), SeqCst);
+    }
     let down = {
         let (shared, conn) = (Arc::clone(shared), Arc::clone(&conn));
         thread::Builder::new()

@@ -406,6 +406,30 @@ fn drop_all_resets_open_connections() {
 }
 
 #[test]
+fn peak_counts_connections_open_at_once() {
+    let echo = Echo::start();
+    let proxy = TcpProxy::start(echo.addr).unwrap();
+    assert_eq!(proxy.peak_connections(), 0);
+    let mut conns: Vec<TcpStream> = (0..3).map(|_| connect(&proxy)).collect();
+    for c in &mut conns {
+        c.write_all(b"x").unwrap();
+        assert_eq!(read_n(c, 1), b"x");
+    }
+    assert_eq!(proxy.peak_connections(), 3);
+    proxy.drop_all();
+    wait_until("connections gone", || proxy.open_connections() == 0);
+    // The peak stays until reset; a new window starts from what is open now.
+    assert_eq!(proxy.peak_connections(), 3);
+    proxy.reset_peak();
+    assert_eq!(proxy.peak_connections(), 0);
+    let mut one = connect(&proxy);
+    one.write_all(b"y").unwrap();
+    assert_eq!(read_n(&mut one, 1), b"y");
+    assert_eq!(proxy.peak_connections(), 1);
+    assert_eq!(proxy.connections_accepted(), 4);
+}
+
+#[test]
 fn dropping_the_proxy_closes_everything() {
     let echo = Echo::start();
     let proxy = TcpProxy::start(echo.addr).unwrap();
