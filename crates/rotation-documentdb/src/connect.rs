@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use mongodb::Client;
 use mongodb::bson::doc;
+use mongodb::event::EventHandler;
+use mongodb::event::sdam::SdamEvent;
 use mongodb::options::{
     ClientOptions, Credential, ServerAddress, ServerMonitoringMode, Tls, TlsOptions,
 };
@@ -25,6 +27,9 @@ pub const REPLICA_SET_KEY: &str = "replicaSet";
 
 /// How long a polite shutdown may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How much longer than the driver's own timeouts the caller waits, so that the driver's
+/// typed error, not the caller's timer, reports a timeout the driver saw.
+const TIMER_MARGIN: Duration = Duration::from_millis(250);
 /// Monitoring: polling, rarely (a step is over long before a second heartbeat matters).
 const HEARTBEAT: Duration = Duration::from_secs(60);
 
@@ -125,22 +130,14 @@ pub fn classify(err: &mongodb::error::Error) -> ErrorKind {
         K::DnsResolve { .. } => ErrorKind::Unreachable,
         K::Io(e) => match e.kind() {
             std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            // rustls reports a refused certificate or a garbled handshake as invalid data.
             std::io::ErrorKind::InvalidData => ErrorKind::Tls,
             _ => ErrorKind::Unreachable,
         },
-        K::ServerSelection { message, .. } => {
-            // The message names the cause the monitor saw; it holds no credentials.
-            let m = message.to_ascii_lowercase();
-            if m.contains("certificate") || m.contains("tls") || m.contains("handshake") {
-                ErrorKind::Tls
-            } else if m.contains("authentication") || m.contains("scram") {
-                ErrorKind::AuthFailed
-            } else if m.contains("refused") || m.contains("unreachable") || m.contains("resolve") {
-                ErrorKind::Unreachable
-            } else {
-                ErrorKind::Timeout
-            }
-        }
+        // No server answered in time. The cause, when the monitor saw one, comes from its
+        // heartbeat failure (see `attempt`), typed; the message is never searched, since it
+        // names the host, whose name could contain any word.
+        K::ServerSelection { .. } => ErrorKind::Timeout,
         K::InvalidArgument { .. } => ErrorKind::InvalidInput,
         _ => ErrorKind::Other,
     }
@@ -180,20 +177,53 @@ async fn attempt(
         )
     };
     let limit = deadline.cap(settings.connect_timeout);
-    let client = Client::with_options(options(secret, tls, settings, limit)?)
-        .map_err(|e| engine_error(what(), e))?;
+    let mut options = options(secret, tls, settings, limit)?;
+    // With one server (direct connection), the monitor's first failed heartbeat is the answer:
+    // left alone, the driver would keep selecting until its timeout, seconds for a refused
+    // connection or an untrusted certificate. With discovery, another member may still answer.
+    let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel();
+    if options.direct_connection == Some(true) {
+        options.sdam_event_handler = Some(EventHandler::callback(move |event: SdamEvent| {
+            if let SdamEvent::ServerHeartbeatFailed(e) = event {
+                let _ = failed_tx.send(e.failure);
+            }
+        }));
+    }
+    let client = Client::with_options(options).map_err(|e| engine_error(what(), e))?;
     // The client connects lazily: a ping on the authentication database logs in.
     let db = client.database(auth_db(secret));
     let ping = db.run_command(doc! { "ping": 1 }).into_future();
-    match tokio::time::timeout(limit, ping).await {
-        Ok(Ok(_)) => Ok(client),
-        Ok(Err(e)) => {
+    // The driver's timeouts are `limit`; the timer waits a little longer, so that a timeout
+    // the driver saw comes back as its typed error.
+    let timer = deadline.cap(limit + TIMER_MARGIN);
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(timer, ping) => match r {
+            Ok(r) => r.map(drop).map_err(Some),
+            Err(_) => Err(None),
+        },
+        Some(failure) = failed.recv() => Err(Some(failure)),
+    };
+    match outcome {
+        Ok(()) => Ok(client),
+        Err(Some(e)) => {
             close(client, deadline).await;
-            let reset = e.to_string().to_ascii_lowercase().contains("reset");
+            let closed = closed_by_peer(&e);
             let mut err = engine_error(what(), e);
-            if tls && err.kind() == ErrorKind::Tls {
+            if tls && (err.kind() == ErrorKind::Tls || closed) {
+                // A server without TLS drops the handshake; a refused certificate is
+                // invalid data: both are TLS failures (so ALLOW_PLAINTEXT_FALLBACK applies).
+                if err.kind() != ErrorKind::Tls {
+                    err = EngineError::new(
+                        ErrorKind::Tls,
+                        format!(
+                            "{}: the server closed the connection during the TLS handshake",
+                            what()
+                        ),
+                    )
+                    .with_source(err);
+                }
                 err = err.with_note(failure_hint(secret));
-            } else if !tls && reset {
+            } else if !tls && closed {
                 // A TLS-only server (DocumentDB's default) drops a plaintext client.
                 err = EngineError::new(
                     ErrorKind::Tls,
@@ -204,13 +234,25 @@ async fn attempt(
             }
             Err(err)
         }
-        Err(_) => {
+        Err(None) => {
             close(client, deadline).await;
             Err(EngineError::new(
                 ErrorKind::Timeout,
                 format!("{} timed out after {limit:?}", what()),
             ))
         }
+    }
+}
+
+/// Whether the server closed or reset the connection (typed, never from the message).
+fn closed_by_peer(err: &mongodb::error::Error) -> bool {
+    use std::io::ErrorKind as Io;
+    match err.kind.as_ref() {
+        mongodb::error::ErrorKind::Io(e) => matches!(
+            e.kind(),
+            Io::ConnectionReset | Io::ConnectionAborted | Io::UnexpectedEof | Io::BrokenPipe
+        ),
+        _ => false,
     }
 }
 
@@ -246,4 +288,80 @@ pub async fn close(client: Client, deadline: Deadline) {
         client.shutdown().immediate(true),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn secret(json: &str) -> DatabaseSecret {
+        DatabaseSecret::parse(&SecretString::from(json.to_string())).unwrap()
+    }
+
+    const LIMIT: Duration = Duration::from_millis(1500);
+
+    #[test]
+    fn options_are_built_field_by_field_from_the_secret() {
+        let s = secret(
+            r#"{"engine":"mongo","host":"db.example.com","port":27018,"username":"app@x:/%","password":"p@ss:/%?#&=w0rd","dbname":"appdb"}"#,
+        );
+        let o = options(&s, false, &ConnectSettings::default(), LIMIT).unwrap();
+        match o.hosts.as_slice() {
+            [ServerAddress::Tcp { host, port }] => {
+                assert_eq!(host, "db.example.com");
+                assert_eq!(*port, Some(27018));
+            }
+            other => panic!("hosts {other:?}"),
+        }
+        let c = o.credential.as_ref().unwrap();
+        assert_eq!(c.username.as_deref(), Some("app@x:/%"));
+        assert_eq!(c.password.as_deref(), Some("p@ss:/%?#&=w0rd"));
+        // The secret's dbname is the authentication database; no mechanism is forced, so
+        // the driver negotiates (SCRAM-SHA-1 on DocumentDB 4.0, SHA-256 where offered).
+        assert_eq!(c.source.as_deref(), Some("appdb"));
+        assert_eq!(c.mechanism, None);
+        assert_eq!(o.direct_connection, Some(true));
+        assert_eq!(o.repl_set_name, None);
+        assert_eq!(o.retry_writes, Some(false));
+        assert_eq!(o.retry_reads, Some(false));
+        assert_eq!(o.max_pool_size, Some(1));
+        assert_eq!(o.min_pool_size, Some(0));
+        assert!(matches!(
+            o.server_monitoring_mode,
+            Some(ServerMonitoringMode::Poll)
+        ));
+        assert_eq!(o.connect_timeout, Some(LIMIT));
+        assert_eq!(o.server_selection_timeout, Some(LIMIT));
+        assert!(matches!(o.tls, Some(Tls::Disabled)));
+        // The password never shows in the options' Debug output.
+        assert!(!format!("{o:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn defaults_and_discovery() {
+        let s = secret(
+            r#"{"engine":"mongo","host":"h","username":"u","password":"Passw0rd-x","replicaSet":"rs0"}"#,
+        );
+        let o = options(&s, true, &ConnectSettings::default(), LIMIT).unwrap();
+        assert_eq!(o.hosts.len(), 1);
+        assert!(matches!(
+            &o.hosts[0],
+            ServerAddress::Tcp {
+                port: Some(DEFAULT_PORT),
+                ..
+            }
+        ));
+        assert_eq!(
+            o.credential.unwrap().source.as_deref(),
+            Some(DEFAULT_DBNAME)
+        );
+        assert_eq!(o.direct_connection, Some(false));
+        assert_eq!(o.repl_set_name.as_deref(), Some("rs0"));
+        // TLS names a CA file (the shared trust sources, written once per process).
+        match o.tls {
+            Some(Tls::Enabled(t)) => assert!(t.ca_file_path.is_some_and(|p| p.is_file())),
+            other => panic!("tls {other:?}"),
+        }
+    }
 }

@@ -31,7 +31,7 @@ use rotation_core::{
     Rotator, Strategy,
 };
 use rotation_trust::ConnectSettings;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use connect::{DEFAULT_DBNAME, DEFAULT_PORT, auth_db};
 
@@ -93,7 +93,7 @@ impl MongoSession {
     pub async fn command(
         &self,
         db: &str,
-        mut command: Document,
+        command: Document,
         what: &str,
     ) -> Result<Document, EngineError> {
         let left = self
@@ -101,14 +101,51 @@ impl MongoSession {
             .remaining()
             .as_millis()
             .clamp(1, i64::MAX as u128) as i64;
-        command.insert("maxTimeMS", left);
         let database = self.client.database(db);
-        connect::bounded(
-            self.deadline,
-            what,
-            database.run_command(command).into_future(),
-        )
-        .await
+        let mut timed = command.clone();
+        timed.insert("maxTimeMS", left);
+        match self
+            .deadline
+            .run(database.run_command(timed).into_future())
+            .await
+        {
+            Ok(Err(e)) if refuses_max_time(&e) => {
+                // A server that does not take maxTimeMS on this command refused it whole, so
+                // nothing ran: run it again without (the client's deadline still bounds it).
+                warn!(
+                    command = command
+                        .keys()
+                        .next()
+                        .map(String::as_str)
+                        .unwrap_or_default(),
+                    "the server refused maxTimeMS on this command; running it without"
+                );
+                connect::bounded(
+                    self.deadline,
+                    what,
+                    database.run_command(command).into_future(),
+                )
+                .await
+            }
+            Ok(r) => r.map_err(|e| connect::engine_error(what.to_string(), e)),
+            Err(_) => Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!("{what}: no answer before the step's deadline"),
+            )),
+        }
+    }
+}
+
+/// Whether the server refused a command because of its `maxTimeMS` field (an unknown or
+/// unsupported field: the command did not run). Judged from the server's own reply, which
+/// names the field; never from text the client wrote.
+fn refuses_max_time(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => {
+            // BadValue, FailedToParse, InvalidOptions, CommandNotSupported, IDLUnknownField.
+            matches!(c.code, 2 | 9 | 72 | 115 | 303 | 40415) && c.message.contains("maxTimeMS")
+        }
+        _ => false,
     }
 }
 
@@ -331,5 +368,36 @@ impl Rotator for DocumentDbRotator {
 
     async fn close(&self, session: MongoSession) {
         connect::close(session.client, session.deadline).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command_error(code: i32, message: &str) -> mongodb::error::Error {
+        let e: mongodb::error::CommandError =
+            mongodb::bson::from_document(doc! { "code": code, "codeName": "X", "errmsg": message })
+                .unwrap();
+        mongodb::error::Error::from(mongodb::error::ErrorKind::Command(e))
+    }
+
+    #[test]
+    fn a_refused_max_time_field_is_told_from_other_failures() {
+        assert!(refuses_max_time(&command_error(
+            40415,
+            "BSON field 'updateUser.maxTimeMS' is an unknown field."
+        )));
+        assert!(refuses_max_time(&command_error(
+            2,
+            "maxTimeMS is not supported for this command"
+        )));
+        // Any other refusal, or a time limit reached, is not retried.
+        assert!(!refuses_max_time(&command_error(
+            50,
+            "operation exceeded time limit (maxTimeMS)"
+        )));
+        assert!(!refuses_max_time(&command_error(13, "not authorized")));
+        assert!(!refuses_max_time(&command_error(2, "bad pwd")));
     }
 }

@@ -39,10 +39,7 @@ async fn single_user_rotates_over_verified_tls() {
     let password = now["password"].as_str().unwrap();
     assert!(PROFILE.password.check(password).is_ok());
     assert!(env.secret_logs_in(&now).await, "the new password logs in");
-    assert!(
-        !env.secret_logs_in(&initial).await,
-        "the old password is refused"
-    );
+    assert!(env.refused(&initial), "the old password is refused");
     assert!(now.get("dbname").is_none(), "no key was added");
 }
 
@@ -157,10 +154,7 @@ async fn hostile_user_names_and_passwords_rotate() {
             env.secret_logs_in(&now).await,
             "{name:?}: the new password logs in"
         );
-        assert!(
-            !env.secret_logs_in(&initial).await,
-            "{name:?}: the old one is refused"
-        );
+        assert!(env.refused(&initial), "{name:?}: the old one is refused");
     }
 }
 
@@ -201,11 +195,17 @@ async fn bad_input_changes_nothing_and_errors_are_told_apart() {
     let e = r.login(&parse(&wrong), deadline()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
     let untrusted = DocumentDbRotator::single_user(ConnectSettings::default());
+    let started = std::time::Instant::now();
     let e = untrusted
         .login(&parse(&current), deadline())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "an untrusted certificate waited {:?}",
+        started.elapsed()
+    );
     assert!(e.to_string().contains("CA_BUNDLE_PATH"), "{e}");
     // Plaintext to a TLS-only server: told as a TLS problem, with the fix.
     let mut plain = current.clone();
@@ -217,12 +217,10 @@ async fn bad_input_changes_nothing_and_errors_are_told_apart() {
     nothing["port"] = json!(rotation_testkit::free_port());
     let started = std::time::Instant::now();
     let e = r.login(&parse(&nothing), deadline()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
+    // The monitor's first failed heartbeat ends the attempt: no wait for the connect timeout.
     assert!(
-        matches!(e.kind(), ErrorKind::Unreachable | ErrorKind::Timeout),
-        "{e}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(7),
+        started.elapsed() < Duration::from_millis(1500),
         "{:?}",
         started.elapsed()
     );

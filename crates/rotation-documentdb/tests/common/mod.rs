@@ -123,6 +123,17 @@ impl Env {
         json::at(&self.store, name, stage).await
     }
 
+    /// Whether the server refuses `value`'s credentials as an authentication failure (code
+    /// 18, checked with pymongo): never a server that was not there or any other error.
+    pub fn refused(&self, value: &Value) -> bool {
+        let db = value["dbname"].as_str().unwrap_or("admin");
+        !self.logs_in(
+            value["username"].as_str().unwrap(),
+            value["password"].as_str().unwrap(),
+            db,
+        )
+    }
+
     /// Whether `value` logs in through the engine's own connection code.
     pub async fn secret_logs_in(&self, value: &Value) -> bool {
         json::logs_in(
