@@ -15,14 +15,7 @@ use common::{Env, parse};
 
 /// A self-service user `app` in admin behind a proxy; returns (env, proxy).
 fn single_user_behind_proxy() -> (Env, TcpProxy) {
-    let env = Env::start(false);
-    env.db.create_self_service_role().unwrap();
-    env.create_user(
-        "app",
-        "Initial-Passw0rd",
-        "admin",
-        "[{'role': 'selfService', 'db': 'admin'}]",
-    );
+    let env = Env::with_app_user(false);
     let proxy = TcpProxy::to_port(env.db.port()).unwrap();
     (env, proxy)
 }
@@ -267,14 +260,7 @@ async fn a_master_without_user_admin_changes_nothing() {
 /// login (the driver checks `setName`); the right one logs in.
 #[tokio::test]
 async fn replica_set_key_is_honoured() {
-    let env = Env::start(true);
-    env.db.create_self_service_role().unwrap();
-    env.create_user(
-        "app",
-        "Initial-Passw0rd",
-        "admin",
-        "[{'role': 'selfService', 'db': 'admin'}]",
-    );
+    let env = Env::with_app_user(true);
     let r = DocumentDbRotator::single_user(env.settings.clone());
     let mut s = env.secret("app", "Initial-Passw0rd", None);
     s["replicaSet"] = json!("rs0");
@@ -306,14 +292,7 @@ async fn replica_set_key_is_honoured() {
 /// plaintext-only server they must all fail (never a quiet plaintext login).
 #[tokio::test]
 async fn odd_ssl_values_never_mean_plaintext() {
-    let env = Env::start(false);
-    env.db.create_self_service_role().unwrap();
-    env.create_user(
-        "app",
-        "Initial-Passw0rd",
-        "admin",
-        "[{'role': 'selfService', 'db': 'admin'}]",
-    );
+    let env = Env::with_app_user(false);
     let r = DocumentDbRotator::single_user(env.settings.clone());
     for v in [
         json!("no"),
@@ -356,14 +335,7 @@ async fn odd_ssl_values_never_mean_plaintext() {
 /// not after the connect timeout. Without the setting, the same login is a TLS error.
 #[tokio::test]
 async fn plaintext_fallback_is_prompt_and_only_when_allowed() {
-    let env = Env::start(false);
-    env.db.create_self_service_role().unwrap();
-    env.create_user(
-        "app",
-        "Initial-Passw0rd",
-        "admin",
-        "[{'role': 'selfService', 'db': 'admin'}]",
-    );
+    let env = Env::with_app_user(false);
     let secret = env.secret("app", "Initial-Passw0rd", None);
     let mut with_tls = secret.clone();
     with_tls.as_object_mut().unwrap().remove("ssl");

@@ -160,14 +160,7 @@ async fn hostile_user_names_and_passwords_rotate() {
 
 #[tokio::test]
 async fn bad_input_changes_nothing_and_errors_are_told_apart() {
-    let env = Env::start(true);
-    env.db.create_self_service_role().unwrap();
-    env.create_user(
-        "app",
-        "Initial-Passw0rd",
-        "admin",
-        "[{'role': 'selfService', 'db': 'admin'}]",
-    );
+    let env = Env::with_app_user(true);
     let current = env.secret("app", "Initial-Passw0rd", None);
     let r = DocumentDbRotator::single_user(env.settings.clone());
     let deadline = || Deadline::after(Duration::from_secs(10));

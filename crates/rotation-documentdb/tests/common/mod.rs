@@ -41,6 +41,20 @@ impl Env {
         }
     }
 
+    /// A server (TLS or not) with the `selfService` role and user `app` (password
+    /// `Initial-Passw0rd`) in `admin`, allowed to change its own password.
+    pub fn with_app_user(tls: bool) -> Env {
+        let env = Env::start(tls);
+        env.db.create_self_service_role().unwrap();
+        env.create_user(
+            "app",
+            "Initial-Passw0rd",
+            "admin",
+            "[{'role': 'selfService', 'db': 'admin'}]",
+        );
+        env
+    }
+
     pub fn try_create_user(&self, user: &str, password: &str, db: &str, roles: &str) -> bool {
         self.db
             .python(&format!(
