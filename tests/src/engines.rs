@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rotation_core::{
-    DatabaseSecret, Deadline, LocalSecretStore, PasswordPolicy, Rotation, Rotator, SecretStore,
-    Stage, Strategy, VersionSelector,
+    DatabaseSecret, Deadline, LocalSecretStore, Rotation, Rotator, SecretStore, Stage, Strategy,
+    VersionSelector,
 };
 use rotation_documentdb::DocumentDbRotator;
 pub use rotation_engines::{AnyRotator, Engine};
@@ -451,11 +451,7 @@ impl Env {
 
     /// A rotation of this engine with `strategy` over `store`, wired as the CLI wires it.
     pub fn rotation_on<S: SecretStore>(&self, store: S, strategy: Strategy) -> EngineRotation<S> {
-        let settings = rotation_engines::Settings {
-            engine: self.engine,
-            policy: PasswordPolicy::defaults(&self.engine.profile().password),
-            postgres: self.config.clone(),
-        };
+        let settings = rotation_engines::Settings::defaults(self.engine, self.config.clone());
         rotation_engines::rotation(store, &settings, strategy, None)
     }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rotation_core::testing::{CallCounts, Operation};
 use rotation_core::{
-    AnyStore, CredentialSource, Credentials, RotationError, RotationEvent, SecretStore, Stage,
-    Step, StepOutcome, Strategy,
+    AnyStore, CredentialSource, Credentials, MasterAllowList, Options, RotationError,
+    RotationEvent, SecretStore, Stage, Step, StepOutcome, Strategy,
 };
 use rotation_tests::fixture::{Fixture, HOST};
 use rotation_tests::{Kind, Service, both_stores, token};
@@ -23,6 +23,7 @@ both_stores!(
     unusable_previous_counts_as_absent,
     alternating_pending_must_be_the_clone_on_the_same_host,
     calls_per_step_on_the_lambda_path,
+    a_master_outside_the_allow_list_is_never_read,
 );
 
 /// Stores `value` as the pending value of the RotateSecret stub `token`.
@@ -407,6 +408,53 @@ async fn alternating_pending_must_be_the_clone_on_the_same_host(kind: Kind) {
         assert_eq!(f.db.password_changes(), 0);
         assert!(!f.db.has_user("intruder") && !f.db.has_user("app_clone"));
     }
+}
+
+/// W5: with `ALLOWED_MASTER_SECRETS`, a secret whose `masterarn` is not listed fails setSecret
+/// with `MasterNotAllowed` before the master secret is read or the database changed; a listed
+/// one (exactly, or by a prefix ending in `*`) rotates.
+async fn a_master_outside_the_allow_list_is_never_read(kind: Kind) {
+    let svc = Arc::new(Service::start(kind).await);
+    let f = Fixture::on(svc.clone(), "guarded", Strategy::AlternatingUsers).await;
+    let master = f.masterarn.clone().unwrap();
+    let with_list = |list: &str| {
+        let options = Options {
+            master_allow_list: Some(MasterAllowList::parse(list).unwrap()),
+            ..Options::default()
+        };
+        f.another_rotation().1.with_options(options)
+    };
+    let t = token();
+    f.svc.start_rotation(&f.secret, &t).await;
+    f.step(Step::CreateSecret, &t).await.unwrap();
+    f.store.reset();
+    let refused = with_list("arn:aws:secretsmanager:us-east-1:000000000000:secret:other-*");
+    let e = refused
+        .handle(&RotationEvent::new(Step::SetSecret, &f.secret, &t))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "MasterNotAllowed", "{e}");
+    assert!(e.to_string().contains("ALLOWED_MASTER_SECRETS"), "{e}");
+    assert!(e.to_string().contains(&master), "{e}");
+    assert!(!read_secret(&f, &master), "the master secret was read");
+    assert_eq!(f.db.password_changes(), 0);
+    assert!(!f.db.has_user("app_clone"));
+    // The same rotation with the master listed (exactly, then by prefix) goes on.
+    for list in [master.clone(), format!("{}*", &master[..master.len() - 3])] {
+        let allowed = with_list(&list);
+        allowed
+            .handle(&RotationEvent::new(Step::SetSecret, &f.secret, &t))
+            .await
+            .unwrap_or_else(|e| panic!("{list}: {e}"));
+    }
+    let allowed = with_list(&master);
+    for step in [Step::TestSecret, Step::FinishSecret] {
+        allowed
+            .handle(&RotationEvent::new(step, &f.secret, &t))
+            .await
+            .unwrap();
+    }
+    assert!(f.current_logs_in().await);
 }
 
 /// The calls each step makes in one rotation on the Lambda path.

@@ -18,8 +18,8 @@ use std::ops::Sub;
 use anyhow::{Context, bail, ensure};
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use rotation_core::{
-    AwsSecretStore, DatabaseSecret, Deadline, PasswordPolicy, SecretStore, Stage, StageMove,
-    Strategy, VersionSelector,
+    AwsSecretStore, DatabaseSecret, Deadline, SecretStore, Stage, StageMove, Strategy,
+    VersionSelector,
 };
 use rotation_engines::{Engine, Settings};
 use rotation_postgres::{Dialect, PgConfig, connect, scram};
@@ -348,11 +348,7 @@ impl Db {
     /// The engine's settings for this cluster, as the Lambda binary builds them from its
     /// environment (default password policy).
     pub fn settings(&self) -> Settings {
-        Settings {
-            engine: self.bench.engine,
-            policy: PasswordPolicy::defaults(&self.bench.engine.profile().password),
-            postgres: self.config.clone(),
-        }
+        Settings::defaults(self.bench.engine, self.config.clone())
     }
 }
 

@@ -180,7 +180,7 @@ async fn rotation(
     };
     let options = Options {
         step_timeout: Duration::from_secs(timeout),
-        ..Options::default()
+        ..settings.options()
     };
     Ok(
         rotation_engines::rotation(store, &settings, target.strategy, sdk.as_ref())

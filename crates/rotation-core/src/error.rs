@@ -266,6 +266,18 @@ pub enum RotationError {
         /// Secret ARN.
         secret: String,
     },
+    /// The secret's `masterarn` is not in the deployment's allow-list (W5).
+    #[error(
+        "secret {secret} names master secret {masterarn}, which is not in this function's {env}; add it there (or a prefix ending in `*`) if this secret may use it"
+    )]
+    MasterNotAllowed {
+        /// The `masterarn` as the secret holds it.
+        masterarn: String,
+        /// Secret ARN.
+        secret: String,
+        /// The variable that holds the list.
+        env: &'static str,
+    },
     /// The current host is neither the master's host nor a replica of it.
     #[error(
         "Current database host {current} is not the same host as/rds replica of master {master}"
@@ -451,6 +463,7 @@ impl RotationError {
             AbortUnsafe { .. } => "AbortUnsafe",
             CurrentLoginFailed { .. } => "CurrentLoginFailed",
             MissingMasterArn { .. } => "MissingMasterArn",
+            MasterNotAllowed { .. } => "MasterNotAllowed",
             MasterHostMismatch { .. } => "MasterHostMismatch",
             MasterLoginFailed { .. } => "MasterLoginFailed",
             SetPasswordFailed { .. } => "SetPasswordFailed",
@@ -494,6 +507,7 @@ impl RotationError {
             | ServerMismatch { .. }
             | MasterInPair { .. }
             | MissingMasterArn { .. }
+            | MasterNotAllowed { .. }
             | MasterHostMismatch { .. }
             | Superseded { .. } => ErrorCategory::Secret,
             Store { source, .. } => match source {

@@ -48,7 +48,7 @@ pub use error::{
     Attempts, CredentialSource, ErrorCategory, LoginAttempt, RotationError, Which, error_chain,
 };
 pub use event::{EventError, EventStep, RotationEvent, Step};
-pub use options::Options;
+pub use options::{AllowListError, MASTER_ALLOW_LIST_ENV, MasterAllowList, Options};
 pub use policy::{CharClass, PasswordDefaults, PasswordPolicy, PasswordRuleError, PolicyError};
 pub use rotation::Rotation;
 pub use rotator::{Direction, EngineError, EngineProfile, ErrorKind, Rotator};

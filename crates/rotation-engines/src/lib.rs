@@ -13,8 +13,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use rotation_core::{
-    DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordPolicy, PolicyError,
-    Rotation, Rotator, SecretStore, Strategy,
+    AllowListError, DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind,
+    MasterAllowList, Options, PasswordPolicy, PolicyError, Rotation, Rotator, SecretStore,
+    Strategy,
 };
 use rotation_documentdb::{DocumentDbRotator, MongoSession};
 use rotation_postgres::{PgConfig, PgSession, PostgresRotator};
@@ -80,6 +81,9 @@ pub enum ConfigError {
     /// Password policy variables are unusable.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The master secrets' allow-list is malformed.
+    #[error(transparent)]
+    AllowList(#[from] AllowListError),
     /// PostgreSQL-protocol connection settings are unusable.
     #[error(transparent)]
     Postgres(#[from] rotation_postgres::ConfigError),
@@ -105,6 +109,8 @@ pub struct Settings {
     /// rotator applies its own dialect. Their engine-independent part (trust, plaintext
     /// fallback, connect timeout) serves the other engines too.
     pub postgres: PgConfig,
+    /// The master secrets alternating users may use (`ALLOWED_MASTER_SECRETS`); `None`: any.
+    pub master_allow_list: Option<MasterAllowList>,
 }
 
 impl Settings {
@@ -114,7 +120,27 @@ impl Settings {
             engine,
             policy: PasswordPolicy::from_env(&engine.profile().password)?,
             postgres: PgConfig::from_env()?,
+            master_allow_list: MasterAllowList::from_lookup(|k| std::env::var(k).ok())?,
         })
+    }
+
+    /// The engine's default settings (default password policy, trust and timeouts, no
+    /// allow-list), for tests and tools that set the rest themselves.
+    pub fn defaults(engine: Engine, postgres: PgConfig) -> Settings {
+        Settings {
+            engine,
+            policy: PasswordPolicy::defaults(&engine.profile().password),
+            postgres,
+            master_allow_list: None,
+        }
+    }
+
+    /// The rotation options these settings ask for (the master allow-list).
+    pub fn options(&self) -> Options {
+        Options {
+            master_allow_list: self.master_allow_list.clone(),
+            ..Options::default()
+        }
     }
 }
 
@@ -182,6 +208,7 @@ pub fn rotation<S: SecretStore>(
         rotator(settings, strategy, sdk),
         settings.policy.clone(),
     )
+    .with_options(settings.options())
 }
 
 /// A rotator of any engine, chosen at run time.

@@ -226,7 +226,8 @@ where
             store,
             build(&settings, strategy, Some(&sdk)),
             settings.policy.clone(),
-        );
+        )
+        .with_options(settings.options());
         tracing::info!(engine = name, strategy = %strategy, "rotation function ready");
         serve(rotation).await
     }

@@ -94,6 +94,19 @@ fn an_unknown_strategy_fails_at_start() {
 }
 
 #[test]
+fn a_malformed_master_allow_list_fails_at_start() {
+    for bad in ["", " , ", "*", "arn:aws:secretsmanager:*:secret:x"] {
+        let mut env = LAMBDA.to_vec();
+        env.push(("ROTATION_STRATEGY", "alternating-users"));
+        env.push(("ALLOWED_MASTER_SECRETS", bad));
+        let (code, text) = run(&env);
+        assert_ne!(code, Some(101), "panicked: {text}");
+        assert_ne!(code, Some(0), "{bad:?}: {text}");
+        assert!(text.contains("ALLOWED_MASTER_SECRETS"), "{bad:?}: {text}");
+    }
+}
+
+#[test]
 fn redshift_password_settings_are_checked_at_start() {
     let redshift = |extra: &[(&str, &str)]| {
         let mut env = LAMBDA.to_vec();

@@ -177,6 +177,17 @@ async fn alternating<S: SecretStore, R: Rotator>(
             secret: arn.to_string(),
         })?
         .to_string();
+    // W5: the secret's author chose the master; the deployment says which it may use, checked
+    // before the master secret is even read.
+    if let Some(list) = &ctx.options.master_allow_list
+        && !list.allows(&masterarn)
+    {
+        return Err(RotationError::MasterNotAllowed {
+            masterarn,
+            secret: arn.to_string(),
+            env: crate::options::MASTER_ALLOW_LIST_ENV,
+        });
+    }
     let mut master = ctx.load_raw(&masterarn, Which::Master, None).await?;
     let tags = if master.host().is_none() {
         let description = ctx
