@@ -2,6 +2,8 @@
 //! secure by default with the shared trust sources, errors classified.
 
 use std::future::IntoFuture;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mongodb::Client;
@@ -181,13 +183,22 @@ async fn attempt(
     // With one server (direct connection), the monitor's first failed heartbeat is the answer:
     // left alone, the driver would keep selecting until its timeout, seconds for a refused
     // connection or an untrusted certificate. With discovery, another member may still answer.
+    // Whether the server has answered a heartbeat: once it has spoken this protocol (TLS or
+    // not), a connection it closes later is a network failure, never a TLS mismatch.
+    let answered = Arc::new(AtomicBool::new(false));
     let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel();
-    if options.direct_connection == Some(true) {
-        options.sdam_event_handler = Some(EventHandler::callback(move |event: SdamEvent| {
-            if let SdamEvent::ServerHeartbeatFailed(e) = event {
-                let _ = failed_tx.send(e.failure);
-            }
-        }));
+    {
+        let answered = Arc::clone(&answered);
+        let direct = options.direct_connection == Some(true);
+        options.sdam_event_handler = Some(EventHandler::callback(
+            move |event: SdamEvent| match event {
+                SdamEvent::ServerHeartbeatSucceeded(_) => answered.store(true, Ordering::SeqCst),
+                SdamEvent::ServerHeartbeatFailed(e) if direct => {
+                    let _ = failed_tx.send(e.failure);
+                }
+                _ => {}
+            },
+        ));
     }
     let client = Client::with_options(options).map_err(|e| engine_error(what(), e))?;
     // The client connects lazily: a ping on the authentication database logs in.
@@ -207,7 +218,10 @@ async fn attempt(
         Ok(()) => Ok(client),
         Err(Some(e)) => {
             close(client, deadline).await;
-            let closed = closed_by_peer(&e);
+            // Closed before the server ever answered: most likely the other side of a TLS
+            // mismatch (a server without TLS drops a handshake; a TLS-only one drops a
+            // plaintext hello). Also what a forwarder with nothing behind it looks like.
+            let closed = closed_by_peer(&e) && !answered.load(Ordering::SeqCst);
             let mut err = engine_error(what(), e);
             if tls && (err.kind() == ErrorKind::Tls || closed) {
                 // A server without TLS drops the handshake; a refused certificate is
@@ -271,13 +285,22 @@ pub async fn connect(
             attempt(secret, false, settings, deadline).await
         }
         TlsPlan::Required => attempt(secret, true, settings, deadline).await,
-        TlsPlan::RequiredWithFallback => match attempt(secret, true, settings, deadline).await {
-            Err(e) if e.kind() == ErrorKind::Tls => {
-                warn!(host = secret.host(), reason = %e, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
-                attempt(secret, false, settings, deadline).await
+        TlsPlan::RequiredWithFallback => {
+            match attempt(secret, true, settings, deadline).await {
+                Err(tls) if tls.kind() == ErrorKind::Tls => {
+                    warn!(host = secret.host(), reason = %tls, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
+                    match attempt(secret, false, settings, deadline).await {
+                        Ok(client) => Ok(client),
+                        // The server dropped plaintext too: it wants TLS, so the TLS failure (an
+                        // untrusted certificate, say) is the one to fix.
+                        Err(plain) if plain.kind() == ErrorKind::Tls => Err(tls),
+                        Err(plain) => Err(plain
+                            .with_note(&format!("verified TLS was tried first and failed: {tls}"))),
+                    }
+                }
+                other => other,
             }
-            other => other,
-        },
+        }
     }
 }
 

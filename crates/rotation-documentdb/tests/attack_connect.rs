@@ -1,6 +1,6 @@
 //! Hostile tests of `connect::attempt` (the monitor's first failed heartbeat ends a direct
 //! login; typed classification; a peer that closes is a TLS failure; plaintext fallback).
-//! Tests that fail today are `#[ignore = "FINDING: ..."]`; run them with `--ignored`.
+//! A known limit is `#[ignore = "known limit ..."]`; run it with `--ignored`.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -177,11 +177,10 @@ async fn wrong_password_with_healthy_monitor_is_auth_failed() {
 }
 
 /// Plaintext secret (`"ssl": false`): the monitor's hello succeeds over plaintext on this very
-/// server, then the pool's connection is reset (a network blip, a connection limit). The code
-/// reports "the server closed the connection; it may require TLS: remove \"ssl\": false",
-/// although plaintext was just proven to work. Should be Unreachable (a network failure).
+/// server, then the pool's connection is reset (a network blip, a connection limit). Plaintext
+/// was just proven to work, so this is Unreachable (a network failure), not "may require TLS"
+/// (a hostile review found it was).
 #[tokio::test]
-#[ignore = "FINDING: a reset after a successful plaintext heartbeat is classified Tls (\"may require TLS\"), not Unreachable"]
 async fn pool_reset_after_plaintext_monitor_succeeded_is_not_tls() {
     let env = env(false);
     let proxy = Arc::new(TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap());
@@ -202,12 +201,10 @@ async fn pool_reset_after_plaintext_monitor_succeeded_is_not_tls() {
 
 /// TLS secret without `ssl`, ALLOW_PLAINTEXT_FALLBACK: the monitor's heartbeat completes a
 /// verified TLS handshake (the server speaks TLS with a trusted certificate), then the pool's
-/// connection is reset. The code calls this "the server closed the connection during the TLS
-/// handshake" and falls back to plaintext against a server just proven to speak TLS. A
-/// single reset (by the network or an on-path attacker) is enough to send the login
-/// (and the rotation's updateUser with the new password) in plaintext.
+/// connection is reset. Never a fallback to plaintext against a server just proven to speak
+/// TLS (a hostile review found one reset was enough to send the login, and the rotation's
+/// updateUser with the new password, in plaintext).
 #[tokio::test]
-#[ignore = "FINDING: after a verified TLS heartbeat, a reset of the pool's connection is called a TLS failure and triggers the plaintext fallback"]
 async fn pool_reset_after_verified_tls_heartbeat_never_falls_back() {
     let env = env(true);
     let proxy = Arc::new(TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap());
@@ -227,9 +224,8 @@ async fn pool_reset_after_verified_tls_heartbeat_never_falls_back() {
 
 /// Plaintext, the proxy drops every connection while the pool's connection is in SCRAM
 /// (held at saslStart): the monitor's hello went through in plaintext on this server. The
-/// drop mid-login should be a network failure (Unreachable), not "may require TLS".
+/// drop mid-login is a network failure (Unreachable), not "may require TLS".
 #[tokio::test]
-#[ignore = "FINDING: drop mid-login (after plaintext hello succeeded on the same connection) is classified Tls with the hint to remove \"ssl\": false"]
 async fn drop_all_mid_login_is_not_tls() {
     let env = env(false);
     let proxy = Arc::new(TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap());
@@ -273,9 +269,10 @@ async fn stall_mid_login_times_out() {
 
 /// A server that is down behind a TCP forwarder (NLB, SSH tunnel, sidecar): the forwarder
 /// accepts and then closes. With `"ssl": false` this is reported as "may require TLS"; with
-/// TLS and fallback it triggers a plaintext attempt. Should be Unreachable, no fallback.
+/// TLS and fallback it triggers a plaintext attempt: indistinguishable at the TCP level from a
+/// server without TLS dropping a handshake (README: known limit).
 #[tokio::test]
-#[ignore = "FINDING (low, inherent to the close-means-TLS rule): a dead backend behind a TCP forwarder is classified Tls and, with fallback, retried in plaintext"]
+#[ignore = "known limit (README, DocumentDB): a forwarder with nothing behind it closes the connection as a server without TLS does, so it is classified Tls and, with ALLOW_PLAINTEXT_FALLBACK, retried in plaintext"]
 async fn dead_backend_behind_a_forwarder_is_not_tls() {
     let proxy = TcpProxy::to_port_with(free_port(), Wire::Mongo).unwrap();
     let (r, _) = login(
@@ -299,11 +296,10 @@ async fn dead_backend_behind_a_forwarder_is_not_tls() {
 
 /// An untrusted certificate (TLS server, trust without its CA) under ALLOW_PLAINTEXT_FALLBACK:
 /// the code falls back to plaintext (same rule as PostgreSQL: invalid data is Tls, and any
-/// Tls error falls back). Recorded here: the plaintext attempt happens, and the final error
-/// is the plaintext attempt's ("may require TLS: remove \"ssl\": false", a key the secret
-/// does not have), losing the real cause (the certificate).
+/// Tls error falls back). The plaintext attempt is dropped by the TLS-only server, so the
+/// error returned is the certificate's, not the plaintext attempt's advice to remove an
+/// `"ssl": false` the secret does not have (a hostile review found the cause was lost).
 #[tokio::test]
-#[ignore = "FINDING (low): under fallback an untrusted certificate falls back to plaintext and the final error drops the certificate cause, advising to remove an \"ssl\": false the secret lacks"]
 async fn untrusted_certificate_under_fallback_keeps_its_cause() {
     let env = env(true);
     let proxy = TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap();
