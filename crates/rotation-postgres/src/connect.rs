@@ -277,9 +277,14 @@ pub async fn connect_to(
         }
         TlsPlan::Required => attempt(secret, db, true, config, deadline).await,
         TlsPlan::RequiredWithFallback => match attempt(secret, db, true, config, deadline).await {
-            Err(e) if e.kind() == ErrorKind::Tls => {
-                warn!(host = secret.host(), reason = %e, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
-                attempt(secret, db, false, config, deadline).await
+            Err(tls) if tls.kind() == ErrorKind::Tls => {
+                warn!(host = secret.host(), reason = %tls, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
+                // A failed plaintext attempt keeps the TLS failure beside its own.
+                attempt(secret, db, false, config, deadline)
+                    .await
+                    .map_err(|plain| {
+                        plain.with_note(&format!("verified TLS was tried first and failed: {tls}"))
+                    })
             }
             other => other,
         },
