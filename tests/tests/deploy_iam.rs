@@ -1,4 +1,5 @@
-//! The SAM template's IAM (`deploy/sam/template.yaml`) grants exactly what the code calls: the
+//! The IAM of the SAM template (`deploy/sam/template.yaml`) and of the Terraform module
+//! (`deploy/terraform`) grants exactly what the code calls: the
 //! Secrets Manager, RDS and Redshift operations are derived from the code's SDK calls (the
 //! store's client, the RDS client, the Redshift and Redshift Serverless clients), and the test
 //! fails when the policy lacks one or grants more. It also holds the policy's shape: no `*`
@@ -7,7 +8,8 @@
 //! configured, and only Secrets Manager of this account allowed to invoke the function.
 //!
 //! The template is read with cfn-lint's decoder (the intrinsic-function tags become
-//! `Fn::...` keys), from `.venv` (scripts/setup installs it).
+//! `Fn::...` keys), the module with python-hcl2, both from `.venv` (scripts/setup installs
+//! them); the same rules are checked on both.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,30 +24,63 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn template() -> Value {
+/// Runs Python from `.venv` with `arg`; its standard output is JSON.
+fn python_json(code: &str, arg: &Path) -> Value {
     let python = root().join(".venv/bin/python");
     let out = Command::new(&python)
         .arg("-c")
-        .arg(
-            "import json, sys\nfrom cfnlint.decode import decode\n\
-             t, errors = decode(sys.argv[1])\n\
-             assert not errors, errors\n\
-             print(json.dumps(t, default=str))",
-        )
-        .arg(root().join("deploy/sam/template.yaml"))
+        .arg(code)
+        .arg(arg)
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "{} not runnable ({e}): run scripts/setup, which installs cfn-lint in .venv",
+                "{} not runnable ({e}): run scripts/setup, which installs cfn-lint and python-hcl2 in .venv",
                 python.display()
             )
         });
     assert!(
         out.status.success(),
-        "decoding the template: {}",
+        "reading {}: {}",
+        arg.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn template() -> Value {
+    python_json(
+        "import json, sys\nfrom cfnlint.decode import decode\n\
+         t, errors = decode(sys.argv[1])\n\
+         assert not errors, errors\n\
+         print(json.dumps(t, default=str))",
+        &root().join("deploy/sam/template.yaml"),
+    )
+}
+
+/// The Terraform module's policy statements, each with the `for_each` of its dynamic block
+/// (none for a plain one), and its Lambda permission; strings unquoted.
+fn terraform() -> Value {
+    python_json(
+        r#"import json, sys, hcl2
+def u(x):
+    if isinstance(x, str):
+        return x[1:-1] if len(x) >= 2 and x[0] == '"' and x[-1] == '"' else x
+    if isinstance(x, list):
+        return [u(i) for i in x]
+    if isinstance(x, dict):
+        return {u(k): u(v) for k, v in x.items() if k != '__is_block__'}
+    return x
+d = u(hcl2.load(open(sys.argv[1] + '/main.tf')))
+doc = [b['aws_iam_policy_document']['rotation'] for b in d['data'] if 'aws_iam_policy_document' in b and 'rotation' in b['aws_iam_policy_document']][0]
+statements = [dict(guard=None, **st) for st in doc.get('statement', [])]
+for dyn in doc.get('dynamic', []):
+    body = dyn['statement']
+    statements.append(dict(guard=body['for_each'], **body['content'][0]))
+permission = [r['aws_lambda_permission']['secrets_manager'] for r in d['resource'] if 'aws_lambda_permission' in r][0]
+print(json.dumps(dict(statements=statements, permission=permission, locals=d['locals'][0])))
+"#,
+        &root().join("deploy/terraform"),
+    )
 }
 
 /// `describe_db_clusters` -> `DescribeDBClusters` (IAM spells `DB` in capitals).
@@ -208,28 +243,53 @@ fn statements(t: &Value) -> Vec<Statement> {
     out
 }
 
-fn by_sid<'a>(all: &'a [Statement], sid: &str) -> &'a Statement {
-    all.iter()
-        .find(|s| s.sid == sid)
-        .unwrap_or_else(|| panic!("no statement {sid}"))
+/// The Terraform module's statements, their `for_each` named as the template's conditions.
+fn terraform_statements(tf: &Value) -> Vec<Statement> {
+    let guard = |g: &Value| -> Option<String> {
+        let g = g.as_str()?;
+        let name = match g {
+            "${local.alternating ? [1] : []}" => "Alternating",
+            r#"${local.alternating && var.engine == "rds-postgres" ? [1] : []}"# => {
+                "AlternatingPostgres"
+            }
+            r#"${local.alternating && var.engine == "redshift" ? [1] : []}"# => {
+                "AlternatingRedshift"
+            }
+            r#"${var.kms_key_arn != "" ? [1] : []}"# => "HasKmsKey",
+            "${length(var.subnet_ids) > 0 ? [1] : []}" => "HasVpc",
+            other => panic!("unknown for_each {other}"),
+        };
+        Some(name.to_string())
+    };
+    tf["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| {
+            let resources = strings(&st["resources"]);
+            assert_eq!(resources.len(), 1, "{st}");
+            Statement {
+                guard: guard(&st["guard"]),
+                sid: st["sid"].as_str().unwrap().to_string(),
+                actions: strings(&st["actions"]),
+                resource: Value::String(resources.into_iter().next().unwrap()),
+                condition: st.get("condition").cloned().unwrap_or(Value::Null),
+            }
+        })
+        .collect()
 }
 
-#[test]
-fn the_role_grants_exactly_the_calls_the_code_makes() {
-    let t = template();
-    let all = statements(&t);
+/// The rules both forms follow; `master` is how each names the master secret.
+fn check_role(all: &[Statement], master: &Value) {
     let code = derived();
-
-    for s in &all {
+    for s in all {
         for a in &s.actions {
             assert!(!a.contains('*'), "{}: wildcard action {a}", s.sid);
         }
     }
-
-    // The rotated secrets: every store operation but GetRandomPassword, only on secrets whose
-    // rotation names this function.
-    let rotated = by_sid(&all, "RotatedSecrets");
+    let rotated = by_sid(all, "RotatedSecrets");
     assert_eq!(rotated.guard, None);
+    assert_eq!(rotated.resource, "*");
     let mut store = code.store.clone();
     assert!(store.remove("secretsmanager:GetRandomPassword"));
     assert_eq!(
@@ -240,31 +300,28 @@ fn the_role_grants_exactly_the_calls_the_code_makes() {
         store.contains("secretsmanager:ListSecretVersionIds"),
         "recovery's listing"
     );
-    let arn = &rotated.condition["StringEquals"]["secretsmanager:resource/AllowRotationLambdaArn"];
     assert!(
-        arn["Fn::Sub"]
-            .as_str()
-            .is_some_and(|s| s.ends_with(":function:${FunctionName}")),
-        "AllowRotationLambdaArn names this function: {arn}"
+        rotated
+            .condition
+            .to_string()
+            .contains("secretsmanager:resource/AllowRotationLambdaArn"),
+        "the rotated secrets are those whose rotation names this function: {}",
+        rotated.condition
     );
 
-    let random = by_sid(&all, "RandomPassword");
+    let random = by_sid(all, "RandomPassword");
+    assert_eq!(random.guard, None);
     assert_eq!(
         random.actions,
         ["secretsmanager:GetRandomPassword".to_string()].into()
     );
     assert_eq!(random.resource, "*");
 
-    // The master: alternating users only, that secret only, read (and described, for managed
-    // masters' tags).
-    let master = by_sid(&all, "MasterSecret");
-    assert_eq!(master.guard.as_deref(), Some("Alternating"));
+    let m = by_sid(all, "MasterSecret");
+    assert_eq!(m.guard.as_deref(), Some("Alternating"));
+    assert_eq!(&m.resource, master);
     assert_eq!(
-        master.resource,
-        serde_json::json!({"Ref": "MasterSecretArn"})
-    );
-    assert_eq!(
-        master.actions,
+        m.actions,
         [
             "secretsmanager:DescribeSecret".to_string(),
             "secretsmanager:GetSecretValue".to_string()
@@ -272,39 +329,37 @@ fn the_role_grants_exactly_the_calls_the_code_makes() {
         .into()
     );
 
-    // The engines' own APIs, only for the strategy that uses them.
-    let rds = by_sid(&all, "RdsManagedMasterAndReplicas");
+    let rds = by_sid(all, "RdsManagedMasterAndReplicas");
     assert_eq!(rds.guard.as_deref(), Some("AlternatingPostgres"));
     assert_eq!(
         rds.actions, code.rds,
         "RDS actions vs the RDS client's calls"
     );
-    let redshift = by_sid(&all, "RedshiftManagedAdmin");
+    let redshift = by_sid(all, "RedshiftManagedAdmin");
     assert_eq!(redshift.guard.as_deref(), Some("AlternatingRedshift"));
     assert_eq!(
         redshift.actions, code.redshift,
         "Redshift actions vs the Redshift clients' calls"
     );
-
-    // KMS and ENIs only when configured; logs only for this function's group.
     assert_eq!(
-        by_sid(&all, "SecretsKey").guard.as_deref(),
+        by_sid(all, "SecretsKey").guard.as_deref(),
         Some("HasKmsKey")
     );
     assert_eq!(
-        by_sid(&all, "VpcNetworkInterfaces").guard.as_deref(),
+        by_sid(all, "VpcNetworkInterfaces").guard.as_deref(),
         Some("HasVpc")
     );
-    let logs = by_sid(&all, "Logs");
     assert!(
-        logs.resource["Fn::Sub"]
-            .as_str()
-            .is_some_and(|s| s.contains("/aws/lambda/${FunctionName}")),
-        "{:?}",
-        logs.resource
+        by_sid(all, "Logs")
+            .resource
+            .to_string()
+            .contains("/aws/lambda/${FunctionName}")
+            || by_sid(all, "Logs")
+                .resource
+                .to_string()
+                .contains("/aws/lambda/${var.function_name}"),
+        "logs of this function only"
     );
-
-    // Nothing else: every statement is one of the above.
     let sids: BTreeSet<&str> = all.iter().map(|s| s.sid.as_str()).collect();
     assert_eq!(
         sids,
@@ -318,7 +373,66 @@ fn the_role_grants_exactly_the_calls_the_code_makes() {
             "SecretsKey",
             "VpcNetworkInterfaces"
         ]
-        .into()
+        .into(),
+        "nothing else is granted"
+    );
+}
+
+fn by_sid<'a>(all: &'a [Statement], sid: &str) -> &'a Statement {
+    all.iter()
+        .find(|s| s.sid == sid)
+        .unwrap_or_else(|| panic!("no statement {sid}"))
+}
+
+#[test]
+fn the_role_grants_exactly_the_calls_the_code_makes() {
+    let t = template();
+    let all = statements(&t);
+    check_role(&all, &serde_json::json!({"Ref": "MasterSecretArn"}));
+    let arn = &by_sid(&all, "RotatedSecrets").condition["StringEquals"]["secretsmanager:resource/AllowRotationLambdaArn"];
+    assert!(
+        arn["Fn::Sub"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(":function:${FunctionName}")),
+        "AllowRotationLambdaArn names this function: {arn}"
+    );
+}
+
+#[test]
+fn the_terraform_module_grants_the_same() {
+    let tf = terraform();
+    let all = terraform_statements(&tf);
+    check_role(&all, &Value::String("${var.master_secret_arn}".into()));
+    let rotated = &by_sid(&all, "RotatedSecrets").condition;
+    assert_eq!(rotated[0]["test"], "StringEquals", "{rotated}");
+    assert_eq!(
+        rotated[0]["values"],
+        serde_json::json!(["${local.function_arn}"])
+    );
+    assert!(
+        tf["locals"]["function_arn"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(":function:${var.function_name}")),
+        "{}",
+        tf["locals"]
+    );
+    let p = &tf["permission"];
+    assert_eq!(p["principal"], "secretsmanager.amazonaws.com");
+    assert_eq!(p["action"], "lambda:InvokeFunction");
+    assert_eq!(
+        p["source_account"],
+        "${data.aws_caller_identity.current.account_id}"
+    );
+    assert_eq!(
+        p["source_arn"],
+        r#"${var.secret_arn != "" ? var.secret_arn : null}"#
+    );
+    assert!(
+        tf["locals"]["environment"]
+            .as_str()
+            .is_some_and(|s| s
+                .contains("ALLOWED_MASTER_SECRETS = local.alternating ? var.master_secret_arn")),
+        "the function refuses masters outside the one the role may read"
     );
 }
 

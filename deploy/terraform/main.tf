@@ -1,0 +1,191 @@
+# A Secrets Manager rotation function of this project, its least-privilege role, the permission
+# that lets only Secrets Manager of this account invoke it, and optionally one secret's
+# schedule. The same inputs, IAM and outputs as deploy/sam/template.yaml.
+
+terraform {
+  required_version = ">= 1.0"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.0"
+    }
+  }
+}
+
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  alternating  = var.strategy == "alternating-users"
+  function_arn = "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:function:${var.function_name}"
+  environment = { for k, v in {
+    ROTATION_STRATEGY        = var.strategy
+    SECRETS_MANAGER_ENDPOINT = var.secrets_manager_endpoint
+    ALLOWED_MASTER_SECRETS   = local.alternating ? var.master_secret_arn : ""
+    EXCLUDE_CHARACTERS       = var.exclude_characters
+    PASSWORD_LENGTH          = var.password_length
+    CA_BUNDLE_PATH           = var.ca_bundle_path
+  } : k => v if v != "" }
+}
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "rotation" {
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${var.function_name}:*"]
+  }
+
+  statement {
+    sid = "RotatedSecrets"
+    actions = [
+      "secretsmanager:DescribeSecret",
+      "secretsmanager:GetSecretValue",
+      "secretsmanager:PutSecretValue",
+      "secretsmanager:UpdateSecretVersionStage",
+      "secretsmanager:ListSecretVersionIds",
+    ]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "secretsmanager:resource/AllowRotationLambdaArn"
+      values   = [local.function_arn]
+    }
+  }
+
+  statement {
+    sid       = "RandomPassword"
+    actions   = ["secretsmanager:GetRandomPassword"]
+    resources = ["*"]
+  }
+
+  dynamic "statement" {
+    for_each = local.alternating ? [1] : []
+    content {
+      sid       = "MasterSecret"
+      actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+      resources = [var.master_secret_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.alternating && var.engine == "rds-postgres" ? [1] : []
+    content {
+      sid       = "RdsManagedMasterAndReplicas"
+      actions   = ["rds:DescribeDBInstances", "rds:DescribeDBClusters"]
+      resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.alternating && var.engine == "redshift" ? [1] : []
+    content {
+      sid = "RedshiftManagedAdmin"
+      actions = [
+        "redshift:DescribeClusters",
+        "redshift-serverless:ListNamespaces",
+        "redshift-serverless:ListWorkgroups",
+      ]
+      resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn != "" ? [1] : []
+    content {
+      sid       = "SecretsKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [var.kms_key_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.subnet_ids) > 0 ? [1] : []
+    content {
+      sid = "VpcNetworkInterfaces"
+      actions = [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+      ]
+      resources = ["*"]
+    }
+  }
+}
+
+resource "aws_iam_role" "rotation" {
+  name_prefix        = "${substr(var.function_name, 0, 32)}-"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+resource "aws_iam_role_policy" "rotation" {
+  name   = "rotation"
+  role   = aws_iam_role.rotation.id
+  policy = data.aws_iam_policy_document.rotation.json
+}
+
+resource "aws_lambda_function" "rotation" {
+  function_name    = var.function_name
+  description      = "Secrets Manager rotation (${var.engine}, ${var.strategy})"
+  filename         = var.zip_path
+  source_code_hash = filebase64sha256(var.zip_path)
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  memory_size      = 128
+  timeout          = 60
+  role             = aws_iam_role.rotation.arn
+
+  dynamic "vpc_config" {
+    for_each = length(var.subnet_ids) > 0 ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = var.security_group_ids
+    }
+  }
+
+  environment {
+    variables = local.environment
+  }
+
+  depends_on = [aws_iam_role_policy.rotation]
+
+  lifecycle {
+    precondition {
+      condition     = !local.alternating || var.master_secret_arn != ""
+      error_message = "Alternating users need master_secret_arn."
+    }
+  }
+}
+
+# Only Secrets Manager, on behalf of this account (and of the given secret), may invoke it.
+resource "aws_lambda_permission" "secrets_manager" {
+  function_name  = aws_lambda_function.rotation.function_name
+  action         = "lambda:InvokeFunction"
+  principal      = "secretsmanager.amazonaws.com"
+  source_account = data.aws_caller_identity.current.account_id
+  source_arn     = var.secret_arn != "" ? var.secret_arn : null
+}
+
+resource "aws_secretsmanager_secret_rotation" "schedule" {
+  count               = var.secret_arn != "" ? 1 : 0
+  secret_id           = var.secret_arn
+  rotation_lambda_arn = aws_lambda_function.rotation.arn
+  rotate_immediately  = var.rotate_immediately
+  rotation_rules {
+    schedule_expression = var.schedule_expression
+  }
+  depends_on = [aws_lambda_permission.secrets_manager]
+}
