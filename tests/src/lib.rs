@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use aws_sdk_secretsmanager::types::RotationRulesType;
 use rotation_core::store::{AnyStore, AwsSecretStore, LocalSecretStore, SecretStore};
 use rotation_core::{Stage, StageMove, VersionSelector};
 use rotation_testkit::Moto;
@@ -136,17 +135,7 @@ impl Service {
                     .expect("create function")
             })
             .await;
-        client
-            .rotate_secret()
-            .secret_id(secret)
-            .client_request_token(token)
-            .rotation_lambda_arn(arn)
-            .rotation_rules(
-                RotationRulesType::builder()
-                    .automatically_after_days(7)
-                    .build(),
-            )
-            .send()
+        Moto::rotate_secret(client, secret, token, arn)
             .await
             .expect("RotateSecret in moto");
     }

@@ -16,7 +16,6 @@
 use std::ops::Sub;
 
 use anyhow::{Context, bail, ensure};
-use aws_sdk_secretsmanager::types::RotationRulesType;
 use rotation_core::{
     AwsSecretStore, DatabaseSecret, Deadline, SecretStore, Stage, StageMove, Strategy,
     VersionSelector,
@@ -515,17 +514,7 @@ impl Lab {
                     .await?;
             }
         }
-        self.client
-            .rotate_secret()
-            .secret_id(arn)
-            .client_request_token(token)
-            .rotation_lambda_arn(&db.function_arn)
-            .rotation_rules(
-                RotationRulesType::builder()
-                    .automatically_after_days(7)
-                    .build(),
-            )
-            .send()
+        Moto::rotate_secret(&self.client, arn, token, &db.function_arn)
             .await
             .context("RotateSecret in moto")?;
         Ok(())

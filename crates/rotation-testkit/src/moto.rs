@@ -142,6 +142,32 @@ impl Moto {
         Ok(out.trim().to_string())
     }
 
+    /// What Secrets Manager does before invoking a rotation function: RotateSecret of
+    /// `secret_id` with `token` and the function `function_arn` (from
+    /// [`create_function`](Self::create_function)), which makes the value-less `AWSPENDING`
+    /// stub and, with moto's Lambda forwarding, invokes the function.
+    pub async fn rotate_secret(
+        client: &aws_sdk_secretsmanager::Client,
+        secret_id: &str,
+        token: &str,
+        function_arn: &str,
+    ) -> Result<(), aws_sdk_secretsmanager::Error> {
+        use aws_sdk_secretsmanager::types::RotationRulesType;
+        client
+            .rotate_secret()
+            .secret_id(secret_id)
+            .client_request_token(token)
+            .rotation_lambda_arn(function_arn)
+            .rotation_rules(
+                RotationRulesType::builder()
+                    .automatically_after_days(7)
+                    .build(),
+            )
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// moto's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()

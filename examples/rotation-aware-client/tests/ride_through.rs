@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aws_sdk_secretsmanager::types::RotationRulesType;
 use rotation_aware_client::{Credentials, Error, LoginError, Secret, postgres_login};
 use rotation_core::{AwsSecretStore, Rotation, RotationEvent, Step, Strategy};
 use rotation_engines::{AnyRotator, Engine, Settings};
@@ -59,17 +58,7 @@ async fn lab() -> Lab {
 impl Lab {
     /// RotateSecret's pending stub, as Secrets Manager makes it before invoking the function.
     async fn start_rotation(&self, token: &str) {
-        self.client
-            .rotate_secret()
-            .secret_id(SECRET)
-            .client_request_token(token)
-            .rotation_lambda_arn(&self.function)
-            .rotation_rules(
-                RotationRulesType::builder()
-                    .automatically_after_days(7)
-                    .build(),
-            )
-            .send()
+        Moto::rotate_secret(&self.client, SECRET, token, &self.function)
             .await
             .unwrap();
     }
