@@ -23,7 +23,7 @@ variable "function_name" {
 }
 
 variable "zip_path" {
-  description = "The engine's bootstrap zip (scripts/package: target/lambda/ENGINE/bootstrap.zip)."
+  description = "The engine's bootstrap zip (scripts/package: target/lambda-zips/ENGINE/bootstrap.zip)."
   type        = string
 }
 
