@@ -106,6 +106,12 @@ data "aws_iam_policy_document" "rotation" {
       sid       = "SecretsKey"
       actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
       resources = [var.kms_key_arn]
+      # Only through Secrets Manager (it calls KMS with the function's credentials).
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${data.aws_region.current.name}.amazonaws.com"]
+      }
     }
   }
 
@@ -167,6 +173,14 @@ resource "aws_lambda_function" "rotation" {
       condition     = !local.alternating || var.master_secret_arn != ""
       error_message = "Alternating users need master_secret_arn."
     }
+    precondition {
+      condition     = length(var.subnet_ids) == 0 || length(var.security_group_ids) > 0
+      error_message = "subnet_ids need security_group_ids."
+    }
+    precondition {
+      condition     = !var.attach_secret || var.secret_arn != ""
+      error_message = "attach_secret needs secret_arn."
+    }
   }
 }
 
@@ -180,7 +194,7 @@ resource "aws_lambda_permission" "secrets_manager" {
 }
 
 resource "aws_secretsmanager_secret_rotation" "schedule" {
-  count               = var.secret_arn != "" ? 1 : 0
+  count               = var.attach_secret ? 1 : 0
   secret_id           = var.secret_arn
   rotation_lambda_arn = aws_lambda_function.rotation.arn
   rotate_immediately  = var.rotate_immediately

@@ -20,6 +20,10 @@ variable "strategy" {
 variable "function_name" {
   description = "The function's name (the role's conditions name it)."
   type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,64}$", var.function_name))
+    error_message = "function_name must be 1-64 letters, digits, - or _."
+  }
 }
 
 variable "zip_path" {
@@ -31,6 +35,10 @@ variable "architecture" {
   description = "x86_64 or arm64 (the zip's)."
   type        = string
   default     = "x86_64"
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
 }
 
 variable "subnet_ids" {
@@ -58,7 +66,7 @@ variable "kms_key_arn" {
 }
 
 variable "master_secret_arn" {
-  description = "Alternating users: the master secret's ARN (a trailing * allows several)."
+  description = "Alternating users: the master secret's full ARN (-?????? in place of the random suffix also works)."
   type        = string
   default     = ""
 }
@@ -85,6 +93,12 @@ variable "secret_arn" {
   description = "A secret to rotate with this function (empty: attach secrets later)."
   type        = string
   default     = ""
+}
+
+variable "attach_secret" {
+  description = "Attach secret_arn's rotation schedule (a flag, so that secret_arn may be unknown until apply)."
+  type        = bool
+  default     = false
 }
 
 variable "schedule_expression" {

@@ -32,11 +32,14 @@ pub const MASTER_ALLOW_LIST_ENV: &str = "ALLOWED_MASTER_SECRETS";
 
 /// Which master secrets (the `masterarn` of a secret under alternating-users rotation) a
 /// deployment may use. A secret's author chooses its `masterarn`; without a list, the function
-/// would use any admin secret its role can read on their behalf (W5). Entries are compared
-/// with the `masterarn` exactly as the secret holds it (an ARN or a name); an entry ending in
-/// `*` matches every value that starts with what precedes it (for example
-/// `arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-admin-*`, which also covers
-/// the random suffix Secrets Manager adds to ARNs).
+/// would use any admin secret its role can read on their behalf (W5).
+///
+/// Each entry is a full secret ARN (`arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`),
+/// compared with the `masterarn` exactly as the secret holds it, so a `masterarn` that is a name
+/// or a partial ARN is refused. In the name, `?` matches any one character, as in IAM: the
+/// random suffix Secrets Manager adds to a secret's ARN is `-??????`
+/// (`...:secret:prod/db-admin-??????`), and the same string serves the role's `Resource`. A
+/// trailing `*` matches any rest, after at least one character of the name.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MasterAllowList {
     entries: Vec<String>,
@@ -48,9 +51,19 @@ pub enum AllowListError {
     /// Set, but with no entry.
     #[error("{MASTER_ALLOW_LIST_ENV} is set but lists no secret; unset it to allow any master")]
     Empty,
-    /// `*` elsewhere than at the end of an entry, or an entry that is only `*`.
-    #[error("{MASTER_ALLOW_LIST_ENV} entry {entry:?}: `*` may only end an entry that has a prefix")]
+    /// `*` elsewhere than at the end of an entry's name, or before any character of the name.
+    #[error(
+        "{MASTER_ALLOW_LIST_ENV} entry {entry:?}: `*` may only end an entry, after at least one character of the secret's name"
+    )]
     Wildcard {
+        /// The entry.
+        entry: String,
+    },
+    /// Not a full secret ARN.
+    #[error(
+        "{MASTER_ALLOW_LIST_ENV} entry {entry:?} is not a full secret ARN (arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME)"
+    )]
+    NotASecretArn {
         /// The entry.
         entry: String,
     },
@@ -68,7 +81,22 @@ impl MasterAllowList {
             return Err(AllowListError::Empty);
         }
         for entry in &entries {
-            let body = entry.strip_suffix('*').unwrap_or(entry);
+            let parts: Vec<&str> = entry.splitn(7, ':').collect();
+            let arn = matches!(
+                parts.as_slice(),
+                ["arn", partition, "secretsmanager", region, account, "secret", _]
+                    if !partition.is_empty()
+                        && !region.is_empty()
+                        && account.len() == 12
+                        && account.bytes().all(|b| b.is_ascii_digit())
+            );
+            if !arn {
+                return Err(AllowListError::NotASecretArn {
+                    entry: entry.clone(),
+                });
+            }
+            let name = parts[6];
+            let body = name.strip_suffix('*').unwrap_or(name);
             if body.is_empty() || body.contains('*') {
                 return Err(AllowListError::Wildcard {
                     entry: entry.clone(),
@@ -89,16 +117,28 @@ impl MasterAllowList {
 
     /// Whether `masterarn` may be used.
     pub fn allows(&self, masterarn: &str) -> bool {
-        self.entries.iter().any(|e| match e.strip_suffix('*') {
-            Some(prefix) => masterarn.starts_with(prefix),
-            None => masterarn == e,
-        })
+        self.entries.iter().any(|e| matches(e, masterarn))
     }
 
     /// The entries, as given.
     pub fn entries(&self) -> &[String] {
         &self.entries
     }
+}
+
+/// `pattern` against `value`: `?` is any one character, a trailing `*` any rest.
+fn matches(pattern: &str, value: &str) -> bool {
+    let (body, rest) = match pattern.strip_suffix('*') {
+        Some(body) => (body, true),
+        None => (pattern, false),
+    };
+    let (p, v): (Vec<char>, Vec<char>) = (body.chars().collect(), value.chars().collect());
+    let length_ok = if rest {
+        v.len() >= p.len()
+    } else {
+        v.len() == p.len()
+    };
+    length_ok && p.iter().zip(&v).all(|(p, v)| *p == '?' || p == v)
 }
 
 impl fmt::Debug for MasterAllowList {
@@ -114,28 +154,50 @@ mod tests {
     const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/admin-AbCdEf";
 
     #[test]
-    fn exact_and_prefix_entries() {
+    fn exact_suffix_and_prefix_entries() {
         let l = MasterAllowList::parse(&format!(
-            " {ARN} ,\n arn:aws:secretsmanager:us-east-1:123456789012:secret:team/*"
+            " {ARN} ,\n arn:aws:secretsmanager:us-east-1:123456789012:secret:team/* \
+             arn:aws:secretsmanager:us-east-1:123456789012:secret:ops/db-admin-??????"
         ))
         .unwrap();
-        assert_eq!(l.entries().len(), 2);
+        assert_eq!(l.entries().len(), 3);
         assert!(l.allows(ARN));
         assert!(!l.allows(&format!("{ARN}x")));
         assert!(!l.allows("prod/admin"), "a name is not its ARN");
+        assert!(
+            !l.allows("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/admin"),
+            "a partial ARN is not the ARN"
+        );
         assert!(l.allows("arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db-x1y2z3"));
+        // `-??????`: the random suffix, and nothing longer (no namesake with a longer name).
+        assert!(
+            l.allows("arn:aws:secretsmanager:us-east-1:123456789012:secret:ops/db-admin-Ab12Cd")
+        );
+        assert!(!l.allows(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ops/db-admin-billing-Ab12Cd"
+        ));
         assert!(!l.allows("arn:aws:secretsmanager:us-east-1:123456789012:secret:other"));
         assert!(!l.allows(""));
     }
 
     #[test]
-    fn malformed_lists_are_refused() {
+    fn malformed_or_overbroad_lists_are_refused() {
         assert_eq!(MasterAllowList::parse(" , "), Err(AllowListError::Empty));
-        for bad in ["*", "a*b", "**", "arn:*:x"] {
+        for bad in [
+            "*",
+            "arn:*",
+            "arn:aws:secretsmanager:*",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:*",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:a*b",
+            "arn:aws:secretsmanager:us-east-1:*:secret:x",
+            "arn:aws:secretsmanager:us-east-1:12345:secret:x",
+            "arn:aws:rds:us-east-1:123456789012:db:x",
+            "prod/admin",
+        ] {
             assert!(
                 matches!(
                     MasterAllowList::parse(bad),
-                    Err(AllowListError::Wildcard { .. })
+                    Err(AllowListError::Wildcard { .. } | AllowListError::NotASecretArn { .. })
                 ),
                 "{bad}"
             );
