@@ -65,9 +65,7 @@ async fn login_and_select(
 ) -> anyhow::Result<()> {
     if db.bench.server == ServerKind::Secantus {
         // The driver's connect logs in and pings.
-        let client = documentdb::connect(secret, &db.connect_settings(), deadline).await?;
-        documentdb::close(client, deadline).await;
-        return Ok(());
+        return db.check(secret).await;
     }
     let mut conn = connect::connect_until(secret, &db.config, deadline).await?;
     sqlx::query_scalar::<_, i32>("SELECT 1")

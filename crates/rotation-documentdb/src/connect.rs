@@ -156,13 +156,24 @@ pub async fn bounded<T>(
     what: &str,
     fut: impl std::future::Future<Output = mongodb::error::Result<T>>,
 ) -> Result<T, EngineError> {
-    match deadline.run(fut).await {
-        Ok(r) => r.map_err(|e| engine_error(what.to_string(), e)),
-        Err(_) => Err(EngineError::new(
+    bounded_raw(deadline, what, fut)
+        .await?
+        .map_err(|e| engine_error(what.to_string(), e))
+}
+
+/// Runs a driver call within `deadline`, leaving the driver's own error to the caller (to
+/// look at before it is classified); only running out of time is an [`EngineError`].
+pub async fn bounded_raw<T>(
+    deadline: Deadline,
+    what: &str,
+    fut: impl std::future::Future<Output = mongodb::error::Result<T>>,
+) -> Result<mongodb::error::Result<T>, EngineError> {
+    deadline.run(fut).await.map_err(|_| {
+        EngineError::new(
             ErrorKind::Timeout,
             format!("{what}: no answer before the step's deadline"),
-        )),
-    }
+        )
+    })
 }
 
 async fn attempt(

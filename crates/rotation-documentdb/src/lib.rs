@@ -104,12 +104,14 @@ impl MongoSession {
         let database = self.client.database(db);
         let mut timed = command.clone();
         timed.insert("maxTimeMS", left);
-        match self
-            .deadline
-            .run(database.run_command(timed).into_future())
-            .await
+        match connect::bounded_raw(
+            self.deadline,
+            what,
+            database.run_command(timed).into_future(),
+        )
+        .await?
         {
-            Ok(Err(e)) if refuses_max_time(&e) => {
+            Err(e) if refuses_max_time(&e) => {
                 // A server that does not take maxTimeMS on this command refused it whole, so
                 // nothing ran: run it again without (the client's deadline still bounds it).
                 warn!(
@@ -127,11 +129,7 @@ impl MongoSession {
                 )
                 .await
             }
-            Ok(r) => r.map_err(|e| connect::engine_error(what.to_string(), e)),
-            Err(_) => Err(EngineError::new(
-                ErrorKind::Timeout,
-                format!("{what}: no answer before the step's deadline"),
-            )),
+            r => r.map_err(|e| connect::engine_error(what.to_string(), e)),
         }
     }
 }
