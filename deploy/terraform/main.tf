@@ -20,12 +20,20 @@ locals {
   alternating  = var.strategy == "alternating-users"
   function_arn = "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:function:${var.function_name}"
   environment = { for k, v in {
-    ROTATION_STRATEGY        = var.strategy
-    SECRETS_MANAGER_ENDPOINT = var.secrets_manager_endpoint
-    ALLOWED_MASTER_SECRETS   = local.alternating ? var.master_secret_arn : ""
-    EXCLUDE_CHARACTERS       = var.exclude_characters
-    PASSWORD_LENGTH          = var.password_length
-    CA_BUNDLE_PATH           = var.ca_bundle_path
+    ROTATION_ENGINE            = var.engine
+    ROTATION_STRATEGY          = var.strategy
+    SECRETS_MANAGER_ENDPOINT   = var.secrets_manager_endpoint
+    ALLOWED_MASTER_SECRETS     = local.alternating ? join(",", var.master_secret_arns) : ""
+    EXCLUDE_CHARACTERS         = var.exclude_characters
+    PASSWORD_LENGTH            = var.password_length
+    EXCLUDE_NUMBERS            = var.exclude_numbers
+    EXCLUDE_PUNCTUATION        = var.exclude_punctuation
+    EXCLUDE_UPPERCASE          = var.exclude_uppercase
+    EXCLUDE_LOWERCASE          = var.exclude_lowercase
+    REQUIRE_EACH_INCLUDED_TYPE = var.require_each_included_type
+    ALLOW_PLAINTEXT_FALLBACK   = var.allow_plaintext_fallback ? "true" : ""
+    CONNECT_TIMEOUT_SECONDS    = var.connect_timeout_seconds
+    CA_BUNDLE_PATH             = var.ca_bundle_path
   } : k => v if v != "" }
 }
 
@@ -40,10 +48,12 @@ data "aws_iam_policy_document" "assume" {
 }
 
 data "aws_iam_policy_document" "rotation" {
+  # The log group is created below with its retention, so the role cannot create one (which
+  # would keep logs forever).
   statement {
     sid       = "Logs"
-    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${var.function_name}:*"]
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.rotation.arn}:*"]
   }
 
   statement {
@@ -74,7 +84,7 @@ data "aws_iam_policy_document" "rotation" {
     content {
       sid       = "MasterSecret"
       actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-      resources = [var.master_secret_arn]
+      resources = var.master_secret_arns
     }
   }
 
@@ -101,11 +111,11 @@ data "aws_iam_policy_document" "rotation" {
   }
 
   dynamic "statement" {
-    for_each = var.kms_key_arn != "" ? [1] : []
+    for_each = length(var.kms_key_arns) > 0 ? [1] : []
     content {
       sid       = "SecretsKey"
       actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-      resources = [var.kms_key_arn]
+      resources = var.kms_key_arns
       # Only through Secrets Manager (it calls KMS with the function's credentials).
       condition {
         test     = "StringEquals"
@@ -129,6 +139,11 @@ data "aws_iam_policy_document" "rotation" {
       resources = ["*"]
     }
   }
+}
+
+resource "aws_cloudwatch_log_group" "rotation" {
+  name              = "/aws/lambda/${var.function_name}"
+  retention_in_days = var.log_retention_days
 }
 
 resource "aws_iam_role" "rotation" {
@@ -166,12 +181,12 @@ resource "aws_lambda_function" "rotation" {
     variables = local.environment
   }
 
-  depends_on = [aws_iam_role_policy.rotation]
+  depends_on = [aws_iam_role_policy.rotation, aws_cloudwatch_log_group.rotation]
 
   lifecycle {
     precondition {
-      condition     = !local.alternating || var.master_secret_arn != ""
-      error_message = "Alternating users need master_secret_arn."
+      condition     = !local.alternating || length(var.master_secret_arns) > 0
+      error_message = "Alternating users need master_secret_arns."
     }
     precondition {
       condition     = length(var.subnet_ids) == 0 || length(var.security_group_ids) > 0
@@ -190,7 +205,7 @@ resource "aws_lambda_permission" "secrets_manager" {
   action         = "lambda:InvokeFunction"
   principal      = "secretsmanager.amazonaws.com"
   source_account = data.aws_caller_identity.current.account_id
-  source_arn     = var.secret_arn != "" ? var.secret_arn : null
+  source_arn     = var.invoke_source_arn != "" ? var.invoke_source_arn : (var.secret_arn != "" ? var.secret_arn : null)
 }
 
 resource "aws_secretsmanager_secret_rotation" "schedule" {

@@ -59,14 +59,20 @@ variable "secrets_manager_endpoint" {
   default     = ""
 }
 
-variable "kms_key_arn" {
-  description = "The secrets' customer managed KMS key (empty: the AWS managed key)."
-  type        = string
-  default     = ""
+variable "kms_key_arns" {
+  description = "The customer managed KMS keys of the rotated and master secrets (empty: the AWS managed key)."
+  type        = list(string)
+  default     = []
 }
 
-variable "master_secret_arn" {
-  description = "Alternating users: the master secret's full ARN (-?????? in place of the random suffix also works)."
+variable "master_secret_arns" {
+  description = "Alternating users: the master secrets' full ARNs (-?????? in place of the random suffix also works). The role reads only these and the function refuses any other."
+  type        = list(string)
+  default     = []
+}
+
+variable "invoke_source_arn" {
+  description = "The secrets that may have Secrets Manager invoke the function, as an ARN pattern (empty: secret_arn when given, else any secret of this account)."
   type        = string
   default     = ""
 }
@@ -81,6 +87,78 @@ variable "password_length" {
   description = "PASSWORD_LENGTH (empty: the engine's default)."
   type        = string
   default     = ""
+}
+
+variable "exclude_numbers" {
+  description = "EXCLUDE_NUMBERS: \"\", \"true\" or \"false\" (empty: the engine's default; Redshift ignores it)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = contains(["", "true", "false"], var.exclude_numbers)
+    error_message = "exclude_numbers must be empty, true or false."
+  }
+}
+
+variable "exclude_punctuation" {
+  description = "EXCLUDE_PUNCTUATION: \"\", \"true\" or \"false\" (empty: the engine's default)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = contains(["", "true", "false"], var.exclude_punctuation)
+    error_message = "exclude_punctuation must be empty, true or false."
+  }
+}
+
+variable "exclude_uppercase" {
+  description = "EXCLUDE_UPPERCASE: \"\", \"true\" or \"false\" (empty: the engine's default; Redshift ignores it)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = contains(["", "true", "false"], var.exclude_uppercase)
+    error_message = "exclude_uppercase must be empty, true or false."
+  }
+}
+
+variable "exclude_lowercase" {
+  description = "EXCLUDE_LOWERCASE: \"\", \"true\" or \"false\" (empty: the engine's default; Redshift ignores it)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = contains(["", "true", "false"], var.exclude_lowercase)
+    error_message = "exclude_lowercase must be empty, true or false."
+  }
+}
+
+variable "require_each_included_type" {
+  description = "REQUIRE_EACH_INCLUDED_TYPE: \"\", \"true\" or \"false\" (empty: true)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = contains(["", "true", "false"], var.require_each_included_type)
+    error_message = "require_each_included_type must be empty, true or false."
+  }
+}
+
+variable "allow_plaintext_fallback" {
+  description = "ALLOW_PLAINTEXT_FALLBACK: AWS's retry without TLS when TLS fails, for secrets without an ssl key (off: TLS is verified and never silently dropped)."
+  type        = bool
+  default     = false
+}
+
+variable "connect_timeout_seconds" {
+  description = "CONNECT_TIMEOUT_SECONDS per connection attempt, 1-300 (empty: 5)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[0-9]*$", var.connect_timeout_seconds))
+    error_message = "connect_timeout_seconds must be a number of seconds."
+  }
+}
+
+variable "log_retention_days" {
+  description = "How long the function's log group keeps its logs."
+  type        = number
+  default     = 90
 }
 
 variable "ca_bundle_path" {

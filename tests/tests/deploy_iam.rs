@@ -255,7 +255,7 @@ fn terraform_statements(tf: &Value) -> Vec<Statement> {
             r#"${local.alternating && var.engine == "redshift" ? [1] : []}"# => {
                 "AlternatingRedshift"
             }
-            r#"${var.kms_key_arn != "" ? [1] : []}"# => "HasKmsKey",
+            "${length(var.kms_key_arns) > 0 ? [1] : []}" => "HasKmsKey",
             "${length(var.subnet_ids) > 0 ? [1] : []}" => "HasVpc",
             other => panic!("unknown for_each {other}"),
         };
@@ -279,8 +279,9 @@ fn terraform_statements(tf: &Value) -> Vec<Statement> {
         .collect()
 }
 
-/// The rules both forms follow; `master` is how each names the master secret.
-fn check_role(all: &[Statement], master: &Value) {
+/// The rules both forms follow; `master`, `key` and `log_group` are how each names the master
+/// secrets, the KMS keys and the function's log group.
+fn check_role(all: &[Statement], master: &Value, key: &Value, log_group: &Value) {
     let code = derived();
     for s in all {
         for a in &s.actions {
@@ -341,24 +342,31 @@ fn check_role(all: &[Statement], master: &Value) {
         redshift.actions, code.redshift,
         "Redshift actions vs the Redshift clients' calls"
     );
-    assert_eq!(
-        by_sid(all, "SecretsKey").guard.as_deref(),
-        Some("HasKmsKey")
+    let kms = by_sid(all, "SecretsKey");
+    assert_eq!(kms.guard.as_deref(), Some("HasKmsKey"));
+    assert_eq!(&kms.resource, key);
+    assert!(
+        kms.condition.to_string().contains("kms:ViaService"),
+        "the keys only through Secrets Manager: {}",
+        kms.condition
     );
     assert_eq!(
         by_sid(all, "VpcNetworkInterfaces").guard.as_deref(),
         Some("HasVpc")
     );
-    assert!(
-        by_sid(all, "Logs")
-            .resource
-            .to_string()
-            .contains("/aws/lambda/${FunctionName}")
-            || by_sid(all, "Logs")
-                .resource
-                .to_string()
-                .contains("/aws/lambda/${var.function_name}"),
-        "logs of this function only"
+    let logs = by_sid(all, "Logs");
+    assert_eq!(
+        &logs.resource, log_group,
+        "logs of this function's group only"
+    );
+    assert_eq!(
+        logs.actions,
+        [
+            "logs:CreateLogStream".to_string(),
+            "logs:PutLogEvents".to_string()
+        ]
+        .into(),
+        "no CreateLogGroup: the deployment creates the group with its retention"
     );
     let sids: BTreeSet<&str> = all.iter().map(|s| s.sid.as_str()).collect();
     assert_eq!(
@@ -388,7 +396,21 @@ fn by_sid<'a>(all: &'a [Statement], sid: &str) -> &'a Statement {
 fn the_role_grants_exactly_the_calls_the_code_makes() {
     let t = template();
     let all = statements(&t);
-    check_role(&all, &serde_json::json!({"Ref": "MasterSecretArn"}));
+    check_role(
+        &all,
+        &serde_json::json!({"Ref": "MasterSecretArns"}),
+        &serde_json::json!({"Ref": "KmsKeyArns"}),
+        &serde_json::json!({"Fn::Sub": "${LogGroup.Arn}"}),
+    );
+    let group = &t["Resources"]["LogGroup"]["Properties"];
+    assert_eq!(
+        group["LogGroupName"],
+        serde_json::json!({"Fn::Sub": "/aws/lambda/${FunctionName}"})
+    );
+    assert_eq!(
+        group["RetentionInDays"],
+        serde_json::json!({"Ref": "LogRetentionDays"})
+    );
     let arn = &by_sid(&all, "RotatedSecrets").condition["StringEquals"]["secretsmanager:resource/AllowRotationLambdaArn"];
     assert!(
         arn["Fn::Sub"]
@@ -402,7 +424,12 @@ fn the_role_grants_exactly_the_calls_the_code_makes() {
 fn the_terraform_module_grants_the_same() {
     let tf = terraform();
     let all = terraform_statements(&tf);
-    check_role(&all, &Value::String("${var.master_secret_arn}".into()));
+    check_role(
+        &all,
+        &Value::String("${var.master_secret_arns}".into()),
+        &Value::String("${var.kms_key_arns}".into()),
+        &Value::String("${aws_cloudwatch_log_group.rotation.arn}:*".into()),
+    );
     let rotated = &by_sid(&all, "RotatedSecrets").condition;
     assert_eq!(rotated[0]["test"], "StringEquals", "{rotated}");
     assert_eq!(
@@ -425,15 +452,23 @@ fn the_terraform_module_grants_the_same() {
     );
     assert_eq!(
         p["source_arn"],
-        r#"${var.secret_arn != "" ? var.secret_arn : null}"#
+        r#"${var.invoke_source_arn != "" ? var.invoke_source_arn : (var.secret_arn != "" ? var.secret_arn : null)}"#
     );
+    let env = tf["locals"]["environment"].as_str().unwrap();
+    let env: String = env.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        tf["locals"]["environment"]
-            .as_str()
-            .is_some_and(|s| s
-                .contains("ALLOWED_MASTER_SECRETS = local.alternating ? var.master_secret_arn")),
-        "the function refuses masters outside the one the role may read"
+        env.contains(
+            r#"ALLOWED_MASTER_SECRETS = local.alternating ? join(",", var.master_secret_arns)"#
+        ),
+        "the function refuses masters outside those the role may read: {env}"
     );
+    assert!(env.contains("ROTATION_ENGINE = var.engine"), "{env}");
+    for var in rotation_engines::SETTINGS_ENV {
+        assert!(
+            env.contains(&format!("{var} = ")),
+            "the module offers {var}: {env}"
+        );
+    }
 }
 
 #[test]
@@ -448,17 +483,30 @@ fn only_secrets_manager_of_this_account_may_invoke_the_function() {
     );
     assert_eq!(
         p["SourceArn"],
-        serde_json::json!({"Fn::If": ["HasSecret", {"Ref": "SecretArn"}, {"Ref": "AWS::NoValue"}]})
+        serde_json::json!({"Fn::If": ["HasSourcePattern", {"Ref": "InvokeSourceArn"},
+            {"Fn::If": ["HasSecret", {"Ref": "SecretArn"}, {"Ref": "AWS::NoValue"}]}]})
     );
-    // The function refuses masters outside the one the role may read.
+    // The function refuses masters outside those the role may read.
     let env = &t["Resources"]["Function"]["Properties"]["Environment"]["Variables"];
     assert_eq!(
         env[rotation_core::MASTER_ALLOW_LIST_ENV],
-        serde_json::json!({"Fn::If": ["Alternating", {"Ref": "MasterSecretArn"}, {"Ref": "AWS::NoValue"}]})
+        serde_json::json!({"Fn::If": ["Alternating", {"Fn::Join": [",", {"Ref": "MasterSecretArns"}]}, {"Ref": "AWS::NoValue"}]})
     );
     assert_eq!(
         env["ROTATION_STRATEGY"],
         serde_json::json!({"Ref": "Strategy"})
+    );
+    assert_eq!(env["ROTATION_ENGINE"], serde_json::json!({"Ref": "Engine"}));
+    let offered: BTreeSet<&str> = env
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let read: BTreeSet<&str> = rotation_engines::SETTINGS_ENV.into_iter().collect();
+    assert_eq!(
+        offered, read,
+        "the template offers every setting the functions read"
     );
 }
 
@@ -478,4 +526,12 @@ fn the_template_offers_every_lambda_binary() {
         })
         .collect();
     assert_eq!(offered, bins);
+    let functions: BTreeSet<String> = rotation_engines::Engine::ALL
+        .into_iter()
+        .map(|e| e.function_name().to_string())
+        .collect();
+    assert_eq!(
+        offered, functions,
+        "ROTATION_ENGINE takes the template's Engine"
+    );
 }

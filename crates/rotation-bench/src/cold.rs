@@ -124,6 +124,8 @@ fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String
     let mut env: Vec<(String, String)> = [
         ("AWS_LAMBDA_RUNTIME_API", api),
         ("ROTATION_STRATEGY", strategy),
+        // As the deployment templates set it.
+        ("ROTATION_ENGINE", function),
         ("SECRETS_MANAGER_ENDPOINT", &lab.moto.endpoint()),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),

@@ -24,6 +24,29 @@ use rotation_redshift::RedshiftRotator;
 /// `ROTATION_STRATEGY`: `single-user` or `alternating-users`.
 pub const STRATEGY_ENV: &str = "ROTATION_STRATEGY";
 
+/// `ROTATION_ENGINE`: set by the deployment templates to the engine they deploy (their `Engine`
+/// parameter), so that a function whose code serves another engine refuses to start.
+pub const ENGINE_ENV: &str = "ROTATION_ENGINE";
+
+/// Every variable a deployment of a rotation function may set, besides those the Lambda runtime
+/// sets: the deployment templates offer each.
+pub const SETTINGS_ENV: [&str; 14] = [
+    ENGINE_ENV,
+    STRATEGY_ENV,
+    rotation_core::store::ENDPOINT_ENV,
+    rotation_core::MASTER_ALLOW_LIST_ENV,
+    rotation_core::policy::env::EXCLUDE_CHARACTERS,
+    rotation_core::policy::env::PASSWORD_LENGTH,
+    rotation_core::policy::env::EXCLUDE_NUMBERS,
+    rotation_core::policy::env::EXCLUDE_PUNCTUATION,
+    rotation_core::policy::env::EXCLUDE_UPPERCASE,
+    rotation_core::policy::env::EXCLUDE_LOWERCASE,
+    rotation_core::policy::env::REQUIRE_EACH_INCLUDED_TYPE,
+    rotation_postgres::config::PLAINTEXT_FALLBACK_ENV,
+    rotation_postgres::config::CONNECT_TIMEOUT_ENV,
+    rotation_postgres::config::CA_BUNDLE_ENV,
+];
+
 /// A database engine this toolkit rotates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -51,6 +74,16 @@ impl Engine {
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
         self.profile().name
+    }
+
+    /// The name of its Lambda function: its binary, its zip's directory and the deployment
+    /// templates' `Engine` (`rds-postgres`, `redshift`, `documentdb`).
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "rds-postgres",
+            Engine::Redshift => "redshift",
+            Engine::DocumentDb => "documentdb",
+        }
     }
 
     /// From a command-line name.

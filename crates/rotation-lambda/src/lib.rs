@@ -12,7 +12,7 @@ use rotation_core::{
     AwsSecretStore, Deadline, Rotation, RotationError, RotationEvent, Rotator, SecretStore,
     Strategy, error_chain,
 };
-use rotation_engines::{Engine, Settings, strategy_from_env};
+use rotation_engines::{ENGINE_ENV, Engine, Settings, strategy_from_env};
 use serde_json::{Value, json};
 
 /// Time kept back from the invocation's deadline to report a failure (W16).
@@ -41,6 +41,37 @@ pub enum StartupError {
     /// The engine's configuration is unusable.
     #[error(transparent)]
     Config(Box<dyn std::error::Error + Send + Sync>),
+    /// `ROTATION_ENGINE` (the deployment's Engine parameter) names another engine than the
+    /// code's: the wrong zip was uploaded, and the role grants another engine's calls.
+    #[error(
+        "{ENGINE_ENV} is {configured:?} but this code is the {code} rotation function: deploy the {configured} zip (target/lambda-zips/{configured}/bootstrap.zip) or correct the deployment's Engine"
+    )]
+    EngineMismatch {
+        /// The variable's value.
+        configured: String,
+        /// The binary's engine.
+        code: &'static str,
+    },
+}
+
+/// Fails when `ROTATION_ENGINE` is set and names another engine than `engine`.
+pub fn check_engine_env(
+    engine: Engine,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(), StartupError> {
+    match lookup(ENGINE_ENV) {
+        Some(v)
+            if !v.trim().is_empty()
+                && v.trim() != engine.function_name()
+                && v.trim() != engine.name() =>
+        {
+            Err(StartupError::EngineMismatch {
+                configured: v,
+                code: engine.function_name(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The SDK configuration for a function: Lambda hands its role's credentials over in the
@@ -217,9 +248,17 @@ where
     let name = engine.name();
     let result = async {
         require_lambda()?;
+        check_engine_env(engine, |k| std::env::var(k).ok())?;
         let strategy = strategy_from_env().map_err(StartupError::config)?;
         let settings = Settings::from_env(engine).map_err(StartupError::config)?;
         settings.postgres.trust.log_sources();
+        if strategy == Strategy::AlternatingUsers && settings.master_allow_list.is_none() {
+            tracing::warn!(
+                engine = name,
+                "{} is not set: any masterarn a secret names is used if the role can read it; list the master secrets this function may use (W5)",
+                rotation_core::MASTER_ALLOW_LIST_ENV
+            );
+        }
         let sdk = sdk_config().await;
         let store = AwsSecretStore::from_sdk_config(&sdk);
         let rotation = Rotation::new(

@@ -179,3 +179,52 @@ fn documentdb_settings_are_checked_at_start() {
         assert!(!text.contains("PASSWORD_LENGTH"), "{text}");
     }
 }
+
+#[test]
+fn code_of_another_engine_than_the_deployment_names_fails_at_start() {
+    // The templates set ROTATION_ENGINE to their Engine parameter; the role grants that
+    // engine's calls, so the wrong zip must not start.
+    let mut env = LAMBDA.to_vec();
+    env.extend([
+        ("ROTATION_STRATEGY", "single-user"),
+        ("ROTATION_ENGINE", "redshift"),
+    ]);
+    let (code, text) = run(&env);
+    assert_ne!(code, Some(101), "panicked: {text}");
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains("ROTATION_ENGINE") && text.contains("rds-postgres"),
+        "{text}"
+    );
+    assert!(!text.contains("ready"), "{text}");
+    // Its own engine starts.
+    for (bin, name) in [
+        (env!("CARGO_BIN_EXE_rds-postgres"), "rds-postgres"),
+        (env!("CARGO_BIN_EXE_redshift"), "redshift"),
+        (env!("CARGO_BIN_EXE_documentdb"), "documentdb"),
+    ] {
+        let mut env = LAMBDA.to_vec();
+        env.extend([
+            ("ROTATION_STRATEGY", "single-user"),
+            ("ROTATION_ENGINE", name),
+        ]);
+        let (code, text) = run_bin(bin, &env);
+        assert_ne!(code, Some(101), "panicked: {text}");
+        assert!(text.contains("ready"), "{name}: {text}");
+    }
+}
+
+#[test]
+fn alternating_users_without_an_allow_list_are_warned_at_start() {
+    let mut env = LAMBDA.to_vec();
+    env.push(("ROTATION_STRATEGY", "alternating-users"));
+    let (code, text) = run(&env);
+    assert_ne!(code, Some(101), "panicked: {text}");
+    assert!(text.contains("ready"), "it starts: {text}");
+    assert!(text.contains("ALLOWED_MASTER_SECRETS is not set"), "{text}");
+    // Not for single users, who read no master.
+    let mut env = LAMBDA.to_vec();
+    env.push(("ROTATION_STRATEGY", "single-user"));
+    let (_, text) = run(&env);
+    assert!(!text.contains("ALLOWED_MASTER_SECRETS"), "{text}");
+}

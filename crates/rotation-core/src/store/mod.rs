@@ -16,7 +16,7 @@ use std::future::Future;
 use secrecy::SecretString;
 
 pub use any::AnyStore;
-pub use aws::AwsSecretStore;
+pub use aws::{AwsSecretStore, ENDPOINT_ENV};
 pub use local::LocalSecretStore;
 
 use crate::policy::PasswordPolicy;
