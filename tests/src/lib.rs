@@ -11,6 +11,7 @@ use rotation_testkit::Moto;
 use secrecy::{ExposeSecret, SecretString};
 
 pub mod engines;
+pub mod faults;
 pub mod fixture;
 
 /// One test per scenario and store: `both_stores!(scenario, ...)` makes `scenario::local` and

@@ -6,6 +6,8 @@
 //! - [`RecordingStore`]: wraps any [`crate::SecretStore`], counts its calls by Secrets Manager
 //!   operation, records the tokens passed to each put, and can hold back the write of a pending
 //!   value (a sleep or a [`PutGate`]) to build races.
+//! - [`FaultyStore`] and [`FaultyRotator`]: wrap any store and any engine and fail the k-th I/O
+//!   call of a rotation ([`FaultPlan`]) before it is made, by hanging, or after it took effect.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,7 +21,9 @@ use crate::rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
 use crate::secret::DatabaseSecret;
 use crate::stage::Strategy;
 
+mod faults;
 mod recording;
+pub use faults::{Fault, FaultPlan, FaultyRotator, FaultyStore, Fired};
 pub use recording::{Call, CallCounts, Operation, Pause, Put, PutGate, RecordingStore};
 
 /// The fake engine's profile: `engine` must be `fake`.

@@ -1,0 +1,42 @@
+//! Proof of no lockout, part 1: a rotation failing at each of its I/O calls, each way a call can
+//! fail, then what comes next in practice, for every engine and strategy, against real servers
+//! (`rotation_tests::faults` says what is checked and when). `FAULT_SWEEP=full` runs every
+//! fault mode with every follow-up; the default is the CI plan. Figures: RELIABILITY.md.
+
+#![recursion_limit = "256"]
+
+use rotation_core::Strategy;
+use rotation_tests::engines::Engine;
+use rotation_tests::faults::{Plan, Sweep};
+
+async fn sweep(engine: Engine, strategy: Strategy) {
+    let plan = Plan::from_env();
+    let report = Sweep::start(engine, strategy).await.run(&plan).await;
+    eprintln!("SWEEP {engine} {strategy}: {report}");
+    assert!(report.injection_points >= 8, "{report}");
+    assert!(report.scenarios > 0, "{report}");
+    assert!(
+        report.violations.is_empty(),
+        "{} violations: {:#?}",
+        report.violations.len(),
+        report.violations
+    );
+}
+
+macro_rules! sweeps {
+    ($($name:ident: $engine:ident, $strategy:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            sweep(Engine::$engine, Strategy::$strategy).await
+        }
+    )*};
+}
+
+sweeps! {
+    postgres_single_user: Postgres, SingleUser;
+    postgres_alternating_users: Postgres, AlternatingUsers;
+    redshift_single_user: Redshift, SingleUser;
+    redshift_alternating_users: Redshift, AlternatingUsers;
+    documentdb_single_user: DocumentDb, SingleUser;
+    documentdb_alternating_users: DocumentDb, AlternatingUsers;
+}
