@@ -3,11 +3,13 @@
 # schedule. The same inputs, IAM and outputs as deploy/sam/template.yaml.
 
 terraform {
-  required_version = ">= 1.0"
+  # Preconditions need 1.2.
+  required_version = ">= 1.2"
   required_providers {
     aws = {
+      # rotate_immediately of aws_secretsmanager_secret_rotation: 5.37 and later.
       source  = "hashicorp/aws"
-      version = "~> 5.0"
+      version = ">= 5.37, < 6.0"
     }
   }
 }
@@ -132,6 +134,7 @@ data "aws_iam_policy_document" "rotation" {
       actions = [
         "ec2:CreateNetworkInterface",
         "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
         "ec2:DeleteNetworkInterface",
         "ec2:AssignPrivateIpAddresses",
         "ec2:UnassignPrivateIpAddresses",
@@ -168,6 +171,7 @@ resource "aws_lambda_function" "rotation" {
   memory_size      = 128
   timeout          = 60
   role             = aws_iam_role.rotation.arn
+  layers           = var.layers
 
   dynamic "vpc_config" {
     for_each = length(var.subnet_ids) > 0 ? [1] : []
@@ -190,11 +194,11 @@ resource "aws_lambda_function" "rotation" {
     }
     precondition {
       condition     = length(var.subnet_ids) == 0 || length(var.security_group_ids) > 0
-      error_message = "subnet_ids need security_group_ids."
+      error_message = "The subnet_ids need security_group_ids."
     }
     precondition {
       condition     = !var.attach_secret || var.secret_arn != ""
-      error_message = "attach_secret needs secret_arn."
+      error_message = "The attach_secret needs secret_arn."
     }
   }
 }

@@ -3,7 +3,7 @@ variable "engine" {
   type        = string
   validation {
     condition     = contains(["rds-postgres", "redshift", "documentdb"], var.engine)
-    error_message = "engine must be rds-postgres, redshift or documentdb."
+    error_message = "The engine must be rds-postgres, redshift or documentdb."
   }
 }
 
@@ -13,7 +13,7 @@ variable "strategy" {
   default     = "single-user"
   validation {
     condition     = contains(["single-user", "alternating-users"], var.strategy)
-    error_message = "strategy must be single-user or alternating-users."
+    error_message = "The strategy must be single-user or alternating-users."
   }
 }
 
@@ -22,7 +22,7 @@ variable "function_name" {
   type        = string
   validation {
     condition     = can(regex("^[A-Za-z0-9_-]{1,64}$", var.function_name))
-    error_message = "function_name must be 1-64 letters, digits, - or _."
+    error_message = "The function_name must be 1-64 letters, digits, - or _."
   }
 }
 
@@ -37,7 +37,7 @@ variable "architecture" {
   default     = "x86_64"
   validation {
     condition     = contains(["x86_64", "arm64"], var.architecture)
-    error_message = "architecture must be x86_64 or arm64."
+    error_message = "The architecture must be x86_64 or arm64."
   }
 }
 
@@ -75,6 +75,10 @@ variable "invoke_source_arn" {
   description = "The secrets that may have Secrets Manager invoke the function, as an ARN pattern (empty: secret_arn when given, else any secret of this account)."
   type        = string
   default     = ""
+  validation {
+    condition     = can(regex("^$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.invoke_source_arn))
+    error_message = "The invoke_source_arn must be a secret ARN pattern (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME*)."
+  }
 }
 
 variable "exclude_characters" {
@@ -95,7 +99,7 @@ variable "exclude_numbers" {
   default     = ""
   validation {
     condition     = contains(["", "true", "false"], var.exclude_numbers)
-    error_message = "exclude_numbers must be empty, true or false."
+    error_message = "The exclude_numbers must be empty, true or false."
   }
 }
 
@@ -105,7 +109,7 @@ variable "exclude_punctuation" {
   default     = ""
   validation {
     condition     = contains(["", "true", "false"], var.exclude_punctuation)
-    error_message = "exclude_punctuation must be empty, true or false."
+    error_message = "The exclude_punctuation must be empty, true or false."
   }
 }
 
@@ -115,7 +119,7 @@ variable "exclude_uppercase" {
   default     = ""
   validation {
     condition     = contains(["", "true", "false"], var.exclude_uppercase)
-    error_message = "exclude_uppercase must be empty, true or false."
+    error_message = "The exclude_uppercase must be empty, true or false."
   }
 }
 
@@ -125,7 +129,7 @@ variable "exclude_lowercase" {
   default     = ""
   validation {
     condition     = contains(["", "true", "false"], var.exclude_lowercase)
-    error_message = "exclude_lowercase must be empty, true or false."
+    error_message = "The exclude_lowercase must be empty, true or false."
   }
 }
 
@@ -135,7 +139,7 @@ variable "require_each_included_type" {
   default     = ""
   validation {
     condition     = contains(["", "true", "false"], var.require_each_included_type)
-    error_message = "require_each_included_type must be empty, true or false."
+    error_message = "The require_each_included_type must be empty, true or false."
   }
 }
 
@@ -151,7 +155,7 @@ variable "connect_timeout_seconds" {
   default     = ""
   validation {
     condition     = can(regex("^[0-9]*$", var.connect_timeout_seconds))
-    error_message = "connect_timeout_seconds must be a number of seconds."
+    error_message = "The connect_timeout_seconds must be a number of seconds."
   }
 }
 
@@ -162,15 +166,25 @@ variable "log_retention_days" {
 }
 
 variable "ca_bundle_path" {
-  description = "CA_BUNDLE_PATH in the package or a layer (empty: the embedded RDS bundle and the system store)."
+  description = "CA_BUNDLE_PATH, a PEM file in one of the layers (/opt/...) (empty: the embedded RDS bundle and the system store)."
   type        = string
   default     = ""
 }
 
 variable "secret_arn" {
-  description = "A secret to rotate with this function (empty: attach secrets later)."
+  description = "A secret to rotate with this function, its full ARN with the random suffix (empty: attach secrets later)."
   type        = string
   default     = ""
+  validation {
+    condition     = can(regex("^$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+-[A-Za-z0-9]{6}$", var.secret_arn))
+    error_message = "The secret_arn must be the secret's full ARN, with the six-character suffix Secrets Manager adds."
+  }
+}
+
+variable "layers" {
+  description = "Lambda layer version ARNs, for example one holding ca_bundle_path's PEM file under /opt."
+  type        = list(string)
+  default     = []
 }
 
 variable "attach_secret" {

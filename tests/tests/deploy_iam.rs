@@ -102,18 +102,36 @@ fn iam_action(op: &str) -> String {
 /// `.<operation>()` on the next line, the code's one style of SDK call), as IAM actions of
 /// `service`.
 fn calls(file: &str, field: &str, service: &str) -> BTreeSet<String> {
+    let sites = call_sites(file, field, service);
+    assert!(!sites.is_empty(), "no SDK call found in {file}");
+    sites.into_iter().collect()
+}
+
+/// Every call site of [`calls`], repeated operations included.
+fn call_sites(file: &str, field: &str, service: &str) -> Vec<String> {
     let text = std::fs::read_to_string(root().join(file)).unwrap();
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let mut ops = BTreeSet::new();
+    let mut ops = vec![];
     for pair in lines.windows(2) {
         if pair[0].ends_with(&format!(".{field}"))
             && let Some(op) = pair[1].strip_prefix('.').and_then(|l| l.strip_suffix("()"))
         {
-            ops.insert(format!("{service}:{}", iam_action(op)));
+            ops.push(format!("{service}:{}", iam_action(op)));
         }
     }
-    assert!(!ops.is_empty(), "no SDK call found in {file}");
     ops
+}
+
+/// Every request `file` sends is one the scan above found: as many call sites through
+/// `fields` as `.send()`s (a call written in another style would be missed otherwise).
+fn every_send_is_seen(file: &str, fields: &[&str]) {
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    let sends = text.matches(".send()").count();
+    let seen: usize = fields.iter().map(|f| call_sites(file, f, "x").len()).sum();
+    assert_eq!(
+        seen, sends,
+        "{file}: {sends} requests sent, {seen} SDK calls found by the scan"
+    );
 }
 
 /// The crates the Lambda binaries are built from (`rotation-lambda` and what it depends on in
@@ -152,6 +170,12 @@ fn derived() -> Derived {
             );
         }
     }
+    every_send_is_seen("crates/rotation-core/src/store/aws.rs", &["client"]);
+    every_send_is_seen("crates/rotation-postgres/src/rds.rs", &["client"]);
+    every_send_is_seen(
+        "crates/rotation-redshift/src/api.rs",
+        &["redshift", "serverless"],
+    );
     let mut redshift = calls(
         "crates/rotation-redshift/src/api.rs",
         "redshift",
@@ -344,15 +368,31 @@ fn check_role(all: &[Statement], master: &Value, key: &Value, log_group: &Value)
     );
     let kms = by_sid(all, "SecretsKey");
     assert_eq!(kms.guard.as_deref(), Some("HasKmsKey"));
+    assert_eq!(
+        kms.actions,
+        ["kms:Decrypt".to_string(), "kms:GenerateDataKey".to_string()].into()
+    );
     assert_eq!(&kms.resource, key);
     assert!(
         kms.condition.to_string().contains("kms:ViaService"),
         "the keys only through Secrets Manager: {}",
         kms.condition
     );
+    let vpc = by_sid(all, "VpcNetworkInterfaces");
+    assert_eq!(vpc.guard.as_deref(), Some("HasVpc"));
+    // What AWSLambdaVPCAccessExecutionRole grants for a function's network interfaces.
     assert_eq!(
-        by_sid(all, "VpcNetworkInterfaces").guard.as_deref(),
-        Some("HasVpc")
+        vpc.actions,
+        [
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:CreateNetworkInterface",
+            "ec2:DeleteNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets",
+            "ec2:UnassignPrivateIpAddresses",
+        ]
+        .map(String::from)
+        .into()
     );
     let logs = by_sid(all, "Logs");
     assert_eq!(

@@ -95,9 +95,17 @@ impl MasterAllowList {
                     entry: entry.clone(),
                 });
             }
+            if parts[..6].iter().any(|p| p.contains(['?', '*'])) {
+                return Err(AllowListError::NotASecretArn {
+                    entry: entry.clone(),
+                });
+            }
             let name = parts[6];
             let body = name.strip_suffix('*').unwrap_or(name);
-            if body.is_empty() || body.contains('*') {
+            // A wildcard only after a literal character of the name: `?*` would be any secret.
+            let literal = body.trim_end_matches('?');
+            if body.contains('*') || (name.ends_with('*') && literal.is_empty()) || body.is_empty()
+            {
                 return Err(AllowListError::Wildcard {
                     entry: entry.clone(),
                 });
@@ -189,6 +197,11 @@ mod tests {
             "arn:aws:secretsmanager:*",
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:*",
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:a*b",
+            // `?*` would allow every secret; `?` belongs in the name only.
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:?*",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:???*",
+            "arn:aws:secretsmanager:us-eas?-1:123456789012:secret:x",
+            "arn:aw?:secretsmanager:us-east-1:123456789012:secret:x",
             "arn:aws:secretsmanager:us-east-1:*:secret:x",
             "arn:aws:secretsmanager:us-east-1:12345:secret:x",
             "arn:aws:rds:us-east-1:123456789012:db:x",
