@@ -274,6 +274,14 @@ impl Env {
         }
     }
 
+    /// The CA of a TLS server's certificate.
+    pub fn ca_pem(&self) -> Option<&std::path::Path> {
+        match &self.server {
+            Server::Pg(pg) => pg.ca_pem(),
+            Server::Secantus { db, .. } => db.ca_pem(),
+        }
+    }
+
     /// A new fault-injecting proxy straight to the server, following the engine's protocol.
     pub fn proxy(&self) -> TcpProxy {
         let port = match &self.server {

@@ -69,6 +69,12 @@ pub struct Plan {
     pub cases: Vec<(Fault, Vec<FollowUp>)>,
     /// The deadline of a faulted attempt's steps (a hang lasts this long).
     pub fault_step_timeout: Duration,
+    /// Alternating users: also fail each call of a first rotation (the one that creates the
+    /// clone), with each mode but a hang, then Secrets Manager's retry; a new user each time.
+    pub first_rotations: bool,
+    /// Overrides [`Options::recovery_limit`] (0 turns the recovery of unlabelled versions off,
+    /// for a control run that must find lockouts).
+    pub recovery_limit: Option<usize>,
 }
 
 impl Plan {
@@ -80,6 +86,8 @@ impl Plan {
                 .map(|f| (f, FollowUp::ALL.to_vec()))
                 .collect(),
             fault_step_timeout: Duration::from_millis(1500),
+            first_rotations: true,
+            recovery_limit: None,
         }
     }
 
@@ -93,6 +101,8 @@ impl Plan {
                 (Fault::Hang, vec![FollowUp::Retry]),
             ],
             fault_step_timeout: Duration::from_millis(1500),
+            first_rotations: true,
+            recovery_limit: None,
         }
     }
 
@@ -119,6 +129,8 @@ pub struct Violation {
 pub struct Report {
     /// I/O calls of a clean rotation (the injection points).
     pub injection_points: usize,
+    /// Alternating users: I/O calls of a first rotation (creating the clone), 0 if not swept.
+    pub first_rotation_points: usize,
     /// The calls of a clean rotation, in order.
     pub calls: Vec<&'static str>,
     /// Scenarios run (a fault that fired, then its follow-up).
@@ -137,9 +149,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} injection points ({}), {} scenarios, {} faults not fired, {} checks, {} violations, {:.1} s",
+            "{} injection points ({}), {} first-rotation points, {} scenarios, {} faults not fired, {} checks, {} violations, {:.1} s",
             self.injection_points,
             self.calls.join(" "),
+            self.first_rotation_points,
             self.scenarios,
             self.not_fired,
             self.checks,
@@ -157,8 +170,12 @@ pub struct Sweep {
     env: Env,
     strategy: Strategy,
     plan: Arc<FaultPlan>,
+    recovery_limit: usize,
+    /// The user and secret of the scenario being run.
+    user: String,
     secret: String,
     master: Option<Value>,
+    master_arn: Option<String>,
     /// The secret's keys other than those a rotation may change.
     kept: Value,
     report: Report,
@@ -166,36 +183,56 @@ pub struct Sweep {
 
 const USER: &str = "faulted";
 const SECRET: &str = "faulted";
+const INITIAL: &str = "Initial-pw-1";
+
+/// `user`'s secret on `env`'s server, with extra keys a rotation must keep.
+fn user_secret(env: &Env, user: &str, master_arn: Option<&str>) -> Value {
+    let mut value = env.plain_secret(user, INITIAL);
+    value["team"] = json!("payments");
+    value["nested"] = json!({"list": [1, 2.5, "ü", null], "flag": true});
+    if let Some(arn) = master_arn {
+        value["masterarn"] = json!(arn);
+    }
+    value
+}
 
 impl Sweep {
     /// A server for `engine` (plaintext: the sweep is about the algorithm, and TLS only slows
     /// every login) with one user and its secret; alternating users also get the master secret.
     pub async fn start(engine: Engine, strategy: Strategy) -> Sweep {
         let env = Env::plain(engine);
-        env.create_user(USER, "Initial-pw-1");
-        let mut value = env.plain_secret(USER, "Initial-pw-1");
-        value["team"] = json!("payments");
-        value["nested"] = json!({"list": [1, 2.5, "ü", null], "flag": true});
-        let master = match strategy {
+        env.create_user(USER, INITIAL);
+        let (master, master_arn) = match strategy {
             Strategy::AlternatingUsers => {
                 let master = env.master_secret(Some(json!(false)));
                 let arn = env.put("master", &master).await;
-                value["masterarn"] = json!(arn);
-                Some(master)
+                (Some(master), Some(arn))
             }
-            Strategy::SingleUser => None,
+            Strategy::SingleUser => (None, None),
         };
+        let value = user_secret(&env, USER, master_arn.as_deref());
         let secret = env.put(SECRET, &value).await;
         let kept = without_changing_keys(&value);
         Sweep {
             env,
             strategy,
             plan: FaultPlan::new(),
+            recovery_limit: Options::default().recovery_limit,
+            user: USER.to_string(),
             secret,
             master,
+            master_arn,
             kept,
             report: Report::default(),
         }
+    }
+
+    /// A new user with its own secret, made the scenario's.
+    async fn fresh_user(&mut self, user: &str) {
+        self.env.create_user(user, INITIAL);
+        let value = user_secret(&self.env, user, self.master_arn.as_deref());
+        self.secret = self.env.put(user, &value).await;
+        self.user = user.to_string();
     }
 
     fn rotation(&self, step_timeout: Duration) -> Faulty {
@@ -211,6 +248,7 @@ impl Sweep {
         )
         .with_options(Options {
             step_timeout,
+            recovery_limit: self.recovery_limit,
             ..Options::default()
         })
     }
@@ -218,7 +256,14 @@ impl Sweep {
     /// Runs `plan`'s scenarios; returns what it found.
     pub async fn run(mut self, plan: &Plan) -> Report {
         let started = Instant::now();
+        if let Some(limit) = plan.recovery_limit {
+            self.recovery_limit = limit;
+        }
         let healthy = self.rotation(Duration::from_secs(20));
+        let faulted = self.rotation(plan.fault_step_timeout);
+        if plan.first_rotations && self.strategy == Strategy::AlternatingUsers {
+            self.first_rotations(&faulted, &healthy).await;
+        }
         // Alternating users: the first rotation creates the clone and makes more calls than the
         // rest; the injection points are those of a rotation in the steady state.
         for _ in 0..2 {
@@ -232,18 +277,50 @@ impl Sweep {
         }
         self.report.calls = self.plan.calls();
         self.report.injection_points = self.report.calls.len();
-        let faulted = self.rotation(plan.fault_step_timeout);
         for (fault, follow_ups) in &plan.cases {
             for k in 1..=self.report.injection_points {
                 for follow_up in follow_ups {
                     let name = format!("{fault}@{k}+{follow_up}");
-                    self.scenario(&faulted, &healthy, &name, k, *fault, *follow_up)
-                        .await;
+                    if !self
+                        .scenario(&faulted, &healthy, &name, k, *fault, *follow_up)
+                        .await
+                    {
+                        // The secret is stuck: later scenarios would only repeat it.
+                        self.report.elapsed = started.elapsed();
+                        return self.report;
+                    }
                 }
             }
         }
         self.report.elapsed = started.elapsed();
         self.report
+    }
+
+    /// Each call of a first rotation (creating the clone) failed before it is sent or after it
+    /// took effect, then retried; each on a new user, the sweep's own user restored after.
+    async fn first_rotations(&mut self, faulted: &Faulty, healthy: &Faulty) {
+        let (user, secret) = (self.user.clone(), self.secret.clone());
+        self.fresh_user("first0").await;
+        self.plan.disarm();
+        if let Err(e) = self
+            .service_rotation(healthy, &crate::token(), "first rotation", false)
+            .await
+        {
+            panic!("a clean first rotation fails: {e}");
+        }
+        self.report.first_rotation_points = self.plan.calls().len();
+        let mut n = 0;
+        for fault in [Fault::Before, Fault::Lost] {
+            for k in 1..=self.report.first_rotation_points {
+                n += 1;
+                self.fresh_user(&format!("first{n}")).await;
+                let name = format!("first rotation {fault}@{k}+retry");
+                // Each on its own user: a stuck one does not stop the next.
+                self.scenario(faulted, healthy, &name, k, fault, FollowUp::Retry)
+                    .await;
+            }
+        }
+        (self.user, self.secret) = (user, secret);
     }
 
     async fn scenario(
@@ -254,13 +331,15 @@ impl Sweep {
         k: usize,
         fault: Fault,
         follow_up: FollowUp,
-    ) {
+    ) -> bool {
         let token = crate::token();
-        self.env
-            .store
-            .start_rotation(&self.secret, &token)
-            .await
-            .expect("RotateSecret");
+        if let Err(e) = self.env.store.start_rotation(&self.secret, &token).await {
+            self.violation(
+                name,
+                format!("RotateSecret refused: the last scenario left a rotation stuck ({e})"),
+            );
+            return false;
+        }
         self.plan.arm(k, fault);
         let mut failed = false;
         for step in Step::ALL {
@@ -281,7 +360,7 @@ impl Sweep {
             if failed {
                 self.violation(name, "the attempt failed without a fault".into());
             }
-            return;
+            return true;
         }
         self.report.scenarios += 1;
         let outcome =
@@ -318,6 +397,7 @@ impl Sweep {
             let _ = healthy.abort(&self.secret, AbortMode::Safe).await;
         }
         self.check_end(name).await;
+        true
     }
 
     /// `RotateSecret` then the four steps, as Secrets Manager does it.
@@ -411,6 +491,7 @@ impl Sweep {
     async fn recoverable(&self) -> bool {
         let versions = self.env.store.list_versions(&self.secret).await.unwrap();
         let limit = Options::default().recovery_limit;
+        // What recovery would find with its default limit, even when a control run turns it off.
         let labelled = versions.iter().filter(|v| !v.stages.stages.is_empty());
         let unlabelled = versions
             .iter()
@@ -494,9 +575,9 @@ impl Sweep {
                     );
                 }
                 let user = v["username"].as_str().unwrap_or_default();
-                let expected = [USER.to_string(), format!("{USER}_clone")];
+                let expected = [self.user.clone(), format!("{}_clone", self.user)];
                 if !expected.contains(&user.to_string())
-                    || (self.strategy == Strategy::SingleUser && user != USER)
+                    || (self.strategy == Strategy::SingleUser && user != self.user)
                 {
                     self.violation(name, format!("at the end: username is {user:?}"));
                 }

@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub mod engines;
 pub mod faults;
 pub mod fixture;
+pub mod kill;
 
 /// One test per scenario and store: `both_stores!(scenario, ...)` makes `scenario::local` and
 /// `scenario::moto`, each calling `async fn scenario(kind: Kind)` of the including module.

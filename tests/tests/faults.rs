@@ -6,8 +6,9 @@
 #![recursion_limit = "256"]
 
 use rotation_core::Strategy;
+use rotation_core::testing::Fault;
 use rotation_tests::engines::Engine;
-use rotation_tests::faults::{Plan, Sweep};
+use rotation_tests::faults::{FollowUp, Plan, Sweep};
 
 async fn sweep(engine: Engine, strategy: Strategy) {
     let plan = Plan::from_env();
@@ -39,4 +40,38 @@ sweeps! {
     redshift_alternating_users: Redshift, AlternatingUsers;
     documentdb_single_user: DocumentDb, SingleUser;
     documentdb_alternating_users: DocumentDb, AlternatingUsers;
+}
+
+/// The control: with the recovery of unlabelled versions turned off, an `ALTER` whose answer was
+/// lost followed by an operator removing `AWSPENDING` strands the password, and the sweep must
+/// say so. (Proves the checks can fail, and that recovery is what keeps the sweep clean.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_without_recovery_the_sweep_finds_the_lockout() {
+    let plan = Plan {
+        cases: vec![(Fault::Lost, vec![FollowUp::UnlabelThenRotate])],
+        first_rotations: false,
+        recovery_limit: Some(0),
+        ..Plan::ci()
+    };
+    let report = Sweep::start(Engine::Postgres, Strategy::SingleUser)
+        .await
+        .run(&plan)
+        .await;
+    eprintln!("CONTROL: {report}");
+    let set = report
+        .calls
+        .iter()
+        .position(|c| *c == "set_own_password")
+        .expect("a single-user rotation sets its own password")
+        + 1;
+    let first = report
+        .violations
+        .first()
+        .unwrap_or_else(|| panic!("no lockout found without recovery: {report}"));
+    assert_eq!(
+        first.scenario,
+        format!("lost@{set}+unlabel+rotate"),
+        "the first lockout is the lost ALTER: {:#?}",
+        report.violations
+    );
 }

@@ -43,6 +43,35 @@ pub fn auth_db(secret: &DatabaseSecret) -> &str {
     }
 }
 
+/// Characters a database name may not hold (MongoDB's rules, which DocumentDB follows).
+const DB_NAME_FORBIDDEN: &[char] = &[
+    '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
+];
+
+/// Refuses an authentication database the server would not take as given: empty, longer than
+/// 63 bytes, or with a character database names may not hold. (The driver reads an empty one as
+/// `admin`, so a login would succeed and the check that the session is the secret's user, in
+/// the secret's database, would fail only after the password had changed.)
+pub fn check_auth_db(secret: &DatabaseSecret) -> Result<(), EngineError> {
+    let db = auth_db(secret);
+    let why = if db.is_empty() {
+        Some("it is empty")
+    } else if db.len() > 63 {
+        Some("it is longer than 63 bytes")
+    } else if db.contains(DB_NAME_FORBIDDEN) {
+        Some("it holds a character database names may not (/ \\ . space \" $ * < > : | ? or NUL)")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(EngineError::new(
+            ErrorKind::InvalidInput,
+            format!("the secret's dbname {db:?} cannot be an authentication database: {why}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The replica set the secret asks to discover, if any.
 fn replica_set(secret: &DatabaseSecret) -> Option<String> {
     // Keys the secret model does not type are read from their JSON text.
@@ -287,6 +316,7 @@ pub async fn connect(
     settings: &ConnectSettings,
     deadline: Deadline,
 ) -> Result<Client, EngineError> {
+    check_auth_db(secret)?;
     match TlsPlan::for_secret(secret, settings.allow_plaintext_fallback) {
         TlsPlan::Disabled => {
             warn!(
@@ -334,6 +364,29 @@ mod tests {
     }
 
     const LIMIT: Duration = Duration::from_millis(1500);
+
+    #[test]
+    fn an_unusable_authentication_database_is_refused_before_connecting() {
+        for ok in [
+            r#"{}"#,
+            r#"{"dbname":null}"#,
+            r#"{"dbname":"appdb"}"#,
+            r#"{"dbname":"a-b_c"}"#,
+        ] {
+            assert!(check_auth_db(&secret(ok)).is_ok(), "{ok}");
+        }
+        let long = format!(r#"{{"dbname":"{}"}}"#, "d".repeat(64));
+        for bad in [
+            r#"{"dbname":""}"#,
+            r#"{"dbname":"$cmd"}"#,
+            r#"{"dbname":"a.b"}"#,
+            r#"{"dbname":"a b"}"#,
+            long.as_str(),
+        ] {
+            let e = check_auth_db(&secret(bad)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
+        }
+    }
 
     #[test]
     fn options_are_built_field_by_field_from_the_secret() {

@@ -251,6 +251,7 @@ impl Rotator for DocumentDbRotator {
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
         let password = PROFILE.password_to_set(target)?;
+        connect::check_auth_db(current)?;
         let (current_name, pending_name) = (username(current), username(target));
         // The pair lives in the current user's authentication database.
         let db = auth_db(current);

@@ -1,0 +1,37 @@
+//! `rotate` killed with SIGKILL at random points of a rotation, then `resume` or `abort`, for
+//! every engine and both strategies over verified TLS: never a lockout
+//! (`rotation_tests::kill`). A few runs each here; `scripts/sweep` runs many.
+
+use rotation_tests::engines::Engine;
+use rotation_tests::kill::{KillSweep, Rng};
+
+/// Runs per engine and strategy in CI.
+const RUNS: u32 = 25;
+
+async fn killed_rotations_never_lock_out(engine: Engine) {
+    let rotate = std::path::Path::new(env!("CARGO_BIN_EXE_rotate"));
+    let sweep = KillSweep::start(engine, rotate).await;
+    let mut rng = Rng::new(0);
+    for (strategy, tally) in sweep.run_both(RUNS, &mut rng).await {
+        eprintln!("KILL {engine} {strategy}: {tally:?}");
+        assert_eq!(tally.runs, RUNS);
+        assert_eq!(tally.lockouts, 0, "{engine} {strategy}: {tally:?}");
+        assert_eq!(tally.unsettled, 0, "{engine} {strategy}: {tally:?}");
+        assert_eq!(tally.other_exits, 0, "{engine} {strategy}: {tally:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    killed_rotations_never_lock_out(Engine::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redshift() {
+    killed_rotations_never_lock_out(Engine::Redshift).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documentdb() {
+    killed_rotations_never_lock_out(Engine::DocumentDb).await
+}
