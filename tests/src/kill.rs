@@ -73,6 +73,21 @@ pub struct Tally {
     pub elapsed: Duration,
 }
 
+/// What the races of one engine and strategy came to.
+#[derive(Debug, Default, Clone)]
+pub struct Race {
+    /// Races run.
+    pub runs: u32,
+    /// One rotated, the other was refused (exit 3).
+    pub one_refused: u32,
+    /// Both rotated, one after the other.
+    pub both_rotated: u32,
+    /// Any other outcome, with both processes' errors.
+    pub wrong: Vec<String>,
+    /// Races after which `AWSCURRENT` did not log in.
+    pub lockouts: u32,
+}
+
 /// One engine's server, store and secrets, and the `rotate` binary.
 #[derive(Debug)]
 pub struct KillSweep {
@@ -168,6 +183,58 @@ impl KillSweep {
             .expect("describe")
             .rotation_in_flight()
             .is_some()
+    }
+
+    /// Two `rotate run`s of one secret started together, `runs` times per strategy: on the local
+    /// store exactly one rotates and the other is refused with exit 3 (another process holds the
+    /// secret, or a rotation is in flight), unless the first finished before the second began
+    /// (both rotate, one after the other); then a `resume` racing the finished rotation is
+    /// refused (exit 3) and changes nothing. `AWSCURRENT` must log in after every race.
+    pub async fn race_both(&self, runs: u32) -> Vec<(&'static str, Race)> {
+        let mut out = vec![];
+        for (secret, strategy) in [(SINGLE, "single-user"), (ALTERNATING, "alternating-users")] {
+            let mut race = Race::default();
+            for _ in 0..runs {
+                race.runs += 1;
+                let a = self
+                    .command(&["run", secret], strategy)
+                    .spawn()
+                    .expect("spawn");
+                let b = self
+                    .command(&["run", secret], strategy)
+                    .spawn()
+                    .expect("spawn");
+                let (a, b) = (
+                    a.wait_with_output().expect("wait"),
+                    b.wait_with_output().expect("wait"),
+                );
+                let mut codes = [a.status.code(), b.status.code()];
+                codes.sort();
+                match codes {
+                    [Some(0), Some(3)] => race.one_refused += 1,
+                    [Some(0), Some(0)] => race.both_rotated += 1,
+                    _ => {
+                        race.wrong.push(format!(
+                            "{codes:?}: {} / {}",
+                            String::from_utf8_lossy(&a.stderr),
+                            String::from_utf8_lossy(&b.stderr)
+                        ));
+                    }
+                }
+                let before = self.current(secret).await;
+                if self.run(&["resume", secret], strategy, None) != Some(3)
+                    || self.current(secret).await != before
+                {
+                    race.wrong
+                        .push("a resume after the race was not a harmless refusal".into());
+                }
+                if !self.current_logs_in(secret).await {
+                    race.lockouts += 1;
+                }
+            }
+            out.push((strategy, race));
+        }
+        out
     }
 
     /// `runs` killed rotations of each strategy.
