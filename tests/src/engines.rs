@@ -387,6 +387,38 @@ impl Env {
         }
     }
 
+    /// Every user with what would show a change: PostgreSQL protocol, each role's password hash
+    /// and attributes (`pg_authid`) and memberships; DocumentDB, each user's credentials and
+    /// roles (`system.users`). Equal fingerprints: no user, password or privilege changed.
+    pub fn fingerprint(&self) -> String {
+        match self.engine {
+            Engine::Postgres | Engine::Redshift => self
+                .pg()
+                .psql(
+                    "SELECT string_agg(a.rolname || ':' || coalesce(a.rolpassword, '') || ':' || a.rolsuper || a.rolcreaterole || a.rolcreatedb || a.rolcanlogin || a.rolinherit || ':' || coalesce((SELECT string_agg(g.rolname, ',' ORDER BY g.rolname) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = a.oid), ''), E'\n' ORDER BY a.rolname) FROM pg_authid a;",
+                )
+                .expect("read pg_authid"),
+            Engine::DocumentDb => self.python(
+                "print(sorted((u['user'], u['db'], repr(u.get('credentials')), repr(u.get('roles'))) for u in db.admin['system.users'].find()))",
+            ),
+        }
+    }
+
+    /// The users with administrative rights (PostgreSQL protocol: superuser or CREATEROLE;
+    /// DocumentDB: a role other than those the suites grant application users).
+    pub fn privileged(&self) -> String {
+        match self.engine {
+            Engine::Postgres | Engine::Redshift => self
+                .pg()
+                .psql("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolsuper OR rolcreaterole;")
+                .expect("read pg_roles"),
+            Engine::DocumentDb => self.python(&format!(
+                "print(sorted(u['user'] for u in db.admin['system.users'].find() if any(r['role'] not in ('readWrite', {}) for r in u.get('roles', []))))",
+                py(SELF_SERVICE)
+            )),
+        }
+    }
+
     /// `password` as a secret's value, once it meets the engine's password rules: the engine
     /// refuses to set any other, so a scenario with one would pass without testing anything.
     pub fn password(&self, password: &str) -> Value {

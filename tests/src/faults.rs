@@ -72,6 +72,10 @@ pub struct Plan {
     /// Alternating users: also fail each call of a first rotation (the one that creates the
     /// clone), with each mode but a hang, then Secrets Manager's retry; a new user each time.
     pub first_rotations: bool,
+    /// Single user: also fail each call of a rotation that must recover the password from an
+    /// unlabelled version (after an `ALTER` whose answer was lost and a hand-removed
+    /// `AWSPENDING`), before it is sent or after it took effect, then Secrets Manager's retry.
+    pub recovery_rotations: bool,
     /// Overrides [`Options::recovery_limit`] (0 turns the recovery of unlabelled versions off,
     /// for a control run that must find lockouts).
     pub recovery_limit: Option<usize>,
@@ -87,6 +91,7 @@ impl Plan {
                 .collect(),
             fault_step_timeout: Duration::from_millis(1500),
             first_rotations: true,
+            recovery_rotations: true,
             recovery_limit: None,
         }
     }
@@ -102,6 +107,7 @@ impl Plan {
             ],
             fault_step_timeout: Duration::from_millis(1500),
             first_rotations: true,
+            recovery_rotations: true,
             recovery_limit: None,
         }
     }
@@ -131,6 +137,9 @@ pub struct Report {
     pub injection_points: usize,
     /// Alternating users: I/O calls of a first rotation (creating the clone), 0 if not swept.
     pub first_rotation_points: usize,
+    /// Single user: I/O calls of a rotation that recovers an unlabelled version's password, 0
+    /// if not swept.
+    pub recovery_points: usize,
     /// The calls of a clean rotation, in order.
     pub calls: Vec<&'static str>,
     /// Scenarios run (a fault that fired, then its follow-up).
@@ -149,10 +158,11 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} injection points ({}), {} first-rotation points, {} scenarios, {} faults not fired, {} checks, {} violations, {:.1} s",
+            "{} injection points ({}), {} first-rotation points, {} recovery points, {} scenarios, {} faults not fired, {} checks, {} violations, {:.1} s",
             self.injection_points,
             self.calls.join(" "),
             self.first_rotation_points,
+            self.recovery_points,
             self.scenarios,
             self.not_fired,
             self.checks,
@@ -277,6 +287,9 @@ impl Sweep {
         }
         self.report.calls = self.plan.calls();
         self.report.injection_points = self.report.calls.len();
+        if plan.recovery_rotations && self.strategy == Strategy::SingleUser {
+            self.recovery_rotations(&faulted, &healthy).await;
+        }
         for (fault, follow_ups) in &plan.cases {
             for k in 1..=self.report.injection_points {
                 for follow_up in follow_ups {
@@ -323,6 +336,88 @@ impl Sweep {
         (self.user, self.secret) = (user, secret);
     }
 
+    /// Leaves the database on a password only an unlabelled version holds: a rotation whose
+    /// `ALTER` (call `set_k`) took effect and lost its answer, then `AWSPENDING` removed by hand.
+    async fn strand(&mut self, faulted: &Faulty, set_k: usize) {
+        let token = crate::token();
+        self.env
+            .store
+            .start_rotation(&self.secret, &token)
+            .await
+            .expect("RotateSecret");
+        self.plan.arm(set_k, Fault::Lost);
+        for step in Step::ALL {
+            let r = faulted
+                .handle(&RotationEvent::new(step, &self.secret, &token))
+                .await;
+            if r.is_err() {
+                break;
+            }
+        }
+        self.plan.disarm();
+        self.unlabel_pending().await;
+    }
+
+    /// Each call of a rotation that has to recover the password from an unlabelled version,
+    /// failed before it is sent or after it took effect, then Secrets Manager's retry.
+    async fn recovery_rotations(&mut self, faulted: &Faulty, healthy: &Faulty) {
+        let set_k = self
+            .report
+            .calls
+            .iter()
+            .position(|c| *c == "set_own_password")
+            .expect("a single-user rotation sets its own password")
+            + 1;
+        self.strand(faulted, set_k).await;
+        if let Err(e) = self
+            .service_rotation(healthy, &crate::token(), "recovery", true)
+            .await
+        {
+            panic!("a clean recovering rotation fails: {e}");
+        }
+        self.report.recovery_points = self.plan.calls().len();
+        for fault in [Fault::Before, Fault::Lost] {
+            for k in 1..=self.report.recovery_points {
+                let name = format!("recovery {fault}@{k}+retry");
+                let were_current = vec![self.current_version().await];
+                self.strand(faulted, set_k).await;
+                let token = crate::token();
+                self.env
+                    .store
+                    .start_rotation(&self.secret, &token)
+                    .await
+                    .expect("RotateSecret");
+                self.plan.arm(k, fault);
+                let mut unlabelled = true;
+                for step in Step::ALL {
+                    let result = faulted
+                        .handle(&RotationEvent::new(step, &self.secret, &token))
+                        .await;
+                    if step == Step::SetSecret && result.is_ok() {
+                        unlabelled = false;
+                    }
+                    self.check_boundary(&name, &format!("after {step}"), unlabelled)
+                        .await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                let fired = self.plan.fired();
+                self.plan.disarm();
+                if fired.is_none() {
+                    self.report.not_fired += 1;
+                } else {
+                    self.report.scenarios += 1;
+                }
+                if let Err(e) = self.service_steps(healthy, &token, &name, unlabelled).await {
+                    self.violation(&name, format!("the retry failed: {e}"));
+                    return;
+                }
+                self.check_end(&name, &were_current).await;
+            }
+        }
+    }
+
     async fn scenario(
         &mut self,
         faulted: &Faulty,
@@ -333,6 +428,9 @@ impl Sweep {
         follow_up: FollowUp,
     ) -> bool {
         let token = crate::token();
+        // AWSPREVIOUS must end on a version that was AWSCURRENT before a rotation of this
+        // scenario finished: this one, or the one the follow-up started from.
+        let mut were_current = vec![self.current_version().await];
         if let Err(e) = self.env.store.start_rotation(&self.secret, &token).await {
             self.violation(
                 name,
@@ -363,40 +461,39 @@ impl Sweep {
             return true;
         }
         self.report.scenarios += 1;
-        let outcome =
-            match follow_up {
-                FollowUp::Retry => self.service_steps(healthy, &token, name, false).await,
-                FollowUp::AbortThenRotate => {
-                    match healthy.abort(&self.secret, AbortMode::Safe).await {
-                        Ok(_) | Err(RotationError::NoRotationInFlight { .. }) => {}
-                        Err(e) => {
-                            self.violation(
-                                name,
-                                format!("abort failed: {}", rotation_core::error_chain(&e)),
-                            );
-                        }
+        were_current.push(self.current_version().await);
+        let outcome = match follow_up {
+            FollowUp::Retry => self.service_steps(healthy, &token, name, false).await,
+            FollowUp::AbortThenRotate => {
+                match healthy.abort(&self.secret, AbortMode::Safe).await {
+                    Ok(_) | Err(RotationError::NoRotationInFlight { .. }) => {}
+                    Err(e) => {
+                        self.violation(
+                            name,
+                            format!("abort failed: {}", rotation_core::error_chain(&e)),
+                        );
                     }
-                    self.check_boundary(name, "after abort", false).await;
-                    healthy.rotate(&self.secret).await.map(drop).map_err(|e| {
-                        format!("rotate after abort: {}", rotation_core::error_chain(&e))
-                    })
                 }
-                FollowUp::UnlabelThenRotate => {
-                    self.unlabel_pending().await;
-                    self.check_boundary(name, "after AWSPENDING was removed", true)
-                        .await;
-                    // Until this rotation's setSecret recovers it, the database may hold the
-                    // password of the version the operator unlabelled.
-                    self.service_rotation(healthy, &crate::token(), name, true)
-                        .await
-                }
-            };
+                self.check_boundary(name, "after abort", false).await;
+                self.service_rotation(healthy, &crate::token(), name, false)
+                    .await
+            }
+            FollowUp::UnlabelThenRotate => {
+                self.unlabel_pending().await;
+                self.check_boundary(name, "after AWSPENDING was removed", true)
+                    .await;
+                // Until this rotation's setSecret recovers it, the database may hold the
+                // password of the version the operator unlabelled.
+                self.service_rotation(healthy, &crate::token(), name, true)
+                    .await
+            }
+        };
         if let Err(e) = outcome {
             self.violation(name, format!("the follow-up failed: {e}"));
             // Leave a clean state for the next scenario if at all possible.
             let _ = healthy.abort(&self.secret, AbortMode::Safe).await;
         }
-        self.check_end(name).await;
+        self.check_end(name, &were_current).await;
         true
     }
 
@@ -429,7 +526,7 @@ impl Sweep {
             let result = r
                 .handle(&RotationEvent::new(step, &self.secret, token))
                 .await;
-            if step != Step::CreateSecret {
+            if step == Step::SetSecret && result.is_ok() {
                 unlabelled_by_hand = false;
             }
             self.check_boundary(
@@ -542,7 +639,16 @@ impl Sweep {
         }
     }
 
-    async fn check_end(&mut self, name: &str) {
+    async fn current_version(&self) -> Option<String> {
+        let d = self.env.store.describe(&self.secret).await.ok()?;
+        d.versions
+            .iter()
+            .find(|(_, s)| s.has(Stage::Current))
+            .map(|(v, _)| v.clone())
+    }
+
+    /// `were_current`: the versions that were `AWSCURRENT` when a rotation of the scenario began.
+    async fn check_end(&mut self, name: &str, were_current: &[Option<String>]) {
         self.report.checks += 1;
         let d = self.env.store.describe(&self.secret).await.unwrap();
         if let Some(v) = d.rotation_in_flight() {
@@ -557,10 +663,14 @@ impl Sweep {
         };
         let current = holders(Stage::Current);
         let previous = holders(Stage::Previous);
-        if current.len() != 1 || previous.len() != 1 || current == previous {
+        let previous_was_current = previous
+            .first()
+            .is_some_and(|p| were_current.contains(&Some(p.clone())));
+        if current.len() != 1 || previous.len() != 1 || current == previous || !previous_was_current
+        {
             self.violation(
                 name,
-                format!("at the end: stages inconsistent (AWSCURRENT on {current:?}, AWSPREVIOUS on {previous:?})"),
+                format!("at the end: stages inconsistent (AWSCURRENT on {current:?}, AWSPREVIOUS on {previous:?}, AWSCURRENT before: {were_current:?})"),
             );
         }
         match self.value_at(Stage::Current).await {
@@ -583,6 +693,12 @@ impl Sweep {
                 }
             }
             None => self.violation(name, "at the end: AWSCURRENT is unreadable".into()),
+        }
+        if self.strategy == Strategy::AlternatingUsers && !self.logs_in_at(Stage::Previous).await {
+            self.violation(
+                name,
+                "at the end: AWSPREVIOUS does not log in (alternating users keep the previous user working)".into(),
+            );
         }
         if let Some(master) = &self.master
             && !self.env.logs_in(master).await

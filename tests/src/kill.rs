@@ -19,7 +19,10 @@ use crate::engines::{Engine, Env};
 
 /// xorshift64*: enough randomness for kill times, no dependency.
 #[derive(Debug)]
-pub struct Rng(u64);
+pub struct Rng {
+    state: u64,
+    seed: u64,
+}
 
 impl Rng {
     /// Seeded from `seed`, or the clock when 0.
@@ -32,13 +35,20 @@ impl Rng {
         } else {
             seed
         };
-        Rng(seed | 1)
+        Rng {
+            state: seed | 1,
+            seed,
+        }
+    }
+    /// The seed (`KILL_SEED` reruns the same kill times).
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     /// A number below `n`.
     pub fn below(&mut self, n: u64) -> u64 {
@@ -185,46 +195,70 @@ impl KillSweep {
             .is_some()
     }
 
-    /// Two `rotate run`s of one secret started together, `runs` times per strategy: on the local
-    /// store exactly one rotates and the other is refused with exit 3 (another process holds the
-    /// secret, or a rotation is in flight), unless the first finished before the second began
-    /// (both rotate, one after the other); then a `resume` racing the finished rotation is
-    /// refused (exit 3) and changes nothing. `AWSCURRENT` must log in after every race.
+    /// Two `rotate run`s of one secret and a `resume` started together, `runs` times per
+    /// strategy: on the local store one run rotates and the other is refused with exit 3 and a
+    /// message naming why (`RotationBusy`: another process holds the secret; `RotationInFlight`),
+    /// unless the first finished before the second began (both rotate, one after the other,
+    /// counted); the resume is refused or finishes; a `resume` after it all is refused with
+    /// `NoRotationInFlight` and changes nothing. `AWSCURRENT` must log in after every race.
     pub async fn race_both(&self, runs: u32) -> Vec<(&'static str, Race)> {
         let mut out = vec![];
         for (secret, strategy) in [(SINGLE, "single-user"), (ALTERNATING, "alternating-users")] {
             let mut race = Race::default();
             for _ in 0..runs {
                 race.runs += 1;
-                let a = self
-                    .command(&["run", secret], strategy)
-                    .spawn()
-                    .expect("spawn");
-                let b = self
-                    .command(&["run", secret], strategy)
-                    .spawn()
-                    .expect("spawn");
-                let (a, b) = (
+                // Two runs and a resume at once: the resume races whichever run holds the secret.
+                let spawn = |verb: &str| {
+                    self.command(&[verb, secret], strategy)
+                        .spawn()
+                        .expect("spawn")
+                };
+                let (a, b, c) = (spawn("run"), spawn("run"), spawn("resume"));
+                let (a, b, c) = (
                     a.wait_with_output().expect("wait"),
                     b.wait_with_output().expect("wait"),
+                    c.wait_with_output().expect("wait"),
                 );
-                let mut codes = [a.status.code(), b.status.code()];
-                codes.sort();
-                match codes {
-                    [Some(0), Some(3)] => race.one_refused += 1,
-                    [Some(0), Some(0)] => race.both_rotated += 1,
-                    _ => {
-                        race.wrong.push(format!(
-                            "{codes:?}: {} / {}",
-                            String::from_utf8_lossy(&a.stderr),
-                            String::from_utf8_lossy(&b.stderr)
-                        ));
-                    }
+                let refused = |o: &std::process::Output| {
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    o.status.code() == Some(3)
+                        && [
+                            "[RotationBusy]",
+                            "[RotationInFlight]",
+                            "[NoRotationInFlight]",
+                        ]
+                        .iter()
+                        .any(|k| err.contains(k))
+                };
+                let ok = |o: &std::process::Output| o.status.code() == Some(0);
+                match (ok(&a), ok(&b)) {
+                    (true, false) if refused(&b) => race.one_refused += 1,
+                    (false, true) if refused(&a) => race.one_refused += 1,
+                    (true, true) => race.both_rotated += 1,
+                    _ => race.wrong.push(format!(
+                        "runs {:?} / {:?}: {} / {}",
+                        a.status.code(),
+                        b.status.code(),
+                        String::from_utf8_lossy(&a.stderr),
+                        String::from_utf8_lossy(&b.stderr)
+                    )),
                 }
+                // The racing resume found nothing to do or the secret held (a refusal that
+                // names why), or finished what a run left.
+                if !(refused(&c) || ok(&c)) {
+                    race.wrong.push(format!(
+                        "the racing resume: {:?}: {}",
+                        c.status.code(),
+                        String::from_utf8_lossy(&c.stderr)
+                    ));
+                }
+                // A resume after the finished rotation is refused and changes nothing.
                 let before = self.current(secret).await;
-                if self.run(&["resume", secret], strategy, None) != Some(3)
-                    || self.current(secret).await != before
-                {
+                let late = self
+                    .command(&["resume", secret], strategy)
+                    .output()
+                    .expect("run");
+                if !refused(&late) || self.current(secret).await != before {
                     race.wrong
                         .push("a resume after the race was not a harmless refusal".into());
                 }

@@ -16,6 +16,7 @@ async fn sweep(engine: Engine, strategy: Strategy) {
     eprintln!("SWEEP {engine} {strategy}: {report}");
     assert!(report.injection_points >= 8, "{report}");
     assert!(report.scenarios > 0, "{report}");
+    assert_eq!(report.not_fired, 0, "every planned fault fires: {report}");
     assert!(
         report.violations.is_empty(),
         "{} violations: {:#?}",
@@ -50,6 +51,7 @@ async fn control_without_recovery_the_sweep_finds_the_lockout() {
     let plan = Plan {
         cases: vec![(Fault::Lost, vec![FollowUp::UnlabelThenRotate])],
         first_rotations: false,
+        recovery_rotations: false,
         recovery_limit: Some(0),
         ..Plan::ci()
     };

@@ -255,12 +255,11 @@ struct Tally {
 
 async fn matrix(engine: Engine, strategy: Strategy) {
     let env = Env::plain(engine);
-    let master_arn = match strategy {
-        Strategy::AlternatingUsers => Some(
-            env.put("master", &env.master_secret(Some(json!(false))))
-                .await,
-        ),
-        Strategy::SingleUser => None,
+    let master =
+        (strategy == Strategy::AlternatingUsers).then(|| env.master_secret(Some(json!(false))));
+    let master_arn = match &master {
+        Some(m) => Some(env.put("master", m).await),
+        None => None,
     };
     let r = Arc::new(
         env.rotation_on(env.store.clone(), strategy)
@@ -279,7 +278,8 @@ async fn matrix(engine: Engine, strategy: Strategy) {
         {
             env.create_user(user, pw);
         }
-        let users_before = env.users_named("");
+        let users_before = env.fingerprint();
+        let privileged_before = env.privileged();
         // Whether the case's user logs in before: if so, it must after an error too.
         let logged_in_before = match &case.create {
             Some((user, pw)) if created.contains(user) => {
@@ -295,6 +295,7 @@ async fn matrix(engine: Engine, strategy: Strategy) {
         let current_before = current_version(&env, &name).await;
         let token = rotation_tests::token();
         env.store.start_rotation(&name, &token).await.unwrap();
+        let stages_before = env.store.describe(&name).await.unwrap().versions;
         let outcome = run_one(&r, &name, &token).await;
         match outcome {
             Outcome::Panic(step) => tally
@@ -309,6 +310,29 @@ async fn matrix(engine: Engine, strategy: Strategy) {
                 if !logs_in {
                     tally.failures.push(format!(
                         "{}: rotated, but AWSCURRENT does not log in",
+                        case.name
+                    ));
+                }
+                // A rotation changes passwords (and may create the clone), nothing else: the
+                // secret's other keys and who holds administrative rights are as they were.
+                let original: Value = serde_json::from_str(&case.text).unwrap_or(Value::Null);
+                if let Some(v) = current_value(&env, &name).await
+                    && without_changing_keys(&v) != without_changing_keys(&original)
+                {
+                    tally
+                        .failures
+                        .push(format!("{}: rotated, but other keys changed", case.name));
+                }
+                if env.privileged() != privileged_before {
+                    tally
+                        .failures
+                        .push(format!("{}: rotated, and privileges changed", case.name));
+                }
+                if let Some(master) = &master
+                    && !env.logs_in(master).await
+                {
+                    tally.failures.push(format!(
+                        "{}: rotated, and the master no longer logs in",
                         case.name
                     ));
                 }
@@ -336,10 +360,16 @@ async fn matrix(engine: Engine, strategy: Strategy) {
                         case.name
                     ));
                 }
-                if env.users_named("") != users_before {
+                if env.fingerprint() != users_before {
+                    tally.failures.push(format!(
+                        "{}: a user, password or privilege changed on error ({chain})",
+                        case.name
+                    ));
+                }
+                if env.store.describe(&name).await.unwrap().versions != stages_before {
                     tally
                         .failures
-                        .push(format!("{}: users changed on error ({chain})", case.name));
+                        .push(format!("{}: stages changed on error ({chain})", case.name));
                 }
                 if let Some((user, pw)) = &case.create
                     && logged_in_before
@@ -367,6 +397,16 @@ async fn matrix(engine: Engine, strategy: Strategy) {
         tally.failures
     );
     assert!(tally.rotated >= 10, "{tally:?}");
+}
+
+/// The secret without the keys a rotation changes (password; username of alternating users).
+fn without_changing_keys(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("password");
+        o.remove("username");
+    }
+    v
 }
 
 enum Outcome {

@@ -14,7 +14,13 @@ const RACES: u32 = 10;
 async fn killed_rotations_never_lock_out(engine: Engine) {
     let rotate = std::path::Path::new(env!("CARGO_BIN_EXE_rotate"));
     let sweep = KillSweep::start(engine, rotate).await;
-    let mut rng = Rng::new(0);
+    let mut rng = Rng::new(
+        std::env::var("KILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    );
+    eprintln!("kill sweep seed {} (KILL_SEED reruns it)", rng.seed());
     for (strategy, tally) in sweep.run_both(RUNS, &mut rng).await {
         eprintln!("KILL {engine} {strategy}: {tally:?}");
         assert_eq!(tally.runs, RUNS);
@@ -27,6 +33,7 @@ async fn killed_rotations_never_lock_out(engine: Engine) {
         assert!(race.wrong.is_empty(), "{engine} {strategy}: {race:?}");
         assert_eq!(race.lockouts, 0, "{engine} {strategy}: {race:?}");
         assert!(race.one_refused > 0, "no race was close: {race:?}");
+        assert_eq!(race.one_refused + race.both_rotated, race.runs, "{race:?}");
     }
 }
 

@@ -25,7 +25,13 @@ async fn main() {
     } else {
         Engine::ALL.to_vec()
     };
-    let mut rng = Rng::new(0);
+    let mut rng = Rng::new(
+        std::env::var("KILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    );
+    eprintln!("kill sweep seed {} (KILL_SEED reruns it)", rng.seed());
     let mut lockouts = 0;
     let mut total = 0;
     println!(
