@@ -39,7 +39,21 @@ pub struct Dialect {
     pub extra_float_digits: Option<i8>,
     /// Whether `application_name` is sent at startup.
     pub application_name: bool,
+    /// Whether a login ends the same user's earlier rotation sessions still inside a
+    /// transaction (`pg_stat_activity`, `pg_terminate_backend`), see [`FENCE_SQL`].
+    pub fence_stale_sessions: bool,
 }
+
+/// Ends this user's other rotation sessions (`application_name` `rotation`) that are inside a
+/// transaction. An earlier step that gave up on its `COMMIT` (no answer before its deadline)
+/// leaves such a session on the server until its idle timeout; a `COMMIT` still in the network
+/// would commit there after the step reported failure, after a later proof that `AWSCURRENT`
+/// logs in (a safe `abort`). Ending the session first means that `COMMIT` finds no session. A
+/// user may end its own sessions; the application's sessions (another `application_name`) are
+/// never touched.
+pub const FENCE_SQL: &str = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+     WHERE usename = current_user AND application_name = 'rotation' AND pid <> pg_backend_pid() \
+     AND state IN ('idle in transaction', 'idle in transaction (aborted)')";
 
 impl Dialect {
     /// PostgreSQL (RDS, Aurora): every setting in the startup packet.
@@ -52,6 +66,7 @@ impl Dialect {
         limits_in_startup: true,
         extra_float_digits: Some(2),
         application_name: true,
+        fence_stale_sessions: true,
     };
 }
 
@@ -139,6 +154,25 @@ pub fn set_limits_sql(config: &PgConfig, deadline: Deadline) -> String {
         .map(|(name, ms)| format!("SET {name} TO {ms};"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Runs [`FENCE_SQL`]; a failure (a server that refuses it) is logged, not fatal: the login
+/// itself succeeded.
+async fn fence(c: &mut PgConnection, deadline: Deadline) {
+    let run = c.fetch_one(sqlx::raw_sql(FENCE_SQL));
+    match deadline.run(run).await {
+        Ok(Ok(row)) => {
+            let ended: i64 = sqlx::Row::try_get(&row, 0).unwrap_or(0);
+            if ended > 0 {
+                tracing::warn!(
+                    sessions = ended,
+                    "ended this user's earlier rotation sessions still inside a transaction (a step that gave up on its COMMIT)"
+                );
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not end earlier rotation sessions"),
+        Err(_) => tracing::warn!("ending earlier rotation sessions: no answer before the deadline"),
+    }
 }
 
 /// The database to connect to: `dbname`, else the dialect's default (absent or null).
@@ -243,7 +277,12 @@ async fn attempt(
                 )),
             }
         }
-        Ok(Ok(c)) => Ok(c),
+        Ok(Ok(mut c)) => {
+            if config.dialect.fence_stale_sessions {
+                fence(&mut c, deadline).await;
+            }
+            Ok(c)
+        }
         Ok(Err(e)) => {
             let mut err = engine_error(what(), e);
             if tls && err.kind() == ErrorKind::Tls {

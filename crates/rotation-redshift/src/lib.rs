@@ -44,6 +44,7 @@ pub const DIALECT: Dialect = Dialect {
     limits_in_startup: false,
     extra_float_digits: None,
     application_name: false,
+    fence_stale_sessions: false,
 };
 
 /// Amazon Redshift: `engine` is `redshift`; user names hold at most 127 bytes; passwords are 8

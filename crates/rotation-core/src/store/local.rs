@@ -292,6 +292,18 @@ impl LocalSecretStore {
                 });
             }
         }
+        // A secret is found by name or ARN: a name that is another secret's ARN would make one
+        // id mean two secrets (a claim taken on one, the work done on the other).
+        for (name, secret) in &state.secrets {
+            if secret.arn != *name && arns.contains(name.as_str()) {
+                return Err(StoreError::Corrupt {
+                    path: self.path.display().to_string(),
+                    reason: format!(
+                        "the name of secret {name:?} is another secret's ARN, or its ARN another secret's name; names and ARNs must not overlap"
+                    ),
+                });
+            }
+        }
         Ok(state)
     }
 
@@ -1091,6 +1103,14 @@ mod tests {
                     version("Canary-Dup-4")
                 ),
                 "share the ARN of secret \"other\"",
+            ),
+            (
+                format!(
+                    r#"{{"secrets":{{"z":{{"arn":"A1","versions":[{}]}},"A1":{{"arn":"A2","versions":[{}]}}}}}}"#,
+                    version("Canary-Dup-6"),
+                    version("Canary-Dup-7")
+                ),
+                "names and ARNs must not overlap",
             ),
             // A serde message that quotes a value is never passed through, whatever it says.
             (
