@@ -25,6 +25,33 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+/// One test per rotator (engine and strategy): `all_rotators!(scenario)` makes
+/// `postgres_single_user`, `postgres_alternating_users`, ... `documentdb_alternating_users`, each
+/// calling `async fn scenario(engine: Engine, strategy: Strategy)` of the including module.
+#[macro_export]
+macro_rules! all_rotators {
+    ($scenario:ident) => {
+        $crate::all_rotators!(@one $scenario;
+            postgres_single_user: Postgres, SingleUser;
+            postgres_alternating_users: Postgres, AlternatingUsers;
+            redshift_single_user: Redshift, SingleUser;
+            redshift_alternating_users: Redshift, AlternatingUsers;
+            documentdb_single_user: DocumentDb, SingleUser;
+            documentdb_alternating_users: DocumentDb, AlternatingUsers;
+        );
+    };
+    (@one $scenario:ident; $($name:ident: $engine:ident, $strategy:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $scenario(
+                $crate::engines::Engine::$engine,
+                rotation_core::Strategy::$strategy,
+            )
+            .await
+        }
+    )*};
+}
+
 /// One test per scenario and engine.
 ///
 /// `all_engines!(a, b)` makes `postgres::a`, `redshift::a`, `documentdb::a` (and the same for

@@ -709,7 +709,7 @@ impl Sweep {
 }
 
 /// The secret without the keys a rotation changes (password; username of alternating users).
-fn without_changing_keys(v: &Value) -> Value {
+pub fn without_changing_keys(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
         o.remove("password");

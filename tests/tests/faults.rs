@@ -25,23 +25,7 @@ async fn sweep(engine: Engine, strategy: Strategy) {
     );
 }
 
-macro_rules! sweeps {
-    ($($name:ident: $engine:ident, $strategy:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            sweep(Engine::$engine, Strategy::$strategy).await
-        }
-    )*};
-}
-
-sweeps! {
-    postgres_single_user: Postgres, SingleUser;
-    postgres_alternating_users: Postgres, AlternatingUsers;
-    redshift_single_user: Redshift, SingleUser;
-    redshift_alternating_users: Redshift, AlternatingUsers;
-    documentdb_single_user: DocumentDb, SingleUser;
-    documentdb_alternating_users: DocumentDb, AlternatingUsers;
-}
+rotation_tests::all_rotators!(sweep);
 
 /// The control: with the recovery of unlabelled versions turned off, an `ALTER` whose answer was
 /// lost followed by an operator removing `AWSPENDING` strands the password, and the sweep must

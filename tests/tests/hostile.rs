@@ -17,6 +17,7 @@ use rotation_core::{
     Options, RotationError, RotationEvent, SecretStore, Stage, Step, Strategy, VersionSelector,
 };
 use rotation_tests::engines::{Engine, EngineRotation, Env};
+use rotation_tests::faults::without_changing_keys;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -399,16 +400,6 @@ async fn matrix(engine: Engine, strategy: Strategy) {
     assert!(tally.rotated >= 10, "{tally:?}");
 }
 
-/// The secret without the keys a rotation changes (password; username of alternating users).
-fn without_changing_keys(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("password");
-        o.remove("username");
-    }
-    v
-}
-
 enum Outcome {
     Rotated,
     Failed(RotationError),
@@ -498,20 +489,4 @@ async fn events(env: &Env, r: &Arc<EngineRotation>, tally: &mut Tally) {
     }
 }
 
-macro_rules! matrices {
-    ($($name:ident: $engine:ident, $strategy:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            matrix(Engine::$engine, Strategy::$strategy).await
-        }
-    )*};
-}
-
-matrices! {
-    postgres_single_user: Postgres, SingleUser;
-    postgres_alternating_users: Postgres, AlternatingUsers;
-    redshift_single_user: Redshift, SingleUser;
-    redshift_alternating_users: Redshift, AlternatingUsers;
-    documentdb_single_user: DocumentDb, SingleUser;
-    documentdb_alternating_users: DocumentDb, AlternatingUsers;
-}
+rotation_tests::all_rotators!(matrix);
