@@ -5,11 +5,19 @@
 //! landed and `AWSCURRENT` no longer logged in. Now a login ends the user's earlier rotation
 //! sessions still inside a transaction (`rotation_postgres::connect::FENCE_SQL`), so the late
 //! `COMMIT` finds no session.
+//!
+//! Redshift and DocumentDB have no such fence (see RELIABILITY.md): there, a change that lands
+//! late leaves the database on the password of a version that lost its label. The second test
+//! holds every engine to what still protects them: the next rotation finds that version,
+//! however many aborted rotations came after it.
 
 use std::time::Duration;
 
-use rotation_core::{AbortMode, Options, RotationEvent, Stage, Step};
+use rotation_core::store::{SecretStore, VersionSelector};
+use rotation_core::{AbortMode, Options, RECOVERY_LIMIT, RotationEvent, Stage, Step};
 use rotation_tests::engines::{Engine, Env};
+use secrecy::ExposeSecret;
+use serde_json::Value;
 use serde_json::json;
 
 #[tokio::test]
@@ -45,4 +53,68 @@ async fn a_commit_delayed_past_the_deadline_does_not_land_after_an_abort() {
         env.logs_in(&current).await,
         "the COMMIT landed after the abort: AWSCURRENT no longer logs in"
     );
+}
+
+/// A change that lands late, after more aborted rotations than the old ten-version recovery
+/// window: the database holds the oldest aborted version's password, AWSCURRENT no longer logs
+/// in, and the next rotation still finds it and carries on, for every engine.
+async fn a_late_change_is_recovered_past_many_aborted_rotations(engine: Engine) {
+    const ABORTED: usize = 12;
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+        .await;
+    let r = env.single();
+    let mut tokens = Vec::new();
+    for _ in 0..ABORTED {
+        let token = rotation_tests::token();
+        env.store.start_rotation("app", &token).await.unwrap();
+        r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
+            .await
+            .unwrap();
+        r.abort("app", AbortMode::Safe).await.expect("safe abort");
+        tokens.push(token);
+    }
+    // The first rotation's change lands now, as a COMMIT or an updateUser held in the network
+    // would.
+    let oldest = env
+        .store
+        .get_value(
+            "app",
+            VersionSelector {
+                version_id: Some(&tokens[0]),
+                stage: None,
+            },
+        )
+        .await
+        .unwrap();
+    let oldest: Value = serde_json::from_str(oldest.value.expose_secret()).unwrap();
+    env.set_password("app", oldest["password"].as_str().unwrap());
+    let current = env.value("app", Stage::Current).await;
+    assert!(!env.logs_in(&current).await, "the late change took effect");
+    const { assert!(ABORTED > 10 && ABORTED < RECOVERY_LIMIT) };
+
+    r.rotate("app").await.expect("the next rotation recovers");
+    let current = env.value("app", Stage::Current).await;
+    assert!(env.logs_in(&current).await, "AWSCURRENT logs in again");
+    assert_eq!(
+        env.value("app", Stage::Previous).await["password"],
+        "Initial-pw-1",
+        "AWSPREVIOUS moved from the version that was AWSCURRENT"
+    );
+}
+
+#[tokio::test]
+async fn postgres_late_change_is_recovered_past_many_aborted_rotations() {
+    a_late_change_is_recovered_past_many_aborted_rotations(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn redshift_late_change_is_recovered_past_many_aborted_rotations() {
+    a_late_change_is_recovered_past_many_aborted_rotations(Engine::Redshift).await;
+}
+
+#[tokio::test]
+async fn documentdb_late_change_is_recovered_past_many_aborted_rotations() {
+    a_late_change_is_recovered_past_many_aborted_rotations(Engine::DocumentDb).await;
 }

@@ -6,7 +6,9 @@
 
 #[cfg(feature = "demo")]
 mod demo;
+mod fleet;
 mod output;
+mod put;
 
 use std::process::ExitCode;
 
@@ -53,8 +55,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Rotate a secret now (refused while another rotation is in flight).
-    Run(Target),
+    /// Rotate a secret now (refused while another rotation is in flight), or many:
+    /// `--all`, `--prefix P`, `--tag KEY=VALUE`, `--concurrency N` at a time.
+    Run(RunArgs),
     /// Finish the rotation in flight from the step it reached.
     Resume(Target),
     /// Abandon the rotation in flight: only once the AWSCURRENT credentials are proven to log
@@ -66,6 +69,50 @@ enum Command {
         /// (a database gone for good); says what it leaves behind.
         #[arg(long)]
         force: bool,
+    },
+    /// Store a secret in the file store: a new secret, or a new AWSCURRENT version of one
+    /// (refused while a rotation is in flight). The value is checked as a rotation checks it.
+    /// Prints no value.
+    #[command(
+        after_help = "Examples:\n  rotate put app engine=postgres host=db.example.com port=5432 username=app --password-stdin < pw.txt\n  rotate put app --value-file secret.json\n  rotate put app host=new-db.example.com   (keeps the other keys and the password)"
+    )]
+    Put {
+        /// Secret name (or the ARN of an existing one).
+        secret: String,
+        /// Keys of the value, as KEY=VALUE: engine, host, port, username, dbname, masterarn.
+        /// On an existing secret without --value-file, they change its current value.
+        pairs: Vec<String>,
+        /// Read the whole value (a JSON object) from this file; `-` reads standard input.
+        #[arg(long)]
+        value_file: Option<std::path::PathBuf>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Check the value for this strategy (default: alternating-users when it has a
+        /// masterarn, else single-user).
+        #[arg(long, value_parser = parse_strategy)]
+        strategy: Option<Strategy>,
+    },
+    /// The file store's secrets: engine, when the current value was stored, rotation in flight.
+    List,
+    /// Put the previous credentials back after a rotation that clients could not follow:
+    /// AWSPREVIOUS becomes AWSCURRENT through a rotation of its own (single user: the database
+    /// password is set back first). Stopped half-way, `resume` finishes it and `abort` undoes
+    /// it. A second rollback rolls forward.
+    Rollback(Target),
+    /// Check, changing nothing, what a rotation would need: the secret, the store's
+    /// permissions, the network, TLS, the logins, the acting user's rights, a generated
+    /// password, a rotation in flight. A line each; exit 0 only when all pass.
+    Plan {
+        /// Secret name or ARN.
+        secret: String,
+        /// The strategy to check for (default: alternating-users when the secret has a
+        /// masterarn, else single-user).
+        #[arg(long, env = "ROTATION_STRATEGY", value_parser = parse_strategy)]
+        strategy: Option<Strategy>,
+        /// Database engine; by default the one the secret's `engine` key names.
+        #[arg(long, value_parser = parse_engine)]
+        engine: Option<Engine>,
     },
     /// Versions and stages of a secret, and any rotation in flight.
     Status {
@@ -79,6 +126,36 @@ enum Command {
         #[arg(long)]
         store_file: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Secret name or ARN; or choose many with --all, --prefix or --tag.
+    #[arg(required_unless_present_any = ["all", "prefix", "tag"], conflicts_with_all = ["all", "prefix", "tag"])]
+    secret: Option<String>,
+    /// `single-user` or `alternating-users`. Required for one secret; for many, each secret's
+    /// `rotation-strategy` tag, else alternating-users when it has a masterarn, else single-user.
+    #[arg(long, env = "ROTATION_STRATEGY", value_parser = parse_strategy)]
+    strategy: Option<Strategy>,
+    /// Database engine; by default the one each secret's `engine` key names.
+    #[arg(long, value_parser = parse_engine)]
+    engine: Option<Engine>,
+    /// Every secret of the store.
+    #[arg(long)]
+    all: bool,
+    /// The secrets whose name starts with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// The secrets with this tag (repeatable: all must match).
+    #[arg(long, value_parser = fleet::parse_tag)]
+    tag: Vec<(String, String)>,
+    /// How many secrets rotate at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// With --store aws: rotate secrets that Secrets Manager rotates with a Lambda too (the
+    /// two would race).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +204,21 @@ async fn open_store(spec: &str) -> anyhow::Result<AnyStore> {
     Ok(AnyStore::Local(LocalSecretStore::new(path)))
 }
 
+/// The file store `spec` names, for the commands that only it offers.
+fn file_store(spec: &str, command: &str) -> anyhow::Result<LocalSecretStore> {
+    match spec.strip_prefix("file:").filter(|p| !p.is_empty()) {
+        Some(path) => Ok(LocalSecretStore::new(path)),
+        None if spec == "aws" => Err(UsageError(format!(
+            "rotate {command} works on the file store (--store file:PATH); for Secrets Manager use the AWS CLI (aws secretsmanager create-secret / put-secret-value / list-secrets)"
+        ))
+        .into()),
+        None => Err(UsageError(format!(
+            "--store must be `aws` or `file:PATH`, got {spec:?}"
+        ))
+        .into()),
+    }
+}
+
 /// Every value of the `engine` key some engine handles, for messages.
 const KNOWN_ENGINES: &str = "one of postgres, aurora-postgresql, redshift, mongo";
 
@@ -171,21 +263,30 @@ async fn rotation(
         Some(e) => e,
         None => engine_of(&store, &target.secret, timeout).await?,
     };
-    let settings = Settings::from_env(engine)?;
-    settings.postgres.trust.log_sources();
     // Managed master secrets and replica hosts need the RDS API; only with AWS.
     let sdk = match store {
         AnyStore::Aws(_) => Some(aws_config::from_env().load().await),
         AnyStore::Local(_) => None,
     };
+    build_rotation(store, engine, target.strategy, timeout, sdk.as_ref())
+}
+
+/// The rotation of `engine` and `strategy` over `store`, its settings read from the
+/// environment.
+fn build_rotation(
+    store: AnyStore,
+    engine: Engine,
+    strategy: Strategy,
+    timeout: u64,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> anyhow::Result<Rotation<AnyStore, AnyRotator>> {
+    let settings = Settings::from_env(engine)?;
+    settings.postgres.trust.log_sources();
     let options = Options {
         step_timeout: Duration::from_secs(timeout),
         ..settings.options()
     };
-    Ok(
-        rotation_engines::rotation(store, &settings, target.strategy, sdk.as_ref())
-            .with_options(options),
-    )
+    Ok(rotation_engines::rotation(store, &settings, strategy, sdk).with_options(options))
 }
 
 fn init_logs(verbose: u8) {
@@ -210,6 +311,15 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A fleet run has reported each failure already.
+            if let Some(f) = e.downcast_ref::<fleet::FleetFailed>() {
+                eprintln!("error: {f}");
+                return ExitCode::from(f.code);
+            }
+            // So has a plan.
+            if let Some(output::PlanFailed(code)) = e.downcast_ref::<output::PlanFailed>() {
+                return ExitCode::from(*code);
+            }
             let code = match e.downcast_ref::<RotationError>() {
                 Some(r) => {
                     eprintln!(
@@ -238,8 +348,63 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
-        Command::Run(t) => {
-            let r = rotation(open_store(&cli.store).await?, &t, cli.timeout).await?;
+        Command::Run(a) => {
+            let store = open_store(&cli.store).await?;
+            let selection = fleet::Selection {
+                all: a.all,
+                prefix: a.prefix.clone(),
+                tags: a.tag.clone(),
+            };
+            if selection.is_fleet() {
+                let sdk = match store {
+                    AnyStore::Aws(_) => Some(aws_config::from_env().load().await),
+                    AnyStore::Local(_) => None,
+                };
+                let (builder_store, timeout) = (store.clone(), cli.timeout);
+                let build = move |engine: Engine, strategy: Strategy| {
+                    build_rotation(
+                        builder_store.clone(),
+                        engine,
+                        strategy,
+                        timeout,
+                        sdk.as_ref(),
+                    )
+                };
+                fleet::run(
+                    store,
+                    &selection,
+                    a.strategy,
+                    a.engine,
+                    usize::from(a.concurrency),
+                    a.force,
+                    cli.timeout,
+                    cli.json,
+                    Box::new(build),
+                )
+                .await?;
+                return Ok(());
+            }
+            let secret = a.secret.clone().unwrap_or_default();
+            let strategy = a.strategy.ok_or_else(|| {
+                UsageError(
+                    "--strategy is required for one secret (single-user or alternating-users; or ROTATION_STRATEGY)".into(),
+                )
+            })?;
+            if let AnyStore::Aws(_) = store
+                && !a.force
+                && let Some(lambda) = fleet::rotation_lambda(&secret).await?
+            {
+                return Err(UsageError(format!(
+                    "Secrets Manager rotates secret {secret} with {lambda}: a rotation from here would race it; use `aws secretsmanager rotate-secret`, or --force"
+                ))
+                .into());
+            }
+            let t = Target {
+                secret,
+                strategy,
+                engine: a.engine,
+            };
+            let r = rotation(store, &t, cli.timeout).await?;
             let report = r.rotate(&t.secret).await?;
             out.report("rotated", &report);
         }
@@ -247,6 +412,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let r = rotation(open_store(&cli.store).await?, &t, cli.timeout).await?;
             let report = r.resume(&t.secret).await?;
             out.report("resumed", &report);
+        }
+        Command::Rollback(t) => {
+            let r = rotation(open_store(&cli.store).await?, &t, cli.timeout).await?;
+            let report = r.rollback(&t.secret).await?;
+            out.report("rolled back", &report);
         }
         Command::Abort { target, force } => {
             let r = rotation(open_store(&cli.store).await?, &target, cli.timeout).await?;
@@ -257,6 +427,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = r.abort(&target.secret, mode).await?;
             out.abort(&report);
+        }
+        Command::Put {
+            secret,
+            pairs,
+            value_file,
+            password_stdin,
+            strategy,
+        } => {
+            let store = file_store(&cli.store, "put")?;
+            let req = put::PutRequest {
+                secret: &secret,
+                value_file: value_file.as_deref(),
+                password_stdin,
+                pairs: &pairs,
+            };
+            let value = put::build_value(&store, &req).await?;
+            put::check(&secret, &value, strategy)?;
+            let outcome = store.put_current(&secret, &value).await.map_err(|source| {
+                RotationError::Store {
+                    context: format!("storing secret {secret}"),
+                    source,
+                }
+            })?;
+            put::print_put(cli.json, &secret, &outcome);
+        }
+        Command::List => {
+            let store = file_store(&cli.store, "list")?;
+            let secrets = store
+                .summaries()
+                .await
+                .map_err(|source| RotationError::Store {
+                    context: "listing the store's secrets".into(),
+                    source,
+                })?;
+            put::print_list(cli.json, &secrets);
+        }
+        Command::Plan {
+            secret,
+            strategy,
+            engine,
+        } => {
+            let store = open_store(&cli.store).await?;
+            let (engine, strategy) =
+                fleet::engine_and_strategy_of(&store, &secret, strategy, engine, cli.timeout)
+                    .await?;
+            let t = Target {
+                secret: secret.clone(),
+                strategy,
+                engine: Some(engine),
+            };
+            let r = rotation(store, &t, cli.timeout).await?;
+            let plan = r.plan(&secret).await;
+            out.plan(&plan);
+            if !plan.passed() {
+                return Err(output::PlanFailed(output::plan_exit_code(&plan)).into());
+            }
         }
         Command::Status { secret } => {
             let store = open_store(&cli.store).await?;

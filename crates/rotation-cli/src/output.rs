@@ -1,5 +1,6 @@
 //! Text and JSON output.
 
+use rotation_core::plan::{CheckStatus, Plan};
 use rotation_core::{AbortReport, RotationReport, SecretDescription, Stage};
 use serde_json::json;
 
@@ -67,7 +68,66 @@ pub fn status_text(d: &SecretDescription) -> String {
     s
 }
 
+/// A plan with failed checks: the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("the plan has failed checks")]
+pub struct PlanFailed(pub u8);
+
+/// The exit code of a plan that failed: the worst of its failed checks' categories (3 refused,
+/// 4 the secret or the store, 5 the database).
+pub fn plan_exit_code(plan: &Plan) -> u8 {
+    plan.checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .map(|c| match c.name {
+            "rotation" => 3,
+            "login" | "master-login" | "rights" => 5,
+            _ => 4,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 impl Output {
+    pub fn plan(&self, plan: &Plan) {
+        if self.json {
+            println!("{}", plan.to_json());
+            return;
+        }
+        println!(
+            "plan for {} ({}, {})",
+            escape(&plan.secret),
+            plan.engine,
+            plan.strategy
+        );
+        for c in &plan.checks {
+            let status = match c.status {
+                CheckStatus::Pass => "pass",
+                CheckStatus::Fail => "FAIL",
+                CheckStatus::Skip => "skip",
+            };
+            let kind = c
+                .kind
+                .as_ref()
+                .map(|k| format!(" [{k}]"))
+                .unwrap_or_default();
+            println!("  {status}  {:<12} {}{kind}", c.name, escape(&c.detail));
+            if let Some(fix) = &c.fix {
+                println!("        {:<12} fix: {}", "", escape(fix));
+            }
+        }
+        let failed = plan
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .count();
+        if failed == 0 {
+            println!("a rotation is expected to succeed");
+        } else {
+            println!("a rotation would fail: {failed} check(s) failed");
+        }
+    }
+
     pub fn report(&self, verb: &str, r: &RotationReport) {
         if self.json {
             let steps: Vec<_> = r

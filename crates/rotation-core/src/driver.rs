@@ -12,7 +12,7 @@ use crate::rotation::Rotation;
 use crate::rotator::Rotator;
 use crate::stage::{Stage, Strategy};
 use crate::steps::recover::login_with_unlabelled;
-use crate::steps::set::check_same_user;
+use crate::steps::set::{check_same_host, check_same_user};
 use crate::steps::{self, Credentials, StepContext, StepOutcome};
 use crate::store::{Claim, SecretDescription, SecretStore, StageMove};
 
@@ -132,6 +132,84 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         self.drive(&description, &token, false).await
     }
 
+    /// Puts the previous credentials back after a rotation that clients could not follow, with
+    /// the claim and no-lockout rules of a rotation: the `AWSPREVIOUS` version becomes the
+    /// pending version of a rotation that then runs its steps as any rotation does. Single
+    /// user: the database password is set back to the previous one (logged in with the
+    /// current credentials, or found already set); alternating users: the previous user's
+    /// password is set again through the master and its privileges synchronised. It ends with
+    /// the previous version `AWSCURRENT` and the rolled-back one `AWSPREVIOUS` (a second
+    /// rollback rolls forward). Until then `AWSCURRENT` or `AWSPENDING` logs in; a run that
+    /// stops half-way leaves a rotation in flight that `resume` finishes and `abort` undoes.
+    ///
+    /// Refused, changing nothing, when rotation is disabled, a rotation is in flight, there is
+    /// no `AWSPREVIOUS`, or it is not usable in place of the current credentials (another
+    /// engine, host or user; for alternating users, not the current user's partner).
+    pub async fn rollback(&self, secret_id: &str) -> Result<RotationReport, RotationError> {
+        let (_claim, description) = self.claimed(secret_id).await?;
+        let arn = description.arn.clone();
+        if description.rotation_enabled == Some(false) {
+            return Err(RotationError::NotEnabled { secret: arn });
+        }
+        if let Some(version) = description.rotation_in_flight() {
+            return Err(RotationError::RotationInFlight {
+                secret: arn,
+                version: version.to_string(),
+            });
+        }
+        let previous = description
+            .version_with(Stage::Previous)
+            .filter(|p| Some(*p) != description.version_with(Stage::Current))
+            .ok_or_else(|| RotationError::NoPreviousVersion {
+                secret: arn.clone(),
+            })?
+            .to_string();
+        let deadline = self.driver_deadline();
+        let ctx = self.context(&description, &previous, deadline);
+        let current = ctx.load(Which::Current, None).await?;
+        ctx.validate(&arn, Which::Current, &current)?;
+        let target = ctx.load(Which::Previous, None).await?;
+        ctx.validate(&arn, Which::Previous, &target)?;
+        let default_port = self.rotator.profile().default_port;
+        match self.rotator.strategy() {
+            Strategy::SingleUser => {
+                check_same_user(&target, &current, "current user", "current", default_port)?;
+            }
+            Strategy::AlternatingUsers => {
+                let current_user = current.username().unwrap_or_default();
+                let partner =
+                    crate::rotator::alternate_username(current_user, None).unwrap_or_default();
+                if target.username() != Some(partner.as_str()) {
+                    return Err(RotationError::UserMismatch {
+                        pending: target.username().unwrap_or_default().to_string(),
+                        expected: partner,
+                        expected_desc: "current user's partner",
+                    });
+                }
+                check_same_host(&target, &current, "current", default_port)?;
+            }
+        }
+        let span = info_span!("rollback", secret_id = %arn, to = %previous);
+        span.in_scope(|| {
+            info!("rollback: the previous version becomes the pending version of a rotation");
+        });
+        ctx.store_call(
+            "UpdateSecretVersionStage",
+            || format!("attaching AWSPENDING to version {previous} of secret {arn}"),
+            self.store.update_stage(
+                &arn,
+                StageMove {
+                    stage: Stage::Pending,
+                    move_to: Some(&previous),
+                    remove_from: description.version_with(Stage::Pending),
+                },
+            ),
+        )
+        .await?;
+        let fresh = self.describe(&arn, deadline).await?;
+        self.drive(&fresh, &previous, false).instrument(span).await
+    }
+
     async fn drive(
         &self,
         description: &SecretDescription,
@@ -139,8 +217,15 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         fresh: bool,
     ) -> Result<RotationReport, RotationError> {
         let arn = description.arn.as_str();
-        let span = info_span!("rotation", secret_id = %arn, token = %token);
-        async {
+        let span = info_span!(
+            "rotation",
+            secret_id = %arn,
+            token = %token,
+            engine = self.rotator.profile().name,
+            strategy = %self.rotator.strategy(),
+        );
+        let started = std::time::Instant::now();
+        let result = async {
             let mut steps = Vec::with_capacity(4);
             // createSecret first: with a new token there is no stub to pass the entry checks
             // (RotateSecret would have made one); it stores the AWSPENDING version itself.
@@ -171,15 +256,27 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                 changed |= matches!(outcome, StepOutcome::PasswordSet(_));
                 steps.push((step, outcome));
             }
-            info!("rotation complete");
             Ok(RotationReport {
                 secret: arn.to_string(),
                 token: token.to_string(),
                 steps,
             })
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        // One event per rotation, beside the steps' own.
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        span.in_scope(|| match &result {
+            Ok(_) => info!(outcome = "rotated", duration_ms, "rotation complete"),
+            Err(e) => warn!(
+                outcome = "failed",
+                error_kind = e.kind(),
+                engine_error = e.engine_kind().map(|k| k.as_str()),
+                duration_ms,
+                "rotation failed"
+            ),
+        });
+        result
     }
 
     /// Abandons the rotation in flight by removing `AWSPENDING` from its version, but only

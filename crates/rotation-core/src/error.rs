@@ -93,6 +93,9 @@ pub struct LoginAttempt {
     pub error: EngineError,
 }
 
+/// How many recovered versions' failures an [`Attempts`] message lists before it counts them.
+const LISTED_RECOVERIES: usize = 3;
+
 /// The logins a step tried, in order.
 #[derive(Debug, Default)]
 pub struct Attempts(pub Vec<LoginAttempt>);
@@ -118,11 +121,29 @@ impl std::fmt::Display for Attempts {
         if self.0.is_empty() {
             return f.write_str("no credentials to try");
         }
-        for (i, a) in self.0.iter().enumerate() {
-            if i > 0 {
+        // Recovery may try up to a hundred unlabelled versions: past the first few, they are
+        // counted rather than listed, so the message stays readable.
+        let mut recovered = 0usize;
+        let mut first = true;
+        for a in &self.0 {
+            if matches!(a.source, CredentialSource::Recovered(_)) {
+                recovered += 1;
+                if recovered > LISTED_RECOVERIES {
+                    continue;
+                }
+            }
+            if !first {
                 f.write_str("; ")?;
             }
+            first = false;
             write!(f, "{}: {}", a.source, crate::error::error_chain(&a.error))?;
+        }
+        if recovered > LISTED_RECOVERIES {
+            write!(
+                f,
+                "; and {} more unlabelled versions, none of which logged in",
+                recovered - LISTED_RECOVERIES
+            )?;
         }
         Ok(())
     }
@@ -365,6 +386,14 @@ pub enum RotationError {
         /// Secret ARN.
         secret: String,
     },
+    /// Nothing to roll back to: no version carries `AWSPREVIOUS` (driver).
+    #[error(
+        "secret {secret} has no AWSPREVIOUS version to roll back to (it was never rotated, or its previous version was removed)"
+    )]
+    NoPreviousVersion {
+        /// Secret ARN.
+        secret: String,
+    },
     /// An abort could not restore the database to the current credentials.
     #[error(
         "abort: version {token} of secret {secret} is already set in the database, and setting the current password back (or proving it logs in afterwards) failed; nothing was removed; resume the rotation instead: {source}"
@@ -471,6 +500,7 @@ impl RotationError {
             PendingNotVerified { .. } => "PendingNotVerified",
             RotationInFlight { .. } => "RotationInFlight",
             NoRotationInFlight { .. } => "NoRotationInFlight",
+            NoPreviousVersion { .. } => "NoPreviousVersion",
             RollbackFailed { .. } => "RollbackFailed",
             Store { source, .. } => match source {
                 StoreError::NotFound(_) => "SecretNotFound",
@@ -494,6 +524,7 @@ impl RotationError {
             | TokenNotPending { .. }
             | RotationInFlight { .. }
             | NoRotationInFlight { .. }
+            | NoPreviousVersion { .. }
             | Busy { .. }
             | PendingMoved { .. }
             | AbortUnsafe { .. } => ErrorCategory::Refused,
@@ -563,4 +594,32 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_recovered_attempts_are_counted_not_listed() {
+        let mut a = Attempts::default();
+        a.push(
+            CredentialSource::Current,
+            EngineError::new(ErrorKind::AuthFailed, "refused"),
+        );
+        for i in 0..40 {
+            a.push(
+                CredentialSource::Recovered(format!("v{i}")),
+                EngineError::new(ErrorKind::AuthFailed, "refused"),
+            );
+        }
+        let text = a.to_string();
+        assert!(text.starts_with(
+            "AWSCURRENT: refused (AuthenticationFailed); unlabelled version v0: refused (AuthenticationFailed)"
+        ));
+        assert!(text.contains("unlabelled version v2: refused"));
+        assert!(!text.contains("v3"), "{text}");
+        assert!(text.ends_with("; and 37 more unlabelled versions, none of which logged in"));
+        assert_eq!(a.main_kind(), Some(ErrorKind::AuthFailed));
+    }
 }

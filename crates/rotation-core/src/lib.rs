@@ -31,6 +31,7 @@ mod driver;
 pub mod error;
 pub mod event;
 mod options;
+pub mod plan;
 pub mod policy;
 mod rotation;
 pub mod rotator;
@@ -48,7 +49,9 @@ pub use error::{
     Attempts, CredentialSource, ErrorCategory, LoginAttempt, RotationError, Which, error_chain,
 };
 pub use event::{EventError, EventStep, RotationEvent, Step};
-pub use options::{AllowListError, MASTER_ALLOW_LIST_ENV, MasterAllowList, Options};
+pub use options::{
+    AllowListError, MASTER_ALLOW_LIST_ENV, MasterAllowList, Options, RECOVERY_LIMIT,
+};
 pub use policy::{CharClass, PasswordDefaults, PasswordPolicy, PasswordRuleError, PolicyError};
 pub use rotation::Rotation;
 pub use rotator::{Direction, EngineError, EngineProfile, ErrorKind, Rotator};

@@ -3,6 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
+/// How many unlabelled versions recovery tries by default: the number of versions Secrets
+/// Manager keeps before it deletes the oldest unlabelled ones (the local store keeps as many).
+/// Each costs one read and one failed login only when no labelled credentials log in; the
+/// step's deadline bounds the whole search.
+pub const RECOVERY_LIMIT: usize = 100;
+
 /// Behaviour switches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -10,7 +16,9 @@ pub struct Options {
     pub verify_before_finish: bool,
     /// The deadline of each step when the caller gives none (the driver, `handle`).
     pub step_timeout: Duration,
-    /// How many unlabelled versions, newest first, recovery may try.
+    /// How many unlabelled versions, newest first, recovery may try. The default,
+    /// [`RECOVERY_LIMIT`], reaches every version Secrets Manager keeps, so no number of
+    /// aborted rotations can push the password the database holds out of reach.
     pub recovery_limit: usize,
     /// The master secrets alternating users may use; `None`: any the function can read (W5).
     pub master_allow_list: Option<MasterAllowList>,
@@ -21,7 +29,7 @@ impl Default for Options {
         Options {
             verify_before_finish: true,
             step_timeout: Duration::from_secs(60),
-            recovery_limit: 10,
+            recovery_limit: RECOVERY_LIMIT,
             master_allow_list: None,
         }
     }

@@ -225,6 +225,19 @@ pub trait Rotator: Send + Sync {
         async move { Ok(master) }
     }
 
+    /// Preflight (`rotate plan`): whether the session's user may do what this strategy's
+    /// rotation does (single user: change its own password; alternating users, logged in as
+    /// the master: create users and set their passwords), asked without changing anything.
+    /// `Ok(Some(what was found))`: it may; `Ok(None)`: the engine cannot tell without trying;
+    /// an error (kind [`ErrorKind::PermissionDenied`] when it may not). The default cannot tell.
+    fn check_rights(
+        &self,
+        _session: &mut Self::Session,
+        _current: &DatabaseSecret,
+    ) -> impl Future<Output = Result<Option<String>, EngineError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Whether `current`'s host, which differs from `master`'s, is a replica of it. The
     /// default says no, so hosts must match.
     fn is_replica_of(
@@ -274,6 +287,44 @@ impl Direction {
             target: target.to_string(),
             revoke,
         }
+    }
+}
+
+impl EngineProfile {
+    /// Checks a secret's value as a rotation under `strategy` checks its `AWSCURRENT` before it
+    /// changes anything: valid JSON with the keys the engine needs, an `engine` this profile
+    /// accepts, and for alternating users a `masterarn` and an alternate user name that fits.
+    /// For `rotate put` and preflights; `secret_id` only names the secret in errors.
+    pub fn check_secret(
+        &self,
+        secret_id: &str,
+        value: &secrecy::SecretString,
+        strategy: Strategy,
+    ) -> Result<DatabaseSecret, crate::RotationError> {
+        use crate::RotationError;
+        let invalid = |source| RotationError::InvalidSecret {
+            which: crate::error::Which::Current,
+            secret: secret_id.to_string(),
+            source,
+        };
+        let secret = DatabaseSecret::parse(value).map_err(invalid)?;
+        secret.require(self.engines, true).map_err(invalid)?;
+        if strategy == Strategy::AlternatingUsers {
+            if secret.masterarn().is_none() {
+                return Err(RotationError::MissingMasterArn {
+                    secret: secret_id.to_string(),
+                });
+            }
+            let username = secret.username().expect("required above");
+            alternate_username(username, self.max_username_bytes).map_err(|clone| {
+                RotationError::UsernameTooLong {
+                    bytes: clone.len(),
+                    username: clone,
+                    limit: self.max_username_bytes.unwrap_or(0),
+                }
+            })?;
+        }
+        Ok(secret)
     }
 }
 

@@ -365,6 +365,86 @@ impl Rotator for DocumentDbRotator {
         Ok(())
     }
 
+    async fn check_rights(
+        &self,
+        session: &mut MongoSession,
+        _current: &DatabaseSecret,
+    ) -> Result<Option<String>, EngineError> {
+        // connectionStatus with showPrivileges lists the actions the session may take; a
+        // server that does not list them cannot tell.
+        let db = session.auth_db.clone();
+        let Ok(reply) = session
+            .command(
+                &db,
+                doc! { "connectionStatus": 1, "showPrivileges": true },
+                "running connectionStatus with showPrivileges",
+            )
+            .await
+        else {
+            return Ok(None);
+        };
+        let Ok(auth) = reply.get_document("authInfo") else {
+            return Ok(None);
+        };
+        // A built-in role that may manage users settles it.
+        let admin_role = auth
+            .get_array("authenticatedUserRoles")
+            .into_iter()
+            .flatten()
+            .filter_map(|r| match r {
+                Bson::Document(r) => Some((r.get_str("role").ok()?, r.get_str("db").ok()?)),
+                _ => None,
+            })
+            .find(|(role, db)| {
+                matches!(*role, "root" | "userAdminAnyDatabase")
+                    || (*db == "admin" && matches!(*role, "userAdmin" | "dbOwner"))
+            });
+        if let Some((role, db)) = admin_role {
+            return Ok(Some(format!(
+                "the session's user holds {role}@{db}, which may manage users"
+            )));
+        }
+        // Otherwise the privileges: a server that lists none (or does not expand custom
+        // roles) cannot tell.
+        let privileges = match auth.get_array("authenticatedUserPrivileges") {
+            Ok(p) if !p.is_empty() => p,
+            _ => return Ok(None),
+        };
+        let actions: Vec<&str> = privileges
+            .iter()
+            .filter_map(|p| match p {
+                Bson::Document(p) => p.get_array("actions").ok(),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let needed: &[&[&str]] = match self.strategy {
+            // Its own password: changeOwnPassword, or the right to change anyone's.
+            Strategy::SingleUser => &[&["changeOwnPassword", "changePassword"]],
+            Strategy::AlternatingUsers => &[&["createUser"], &["changePassword"], &["grantRole"]],
+        };
+        let missing: Vec<&str> = needed
+            .iter()
+            .filter(|any| !any.iter().any(|a| actions.contains(a)))
+            .map(|any| any[0])
+            .collect();
+        if missing.is_empty() {
+            Ok(Some(format!(
+                "the session's user may {}",
+                needed.iter().map(|a| a[0]).collect::<Vec<_>>().join(", ")
+            )))
+        } else {
+            Err(EngineError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "the session's user lacks the action(s) {}",
+                    missing.join(", ")
+                ),
+            ))
+        }
+    }
+
     async fn close(&self, session: MongoSession) {
         connect::close(session.client, session.deadline).await;
     }

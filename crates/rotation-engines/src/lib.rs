@@ -365,6 +365,21 @@ impl Rotator for AnyRotator {
         }
     }
 
+    async fn check_rights(
+        &self,
+        session: &mut AnySession,
+        current: &DatabaseSecret,
+    ) -> Result<Option<String>, EngineError> {
+        match (self, session) {
+            (AnyRotator::Postgres(r), AnySession::Postgres(s)) => r.check_rights(s, current).await,
+            (AnyRotator::Redshift(r), AnySession::Redshift(s)) => r.check_rights(s, current).await,
+            (AnyRotator::DocumentDb(r), AnySession::DocumentDb(s)) => {
+                r.check_rights(s, current).await
+            }
+            _ => Err(mismatched()),
+        }
+    }
+
     async fn close(&self, session: AnySession) {
         match (self, session) {
             (AnyRotator::Postgres(r), AnySession::Postgres(s)) => r.close(s).await,

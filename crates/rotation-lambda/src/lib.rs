@@ -15,6 +15,8 @@ use rotation_core::{
 use rotation_engines::{ENGINE_ENV, Engine, Settings, strategy_from_env};
 use serde_json::{Value, json};
 
+pub mod metrics;
+
 /// Time kept back from the invocation's deadline to report a failure (W16).
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 
@@ -183,18 +185,96 @@ impl From<Failure> for Diagnostic {
     }
 }
 
-/// Handles one invocation payload within `deadline`: parse, run the step, report the outcome.
+/// Handles one invocation payload within `deadline`: parse, run the step, report the outcome;
+/// prints the invocation's metric line ([`metrics`]) to standard output, which Lambda sends to
+/// CloudWatch Logs.
 pub async fn handle<S: SecretStore, R: Rotator>(
     rotation: &Rotation<S, R>,
     payload: &Value,
     deadline: Deadline,
 ) -> Result<Value, Failure> {
-    let event = RotationEvent::from_json(payload).map_err(|e| {
-        tracing::error!(error = %e, "invalid rotation event");
-        Failure::from(RotationError::from(e))
-    })?;
-    let outcome = rotation.handle_until(&event, deadline).await?;
-    Ok(json!({ "step": event.step.to_string(), "outcome": format!("{outcome:?}") }))
+    if payload.get("Step").and_then(Value::as_str) == Some(PLAN_STEP) {
+        return Box::pin(plan(rotation, payload)).await;
+    }
+    // Boxed: the step futures are deep (see `Rotation::handle_until`).
+    let (result, metrics) = Box::pin(handle_measured(rotation, payload, deadline)).await;
+    println!("{}", metrics.line());
+    result
+}
+
+/// The `Step` of the preflight event, `{"Step": "plan", "SecretId": ...}`: run where the
+/// function runs (its role, its network), before the rotation contract's entry checks, which
+/// it does not satisfy. It changes nothing and reports no metric.
+pub const PLAN_STEP: &str = "plan";
+
+/// Answers the preflight event with the plan ([`rotation_core::plan::Plan::to_json`]); a plan
+/// with failed checks is still a successful invocation (its `passed` says so).
+pub async fn plan<S: SecretStore, R: Rotator>(
+    rotation: &Rotation<S, R>,
+    payload: &Value,
+) -> Result<Value, Failure> {
+    let secret_id = payload
+        .get("SecretId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Failure::from(RotationError::from(
+                rotation_core::EventError::MissingField("SecretId"),
+            ))
+        })?;
+    let plan = rotation.plan(secret_id).await;
+    tracing::info!(passed = plan.passed(), "preflight finished");
+    Ok(plan.to_json())
+}
+
+/// [`handle`] without printing: the result and what the metric line would say.
+pub async fn handle_measured<S: SecretStore, R: Rotator>(
+    rotation: &Rotation<S, R>,
+    payload: &Value,
+    deadline: Deadline,
+) -> (Result<Value, Failure>, metrics::StepMetrics) {
+    let started = std::time::Instant::now();
+    // Fields of a payload that is not a valid event are shown only when they are short
+    // strings (they are echoed into logs).
+    let field = |key: &str| {
+        payload
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| s.len() <= 2048 && !s.chars().any(char::is_control))
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut metrics = metrics::StepMetrics {
+        engine: rotation.rotator().profile().name,
+        strategy: rotation.rotator().strategy(),
+        step: "invalid".into(),
+        secret_id: field("SecretId"),
+        version: field("ClientRequestToken"),
+        outcome: "failed".into(),
+        error_kind: None,
+        duration_ms: 0.0,
+    };
+    let result: Result<Value, Failure> = async {
+        let event = RotationEvent::from_json(payload).map_err(|e| {
+            tracing::error!(error = %e, "invalid rotation event");
+            Failure::from(RotationError::from(e))
+        })?;
+        // A dimension: only the four step names, so a stray name cannot make new metrics.
+        metrics.step = match &event.step {
+            rotation_core::EventStep::Known(step) => step.as_str(),
+            rotation_core::EventStep::Unknown(_) => "unknown",
+        }
+        .to_string();
+        let outcome = rotation.handle_until(&event, deadline).await?;
+        metrics.outcome = format!("{outcome:?}");
+        Ok(json!({ "step": event.step.to_string(), "outcome": format!("{outcome:?}") }))
+    }
+    .await;
+    if let Err(f) = &result {
+        metrics.error_kind = Some(f.kind());
+    }
+    metrics.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    (result, metrics)
 }
 
 /// The step's deadline from the invocation's (`Lambda-Runtime-Deadline-Ms`, milliseconds since
@@ -306,6 +386,137 @@ mod tests {
         assert_eq!(d.error_type, "InvalidEvent");
         // No store file was created: nothing was called.
         assert!(!dir.path().join("s.json").exists());
+    }
+
+    /// What CloudWatch requires of an EMF document: every metric a top-level number, every
+    /// dimension a top-level string.
+    fn assert_emf(doc: &Value) {
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert!(doc["_aws"]["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+        assert_eq!(directive["Namespace"], json!(metrics::NAMESPACE));
+        for m in directive["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(doc[name].is_number(), "{name} in {doc}");
+        }
+        for set in directive["Dimensions"].as_array().unwrap() {
+            for d in set.as_array().unwrap() {
+                assert!(doc[d.as_str().unwrap()].is_string(), "{d} in {doc}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_invocation_has_a_metric_line_and_no_secret_in_it() {
+        use secrecy::{ExposeSecret, SecretString};
+        let dir = tempfile::tempdir().unwrap();
+        let db = FakeDatabase::new();
+        db.add_user("app", &SecretString::from("Initial-pw-1"));
+        let store = LocalSecretStore::new(dir.path().join("s.json"));
+        let value =
+            json!({"engine": "fake", "host": "h", "username": "app", "password": "Initial-pw-1"});
+        store
+            .create_secret("app", &SecretString::from(value.to_string()))
+            .await
+            .unwrap();
+        let token = "t0000000000000000000000000000001";
+        store.start_rotation("app", token).await.unwrap();
+        let r = Rotation::new(
+            store.clone(),
+            FakeRotator::new(db, Strategy::SingleUser),
+            PasswordPolicy::defaults(&FAKE_PROFILE.password),
+        );
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let mut lines = Vec::new();
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            let event = json!({"Step": step, "SecretId": "app", "ClientRequestToken": token});
+            let (result, m) = handle_measured(&r, &event, deadline).await;
+            result.unwrap();
+            let doc: Value = serde_json::from_str(&m.line()).unwrap();
+            assert_emf(&doc);
+            assert_eq!(doc["Step"], json!(step));
+            assert_eq!(doc["Engine"], json!("fake"));
+            assert_eq!(doc["Strategy"], json!("single-user"));
+            assert_eq!(doc["RotationFailed"], json!(0));
+            assert_eq!(doc["Version"], json!(token));
+            lines.push(doc.to_string());
+        }
+        let failures = [
+            (
+                json!({"Step": "setSecret", "SecretId": "nope", "ClientRequestToken": token}),
+                "setSecret",
+                "SecretNotFound",
+            ),
+            (
+                json!({"Step": "setSecret", "SecretId": "app"}),
+                "invalid",
+                "InvalidEvent",
+            ),
+            (
+                json!({"Step": "rollSecret", "SecretId": "app", "ClientRequestToken": "t0000000000000000000000000000002"}),
+                "unknown",
+                "TokenNotStaged",
+            ),
+        ];
+        for (event, step, kind) in failures {
+            let (result, m) = handle_measured(&r, &event, deadline).await;
+            assert_eq!(result.unwrap_err().kind(), kind);
+            let doc: Value = serde_json::from_str(&m.line()).unwrap();
+            assert_emf(&doc);
+            assert_eq!(doc["Step"], json!(step));
+            assert_eq!(doc["RotationFailed"], json!(1));
+            assert_eq!(doc["ErrorKind"], json!(kind));
+            lines.push(doc.to_string());
+        }
+        use rotation_core::{SecretStore, Stage, VersionSelector};
+        let now = store
+            .get_value("app", VersionSelector::stage(Stage::Current))
+            .await
+            .unwrap();
+        let now: Value = serde_json::from_str(now.value.expose_secret()).unwrap();
+        let new_password = now["password"].as_str().unwrap();
+        assert_ne!(new_password, "Initial-pw-1");
+        for line in &lines {
+            assert!(
+                !line.contains("Initial-pw-1") && !line.contains(new_password),
+                "{line}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_plan_event_is_answered_with_the_plan_and_changes_nothing() {
+        use secrecy::SecretString;
+        let dir = tempfile::tempdir().unwrap();
+        let db = FakeDatabase::new();
+        db.add_user("app", &SecretString::from("Initial-pw-1"));
+        let store = LocalSecretStore::new(dir.path().join("s.json"));
+        let value =
+            json!({"engine": "fake", "host": "h", "username": "app", "password": "Initial-pw-1"});
+        store
+            .create_secret("app", &SecretString::from(value.to_string()))
+            .await
+            .unwrap();
+        let before = std::fs::read(dir.path().join("s.json")).unwrap();
+        let r = Rotation::new(
+            store,
+            FakeRotator::new(db, Strategy::SingleUser),
+            PasswordPolicy::defaults(&FAKE_PROFILE.password),
+        );
+        let deadline = Deadline::after(Duration::from_secs(10));
+        // Not a rotation event (no ClientRequestToken): dispatched before the entry checks.
+        let out = handle(&r, &json!({"Step": "plan", "SecretId": "app"}), deadline)
+            .await
+            .unwrap();
+        assert_eq!(out["passed"], json!(true), "{out}");
+        assert_eq!(out["engine"], json!("fake"));
+        assert!(out["checks"].as_array().unwrap().len() >= 6);
+        assert!(!out.to_string().contains("Initial-pw-1"));
+        assert_eq!(std::fs::read(dir.path().join("s.json")).unwrap(), before);
+        // Without a SecretId: refused as an event.
+        let f = handle(&r, &json!({"Step": "plan"}), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(f.kind(), "InvalidEvent");
     }
 
     #[tokio::test]

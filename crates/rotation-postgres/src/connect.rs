@@ -200,7 +200,9 @@ pub fn classify(err: &sqlx::Error) -> ErrorKind {
             Some("28000") if db.message().contains("no encryption") => ErrorKind::Tls,
             Some("28000") => ErrorKind::AuthFailed,
             Some("3D000") => ErrorKind::UnknownDatabase,
-            Some("42501") => ErrorKind::PermissionDenied,
+            // insufficient_privilege; read_only_sql_transaction: a role made read-only (or a
+            // read-only replica) refuses the change just as surely.
+            Some("42501" | "25006") => ErrorKind::PermissionDenied,
             Some("55P03" | "57014") => ErrorKind::Timeout,
             _ => ErrorKind::Server,
         },

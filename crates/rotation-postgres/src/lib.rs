@@ -147,6 +147,15 @@ impl PostgresRotator {
     }
 }
 
+/// The session user's rights, for the preflight: name, superuser, CREATEROLE, read-only
+/// sessions, RDS's `rds.restrict_password_commands` and membership of `rds_password`.
+const RIGHTS_SQL: &str = "SELECT current_user::text, r.rolsuper, r.rolcreaterole, \
+     current_setting('transaction_read_only') = 'on', \
+     coalesce(current_setting('rds.restrict_password_commands', true), 'off') = 'on', \
+     CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_password') \
+          THEN pg_has_role(current_user, 'rds_password', 'MEMBER') ELSE false END \
+     FROM pg_roles r WHERE r.rolname = current_user";
+
 impl Rotator for PostgresRotator {
     type Session = PgSession;
 
@@ -245,6 +254,50 @@ impl Rotator for PostgresRotator {
             info!(member, role, "granted role membership");
         }
         commit(tx, deadline, "the role change").await
+    }
+
+    async fn check_rights(
+        &self,
+        session: &mut PgSession,
+        _current: &DatabaseSecret,
+    ) -> Result<Option<String>, EngineError> {
+        let deadline = session.deadline();
+        let (user, superuser, createrole, read_only, restricted, password_role): (
+            String,
+            bool,
+            bool,
+            bool,
+            bool,
+            bool,
+        ) = bounded(
+            deadline,
+            "reading the session user's rights",
+            sqlx::query_as(RIGHTS_SQL).fetch_one(session.connection()),
+        )
+        .await?;
+        let denied = |why: String| Err(EngineError::new(ErrorKind::PermissionDenied, why));
+        if read_only {
+            return denied(format!(
+                "{user}'s sessions are read-only (default_transaction_read_only): the password change would be refused"
+            ));
+        }
+        if restricted && !password_role && !superuser {
+            return denied(format!(
+                "rds.restrict_password_commands is on and {user} is not a member of rds_password"
+            ));
+        }
+        match self.strategy {
+            Strategy::SingleUser => Ok(Some(format!("{user} may change its own password"))),
+            Strategy::AlternatingUsers if superuser => {
+                Ok(Some(format!("the master {user} is a superuser")))
+            }
+            Strategy::AlternatingUsers if createrole => {
+                Ok(Some(format!("the master {user} has CREATEROLE")))
+            }
+            Strategy::AlternatingUsers => denied(format!(
+                "the master {user} has neither CREATEROLE nor superuser: it cannot create the clone or set its password"
+            )),
+        }
     }
 
     async fn test_session(

@@ -283,6 +283,30 @@ impl Rotator for RedshiftRotator {
         commit(tx, deadline, "the user change").await
     }
 
+    async fn check_rights(
+        &self,
+        session: &mut PgSession,
+        _current: &DatabaseSecret,
+    ) -> Result<Option<String>, EngineError> {
+        if self.strategy == Strategy::SingleUser {
+            return Ok(Some(
+                "a Redshift user may always change its own password".into(),
+            ));
+        }
+        let deadline = session.deadline();
+        let (user, superuser): (String, bool) = bounded(
+            deadline,
+            "reading the master's rights",
+            sqlx::query_as(
+                "SELECT usename::text, usesuper FROM pg_user WHERE usename = current_user",
+            )
+            .fetch_one(session.connection()),
+        )
+        .await?;
+        // Without superuser, a role granted CREATE USER (RBAC) may still do it: not told here.
+        Ok(superuser.then(|| format!("the master {user} is a superuser")))
+    }
+
     async fn test_session(
         &self,
         session: &mut PgSession,

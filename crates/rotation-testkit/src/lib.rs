@@ -25,7 +25,7 @@ mod tls;
 
 pub use moto::Moto;
 pub use net::{free_port, wait_for_port};
-pub use postgres::{PgAuth, PgCluster, PgOptions};
+pub use postgres::{PgAuth, PgCluster, PgOptions, pg_bin};
 pub use proxy::{TcpProxy, Wire};
 pub use secantus::Secantus;
 pub use tls::TestCa;

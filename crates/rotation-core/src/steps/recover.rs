@@ -4,7 +4,9 @@
 //! its label: an operator removed `AWSPENDING` by hand (the documented way out of a stuck
 //! rotation), or a late writer won a race. Wherever the algorithm finds that no labelled
 //! credentials log in, it tries the versions Secrets Manager still keeps without a label, newest
-//! first, at most [`crate::Options::recovery_limit`] of them, each held to the same user, host and
+//! first, at most [`crate::Options::recovery_limit`] of them (by default every version the
+//! store keeps: a window of the ten newest could be pushed past the right version by ten
+//! aborted rotations after a change that landed late), each held to the same user, host and
 //! engine checks as `AWSPREVIOUS` (checklist 22-23). Every recovery is logged.
 
 use tracing::{info, warn};

@@ -171,84 +171,7 @@ async fn alternating<S: SecretStore, R: Rotator>(
         })?;
     ctx.rotator.close(session).await;
 
-    let masterarn = current
-        .masterarn()
-        .ok_or_else(|| RotationError::MissingMasterArn {
-            secret: arn.to_string(),
-        })?
-        .to_string();
-    // W5: the secret's author chose the master; the deployment says which it may use, checked
-    // before the master secret is even read.
-    if let Some(list) = &ctx.options.master_allow_list
-        && !list.allows(&masterarn)
-    {
-        return Err(RotationError::MasterNotAllowed {
-            masterarn,
-            secret: arn.to_string(),
-            env: crate::options::MASTER_ALLOW_LIST_ENV,
-        });
-    }
-    let mut master = ctx.load_raw(&masterarn, Which::Master, None).await?;
-    let tags = if master.host().is_none() {
-        let description = ctx
-            .store_call(
-                "DescribeSecret",
-                || format!("describing master secret {masterarn}"),
-                ctx.store.describe(&masterarn),
-            )
-            .await?;
-        Some(description.tags)
-    } else {
-        None
-    };
-    master = ctx
-        .engine_call(
-            "resolving the master secret",
-            ctx.rotator
-                .resolve_master(master, &current, tags.as_deref()),
-        )
-        .await?;
-    ctx.validate(&masterarn, Which::Master, &master)?;
-    // Never touch the master's own user: the pair must be two other users.
-    if let Some(user) = master
-        .username()
-        .filter(|m| *m == current_user || *m == pending_user)
-    {
-        return Err(RotationError::MasterInPair {
-            user: user.to_string(),
-            secret: arn.to_string(),
-        });
-    }
-
-    let (current_host, master_host) = (
-        current.host().unwrap_or_default(),
-        master.host().unwrap_or_default(),
-    );
-    if current_host != master_host
-        && !ctx
-            .engine_call(
-                "checking for a read replica",
-                ctx.rotator.is_replica_of(&current, &master),
-            )
-            .await?
-    {
-        return Err(RotationError::MasterHostMismatch {
-            current: current_host.to_string(),
-            master: master_host.to_string(),
-        });
-    }
-    // Same host: the same server too (port, tls_server_name), or the master acts elsewhere.
-    if current_host == master_host
-        && let Some(key) = master
-            .server_difference(&current, ctx.rotator.profile().default_port)
-            .filter(|k| *k != "host")
-    {
-        return Err(RotationError::ServerMismatch {
-            which: "master",
-            key,
-            expected_desc: "current",
-        });
-    }
+    let (masterarn, master) = resolve_master(ctx, &current, pending_user).await?;
     let mut session = ctx
         .login(&CredentialSource::Master, &master)
         .await
@@ -296,7 +219,7 @@ pub(crate) fn check_same_user(
     check_same_host(pending, other, host_desc, default_port)
 }
 
-fn check_same_host(
+pub(crate) fn check_same_host(
     pending: &DatabaseSecret,
     other: &DatabaseSecret,
     desc: &'static str,
@@ -330,4 +253,96 @@ fn check_same_database(
         });
     }
     Ok(())
+}
+
+/// Alternating users: the master secret `current` names, checked and completed before use: in
+/// the deployment's allow-list (W5), readable, completed by the engine (managed masters),
+/// valid, not one of the pair (`current`'s user and `pending_user`), and on the same server as
+/// the current user (or, where the engine knows replicas, its source). Returns its ARN and
+/// value.
+pub(crate) async fn resolve_master<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    current: &DatabaseSecret,
+    pending_user: &str,
+) -> Result<(String, DatabaseSecret), RotationError> {
+    let arn = ctx.arn;
+    let current_user = current.username().unwrap_or_default();
+    let masterarn = current
+        .masterarn()
+        .ok_or_else(|| RotationError::MissingMasterArn {
+            secret: arn.to_string(),
+        })?
+        .to_string();
+    // W5: the secret's author chose the master; the deployment says which it may use, checked
+    // before the master secret is even read.
+    if let Some(list) = &ctx.options.master_allow_list
+        && !list.allows(&masterarn)
+    {
+        return Err(RotationError::MasterNotAllowed {
+            masterarn,
+            secret: arn.to_string(),
+            env: crate::options::MASTER_ALLOW_LIST_ENV,
+        });
+    }
+    let mut master = ctx.load_raw(&masterarn, Which::Master, None).await?;
+    let tags = if master.host().is_none() {
+        let description = ctx
+            .store_call(
+                "DescribeSecret",
+                || format!("describing master secret {masterarn}"),
+                ctx.store.describe(&masterarn),
+            )
+            .await?;
+        Some(description.tags)
+    } else {
+        None
+    };
+    master = ctx
+        .engine_call(
+            "resolving the master secret",
+            ctx.rotator.resolve_master(master, current, tags.as_deref()),
+        )
+        .await?;
+    ctx.validate(&masterarn, Which::Master, &master)?;
+    // Never touch the master's own user: the pair must be two other users.
+    if let Some(user) = master
+        .username()
+        .filter(|m| *m == current_user || *m == pending_user)
+    {
+        return Err(RotationError::MasterInPair {
+            user: user.to_string(),
+            secret: arn.to_string(),
+        });
+    }
+
+    let (current_host, master_host) = (
+        current.host().unwrap_or_default(),
+        master.host().unwrap_or_default(),
+    );
+    if current_host != master_host
+        && !ctx
+            .engine_call(
+                "checking for a read replica",
+                ctx.rotator.is_replica_of(current, &master),
+            )
+            .await?
+    {
+        return Err(RotationError::MasterHostMismatch {
+            current: current_host.to_string(),
+            master: master_host.to_string(),
+        });
+    }
+    // Same host: the same server too (port, tls_server_name), or the master acts elsewhere.
+    if current_host == master_host
+        && let Some(key) = master
+            .server_difference(current, ctx.rotator.profile().default_port)
+            .filter(|k| *k != "host")
+    {
+        return Err(RotationError::ServerMismatch {
+            which: "master",
+            key,
+            expected_desc: "current",
+        });
+    }
+    Ok((masterarn, master))
 }

@@ -169,6 +169,55 @@ impl StoredSecret {
     }
 }
 
+/// The `engine` key of a secret value, when it is a short string (it is shown, so a value that
+/// is not a database secret, or holds something else under that key, shows nothing).
+fn engine_of(value: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(value).ok()?;
+    let engine = v.get("engine")?.as_str()?;
+    (engine.len() <= 64 && engine.chars().all(|c| c.is_ascii_graphic())).then(|| engine.to_string())
+}
+
+/// What [`LocalSecretStore::put_current`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// A new secret.
+    Created {
+        /// Its ARN.
+        arn: String,
+        /// Its first version, `AWSCURRENT`.
+        version: String,
+    },
+    /// A new `AWSCURRENT` version of an existing secret.
+    NewVersion {
+        /// The secret's ARN.
+        arn: String,
+        /// The new version.
+        version: String,
+    },
+}
+
+/// One secret of a local store, without its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSummary {
+    /// Name.
+    pub name: String,
+    /// ARN.
+    pub arn: String,
+    /// The `engine` key of the `AWSCURRENT` value, when it is a plain string.
+    pub engine: Option<String>,
+    /// When the `AWSCURRENT` version was stored (seconds since the Unix epoch; 0 if unknown):
+    /// the last rotation, or the last `put`.
+    pub current_since: Option<u64>,
+    /// The version a rotation in flight put `AWSPENDING` on.
+    pub rotation_in_flight: Option<String>,
+    /// `RotationEnabled`.
+    pub rotation_enabled: Option<bool>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Versions kept, labelled or not.
+    pub versions: usize,
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -599,6 +648,108 @@ impl LocalSecretStore {
             ))),
             Err(fs::TryLockError::Error(e)) => Err(self.io("lock claim file")(e)),
         }
+    }
+
+    /// Stores `value` as the secret's new `AWSCURRENT` (the version that held it becomes
+    /// `AWSPREVIOUS`), or creates the secret when there is none by that name; one write.
+    /// Refused with [`StoreError::Conflict`] while a rotation is in flight: a new current value
+    /// under it would be overwritten by its finishSecret.
+    pub async fn put_current(
+        &self,
+        secret_id: &str,
+        value: &SecretString,
+    ) -> Result<PutOutcome, StoreError> {
+        let id = secret_id.to_string();
+        let value = value.expose_secret().to_string();
+        self.run(true, move |state| {
+            if state.find(&id).is_err() {
+                if id.starts_with("arn:") {
+                    return Err(StoreError::NotFound(format!(
+                        "no secret has the ARN {id}; name a new secret by its name"
+                    )));
+                }
+                // Secrets Manager's rule for names.
+                let valid = (1..=512).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
+                if !valid {
+                    return Err(StoreError::InvalidRequest(
+                        "a secret name is 1 to 512 characters: letters, digits and /_+=.@-".into(),
+                    ));
+                }
+                let arn = format!(
+                    "arn:local:secretsmanager:local:000000000000:secret:{id}-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..6]
+                );
+                let version = uuid::Uuid::new_v4().to_string();
+                state.secrets.insert(
+                    id,
+                    StoredSecret {
+                        arn: arn.clone(),
+                        rotation_enabled: Some(true),
+                        tags: BTreeMap::new(),
+                        versions: vec![StoredVersion {
+                            id: version.clone(),
+                            stages: vec![Stage::Current.as_str().into()],
+                            value: Some(value),
+                            created: now(),
+                        }],
+                    },
+                );
+                return Ok(PutOutcome::Created { arn, version });
+            }
+            let secret = state.find_mut(&id)?;
+            let current = secret.holder(Stage::Current).map(str::to_string);
+            if let Some(p) = secret.holder(Stage::Pending)
+                && Some(p) != current.as_deref()
+            {
+                return Err(StoreError::Conflict(format!(
+                    "a rotation of secret {id} is in flight (AWSPENDING on version {p}); resume or abort it first"
+                )));
+            }
+            let version = uuid::Uuid::new_v4().to_string();
+            secret.versions.push(StoredVersion {
+                id: version.clone(),
+                stages: vec![],
+                value: Some(value),
+                created: now(),
+            });
+            secret.attach(Stage::Current, &version);
+            secret.prune();
+            Ok(PutOutcome::NewVersion {
+                arn: secret.arn.clone(),
+                version,
+            })
+        })
+        .await
+    }
+
+    /// What `rotate list` shows of every secret: names, labels and dates, never a value.
+    pub async fn summaries(&self) -> Result<Vec<SecretSummary>, StoreError> {
+        self.run(false, |state| {
+            Ok(state
+                .secrets
+                .iter()
+                .map(|(name, s)| {
+                    let current = s.holder(Stage::Current).and_then(|id| s.version(id));
+                    SecretSummary {
+                        name: name.clone(),
+                        arn: s.arn.clone(),
+                        engine: current.and_then(|v| v.value.as_deref()).and_then(engine_of),
+                        current_since: current.map(|v| v.created),
+                        rotation_in_flight: s
+                            .describe(name)
+                            .rotation_in_flight()
+                            .map(str::to_string),
+                        rotation_enabled: s.rotation_enabled,
+                        tags: s.tags.clone(),
+                        versions: s.versions.len(),
+                    }
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Names of all secrets.

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 
 pub use any::AnyStore;
 pub use aws::{AwsSecretStore, ENDPOINT_ENV};
-pub use local::LocalSecretStore;
+pub use local::{LocalSecretStore, PutOutcome, SecretSummary};
 
 use crate::policy::PasswordPolicy;
 use crate::stage::Stage;

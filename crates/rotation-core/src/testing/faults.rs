@@ -375,6 +375,21 @@ impl<R: Rotator> Rotator for FaultyRotator<R> {
             .await
     }
 
+    async fn check_rights(
+        &self,
+        session: &mut Self::Session,
+        current: &DatabaseSecret,
+    ) -> Result<Option<String>, EngineError> {
+        let call = "check_rights";
+        self.plan
+            .run(
+                call,
+                self.inner.check_rights(session, current),
+                engine_error(call),
+            )
+            .await
+    }
+
     async fn is_replica_of(
         &self,
         current: &DatabaseSecret,

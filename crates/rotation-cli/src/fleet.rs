@@ -1,0 +1,586 @@
+//! `rotate run --all | --prefix P | --tag K=V`: many secrets, a bounded number at a time. A
+//! failure in one secret never stops the others: each secret is its own rotation, with its own
+//! claim and its own store writes.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rotation_core::{AnyStore, Rotation, RotationError, Stage, Strategy, VersionSelector};
+use rotation_engines::{AnyRotator, Engine};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::UsageError;
+use crate::output::escape;
+
+/// The tag that names a secret's strategy (`single-user` or `alternating-users`).
+pub const STRATEGY_TAG: &str = "rotation-strategy";
+
+/// Which secrets a fleet run takes.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    pub all: bool,
+    pub prefix: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Selection {
+    pub fn is_fleet(&self) -> bool {
+        self.all || self.prefix.is_some() || !self.tags.is_empty()
+    }
+
+    fn matches(&self, name: &str, tags: &[(String, String)]) -> bool {
+        self.prefix.as_deref().is_none_or(|p| name.starts_with(p))
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
+    }
+}
+
+/// One secret the store lists.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub tags: Vec<(String, String)>,
+    /// The Lambda function Secrets Manager rotates it with, if any.
+    pub rotation_lambda: Option<String>,
+}
+
+/// What became of one secret.
+#[derive(Debug)]
+pub struct Outcome {
+    pub name: String,
+    pub engine: Option<Engine>,
+    pub strategy: Option<Strategy>,
+    pub result: Result<String, Failed>,
+    pub duration: Duration,
+}
+
+/// A secret that was not rotated.
+#[derive(Debug)]
+pub enum Failed {
+    /// It failed: kind, exit code, message.
+    Error {
+        kind: String,
+        code: u8,
+        message: String,
+    },
+    /// Skipped on purpose (a Lambda rotates it), with the reason.
+    Skipped(String),
+}
+
+/// The run as a whole failed for some secrets: the highest exit code among them.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} secrets failed to rotate")]
+pub struct FleetFailed {
+    pub failed: usize,
+    pub total: usize,
+    pub code: u8,
+}
+
+/// Parses `KEY=VALUE` for `--tag`.
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// The file store's secrets.
+async fn list_local(store: &rotation_core::LocalSecretStore) -> anyhow::Result<Vec<Listed>> {
+    let summaries = store
+        .summaries()
+        .await
+        .map_err(|source| RotationError::Store {
+            context: "listing the store's secrets".into(),
+            source,
+        })?;
+    Ok(summaries
+        .into_iter()
+        .map(|s| Listed {
+            name: s.name,
+            tags: s.tags.into_iter().collect(),
+            rotation_lambda: None,
+        })
+        .collect())
+}
+
+/// A Secrets Manager client configured as the store's.
+async fn client() -> aws_sdk_secretsmanager::Client {
+    let sdk = aws_config::from_env().load().await;
+    let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk);
+    if let Ok(endpoint) = std::env::var(rotation_core::store::ENDPOINT_ENV)
+        && !endpoint.trim().is_empty()
+    {
+        builder = builder.endpoint_url(endpoint.trim());
+    }
+    aws_sdk_secretsmanager::Client::from_conf(builder.build())
+}
+
+/// The Lambda function Secrets Manager rotates `secret` with, if rotation is configured
+/// (`DescribeSecret`).
+pub async fn rotation_lambda(secret: &str) -> anyhow::Result<Option<String>> {
+    let d = client()
+        .await
+        .describe_secret()
+        .secret_id(secret)
+        .send()
+        .await
+        .map_err(|e| {
+            let not_found = e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception());
+            let source = if not_found {
+                rotation_core::StoreError::NotFound(secret.to_string())
+            } else {
+                rotation_core::StoreError::Service {
+                    operation: "DescribeSecret",
+                    message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+                    source: None,
+                }
+            };
+            anyhow::Error::from(RotationError::Store {
+                context: format!("describing secret {secret}"),
+                source,
+            })
+        })?;
+    Ok(d.rotation_lambda_arn()
+        .filter(|a| !a.is_empty())
+        .map(str::to_string))
+}
+
+/// Secrets Manager's secrets (`ListSecrets`, every page).
+async fn list_aws() -> anyhow::Result<Vec<Listed>> {
+    let client = client().await;
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = client
+            .list_secrets()
+            .max_results(100)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "ListSecrets failed: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            })?;
+        for s in page.secret_list() {
+            let Some(name) = s.name() else { continue };
+            out.push(Listed {
+                name: name.to_string(),
+                tags: s
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                    .collect(),
+                rotation_lambda: s
+                    .rotation_lambda_arn()
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string),
+            });
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The secrets `selection` takes from `store`.
+pub async fn select(store: &AnyStore, selection: &Selection) -> anyhow::Result<Vec<Listed>> {
+    let listed = match store {
+        AnyStore::Local(local) => list_local(local).await?,
+        AnyStore::Aws(_) => list_aws().await?,
+    };
+    let chosen: Vec<Listed> = listed
+        .into_iter()
+        .filter(|l| selection.matches(&l.name, &l.tags))
+        .collect();
+    if chosen.is_empty() {
+        return Err(UsageError("no secret in the store matches the selection".into()).into());
+    }
+    Ok(chosen)
+}
+
+/// A rotation as the command builds it.
+type CliRotation = Rotation<AnyStore, AnyRotator>;
+
+/// Builds the rotations a run needs, one per engine and strategy, on first use.
+pub type Builder =
+    dyn Fn(Engine, Strategy) -> anyhow::Result<Rotation<AnyStore, AnyRotator>> + Send + Sync;
+
+struct Shared {
+    store: AnyStore,
+    build: Box<Builder>,
+    rotations: tokio::sync::Mutex<BTreeMap<(u8, u8), Arc<CliRotation>>>,
+    strategy: Option<Strategy>,
+    engine: Option<Engine>,
+    force: bool,
+    timeout: u64,
+}
+
+fn key(engine: Engine, strategy: Strategy) -> (u8, u8) {
+    let e = Engine::ALL.iter().position(|x| *x == engine).unwrap_or(0) as u8;
+    (e, u8::from(strategy == Strategy::AlternatingUsers))
+}
+
+/// The engine and strategy of one secret, for commands without a listing (`plan`): as for a
+/// fleet run, with the tags of `DescribeSecret`.
+pub async fn engine_and_strategy_of(
+    store: &AnyStore,
+    secret: &str,
+    strategy: Option<Strategy>,
+    engine: Option<Engine>,
+    timeout: u64,
+) -> anyhow::Result<(Engine, Strategy)> {
+    let tags = if strategy.is_none() {
+        let deadline = rotation_core::Deadline::after(Duration::from_secs(timeout));
+        match deadline
+            .run(rotation_core::SecretStore::describe(store, secret))
+            .await
+        {
+            Ok(Ok(d)) => d.tags,
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    let listed = Listed {
+        name: secret.to_string(),
+        tags,
+        rotation_lambda: None,
+    };
+    engine_and_strategy(store, timeout, engine, strategy, &listed).await
+}
+
+/// The engine and strategy of one secret: `--engine`/`--strategy`, else its tag and value.
+async fn engine_and_strategy(
+    store: &AnyStore,
+    timeout: u64,
+    engine: Option<Engine>,
+    strategy: Option<Strategy>,
+    listed: &Listed,
+) -> anyhow::Result<(Engine, Strategy)> {
+    let deadline = rotation_core::Deadline::after(Duration::from_secs(timeout));
+    let value = match deadline
+        .run(rotation_core::SecretStore::get_value(
+            store,
+            &listed.name,
+            VersionSelector::stage(Stage::Current),
+        ))
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(rotation_core::StoreError::Timeout("GetSecretValue")),
+    }
+    .map_err(|source| RotationError::Store {
+        context: format!("reading the current version of secret {}", listed.name),
+        source,
+    })?;
+    let parsed: Value = serde_json::from_str(value.value.expose_secret()).unwrap_or(Value::Null);
+    let engine = match engine {
+        Some(e) => e,
+        None => parsed
+            .get("engine")
+            .and_then(Value::as_str)
+            .and_then(Engine::for_secret_engine)
+            .ok_or_else(|| RotationError::InvalidSecret {
+                which: rotation_core::Which::Current,
+                secret: listed.name.clone(),
+                source: rotation_core::SecretError::MissingKey("engine"),
+            })?,
+    };
+    let tagged = listed
+        .tags
+        .iter()
+        .find(|(k, _)| k == STRATEGY_TAG)
+        .map(|(_, v)| {
+            Strategy::parse(v).ok_or_else(|| {
+                UsageError(format!(
+                    "secret {}: tag {STRATEGY_TAG} is {:?}; use single-user or alternating-users",
+                    listed.name,
+                    escape(v)
+                ))
+            })
+        })
+        .transpose()?;
+    let strategy =
+        strategy
+            .or(tagged)
+            .unwrap_or(if parsed.get("masterarn").is_some_and(|m| !m.is_null()) {
+                Strategy::AlternatingUsers
+            } else {
+                Strategy::SingleUser
+            });
+    Ok((engine, strategy))
+}
+
+async fn rotate_one(shared: Arc<Shared>, listed: Listed) -> Outcome {
+    let started = Instant::now();
+    let mut outcome = Outcome {
+        name: listed.name.clone(),
+        engine: None,
+        strategy: None,
+        result: Err(Failed::Skipped(String::new())),
+        duration: Duration::ZERO,
+    };
+    if let Some(lambda) = &listed.rotation_lambda
+        && !shared.force
+    {
+        outcome.result = Err(Failed::Skipped(format!(
+            "Secrets Manager rotates it with {lambda}; --force to rotate it from here anyway"
+        )));
+        return outcome;
+    }
+    let result = async {
+        let (engine, strategy) = engine_and_strategy(
+            &shared.store,
+            shared.timeout,
+            shared.engine,
+            shared.strategy,
+            &listed,
+        )
+        .await?;
+        outcome.engine = Some(engine);
+        outcome.strategy = Some(strategy);
+        let rotation = {
+            let mut map = shared.rotations.lock().await;
+            match map.get(&key(engine, strategy)) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Arc::new((shared.build)(engine, strategy)?);
+                    map.insert(key(engine, strategy), r.clone());
+                    r
+                }
+            }
+        };
+        let report = rotation.rotate(&listed.name).await?;
+        anyhow::Ok(report.token)
+    }
+    .await;
+    outcome.result = result.map_err(|e| failed(&e));
+    outcome.duration = started.elapsed();
+    outcome
+}
+
+fn failed(e: &anyhow::Error) -> Failed {
+    match e.downcast_ref::<RotationError>() {
+        Some(r) => Failed::Error {
+            kind: r.kind().to_string(),
+            code: r.category().exit_code(),
+            message: rotation_core::error_chain(r),
+        },
+        None if e.downcast_ref::<UsageError>().is_some()
+            || e.downcast_ref::<rotation_engines::ConfigError>().is_some() =>
+        {
+            Failed::Error {
+                kind: "Configuration".into(),
+                code: 2,
+                message: format!("{e:#}"),
+            }
+        }
+        None => Failed::Error {
+            kind: "Unexpected".into(),
+            code: 1,
+            message: format!("{e:#}"),
+        },
+    }
+}
+
+/// How the run reports as it goes.
+struct Progress {
+    bar: bool,
+    json: bool,
+    total: usize,
+    done: usize,
+    failed: usize,
+}
+
+impl Progress {
+    fn record(&mut self, o: &Outcome) {
+        self.done += 1;
+        if matches!(o.result, Err(Failed::Error { .. })) {
+            self.failed += 1;
+        }
+        if self.bar {
+            let width = 30;
+            let filled = self.done * width / self.total.max(1);
+            eprint!(
+                "\r[{}{}] {}/{} done, {} failed",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                self.done,
+                self.total,
+                self.failed
+            );
+            let _ = std::io::stderr().flush();
+            if self.done == self.total {
+                eprintln!();
+            }
+        } else if !self.json {
+            match &o.result {
+                Ok(v) => eprintln!(
+                    "rotated {} -> version {v} ({} ms)",
+                    escape(&o.name),
+                    o.duration.as_millis()
+                ),
+                Err(Failed::Error { kind, message, .. }) => {
+                    eprintln!("failed {} [{kind}]: {}", escape(&o.name), escape(message));
+                }
+                Err(Failed::Skipped(why)) => {
+                    eprintln!("skipped {}: {}", escape(&o.name), escape(why));
+                }
+            }
+        }
+    }
+}
+
+/// Rotates every selected secret, `concurrency` at a time, and prints a summary.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    store: AnyStore,
+    selection: &Selection,
+    strategy: Option<Strategy>,
+    engine: Option<Engine>,
+    concurrency: usize,
+    force: bool,
+    timeout: u64,
+    json_out: bool,
+    build: Box<Builder>,
+) -> anyhow::Result<()> {
+    let chosen = select(&store, selection).await?;
+    let total = chosen.len();
+    let shared = Arc::new(Shared {
+        store,
+        build,
+        rotations: tokio::sync::Mutex::new(BTreeMap::new()),
+        strategy,
+        engine,
+        force,
+        timeout,
+    });
+    let mut progress = Progress {
+        bar: !json_out && std::io::stderr().is_terminal(),
+        json: json_out,
+        total,
+        done: 0,
+        failed: 0,
+    };
+    let started = Instant::now();
+    let mut queue = chosen.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    let mut outcomes = Vec::with_capacity(total);
+    loop {
+        while running.len() < concurrency {
+            let Some(next) = queue.next() else { break };
+            running.spawn(rotate_one(shared.clone(), next));
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let outcome = joined.map_err(|e| anyhow::anyhow!("a rotation task failed: {e}"))?;
+        progress.record(&outcome);
+        outcomes.push(outcome);
+    }
+    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+    summary(json_out, &outcomes, started.elapsed(), concurrency);
+    let failures: Vec<u8> = outcomes
+        .iter()
+        .filter_map(|o| match &o.result {
+            Err(Failed::Error { code, .. }) => Some(*code),
+            _ => None,
+        })
+        .collect();
+    match failures.iter().max() {
+        None => Ok(()),
+        Some(code) => Err(FleetFailed {
+            failed: failures.len(),
+            total,
+            code: *code,
+        }
+        .into()),
+    }
+}
+
+fn summary(json_out: bool, outcomes: &[Outcome], elapsed: Duration, concurrency: usize) {
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let rotated = count(|o| o.result.is_ok());
+    let failed = count(|o| matches!(o.result, Err(Failed::Error { .. })));
+    let skipped = count(|o| matches!(o.result, Err(Failed::Skipped(_))));
+    if json_out {
+        let rows: Vec<Value> = outcomes
+            .iter()
+            .map(|o| {
+                let mut row = json!({
+                    "secret": o.name,
+                    "engine": o.engine.map(Engine::name),
+                    "strategy": o.strategy.map(|s| s.to_string()),
+                    "duration_ms": o.duration.as_millis() as u64,
+                });
+                match &o.result {
+                    Ok(v) => {
+                        row["result"] = json!("rotated");
+                        row["version"] = json!(v);
+                    }
+                    Err(Failed::Error { kind, message, .. }) => {
+                        row["result"] = json!("failed");
+                        row["kind"] = json!(kind);
+                        row["error"] = json!(message);
+                    }
+                    Err(Failed::Skipped(why)) => {
+                        row["result"] = json!("skipped");
+                        row["reason"] = json!(why);
+                    }
+                }
+                row
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "rotated": rotated,
+                "failed": failed,
+                "skipped": skipped,
+                "concurrency": concurrency,
+                "elapsed_ms": elapsed.as_millis() as u64,
+                "secrets": rows,
+            })
+        );
+        return;
+    }
+    let width = outcomes
+        .iter()
+        .map(|o| escape(&o.name).chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!(
+        "{:<width$}  {:<10}  {:<17}  {:>8}  RESULT",
+        "SECRET", "ENGINE", "STRATEGY", "MS"
+    );
+    for o in outcomes {
+        let result = match &o.result {
+            Ok(v) => format!("rotated -> {v}"),
+            Err(Failed::Error { kind, .. }) => format!("FAILED [{kind}]"),
+            Err(Failed::Skipped(_)) => "skipped (a Lambda rotates it)".to_string(),
+        };
+        println!(
+            "{:<width$}  {:<10}  {:<17}  {:>8}  {result}",
+            escape(&o.name),
+            o.engine.map_or("-", Engine::name),
+            o.strategy.map_or("-".to_string(), |s| s.to_string()),
+            o.duration.as_millis(),
+        );
+    }
+    println!(
+        "{rotated} rotated, {failed} failed, {skipped} skipped, in {:.1} s at concurrency {concurrency}",
+        elapsed.as_secs_f64()
+    );
+}

@@ -1,0 +1,294 @@
+//! `rotate put` and `rotate list`: secrets into and out of the file store without editing its
+//! JSON by hand. Neither ever prints a secret value.
+
+use std::io::{BufRead, Read};
+use std::path::Path;
+
+use rotation_core::store::{PutOutcome, SecretSummary};
+use rotation_core::{LocalSecretStore, RotationError, Stage, Strategy};
+use rotation_engines::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+
+use crate::UsageError;
+use crate::output::escape;
+
+/// The keys `rotate put` takes as `KEY=VALUE` arguments. The password is not among them: an
+/// argument is visible to every user of the machine (`ps`), so it comes from standard input or
+/// the value file.
+pub const KEYS: [&str; 6] = ["engine", "host", "port", "username", "dbname", "masterarn"];
+
+/// The largest value `put` reads (Secrets Manager's limit for a secret value).
+const MAX_VALUE_BYTES: u64 = 65_536;
+
+/// What `rotate put` was asked to store.
+pub struct PutRequest<'a> {
+    pub secret: &'a str,
+    pub value_file: Option<&'a Path>,
+    pub password_stdin: bool,
+    pub pairs: &'a [String],
+}
+
+/// Reads at most [`MAX_VALUE_BYTES`] from `r`.
+fn read_limited(r: impl Read, what: &str) -> anyhow::Result<String> {
+    let mut text = String::new();
+    r.take(MAX_VALUE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| UsageError(format!("reading {what}: {e}")))?;
+    if text.len() as u64 > MAX_VALUE_BYTES {
+        return Err(UsageError(format!(
+            "{what} is larger than {MAX_VALUE_BYTES} bytes, Secrets Manager's limit"
+        ))
+        .into());
+    }
+    Ok(text)
+}
+
+/// The value to store: the value file (or the current value, when the secret exists and no
+/// file is given), with the `KEY=VALUE` arguments and the password from standard input on top.
+/// Errors name keys, never values.
+pub async fn build_value(
+    store: &LocalSecretStore,
+    req: &PutRequest<'_>,
+) -> anyhow::Result<SecretString> {
+    if req.value_file.is_some_and(|p| p == Path::new("-")) && req.password_stdin {
+        return Err(UsageError(
+            "--value-file - and --password-stdin both read standard input: use one".into(),
+        )
+        .into());
+    }
+    let base: Option<SecretString> = match req.value_file {
+        Some(p) if p == Path::new("-") => {
+            Some(read_limited(std::io::stdin(), "standard input")?.into())
+        }
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .map_err(|e| UsageError(format!("opening {}: {e}", p.display())))?;
+            Some(read_limited(f, &p.display().to_string())?.into())
+        }
+        None => {
+            use rotation_core::{SecretStore, VersionSelector};
+            match store
+                .get_value(req.secret, VersionSelector::stage(Stage::Current))
+                .await
+            {
+                Ok(v) => Some(v.value),
+                Err(e) if e.is_not_found() => None,
+                Err(source) => {
+                    return Err(RotationError::Store {
+                        context: format!("reading the current value of secret {}", req.secret),
+                        source,
+                    }
+                    .into());
+                }
+            }
+        }
+    };
+    let mut map: Map<String, Value> = match &base {
+        Some(text) => match serde_json::from_str::<Value>(text.expose_secret()) {
+            Ok(Value::Object(m)) => m,
+            // serde_json's message may quote the text around the error: not shown.
+            Ok(_) => {
+                return Err(UsageError("the secret's value is not a JSON object".into()).into());
+            }
+            Err(e) => {
+                return Err(UsageError(format!(
+                    "the secret's value is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+                .into());
+            }
+        },
+        None => Map::new(),
+    };
+    for pair in req.pairs {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            UsageError(format!(
+                "expected KEY=VALUE, got an argument without `=` (keys: {})",
+                KEYS.join(", ")
+            ))
+        })?;
+        if key == "password" {
+            return Err(UsageError(
+                "the password is never an argument (other users of the machine can read arguments): use --password-stdin or --value-file".into(),
+            )
+            .into());
+        }
+        if !KEYS.contains(&key) {
+            return Err(UsageError(format!(
+                "unknown key {:?}: KEY=VALUE takes {}; put other keys in --value-file",
+                escape(key),
+                KEYS.join(", ")
+            ))
+            .into());
+        }
+        let v = if key == "port" {
+            let port: u16 = value
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| UsageError("port must be a number from 1 to 65535".into()))?;
+            json!(port)
+        } else {
+            json!(value)
+        };
+        map.insert(key.to_string(), v);
+    }
+    if req.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_VALUE_BYTES)
+            .read_line(&mut line)
+            .map_err(|e| UsageError(format!("reading the password from standard input: {e}")))?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return Err(UsageError("--password-stdin read an empty password".into()).into());
+        }
+        map.insert("password".into(), json!(password));
+    }
+    Ok(SecretString::from(Value::Object(map).to_string()))
+}
+
+/// The engine and strategy the value is checked for: the `engine` key decides the engine; the
+/// strategy is `--strategy`, else alternating users when the value names a `masterarn`.
+pub fn check(secret: &str, value: &SecretString, strategy: Option<Strategy>) -> anyhow::Result<()> {
+    let parsed: Value = serde_json::from_str(value.expose_secret()).unwrap_or(Value::Null);
+    let engine_key = parsed.get("engine").and_then(Value::as_str);
+    let engine = match engine_key {
+        Some(name) => Engine::for_secret_engine(name).ok_or_else(|| {
+            UsageError(format!(
+                "engine {:?} is not one this toolkit rotates ({})",
+                escape(name),
+                crate::KNOWN_ENGINES
+            ))
+        })?,
+        None => {
+            return Err(UsageError(format!(
+                "the secret needs an engine key ({}): add engine=...",
+                crate::KNOWN_ENGINES
+            ))
+            .into());
+        }
+    };
+    let strategy = strategy.unwrap_or(if parsed.get("masterarn").is_some() {
+        Strategy::AlternatingUsers
+    } else {
+        Strategy::SingleUser
+    });
+    engine.profile().check_secret(secret, value, strategy)?;
+    Ok(())
+}
+
+/// Prints what `put` did.
+pub fn print_put(json_out: bool, secret: &str, outcome: &PutOutcome) {
+    let (created, arn, version) = match outcome {
+        PutOutcome::Created { arn, version } => (true, arn, version),
+        PutOutcome::NewVersion { arn, version } => (false, arn, version),
+    };
+    if json_out {
+        println!(
+            "{}",
+            json!({"result": if created { "created" } else { "updated" }, "secret": secret, "arn": arn, "version": version})
+        );
+    } else if created {
+        println!(
+            "created secret {} ({}), version {version} AWSCURRENT",
+            escape(secret),
+            escape(arn)
+        );
+    } else {
+        println!(
+            "stored a new AWSCURRENT version {version} of {} (the previous one is AWSPREVIOUS)",
+            escape(arn)
+        );
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` UTC of a Unix time (days to civil date, proleptic Gregorian).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3_600,
+        rem % 3_600 / 60
+    )
+}
+
+/// Prints the store's secrets, a line each (or a JSON array).
+pub fn print_list(json_out: bool, secrets: &[SecretSummary]) {
+    if json_out {
+        let rows: Vec<Value> = secrets
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "arn": s.arn,
+                    "engine": s.engine,
+                    "current_since": s.current_since,
+                    "rotation_in_flight": s.rotation_in_flight,
+                    "rotation_enabled": s.rotation_enabled,
+                    "tags": s.tags,
+                    "versions": s.versions,
+                })
+            })
+            .collect();
+        println!("{}", Value::Array(rows));
+        return;
+    }
+    if secrets.is_empty() {
+        println!("no secrets in this store (add one with `rotate put`)");
+        return;
+    }
+    let width = secrets
+        .iter()
+        .map(|s| escape(&s.name).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    println!(
+        "{:<width$}  {:<17}  {:<16}  ROTATION IN FLIGHT",
+        "NAME", "ENGINE", "CURRENT SINCE"
+    );
+    for s in secrets {
+        let since = match s.current_since {
+            Some(t) if t > 0 => utc(t),
+            _ => "-".into(),
+        };
+        let flight = match (&s.rotation_in_flight, s.rotation_enabled) {
+            (Some(v), _) => format!("version {}", escape(v)),
+            (None, Some(false)) => "no (rotation disabled)".into(),
+            (None, _) => "no".into(),
+        };
+        println!(
+            "{:<width$}  {:<17}  {:<16}  {flight}",
+            escape(&s.name),
+            escape(s.engine.as_deref().unwrap_or("-")),
+            since
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
+        assert_eq!(utc(1_798_761_540), "2026-12-31 23:59");
+    }
+}

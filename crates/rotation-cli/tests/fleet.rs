@@ -1,0 +1,194 @@
+//! `rotate run --prefix/--tag/--all`: 200 secrets of real PostgreSQL users, 5 of them broken.
+//! 195 rotate, the 5 are reported with their kinds, the exit code is non-zero, and no other
+//! secret is touched.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+use rotation_core::{LocalSecretStore, SecretStore, Stage, VersionSelector};
+use rotation_testkit::{PgCluster, PgOptions, free_port, pg_bin};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+const USERS: usize = 200;
+
+fn rotate(store: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rotate"))
+        .args(["--store", store])
+        .args(args)
+        .env_remove("ROTATION_STRATEGY")
+        .env_remove("ROTATE_STORE")
+        .output()
+        .expect("run rotate")
+}
+
+fn logs_in(pg: &PgCluster, user: &str, password: &str) -> bool {
+    let port = pg.port().to_string();
+    Command::new(pg_bin().unwrap().join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            user,
+            "-d",
+            "postgres",
+            "-w",
+            "-c",
+            "SELECT 1",
+        ])
+        .env("PGPASSWORD", password)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Every secret's AWSCURRENT version id and value.
+async fn currents(store: &LocalSecretStore) -> BTreeMap<String, (String, Value)> {
+    let mut out = BTreeMap::new();
+    for name in store.list().await.unwrap() {
+        let v = store
+            .get_value(&name, VersionSelector::stage(Stage::Current))
+            .await
+            .unwrap();
+        let value = serde_json::from_str(v.value.expose_secret()).unwrap();
+        out.insert(name, (v.version_id, value));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_secrets_five_broken() {
+    let pg = PgCluster::start(PgOptions::default()).expect("start PostgreSQL (scripts/setup)");
+    pg.psql(&format!(
+        "DO $$ BEGIN FOR i IN 0..{} LOOP EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L', 'u' || i, 'Initial-pw-' || i); END LOOP; END $$;",
+        USERS - 1
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.json");
+    let spec = format!("file:{}", path.display());
+    let store = LocalSecretStore::new(&path);
+    let secret = |i: usize| {
+        json!({"engine": "postgres", "host": "127.0.0.1", "port": pg.port(), "username": format!("u{i}"),
+               "password": format!("Initial-pw-{i}"), "dbname": "postgres", "ssl": false})
+    };
+    for i in 0..USERS {
+        let mut v = secret(i);
+        match i {
+            // The broken five.
+            7 => v["password"] = json!("Wrong-pw-1"),
+            42 => v["port"] = json!(free_port()),
+            99 => v["engine"] = json!("mysql"),
+            150 => v["username"] = json!("nobody"),
+            _ => {}
+        }
+        store
+            .create_secret(
+                &format!("fleet/s{i:03}"),
+                &SecretString::from(v.to_string()),
+            )
+            .await
+            .unwrap();
+    }
+    // Broken by its tag: alternating users without a masterarn.
+    store
+        .tag("fleet/s180", "rotation-strategy", "alternating-users")
+        .await
+        .unwrap();
+    // Not selected by the prefix: must not be touched.
+    store
+        .create_secret("other/s0", &SecretString::from(secret(0).to_string()))
+        .await
+        .unwrap();
+    let broken = [
+        "fleet/s007",
+        "fleet/s042",
+        "fleet/s099",
+        "fleet/s150",
+        "fleet/s180",
+    ];
+    let before = currents(&store).await;
+
+    let o = rotate(
+        &spec,
+        &["--json", "run", "--prefix", "fleet/", "--concurrency", "8"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "a database failure is the worst: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).expect("a JSON summary");
+    assert_eq!(report["rotated"], json!(USERS - 5), "{report}");
+    assert_eq!(report["failed"], json!(5));
+    let failed: BTreeMap<String, String> = report["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == json!("failed"))
+        .map(|r| {
+            (
+                r["secret"].as_str().unwrap().to_string(),
+                r["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, String> = [
+        ("fleet/s007", "NoWorkingCredentials"),
+        ("fleet/s042", "NoWorkingCredentials"),
+        ("fleet/s099", "InvalidSecret"),
+        ("fleet/s150", "NoWorkingCredentials"),
+        ("fleet/s180", "MissingMasterArn"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(failed, expected);
+    // No password in the report.
+    let all = format!("{}{stderr}", String::from_utf8_lossy(&o.stdout));
+    assert!(!all.contains("Initial-pw-") && !all.contains("Wrong-pw-1"));
+
+    let after = currents(&store).await;
+    for (name, (version, value)) in &before {
+        let (v_after, value_after) = &after[name];
+        if name.starts_with("fleet/") && !broken.contains(&name.as_str()) {
+            assert_ne!(v_after, version, "{name} rotated");
+            assert_eq!(value_after["username"], value["username"]);
+        } else {
+            // Broken and unselected secrets keep their AWSCURRENT exactly.
+            assert_eq!((v_after, value_after), (version, value), "{name}");
+        }
+    }
+    // The new passwords are the database's (every 20th user, and the last).
+    for i in (0..USERS).step_by(20).chain([USERS - 1]) {
+        let name = format!("fleet/s{i:03}");
+        if broken.contains(&name.as_str()) {
+            continue;
+        }
+        let (_, value) = &after[&name];
+        assert!(
+            logs_in(&pg, &format!("u{i}"), value["password"].as_str().unwrap()),
+            "{name}"
+        );
+        assert!(!logs_in(&pg, &format!("u{i}"), &format!("Initial-pw-{i}")));
+    }
+    // The unselected secret's user was rotated by fleet/s000, so its secret no longer logs in:
+    // proof that selection, not the user, decides what is rotated.
+    assert!(!logs_in(&pg, "u0", "Initial-pw-0"));
+
+    // A selection that matches nothing is a usage error.
+    let o = rotate(&spec, &["run", "--tag", "team=none"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // One secret still needs --strategy.
+    let o = rotate(&spec, &["run", "other/s0"]);
+    assert_eq!(o.status.code(), Some(2));
+}

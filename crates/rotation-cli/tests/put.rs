@@ -1,0 +1,463 @@
+//! `rotate put` and `rotate list`: secrets into the file store without editing its JSON, checked
+//! as a rotation checks them, and no value in any output.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use rotation_testkit::{PgCluster, PgOptions};
+use serde_json::{Value, json};
+
+struct Store {
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    spec: String,
+}
+
+impl Store {
+    fn new() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.json");
+        let spec = format!("file:{}", path.display());
+        Store { dir, path, spec }
+    }
+
+    /// Runs `rotate --store THIS args`, with `stdin` on standard input.
+    fn rotate(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rotate"))
+            .args(["--store", &self.spec])
+            .args(args)
+            .env_remove("ROTATION_STRATEGY")
+            .env_remove("ROTATE_STORE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run rotate");
+        // A command that does not read its input may have exited already.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
+    /// The file as JSON (the test may read values; the commands may not print them).
+    fn file(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(&self.path).unwrap()).unwrap()
+    }
+
+    /// The stored values of `name`'s versions carrying `stage`.
+    fn value(&self, name: &str, stage: &str) -> Value {
+        let f = self.file();
+        let v = f["secrets"][name]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["stages"].as_array().unwrap().contains(&json!(stage)))
+            .unwrap_or_else(|| panic!("no {stage} on {name}"))
+            .clone();
+        serde_json::from_str(v["value"].as_str().unwrap()).unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[track_caller]
+fn ok(o: &Output) -> &Output {
+    assert!(o.status.success(), "{}", text(o));
+    o
+}
+
+#[track_caller]
+fn code(o: &Output, code: i32, says: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+    assert!(text(o).contains(says), "{says:?} not in: {}", text(o));
+}
+
+#[track_caller]
+fn no_secret(o: &Output, secrets: &[&str]) {
+    let all = text(o);
+    for s in secrets {
+        assert!(!all.contains(s), "{s:?} printed: {all}");
+    }
+}
+
+#[test]
+fn put_then_list_then_rotate_a_real_postgres_user() {
+    let pg = PgCluster::start(PgOptions::default()).expect("start PostgreSQL");
+    pg.psql("CREATE ROLE app LOGIN PASSWORD 'Initial-pw-1'")
+        .unwrap();
+    let store = Store::new();
+    let port = pg.port().to_string();
+    let port_arg = format!("port={port}");
+    let o = store.rotate(
+        &[
+            "put",
+            "app",
+            "engine=postgres",
+            "host=127.0.0.1",
+            &port_arg,
+            "username=app",
+            "--password-stdin",
+        ],
+        "Initial-pw-1\n",
+    );
+    ok(&o);
+    no_secret(&o, &["Initial-pw-1"]);
+    assert!(text(&o).contains("created secret app"), "{}", text(&o));
+    assert_eq!(
+        store.value("app", "AWSCURRENT"),
+        json!({"engine": "postgres", "host": "127.0.0.1", "port": pg.port(), "username": "app", "password": "Initial-pw-1"})
+    );
+
+    // list: a line per secret, engine, no rotation in flight, no value.
+    let o = store.rotate(&["list"], "");
+    ok(&o);
+    no_secret(&o, &["Initial-pw-1"]);
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with("app "))
+        .expect("a line for app")
+        .to_string();
+    assert!(line.contains("postgres") && line.ends_with("no"), "{line}");
+
+    // A rotation from what put stored. The testkit's server has no TLS: say so in the secret.
+    let o = store.rotate(&["put", "app", "--value-file", "-"], "");
+    code(&o, 2, "not valid JSON");
+    let mut v = store.value("app", "AWSCURRENT");
+    v["ssl"] = json!(false);
+    let file = store.dir.path().join("v.json");
+    std::fs::write(&file, v.to_string()).unwrap();
+    ok(&store.rotate(&["put", "app", "--value-file", file.to_str().unwrap()], ""));
+    // plan: every check passes (strategy inferred: no masterarn), no value printed.
+    let o = store.rotate(&["plan", "app"], "");
+    ok(&o);
+    no_secret(&o, &["Initial-pw-1"]);
+    assert!(text(&o).contains("pass  login"), "{}", text(&o));
+    assert!(
+        text(&o).contains("a rotation is expected to succeed"),
+        "{}",
+        text(&o)
+    );
+    let o = store.rotate(&["run", "app", "--strategy", "single-user"], "");
+    ok(&o);
+    let rotated = store.value("app", "AWSCURRENT");
+    assert_ne!(rotated["password"], json!("Initial-pw-1"));
+    assert_eq!(
+        store.value("app", "AWSPREVIOUS")["password"],
+        json!("Initial-pw-1")
+    );
+
+    // list --json after the rotation: still no value, the engine and the dates.
+    let o = store.rotate(&["--json", "list"], "");
+    ok(&o);
+    no_secret(&o, &["Initial-pw-1", rotated["password"].as_str().unwrap()]);
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["name"], json!("app"));
+    assert_eq!(rows[0]["engine"], json!("postgres"));
+    assert_eq!(rows[0]["rotation_in_flight"], Value::Null);
+    assert!(rows[0]["current_since"].as_u64().unwrap() > 1_700_000_000);
+
+    // rollback: the first password is AWSCURRENT again, and the database holds it.
+    let o = store.rotate(&["rollback", "app", "--strategy", "single-user"], "");
+    ok(&o);
+    no_secret(&o, &["Initial-pw-1", rotated["password"].as_str().unwrap()]);
+    assert!(text(&o).starts_with("rolled back "), "{}", text(&o));
+    assert_eq!(
+        store.value("app", "AWSCURRENT")["password"],
+        json!("Initial-pw-1")
+    );
+    assert_eq!(store.value("app", "AWSPREVIOUS"), rotated);
+    assert!(
+        logs_in(&pg, "Initial-pw-1"),
+        "the first password logs in again"
+    );
+    assert!(!logs_in(&pg, rotated["password"].as_str().unwrap()));
+
+    // plan of a secret whose password the database no longer has: exit 5, the login line
+    // says why and what to do, as JSON too.
+    let mut v = store.value("app", "AWSCURRENT");
+    v["password"] = json!("Wrong-pw-1");
+    std::fs::write(&file, v.to_string()).unwrap();
+    ok(&store.rotate(&["put", "app", "--value-file", file.to_str().unwrap()], ""));
+    let o = store.rotate(&["--json", "plan", "app"], "");
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    no_secret(&o, &["Wrong-pw-1", "Initial-pw-1"]);
+    let p: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["passed"], json!(false));
+    let login = p["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == json!("login"))
+        .unwrap();
+    assert_eq!(login["status"], json!("fail"));
+    assert_eq!(login["kind"], json!("AuthenticationFailed"));
+    assert!(login["fix"].as_str().unwrap().contains("password"));
+}
+
+/// Whether user `app` logs in over TCP with `password` (psql, password authentication).
+fn logs_in(pg: &PgCluster, password: &str) -> bool {
+    let port = pg.port().to_string();
+    Command::new(rotation_testkit::pg_bin().unwrap().join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "app",
+            "-d",
+            "postgres",
+            "-w",
+            "-c",
+            "SELECT 1",
+        ])
+        .env("PGPASSWORD", password)
+        .env_remove("PGSERVICEFILE")
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn put_changes_keys_keeps_the_rest_and_moves_previous() {
+    let store = Store::new();
+    ok(&store.rotate(
+        &[
+            "put",
+            "db",
+            "engine=redshift",
+            "host=a.example.com",
+            "username=etl",
+            "dbname=dev",
+            "--password-stdin",
+        ],
+        "Pw-with-Upper-1\n",
+    ));
+    let o = store.rotate(
+        &["--json", "put", "db", "host=b.example.com", "port=5439"],
+        "",
+    );
+    ok(&o);
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["result"], json!("updated"));
+    assert_eq!(
+        store.value("db", "AWSCURRENT"),
+        json!({"engine": "redshift", "host": "b.example.com", "port": 5439, "username": "etl", "dbname": "dev", "password": "Pw-with-Upper-1"})
+    );
+    assert_eq!(
+        store.value("db", "AWSPREVIOUS")["host"],
+        json!("a.example.com")
+    );
+    // The new version is the one put reported.
+    let f = store.file();
+    let current = f["secrets"]["db"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["stages"] == json!(["AWSCURRENT"]))
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(out["version"], current);
+}
+
+#[test]
+fn hostile_values_round_trip_and_are_never_printed() {
+    let store = Store::new();
+    let passwords = [
+        "p\"w'\\ `$(x)` ;DROP ROLE x;--",
+        "パスワード🔑",
+        "tab\tand\u{7}bell",
+        "{\"$ne\": null}",
+        "%s%n%x {0} {{}}",
+    ];
+    for (i, pw) in passwords.iter().enumerate() {
+        let name = format!("s{i}");
+        let value = json!({"engine": "mongo", "host": "h", "username": "ü-ser\u{1b}[31m", "password": pw, "nested": {"k": ["v", 1, null]}, "x": "\u{0}"});
+        let o = store.rotate(&["put", &name, "--value-file", "-"], &value.to_string());
+        ok(&o);
+        no_secret(&o, &[pw]);
+        assert_eq!(store.value(&name, "AWSCURRENT"), value, "stored exactly");
+        // The password from standard input, with a Windows line ending.
+        let o = store.rotate(&["put", &name, "--password-stdin"], &format!("{pw}\r\n"));
+        ok(&o);
+        assert_eq!(store.value(&name, "AWSCURRENT")["password"], json!(pw));
+    }
+    for args in [vec!["list"], vec!["--json", "list"], vec!["status", "s0"]] {
+        let o = store.rotate(&args, "");
+        ok(&o);
+        no_secret(&o, &passwords);
+        // An escape sequence in a value never reaches the terminal, nor does a user name.
+        assert!(!text(&o).contains('\u{1b}'), "{}", text(&o));
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_the_reason_and_changes_nothing() {
+    let store = Store::new();
+    ok(&store.rotate(
+        &[
+            "put",
+            "app",
+            "engine=postgres",
+            "host=h",
+            "username=app",
+            "--password-stdin",
+        ],
+        "Secret-pw-1\n",
+    ));
+    let before = store.file();
+    let json_file = store.dir.path().join("bad.json");
+    let file_arg = json_file.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<&str>, &str, &str, i32, &str)> = vec![
+        // (args, stdin, file content, exit code, what the error says)
+        (
+            vec!["put", "app", "password=Secret-pw-2"],
+            "",
+            "",
+            2,
+            "never an argument",
+        ),
+        (vec!["put", "app", "colour=blue"], "", "", 2, "unknown key"),
+        (vec!["put", "app", "hostonly"], "", "", 2, "KEY=VALUE"),
+        (vec!["put", "app", "port=0"], "", "", 2, "port must be"),
+        (vec!["put", "app", "port=99999"], "", "", 2, "port must be"),
+        (
+            vec!["put", "app", "engine=mysql"],
+            "",
+            "",
+            2,
+            "not one this toolkit rotates",
+        ),
+        (
+            vec!["put", "app", "--password-stdin"],
+            "\n",
+            "",
+            2,
+            "empty password",
+        ),
+        (
+            vec!["put", "app", "--value-file", "-", "--password-stdin"],
+            "{}",
+            "",
+            2,
+            "both read standard input",
+        ),
+        (
+            vec!["put", "app", "--value-file", &file_arg],
+            "",
+            "{\"password\": \"Secret-pw-2\",",
+            2,
+            "not valid JSON",
+        ),
+        (
+            vec!["put", "app", "--value-file", &file_arg],
+            "",
+            "[\"Secret-pw-2\"]",
+            2,
+            "not a JSON object",
+        ),
+        (
+            vec!["put", "app", "--value-file", &file_arg],
+            "",
+            "{\"password\": \"Secret-pw-2\", \"host\": \"h\", \"username\": \"u\"}",
+            2,
+            "needs an engine key",
+        ),
+        (
+            vec!["put", "app", "--value-file", &file_arg],
+            "",
+            "{\"engine\": \"postgres\", \"password\": \"Secret-pw-2\", \"host\": \"h\"}",
+            4,
+            "[InvalidSecret]",
+        ),
+        (
+            vec!["put", "app", "--strategy", "alternating-users"],
+            "",
+            "",
+            4,
+            "[MissingMasterArn]",
+        ),
+        (
+            vec![
+                "put",
+                "app",
+                "username=a_name_of_sixty_bytes_is_fine_but_its_clone_is_too_long_for_pg",
+                "masterarn=arn:aws:secretsmanager:us-east-1:123456789012:secret:m",
+            ],
+            "",
+            "",
+            4,
+            "[UsernameTooLong]",
+        ),
+        (
+            vec![
+                "put",
+                "bad name!",
+                "engine=postgres",
+                "host=h",
+                "username=u",
+                "--password-stdin",
+            ],
+            "Secret-pw-2\n",
+            "",
+            4,
+            "1 to 512 characters",
+        ),
+        (
+            vec![
+                "put",
+                "arn:local:secretsmanager:local:000000000000:secret:nope",
+                "engine=postgres",
+                "host=h",
+                "username=u",
+                "--password-stdin",
+            ],
+            "Secret-pw-2\n",
+            "",
+            4,
+            "[SecretNotFound]",
+        ),
+    ];
+    for (args, stdin, content, exit, says) in cases {
+        std::fs::write(&json_file, content).unwrap();
+        let o = store.rotate(&args, stdin);
+        code(&o, exit, says);
+        no_secret(&o, &["Secret-pw-1", "Secret-pw-2"]);
+        assert_eq!(store.file(), before, "{args:?} changed the store");
+    }
+
+    // The Secrets Manager store: refused, naming the AWS CLI instead.
+    for args in [vec!["put", "app", "host=x"], vec!["list"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_rotate"))
+            .args(["--store", "aws"])
+            .args(&args)
+            .output()
+            .unwrap();
+        code(&o, 2, "works on the file store");
+    }
+    assert_eq!(store.file(), before);
+
+    // A rotation in flight: put is refused (exit 3) and nothing changes.
+    let mut f = store.file();
+    f["secrets"]["app"]["versions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "11111111-1111-1111-1111-111111111111", "stages": ["AWSPENDING"], "value": null}));
+    std::fs::write(&store.path, f.to_string()).unwrap();
+    let o = store.rotate(&["put", "app", "host=other"], "");
+    code(&o, 3, "[RotationInFlight]");
+    assert_eq!(store.file(), f);
+    let o = store.rotate(&["list"], "");
+    ok(&o);
+    assert!(
+        text(&o).contains("version 11111111-1111-1111-1111-111111111111"),
+        "{}",
+        text(&o)
+    );
+}

@@ -1,0 +1,220 @@
+//! The preflight (`rotate plan`, the Lambda's `{"Step": "plan"}`), for every engine against the
+//! testkit's servers: a passing setup for each strategy, and a failing case per check that can
+//! fail there, each reported on the right line with the right kind; and it changes nothing.
+
+#![recursion_limit = "256"]
+
+use rotation_core::plan::{CheckStatus, Plan};
+use rotation_core::store::SecretStore;
+use rotation_core::{MasterAllowList, Options, Strategy};
+use rotation_tests::all_engines;
+use rotation_tests::engines::{Engine, Env};
+use serde_json::{Value, json};
+
+all_engines!(passing_setups, failing_checks);
+
+#[track_caller]
+fn line(plan: &Plan, name: &str, status: CheckStatus, kind: Option<&str>) {
+    let c = plan
+        .check(name)
+        .unwrap_or_else(|| panic!("no {name} line: {:#?}", plan.checks));
+    assert_eq!(
+        (c.status, c.kind.as_deref()),
+        (status, kind),
+        "{name}: {:#?}",
+        plan.checks
+    );
+    if status == CheckStatus::Fail {
+        assert!(c.fix.is_some(), "a failed check says what to do: {c:?}");
+    }
+}
+
+/// Plans `name` (holding `value`) under `strategy`, checking it changed nothing.
+async fn plan(env: &Env, name: &str, value: &Value, strategy: Strategy, options: Options) -> Plan {
+    if env.store.describe(name).await.is_err() {
+        env.put(name, value).await;
+    }
+    let before = (env.store.describe(name).await.ok(), env.fingerprint());
+    let plan = env
+        .rotation_on(env.store.clone(), strategy)
+        .with_options(options)
+        .plan(name)
+        .await;
+    let after = (env.store.describe(name).await.ok(), env.fingerprint());
+    assert_eq!(before, after, "the plan of {name} changed something");
+    let text = plan.to_json().to_string();
+    if let Some(p) = value.get("password").and_then(Value::as_str) {
+        assert!(!text.contains(p), "a password in the plan: {text}");
+    }
+    plan
+}
+
+async fn passing_setups(engine: Engine) {
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    let single = env.plain_secret("app", "Initial-pw-1");
+    let p = plan(
+        &env,
+        "single",
+        &single,
+        Strategy::SingleUser,
+        Options::default(),
+    )
+    .await;
+    assert!(p.passed(), "{:#?}", p.checks);
+    for name in [
+        "store", "rotation", "secret", "password", "versions", "login",
+    ] {
+        line(&p, name, CheckStatus::Pass, None);
+    }
+    // PostgreSQL and Redshift tell a single user's right to change its own password;
+    // SecantusDB lists no privileges for custom roles (the user's `changeOwnPassword`), so
+    // DocumentDB's stand-in cannot tell.
+    match engine {
+        Engine::DocumentDb => line(&p, "rights", CheckStatus::Skip, None),
+        _ => line(&p, "rights", CheckStatus::Pass, None),
+    }
+
+    let master_arn = env
+        .put("master", &env.master_secret(Some(json!(false))))
+        .await;
+    let mut alternating = single.clone();
+    alternating["masterarn"] = json!(master_arn);
+    let p = plan(
+        &env,
+        "alternating",
+        &alternating,
+        Strategy::AlternatingUsers,
+        Options::default(),
+    )
+    .await;
+    assert!(p.passed(), "{:#?}", p.checks);
+    for name in ["secret", "login", "master", "master-login", "rights"] {
+        line(&p, name, CheckStatus::Pass, None);
+    }
+}
+
+async fn failing_checks(engine: Engine) {
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    let good = env.plain_secret("app", "Initial-pw-1");
+    let single = Strategy::SingleUser;
+    let no_options = Options::default;
+
+    // store: a secret that is not there; everything after it is skipped.
+    let r = env.rotation_on(env.store.clone(), single);
+    let p = r.plan("nowhere").await;
+    line(&p, "store", CheckStatus::Fail, Some("SecretNotFound"));
+    line(&p, "login", CheckStatus::Skip, None);
+    assert!(!p.passed());
+
+    // rotation: one in flight.
+    env.put("in-flight", &good).await;
+    env.store
+        .start_rotation("in-flight", &rotation_tests::token())
+        .await
+        .unwrap();
+    let p = plan(&env, "in-flight", &good, single, no_options()).await;
+    line(&p, "rotation", CheckStatus::Fail, Some("RotationInFlight"));
+    line(&p, "login", CheckStatus::Pass, None);
+
+    // secret: a key missing; for alternating users, no masterarn.
+    let mut v = good.clone();
+    v.as_object_mut().unwrap().remove("username");
+    let p = plan(&env, "no-user", &v, single, no_options()).await;
+    line(&p, "secret", CheckStatus::Fail, Some("InvalidSecret"));
+    line(&p, "login", CheckStatus::Skip, None);
+    let p = plan(
+        &env,
+        "no-master",
+        &good,
+        Strategy::AlternatingUsers,
+        no_options(),
+    )
+    .await;
+    line(&p, "secret", CheckStatus::Fail, Some("MissingMasterArn"));
+
+    // login: a wrong password, a closed port, TLS asked of a server without it.
+    let mut v = good.clone();
+    v["password"] = json!("Wrong-pw-1");
+    let p = plan(&env, "wrong-password", &v, single, no_options()).await;
+    line(&p, "login", CheckStatus::Fail, Some("AuthenticationFailed"));
+    line(&p, "rights", CheckStatus::Skip, None);
+    let mut v = good.clone();
+    v["port"] = json!(rotation_testkit::free_port());
+    let p = plan(&env, "closed-port", &v, single, no_options()).await;
+    line(&p, "login", CheckStatus::Fail, Some("Unreachable"));
+    let v = env.secret("app", "Initial-pw-1", Some(json!(true)));
+    let p = plan(&env, "tls", &v, single, no_options()).await;
+    line(&p, "login", CheckStatus::Fail, Some("TlsFailed"));
+
+    // master: not in the allow-list; master-login: the master's password is wrong.
+    let master_arn = env
+        .put("master", &env.master_secret(Some(json!(false))))
+        .await;
+    let mut v = good.clone();
+    v["masterarn"] = json!(master_arn);
+    let options = Options {
+        master_allow_list: Some(
+            MasterAllowList::parse(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:other-??????",
+            )
+            .unwrap(),
+        ),
+        ..Options::default()
+    };
+    let p = plan(&env, "not-allowed", &v, Strategy::AlternatingUsers, options).await;
+    line(&p, "master", CheckStatus::Fail, Some("MasterNotAllowed"));
+    line(&p, "master-login", CheckStatus::Skip, None);
+    let mut bad_master = env.master_secret(Some(json!(false)));
+    bad_master["password"] = json!("Wrong-pw-1");
+    let bad_arn = env.put("bad-master", &bad_master).await;
+    let mut v = good.clone();
+    v["masterarn"] = json!(bad_arn);
+    let p = plan(
+        &env,
+        "with-bad-master",
+        &v,
+        Strategy::AlternatingUsers,
+        no_options(),
+    )
+    .await;
+    line(&p, "master", CheckStatus::Pass, None);
+    line(
+        &p,
+        "master-login",
+        CheckStatus::Fail,
+        Some("AuthenticationFailed"),
+    );
+
+    // rights: a user that may not change its own password (Redshift users always may, so
+    // the stand-in's read-only role is not Redshift's and is not checked there).
+    env.create_user("readonly", "Initial-pw-1");
+    env.forbid_own_password_change("readonly");
+    let v = env.plain_secret("readonly", "Initial-pw-1");
+    let p = plan(&env, "readonly", &v, single, no_options()).await;
+    match engine {
+        Engine::Redshift => line(&p, "rights", CheckStatus::Pass, None),
+        // The stand-in lists no privileges: see passing_setups.
+        Engine::DocumentDb => line(&p, "rights", CheckStatus::Skip, None),
+        Engine::Postgres => line(&p, "rights", CheckStatus::Fail, Some("PermissionDenied")),
+    }
+    // For alternating users, a master that may not create users (PostgreSQL: no CREATEROLE).
+    if engine == Engine::Postgres {
+        env.create_user("weakadmin", "Initial-pw-1");
+        let weak = env.plain_secret("weakadmin", "Initial-pw-1");
+        let weak_arn = env.put("weak-master", &weak).await;
+        let mut v = good.clone();
+        v["masterarn"] = json!(weak_arn);
+        let p = plan(
+            &env,
+            "with-weak-master",
+            &v,
+            Strategy::AlternatingUsers,
+            no_options(),
+        )
+        .await;
+        line(&p, "master-login", CheckStatus::Pass, None);
+        line(&p, "rights", CheckStatus::Fail, Some("PermissionDenied"));
+    }
+}
