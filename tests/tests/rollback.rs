@@ -8,6 +8,7 @@ use rotation_tests::all_rotators;
 use rotation_tests::engines::{Engine, Env};
 use rotation_tests::fixture::Fixture;
 use rotation_tests::{Kind, both_stores};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 all_rotators!(rolls_back_and_forward);
@@ -141,6 +142,32 @@ async fn rolls_back_and_forward(engine: Engine, strategy: Strategy) {
         let current = env.value("app", Stage::Current).await;
         assert!(env.logs_in(&current).await, "finish={finish}");
     }
+
+    // An AWSPREVIOUS for another database than AWSCURRENT's: refused before anything
+    // changes (setSecret would refuse it, after the stage was attached).
+    let current_id = env
+        .store
+        .describe("app")
+        .await
+        .unwrap()
+        .version_with(Stage::Current)
+        .unwrap()
+        .to_string();
+    let mut v = env.value("app", Stage::Current).await;
+    v["dbname"] = json!("another_db");
+    env.store
+        .put_current("app", &SecretString::from(v.to_string()), Some(&current_id))
+        .await
+        .unwrap();
+    let before = stages(&env, "app").await;
+    let e = r.rollback("app").await.unwrap_err();
+    // Alternating users: AWSPREVIOUS is now the same user as AWSCURRENT, not its partner.
+    let refused = match strategy {
+        Strategy::SingleUser => "ServerMismatch",
+        Strategy::AlternatingUsers => "UserMismatch",
+    };
+    assert_eq!(e.kind(), refused, "{e}");
+    assert_eq!(stages(&env, "app").await, before);
 }
 
 async fn stages_after_a_rollback(kind: Kind) {

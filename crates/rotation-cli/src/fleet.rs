@@ -108,44 +108,20 @@ async fn list_local(store: &rotation_core::LocalSecretStore) -> anyhow::Result<V
         .collect())
 }
 
-/// A Secrets Manager client configured as the store's.
-async fn client() -> aws_sdk_secretsmanager::Client {
-    let sdk = aws_config::from_env().load().await;
-    let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk);
-    if let Ok(endpoint) = std::env::var(rotation_core::store::ENDPOINT_ENV)
-        && !endpoint.trim().is_empty()
-    {
-        builder = builder.endpoint_url(endpoint.trim());
-    }
-    aws_sdk_secretsmanager::Client::from_conf(builder.build())
-}
-
 /// The Lambda function Secrets Manager rotates `secret` with, if rotation is configured
-/// (`DescribeSecret`).
-pub async fn rotation_lambda(secret: &str) -> anyhow::Result<Option<String>> {
-    let d = client()
-        .await
+/// (`DescribeSecret`, with the store's own client).
+pub async fn rotation_lambda(
+    client: &aws_sdk_secretsmanager::Client,
+    secret: &str,
+) -> anyhow::Result<Option<String>> {
+    let d = client
         .describe_secret()
         .secret_id(secret)
         .send()
         .await
-        .map_err(|e| {
-            let not_found = e
-                .as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception());
-            let source = if not_found {
-                rotation_core::StoreError::NotFound(secret.to_string())
-            } else {
-                rotation_core::StoreError::Service {
-                    operation: "DescribeSecret",
-                    message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-                    source: None,
-                }
-            };
-            anyhow::Error::from(RotationError::Store {
-                context: format!("describing secret {secret}"),
-                source,
-            })
+        .map_err(|e| RotationError::Store {
+            context: format!("describing secret {secret}"),
+            source: rotation_core::store::store_error("DescribeSecret", e),
         })?;
     Ok(d.rotation_lambda_arn()
         .filter(|a| !a.is_empty())
@@ -153,8 +129,7 @@ pub async fn rotation_lambda(secret: &str) -> anyhow::Result<Option<String>> {
 }
 
 /// Secrets Manager's secrets (`ListSecrets`, every page).
-async fn list_aws() -> anyhow::Result<Vec<Listed>> {
-    let client = client().await;
+async fn list_aws(client: &aws_sdk_secretsmanager::Client) -> anyhow::Result<Vec<Listed>> {
     let mut out = Vec::new();
     let mut next: Option<String> = None;
     loop {
@@ -164,11 +139,9 @@ async fn list_aws() -> anyhow::Result<Vec<Listed>> {
             .set_next_token(next.take())
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "ListSecrets failed: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                )
+            .map_err(|e| RotationError::Store {
+                context: "listing the secrets".into(),
+                source: rotation_core::store::store_error("ListSecrets", e),
             })?;
         for s in page.secret_list() {
             let Some(name) = s.name() else { continue };
@@ -197,7 +170,7 @@ async fn list_aws() -> anyhow::Result<Vec<Listed>> {
 pub async fn select(store: &AnyStore, selection: &Selection) -> anyhow::Result<Vec<Listed>> {
     let listed = match store {
         AnyStore::Local(local) => list_local(local).await?,
-        AnyStore::Aws(_) => list_aws().await?,
+        AnyStore::Aws(aws) => list_aws(aws.client()).await?,
     };
     let chosen: Vec<Listed> = listed
         .into_iter()
@@ -224,6 +197,8 @@ struct Shared {
     engine: Option<Engine>,
     force: bool,
     timeout: u64,
+    /// The secret that took each database user in this run.
+    users: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn key(engine: Engine, strategy: Strategy) -> (u8, u8) {
@@ -257,7 +232,9 @@ pub async fn engine_and_strategy_of(
         tags,
         rotation_lambda: None,
     };
-    engine_and_strategy(store, timeout, engine, strategy, &listed).await
+    let (engine, strategy, _) =
+        engine_and_strategy(store, timeout, engine, strategy, &listed).await?;
+    Ok((engine, strategy))
 }
 
 /// The engine and strategy of one secret: `--engine`/`--strategy`, else its tag and value.
@@ -267,7 +244,7 @@ async fn engine_and_strategy(
     engine: Option<Engine>,
     strategy: Option<Strategy>,
     listed: &Listed,
-) -> anyhow::Result<(Engine, Strategy)> {
+) -> anyhow::Result<(Engine, Strategy, String)> {
     let deadline = rotation_core::Deadline::after(Duration::from_secs(timeout));
     let value = match deadline
         .run(rotation_core::SecretStore::get_value(
@@ -319,7 +296,20 @@ async fn engine_and_strategy(
             } else {
                 Strategy::SingleUser
             });
-    Ok((engine, strategy))
+    Ok((engine, strategy, identity(engine, &parsed)))
+}
+
+/// The database user a secret's value names (engine, host, port, username), to find two
+/// secrets of one user in a fleet run.
+fn identity(engine: Engine, value: &Value) -> String {
+    let text = |k: &str| value.get(k).map(Value::to_string).unwrap_or_default();
+    format!(
+        "{}|{}|{}|{}",
+        engine.name(),
+        text("host"),
+        text("port"),
+        text("username")
+    )
 }
 
 async fn rotate_one(shared: Arc<Shared>, listed: Listed) -> Outcome {
@@ -340,7 +330,7 @@ async fn rotate_one(shared: Arc<Shared>, listed: Listed) -> Outcome {
         return outcome;
     }
     let result = async {
-        let (engine, strategy) = engine_and_strategy(
+        let (engine, strategy, user) = engine_and_strategy(
             &shared.store,
             shared.timeout,
             shared.engine,
@@ -350,6 +340,23 @@ async fn rotate_one(shared: Arc<Shared>, listed: Listed) -> Outcome {
         .await?;
         outcome.engine = Some(engine);
         outcome.strategy = Some(strategy);
+        // Two secrets of one database user: rotating the second would lock out the first's
+        // clients (its AWSCURRENT would no longer be the database's password).
+        let first = {
+            let mut users = shared.users.lock().unwrap_or_else(|p| p.into_inner());
+            users
+                .entry(user)
+                .or_insert_with(|| listed.name.clone())
+                .clone()
+        };
+        if first != listed.name {
+            return Err(RotationError::InvalidSecret {
+                which: rotation_core::Which::Current,
+                secret: listed.name.clone(),
+                source: rotation_core::SecretError::Shared(first),
+            }
+            .into());
+        }
         let rotation = {
             let mut map = shared.rotations.lock().await;
             match map.get(&key(engine, strategy)) {
@@ -465,6 +472,7 @@ pub async fn run(
         engine,
         force,
         timeout,
+        users: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let mut progress = Progress {
         bar: !json_out && std::io::stderr().is_terminal(),
@@ -476,16 +484,36 @@ pub async fn run(
     let started = Instant::now();
     let mut queue = chosen.into_iter();
     let mut running = tokio::task::JoinSet::new();
+    // Which secret each task rotates: a task that panics is that secret's failure only.
+    let mut names = std::collections::HashMap::new();
     let mut outcomes = Vec::with_capacity(total);
     loop {
         while running.len() < concurrency {
             let Some(next) = queue.next() else { break };
-            running.spawn(rotate_one(shared.clone(), next));
+            let name = next.name.clone();
+            let handle = running.spawn(rotate_one(shared.clone(), next));
+            names.insert(handle.id(), name);
         }
-        let Some(joined) = running.join_next().await else {
+        let Some(joined) = running.join_next_with_id().await else {
             break;
         };
-        let outcome = joined.map_err(|e| anyhow::anyhow!("a rotation task failed: {e}"))?;
+        let outcome = match joined {
+            Ok((id, outcome)) => {
+                names.remove(&id);
+                outcome
+            }
+            Err(e) => Outcome {
+                name: names.remove(&e.id()).unwrap_or_default(),
+                engine: None,
+                strategy: None,
+                result: Err(Failed::Error {
+                    kind: "Unexpected".into(),
+                    code: 1,
+                    message: format!("the rotation task failed: {e}"),
+                }),
+                duration: Duration::ZERO,
+            },
+        };
         progress.record(&outcome);
         outcomes.push(outcome);
     }

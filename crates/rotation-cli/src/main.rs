@@ -289,25 +289,36 @@ fn build_rotation(
     Ok(rotation_engines::rotation(store, &settings, strategy, sdk).with_options(options))
 }
 
-fn init_logs(verbose: u8) {
+/// Logs to stderr: text, or with `--json` one JSON object per line carrying the span's fields
+/// (secret, version, engine, strategy, step), so each step's and each rotation's event
+/// (`step finished`/`step failed`, `rotation complete`/`rotation failed`, with outcome, error
+/// kind and duration) is machine-readable. Those events are at info level: `-v`.
+fn init_logs(verbose: u8, json: bool) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.into());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_ansi(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.verbose);
+    init_logs(cli.verbose, cli.json);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -390,9 +401,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "--strategy is required for one secret (single-user or alternating-users; or ROTATION_STRATEGY)".into(),
                 )
             })?;
-            if let AnyStore::Aws(_) = store
+            if let AnyStore::Aws(aws) = &store
                 && !a.force
-                && let Some(lambda) = fleet::rotation_lambda(&secret).await?
+                && let Some(lambda) = fleet::rotation_lambda(aws.client(), &secret).await?
             {
                 return Err(UsageError(format!(
                     "Secrets Manager rotates secret {secret} with {lambda}: a rotation from here would race it; use `aws secretsmanager rotate-secret`, or --force"
@@ -442,13 +453,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 password_stdin,
                 pairs: &pairs,
             };
-            let value = put::build_value(&store, &req).await?;
+            let (value, expected) = put::build_value(&store, &req).await?;
             put::check(&secret, &value, strategy)?;
-            let outcome = store.put_current(&secret, &value).await.map_err(|source| {
-                RotationError::Store {
-                    context: format!("storing secret {secret}"),
-                    source,
-                }
+            let written = store
+                .put_current(&secret, &value, expected.as_deref())
+                .await;
+            let outcome = written.map_err(|source| RotationError::Store {
+                context: format!("storing secret {secret}"),
+                source,
             })?;
             put::print_put(cli.json, &secret, &outcome);
         }
@@ -469,9 +481,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             engine,
         } => {
             let store = open_store(&cli.store).await?;
-            let (engine, strategy) =
-                fleet::engine_and_strategy_of(&store, &secret, strategy, engine, cli.timeout)
-                    .await?;
+            let found =
+                fleet::engine_and_strategy_of(&store, &secret, strategy, engine, cli.timeout).await;
+            let (engine, strategy) = match found {
+                Ok(found) => found,
+                // The secret cannot be read or names no engine: that is the plan's answer.
+                Err(e) => match e.downcast::<RotationError>() {
+                    Ok(r) => {
+                        let plan = output::unreadable_plan(&secret, strategy, &r);
+                        out.plan(&plan);
+                        return Err(output::PlanFailed(output::plan_exit_code(&plan)).into());
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
             let t = Target {
                 secret: secret.clone(),
                 strategy,

@@ -23,7 +23,11 @@ pub fn describe_json(d: &SecretDescription) -> serde_json::Value {
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        // Control characters, and the invisible ones that reorder or hide text (bidi
+        // overrides and isolates, zero-width marks).
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -88,6 +92,52 @@ pub fn plan_exit_code(plan: &Plan) -> u8 {
         .unwrap_or(0)
 }
 
+/// The plan of a secret that cannot be read, or whose engine is unknown: one failed line
+/// (`store` or `secret`), the rest skipped.
+pub fn unreadable_plan(
+    secret: &str,
+    strategy: Option<rotation_core::Strategy>,
+    e: &rotation_core::RotationError,
+) -> Plan {
+    use rotation_core::plan::Check;
+    let name = match e {
+        rotation_core::RotationError::Store { .. } => "store",
+        _ => "secret",
+    };
+    let fix = match e.kind() {
+        "SecretNotFound" => "check the secret's name or ARN, the region and --store",
+        "SecretsManagerAccessDenied" => {
+            "grant the role DescribeSecret and GetSecretValue on the secret (and kms:Decrypt on its key)"
+        }
+        "InvalidSecret" => {
+            "correct the value: its engine key names the engine (rotate put SECRET engine=...)"
+        }
+        _ => "see docs/errors.md for this kind",
+    };
+    let mut checks = vec![Check {
+        name,
+        status: CheckStatus::Fail,
+        detail: rotation_core::error_chain(e),
+        kind: Some(e.kind().to_string()),
+        fix: Some(fix.to_string()),
+    }];
+    for later in ["login", "rights"] {
+        checks.push(Check {
+            name: later,
+            status: CheckStatus::Skip,
+            detail: "needs a readable secret with a known engine".into(),
+            kind: None,
+            fix: None,
+        });
+    }
+    Plan {
+        secret: secret.to_string(),
+        engine: "unknown",
+        strategy: strategy.unwrap_or(rotation_core::Strategy::SingleUser),
+        checks,
+    }
+}
+
 impl Output {
     pub fn plan(&self, plan: &Plan) {
         if self.json {
@@ -140,7 +190,11 @@ impl Output {
                 json!({"result": verb, "secret": r.secret, "version": r.token, "steps": steps})
             );
         } else {
-            println!("{verb} {} -> version {}", escape(&r.secret), r.token);
+            println!(
+                "{verb} {} -> version {}",
+                escape(&r.secret),
+                escape(&r.token)
+            );
             for (s, o) in &r.steps {
                 println!("  {:<13} {o:?}", s.as_str());
             }
@@ -162,7 +216,11 @@ impl Output {
                 })
             );
         } else {
-            println!("aborted rotation {} of {}", r.token, escape(&r.secret));
+            println!(
+                "aborted rotation {} of {}",
+                escape(&r.token),
+                escape(&r.secret)
+            );
             if let Some(via) = r.restored_with {
                 println!(
                     "  the database password was set back to the AWSCURRENT value (logged in with the {via:?} credentials)"

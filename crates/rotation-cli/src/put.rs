@@ -5,10 +5,12 @@ use std::io::{BufRead, Read};
 use std::path::Path;
 
 use rotation_core::store::{PutOutcome, SecretSummary};
-use rotation_core::{LocalSecretStore, RotationError, Stage, Strategy};
+use rotation_core::{
+    DatabaseSecret, LocalSecretStore, RotationError, SecretError, Stage, Strategy,
+};
 use rotation_engines::Engine;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::UsageError;
 use crate::output::escape;
@@ -45,62 +47,64 @@ fn read_limited(r: impl Read, what: &str) -> anyhow::Result<String> {
 }
 
 /// The value to store: the value file (or the current value, when the secret exists and no
-/// file is given), with the `KEY=VALUE` arguments and the password from standard input on top.
-/// Errors name keys, never values.
+/// file is given), with the `KEY=VALUE` arguments and the password from standard input on top,
+/// and the version that was `AWSCURRENT` when it was read (`None`: no such secret), which the
+/// store's write must still find current. Every key not set here keeps its text exactly
+/// (numbers of any precision); a repeated key is refused. Errors name keys, never values.
 pub async fn build_value(
     store: &LocalSecretStore,
     req: &PutRequest<'_>,
-) -> anyhow::Result<SecretString> {
+) -> anyhow::Result<(SecretString, Option<String>)> {
     if req.value_file.is_some_and(|p| p == Path::new("-")) && req.password_stdin {
         return Err(UsageError(
             "--value-file - and --password-stdin both read standard input: use one".into(),
         )
         .into());
     }
-    let base: Option<SecretString> = match req.value_file {
-        Some(p) if p == Path::new("-") => {
-            Some(read_limited(std::io::stdin(), "standard input")?.into())
-        }
-        Some(p) => {
-            let f = std::fs::File::open(p)
-                .map_err(|e| UsageError(format!("opening {}: {e}", p.display())))?;
-            Some(read_limited(f, &p.display().to_string())?.into())
-        }
-        None => {
-            use rotation_core::{SecretStore, VersionSelector};
-            match store
-                .get_value(req.secret, VersionSelector::stage(Stage::Current))
-                .await
-            {
-                Ok(v) => Some(v.value),
-                Err(e) if e.is_not_found() => None,
-                Err(source) => {
-                    return Err(RotationError::Store {
-                        context: format!("reading the current value of secret {}", req.secret),
-                        source,
-                    }
-                    .into());
+    let current = {
+        use rotation_core::{SecretStore, VersionSelector};
+        match store
+            .get_value(req.secret, VersionSelector::stage(Stage::Current))
+            .await
+        {
+            Ok(v) => Some(v),
+            Err(e) if e.is_not_found() => None,
+            Err(source) => {
+                return Err(RotationError::Store {
+                    context: format!("reading the current value of secret {}", req.secret),
+                    source,
                 }
+                .into());
             }
         }
     };
-    let mut map: Map<String, Value> = match &base {
-        Some(text) => match serde_json::from_str::<Value>(text.expose_secret()) {
-            Ok(Value::Object(m)) => m,
-            // serde_json's message may quote the text around the error: not shown.
-            Ok(_) => {
-                return Err(UsageError("the secret's value is not a JSON object".into()).into());
-            }
-            Err(e) => {
-                return Err(UsageError(format!(
-                    "the secret's value is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ))
-                .into());
-            }
+    let expected = current.as_ref().map(|v| v.version_id.clone());
+    let base: SecretString = match req.value_file {
+        Some(p) if p == Path::new("-") => read_limited(std::io::stdin(), "standard input")?.into(),
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .map_err(|e| UsageError(format!("opening {}: {e}", p.display())))?;
+            read_limited(f, &p.display().to_string())?.into()
+        }
+        None => match current {
+            Some(v) => v.value,
+            None => SecretString::from("{}".to_string()),
         },
-        None => Map::new(),
+    };
+    let mut secret = match DatabaseSecret::parse(&base) {
+        Ok(s) => s,
+        // Positions only: the value's text is never quoted.
+        Err(e @ (SecretError::NotJson { .. } | SecretError::NotAnObject)) => {
+            return Err(UsageError(e.to_string()).into());
+        }
+        Err(source) => {
+            return Err(RotationError::InvalidSecret {
+                which: rotation_core::Which::Current,
+                secret: req.secret.to_string(),
+                source,
+            }
+            .into());
+        }
     };
     for pair in req.pairs {
         let (key, value) = pair.split_once('=').ok_or_else(|| {
@@ -133,7 +137,13 @@ pub async fn build_value(
         } else {
             json!(value)
         };
-        map.insert(key.to_string(), v);
+        secret = secret
+            .with_field(key, v)
+            .map_err(|source| RotationError::InvalidSecret {
+                which: rotation_core::Which::Current,
+                secret: req.secret.to_string(),
+                source,
+            })?;
     }
     if req.password_stdin {
         let mut line = String::new();
@@ -147,9 +157,9 @@ pub async fn build_value(
         if password.is_empty() {
             return Err(UsageError("--password-stdin read an empty password".into()).into());
         }
-        map.insert("password".into(), json!(password));
+        secret = secret.with_password(SecretString::from(password.to_string()));
     }
-    Ok(SecretString::from(Value::Object(map).to_string()))
+    Ok((secret.to_json(), expected))
 }
 
 /// The engine and strategy the value is checked for: the `engine` key decides the engine; the
@@ -157,21 +167,20 @@ pub async fn build_value(
 pub fn check(secret: &str, value: &SecretString, strategy: Option<Strategy>) -> anyhow::Result<()> {
     let parsed: Value = serde_json::from_str(value.expose_secret()).unwrap_or(Value::Null);
     let engine_key = parsed.get("engine").and_then(Value::as_str);
+    let invalid = |source| RotationError::InvalidSecret {
+        which: rotation_core::Which::Current,
+        secret: secret.to_string(),
+        source,
+    };
     let engine = match engine_key {
         Some(name) => Engine::for_secret_engine(name).ok_or_else(|| {
-            UsageError(format!(
-                "engine {:?} is not one this toolkit rotates ({})",
-                escape(name),
-                crate::KNOWN_ENGINES
-            ))
+            invalid(rotation_core::SecretError::WrongEngine {
+                expected: crate::KNOWN_ENGINES,
+                found: name.to_string(),
+            })
         })?,
-        None => {
-            return Err(UsageError(format!(
-                "the secret needs an engine key ({}): add engine=...",
-                crate::KNOWN_ENGINES
-            ))
-            .into());
-        }
+        // Missing, or not a string: the rotators' own check names it.
+        None => return Err(invalid(rotation_core::SecretError::MissingKey("engine")).into()),
     };
     let strategy = strategy.unwrap_or(if parsed.get("masterarn").is_some() {
         Strategy::AlternatingUsers

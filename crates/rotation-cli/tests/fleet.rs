@@ -1,6 +1,6 @@
-//! `rotate run --prefix/--tag/--all`: 200 secrets of real PostgreSQL users, 5 of them broken.
-//! 195 rotate, the 5 are reported with their kinds, the exit code is non-zero, and no other
-//! secret is touched.
+//! `rotate run --prefix/--tag/--all`: 200 secrets of real PostgreSQL users, 5 of them broken,
+//! plus a second secret of one user. 195 rotate, the 6 others are reported with their kinds,
+//! the exit code is non-zero, and no other secret is touched.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
@@ -98,6 +98,11 @@ async fn two_hundred_secrets_five_broken() {
         .tag("fleet/s180", "rotation-strategy", "alternating-users")
         .await
         .unwrap();
+    // A second secret of user u1: refused (rotating it would lock out fleet/s001's clients).
+    store
+        .create_secret("fleet/s999", &SecretString::from(secret(1).to_string()))
+        .await
+        .unwrap();
     // Not selected by the prefix: must not be touched.
     store
         .create_secret("other/s0", &SecretString::from(secret(0).to_string()))
@@ -109,6 +114,7 @@ async fn two_hundred_secrets_five_broken() {
         "fleet/s099",
         "fleet/s150",
         "fleet/s180",
+        "fleet/s999",
     ];
     let before = currents(&store).await;
 
@@ -124,7 +130,7 @@ async fn two_hundred_secrets_five_broken() {
     );
     let report: Value = serde_json::from_slice(&o.stdout).expect("a JSON summary");
     assert_eq!(report["rotated"], json!(USERS - 5), "{report}");
-    assert_eq!(report["failed"], json!(5));
+    assert_eq!(report["failed"], json!(6));
     let failed: BTreeMap<String, String> = report["secrets"]
         .as_array()
         .unwrap()
@@ -143,6 +149,7 @@ async fn two_hundred_secrets_five_broken() {
         ("fleet/s099", "InvalidSecret"),
         ("fleet/s150", "NoWorkingCredentials"),
         ("fleet/s180", "MissingMasterArn"),
+        ("fleet/s999", "InvalidSecret"),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))

@@ -162,10 +162,49 @@ fn put_then_list_then_rotate_a_real_postgres_user() {
     assert!(rows[0]["current_since"].as_u64().unwrap() > 1_700_000_000);
 
     // rollback: the first password is AWSCURRENT again, and the database holds it.
-    let o = store.rotate(&["rollback", "app", "--strategy", "single-user"], "");
+    let o = store.rotate(
+        &[
+            "--json",
+            "-v",
+            "rollback",
+            "app",
+            "--strategy",
+            "single-user",
+        ],
+        "",
+    );
     ok(&o);
     no_secret(&o, &["Initial-pw-1", rotated["password"].as_str().unwrap()]);
-    assert!(text(&o).starts_with("rolled back "), "{}", text(&o));
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["result"], json!("rolled back"));
+    // With --json, the log lines are JSON too: one event per step and one per rotation, with
+    // the secret, version, engine, strategy, outcome and duration.
+    let events: Vec<Value> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let done = events
+        .iter()
+        .find(|e| e["fields"]["message"] == json!("rotation complete"))
+        .expect("a rotation event");
+    assert_eq!(done["fields"]["outcome"], json!("rotated"));
+    assert!(done["fields"]["duration_ms"].is_number());
+    assert_eq!(done["span"]["engine"], json!("postgres"));
+    assert_eq!(done["span"]["strategy"], json!("single-user"));
+    assert!(
+        done["span"]["secret_id"]
+            .as_str()
+            .unwrap()
+            .contains(":secret:app-")
+    );
+    let steps = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == json!("step finished"))
+        .count();
+    assert_eq!(
+        steps, 3,
+        "setSecret, testSecret, finishSecret as their own events"
+    );
     assert_eq!(
         store.value("app", "AWSCURRENT")["password"],
         json!("Initial-pw-1")
@@ -183,8 +222,21 @@ fn put_then_list_then_rotate_a_real_postgres_user() {
     v["password"] = json!("Wrong-pw-1");
     std::fs::write(&file, v.to_string()).unwrap();
     ok(&store.rotate(&["put", "app", "--value-file", file.to_str().unwrap()], ""));
+    // A put after rotations (AWSPENDING stays on the version a rotation made current) starts
+    // no rotation: list shows none in flight, and plan's rotation line passes.
+    let o = store.rotate(&["--json", "list"], "");
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["rotation_in_flight"], Value::Null, "{rows}");
     let o = store.rotate(&["--json", "plan", "app"], "");
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let p: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rotation = p["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == json!("rotation"))
+        .unwrap();
+    assert_eq!(rotation["status"], json!("pass"), "{p}");
     no_secret(&o, &["Wrong-pw-1", "Initial-pw-1"]);
     let p: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(p["passed"], json!(false));
@@ -331,8 +383,8 @@ fn bad_input_is_refused_with_the_reason_and_changes_nothing() {
             vec!["put", "app", "engine=mysql"],
             "",
             "",
-            2,
-            "not one this toolkit rotates",
+            4,
+            "[InvalidSecret]",
         ),
         (
             vec!["put", "app", "--password-stdin"],
@@ -360,14 +412,14 @@ fn bad_input_is_refused_with_the_reason_and_changes_nothing() {
             "",
             "[\"Secret-pw-2\"]",
             2,
-            "not a JSON object",
+            "must be a JSON object",
         ),
         (
             vec!["put", "app", "--value-file", &file_arg],
             "",
             "{\"password\": \"Secret-pw-2\", \"host\": \"h\", \"username\": \"u\"}",
-            2,
-            "needs an engine key",
+            4,
+            "[InvalidSecret]",
         ),
         (
             vec!["put", "app", "--value-file", &file_arg],

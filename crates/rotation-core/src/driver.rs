@@ -187,8 +187,14 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                     });
                 }
                 check_same_host(&target, &current, "current", default_port)?;
+                // The master setSecret will use, checked now: nothing is changed for a rollback
+                // that setSecret would refuse.
+                let (_, _master) =
+                    crate::steps::set::resolve_master(&ctx, &current, &partner).await?;
             }
         }
+        // The same database too, as setSecret requires.
+        crate::steps::set::check_same_database(&target, &current)?;
         let span = info_span!("rollback", secret_id = %arn, to = %previous);
         span.in_scope(|| {
             info!("rollback: the previous version becomes the pending version of a rotation");

@@ -211,7 +211,12 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
     /// Checks, without changing anything, what a rotation of `secret_id` would need (see the
     /// module docs). Never fails: every problem is a failed check.
     pub async fn plan(&self, secret_id: &str) -> Plan {
-        let deadline = Deadline::after(self.options.step_timeout);
+        self.plan_until(secret_id, Deadline::after(self.options.step_timeout))
+            .await
+    }
+
+    /// [`Rotation::plan`] with every call bounded by `deadline` (a Lambda invocation's).
+    pub async fn plan_until(&self, secret_id: &str, deadline: Deadline) -> Plan {
         let profile = self.rotator.profile();
         let strategy = self.rotator.strategy();
         let mut plan = Plan {
@@ -378,7 +383,15 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                 None
             }
         };
-        if strategy == Strategy::AlternatingUsers {
+        if strategy == Strategy::AlternatingUsers && session.is_none() {
+            // As setSecret: the master is used only for a secret whose own credentials work.
+            plan.checks.push(skip(
+                "master",
+                "needs AWSCURRENT to log in first (the master is used only for a secret whose own credentials work)",
+            ));
+            plan.checks
+                .push(skip("master-login", "needs a usable master secret"));
+        } else if strategy == Strategy::AlternatingUsers {
             if let Some(s) = session.take() {
                 self.rotator.close(s).await;
             }

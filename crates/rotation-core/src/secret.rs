@@ -70,6 +70,12 @@ pub enum SecretError {
         /// The engine in the secret.
         found: String,
     },
+    /// Another secret (named) is for the same database user on the same server: rotating
+    /// both would leave one of them with a password the database no longer has.
+    #[error(
+        "secret {0} names the same database user on the same server; two secrets of one user lock each other's clients out: keep one"
+    )]
+    Shared(String),
 }
 
 /// The value of the secret's `dbname` key.

@@ -194,7 +194,7 @@ pub async fn handle<S: SecretStore, R: Rotator>(
     deadline: Deadline,
 ) -> Result<Value, Failure> {
     if payload.get("Step").and_then(Value::as_str) == Some(PLAN_STEP) {
-        return Box::pin(plan(rotation, payload)).await;
+        return Box::pin(plan(rotation, payload, deadline)).await;
     }
     // Boxed: the step futures are deep (see `Rotation::handle_until`).
     let (result, metrics) = Box::pin(handle_measured(rotation, payload, deadline)).await;
@@ -212,6 +212,7 @@ pub const PLAN_STEP: &str = "plan";
 pub async fn plan<S: SecretStore, R: Rotator>(
     rotation: &Rotation<S, R>,
     payload: &Value,
+    deadline: Deadline,
 ) -> Result<Value, Failure> {
     let secret_id = payload
         .get("SecretId")
@@ -222,7 +223,7 @@ pub async fn plan<S: SecretStore, R: Rotator>(
                 rotation_core::EventError::MissingField("SecretId"),
             ))
         })?;
-    let plan = rotation.plan(secret_id).await;
+    let plan = rotation.plan_until(secret_id, deadline).await;
     tracing::info!(passed = plan.passed(), "preflight finished");
     Ok(plan.to_json())
 }
@@ -267,6 +268,15 @@ pub async fn handle_measured<S: SecretStore, R: Rotator>(
         .to_string();
         let outcome = rotation.handle_until(&event, deadline).await?;
         metrics.outcome = format!("{outcome:?}");
+        // A function sees steps only: finishSecret done ends the rotation, its own event.
+        if event.step == rotation_core::EventStep::Known(rotation_core::Step::FinishSecret) {
+            tracing::info!(
+                secret_id = %event.secret_id,
+                token = %event.client_request_token,
+                outcome = "rotated",
+                "rotation complete"
+            );
+        }
         Ok(json!({ "step": event.step.to_string(), "outcome": format!("{outcome:?}") }))
     }
     .await;

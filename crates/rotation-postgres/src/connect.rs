@@ -44,16 +44,29 @@ pub struct Dialect {
     pub fence_stale_sessions: bool,
 }
 
-/// Ends this user's other rotation sessions (`application_name` `rotation`) that are inside a
-/// transaction. An earlier step that gave up on its `COMMIT` (no answer before its deadline)
-/// leaves such a session on the server until its idle timeout; a `COMMIT` still in the network
-/// would commit there after the step reported failure, after a later proof that `AWSCURRENT`
-/// logs in (a safe `abort`). Ending the session first means that `COMMIT` finds no session. A
-/// user may end its own sessions; the application's sessions (another `application_name`) are
-/// never touched.
+/// Ends this user's other rotation sessions that are still inside a transaction after their
+/// step's deadline passed. Each rotation session names itself `rotation:MS` in
+/// `application_name`, MS being the time its step had left when it connected, so the server
+/// alone (no clock shared with the client) knows when it went stale: `backend_start` plus MS.
+/// An earlier step that gave up on its `COMMIT` (no answer before its deadline) leaves such a
+/// session on the server until its idle timeout (a session within half a second of its
+/// deadline counts as stale too, so a login right after a step gave up still finds it); a `COMMIT` still in the network would commit
+/// there after the step reported failure, after a later proof that `AWSCURRENT` logs in (a safe
+/// `abort`). Ending the session first means that `COMMIT` finds no session. A session whose
+/// step is still running (another rotation using the same master, a fleet run) is never
+/// touched, nor are the application's sessions (another `application_name`). A user may end its
+/// own sessions.
 pub const FENCE_SQL: &str = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-     WHERE usename = current_user AND application_name = 'rotation' AND pid <> pg_backend_pid() \
-     AND state IN ('idle in transaction', 'idle in transaction (aborted)')";
+     WHERE usename = current_user AND pid <> pg_backend_pid() \
+     AND application_name ~ '^rotation:[0-9]{1,12}$' \
+     AND state IN ('idle in transaction', 'idle in transaction (aborted)') \
+     AND backend_start + make_interval(secs => split_part(application_name, ':', 2)::bigint / 1000.0) \
+         < now() + interval '500 milliseconds'";
+
+/// The `application_name` of a rotation session connecting with `remaining` left in its step.
+pub fn session_name(remaining: Duration) -> String {
+    format!("rotation:{}", remaining.as_millis().min(999_999_999_999))
+}
 
 impl Dialect {
     /// PostgreSQL (RDS, Aurora): every setting in the startup packet.
@@ -107,7 +120,7 @@ fn options(
         .statement_cache_capacity(0)
         .disable_statement_logging();
     if dialect.application_name {
-        o = o.application_name("rotation");
+        o = o.application_name(&session_name(deadline.remaining()));
     }
     if dialect.limits_in_startup {
         o = o.options(server_limits(config, deadline));

@@ -241,7 +241,7 @@ pub(crate) fn check_same_host(
 }
 
 /// The pending value must name the database the current one does: testSecret logs in there.
-fn check_same_database(
+pub(crate) fn check_same_database(
     pending: &DatabaseSecret,
     current: &DatabaseSecret,
 ) -> Result<(), RotationError> {

@@ -61,6 +61,17 @@ impl AwsSecretStore {
     }
 }
 
+/// A Secrets Manager SDK error as a [`StoreError`], by its error code: not found, access
+/// denied (KMS included), an invalid request, or a service failure with the SDK's description.
+/// For other code that calls Secrets Manager with the store's client (the CLI's listing).
+pub fn store_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    map_err(operation, err)
+}
+
 fn map_err<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

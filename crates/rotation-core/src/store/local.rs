@@ -652,17 +652,30 @@ impl LocalSecretStore {
 
     /// Stores `value` as the secret's new `AWSCURRENT` (the version that held it becomes
     /// `AWSPREVIOUS`), or creates the secret when there is none by that name; one write.
-    /// Refused with [`StoreError::Conflict`] while a rotation is in flight: a new current value
-    /// under it would be overwritten by its finishSecret.
+    /// Refused with [`StoreError::Conflict`] while a rotation is in flight (a new current value
+    /// under it would be overwritten by its finishSecret), and unless `expected_current` is
+    /// still the `AWSCURRENT` version (`None`: the secret must not exist), so a value built
+    /// from what was read before never overwrites a rotation (or another put) made meanwhile.
     pub async fn put_current(
         &self,
         secret_id: &str,
         value: &SecretString,
+        expected_current: Option<&str>,
     ) -> Result<PutOutcome, StoreError> {
         let id = secret_id.to_string();
         let value = value.expose_secret().to_string();
+        let expected = expected_current.map(str::to_string);
         self.run(true, move |state| {
-            if state.find(&id).is_err() {
+            let found = state.find(&id).ok();
+            let exists = found.is_some();
+            let now_current =
+                found.and_then(|(_, s)| s.holder(Stage::Current).map(str::to_string));
+            if exists != expected.is_some() || (exists && now_current != expected) {
+                return Err(StoreError::Conflict(format!(
+                    "secret {id} changed while its new value was prepared (a rotation or another put); run the command again"
+                )));
+            }
+            if !exists {
                 if id.starts_with("arn:") {
                     return Err(StoreError::NotFound(format!(
                         "no secret has the ARN {id}; name a new secret by its name"
@@ -707,6 +720,11 @@ impl LocalSecretStore {
                 return Err(StoreError::Conflict(format!(
                     "a rotation of secret {id} is in flight (AWSPENDING on version {p}); resume or abort it first"
                 )));
+            }
+            // AWSPENDING left on the current version by a finished rotation must not stay on
+            // it once it stops being current: that would read as a rotation in flight.
+            if current.is_some() && secret.holder(Stage::Pending) == current.as_deref() {
+                secret.detach(Stage::Pending);
             }
             let version = uuid::Uuid::new_v4().to_string();
             secret.versions.push(StoredVersion {

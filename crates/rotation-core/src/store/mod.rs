@@ -16,7 +16,7 @@ use std::future::Future;
 use secrecy::SecretString;
 
 pub use any::AnyStore;
-pub use aws::{AwsSecretStore, ENDPOINT_ENV};
+pub use aws::{AwsSecretStore, ENDPOINT_ENV, store_error};
 pub use local::{LocalSecretStore, PutOutcome, SecretSummary};
 
 use crate::policy::PasswordPolicy;
