@@ -91,13 +91,7 @@ pub fn parse_tag(s: &str) -> Result<(String, String), String> {
 
 /// The file store's secrets.
 async fn list_local(store: &rotation_core::LocalSecretStore) -> anyhow::Result<Vec<Listed>> {
-    let summaries = store
-        .summaries()
-        .await
-        .map_err(|source| RotationError::Store {
-            context: "listing the store's secrets".into(),
-            source,
-        })?;
+    let summaries = crate::put::summaries(store).await?;
     Ok(summaries
         .into_iter()
         .map(|s| Listed {

@@ -466,14 +466,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::List => {
             let store = file_store(&cli.store, "list")?;
-            let secrets = store
-                .summaries()
-                .await
-                .map_err(|source| RotationError::Store {
-                    context: "listing the store's secrets".into(),
-                    source,
-                })?;
-            put::print_list(cli.json, &secrets);
+            put::print_list(cli.json, &put::summaries(&store).await?);
         }
         Command::Plan {
             secret,

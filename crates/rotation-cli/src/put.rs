@@ -236,6 +236,17 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
+/// The file store's secrets, without values.
+pub async fn summaries(store: &LocalSecretStore) -> Result<Vec<SecretSummary>, RotationError> {
+    store
+        .summaries()
+        .await
+        .map_err(|source| RotationError::Store {
+            context: "listing the store's secrets".into(),
+            source,
+        })
+}
+
 /// Prints the store's secrets, a line each (or a JSON array).
 pub fn print_list(json_out: bool, secrets: &[SecretSummary]) {
     if json_out {

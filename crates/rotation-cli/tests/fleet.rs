@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 use rotation_core::{LocalSecretStore, SecretStore, Stage, VersionSelector};
-use rotation_testkit::{PgCluster, PgOptions, free_port, pg_bin};
+use rotation_testkit::{PgCluster, PgOptions, free_port};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -20,29 +20,6 @@ fn rotate(store: &str, args: &[&str]) -> Output {
         .env_remove("ROTATE_STORE")
         .output()
         .expect("run rotate")
-}
-
-fn logs_in(pg: &PgCluster, user: &str, password: &str) -> bool {
-    let port = pg.port().to_string();
-    Command::new(pg_bin().unwrap().join("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            user,
-            "-d",
-            "postgres",
-            "-w",
-            "-c",
-            "SELECT 1",
-        ])
-        .env("PGPASSWORD", password)
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 /// Every secret's AWSCURRENT version id and value.
@@ -178,14 +155,14 @@ async fn two_hundred_secrets_five_broken() {
         }
         let (_, value) = &after[&name];
         assert!(
-            logs_in(&pg, &format!("u{i}"), value["password"].as_str().unwrap()),
+            pg.logs_in(&format!("u{i}"), value["password"].as_str().unwrap()),
             "{name}"
         );
-        assert!(!logs_in(&pg, &format!("u{i}"), &format!("Initial-pw-{i}")));
+        assert!(!pg.logs_in(&format!("u{i}"), &format!("Initial-pw-{i}")));
     }
     // The unselected secret's user was rotated by fleet/s000, so its secret no longer logs in:
     // proof that selection, not the user, decides what is rotated.
-    assert!(!logs_in(&pg, "u0", "Initial-pw-0"));
+    assert!(!pg.logs_in("u0", "Initial-pw-0"));
 
     // A selection that matches nothing is a usage error.
     let o = rotate(&spec, &["run", "--tag", "team=none"]);

@@ -211,10 +211,10 @@ fn put_then_list_then_rotate_a_real_postgres_user() {
     );
     assert_eq!(store.value("app", "AWSPREVIOUS"), rotated);
     assert!(
-        logs_in(&pg, "Initial-pw-1"),
+        pg.logs_in("app", "Initial-pw-1"),
         "the first password logs in again"
     );
-    assert!(!logs_in(&pg, rotated["password"].as_str().unwrap()));
+    assert!(!pg.logs_in("app", rotated["password"].as_str().unwrap()));
 
     // plan of a secret whose password the database no longer has: exit 5, the login line
     // says why and what to do, as JSON too.
@@ -249,31 +249,6 @@ fn put_then_list_then_rotate_a_real_postgres_user() {
     assert_eq!(login["status"], json!("fail"));
     assert_eq!(login["kind"], json!("AuthenticationFailed"));
     assert!(login["fix"].as_str().unwrap().contains("password"));
-}
-
-/// Whether user `app` logs in over TCP with `password` (psql, password authentication).
-fn logs_in(pg: &PgCluster, password: &str) -> bool {
-    let port = pg.port().to_string();
-    Command::new(rotation_testkit::pg_bin().unwrap().join("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "app",
-            "-d",
-            "postgres",
-            "-w",
-            "-c",
-            "SELECT 1",
-        ])
-        .env("PGPASSWORD", password)
-        .env_remove("PGSERVICEFILE")
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 #[test]

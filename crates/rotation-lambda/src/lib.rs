@@ -415,9 +415,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn every_invocation_has_a_metric_line_and_no_secret_in_it() {
-        use secrecy::{ExposeSecret, SecretString};
+    /// A local store with secret `app` for user `app` of a fake database, password
+    /// `Initial-pw-1`.
+    async fn one_secret() -> (tempfile::TempDir, FakeDatabase, LocalSecretStore) {
+        use secrecy::SecretString;
         let dir = tempfile::tempdir().unwrap();
         let db = FakeDatabase::new();
         db.add_user("app", &SecretString::from("Initial-pw-1"));
@@ -428,6 +429,13 @@ mod tests {
             .create_secret("app", &SecretString::from(value.to_string()))
             .await
             .unwrap();
+        (dir, db, store)
+    }
+
+    #[tokio::test]
+    async fn every_invocation_has_a_metric_line_and_no_secret_in_it() {
+        use secrecy::ExposeSecret;
+        let (_dir, db, store) = one_secret().await;
         let token = "t0000000000000000000000000000001";
         store.start_rotation("app", token).await.unwrap();
         let r = Rotation::new(
@@ -495,17 +503,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_plan_event_is_answered_with_the_plan_and_changes_nothing() {
-        use secrecy::SecretString;
-        let dir = tempfile::tempdir().unwrap();
-        let db = FakeDatabase::new();
-        db.add_user("app", &SecretString::from("Initial-pw-1"));
-        let store = LocalSecretStore::new(dir.path().join("s.json"));
-        let value =
-            json!({"engine": "fake", "host": "h", "username": "app", "password": "Initial-pw-1"});
-        store
-            .create_secret("app", &SecretString::from(value.to_string()))
-            .await
-            .unwrap();
+        let (dir, db, store) = one_secret().await;
         let before = std::fs::read(dir.path().join("s.json")).unwrap();
         let r = Rotation::new(
             store,

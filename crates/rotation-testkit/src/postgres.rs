@@ -335,6 +335,19 @@ impl PgCluster {
         self.psql_db("postgres", sql)
     }
 
+    /// Whether `user` logs in with `password` over TCP on 127.0.0.1 (password authentication,
+    /// psql, database `postgres`), independently of the code under test.
+    pub fn logs_in(&self, user: &str, password: &str) -> bool {
+        Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user])
+            .args(["-d", "postgres", "-X", "-w", "-c", "SELECT 1"])
+            .env("PGPASSWORD", password)
+            .env_remove("PGSERVICE")
+            .env_remove("PGSERVICEFILE")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
     /// [`PgCluster::psql`] in database `db`.
     pub fn psql_db(&self, db: &str, sql: &str) -> Result<String, TestkitError> {
         run(Command::new(self.bin.join("psql"))

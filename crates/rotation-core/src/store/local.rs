@@ -26,11 +26,51 @@ use crate::stage::Stage;
 /// AWS keeps at most this many versions; older unlabelled ones are dropped.
 const MAX_VERSIONS: usize = 100;
 
-/// A secret store in one local JSON file. Cheap to clone.
+/// A secret store in one local JSON file. Cheap to clone; clones share a cache of the last
+/// file read (see [`ReadCache`]).
 #[derive(Debug, Clone)]
 pub struct LocalSecretStore {
     path: Arc<PathBuf>,
     lock_timeout: Duration,
+    cache: Arc<ReadCache>,
+}
+
+/// The last store file parsed, by the identity of the file it was read from: every write
+/// replaces the file (a new inode, through the rename), so a file whose device, inode, size,
+/// modification and change times are unchanged holds the same text. Reads of an unchanged
+/// store (a rotation makes about twelve) then skip parsing it, which dominates their cost for
+/// large stores. Identity is taken from the open file itself, so a rename between looking and
+/// reading cannot pair one file's identity with another's content.
+#[derive(Default)]
+struct ReadCache(std::sync::Mutex<Option<(FileId, Arc<FileState>)>>);
+
+impl std::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadCache")
+    }
+}
+
+/// What identifies one version of the store file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    fn of(meta: &fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
 }
 
 /// How long a write waits for another process's file lock before saying so, and (by default,
@@ -42,7 +82,7 @@ const DUPLICATE_NAME: &str = "the secret name ";
 /// Symbolic links followed at most, as the kernel does.
 const MAX_SYMLINKS: usize = 40;
 
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Default, Clone, Serialize, Deserialize)]
 struct FileState {
     #[serde(default, deserialize_with = "unique_keys")]
     secrets: BTreeMap<String, StoredSecret>,
@@ -79,7 +119,7 @@ where
     d.deserialize_map(Unique)
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct StoredSecret {
     arn: String,
     #[serde(default)]
@@ -90,7 +130,7 @@ struct StoredSecret {
     versions: Vec<StoredVersion>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct StoredVersion {
     id: String,
     #[serde(default)]
@@ -264,6 +304,7 @@ impl LocalSecretStore {
         LocalSecretStore {
             path: Arc::new(path.into()),
             lock_timeout: LOCK_GIVE_UP_AFTER,
+            cache: Arc::default(),
         }
     }
 
@@ -310,10 +351,35 @@ impl LocalSecretStore {
         })
     }
 
-    fn read_state_at(&self, file: &Path) -> Result<FileState, StoreError> {
-        let state: FileState = match fs::read(file) {
-            Ok(bytes) if bytes.is_empty() => FileState::default(),
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+    /// The store's state for a read: from the cache when the file is the one last parsed.
+    fn read_cached(&self, file: &Path) -> Result<FileState, StoreError> {
+        let opened = match File::open(file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(FileState::default()),
+            Err(e) => return Err(self.io("read")(e)),
+        };
+        let id = FileId::of(&opened.metadata().map_err(self.io("read"))?);
+        {
+            let cached = self.cache.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((cached_id, state)) = cached.as_ref()
+                && *cached_id == id
+            {
+                return Ok(FileState::clone(state));
+            }
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(id.len).unwrap_or(0));
+        std::io::Read::read_to_end(&mut &opened, &mut bytes).map_err(self.io("read"))?;
+        let state = self.parse_state(&bytes)?;
+        *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((id, Arc::new(state.clone())));
+        Ok(state)
+    }
+
+    /// Parses and checks the store file's text.
+    fn parse_state(&self, bytes: &[u8]) -> Result<FileState, StoreError> {
+        let state: FileState = match bytes {
+            [] => FileState::default(),
+            bytes => serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
                 path: self.path.display().to_string(),
                 reason: if e.to_string().starts_with(DUPLICATE_NAME) {
                     // Our own message: names a secret, never a value. (Serde's own messages
@@ -327,8 +393,6 @@ impl LocalSecretStore {
                     )
                 },
             })?,
-            Err(e) if e.kind() == ErrorKind::NotFound => FileState::default(),
-            Err(e) => return Err(self.io("read")(e)),
         };
         let mut arns = std::collections::BTreeSet::new();
         for (name, secret) in &state.secrets {
@@ -446,16 +510,21 @@ impl LocalSecretStore {
     ) -> Result<R, StoreError> {
         let file = self.resolved()?;
         if !write {
-            let mut state = self.read_state_at(&file)?;
+            let mut state = self.read_cached(&file)?;
             return f(&mut state);
         }
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(self.io("create directory"))?;
         }
         let lock = self.lock_exclusive(&file, abandoned)?;
-        let mut state = self.read_state_at(&file)?;
+        let mut state = self.read_cached(&file)?;
         let out = f(&mut state)?;
         self.write_state(&file, &state, abandoned)?;
+        // Still under the lock: no other writer can have replaced the file since.
+        if let Ok(meta) = fs::metadata(&file) {
+            *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((FileId::of(&meta), Arc::new(state)));
+        }
         drop(lock);
         Ok(out)
     }
@@ -1477,5 +1546,41 @@ mod tests {
         let again = store.claim(arn).await.unwrap();
         assert!(again.is_exclusive());
         drop((again, other));
+    }
+
+    #[tokio::test]
+    async fn a_cached_read_sees_every_write_of_any_handle() {
+        // Two handles on one file: as two processes, each with its own cache.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let (a, b) = (LocalSecretStore::new(&path), LocalSecretStore::new(&path));
+        a.create_secret("s", &SecretString::from("{}".to_string()))
+            .await
+            .unwrap();
+        let tag = |d: &SecretDescription, k: &str| {
+            d.tags
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        for i in 0..50 {
+            // Warm both caches, then write through the other handle within the same second.
+            a.describe("s").await.unwrap();
+            b.describe("s").await.unwrap();
+            b.tag("s", "k", &i.to_string()).await.unwrap();
+            assert_eq!(
+                tag(&a.describe("s").await.unwrap(), "k"),
+                Some(i.to_string())
+            );
+            a.tag("s", "j", &i.to_string()).await.unwrap();
+            assert_eq!(
+                tag(&b.describe("s").await.unwrap(), "j"),
+                Some(i.to_string())
+            );
+            assert_eq!(
+                tag(&a.describe("s").await.unwrap(), "j"),
+                Some(i.to_string())
+            );
+        }
     }
 }
