@@ -352,10 +352,10 @@ impl LocalSecretStore {
     }
 
     /// The store's state for a read: from the cache when the file is the one last parsed.
-    fn read_cached(&self, file: &Path) -> Result<FileState, StoreError> {
+    fn read_cached(&self, file: &Path) -> Result<Arc<FileState>, StoreError> {
         let opened = match File::open(file) {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(FileState::default()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::default()),
             Err(e) => return Err(self.io("read")(e)),
         };
         let id = FileId::of(&opened.metadata().map_err(self.io("read"))?);
@@ -364,14 +364,13 @@ impl LocalSecretStore {
             if let Some((cached_id, state)) = cached.as_ref()
                 && *cached_id == id
             {
-                return Ok(FileState::clone(state));
+                return Ok(Arc::clone(state));
             }
         }
         let mut bytes = Vec::with_capacity(usize::try_from(id.len).unwrap_or(0));
         std::io::Read::read_to_end(&mut &opened, &mut bytes).map_err(self.io("read"))?;
-        let state = self.parse_state(&bytes)?;
-        *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((id, Arc::new(state.clone())));
+        let state = Arc::new(self.parse_state(&bytes)?);
+        *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, Arc::clone(&state)));
         Ok(state)
     }
 
@@ -504,20 +503,16 @@ impl LocalSecretStore {
     /// gives up, before it changes anything, instead of landing after a reported failure.
     fn with_state<R>(
         &self,
-        write: bool,
         abandoned: &AtomicBool,
         f: impl FnOnce(&mut FileState) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let file = self.resolved()?;
-        if !write {
-            let mut state = self.read_cached(&file)?;
-            return f(&mut state);
-        }
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(self.io("create directory"))?;
         }
         let lock = self.lock_exclusive(&file, abandoned)?;
-        let mut state = self.read_cached(&file)?;
+        let cached = self.read_cached(&file)?;
+        let mut state = FileState::clone(&cached);
         let out = f(&mut state)?;
         self.write_state(&file, &state, abandoned)?;
         // Still under the lock: no other writer can have replaced the file since.
@@ -529,9 +524,29 @@ impl LocalSecretStore {
         Ok(out)
     }
 
+    /// Runs `f` on the store's state without a lock (the file is replaced atomically, so a
+    /// read sees one whole version of it), sharing the cached parse.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&FileState) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let file = this.resolved()?;
+            let state = this.read_cached(&file)?;
+            f(&state)
+        })
+        .await
+        .map_err(|e| StoreError::Service {
+            operation: "local store",
+            message: format!("worker task failed: {e}"),
+            source: None,
+        })?
+    }
+
+    /// Runs `f` on the store's state under the write lock and writes the result.
     async fn run<R: Send + 'static>(
         &self,
-        write: bool,
         f: impl FnOnce(&mut FileState) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         /// Marks the operation abandoned when its future is dropped before it finished.
@@ -546,7 +561,7 @@ impl LocalSecretStore {
         let this = self.clone();
         let mut guard = Abandon(Arc::new(AtomicBool::new(false)), false);
         let abandoned = guard.0.clone();
-        let result = tokio::task::spawn_blocking(move || this.with_state(write, &abandoned, f))
+        let result = tokio::task::spawn_blocking(move || this.with_state(&abandoned, f))
             .await
             .map_err(|e| StoreError::Service {
                 operation: "local store",
@@ -565,7 +580,7 @@ impl LocalSecretStore {
     ) -> Result<String, StoreError> {
         let name = name.to_string();
         let value = value.expose_secret().to_string();
-        self.run(true, move |state| {
+        self.run(move |state| {
             if state.secrets.contains_key(&name) {
                 return Err(StoreError::InvalidRequest(format!(
                     "a secret named {name} already exists"
@@ -601,7 +616,7 @@ impl LocalSecretStore {
         enabled: Option<bool>,
     ) -> Result<(), StoreError> {
         let id = secret_id.to_string();
-        self.run(true, move |state| {
+        self.run(move |state| {
             state.find_mut(&id)?.rotation_enabled = enabled;
             Ok(())
         })
@@ -611,7 +626,7 @@ impl LocalSecretStore {
     /// Sets a tag on a secret.
     pub async fn tag(&self, secret_id: &str, key: &str, value: &str) -> Result<(), StoreError> {
         let (id, k, v) = (secret_id.to_string(), key.to_string(), value.to_string());
-        self.run(true, move |state| {
+        self.run(move |state| {
             state.find_mut(&id)?.tags.insert(k, v);
             Ok(())
         })
@@ -622,7 +637,7 @@ impl LocalSecretStore {
     /// in flight, then attach `AWSPENDING` to a new value-less version `token`.
     pub async fn start_rotation(&self, secret_id: &str, token: &str) -> Result<(), StoreError> {
         let (id, token) = (secret_id.to_string(), token.to_string());
-        self.run(true, move |state| {
+        self.run(move |state| {
             let secret = state.find_mut(&id)?;
             let current = secret.holder(Stage::Current).map(str::to_string);
             if let Some(p) = secret.holder(Stage::Pending)
@@ -669,7 +684,7 @@ impl LocalSecretStore {
         } else {
             stages.to_vec()
         };
-        self.run(true, move |state| {
+        self.run(move |state| {
             check(state)?;
             let secret = state.find_mut(&id)?;
             match secret.version_mut(&token) {
@@ -734,7 +749,7 @@ impl LocalSecretStore {
         let id = secret_id.to_string();
         let value = value.expose_secret().to_string();
         let expected = expected_current.map(str::to_string);
-        self.run(true, move |state| {
+        self.run(move |state| {
             let found = state.find(&id).ok();
             let exists = found.is_some();
             let now_current =
@@ -814,7 +829,7 @@ impl LocalSecretStore {
 
     /// What `rotate list` shows of every secret: names, labels and dates, never a value.
     pub async fn summaries(&self) -> Result<Vec<SecretSummary>, StoreError> {
-        self.run(false, |state| {
+        self.read(|state| {
             Ok(state
                 .secrets
                 .iter()
@@ -841,7 +856,7 @@ impl LocalSecretStore {
 
     /// Names of all secrets.
     pub async fn list(&self) -> Result<Vec<String>, StoreError> {
-        self.run(false, |state| Ok(state.secrets.keys().cloned().collect()))
+        self.read(|state| Ok(state.secrets.keys().cloned().collect()))
             .await
     }
 }
@@ -849,7 +864,7 @@ impl LocalSecretStore {
 impl SecretStore for LocalSecretStore {
     async fn describe(&self, secret_id: &str) -> Result<SecretDescription, StoreError> {
         let id = secret_id.to_string();
-        self.run(false, move |state| {
+        self.read(move |state| {
             let (name, s) = state.find(&id)?;
             Ok(s.describe(name))
         })
@@ -864,7 +879,7 @@ impl SecretStore for LocalSecretStore {
         let id = secret_id.to_string();
         let version = which.version_id.map(str::to_string);
         let stage = which.stage;
-        self.run(false, move |state| {
+        self.read(move |state| {
             let (_, s) = state.find(&id)?;
             let v = match (&version, stage) {
                 (Some(vid), _) => s.version(vid).ok_or_else(|| {
@@ -922,7 +937,7 @@ impl SecretStore for LocalSecretStore {
         let stage = change.stage;
         let move_to = change.move_to.map(str::to_string);
         let remove_from = change.remove_from.map(str::to_string);
-        self.run(true, move |state| {
+        self.run(move |state| {
             let secret = state.find_mut(&id)?;
             for vid in move_to.iter().chain(remove_from.iter()) {
                 if secret.version(vid).is_none() {
@@ -975,7 +990,7 @@ impl SecretStore for LocalSecretStore {
 
     async fn list_versions(&self, secret_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
         let id = secret_id.to_string();
-        self.run(false, move |state| {
+        self.read(move |state| {
             let (_, s) = state.find(&id)?;
             // Versions are kept in the order they were made: newest last.
             Ok(s.versions
