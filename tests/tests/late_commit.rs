@@ -3,7 +3,7 @@
 //! open in its transaction until its own `idle_in_transaction_session_timeout`. A safe `abort`
 //! in between proved `AWSCURRENT` logs in and removed `AWSPENDING`; then the late `COMMIT`
 //! landed and `AWSCURRENT` no longer logged in. Now a login ends the user's earlier rotation
-//! sessions still inside a transaction (`rotation_postgres::connect::FENCE_SQL`), so the late
+//! sessions still inside a transaction (`rotation_postgres::connect::fence_sql`), so the late
 //! `COMMIT` finds no session.
 //!
 //! Redshift and DocumentDB have no such fence (see RELIABILITY.md): there, a change that lands
@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use rotation_core::store::{SecretStore, VersionSelector};
-use rotation_core::{AbortMode, Options, RECOVERY_LIMIT, RotationEvent, Stage, Step};
+use rotation_core::{AbortMode, Options, RECOVERY_LIMIT, RotationEvent, Stage, Step, Strategy};
 use rotation_tests::engines::{Engine, Env};
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -22,16 +22,39 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_commit_delayed_past_the_deadline_does_not_land_after_an_abort() {
+    assert!(
+        late_commit_after_abort(true).await,
+        "the COMMIT landed after the abort: AWSCURRENT no longer logs in"
+    );
+}
+
+/// The control: the same race without the fence locks the user out, so the test above proves
+/// the fence, not a timing accident (the server's own idle timeout, say).
+#[tokio::test]
+async fn control_without_the_fence_the_late_commit_lands() {
+    assert!(
+        !late_commit_after_abort(false).await,
+        "without the fence the late COMMIT should have landed"
+    );
+}
+
+/// A single-user setSecret whose COMMIT a proxy holds past the step's deadline, a safe abort,
+/// then the COMMIT released. Returns whether AWSCURRENT still logs in.
+async fn late_commit_after_abort(fence: bool) -> bool {
     let env = Env::plain(Engine::Postgres);
     let proxy = env.proxy();
     env.create_user("app", "Initial-pw-1");
     let mut v = env.plain_secret("app", "Initial-pw-1");
     v["port"] = json!(proxy.port());
     env.put("app", &v).await;
-    let r = env.single().with_options(Options {
-        step_timeout: Duration::from_secs(3),
-        ..Options::default()
-    });
+    let mut config = env.config.clone();
+    config.dialect.fence_stale_sessions = fence;
+    let settings = rotation_engines::Settings::defaults(Engine::Postgres, config);
+    let r = rotation_engines::rotation(env.store.clone(), &settings, Strategy::SingleUser, None)
+        .with_options(Options {
+            step_timeout: Duration::from_secs(3),
+            ..Options::default()
+        });
     let token = rotation_tests::token();
     env.store.start_rotation("app", &token).await.unwrap();
     r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
@@ -49,10 +72,7 @@ async fn a_commit_delayed_past_the_deadline_does_not_land_after_an_abort() {
     proxy.resume();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let current = env.value("app", Stage::Current).await;
-    assert!(
-        env.logs_in(&current).await,
-        "the COMMIT landed after the abort: AWSCURRENT no longer logs in"
-    );
+    env.logs_in(&current).await
 }
 
 /// A change that lands late, after more aborted rotations than the old ten-version recovery
@@ -145,7 +165,9 @@ async fn rotations_sharing_a_master_at_once_all_succeed() {
         });
         let results = futures_join_all(runs).await;
         for (i, result) in results.into_iter().enumerate() {
-            result.unwrap_or_else(|e| panic!("round {round}, app{i}: {e}"));
+            result.unwrap_or_else(|e| {
+                panic!("round {round}, app{i}: {}", rotation_core::error_chain(&e))
+            });
             let current = env.value(&format!("app{i}"), Stage::Current).await;
             assert!(env.logs_in(&current).await, "app{i}");
         }

@@ -40,32 +40,43 @@ pub struct Dialect {
     /// Whether `application_name` is sent at startup.
     pub application_name: bool,
     /// Whether a login ends the same user's earlier rotation sessions still inside a
-    /// transaction (`pg_stat_activity`, `pg_terminate_backend`), see [`FENCE_SQL`].
+    /// transaction (`pg_stat_activity`, `pg_terminate_backend`), see [`fence_sql`].
     pub fence_stale_sessions: bool,
 }
 
-/// Ends this user's other rotation sessions that are still inside a transaction after their
-/// step's deadline passed. Each rotation session names itself `rotation:MS` in
-/// `application_name`, MS being the time its step had left when it connected, so the server
-/// alone (no clock shared with the client) knows when it went stale: `backend_start` plus MS.
-/// An earlier step that gave up on its `COMMIT` (no answer before its deadline) leaves such a
-/// session on the server until its idle timeout (a session within half a second of its
-/// deadline counts as stale too, so a login right after a step gave up still finds it); a `COMMIT` still in the network would commit
-/// there after the step reported failure, after a later proof that `AWSCURRENT` logs in (a safe
-/// `abort`). Ending the session first means that `COMMIT` finds no session. A session whose
-/// step is still running (another rotation using the same master, a fleet run) is never
-/// touched, nor are the application's sessions (another `application_name`). A user may end its
-/// own sessions.
-pub const FENCE_SQL: &str = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-     WHERE usename = current_user AND pid <> pg_backend_pid() \
-     AND application_name ~ '^rotation:[0-9]{1,12}$' \
-     AND state IN ('idle in transaction', 'idle in transaction (aborted)') \
-     AND backend_start + make_interval(secs => split_part(application_name, ':', 2)::bigint / 1000.0) \
-         < now() + interval '500 milliseconds'";
-
-/// The `application_name` of a rotation session connecting with `remaining` left in its step.
-pub fn session_name(remaining: Duration) -> String {
-    format!("rotation:{}", remaining.as_millis().min(999_999_999_999))
+/// Names this session with its step's deadline on the server's clock, then ends this user's
+/// other rotation sessions still inside a transaction after their own deadline, and returns the
+/// ended sessions' process ids.
+///
+/// Each rotation session names itself `rotation:T` in `application_name`, T being its step's
+/// deadline in milliseconds since the epoch on the server's clock (computed by the server, from
+/// the time the step had left: no clock shared with the client). An earlier step that gave up on
+/// its `COMMIT` (no answer before its deadline) leaves such a session on the server until its
+/// idle timeout; a `COMMIT` still in the network would commit there after the step reported
+/// failure, after a later proof that `AWSCURRENT` logs in (a safe `abort`). Ending the session
+/// first means that `COMMIT` finds no session. A session within half a second of its deadline
+/// counts as stale, so a login right after a step gave up still finds it. A session whose step
+/// is still running (another rotation using the same master, a fleet run) is never touched, nor
+/// are the application's sessions (another `application_name`), nor a session that has not
+/// named its deadline yet. A user may end its own sessions. The cast is guarded, so a session
+/// named otherwise cannot fail the query, and the sessions to end are chosen in a subquery the
+/// planner may not flatten (`OFFSET 0`): in one `WHERE`, PostgreSQL may call
+/// `pg_terminate_backend` before the conditions that choose (a first version of this query
+/// ended live sessions that way).
+pub fn fence_sql(remaining: Duration) -> String {
+    format!(
+        "SELECT set_config('application_name', 'rotation:' || \
+         ((extract(epoch FROM clock_timestamp()) * 1000)::bigint + {ms}), false), \
+         ARRAY(SELECT pid FROM (SELECT pid FROM pg_stat_activity \
+           WHERE usename = current_user AND pid <> pg_backend_pid() \
+           AND state IN ('idle in transaction', 'idle in transaction (aborted)') \
+           AND CASE WHEN application_name ~ '^rotation:[0-9]{{1,15}}$' \
+                THEN split_part(application_name, ':', 2)::bigint \
+                     < (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 500 \
+                ELSE false END \
+           OFFSET 0) AS stale WHERE pg_terminate_backend(pid))",
+        ms = remaining.as_millis().min(999_999_999)
+    )
 }
 
 impl Dialect {
@@ -120,7 +131,8 @@ fn options(
         .statement_cache_capacity(0)
         .disable_statement_logging();
     if dialect.application_name {
-        o = o.application_name(&session_name(deadline.remaining()));
+        // `rotation:T` once the fence has named the session with its deadline (`fence_sql`).
+        o = o.application_name("rotation");
     }
     if dialect.limits_in_startup {
         o = o.options(server_limits(config, deadline));
@@ -169,23 +181,47 @@ pub fn set_limits_sql(config: &PgConfig, deadline: Deadline) -> String {
         .join(" ")
 }
 
-/// Runs [`FENCE_SQL`]; a failure (a server that refuses it) is logged, not fatal: the login
-/// itself succeeded.
-async fn fence(c: &mut PgConnection, deadline: Deadline) {
-    let run = c.fetch_one(sqlx::raw_sql(FENCE_SQL));
-    match deadline.run(run).await {
-        Ok(Ok(row)) => {
-            let ended: i64 = sqlx::Row::try_get(&row, 0).unwrap_or(0);
-            if ended > 0 {
-                tracing::warn!(
-                    sessions = ended,
-                    "ended this user's earlier rotation sessions still inside a transaction (a step that gave up on its COMMIT)"
-                );
+/// Runs [`fence_sql`]; returns whether it ended sessions, once they are gone (a terminated
+/// backend may still run a moment). A failure (a server that refuses it) is logged, not fatal:
+/// the login itself succeeded.
+async fn fence(c: &mut PgConnection, deadline: Deadline) -> bool {
+    let sql = fence_sql(deadline.remaining());
+    let ended: Vec<i32> = match deadline.run(c.fetch_one(sqlx::raw_sql(&sql))).await {
+        Ok(Ok(row)) => sqlx::Row::try_get(&row, 1).unwrap_or_default(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not end earlier rotation sessions");
+            return false;
+        }
+        Err(_) => {
+            tracing::warn!("ending earlier rotation sessions: no answer before the deadline");
+            return false;
+        }
+    };
+    if ended.is_empty() {
+        return false;
+    }
+    tracing::warn!(
+        sessions = ended.len(),
+        "ended this user's earlier rotation sessions still inside a transaction past their deadline (a step that gave up on its COMMIT)"
+    );
+    let wait = async {
+        loop {
+            let left = sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+            )
+            .bind(&ended)
+            .fetch_one(&mut *c)
+            .await;
+            match left {
+                Ok(0) | Err(_) => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not end earlier rotation sessions"),
-        Err(_) => tracing::warn!("ending earlier rotation sessions: no answer before the deadline"),
+    };
+    if deadline.run(wait).await.is_err() {
+        tracing::warn!("the ended sessions were still there at the deadline");
     }
+    true
 }
 
 /// The database to connect to: `dbname`, else the dialect's default (absent or null).
@@ -253,6 +289,7 @@ async fn attempt(
     tls: bool,
     config: &PgConfig,
     deadline: Deadline,
+    again: bool,
 ) -> Result<PgConnection, EngineError> {
     let what = || {
         format!(
@@ -293,8 +330,12 @@ async fn attempt(
             }
         }
         Ok(Ok(mut c)) => {
-            if config.dialect.fence_stale_sessions {
-                fence(&mut c, deadline).await;
+            if config.dialect.fence_stale_sessions && fence(&mut c, deadline).await && again {
+                // Sessions were ended: the proof that these credentials log in must come after
+                // them (a COMMIT could have landed before its session was ended), so log in
+                // once more; that login finds nothing left to end.
+                close(c, deadline).await;
+                return Box::pin(attempt(secret, db, tls, config, deadline, false)).await;
             }
             Ok(c)
         }
@@ -327,14 +368,16 @@ pub async fn connect_to(
                 host = secret.host(),
                 "connecting without TLS because the secret says \"ssl\": false"
             );
-            attempt(secret, db, false, config, deadline).await
+            attempt(secret, db, false, config, deadline, true).await
         }
-        TlsPlan::Required => attempt(secret, db, true, config, deadline).await,
-        TlsPlan::RequiredWithFallback => match attempt(secret, db, true, config, deadline).await {
+        TlsPlan::Required => attempt(secret, db, true, config, deadline, true).await,
+        TlsPlan::RequiredWithFallback => match attempt(secret, db, true, config, deadline, true)
+            .await
+        {
             Err(tls) if tls.kind() == ErrorKind::Tls => {
                 warn!(host = secret.host(), reason = %tls, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
                 // A failed plaintext attempt keeps the TLS failure beside its own.
-                attempt(secret, db, false, config, deadline)
+                attempt(secret, db, false, config, deadline, true)
                     .await
                     .map_err(|plain| {
                         plain.with_note(&format!("verified TLS was tried first and failed: {tls}"))

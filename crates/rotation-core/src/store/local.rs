@@ -35,41 +35,17 @@ pub struct LocalSecretStore {
     cache: Arc<ReadCache>,
 }
 
-/// The last store file parsed, by the identity of the file it was read from: every write
-/// replaces the file (a new inode, through the rename), so a file whose device, inode, size,
-/// modification and change times are unchanged holds the same text. Reads of an unchanged
-/// store (a rotation makes about twelve) then skip parsing it, which dominates their cost for
-/// large stores. Identity is taken from the open file itself, so a rename between looking and
-/// reading cannot pair one file's identity with another's content.
+/// The last store file parsed, with the exact text it was parsed from. A read still reads the
+/// whole file (cheap: it is in the page cache) but parses it only when its text differs from
+/// the cached text, which dominated a read's cost for large stores (a rotation makes about
+/// twelve reads). Comparing the text, not file metadata, means no timestamp granularity, inode
+/// reuse or in-place editor can make a stale state look current.
 #[derive(Default)]
-struct ReadCache(std::sync::Mutex<Option<(FileId, Arc<FileState>)>>);
+struct ReadCache(std::sync::Mutex<Option<(Vec<u8>, Arc<FileState>)>>);
 
 impl std::fmt::Debug for ReadCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ReadCache")
-    }
-}
-
-/// What identifies one version of the store file.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl FileId {
-    fn of(meta: &fs::Metadata) -> FileId {
-        use std::os::unix::fs::MetadataExt;
-        FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
     }
 }
 
@@ -351,26 +327,21 @@ impl LocalSecretStore {
         })
     }
 
-    /// The store's state for a read: from the cache when the file is the one last parsed.
+    /// The store's state: the cached parse when the file's text is the one last parsed.
     fn read_cached(&self, file: &Path) -> Result<Arc<FileState>, StoreError> {
-        let opened = match File::open(file) {
-            Ok(f) => f,
+        let bytes = match fs::read(file) {
+            Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::default()),
             Err(e) => return Err(self.io("read")(e)),
         };
-        let id = FileId::of(&opened.metadata().map_err(self.io("read"))?);
+        let mut cache = self.cache.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((text, state)) = cache.as_ref()
+            && *text == bytes
         {
-            let cached = self.cache.0.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((cached_id, state)) = cached.as_ref()
-                && *cached_id == id
-            {
-                return Ok(Arc::clone(state));
-            }
+            return Ok(Arc::clone(state));
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(id.len).unwrap_or(0));
-        std::io::Read::read_to_end(&mut &opened, &mut bytes).map_err(self.io("read"))?;
         let state = Arc::new(self.parse_state(&bytes)?);
-        *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, Arc::clone(&state)));
+        *cache = Some((bytes, Arc::clone(&state)));
         Ok(state)
     }
 
@@ -515,11 +486,6 @@ impl LocalSecretStore {
         let mut state = FileState::clone(&cached);
         let out = f(&mut state)?;
         self.write_state(&file, &state, abandoned)?;
-        // Still under the lock: no other writer can have replaced the file since.
-        if let Ok(meta) = fs::metadata(&file) {
-            *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((FileId::of(&meta), Arc::new(state)));
-        }
         drop(lock);
         Ok(out)
     }
