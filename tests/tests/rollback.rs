@@ -28,6 +28,12 @@ async fn stages(env: &Env, name: &str) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// The version carrying `stage` on secret `app`.
+async fn holder(env: &Env, stage: Stage) -> Option<String> {
+    let d = env.store.describe("app").await.unwrap();
+    d.version_with(stage).map(str::to_string)
+}
+
 async fn rolls_back_and_forward(engine: Engine, strategy: Strategy) {
     let env = Env::plain(engine);
     env.create_user("app", INITIAL);
@@ -101,21 +107,8 @@ async fn rolls_back_and_forward(engine: Engine, strategy: Strategy) {
     // A rollback stopped half-way (its process killed after setSecret) is a rotation in
     // flight: `abort` undoes it and `resume` finishes it, with AWSCURRENT logging in after each.
     for finish in [false, true] {
-        let previous_id = env
-            .store
-            .describe("app")
-            .await
-            .unwrap()
-            .version_with(Stage::Previous)
-            .unwrap()
-            .to_string();
-        let pending_on = env
-            .store
-            .describe("app")
-            .await
-            .unwrap()
-            .version_with(Stage::Pending)
-            .map(str::to_string);
+        let previous_id = holder(&env, Stage::Previous).await.unwrap();
+        let pending_on = holder(&env, Stage::Pending).await;
         env.store
             .update_stage(
                 "app",
@@ -145,14 +138,7 @@ async fn rolls_back_and_forward(engine: Engine, strategy: Strategy) {
 
     // An AWSPREVIOUS for another database than AWSCURRENT's: refused before anything
     // changes (setSecret would refuse it, after the stage was attached).
-    let current_id = env
-        .store
-        .describe("app")
-        .await
-        .unwrap()
-        .version_with(Stage::Current)
-        .unwrap()
-        .to_string();
+    let current_id = holder(&env, Stage::Current).await.unwrap();
     let mut v = env.value("app", Stage::Current).await;
     v["dbname"] = json!("another_db");
     env.store

@@ -241,6 +241,15 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A blocking worker of the store that panicked or was cancelled.
+fn worker_failed(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Service {
+        operation: "local store",
+        message: format!("worker task failed: {e}"),
+        source: None,
+    }
+}
+
 fn abandoned_error() -> StoreError {
     StoreError::Timeout("local store write (abandoned by its caller before it changed anything)")
 }
@@ -503,11 +512,7 @@ impl LocalSecretStore {
             f(&state)
         })
         .await
-        .map_err(|e| StoreError::Service {
-            operation: "local store",
-            message: format!("worker task failed: {e}"),
-            source: None,
-        })?
+        .map_err(worker_failed)?
     }
 
     /// Runs `f` on the store's state under the write lock and writes the result.
@@ -529,11 +534,7 @@ impl LocalSecretStore {
         let abandoned = guard.0.clone();
         let result = tokio::task::spawn_blocking(move || this.with_state(&abandoned, f))
             .await
-            .map_err(|e| StoreError::Service {
-                operation: "local store",
-                message: format!("worker task failed: {e}"),
-                source: None,
-            });
+            .map_err(worker_failed);
         guard.1 = true;
         result?
     }
@@ -1009,11 +1010,7 @@ impl SecretStore for LocalSecretStore {
         let arn = arn.to_string();
         tokio::task::spawn_blocking(move || this.claim_blocking(&arn))
             .await
-            .map_err(|e| StoreError::Service {
-                operation: "local store",
-                message: format!("worker task failed: {e}"),
-                source: None,
-            })?
+            .map_err(worker_failed)?
     }
 }
 
