@@ -11,7 +11,12 @@ use rotation_tests::all_engines;
 use rotation_tests::engines::{Engine, Env};
 use serde_json::{Value, json};
 
-all_engines!(passing_setups, failing_checks);
+all_engines!(
+    passing_setups,
+    failing_checks,
+    tls_checks,
+    store_policy_checks
+);
 
 #[track_caller]
 fn line(plan: &Plan, name: &str, status: CheckStatus, kind: Option<&str>) {
@@ -63,10 +68,12 @@ async fn passing_setups(engine: Engine) {
     .await;
     assert!(p.passed(), "{:#?}", p.checks);
     for name in [
-        "store", "rotation", "secret", "password", "versions", "login",
+        "store", "rotation", "secret", "password", "versions", "tls", "login",
     ] {
         line(&p, name, CheckStatus::Pass, None);
     }
+    let tls = p.check("tls").unwrap();
+    assert!(tls.detail.contains("not used"), "{tls:?}");
     // PostgreSQL and Redshift tell a single user's right to change its own password;
     // SecantusDB lists no privileges for custom roles (the user's `changeOwnPassword`), so
     // DocumentDB's stand-in cannot tell.
@@ -146,6 +153,7 @@ async fn failing_checks(engine: Engine) {
     line(&p, "login", CheckStatus::Fail, Some("Unreachable"));
     let v = env.secret("app", "Initial-pw-1", Some(json!(true)));
     let p = plan(&env, "tls", &v, single, no_options()).await;
+    line(&p, "tls", CheckStatus::Fail, Some("TlsFailed"));
     line(&p, "login", CheckStatus::Fail, Some("TlsFailed"));
 
     // master: not in the allow-list; master-login: the master's password is wrong.
@@ -217,4 +225,99 @@ async fn failing_checks(engine: Engine) {
         line(&p, "master-login", CheckStatus::Pass, None);
         line(&p, "rights", CheckStatus::Fail, Some("PermissionDenied"));
     }
+}
+
+/// The `tls` line on a TLS-only server: which source anchored the certificate, and each way it
+/// fails to verify (a CA in no trust source, a name the certificate is not for).
+async fn tls_checks(engine: Engine) {
+    let env = Env::tls(engine);
+    env.create_user("app", "Initial-pw-1");
+    let single = Strategy::SingleUser;
+    let good = env.secret("app", "Initial-pw-1", Some(json!(true)));
+    let p = plan(&env, "verified", &good, single, Options::default()).await;
+    assert!(p.passed(), "{:#?}", p.checks);
+    line(&p, "tls", CheckStatus::Pass, None);
+    let detail = &p.check("tls").unwrap().detail;
+    let ca = env
+        .ca_pem()
+        .expect("a TLS server has a CA")
+        .display()
+        .to_string();
+    assert!(
+        detail.contains(&format!("anchored by ca-bundle ({ca})")),
+        "the test CA comes through CA_BUNDLE_PATH: {detail}"
+    );
+
+    // The same server, with a trust store that lacks its CA.
+    let config = rotation_postgres::PgConfig {
+        trust: rotation_trust::settings::default_trust(),
+        ..env.config.clone()
+    };
+    let settings = rotation_engines::Settings::defaults(engine, config);
+    let untrusting = rotation_engines::rotation(env.store.clone(), &settings, single, None);
+    let p = untrusting.plan("verified").await;
+    line(&p, "tls", CheckStatus::Fail, Some("TlsFailed"));
+    let tls = p.check("tls").unwrap();
+    assert!(tls.detail.contains("none of the trust sources"), "{tls:?}");
+    line(&p, "login", CheckStatus::Fail, Some("TlsFailed"));
+
+    // A name the certificate was not issued for.
+    let mut v = good.clone();
+    v["tls_server_name"] = json!("elsewhere.invalid");
+    let p = plan(&env, "wrong-name", &v, single, Options::default()).await;
+    line(&p, "tls", CheckStatus::Fail, Some("TlsFailed"));
+    let tls = p.check("tls").unwrap();
+    assert!(tls.detail.contains("not issued for that name"), "{tls:?}");
+}
+
+/// The `password` and `versions` lines: a password policy whose passwords the engine refuses,
+/// and a store that refuses ListSecretVersionIds.
+async fn store_policy_checks(engine: Engine) {
+    use rotation_core::testing::{Fault, FaultPlan, FaultyStore};
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1");
+    let good = env.plain_secret("app", "Initial-pw-1");
+    env.put("app", &good).await;
+    let single = Strategy::SingleUser;
+
+    // password: one character shorter than the engine accepts.
+    let mut settings = rotation_engines::Settings::defaults(engine, env.config.clone());
+    settings.policy.length = engine.profile().password.min_length - 1;
+    settings.policy.require_each_included_type = false;
+    let short = rotation_engines::rotation(env.store.clone(), &settings, single, None);
+    let p = short.plan("app").await;
+    line(
+        &p,
+        "password",
+        CheckStatus::Fail,
+        Some("GeneratedPasswordRejected"),
+    );
+    line(&p, "login", CheckStatus::Pass, None);
+    assert!(!p.passed());
+
+    // versions: ListSecretVersionIds refused (as a role without the permission would be).
+    let faults = FaultPlan::new();
+    let store = FaultyStore::new(env.store.clone(), faults.clone());
+    let r = env.rotation_on(store, single);
+    assert!(r.plan("app").await.passed());
+    let k = faults
+        .calls()
+        .iter()
+        .position(|c| *c == "ListSecretVersionIds")
+        .expect("the plan lists the versions")
+        + 1;
+    faults.arm(k, Fault::Before);
+    let p = r.plan("app").await;
+    let versions = p.check("versions").unwrap();
+    assert_eq!(versions.status, CheckStatus::Fail, "{:#?}", p.checks);
+    assert!(
+        versions
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("ListSecretVersionIds"),
+        "{versions:?}"
+    );
+    line(&p, "login", CheckStatus::Pass, None);
+    assert!(!p.passed());
 }

@@ -85,7 +85,7 @@ pub fn plan_exit_code(plan: &Plan) -> u8 {
         .filter(|c| c.status == CheckStatus::Fail)
         .map(|c| match c.name {
             "rotation" => 3,
-            "login" | "master-login" | "rights" => 5,
+            "tls" | "login" | "master-login" | "rights" => 5,
             _ => 4,
         })
         .max()
@@ -121,7 +121,7 @@ pub fn unreadable_plan(
         kind: Some(e.kind().to_string()),
         fix: Some(fix.to_string()),
     }];
-    for later in ["login", "rights"] {
+    for later in ["tls", "login", "rights"] {
         checks.push(Check {
             name: later,
             status: CheckStatus::Skip,

@@ -47,8 +47,8 @@ impl fmt::Display for CheckStatus {
 /// One line of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    /// Stable name: `store`, `rotation`, `secret`, `password`, `versions`, `login`, `master`,
-    /// `master-login`, `rights`.
+    /// Stable name: `store`, `rotation`, `secret`, `password`, `versions`, `tls`, `login`,
+    /// `master`, `master-login`, `rights`.
     pub name: &'static str,
     /// How it ended.
     pub status: CheckStatus,
@@ -231,7 +231,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                 plan.checks
                     .push(fail("store", crate::error_chain(&e), e.kind(), fix_for(&e)));
                 for name in [
-                    "rotation", "secret", "password", "versions", "login", "rights",
+                    "rotation", "secret", "password", "versions", "tls", "login", "rights",
                 ] {
                     plan.checks
                         .push(skip(name, "needs the secret's description"));
@@ -351,10 +351,30 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         plan.checks.push(versions);
 
         let Some(current) = current else {
+            plan.checks.push(skip("tls", "needs a usable secret"));
             plan.checks.push(skip("login", "needs a usable secret"));
             plan.checks.push(skip("rights", "needs a usable secret"));
             return plan;
         };
+        let tls = deadline
+            .run(self.rotator.check_tls(&current))
+            .await
+            .unwrap_or_else(|_| {
+                Err(EngineError::new(
+                    ErrorKind::Timeout,
+                    "the TLS check did not finish in time",
+                ))
+            });
+        plan.checks.push(match tls {
+            Ok(Some(detail)) => pass("tls", detail),
+            Ok(None) => skip("tls", format!("{} has no TLS check", profile.name)),
+            Err(e) => fail(
+                "tls",
+                crate::error_chain(&e),
+                e.kind().as_str(),
+                login_fix(&e, &current),
+            ),
+        });
         let default_port = profile.default_port;
         let mut session = match ctx.login(&CredentialSource::Current, &current).await {
             Ok(s) => {

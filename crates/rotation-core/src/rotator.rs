@@ -238,6 +238,18 @@ pub trait Rotator: Send + Sync {
         async { Ok(None) }
     }
 
+    /// Preflight (`rotate plan`): whether `current`'s server offers TLS whose certificate
+    /// verifies against the trust sources the engine's connections use, and which source
+    /// anchored it (`Ok(Some(what was found))`), as the secret asks (`"ssl": false`: not
+    /// used). An error of kind [`ErrorKind::Tls`] when it does not verify. The default
+    /// cannot tell (`Ok(None)`).
+    fn check_tls(
+        &self,
+        _current: &DatabaseSecret,
+    ) -> impl Future<Output = Result<Option<String>, EngineError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Whether `current`'s host, which differs from `master`'s, is a replica of it. The
     /// default says no, so hosts must match.
     fn is_replica_of(

@@ -365,6 +365,19 @@ impl Rotator for DocumentDbRotator {
         Ok(())
     }
 
+    async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
+        // The driver is given the trust store as one CA file (no Mozilla roots).
+        let probe = rotation_trust::probe::Probe {
+            trust: &self.settings.trust,
+            sources: rotation_trust::Trust::PEM_FILE_SOURCES,
+            handshake: rotation_trust::probe::Handshake::Direct,
+            default_port: DEFAULT_PORT,
+            allow_plaintext_fallback: self.settings.allow_plaintext_fallback,
+            timeout: self.settings.connect_timeout,
+        };
+        rotation_trust::probe::check(probe, current).await.map(Some)
+    }
+
     async fn check_rights(
         &self,
         session: &mut MongoSession,

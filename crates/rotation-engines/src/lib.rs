@@ -365,6 +365,14 @@ impl Rotator for AnyRotator {
         }
     }
 
+    async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
+        match self {
+            AnyRotator::Postgres(r) => r.check_tls(current).await,
+            AnyRotator::Redshift(r) => r.check_tls(current).await,
+            AnyRotator::DocumentDb(r) => r.check_tls(current).await,
+        }
+    }
+
     async fn check_rights(
         &self,
         session: &mut AnySession,

@@ -425,6 +425,22 @@ pub async fn check(secret: &DatabaseSecret, config: &PgConfig) -> Result<(), Eng
     Ok(())
 }
 
+/// The preflight's TLS check (see [`rotation_trust::probe`]): one handshake after the
+/// protocol's `SSLRequest`, verified against what sqlx is given for this host
+/// ([`rotation_trust::Trust::pem_for_host`] plus the Mozilla roots), naming the source that
+/// anchored the certificate.
+pub async fn check_tls(secret: &DatabaseSecret, config: &PgConfig) -> Result<String, EngineError> {
+    let probe = rotation_trust::probe::Probe {
+        trust: &config.trust,
+        sources: rotation_trust::Trust::sources_for_host(server_name(secret)),
+        handshake: rotation_trust::probe::Handshake::PostgresSslRequest,
+        default_port: config.dialect.default_port,
+        allow_plaintext_fallback: config.allow_plaintext_fallback,
+        timeout: config.connect_timeout,
+    };
+    rotation_trust::probe::check(probe, secret).await
+}
+
 /// Runs a driver call within `deadline`: a stalled connection becomes a `Timeout` error.
 pub async fn bounded<T>(
     deadline: Deadline,

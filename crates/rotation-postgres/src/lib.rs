@@ -256,6 +256,10 @@ impl Rotator for PostgresRotator {
         commit(tx, deadline, "the role change").await
     }
 
+    async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
+        connect::check_tls(current, &self.config).await.map(Some)
+    }
+
     async fn check_rights(
         &self,
         session: &mut PgSession,

@@ -283,6 +283,12 @@ impl Rotator for RedshiftRotator {
         commit(tx, deadline, "the user change").await
     }
 
+    async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
+        rotation_postgres::connect::check_tls(current, &self.config)
+            .await
+            .map(Some)
+    }
+
     async fn check_rights(
         &self,
         session: &mut PgSession,

@@ -72,6 +72,7 @@
 //! through sqlx takes tens of milliseconds (see the workspace README).
 
 mod host;
+pub mod probe;
 pub mod settings;
 
 use std::collections::HashSet;
@@ -244,12 +245,14 @@ impl Pem {
 /// [`RootCertStore`] prepared at load. Cheap to clone.
 #[derive(Clone)]
 pub struct Trust {
-    sources: Vec<SourceCount>,
+    sources: Arc<[SourceCount]>,
     aws_databases: Pem,
     other_hosts: Pem,
     complete: Pem,
     complete_file: Arc<OnceLock<Result<tempfile::TempPath, String>>>,
     root_store: Arc<RootCertStore>,
+    /// The source of each anchor of `root_store`, index for index.
+    anchor_sources: Arc<Vec<TrustSource>>,
 }
 
 impl fmt::Debug for Trust {
@@ -354,9 +357,58 @@ impl Trust {
         Arc::clone(&self.root_store)
     }
 
+    /// The anchors of `sources` only, as one rustls store (for telling which source anchors a
+    /// chain: see [`probe`]).
+    pub fn root_store_of(&self, sources: &[TrustSource]) -> RootCertStore {
+        let roots = self
+            .root_store
+            .roots
+            .iter()
+            .zip(self.anchor_sources.iter())
+            .filter(|(_, s)| sources.contains(s))
+            .map(|(a, _)| a.clone())
+            .collect();
+        RootCertStore { roots }
+    }
+
+    /// The sources a driver given [`Trust::pem_for_host`] trusts for `host` (it adds the
+    /// Mozilla roots itself), in the order [`probe`] reports them.
+    pub fn sources_for_host(host: &str) -> &'static [TrustSource] {
+        if is_aws_database_host(host) {
+            &[
+                TrustSource::RdsBundle,
+                TrustSource::CaBundle,
+                TrustSource::Mozilla,
+            ]
+        } else {
+            &[
+                TrustSource::RdsBundle,
+                TrustSource::CaBundle,
+                TrustSource::System,
+                TrustSource::Mozilla,
+            ]
+        }
+    }
+
+    /// The sources a driver given [`Trust::pem_file`] trusts (no Mozilla roots: the file
+    /// replaces the driver's own).
+    pub const PEM_FILE_SOURCES: &'static [TrustSource] = &[
+        TrustSource::RdsBundle,
+        TrustSource::CaBundle,
+        TrustSource::System,
+    ];
+
+    /// The path of `CA_BUNDLE_PATH`'s file, when one was loaded.
+    pub fn ca_bundle_path(&self) -> Option<&Path> {
+        self.sources
+            .iter()
+            .find(|c| c.source == TrustSource::CaBundle)
+            .and_then(|c| c.path.as_deref())
+    }
+
     /// What each source gave, in order: RDS bundle, system store, `CA_BUNDLE_PATH`, Mozilla.
     pub fn sources(&self) -> Vec<SourceCount> {
-        self.sources.clone()
+        self.sources.to_vec()
     }
 
     /// Logs [`Trust::sources`] as one `tracing` info line with a field per count.
@@ -450,11 +502,12 @@ impl Trust {
         let aws_databases = Pem::encode(rds_kept.iter().chain(&ca_kept));
         let other_hosts = Pem::encode(rds_kept.iter().chain(&ca_kept).chain(&system_kept));
         Ok(Trust {
-            sources: vec![rds, system, ca, mozilla],
+            sources: Arc::new([rds, system, ca, mozilla]),
             aws_databases,
             other_hosts,
             complete,
             complete_file: Arc::new(OnceLock::new()),
+            anchor_sources: Arc::new(store.sources),
             root_store: Arc::new(store.anchors),
         })
     }
@@ -496,6 +549,8 @@ fn parse_pem(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemProblem> {
 /// The combined rustls store being built, and the (subject, public key) of every anchor in it.
 struct Store {
     anchors: RootCertStore,
+    /// The source of each of `anchors.roots`, index for index.
+    sources: Vec<TrustSource>,
     seen: HashSet<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -508,14 +563,24 @@ impl Store {
     fn mozilla() -> Store {
         let anchors = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let seen = anchors.roots.iter().map(key).collect();
-        Store { anchors, seen }
+        let sources = vec![TrustSource::Mozilla; anchors.roots.len()];
+        Store {
+            anchors,
+            sources,
+            seen,
+        }
     }
 
     /// Adds `cert` unless an anchor with the same subject and public key is already present.
-    fn add(&mut self, cert: &CertificateDer<'_>) -> Result<Added, rustls::Error> {
+    fn add(
+        &mut self,
+        source: TrustSource,
+        cert: &CertificateDer<'_>,
+    ) -> Result<Added, rustls::Error> {
         self.anchors.add(CertificateDer::from(cert.as_ref()))?;
         let anchor = self.anchors.roots.last().expect("just added");
         if self.seen.insert(key(anchor)) {
+            self.sources.push(source);
             Ok(Added::New)
         } else {
             self.anchors.roots.pop();
@@ -534,7 +599,7 @@ impl Store {
         count.loaded = certs.len();
         let mut kept = Vec::with_capacity(certs.len());
         for (i, cert) in certs.into_iter().enumerate() {
-            match self.add(&cert) {
+            match self.add(source, &cert) {
                 Ok(Added::New) => kept.push(cert),
                 Ok(Added::Duplicate) => count.duplicates += 1,
                 Err(source) => {
@@ -564,7 +629,7 @@ impl Store {
         count.loaded = certs.len();
         let mut kept = Vec::new();
         for cert in certs {
-            match self.add(&cert) {
+            match self.add(TrustSource::System, &cert) {
                 Ok(Added::New) => kept.push(cert),
                 Ok(Added::Duplicate) => count.duplicates += 1,
                 Err(error) => {

@@ -375,6 +375,13 @@ impl<R: Rotator> Rotator for FaultyRotator<R> {
             .await
     }
 
+    async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
+        let call = "check_tls";
+        self.plan
+            .run(call, self.inner.check_tls(current), engine_error(call))
+            .await
+    }
+
     async fn check_rights(
         &self,
         session: &mut Self::Session,

@@ -1,0 +1,294 @@
+//! The preflight's TLS check: one handshake with a server, verified as the engine's driver
+//! verifies it, that says which trust source anchored the certificate chain, or why none did.
+//!
+//! The drivers do not expose the chain they verified, so `rotate plan` makes a handshake of its
+//! own: a TCP connection (for the PostgreSQL protocol, after its `SSLRequest`), then TLS with a
+//! verifier that tries the sources the driver uses one at a time, in order. Every anchor belongs
+//! to exactly one source (duplicates are dropped at load), so the chain verifies against the
+//! driver's whole store exactly when it verifies against one source, and that source is the
+//! answer. Nothing is sent after the handshake; the connection is closed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rotation_core::secret::DatabaseSecret;
+use rotation_core::tls::{TlsPlan, server_name};
+use rotation_core::{EngineError, ErrorKind};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{Trust, TrustSource};
+
+/// How the server starts TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// TLS from the first byte (MongoDB, DocumentDB).
+    Direct,
+    /// The PostgreSQL protocol's `SSLRequest`, answered `S`, then TLS (PostgreSQL, Redshift).
+    PostgresSslRequest,
+}
+
+/// What the probe needs to know about the engine's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe<'a> {
+    /// The trust store the engine's connections use.
+    pub trust: &'a Trust,
+    /// The sources its driver trusts, in the order to report them
+    /// ([`Trust::sources_for_host`], [`Trust::PEM_FILE_SOURCES`]).
+    pub sources: &'a [TrustSource],
+    /// How the server starts TLS.
+    pub handshake: Handshake,
+    /// The port when the secret names none.
+    pub default_port: u16,
+    /// `ALLOW_PLAINTEXT_FALLBACK`.
+    pub allow_plaintext_fallback: bool,
+    /// Bound on the whole probe.
+    pub timeout: Duration,
+}
+
+/// Checks the TLS of `secret`'s server as a rotation would use it: `Ok(detail)` when the
+/// certificate verifies (the detail names the anchoring source) or TLS is not used; a
+/// [`ErrorKind::Tls`] error when it does not verify or the server offers no TLS (unless
+/// `ALLOW_PLAINTEXT_FALLBACK` would connect without it, which the detail then says);
+/// [`ErrorKind::Unreachable`] or [`ErrorKind::Timeout`] when no handshake could be made.
+pub async fn check(probe: Probe<'_>, secret: &DatabaseSecret) -> Result<String, EngineError> {
+    let plan = TlsPlan::for_secret(secret, probe.allow_plaintext_fallback);
+    if plan == TlsPlan::Disabled {
+        return Ok("not used: the secret has \"ssl\": false".into());
+    }
+    let name = server_name(secret).to_string();
+    let host = secret.host().unwrap_or_default().to_string();
+    let port = secret.port().unwrap_or(probe.default_port);
+    let outcome = tokio::time::timeout(probe.timeout, handshake(probe, &host, port, &name))
+        .await
+        .unwrap_or_else(|_| {
+            Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the TLS handshake with {host}:{port} did not finish within {} s",
+                    probe.timeout.as_secs_f32()
+                ),
+            ))
+        });
+    match outcome {
+        Err(e) if e.kind() == ErrorKind::Tls && plan == TlsPlan::RequiredWithFallback => {
+            Ok(format!(
+                "{}; ALLOW_PLAINTEXT_FALLBACK lets the rotation connect without TLS (the secret has no \"ssl\" key)",
+                e.message()
+            ))
+        }
+        other => other,
+    }
+}
+
+async fn handshake(
+    probe: Probe<'_>,
+    host: &str,
+    port: u16,
+    name: &str,
+) -> Result<String, EngineError> {
+    let server = ServerName::try_from(name.to_string()).map_err(|_| {
+        EngineError::new(
+            ErrorKind::InvalidInput,
+            format!("{name:?} is not a host name or address a certificate can be checked against"),
+        )
+    })?;
+    let mut tcp = TcpStream::connect((host, port)).await.map_err(|e| {
+        EngineError::new(
+            ErrorKind::Unreachable,
+            format!("cannot connect to {host}:{port}"),
+        )
+        .with_source(e)
+    })?;
+    if probe.handshake == Handshake::PostgresSslRequest {
+        // Length 8, then the SSLRequest code 80877103.
+        let request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+        let mut answer = [0u8; 1];
+        let exchange = async {
+            tcp.write_all(&request).await?;
+            tcp.read_exact(&mut answer).await
+        };
+        exchange.await.map_err(|e| {
+            EngineError::new(
+                ErrorKind::Unreachable,
+                format!("{host}:{port} closed the connection before answering the TLS request"),
+            )
+            .with_source(e)
+        })?;
+        match answer[0] {
+            b'S' => {}
+            b'N' => {
+                return Err(EngineError::new(
+                    ErrorKind::Tls,
+                    format!("{host}:{port} does not offer TLS (it refused the SSLRequest)"),
+                ));
+            }
+            other => {
+                return Err(EngineError::new(
+                    ErrorKind::Server,
+                    format!(
+                        "{host}:{port} answered the TLS request with byte {other:#04x}, not the PostgreSQL protocol's S or N"
+                    ),
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(Anchoring::new(probe.trust, probe.sources, &provider)?);
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| EngineError::new(ErrorKind::Other, "no TLS version to offer").with_source(e))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let result = connector.connect(server, tcp).await;
+    let (anchor, rejection) = verifier.outcome();
+    match (result, anchor) {
+        (Ok(mut tls), Some(source)) => {
+            let _ = tls.shutdown().await;
+            let from = match (source, probe.trust.ca_bundle_path()) {
+                (TrustSource::CaBundle, Some(path)) => {
+                    format!("{source} ({})", path.display())
+                }
+                _ => source.to_string(),
+            };
+            Ok(format!(
+                "the certificate of {host}:{port} verifies for {name}, anchored by {from}"
+            ))
+        }
+        (_, _) => match rejection {
+            Some(e) => Err(EngineError::new(
+                ErrorKind::Tls,
+                format!(
+                    "the certificate of {host}:{port} does not verify for {name}: {}",
+                    explain(&e, probe.sources)
+                ),
+            )),
+            None => Err(EngineError::new(
+                ErrorKind::Tls,
+                format!("the TLS handshake with {host}:{port} failed"),
+            )),
+        },
+    }
+}
+
+/// Why a certificate was refused, in an operator's words.
+fn explain(e: &rustls::Error, sources: &[TrustSource]) -> String {
+    let names: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "its CA is in none of the trust sources used ({})",
+            names.join(", ")
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => "it is not issued for that name (set tls_server_name in the secret when connecting through another name)".into(),
+        rustls::Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "it has expired".into(),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        ) => "it is not valid yet (check the clock)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A verifier that tries each source on its own and remembers which one anchored the chain,
+/// or the whole store's reason for refusing it.
+#[derive(Debug)]
+struct Anchoring {
+    per_source: Vec<(TrustSource, Arc<WebPkiServerVerifier>)>,
+    all: Arc<WebPkiServerVerifier>,
+    outcome: Mutex<(Option<TrustSource>, Option<rustls::Error>)>,
+}
+
+impl Anchoring {
+    fn new(
+        trust: &Trust,
+        sources: &[TrustSource],
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Anchoring, EngineError> {
+        let build = |roots: rustls::RootCertStore| {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .ok()
+        };
+        let per_source = sources
+            .iter()
+            .filter_map(|&s| build(trust.root_store_of(&[s])).map(|v| (s, v)))
+            .collect();
+        let all = build(trust.root_store_of(sources)).ok_or_else(|| {
+            EngineError::new(
+                ErrorKind::Tls,
+                "no trust source holds a certificate: nothing could verify the server",
+            )
+        })?;
+        Ok(Anchoring {
+            per_source,
+            all,
+            outcome: Mutex::new((None, None)),
+        })
+    }
+
+    fn outcome(&self) -> (Option<TrustSource>, Option<rustls::Error>) {
+        let mut o = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        (o.0, o.1.take())
+    }
+}
+
+impl ServerCertVerifier for Anchoring {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verify = |v: &WebPkiServerVerifier| {
+            v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        };
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        for (source, v) in &self.per_source {
+            if let Ok(ok) = verify(v) {
+                outcome.0 = Some(*source);
+                return Ok(ok);
+            }
+        }
+        let e = match verify(&self.all) {
+            // Cannot happen (the union verifies only through one source); refuse anyway.
+            Ok(_) => rustls::Error::General("verified by no single trust source".into()),
+            Err(e) => e,
+        };
+        outcome.1 = Some(e.clone());
+        Err(e)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.all.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.all.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.all.supported_verify_schemes()
+    }
+}
