@@ -439,9 +439,14 @@ async fn alternating_users_guards(kind: Kind) {
     .await;
     let t = token();
     g.svc.start_rotation(&g.secret, &t).await;
-    g.step(Step::CreateSecret, &t).await.unwrap();
-    let e = g.step(Step::SetSecret, &t).await.unwrap_err();
+    // Refused at createSecret, before a pending value is stored (AWS: at setSecret).
+    let e = g.step(Step::CreateSecret, &t).await.unwrap_err();
     assert!(matches!(e, RotationError::MissingMasterArn { .. }), "{e}");
+    assert_eq!(
+        g.svc.version_value(&g.secret, &t).await,
+        None,
+        "no pending value was stored"
+    );
 
     // Checklist 35/36: master on another host; master that cannot log in.
     let h = fixture(kind, Strategy::AlternatingUsers).await;

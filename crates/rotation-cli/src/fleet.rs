@@ -62,11 +62,13 @@ pub struct Outcome {
 /// A secret that was not rotated.
 #[derive(Debug)]
 pub enum Failed {
-    /// It failed: kind, exit code, message.
+    /// It failed: kind, exit code, message, and the version left pending when the failure
+    /// left a rotation in flight (`rotate resume` finishes it, `rotate abort` undoes it).
     Error {
         kind: String,
         code: u8,
         message: String,
+        in_flight: Option<String>,
     },
     /// Skipped on purpose (a Lambda rotates it), with the reason.
     Skipped(String),
@@ -367,6 +369,18 @@ async fn rotate_one(shared: Arc<Shared>, listed: Listed) -> Outcome {
     }
     .await;
     outcome.result = result.map_err(|e| failed(&e));
+    if let Err(Failed::Error { in_flight, .. }) = &mut outcome.result {
+        // Say whether the failure left a rotation in flight (the next run, `resume` or `abort`
+        // must deal with it); a store that cannot be asked leaves the question open.
+        let asked = tokio::time::timeout(
+            Duration::from_secs(shared.timeout),
+            rotation_core::SecretStore::describe(&shared.store, &listed.name),
+        )
+        .await;
+        if let Ok(Ok(d)) = asked {
+            *in_flight = d.rotation_in_flight().map(str::to_owned);
+        }
+    }
     outcome.duration = started.elapsed();
     outcome
 }
@@ -377,6 +391,7 @@ fn failed(e: &anyhow::Error) -> Failed {
             kind: r.kind().to_string(),
             code: r.category().exit_code(),
             message: rotation_core::error_chain(r),
+            in_flight: None,
         },
         None if e.downcast_ref::<UsageError>().is_some()
             || e.downcast_ref::<rotation_engines::ConfigError>().is_some() =>
@@ -385,12 +400,14 @@ fn failed(e: &anyhow::Error) -> Failed {
                 kind: "Configuration".into(),
                 code: 2,
                 message: format!("{e:#}"),
+                in_flight: None,
             }
         }
         None => Failed::Error {
             kind: "Unexpected".into(),
             code: 1,
             message: format!("{e:#}"),
+            in_flight: None,
         },
     }
 }
@@ -504,6 +521,7 @@ pub async fn run(
                     kind: "Unexpected".into(),
                     code: 1,
                     message: format!("the rotation task failed: {e}"),
+                    in_flight: None,
                 }),
                 duration: Duration::ZERO,
             },
@@ -551,10 +569,16 @@ fn summary(json_out: bool, outcomes: &[Outcome], elapsed: Duration, concurrency:
                         row["result"] = json!("rotated");
                         row["version"] = json!(v);
                     }
-                    Err(Failed::Error { kind, message, .. }) => {
+                    Err(Failed::Error {
+                        kind,
+                        message,
+                        in_flight,
+                        ..
+                    }) => {
                         row["result"] = json!("failed");
                         row["kind"] = json!(kind);
                         row["error"] = json!(message);
+                        row["in_flight"] = json!(in_flight);
                     }
                     Err(Failed::Skipped(why)) => {
                         row["result"] = json!("skipped");
@@ -570,6 +594,7 @@ fn summary(json_out: bool, outcomes: &[Outcome], elapsed: Duration, concurrency:
                 "rotated": rotated,
                 "failed": failed,
                 "skipped": skipped,
+                "in_flight": count(|o| matches!(o.result, Err(Failed::Error { in_flight: Some(_), .. }))),
                 "concurrency": concurrency,
                 "elapsed_ms": elapsed.as_millis() as u64,
                 "secrets": rows,
@@ -590,7 +615,16 @@ fn summary(json_out: bool, outcomes: &[Outcome], elapsed: Duration, concurrency:
     for o in outcomes {
         let result = match &o.result {
             Ok(v) => format!("rotated -> {v}"),
-            Err(Failed::Error { kind, .. }) => format!("FAILED [{kind}]"),
+            Err(Failed::Error {
+                kind,
+                in_flight: None,
+                ..
+            }) => format!("FAILED [{kind}]"),
+            Err(Failed::Error {
+                kind,
+                in_flight: Some(v),
+                ..
+            }) => format!("FAILED [{kind}], rotation in flight (AWSPENDING {v})"),
             Err(Failed::Skipped(_)) => "skipped (a Lambda rotates it)".to_string(),
         };
         println!(
@@ -605,4 +639,18 @@ fn summary(json_out: bool, outcomes: &[Outcome], elapsed: Duration, concurrency:
         "{rotated} rotated, {failed} failed, {skipped} skipped, in {:.1} s at concurrency {concurrency}",
         elapsed.as_secs_f64()
     );
+    let left = count(|o| {
+        matches!(
+            o.result,
+            Err(Failed::Error {
+                in_flight: Some(_),
+                ..
+            })
+        )
+    });
+    if left > 0 {
+        println!(
+            "{left} of the failed secrets are left with a rotation in flight: fix the cause, then `rotate resume SECRET` finishes it (or `rotate run` again), `rotate abort SECRET` undoes it"
+        );
+    }
 }

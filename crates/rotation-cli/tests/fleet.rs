@@ -132,6 +132,30 @@ async fn two_hundred_secrets_five_broken() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(failed, expected);
+    // The summary says which failures left a rotation in flight, as the store does.
+    let mut in_flight = Vec::new();
+    for row in report["secrets"].as_array().unwrap() {
+        if row["result"] != json!("failed") {
+            continue;
+        }
+        let name = row["secret"].as_str().unwrap();
+        let pending = store
+            .describe(name)
+            .await
+            .unwrap()
+            .rotation_in_flight()
+            .map(str::to_owned);
+        assert_eq!(row["in_flight"], json!(pending), "{name}: {row}");
+        if pending.is_some() {
+            in_flight.push(name.to_string());
+        }
+    }
+    assert_eq!(
+        in_flight,
+        ["fleet/s007", "fleet/s042", "fleet/s150"],
+        "the database failures leave their rotation in flight; the refused ones (no masterarn among them) change nothing"
+    );
+    assert_eq!(report["in_flight"], json!(3));
     // No password in the report.
     let all = format!("{}{stderr}", String::from_utf8_lossy(&o.stdout));
     assert!(!all.contains("Initial-pw-") && !all.contains("Wrong-pw-1"));

@@ -488,3 +488,71 @@ fn bad_input_is_refused_with_the_reason_and_changes_nothing() {
         text(&o)
     );
 }
+
+#[test]
+fn a_refused_put_on_a_new_store_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("not-yet");
+    let store = Store {
+        path: nested.join("store.json"),
+        spec: format!("file:{}", nested.join("store.json").display()),
+        dir,
+    };
+    for name in [
+        "bad name!",
+        "arn:local:secretsmanager:local:000000000000:secret:x",
+    ] {
+        let o = store.rotate(
+            &[
+                "put",
+                name,
+                "engine=postgres",
+                "host=h",
+                "username=u",
+                "--password-stdin",
+            ],
+            "Secret-pw-1\n",
+        );
+        assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+        no_secret(&o, &["Secret-pw-1"]);
+        assert!(
+            !nested.exists(),
+            "{name:?}: the store's directory was created"
+        );
+    }
+}
+
+#[test]
+fn a_secret_without_awscurrent_is_given_one_by_put() {
+    let store = Store::new();
+    ok(&store.rotate(
+        &[
+            "put",
+            "app",
+            "engine=postgres",
+            "host=h",
+            "username=app",
+            "--password-stdin",
+        ],
+        "Secret-pw-1\n",
+    ));
+    // A hand edit (or a tool) took AWSCURRENT off every version.
+    let mut f = store.file();
+    for v in f["secrets"]["app"]["versions"].as_array_mut().unwrap() {
+        v["stages"] = json!([]);
+    }
+    std::fs::write(&store.path, f.to_string()).unwrap();
+    // Without a whole value there is nothing to build on: the missing keys are named.
+    let o = store.rotate(&["put", "app", "host=other"], "");
+    code(&o, 4, "[InvalidSecret]");
+    assert_eq!(store.file(), f);
+    // With one, the secret gets an AWSCURRENT version again.
+    let file = store.dir.path().join("value.json");
+    std::fs::write(
+        &file,
+        r#"{"engine": "postgres", "host": "h2", "username": "app", "password": "Secret-pw-2"}"#,
+    )
+    .unwrap();
+    ok(&store.rotate(&["put", "app", "--value-file", file.to_str().unwrap()], ""));
+    assert_eq!(store.value("app", "AWSCURRENT")["host"], json!("h2"));
+}

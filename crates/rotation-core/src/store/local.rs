@@ -241,6 +241,25 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Secrets Manager's rule for the name of a new secret (an ARN names an existing one).
+fn new_secret_name(id: &str) -> Result<(), StoreError> {
+    if id.starts_with("arn:") {
+        return Err(StoreError::NotFound(format!(
+            "no secret has the ARN {id}; name a new secret by its name"
+        )));
+    }
+    let valid = (1..=512).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
+    if !valid {
+        return Err(StoreError::InvalidRequest(
+            "a secret name is 1 to 512 characters: letters, digits and /_+=.@-".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A blocking worker of the store that panicked or was cancelled.
 fn worker_failed(e: tokio::task::JoinError) -> StoreError {
     StoreError::Service {
@@ -705,7 +724,8 @@ impl LocalSecretStore {
     /// `AWSPREVIOUS`), or creates the secret when there is none by that name; one write.
     /// Refused with [`StoreError::Conflict`] while a rotation is in flight (a new current value
     /// under it would be overwritten by its finishSecret), and unless `expected_current` is
-    /// still the `AWSCURRENT` version (`None`: the secret must not exist), so a value built
+    /// still the `AWSCURRENT` version (`None`: the secret must not exist, or have no
+    /// `AWSCURRENT` version, which the put then gives it), so a value built
     /// from what was read before never overwrites a rotation (or another put) made meanwhile.
     pub async fn put_current(
         &self,
@@ -714,6 +734,15 @@ impl LocalSecretStore {
         expected_current: Option<&str>,
     ) -> Result<PutOutcome, StoreError> {
         let id = secret_id.to_string();
+        // A name no secret could have is refused before the store is locked (which creates its
+        // directory and lock file): a refused put leaves no trace.
+        let named = id.clone();
+        if !self
+            .read(move |state| Ok(state.find(&named).is_ok()))
+            .await?
+        {
+            new_secret_name(&id)?;
+        }
         let value = value.expose_secret().to_string();
         let expected = expected_current.map(str::to_string);
         self.run(move |state| {
@@ -721,27 +750,16 @@ impl LocalSecretStore {
             let exists = found.is_some();
             let now_current =
                 found.and_then(|(_, s)| s.holder(Stage::Current).map(str::to_string));
-            if exists != expected.is_some() || (exists && now_current != expected) {
+            // A secret without an AWSCURRENT version reads as no secret (`expected` None):
+            // the put gives it one, built from nothing but what the caller gave.
+            let repair = exists && now_current.is_none() && expected.is_none();
+            if !repair && (exists != expected.is_some() || (exists && now_current != expected)) {
                 return Err(StoreError::Conflict(format!(
                     "secret {id} changed while its new value was prepared (a rotation or another put); run the command again"
                 )));
             }
             if !exists {
-                if id.starts_with("arn:") {
-                    return Err(StoreError::NotFound(format!(
-                        "no secret has the ARN {id}; name a new secret by its name"
-                    )));
-                }
-                // Secrets Manager's rule for names.
-                let valid = (1..=512).contains(&id.len())
-                    && id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
-                if !valid {
-                    return Err(StoreError::InvalidRequest(
-                        "a secret name is 1 to 512 characters: letters, digits and /_+=.@-".into(),
-                    ));
-                }
+                new_secret_name(&id)?;
                 let arn = format!(
                     "arn:local:secretsmanager:local:000000000000:secret:{id}-{}",
                     &uuid::Uuid::new_v4().simple().to_string()[..6]
