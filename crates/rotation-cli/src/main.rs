@@ -315,8 +315,29 @@ fn init_logs(verbose: u8, json: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Threads for blocking work: the file store's reads and writes and DNS lookups. Tokio's
+/// default (512) lets a fleet run start one per rotation in flight, and glibc gives each its
+/// own malloc arena: `scripts/bench-fleet` measured 45 MiB peak RSS at concurrency 8 with the
+/// default, 31 MiB with 4 and the same throughput (the store's writes are serialised by its
+/// lock anyway, and no blocking task waits on another).
+const BLOCKING_THREADS: usize = 4;
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async_main())
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.verbose, cli.json);
     match run(cli).await {

@@ -301,6 +301,28 @@ impl PgCluster {
         self.port
     }
 
+    /// CPU time (user plus system) the server has used so far: the postmaster's own and that
+    /// of its exited children (each connection's backend), from `/proc`. For benchmarks that
+    /// tell the database's share of the CPU from the client's.
+    pub fn cpu_time(&self) -> Result<std::time::Duration, TestkitError> {
+        let pid = fs::read_to_string(self.dir.join("data").join("postmaster.pid"))?;
+        let pid = pid.lines().next().unwrap_or_default().trim().to_string();
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name (which is in parentheses): utime, stime, cutime and
+        // cstime are the 14th to 17th fields of the line, in clock ticks.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let ticks = 100u64; // USER_HZ on Linux, fixed by the kernel ABI
+        Ok(std::time::Duration::from_millis(
+            fields.iter().sum::<u64>() * 1000 / ticks,
+        ))
+    }
+
     /// `127.0.0.1`.
     pub fn host(&self) -> &'static str {
         "127.0.0.1"

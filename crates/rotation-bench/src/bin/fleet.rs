@@ -98,6 +98,10 @@ struct Run {
     p50_ms: u64,
     p95_ms: u64,
     peak_rss_kib: u64,
+    /// CPU time of the `rotate` process (user + system).
+    rotate_cpu: Duration,
+    /// CPU time of the PostgreSQL server over the run (postmaster and backends).
+    server_cpu: Duration,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -110,9 +114,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 fn run_once(args: &Args, pg: &PgCluster, store: &Path, concurrency: usize) -> anyhow::Result<Run> {
     let ca = pg.ca_pem().context("a TLS cluster has a CA")?;
+    let server_before = pg.cpu_time()?;
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "peak-rss-kib %M"])
+        .args(["-f", "peak-rss-kib %M\ncpu-seconds %U %S"])
         .arg(&args.rotate)
         .arg("--store")
         .arg(format!("file:{}", store.display()))
@@ -128,7 +133,19 @@ fn run_once(args: &Args, pg: &PgCluster, store: &Path, concurrency: usize) -> an
         .output()
         .context("run /usr/bin/time rotate")?;
     let elapsed = started.elapsed();
+    // Backends are reaped (and counted) once they have exited: give the last ones a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let server_cpu = pg.cpu_time()?.saturating_sub(server_before);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let rotate_cpu = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("cpu-seconds "))
+        .context("no CPU time from /usr/bin/time")?
+        .split_whitespace()
+        .map(|f| f.parse::<f64>())
+        .sum::<Result<f64, _>>()?;
+    let rotate_cpu = Duration::from_secs_f64(rotate_cpu);
     let peak_rss_kib = stderr
         .lines()
         .rev()
@@ -154,6 +171,8 @@ fn run_once(args: &Args, pg: &PgCluster, store: &Path, concurrency: usize) -> an
         p50_ms: percentile(&durations, 0.5),
         p95_ms: percentile(&durations, 0.95),
         peak_rss_kib,
+        rotate_cpu,
+        server_cpu,
     })
 }
 
@@ -267,17 +286,18 @@ async fn main() -> anyhow::Result<()> {
     let (per_read, per_write, size) = store_cost(&last_store, 100).await?;
 
     println!(
-        "| concurrency | rotated | failed | wall time | rotations/s | p50 per rotation | p95 per rotation | peak RSS of `rotate` |"
+        "| concurrency | rotated | failed | wall time | rotations/s | p50 per rotation | p95 per rotation | peak RSS of `rotate` | CPU per rotation: `rotate` + PostgreSQL |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let base = runs
         .first()
         .map(|r| r.rotated as f64 / r.elapsed.as_secs_f64())
         .unwrap_or(1.0);
     for r in &runs {
         let rate = r.rotated as f64 / r.elapsed.as_secs_f64();
+        let per = |d: Duration| d.as_secs_f64() * 1000.0 / r.rotated.max(1) as f64;
         println!(
-            "| {} | {} | {} | {:.1} s | {rate:.1} ({:.2}x) | {} ms | {} ms | {:.1} MiB |",
+            "| {} | {} | {} | {:.1} s | {rate:.1} ({:.2}x) | {} ms | {} ms | {:.1} MiB | {:.1} + {:.1} ms |",
             r.concurrency,
             r.rotated,
             r.failed,
@@ -285,10 +305,28 @@ async fn main() -> anyhow::Result<()> {
             rate / base,
             r.p50_ms,
             r.p95_ms,
-            r.peak_rss_kib as f64 / 1024.0
+            r.peak_rss_kib as f64 / 1024.0,
+            per(r.rotate_cpu),
+            per(r.server_cpu),
         );
     }
     println!();
+    if let Some(first) = runs.first() {
+        // What two cores allow: every rotation needs this much CPU, wherever it runs.
+        let cpu = (first.rotate_cpu + first.server_cpu).as_secs_f64() / first.rotated.max(1) as f64;
+        let wall = first.elapsed.as_secs_f64() / first.rotated.max(1) as f64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        println!(
+            "At concurrency {}, a rotation takes {:.1} ms of wall time and {:.1} ms of CPU (the `rotate` process and the server together): with {cores} cores no concurrency can exceed {:.0} rotations/s, {:.2}x concurrency {}'s throughput.",
+            first.concurrency,
+            wall * 1000.0,
+            cpu * 1000.0,
+            cores / cpu,
+            cores * wall / cpu,
+            first.concurrency
+        );
+        println!();
+    }
     // A rotation's store calls (BENCHMARKS.md, calls per rotation): 2 writes (PutSecretValue,
     // UpdateSecretVersionStage) and 12 reads (DescribeSecret, GetSecretValue,
     // GetRandomPassword is local). Writes are serialised by the file lock; reads are not.
