@@ -2,7 +2,7 @@
 //! ("No stranded password"): PostgreSQL itself (SCRAM), the Redshift stand-in (a PostgreSQL
 //! cluster with md5 authentication and a `dev` database, see the README's Redshift section) and
 //! the DocumentDB stand-in (SecantusDB, a MongoDB-wire server with SCRAM). A scenario is one
-//! `async fn scenario(engine: Engine)`; [`all_engines!`] makes a test of it per engine.
+//! `async fn scenario(engine: Engine)`; [`all_engines!`](crate::all_engines) makes a test of it per engine.
 //!
 //! Rotations are built the way the CLI and the Lambda functions build them
 //! ([`rotation_engines::rotation`]), so one scenario drives any engine through

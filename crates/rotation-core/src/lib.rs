@@ -92,6 +92,7 @@
 //!     password: PasswordDefaults::POSTGRES,
 //!     max_username_bytes: Some(63),
 //!     default_port: None,
+//!     single_user_master: false,
 //! };
 //!
 //! struct ToyRotator(Toy);

@@ -403,7 +403,8 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                 None
             }
         };
-        if strategy == Strategy::AlternatingUsers && session.is_none() {
+        let needs_master = profile.needs_master(strategy);
+        if needs_master && session.is_none() {
             // As setSecret: the master is used only for a secret whose own credentials work.
             plan.checks.push(skip(
                 "master",
@@ -411,13 +412,17 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             ));
             plan.checks
                 .push(skip("master-login", "needs a usable master secret"));
-        } else if strategy == Strategy::AlternatingUsers {
+        } else if needs_master {
             if let Some(s) = session.take() {
                 self.rotator.close(s).await;
             }
             let user = current.username().unwrap_or_default();
-            let pending_user =
-                alternate_username(user, profile.max_username_bytes).unwrap_or_default();
+            let pending_user = match strategy {
+                Strategy::AlternatingUsers => {
+                    alternate_username(user, profile.max_username_bytes).unwrap_or_default()
+                }
+                Strategy::SingleUser => user.to_string(),
+            };
             match crate::steps::set::resolve_master(&ctx, &current, &pending_user).await {
                 Ok((masterarn, master)) => {
                     plan.checks.push(pass(
@@ -484,10 +489,10 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                         crate::error_chain(&e),
                         e.kind().as_str(),
                         match strategy {
-                            Strategy::SingleUser => {
+                            Strategy::SingleUser if !needs_master => {
                                 "let the user change its own password (not read-only; on RDS with rds.restrict_password_commands, a member of rds_password)"
                             }
-                            Strategy::AlternatingUsers => {
+                            _ => {
                                 "give the master the right to create users and set their passwords (PostgreSQL CREATEROLE, Redshift superuser, DocumentDB userAdmin)"
                             }
                         },

@@ -22,6 +22,12 @@ pub struct EngineProfile {
     /// The port a secret without a `port` key connects to (so that "no port" and the default
     /// port written out name the same server).
     pub default_port: Option<u16>,
+    /// Users cannot change their own password (Redis ACL users need `ACL SETUSER`, an admin
+    /// command): single-user rotations act through the master secret too (`masterarn`
+    /// required, [`Rotator::set_password_as_master`] with the same user), and after
+    /// finishSecret the master drops the user's other passwords
+    /// ([`Rotator::drop_other_passwords`]).
+    pub single_user_master: bool,
 }
 
 impl EngineProfile {
@@ -191,7 +197,10 @@ pub trait Rotator: Send + Sync {
 
     /// Alternating users: on a session logged in as the master, creates `target`'s user when
     /// missing, sets its password, and (re)asserts that it holds the same privileges as
-    /// `current`'s user.
+    /// `current`'s user. Single user on an engine with
+    /// [`EngineProfile::single_user_master`]: `target` is `current`'s own user, and its new
+    /// password must work beside the current one (which applications still use) until
+    /// [`Rotator::drop_other_passwords`].
     fn set_password_as_master(
         &self,
         session: &mut Self::Session,
@@ -236,6 +245,19 @@ pub trait Rotator: Send + Sync {
         _current: &DatabaseSecret,
     ) -> impl Future<Output = Result<Option<String>, EngineError>> + Send {
         async { Ok(None) }
+    }
+
+    /// Single user on an engine with [`EngineProfile::single_user_master`], after finishSecret
+    /// made `current` the `AWSCURRENT` value: on a session logged in as the master, removes
+    /// every password of `current`'s user but its own, so the replaced one stops working. Core
+    /// calls it once per rotation; a failure is logged, not retried (the next rotation's
+    /// finishSecret drops them). The default does nothing.
+    fn drop_other_passwords(
+        &self,
+        _session: &mut Self::Session,
+        _current: &DatabaseSecret,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send {
+        async { Ok(()) }
     }
 
     /// Preflight (`rotate plan`): whether `current`'s server offers TLS whose certificate
@@ -303,6 +325,13 @@ impl Direction {
 }
 
 impl EngineProfile {
+    /// Whether rotations under `strategy` act through a master secret: alternating users
+    /// always, single user where users cannot change their own password
+    /// ([`EngineProfile::single_user_master`]).
+    pub fn needs_master(&self, strategy: Strategy) -> bool {
+        strategy == Strategy::AlternatingUsers || self.single_user_master
+    }
+
     /// Checks a secret's value as a rotation under `strategy` checks its `AWSCURRENT` before it
     /// changes anything: valid JSON with the keys the engine needs, an `engine` this profile
     /// accepts, and for alternating users a `masterarn` and an alternate user name that fits.
@@ -321,12 +350,12 @@ impl EngineProfile {
         };
         let secret = DatabaseSecret::parse(value).map_err(invalid)?;
         secret.require(self.engines, true).map_err(invalid)?;
+        if self.needs_master(strategy) && secret.masterarn().is_none() {
+            return Err(RotationError::MissingMasterArn {
+                secret: secret_id.to_string(),
+            });
+        }
         if strategy == Strategy::AlternatingUsers {
-            if secret.masterarn().is_none() {
-                return Err(RotationError::MissingMasterArn {
-                    secret: secret_id.to_string(),
-                });
-            }
             let username = secret.username().expect("required above");
             alternate_username(username, self.max_username_bytes).map_err(|clone| {
                 RotationError::UsernameTooLong {

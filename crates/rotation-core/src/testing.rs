@@ -33,6 +33,7 @@ pub const FAKE_PROFILE: EngineProfile = EngineProfile {
     password: PasswordDefaults::POSTGRES,
     max_username_bytes: Some(63),
     default_port: Some(5432),
+    single_user_master: false,
 };
 
 /// An operation failures can be injected into.

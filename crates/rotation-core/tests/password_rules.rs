@@ -209,6 +209,7 @@ mod create_secret {
         password: PasswordDefaults::REDSHIFT,
         max_username_bytes: Some(63),
         default_port: Some(5432),
+        single_user_master: false,
     };
 
     const INITIAL: &str = "Initial-Passw0rd";

@@ -42,6 +42,7 @@ pub const PROFILE: EngineProfile = EngineProfile {
     password: PasswordDefaults::DOCUMENTDB,
     max_username_bytes: None,
     default_port: Some(DEFAULT_PORT),
+    single_user_master: false,
 };
 
 /// The DocumentDB rotator for one strategy.

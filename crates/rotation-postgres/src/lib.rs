@@ -43,6 +43,7 @@ pub const PROFILE: EngineProfile = EngineProfile {
     password: PasswordDefaults::POSTGRES,
     max_username_bytes: Some(63),
     default_port: Some(Dialect::POSTGRES.default_port),
+    single_user_master: false,
 };
 
 /// The PostgreSQL rotator for one strategy.

@@ -55,6 +55,7 @@ pub const PROFILE: EngineProfile = EngineProfile {
     password: PasswordDefaults::REDSHIFT,
     max_username_bytes: Some(127),
     default_port: Some(DIALECT.default_port),
+    single_user_master: false,
 };
 
 /// The Redshift rotator for one strategy.

@@ -7,6 +7,8 @@
 //! - [`Secantus`]: SecantusDB, a MongoDB-wire server with SCRAM authentication, standing in
 //!   for Amazon DocumentDB (an admin created before it accepts clients, replica-set name `rs0`,
 //!   optionally TLS-only), from the project's `.venv`;
+//! - [`RedisServer`]: `redis-server` with ACLs on (the `default` user off, an `admin` with a
+//!   password), optionally TLS-only, for the custom-engine example (`examples/redis-acl`);
 //! - [`TcpProxy`]: a fault-injection TCP proxy in front of any of them (stall, reset, refuse
 //!   connections; hold a PostgreSQL statement or a MongoDB command, see [`Wire`]), to show that
 //!   code whose connection stalls times out instead of hanging.
@@ -20,6 +22,7 @@ mod moto;
 mod net;
 mod postgres;
 mod proxy;
+mod redis;
 mod secantus;
 mod tls;
 
@@ -27,6 +30,7 @@ pub use moto::Moto;
 pub use net::{free_port, wait_for_port};
 pub use postgres::{PgAuth, PgCluster, PgOptions, pg_bin};
 pub use proxy::{TcpProxy, Wire};
+pub use redis::RedisServer;
 pub use secantus::Secantus;
 pub use tls::TestCa;
 

@@ -1,7 +1,7 @@
 //! The kill -9 sweep as a long run (`scripts/sweep`): `rotate run` killed with SIGKILL at random
 //! points, then `resume` or `abort`, for every engine and strategy (`rotation_tests::kill`).
 //!
-//! Usage: kill_sweep ROTATE_BINARY [RUNS_PER_STRATEGY] [ENGINE...]
+//! Usage: `kill_sweep ROTATE_BINARY [RUNS_PER_STRATEGY] [ENGINE...]`
 //! (default 50 runs; engines postgres, redshift, documentdb, default all). Exits 1 on any lockout.
 
 use std::path::PathBuf;

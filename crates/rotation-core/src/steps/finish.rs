@@ -4,12 +4,13 @@
 //! functions, the pending credentials are proven to log in first (W23), so a finishSecret
 //! invoked out of order cannot promote a password the database does not know.
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{StepContext, StepOutcome};
 use crate::error::{CredentialSource, RotationError, Which};
 use crate::rotator::Rotator;
-use crate::stage::Stage;
+use crate::secret::DatabaseSecret;
+use crate::stage::{Stage, Strategy};
 use crate::store::{SecretStore, StageMove};
 
 pub(crate) async fn run<S: SecretStore, R: Rotator>(
@@ -22,10 +23,19 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         info!("finishSecret: Version {token} already marked as AWSCURRENT for {arn}");
         return Ok(StepOutcome::AlreadyCurrent);
     }
-    if ctx.options.verify_before_finish {
-        let pending = ctx.load(Which::Pending, Some(token)).await?;
+    let drops_others =
+        ctx.rotator.strategy() == Strategy::SingleUser && ctx.rotator.profile().single_user_master;
+    let pending = if ctx.options.verify_before_finish || drops_others {
+        Some(ctx.load(Which::Pending, Some(token)).await?)
+    } else {
+        None
+    };
+    if let Some(pending) = pending
+        .as_ref()
+        .filter(|_| ctx.options.verify_before_finish)
+    {
         let session = ctx
-            .login(&CredentialSource::Pending, &pending)
+            .login(&CredentialSource::Pending, pending)
             .await
             .map_err(|source| RotationError::PendingNotVerified {
                 token: token.to_string(),
@@ -48,5 +58,46 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     )
     .await?;
     info!("finishSecret: Successfully set AWSCURRENT stage to version {token} for secret {arn}.");
+    if let Some(current) = pending.filter(|_| drops_others) {
+        drop_other_passwords(ctx, &current).await;
+    }
     Ok(StepOutcome::Promoted)
+}
+
+/// Single user through the master: the replaced password stops working now that `current`
+/// is `AWSCURRENT`. A failure only leaves it working until the next rotation's finishSecret:
+/// logged, never the step's failure (the promotion has happened).
+async fn drop_other_passwords<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    current: &DatabaseSecret,
+) {
+    let user = current.username().unwrap_or_default();
+    let result = async {
+        let (masterarn, master) = super::set::resolve_master(ctx, current, user).await?;
+        let mut session = ctx
+            .login(&CredentialSource::Master, &master)
+            .await
+            .map_err(|source| RotationError::MasterLoginFailed { masterarn, source })?;
+        let dropped = ctx
+            .engine_call(
+                "dropping the user's other passwords as the master",
+                ctx.rotator.drop_other_passwords(&mut session, current),
+            )
+            .await;
+        ctx.rotator.close(session).await;
+        dropped.map_err(|source| RotationError::SetPasswordFailed {
+            username: user.to_string(),
+            secret: ctx.arn.to_string(),
+            source,
+        })
+    }
+    .await;
+    match result {
+        Ok(()) => info!("finishSecret: dropped every other password of user {user}"),
+        Err(e) => warn!(
+            error = %crate::error_chain(&e),
+            kind = e.kind(),
+            "finishSecret: the replaced password of user {user} still works; the next rotation drops it"
+        ),
+    }
 }

@@ -112,6 +112,14 @@ async fn single<S: SecretStore, R: Rotator>(
         });
     };
     let username = pending.username().unwrap_or_default().to_string();
+    if ctx.rotator.profile().single_user_master {
+        // The login proved the secret's own credentials (the confused-deputy guard of
+        // alternating users); the change is the master's.
+        ctx.rotator.close(session).await;
+        set_as_master(ctx, &current, &pending).await?;
+        info!(via = ?via, "setSecret: Successfully added a password for user {username} for secret {arn}.");
+        return Ok(StepOutcome::PasswordSet(Credentials::Master));
+    }
     let result = async {
         ctx.recheck_pending().await?;
         ctx.engine_call(
@@ -170,8 +178,22 @@ async fn alternating<S: SecretStore, R: Rotator>(
             source,
         })?;
     ctx.rotator.close(session).await;
+    set_as_master(ctx, &current, &pending).await?;
+    info!("setSecret: Successfully set password for {pending_user} for secret {arn}.");
+    Ok(StepOutcome::PasswordSet(Credentials::Master))
+}
 
-    let (masterarn, master) = resolve_master(ctx, &current, pending_user).await?;
+/// Makes `pending`'s password the database's through the master secret `current` names:
+/// resolved and checked ([`resolve_master`]), logged in, then the change, after a last look at
+/// the stages.
+async fn set_as_master<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    current: &DatabaseSecret,
+    pending: &DatabaseSecret,
+) -> Result<(), RotationError> {
+    let arn = ctx.arn;
+    let pending_user = pending.username().unwrap_or_default();
+    let (masterarn, master) = resolve_master(ctx, current, pending_user).await?;
     let mut session = ctx
         .login(&CredentialSource::Master, &master)
         .await
@@ -186,7 +208,7 @@ async fn alternating<S: SecretStore, R: Rotator>(
         ctx.engine_call(
             "setting the password as the master user",
             ctx.rotator
-                .set_password_as_master(&mut session, &current, &pending),
+                .set_password_as_master(&mut session, current, pending),
         )
         .await
         .map_err(|source| RotationError::SetPasswordFailed {
@@ -197,9 +219,7 @@ async fn alternating<S: SecretStore, R: Rotator>(
     }
     .await;
     ctx.rotator.close(session).await;
-    result?;
-    info!("setSecret: Successfully set password for {pending_user} for secret {arn}.");
-    Ok(StepOutcome::PasswordSet(Credentials::Master))
+    result
 }
 
 pub(crate) fn check_same_user(

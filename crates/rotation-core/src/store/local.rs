@@ -27,7 +27,7 @@ use crate::stage::Stage;
 const MAX_VERSIONS: usize = 100;
 
 /// A secret store in one local JSON file. Cheap to clone; clones share a cache of the last
-/// file read (see [`ReadCache`]).
+/// file read (see `ReadCache`).
 #[derive(Debug, Clone)]
 pub struct LocalSecretStore {
     path: Arc<PathBuf>,

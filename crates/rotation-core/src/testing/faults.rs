@@ -375,6 +375,21 @@ impl<R: Rotator> Rotator for FaultyRotator<R> {
             .await
     }
 
+    async fn drop_other_passwords(
+        &self,
+        session: &mut Self::Session,
+        current: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let call = "drop_other_passwords";
+        self.plan
+            .run(
+                call,
+                self.inner.drop_other_passwords(session, current),
+                engine_error(call),
+            )
+            .await
+    }
+
     async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
         let call = "check_tls";
         self.plan

@@ -1,0 +1,491 @@
+//! Secrets Manager rotation of Redis ACL users (the ElastiCache RBAC user-rotation idea, on any
+//! Redis 6 or later), built only on the toolkit's public API: a [`Rotator`] and its session.
+//! Copy it as the starting point of an engine of your own.
+//!
+//! # The secret
+//!
+//! ```json
+//! {"engine": "redis", "host": "my-cache.example.com", "port": 6379, "ssl": true,
+//!  "username": "app", "password": "...", "masterarn": "arn:aws:secretsmanager:...:secret:redis-admin"}
+//! ```
+//!
+//! The master secret has the same keys (no `masterarn`) for a user allowed to run `ACL SETUSER`.
+//! TLS is verified against the shared trust sources unless `"ssl": false`, as for the built-in
+//! engines.
+//!
+//! # The strategies
+//!
+//! Changing an ACL user's password needs `ACL SETUSER`, an admin command, so both strategies act
+//! through the master secret (the profile's [`EngineProfile::single_user_master`]). Redis keeps
+//! several passwords per user, which no database engine here offers:
+//!
+//! - **Single user**: setSecret *adds* the new password (`ACL SETUSER app #<sha256>`), so the
+//!   current one keeps working; finishSecret promotes it, then the master drops every other
+//!   password (`ACL SETUSER app resetpass #<sha256>`, one atomic command). There is no moment
+//!   when `AWSCURRENT` fails.
+//! - **Alternating users**: setSecret gives the other user of the pair (`app` / `app_clone`) the
+//!   new password. The clone is (re)made from the original's rules (its passwords, keys,
+//!   channels, selectors and commands reset, then every rule of `app` but its passwords, in one
+//!   command); the original keeps its own rules and only has its
+//!   passwords replaced, so the original is the source of truth.
+//!
+//! Passwords reach `ACL SETUSER` as SHA-256 hashes (`#<hex>`), never in plain text; only `AUTH`
+//! carries one, as every client's login does.
+
+use std::sync::Arc;
+
+use rotation_core::tls::{TlsPlan, server_name};
+use rotation_core::{
+    DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator,
+    Strategy,
+};
+use rotation_trust::probe::{Handshake, Probe};
+use rotation_trust::{ConnectSettings, TrustSource};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+
+pub mod resp;
+
+use resp::{Conn, Reply};
+
+/// Redis's default port.
+pub const DEFAULT_PORT: u16 = 6379;
+
+/// The engine: `engine` key `redis`; ElastiCache's password rules (16 to 128 printable
+/// characters, no space), with AWS's usual exclusions.
+pub const PROFILE: EngineProfile = EngineProfile {
+    name: "redis",
+    engines: &["redis"],
+    password: PasswordDefaults {
+        engine: "redis",
+        exclude_characters: "/@\"'\\:",
+        length: 32,
+        min_length: 16,
+        max_length: 128,
+        class_switches: true,
+        forbidden: " ",
+        required_classes: false,
+        printable_ascii: true,
+    },
+    max_username_bytes: None,
+    default_port: Some(DEFAULT_PORT),
+    single_user_master: true,
+};
+
+/// The rotator, for one strategy.
+#[derive(Debug, Clone)]
+pub struct RedisAclRotator {
+    strategy: Strategy,
+    settings: ConnectSettings,
+}
+
+/// A connection that authenticated as `user`; every call on it is bounded by `deadline`.
+#[derive(Debug)]
+pub struct RedisSession {
+    conn: Conn,
+    user: String,
+    deadline: Deadline,
+}
+
+impl RedisAclRotator {
+    /// A rotator for `strategy` connecting with `settings` (trust, plaintext fallback, connect
+    /// timeout).
+    pub fn new(strategy: Strategy, settings: ConnectSettings) -> RedisAclRotator {
+        RedisAclRotator { strategy, settings }
+    }
+
+    /// Opens a stream to the secret's server, TLS as the secret asks.
+    async fn open(&self, secret: &DatabaseSecret) -> Result<Conn, EngineError> {
+        let host = secret.host().unwrap_or_default();
+        let port = secret.port().unwrap_or(DEFAULT_PORT);
+        let plan = TlsPlan::for_secret(secret, self.settings.allow_plaintext_fallback);
+        let tcp = || async {
+            TcpStream::connect((host, port)).await.map_err(|e| {
+                EngineError::new(
+                    ErrorKind::Unreachable,
+                    format!("cannot connect to {host}:{port}"),
+                )
+                .with_source(e)
+            })
+        };
+        if plan == TlsPlan::Disabled {
+            return Ok(Conn::new(Box::new(tcp().await?)));
+        }
+        let tls = async {
+            let name = rustls::pki_types::ServerName::try_from(server_name(secret).to_string())
+                .map_err(|_| {
+                    EngineError::new(
+                        ErrorKind::InvalidInput,
+                        "the secret's host is not a name a certificate can be checked against",
+                    )
+                })?;
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| EngineError::new(ErrorKind::Other, "no TLS version").with_source(e))?
+            .with_root_certificates(self.settings.trust.root_store())
+            .with_no_client_auth();
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp().await?)
+                .await
+                .map_err(|e| {
+                    EngineError::new(ErrorKind::Tls, format!("TLS with {host}:{port} failed"))
+                        .with_source(e)
+                        .with_note(rotation_core::tls::failure_hint(secret))
+                })?;
+            Ok::<_, EngineError>(Conn::new(Box::new(stream)))
+        }
+        .await;
+        match tls {
+            Err(e) if e.kind() == ErrorKind::Tls && plan == TlsPlan::RequiredWithFallback => {
+                tracing::warn!(
+                    host,
+                    "TLS failed; ALLOW_PLAINTEXT_FALLBACK: connecting without it"
+                );
+                Ok(Conn::new(Box::new(tcp().await?)))
+            }
+            other => other,
+        }
+    }
+}
+
+/// The SHA-256 of a password in ACL rule form, `#<64 hex digits>`.
+fn hashed(password: &str) -> String {
+    let digest = Sha256::digest(password.as_bytes());
+    let mut rule = String::with_capacity(65);
+    rule.push('#');
+    for b in digest {
+        rule.push_str(&format!("{b:02x}"));
+    }
+    rule
+}
+
+impl RedisSession {
+    /// Runs a command within the session's deadline; a server error is an [`EngineError`]
+    /// naming `what` (never the arguments: they may hold a password hash).
+    async fn call(&mut self, what: &str, args: &[&str]) -> Result<Reply, EngineError> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let reply = self
+            .deadline
+            .run(self.conn.call(&args))
+            .await
+            .map_err(|_| {
+                EngineError::new(ErrorKind::Timeout, format!("{what} did not answer in time"))
+            })?
+            .map_err(|e| {
+                EngineError::new(ErrorKind::Unreachable, format!("{what}: connection failed"))
+                    .with_source(e)
+            })?;
+        match reply {
+            Reply::Error(e) => Err(EngineError::new(
+                if e.starts_with("NOPERM") {
+                    ErrorKind::PermissionDenied
+                } else {
+                    ErrorKind::Server
+                },
+                format!("{what}: {e}"),
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// The ACL rules of `user` without its passwords, as `ACL LIST` shows them; `None` when
+    /// there is no such user.
+    async fn rules(&mut self, user: &str) -> Result<Option<Vec<String>>, EngineError> {
+        let Reply::Array(Some(lines)) = self.call("ACL LIST", &["ACL", "LIST"]).await? else {
+            return Err(EngineError::new(ErrorKind::Server, "ACL LIST: not a list"));
+        };
+        let prefix = format!("user {user} ");
+        Ok(lines
+            .iter()
+            .filter_map(Reply::text)
+            .find_map(|l| l.strip_prefix(&prefix).map(rule_tokens))
+            .map(|tokens| {
+                tokens
+                    .into_iter()
+                    .filter(|t| !(t.starts_with(['#', '>', '<', '!']) || t == "nopass"))
+                    .collect()
+            }))
+    }
+}
+
+/// Splits an `ACL LIST` rule line on spaces, keeping selectors (`(~key* +get)`) whole.
+fn rule_tokens(line: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut depth = 0usize;
+    let mut current = String::new();
+    for c in line.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ' ' if depth == 0 => {
+                if !current.is_empty() {
+                    tokens.push(std::mem::take(&mut current));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        tokens.push(current);
+    }
+    tokens
+}
+
+impl Rotator for RedisAclRotator {
+    type Session = RedisSession;
+
+    fn profile(&self) -> &EngineProfile {
+        &PROFILE
+    }
+
+    fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    async fn login(
+        &self,
+        secret: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<RedisSession, EngineError> {
+        let user = secret.username().unwrap_or_default().to_string();
+        let connect = deadline.cap(self.settings.connect_timeout);
+        let conn = tokio::time::timeout(connect, self.open(secret))
+            .await
+            .map_err(|_| {
+                EngineError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "connecting to {} did not finish in time",
+                        secret.host().unwrap_or_default()
+                    ),
+                )
+            })??;
+        let mut session = RedisSession {
+            conn,
+            user: user.clone(),
+            deadline,
+        };
+        let password = secret
+            .password()
+            .map(|p| p.expose_secret().to_string())
+            .unwrap_or_default();
+        match session.call("AUTH", &["AUTH", &user, &password]).await {
+            Ok(_) => Ok(session),
+            Err(e) if e.message().contains("WRONGPASS") => Err(EngineError::new(
+                ErrorKind::AuthFailed,
+                format!("Redis refused the password of user {user} (or the user is off)"),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set_own_password(
+        &self,
+        _session: &mut RedisSession,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        // Never called: PROFILE.single_user_master routes single user through the master.
+        Err(EngineError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "Redis user {} cannot change its own password (ACL SETUSER is an admin command): rotate through a master secret",
+                target.username().unwrap_or_default()
+            ),
+        ))
+    }
+
+    async fn set_password_as_master(
+        &self,
+        session: &mut RedisSession,
+        current: &DatabaseSecret,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let password = hashed(PROFILE.password_to_set(target)?);
+        let user = target.username().unwrap_or_default();
+        let current_user = current.username().unwrap_or_default();
+        match self.strategy {
+            Strategy::SingleUser => {
+                if session.rules(user).await?.is_none() {
+                    return Err(EngineError::new(
+                        ErrorKind::InvalidInput,
+                        format!("there is no ACL user {user}"),
+                    ));
+                }
+                // Added beside the current password, which applications still use.
+                session
+                    .call(
+                        "ACL SETUSER (add a password)",
+                        &["ACL", "SETUSER", user, &password],
+                    )
+                    .await?;
+            }
+            Strategy::AlternatingUsers if user.strip_suffix("_clone") == Some(current_user) => {
+                // The clone: made again from the original's rules, in one atomic command.
+                let rules = session.rules(current_user).await?.ok_or_else(|| {
+                    EngineError::new(
+                        ErrorKind::InvalidInput,
+                        format!("there is no ACL user {current_user}"),
+                    )
+                })?;
+                // Not `reset`, which also sets flags the original may not have.
+                let mut args = vec![
+                    "ACL",
+                    "SETUSER",
+                    user,
+                    "resetpass",
+                    "resetkeys",
+                    "resetchannels",
+                    "clearselectors",
+                    "-@all",
+                ];
+                args.extend(rules.iter().map(String::as_str));
+                args.push(&password);
+                session.call("ACL SETUSER (the clone)", &args).await?;
+            }
+            Strategy::AlternatingUsers => {
+                // The original keeps its own rules; its passwords are replaced.
+                if session.rules(user).await?.is_none() {
+                    return Err(EngineError::new(
+                        ErrorKind::InvalidInput,
+                        format!("there is no ACL user {user}"),
+                    ));
+                }
+                session
+                    .call(
+                        "ACL SETUSER (replace the passwords)",
+                        &["ACL", "SETUSER", user, "resetpass", &password],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn test_session(
+        &self,
+        session: &mut RedisSession,
+        _pending: &DatabaseSecret,
+        _partner: Option<&str>,
+    ) -> Result<(), EngineError> {
+        // Application users usually may not read ACLs, so the pair's rules are not compared
+        // here: setSecret remakes the clone from the original's rules on every rotation.
+        match session.call("PING", &["PING"]).await? {
+            Reply::Simple(s) if s == "PONG" => Ok(()),
+            other => Err(EngineError::new(
+                ErrorKind::Server,
+                format!("PING answered {other:?}"),
+            )),
+        }
+    }
+
+    async fn close(&self, mut session: RedisSession) {
+        let quit = async {
+            let _ = session.conn.call(&[b"QUIT"]).await;
+            session.conn.shutdown().await;
+        };
+        let _ = tokio::time::timeout(
+            session.deadline.cap(std::time::Duration::from_secs(1)),
+            quit,
+        )
+        .await;
+    }
+
+    async fn drop_other_passwords(
+        &self,
+        session: &mut RedisSession,
+        current: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let password = hashed(PROFILE.password_to_set(current)?);
+        let user = current.username().unwrap_or_default();
+        session
+            .call(
+                "ACL SETUSER (drop the other passwords)",
+                &["ACL", "SETUSER", user, "resetpass", &password],
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
+        let probe = Probe {
+            trust: &self.settings.trust,
+            // The connections above use the whole store.
+            sources: &[
+                TrustSource::RdsBundle,
+                TrustSource::CaBundle,
+                TrustSource::System,
+                TrustSource::Mozilla,
+            ],
+            handshake: Handshake::Direct,
+            default_port: DEFAULT_PORT,
+            allow_plaintext_fallback: self.settings.allow_plaintext_fallback,
+            timeout: self.settings.connect_timeout,
+        };
+        rotation_trust::probe::check(probe, current).await.map(Some)
+    }
+
+    async fn check_rights(
+        &self,
+        session: &mut RedisSession,
+        current: &DatabaseSecret,
+    ) -> Result<Option<String>, EngineError> {
+        // The session is the master's (both strategies act through it): may it run ACL
+        // SETUSER on the secret's user? ACL DRYRUN answers without running it.
+        let me = session.user.clone();
+        let user = current.username().unwrap_or_default();
+        match session
+            .call(
+                "ACL DRYRUN",
+                &["ACL", "DRYRUN", &me, "ACL", "SETUSER", user],
+            )
+            .await?
+        {
+            Reply::Simple(s) if s == "OK" => Ok(Some(format!(
+                "the master {me} may run ACL SETUSER on {user}"
+            ))),
+            other => Err(EngineError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "the master {me} may not run ACL SETUSER: {}",
+                    other.text().unwrap_or_default()
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_tokens_keep_selectors_whole() {
+        assert_eq!(
+            rule_tokens("on #abc ~app:* resetchannels &* -@all +get (~other* +set)"),
+            [
+                "on",
+                "#abc",
+                "~app:*",
+                "resetchannels",
+                "&*",
+                "-@all",
+                "+get",
+                "(~other* +set)"
+            ]
+        );
+    }
+
+    #[test]
+    fn passwords_are_hashed_as_acl_rules() {
+        // echo -n "password" | sha256sum
+        assert_eq!(
+            hashed("password"),
+            "#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! The Redis ACL engine against a real `redis-server` (ACLs on, password authentication,
+//! started by the testkit): both strategies, step by step with `AWSCURRENT` checked after each
+//! step, over verified TLS with the preflight, a master without the right, and a kill -9 sweep.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis_acl_rotation::{PROFILE, RedisAclRotator};
+use rotation_core::plan::CheckStatus;
+use rotation_core::{
+    EventStep, LocalSecretStore, PasswordPolicy, Rotation, RotationEvent, SecretStore, Stage, Step,
+    Strategy, VersionSelector,
+};
+use rotation_testkit::RedisServer;
+use rotation_trust::{ConnectSettings, Trust};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+const INITIAL: &str = "Initial-pw-1-long-enough";
+
+struct Setup {
+    server: RedisServer,
+    store: LocalSecretStore,
+    path: std::path::PathBuf,
+    settings: ConnectSettings,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A server with user `app` (its own keys, read and write commands) and secrets `master`
+    /// (the admin) and `app` (naming the master).
+    async fn start(tls: bool) -> Setup {
+        let server =
+            RedisServer::start(tls).expect("start redis-server (scripts/setup installs it)");
+        server
+            .cli(&[
+                "ACL",
+                "SETUSER",
+                "app",
+                "on",
+                &format!(">{INITIAL}"),
+                "~app:*",
+                "&*",
+                "-@all",
+                "+@read",
+                "+@write",
+                "+ping",
+            ])
+            .unwrap();
+        let settings = match server.ca_pem() {
+            Some(ca) => ConnectSettings::with_trust(Arc::new(Trust::load(Some(ca)).unwrap())),
+            None => ConnectSettings::default(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        let store = LocalSecretStore::new(&path);
+        let setup = Setup {
+            server,
+            store,
+            path,
+            settings,
+            _dir: dir,
+        };
+        let master = setup.secret(setup.server.admin(), setup.server.admin_password(), None);
+        let arn = setup.put("master", &master).await;
+        setup
+            .put("app", &setup.secret("app", INITIAL, Some(&arn)))
+            .await;
+        setup
+    }
+
+    fn secret(&self, user: &str, password: &str, masterarn: Option<&str>) -> Value {
+        let tls = self.server.ca_pem().is_some();
+        let mut v = json!({"engine": "redis", "host": if tls { "localhost" } else { "127.0.0.1" },
+            "port": self.server.port(), "username": user, "password": password, "ssl": tls});
+        if let Some(arn) = masterarn {
+            v["masterarn"] = json!(arn);
+        }
+        v
+    }
+
+    async fn put(&self, name: &str, value: &Value) -> String {
+        self.store
+            .create_secret(name, &SecretString::from(value.to_string()))
+            .await
+            .unwrap()
+    }
+
+    fn rotation(&self, strategy: Strategy) -> Rotation<LocalSecretStore, RedisAclRotator> {
+        Rotation::new(
+            self.store.clone(),
+            RedisAclRotator::new(strategy, self.settings.clone()),
+            PasswordPolicy::defaults(&PROFILE.password),
+        )
+    }
+
+    async fn value(&self, name: &str, stage: Stage) -> Value {
+        let v = self
+            .store
+            .get_value(name, VersionSelector::stage(stage))
+            .await
+            .unwrap();
+        serde_json::from_str(v.value.expose_secret()).unwrap()
+    }
+
+    /// Whether a secret value's credentials log in (checked with redis-cli).
+    fn logs_in(&self, v: &Value) -> bool {
+        self.server
+            .logs_in(
+                v["username"].as_str().unwrap(),
+                v["password"].as_str().unwrap(),
+            )
+            .unwrap()
+    }
+
+    /// `user`'s rules as `ACL LIST` shows them, passwords left out.
+    fn rules(&self, user: &str) -> String {
+        let list = self.server.cli(&["ACL", "LIST"]).unwrap();
+        let line = list
+            .lines()
+            .find(|l| l.starts_with(&format!("user {user} ")))
+            .unwrap_or_else(|| panic!("no user {user}: {list}"));
+        line.split(' ')
+            .skip(2)
+            .filter(|t| !t.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// How many passwords `user` has.
+    fn passwords(&self, user: &str) -> usize {
+        let list = self.server.cli(&["ACL", "LIST"]).unwrap();
+        let line = list
+            .lines()
+            .find(|l| l.starts_with(&format!("user {user} ")))
+            .unwrap();
+        line.split(' ').filter(|t| t.starts_with('#')).count()
+    }
+}
+
+fn token(i: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:08x}-0000-4000-8000-{i:012x}")
+}
+
+#[tokio::test]
+async fn single_user_adds_then_drops_and_awscurrent_never_fails() {
+    let s = Setup::start(false).await;
+    let rotation = s.rotation(Strategy::SingleUser);
+    let before = s.value("app", Stage::Current).await;
+    let rules = s.rules("app");
+    for round in 0..2 {
+        let t = token(round);
+        s.store.start_rotation("app", &t).await.unwrap();
+        for step in [
+            Step::CreateSecret,
+            Step::SetSecret,
+            Step::TestSecret,
+            Step::FinishSecret,
+        ] {
+            let event = RotationEvent {
+                step: EventStep::Known(step),
+                secret_id: "app".into(),
+                client_request_token: t.clone(),
+                rotation_token: None,
+            };
+            rotation.handle(&event).await.unwrap();
+            let current = s.value("app", Stage::Current).await;
+            assert!(s.logs_in(&current), "AWSCURRENT fails after {step:?}");
+            if step == Step::SetSecret {
+                // Both passwords work between setSecret and finishSecret.
+                let pending = s.value("app", Stage::Pending).await;
+                assert!(s.logs_in(&pending));
+                assert_eq!(s.passwords("app"), 2);
+            }
+        }
+        // After finishSecret only the new password works.
+        assert_eq!(s.passwords("app"), 1);
+        let previous = s.value("app", Stage::Previous).await;
+        assert!(!s.logs_in(&previous), "the replaced password still works");
+    }
+    let after = s.value("app", Stage::Current).await;
+    assert_ne!(after["password"], before["password"]);
+    // The user's rules are untouched; Redis holds the password only as a hash.
+    assert_eq!(s.rules("app"), rules);
+    let list = s.server.cli(&["ACL", "LIST"]).unwrap();
+    assert!(!list.contains(after["password"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn alternating_users_make_the_clone_from_the_original() {
+    let s = Setup::start(false).await;
+    let rotation = s.rotation(Strategy::AlternatingUsers);
+    let mut previous = s.value("app", Stage::Current).await;
+    for (round, user) in ["app_clone", "app", "app_clone"].into_iter().enumerate() {
+        rotation
+            .rotate("app")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let current = s.value("app", Stage::Current).await;
+        assert_eq!(current["username"], json!(user));
+        assert!(s.logs_in(&current), "round {round}");
+        // The previous user keeps working until the next rotation.
+        assert!(
+            s.logs_in(&previous),
+            "round {round}: AWSPREVIOUS stopped working"
+        );
+        assert_eq!(s.rules("app_clone"), s.rules("app"), "round {round}");
+        previous = current;
+    }
+    // The original's first password was replaced in the second round.
+    assert!(!s.server.logs_in("app", INITIAL).unwrap());
+}
+
+#[tokio::test]
+async fn verified_tls_and_the_preflight() {
+    let s = Setup::start(true).await;
+    for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+        let rotation = s.rotation(strategy);
+        let plan = rotation.plan("app").await;
+        assert!(plan.passed(), "{strategy}: {:#?}", plan.checks);
+        let tls = plan.check("tls").unwrap();
+        assert!(tls.detail.contains("anchored by ca-bundle"), "{tls:?}");
+        for line in ["master", "master-login", "rights"] {
+            assert_eq!(
+                plan.check(line).unwrap().status,
+                CheckStatus::Pass,
+                "{line}"
+            );
+        }
+        rotation.rotate("app").await.unwrap();
+        assert!(s.logs_in(&s.value("app", Stage::Current).await));
+    }
+    // Without the test CA, TLS does not verify and nothing changes.
+    let untrusting = Rotation::new(
+        s.store.clone(),
+        RedisAclRotator::new(Strategy::SingleUser, ConnectSettings::default()),
+        PasswordPolicy::defaults(&PROFILE.password),
+    );
+    let plan = untrusting.plan("app").await;
+    assert_eq!(plan.check("tls").unwrap().status, CheckStatus::Fail);
+    assert_eq!(
+        plan.check("tls").unwrap().kind.as_deref(),
+        Some("TlsFailed")
+    );
+    let before = s.value("app", Stage::Current).await;
+    assert!(untrusting.rotate("app").await.is_err());
+    assert_eq!(s.value("app", Stage::Current).await, before);
+    assert!(s.logs_in(&before));
+}
+
+#[tokio::test]
+async fn a_master_without_acl_rights_is_reported_and_changes_nothing() {
+    let s = Setup::start(false).await;
+    s.server
+        .cli(&[
+            "ACL",
+            "SETUSER",
+            "weak",
+            "on",
+            ">Weak-pw-1-long-enough",
+            "~*",
+            "+@all",
+            "-@admin",
+        ])
+        .unwrap();
+    let weak = s
+        .put("weak", &s.secret("weak", "Weak-pw-1-long-enough", None))
+        .await;
+    s.put("app-weak", &s.secret("app", INITIAL, Some(&weak)))
+        .await;
+    let rotation = s.rotation(Strategy::SingleUser);
+    let plan = rotation.plan("app-weak").await;
+    let rights = plan.check("rights").unwrap();
+    assert_eq!(rights.status, CheckStatus::Fail, "{:#?}", plan.checks);
+    assert_eq!(rights.kind.as_deref(), Some("PermissionDenied"));
+    let e = rotation.rotate("app-weak").await.unwrap_err();
+    assert_eq!(e.kind(), "SetPasswordFailed", "{e}");
+    assert!(s.server.logs_in("app", INITIAL).unwrap());
+    assert_eq!(s.passwords("app"), 1);
+}
+
+/// xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+fn rotate_cli(path: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_redis-acl-rotate"));
+    c.arg(path).args(args);
+    c.stdout(std::process::Stdio::null());
+    c.stderr(std::process::Stdio::null());
+    c
+}
+
+#[tokio::test]
+async fn killed_at_random_points_never_locks_out() {
+    let runs: u32 = std::env::var("REDIS_KILL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let seed = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let mut rng = Rng(seed);
+    let s = Setup::start(false).await;
+    for strategy in ["single-user", "alternating-users"] {
+        // A clean run's duration bounds the kill times.
+        let started = Instant::now();
+        let ok = rotate_cli(&s.path, &["run", "app", strategy])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{strategy}: a clean run failed");
+        let clean = started.elapsed();
+        // Most of a run is the process starting: an abort with nothing to abort measures it,
+        // and kills fall between it and the end of a clean run.
+        let started = Instant::now();
+        let _ = rotate_cli(&s.path, &["abort", "app", strategy])
+            .status()
+            .unwrap();
+        let startup = started.elapsed().min(clean) * 8 / 10;
+        let window = (clean * 11 / 10).saturating_sub(startup).as_micros() as u64;
+        let (mut finished, mut in_flight, mut settlements, mut lockouts) = (0, 0, 0, 0);
+        for run in 0..runs {
+            let mut child = rotate_cli(&s.path, &["run", "app", strategy])
+                .spawn()
+                .unwrap();
+            std::thread::sleep(startup + Duration::from_micros(rng.below(window)));
+            if let Ok(Some(_)) = child.try_wait() {
+                finished += 1;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if s.store
+                .describe("app")
+                .await
+                .unwrap()
+                .rotation_in_flight()
+                .is_some()
+            {
+                in_flight += 1;
+            }
+            // Settle whatever is in flight: resume or abort, at random, until nothing is.
+            let mut settled = false;
+            for _ in 0..10 {
+                let d = s.store.describe("app").await.unwrap();
+                if d.rotation_in_flight().is_none() {
+                    settled = true;
+                    break;
+                }
+                settlements += 1;
+                let how = if rng.below(2) == 0 { "resume" } else { "abort" };
+                let _ = rotate_cli(&s.path, &[how, "app", strategy])
+                    .status()
+                    .unwrap();
+            }
+            assert!(
+                settled,
+                "{strategy} run {run}: still in flight (seed {seed})"
+            );
+            let current = s.value("app", Stage::Current).await;
+            if !s.logs_in(&current) {
+                lockouts += 1;
+                eprintln!("{strategy} run {run}: AWSCURRENT does not log in (seed {seed})");
+            }
+        }
+        eprintln!(
+            "{strategy}: {runs} runs killed between {startup:?} and {:?}: {finished} finished first, {in_flight} left a rotation in flight, settled by {settlements} resume/abort runs; {lockouts} lockouts (seed {seed})",
+            clean * 11 / 10
+        );
+        assert_eq!(lockouts, 0, "{strategy} (seed {seed})");
+        assert!(
+            in_flight > 0,
+            "{strategy}: no kill landed inside a rotation; the sweep proves nothing (seed {seed})"
+        );
+    }
+}
