@@ -270,8 +270,9 @@ async fn tls_checks(engine: Engine) {
     assert!(tls.detail.contains("not issued for that name"), "{tls:?}");
 }
 
-/// The `password` and `versions` lines: a password policy whose passwords the engine refuses,
-/// and a store that refuses ListSecretVersionIds.
+/// The `password`, `versions`, `rotation` and `secret` lines: a password policy whose passwords
+/// the engine refuses, a store whose ListSecretVersionIds or GetRandomPassword fails, rotation
+/// disabled, a clone name that does not fit.
 async fn store_policy_checks(engine: Engine) {
     use rotation_core::testing::{Fault, FaultPlan, FaultyStore};
     let env = Env::plain(engine);
@@ -295,29 +296,63 @@ async fn store_policy_checks(engine: Engine) {
     line(&p, "login", CheckStatus::Pass, None);
     assert!(!p.passed());
 
-    // versions: ListSecretVersionIds refused (as a role without the permission would be).
+    // versions and password: ListSecretVersionIds or GetRandomPassword failing in the store
+    // (as a role without the permission, or a throttled call, would).
     let faults = FaultPlan::new();
     let store = FaultyStore::new(env.store.clone(), faults.clone());
     let r = env.rotation_on(store, single);
     assert!(r.plan("app").await.passed());
-    let k = faults
-        .calls()
-        .iter()
-        .position(|c| *c == "ListSecretVersionIds")
-        .expect("the plan lists the versions")
-        + 1;
-    faults.arm(k, Fault::Before);
-    let p = r.plan("app").await;
-    let versions = p.check("versions").unwrap();
-    assert_eq!(versions.status, CheckStatus::Fail, "{:#?}", p.checks);
-    assert!(
-        versions
-            .fix
-            .as_deref()
-            .unwrap()
-            .contains("ListSecretVersionIds"),
-        "{versions:?}"
+    let calls = faults.calls();
+    for (call, check) in [
+        ("ListSecretVersionIds", "versions"),
+        ("GetRandomPassword", "password"),
+    ] {
+        let k = calls
+            .iter()
+            .position(|c| *c == call)
+            .unwrap_or_else(|| panic!("the plan calls {call}: {calls:?}"))
+            + 1;
+        faults.arm(k, Fault::Before);
+        let p = r.plan("app").await;
+        line(&p, check, CheckStatus::Fail, Some("SecretsManagerError"));
+        assert!(
+            p.check(check).unwrap().detail.contains(call),
+            "{:#?}",
+            p.checks
+        );
+        line(&p, "login", CheckStatus::Pass, None);
+        assert!(!p.passed());
+    }
+    faults.disarm();
+
+    // rotation: disabled on the secret.
+    env.put("disabled", &good).await;
+    env.store
+        .set_rotation_enabled("disabled", Some(false))
+        .await
+        .unwrap();
+    let p = env
+        .rotation_on(env.store.clone(), single)
+        .plan("disabled")
+        .await;
+    line(
+        &p,
+        "rotation",
+        CheckStatus::Fail,
+        Some("RotationNotEnabled"),
     );
-    line(&p, "login", CheckStatus::Pass, None);
-    assert!(!p.passed());
+
+    // secret: a user name whose clone would not fit the engine's limit (alternating users).
+    if let Some(limit) = engine.profile().max_username_bytes {
+        let mut v = good.clone();
+        v["username"] = json!("u".repeat(limit));
+        v["masterarn"] = json!("arn:aws:secretsmanager:us-east-1:123456789012:secret:m-abcdef");
+        env.put("long-name", &v).await;
+        let p = env
+            .rotation_on(env.store.clone(), Strategy::AlternatingUsers)
+            .plan("long-name")
+            .await;
+        line(&p, "secret", CheckStatus::Fail, Some("UsernameTooLong"));
+        line(&p, "login", CheckStatus::Skip, None);
+    }
 }

@@ -44,6 +44,8 @@ impl Selection {
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub name: String,
+    /// Its ARN, when the listing gives it (to find the secrets other secrets name as master).
+    pub arn: Option<String>,
     pub tags: Vec<(String, String)>,
     /// The Lambda function Secrets Manager rotates it with, if any.
     pub rotation_lambda: Option<String>,
@@ -97,6 +99,7 @@ async fn list_local(store: &rotation_core::LocalSecretStore) -> anyhow::Result<V
     Ok(summaries
         .into_iter()
         .map(|s| Listed {
+            arn: Some(s.arn),
             name: s.name,
             tags: s.tags.into_iter().collect(),
             rotation_lambda: None,
@@ -142,6 +145,7 @@ async fn list_aws(client: &aws_sdk_secretsmanager::Client) -> anyhow::Result<Vec
         for s in page.secret_list() {
             let Some(name) = s.name() else { continue };
             out.push(Listed {
+                arn: s.arn().map(str::to_string),
                 name: name.to_string(),
                 tags: s
                     .tags()
@@ -224,6 +228,7 @@ pub async fn engine_and_strategy_of(
         Vec::new()
     };
     let listed = Listed {
+        arn: None,
         name: secret.to_string(),
         tags,
         rotation_lambda: None,
@@ -460,7 +465,46 @@ impl Progress {
     }
 }
 
-/// Rotates every selected secret, `concurrency` at a time, and prints a summary.
+/// The `masterarn` values of the `chosen` secrets' current versions (read `concurrency` at a
+/// time; a secret that cannot be read names none here, and fails on its own later).
+async fn masters_named(
+    store: &AnyStore,
+    chosen: &[Listed],
+    timeout: u64,
+    concurrency: usize,
+) -> std::collections::HashSet<String> {
+    let mut masters = std::collections::HashSet::new();
+    let mut queue = chosen.iter().map(|l| l.name.clone());
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < concurrency {
+            let Some(name) = queue.next() else { break };
+            let store = store.clone();
+            running.spawn(async move {
+                let deadline = rotation_core::Deadline::after(Duration::from_secs(timeout));
+                let read = rotation_core::SecretStore::get_value(
+                    &store,
+                    &name,
+                    VersionSelector::stage(Stage::Current),
+                );
+                let value = deadline.run(read).await.ok()?.ok()?;
+                let parsed: Value = serde_json::from_str(value.value.expose_secret()).ok()?;
+                parsed.get("masterarn")?.as_str().map(str::to_owned)
+            });
+        }
+        match running.join_next().await {
+            Some(Ok(Some(master))) => {
+                masters.insert(master);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    masters
+}
+
+/// Rotates every selected secret, `concurrency` at a time, and prints a summary. Secrets that
+/// others name as their master rotate after all the others.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: AnyStore,
@@ -475,6 +519,18 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let chosen = select(&store, selection).await?;
     let total = chosen.len();
+    // A master secret rotated while the secrets that use it rotate would fail them (its
+    // AWSCURRENT stops logging in at its setSecret): masters go last, once the others are done.
+    let masters = masters_named(&store, &chosen, timeout, concurrency).await;
+    let (last, first): (Vec<Listed>, Vec<Listed>) = chosen.into_iter().partition(|l| {
+        masters.contains(&l.name) || l.arn.as_ref().is_some_and(|a| masters.contains(a))
+    });
+    if !last.is_empty() && !json_out {
+        eprintln!(
+            "{} master secret(s) of other selected secrets rotate after them",
+            last.len()
+        );
+    }
     let shared = Arc::new(Shared {
         store,
         build,
@@ -493,41 +549,43 @@ pub async fn run(
         failed: 0,
     };
     let started = Instant::now();
-    let mut queue = chosen.into_iter();
     let mut running = tokio::task::JoinSet::new();
     // Which secret each task rotates: a task that panics is that secret's failure only.
     let mut names = std::collections::HashMap::new();
     let mut outcomes = Vec::with_capacity(total);
-    loop {
-        while running.len() < concurrency {
-            let Some(next) = queue.next() else { break };
-            let name = next.name.clone();
-            let handle = running.spawn(rotate_one(shared.clone(), next));
-            names.insert(handle.id(), name);
-        }
-        let Some(joined) = running.join_next_with_id().await else {
-            break;
-        };
-        let outcome = match joined {
-            Ok((id, outcome)) => {
-                names.remove(&id);
-                outcome
+    for phase in [first, last] {
+        let mut queue = phase.into_iter();
+        loop {
+            while running.len() < concurrency {
+                let Some(next) = queue.next() else { break };
+                let name = next.name.clone();
+                let handle = running.spawn(rotate_one(shared.clone(), next));
+                names.insert(handle.id(), name);
             }
-            Err(e) => Outcome {
-                name: names.remove(&e.id()).unwrap_or_default(),
-                engine: None,
-                strategy: None,
-                result: Err(Failed::Error {
-                    kind: "Unexpected".into(),
-                    code: 1,
-                    message: format!("the rotation task failed: {e}"),
-                    in_flight: None,
-                }),
-                duration: Duration::ZERO,
-            },
-        };
-        progress.record(&outcome);
-        outcomes.push(outcome);
+            let Some(joined) = running.join_next_with_id().await else {
+                break;
+            };
+            let outcome = match joined {
+                Ok((id, outcome)) => {
+                    names.remove(&id);
+                    outcome
+                }
+                Err(e) => Outcome {
+                    name: names.remove(&e.id()).unwrap_or_default(),
+                    engine: None,
+                    strategy: None,
+                    result: Err(Failed::Error {
+                        kind: "Unexpected".into(),
+                        code: 1,
+                        message: format!("the rotation task failed: {e}"),
+                        in_flight: None,
+                    }),
+                    duration: Duration::ZERO,
+                },
+            };
+            progress.record(&outcome);
+            outcomes.push(outcome);
+        }
     }
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));
     summary(json_out, &outcomes, started.elapsed(), concurrency);
@@ -650,7 +708,7 @@ fn summary(json_out: bool, outcomes: &[Outcome], elapsed: Duration, concurrency:
     });
     if left > 0 {
         println!(
-            "{left} of the failed secrets are left with a rotation in flight: fix the cause, then `rotate resume SECRET` finishes it (or `rotate run` again), `rotate abort SECRET` undoes it"
+            "{left} of the failed secrets are left with a rotation in flight: fix the cause, then `rotate resume SECRET` finishes it and `rotate abort SECRET` undoes it (`rotate run` refuses a secret with a rotation in flight)"
         );
     }
 }

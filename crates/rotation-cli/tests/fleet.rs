@@ -200,3 +200,64 @@ async fn two_hundred_secrets_five_broken() {
     let o = rotate(&spec, &["run", "other/s0"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A master secret selected with the secrets that name it rotates after them: rotated at the
+/// same time, its password would change under their setSecret.
+#[tokio::test]
+async fn masters_rotate_after_the_secrets_that_use_them() {
+    let pg = PgCluster::start(PgOptions::default()).expect("start PostgreSQL (scripts/setup)");
+    pg.psql(
+        "CREATE ROLE admin1 LOGIN CREATEROLE PASSWORD 'Admin-pw-1'; \
+         DO $$ BEGIN FOR i IN 0..11 LOOP EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L', 'a' || i, 'Initial-pw-' || i); END LOOP; END $$;",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.json");
+    let spec = format!("file:{}", path.display());
+    let store = LocalSecretStore::new(&path);
+    let secret = |user: &str, password: &str| {
+        json!({"engine": "postgres", "host": "127.0.0.1", "port": pg.port(), "username": user,
+               "password": password, "dbname": "postgres", "ssl": false})
+    };
+    // Named so that the master sorts in the middle of the listing.
+    let master = store
+        .create_secret(
+            "m/f-admin",
+            &SecretString::from(secret("admin1", "Admin-pw-1").to_string()),
+        )
+        .await
+        .unwrap();
+    for i in 0..12 {
+        let mut v = secret(&format!("a{i}"), &format!("Initial-pw-{i}"));
+        v["masterarn"] = json!(master);
+        store
+            .create_secret(
+                &format!("m/{}-app{i}", if i < 6 { "a" } else { "z" }),
+                &SecretString::from(v.to_string()),
+            )
+            .await
+            .unwrap();
+    }
+    let o = rotate(
+        &spec,
+        &["--json", "run", "--prefix", "m/", "--concurrency", "8"],
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert!(
+        o.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(report["rotated"], json!(13), "{report}");
+    for (name, (_, value)) in currents(&store).await {
+        let user = value["username"].as_str().unwrap();
+        assert!(
+            pg.logs_in(user, value["password"].as_str().unwrap()),
+            "{name}: AWSCURRENT does not log in"
+        );
+    }
+    assert!(
+        !pg.logs_in("admin1", "Admin-pw-1"),
+        "the master rotated too"
+    );
+}

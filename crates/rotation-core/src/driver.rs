@@ -236,9 +236,26 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             // createSecret first: with a new token there is no stub to pass the entry checks
             // (RotateSecret would have made one); it stores the AWSPENDING version itself.
             let ctx = self.context(description, token, self.driver_deadline());
+            let step_started = std::time::Instant::now();
             let create = Box::pin(steps::create::run(&ctx, None))
                 .instrument(info_span!("rotation_step", step = "createSecret"));
-            let outcome = create.await?;
+            let created = create.await;
+            // The same event as the later steps' (Rotation::handle_until).
+            let duration_ms = step_started.elapsed().as_secs_f64() * 1000.0;
+            match &created {
+                Ok(outcome) => {
+                    info!(step = "createSecret", outcome = ?outcome, duration_ms, "step finished")
+                }
+                Err(e) => warn!(
+                    step = "createSecret",
+                    error_kind = e.kind(),
+                    engine_error = e.engine_kind().map(|k| k.as_str()),
+                    error = %crate::error::error_chain(e),
+                    duration_ms,
+                    "step failed"
+                ),
+            }
+            let outcome = created?;
             steps.push((Step::CreateSecret, outcome));
             if fresh {
                 info!("pending version stored; the next step re-reads the stages before acting");
