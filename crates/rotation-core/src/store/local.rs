@@ -425,7 +425,7 @@ impl LocalSecretStore {
         file: &Path,
         state: &FileState,
         abandoned: &AtomicBool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<u8>, StoreError> {
         let dir = match file.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -444,7 +444,7 @@ impl LocalSecretStore {
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// Takes `file`'s exclusive lock, waiting for another writer at most the lock timeout, and
@@ -513,7 +513,9 @@ impl LocalSecretStore {
         let cached = self.read_cached(&file)?;
         let mut state = FileState::clone(&cached);
         let out = f(&mut state)?;
-        self.write_state(&file, &state, abandoned)?;
+        let bytes = self.write_state(&file, &state, abandoned)?;
+        // The next read finds exactly this text: it need not parse what was just written.
+        *self.cache.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((bytes, Arc::new(state)));
         drop(lock);
         Ok(out)
     }
