@@ -18,6 +18,7 @@
 
 #![allow(clippy::print_stderr)]
 
+pub mod external;
 mod moto;
 mod net;
 mod postgres;

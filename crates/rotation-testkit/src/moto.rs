@@ -3,12 +3,16 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::external::{External, SECRETS_MANAGER_ENDPOINT_ENV, Turn};
 use crate::{TestkitError, free_port, run, venv_dir, wait_for_port, workspace_root};
 
 /// A moto server on 127.0.0.1, killed on drop.
 #[derive(Debug)]
 pub struct Moto {
-    child: Child,
+    /// None for a server named by `ROTATION_TEST_SECRETS_MANAGER_ENDPOINT`.
+    child: Option<Child>,
+    /// That server, and this test's turn on it.
+    external: Option<(External, Turn)>,
     port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -18,6 +22,11 @@ impl Moto {
     /// Starts moto. Lambda invocations are forwarded to `lambda_forward_url` when given (see
     /// `scripts/moto_server.py`).
     pub fn start_with(lambda_forward_url: Option<&str>) -> Result<Moto, TestkitError> {
+        if lambda_forward_url.is_none()
+            && let Some(external) = External::from_env(SECRETS_MANAGER_ENDPOINT_ENV)?
+        {
+            return Moto::external(external);
+        }
         let python = venv_dir().join("bin/python");
         if !python.exists() {
             return Err(TestkitError::Missing {
@@ -50,7 +59,8 @@ impl Moto {
             let mut child = cmd.spawn()?;
             if wait_for_port(port, Duration::from_secs(20)) {
                 return Ok(Moto {
-                    child,
+                    child: Some(child),
+                    external: None,
                     port,
                     log,
                     _dir: dir,
@@ -67,14 +77,44 @@ impl Moto {
         })
     }
 
-    /// Starts moto with Lambda invocations going nowhere (the simple backend).
+    /// Starts moto with Lambda invocations going nowhere (the simple backend); with
+    /// `ROTATION_TEST_SECRETS_MANAGER_ENDPOINT` set, hands out that server instead, reset
+    /// (moto's `/moto-api/reset`; see [`Moto::is_external`]).
     pub fn start() -> Result<Moto, TestkitError> {
         Self::start_with(None)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    fn external(external: External) -> Result<Moto, TestkitError> {
+        let turn = external.take()?;
+        let dir = tempfile::Builder::new()
+            .prefix("rotation-moto-")
+            .tempdir()?;
+        let moto = Moto {
+            child: None,
+            port: external.port,
+            log: dir.path().join("moto.log"),
+            external: Some((external, turn)),
+            _dir: dir,
+        };
+        moto.python(
+            "import urllib.request; urllib.request.urlopen(urllib.request.Request(kw['endpoint_url'] + '/moto-api/reset', method='POST'), timeout=30).read()",
+        )?;
+        Ok(moto)
+    }
+
+    /// Whether this is a server the tests did not start
+    /// (`ROTATION_TEST_SECRETS_MANAGER_ENDPOINT`).
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
+    /// `http://127.0.0.1:PORT` (an external server's own host).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let host = self
+            .external
+            .as_ref()
+            .map_or("127.0.0.1", |(e, _)| e.host.as_str());
+        format!("http://{host}:{}", self.port)
     }
 
     /// The port.
@@ -176,7 +216,9 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -3,6 +3,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::external::{External, POSTGRES_URL_ENV, Turn};
 use crate::{TestCa, TestkitError, free_port, run};
 
 /// How TCP clients authenticate.
@@ -57,6 +58,8 @@ pub struct PgCluster {
     port: u16,
     bin: PathBuf,
     ca: Option<TestCa>,
+    /// A server named by `ROTATION_TEST_POSTGRES_URL`, and this test's turn on it.
+    external: Option<(External, Turn)>,
 }
 
 const SUPERUSER_PASSWORD: &str = "super-Secret-pw-1";
@@ -191,8 +194,16 @@ fn template(bin: &Path) -> Result<PathBuf, TestkitError> {
 }
 
 impl PgCluster {
-    /// Starts a cluster.
+    /// Starts a cluster; with the default options and `ROTATION_TEST_POSTGRES_URL` set, hands
+    /// out that server instead, reset (see [`PgCluster::is_external`]).
     pub fn start(options: PgOptions) -> Result<PgCluster, TestkitError> {
+        let plain = options.tls_names.is_none()
+            && options.auth == PgAuth::Scram
+            && !options.log_statements
+            && options.extra_conf.is_empty();
+        if plain && let Some(external) = External::from_env(POSTGRES_URL_ENV)? {
+            return PgCluster::external(external);
+        }
         let bin = pg_bin()?;
         sweep_stale(&bin);
         let template = template(&bin)?;
@@ -206,6 +217,7 @@ impl PgCluster {
             port: 0,
             bin: bin.clone(),
             ca: None,
+            external: None,
         };
         let data = dir.join("data");
         run(Command::new("cp").arg("-a").arg(&template).arg(&data))?;
@@ -296,6 +308,43 @@ impl PgCluster {
         })
     }
 
+    /// The server `ROTATION_TEST_POSTGRES_URL` names, taken for this test (other tests wait)
+    /// and reset: every database but `postgres` and the templates dropped, every role but the
+    /// URL's user and the built-in `pg_*` roles dropped with what it owns, their sessions ended.
+    fn external(external: External) -> Result<PgCluster, TestkitError> {
+        let turn = external.take()?;
+        let bin = pg_bin()?;
+        let dir = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir()?
+            .keep();
+        let cluster = PgCluster {
+            dir,
+            port: external.port,
+            bin,
+            ca: None,
+            external: Some((external, turn)),
+        };
+        cluster.psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity              WHERE pid <> pg_backend_pid() AND usename IS NOT NULL AND usename <> current_user",
+        )?;
+        let databases = cluster.psql(
+            "SELECT quote_ident(datname) FROM pg_database              WHERE datname NOT IN ('postgres', 'template0', 'template1')",
+        )?;
+        for db in databases.lines().filter(|l| !l.is_empty()) {
+            cluster.psql(&format!("DROP DATABASE {db} WITH (FORCE)"))?;
+        }
+        cluster.psql(
+            "DO $$ DECLARE r text; BEGIN              FOR r IN SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user LOOP              EXECUTE format('DROP OWNED BY %I CASCADE', r); EXECUTE format('DROP ROLE %I', r);              END LOOP; END $$",
+        )?;
+        Ok(cluster)
+    }
+
+    /// Whether this is a server the tests did not start (`ROTATION_TEST_POSTGRES_URL`).
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
@@ -305,6 +354,13 @@ impl PgCluster {
     /// of its exited children (each connection's backend), from `/proc`. For benchmarks that
     /// tell the database's share of the CPU from the client's.
     pub fn cpu_time(&self) -> Result<std::time::Duration, TestkitError> {
+        if self.external.is_some() {
+            return Err(TestkitError::Missing {
+                what: "the CPU time of an external server",
+                path: String::new(),
+                hint: "benchmarks start their own cluster",
+            });
+        }
         let pid = fs::read_to_string(self.dir.join("data").join("postmaster.pid"))?;
         let pid = pid.lines().next().unwrap_or_default().trim().to_string();
         let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -323,19 +379,47 @@ impl PgCluster {
         ))
     }
 
-    /// `127.0.0.1`.
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
+    /// `127.0.0.1`, or the external server's host.
+    pub fn host(&self) -> &str {
+        self.external.as_ref().map_or("127.0.0.1", |(e, _)| &e.host)
     }
 
     /// The superuser's name.
-    pub fn superuser(&self) -> &'static str {
-        "postgres"
+    pub fn superuser(&self) -> &str {
+        self.external.as_ref().map_or("postgres", |(e, _)| &e.user)
     }
 
     /// The superuser's password.
-    pub fn superuser_password(&self) -> &'static str {
-        SUPERUSER_PASSWORD
+    pub fn superuser_password(&self) -> &str {
+        self.external
+            .as_ref()
+            .map_or(SUPERUSER_PASSWORD, |(e, _)| &e.password)
+    }
+
+    /// psql as the superuser: over the unix socket, or over TCP with the password for an
+    /// external server.
+    fn superuser_psql(&self, db: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        match &self.external {
+            None => {
+                cmd.arg("-h").arg(&self.dir).env_remove("PGPASSWORD");
+            }
+            Some((e, _)) => {
+                cmd.args(["-h", &e.host]).env("PGPASSWORD", &e.password);
+            }
+        }
+        cmd.args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            self.superuser(),
+            "-d",
+            db,
+        ])
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .env_remove("PGSERVICE")
+        .env_remove("PGSERVICEFILE");
+        cmd
     }
 
     /// The CA that signed the server certificate (TLS clusters).
@@ -361,7 +445,7 @@ impl PgCluster {
     /// psql, database `postgres`), independently of the code under test.
     pub fn logs_in(&self, user: &str, password: &str) -> bool {
         Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user])
+            .args(["-h", self.host(), "-p", &self.port.to_string(), "-U", user])
             .args(["-d", "postgres", "-X", "-w", "-c", "SELECT 1"])
             .env("PGPASSWORD", password)
             .env_remove("PGSERVICE")
@@ -372,32 +456,14 @@ impl PgCluster {
 
     /// [`PgCluster::psql`] in database `db`.
     pub fn psql_db(&self, db: &str, sql: &str) -> Result<String, TestkitError> {
-        run(Command::new(self.bin.join("psql"))
-            .arg("-h")
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .env_remove("PGPASSWORD")
-            .env_remove("PGSERVICE"))
-        .map(|s| s.trim_end().to_string())
+        run(self.superuser_psql(db).args(["-c", sql])).map(|s| s.trim_end().to_string())
     }
 
     /// Runs a psql script as the superuser with psql variables set (`:'name'` quotes a literal,
     /// `:"name"` an identifier, both by psql itself), so tests can create roles with any name
     /// and password independently of the code under test.
     pub fn psql_vars(&self, script: &str, vars: &[(&str, &str)]) -> Result<String, TestkitError> {
-        let mut cmd = Command::new(self.bin.join("psql"));
-        cmd.arg("-h")
-            .arg(&self.dir)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+        let mut cmd = self.superuser_psql("postgres");
         for (k, v) in vars {
             cmd.arg("-v").arg(format!("{k}={v}"));
         }
@@ -409,8 +475,15 @@ impl PgCluster {
         out.map(|s| s.trim_end().to_string())
     }
 
-    /// Stops the server now (tests of "unreachable").
+    /// Stops the server now (tests of "unreachable"). Not an external server: such a test
+    /// cannot run against one, and says so.
     pub fn stop(&self) {
+        if let Some((e, _)) = &self.external {
+            panic!(
+                "this test stops its server, which it cannot do to {} ({}:{}): run it without {}",
+                e.var, e.host, e.port, e.var
+            );
+        }
         let _ = pg_command(&self.bin, "pg_ctl")
             .arg("-D")
             .arg(self.dir.join("data"))
@@ -421,7 +494,9 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        self.stop();
+        if self.external.is_none() {
+            self.stop();
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::external::{External, REDIS_URL_ENV, Turn};
 use crate::{TestCa, TestkitError, free_port, wait_for_port};
 
 const ADMIN: &str = "admin";
@@ -15,7 +16,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// removed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
-    child: Child,
+    /// None for a server named by `ROTATION_TEST_REDIS_URL`.
+    child: Option<Child>,
+    /// That server, and this test's turn on it.
+    external: Option<(External, Turn)>,
     port: u16,
     dir: tempfile::TempDir,
     ca: Option<TestCa>,
@@ -39,8 +43,12 @@ fn redis_bin(name: &str, env: &str) -> Result<PathBuf, TestkitError> {
 }
 
 impl RedisServer {
-    /// Starts a server; `tls` makes it TLS-only.
+    /// Starts a server; `tls` makes it TLS-only. Without TLS and with `ROTATION_TEST_REDIS_URL`
+    /// set, hands out that server instead, reset (see [`RedisServer::is_external`]).
     pub fn start(tls: bool) -> Result<RedisServer, TestkitError> {
+        if !tls && let Some(external) = External::from_env(REDIS_URL_ENV)? {
+            return RedisServer::external(external);
+        }
         let server = redis_bin("redis-server", "REDIS_SERVER")?;
         redis_bin("redis-cli", "REDIS_CLI")?;
         let dir = tempfile::Builder::new()
@@ -83,7 +91,8 @@ impl RedisServer {
                 && let Ok(None) = child.try_wait()
             {
                 return Ok(RedisServer {
-                    child,
+                    child: Some(child),
+                    external: None,
                     port,
                     dir,
                     ca,
@@ -99,19 +108,58 @@ impl RedisServer {
         })
     }
 
-    /// The TCP port on 127.0.0.1.
+    /// The server `ROTATION_TEST_REDIS_URL` names, taken for this test (other tests wait) and
+    /// reset: every ACL user but the URL's and `default` deleted, every key flushed.
+    fn external(external: External) -> Result<RedisServer, TestkitError> {
+        let turn = external.take()?;
+        let dir = tempfile::Builder::new()
+            .prefix("rotation-redis-")
+            .tempdir()?;
+        let server = RedisServer {
+            child: None,
+            port: external.port,
+            external: Some((external, turn)),
+            dir,
+            ca: None,
+        };
+        for user in server.cli(&["ACL", "USERS"])?.lines() {
+            if user != server.admin() && user != "default" && !user.is_empty() {
+                server.cli(&["ACL", "DELUSER", user])?;
+            }
+        }
+        server.cli(&["FLUSHALL"])?;
+        Ok(server)
+    }
+
+    /// Whether this is a server the tests did not start (`ROTATION_TEST_REDIS_URL`).
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
+    /// The host secrets name: `127.0.0.1`, or the external server's.
+    pub fn host(&self) -> &str {
+        self.external
+            .as_ref()
+            .map_or("127.0.0.1", |(e, _)| e.host.as_str())
+    }
+
+    /// The TCP port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The admin user (every command).
-    pub fn admin(&self) -> &'static str {
-        ADMIN
+    pub fn admin(&self) -> &str {
+        self.external
+            .as_ref()
+            .map_or(ADMIN, |(e, _)| e.user.as_str())
     }
 
     /// The admin's password.
-    pub fn admin_password(&self) -> &'static str {
-        ADMIN_PASSWORD
+    pub fn admin_password(&self) -> &str {
+        self.external
+            .as_ref()
+            .map_or(ADMIN_PASSWORD, |(e, _)| e.password.as_str())
     }
 
     /// The CA that signed the server certificate (TLS servers).
@@ -129,7 +177,7 @@ impl RedisServer {
         let mut cmd = Command::new(redis_bin("redis-cli", "REDIS_CLI")?);
         cmd.args([
             "-h",
-            "127.0.0.1",
+            self.host(),
             "-p",
             &self.port.to_string(),
             "--user",
@@ -152,7 +200,7 @@ impl RedisServer {
     /// Runs a command as the admin (for test setup independent of the code under test);
     /// returns `redis-cli`'s output.
     pub fn cli(&self, args: &[&str]) -> Result<String, TestkitError> {
-        self.cli_as(ADMIN, ADMIN_PASSWORD, args)
+        self.cli_as(self.admin(), self.admin_password(), args)
     }
 
     /// Whether `user` logs in with `password`, checked with `redis-cli` (not the code under
@@ -173,7 +221,9 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -73,7 +73,7 @@ impl Setup {
 
     fn secret(&self, user: &str, password: &str, masterarn: Option<&str>) -> Value {
         let tls = self.server.ca_pem().is_some();
-        let mut v = json!({"engine": "redis", "host": if tls { "localhost" } else { "127.0.0.1" },
+        let mut v = json!({"engine": "redis", "host": if tls { "localhost" } else { self.server.host() },
             "port": self.server.port(), "username": user, "password": password, "ssl": tls});
         if let Some(arn) = masterarn {
             v["masterarn"] = json!(arn);
