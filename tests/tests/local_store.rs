@@ -73,3 +73,37 @@ async fn a_step_on_an_unlabelled_version_is_not_staged() {
     }
     assert_eq!(f.db.logins(), 0);
 }
+
+/// A store path that is not a regular file is refused, never replaced, read forever or read
+/// whole: a device (`/dev/null`, `/dev/zero` behind a symbolic link), a FIFO, a directory.
+#[tokio::test]
+async fn a_store_that_is_not_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let zero = dir.path().join("zero.json");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let null = dir.path().join("null.json");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    for path in [fifo, zero, null, dir.path().to_path_buf()] {
+        let store = rotation_core::LocalSecretStore::new(&path);
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), store.describe("x"))
+            .await
+            .expect("the read ends");
+        let e = read.unwrap_err();
+        assert!(
+            rotation_core::error_chain(&e).contains("not a regular file"),
+            "{path:?}: {e}"
+        );
+        let write = store
+            .create_secret("x", &secrecy::SecretString::from("{}".to_string()))
+            .await;
+        assert!(write.is_err(), "{path:?}");
+    }
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_char_device(&null.file_type()),
+        "/dev/null is still a device"
+    );
+}

@@ -261,13 +261,31 @@ async fn tls_checks(engine: Engine) {
     assert!(tls.detail.contains("none of the trust sources"), "{tls:?}");
     line(&p, "login", CheckStatus::Fail, Some("TlsFailed"));
 
-    // A name the certificate was not issued for.
-    let mut v = good.clone();
-    v["tls_server_name"] = json!("elsewhere.invalid");
-    let p = plan(&env, "wrong-name", &v, single, Options::default()).await;
-    line(&p, "tls", CheckStatus::Fail, Some("TlsFailed"));
-    let tls = p.check("tls").unwrap();
-    assert!(tls.detail.contains("not issued for that name"), "{tls:?}");
+    // A server whose certificate is for another name (PostgreSQL: the testkit's cluster takes
+    // the certificate's names), reached as `localhost`: the check connects where the driver
+    // does, to the name it verifies.
+    if engine == Engine::Postgres {
+        let other = rotation_testkit::PgCluster::start(rotation_testkit::PgOptions {
+            tls_names: Some(vec!["db.example.invalid".into()]),
+            ..rotation_testkit::PgOptions::tls()
+        })
+        .expect("start PostgreSQL");
+        other
+            .psql("CREATE ROLE app LOGIN PASSWORD 'Initial-pw-1'")
+            .unwrap();
+        let mut v = good.clone();
+        v["port"] = json!(other.port().to_string());
+        env.put("wrong-name", &v).await;
+        let config = rotation_postgres::PgConfig::with_ca_bundle(other.ca_pem().unwrap()).unwrap();
+        let settings = rotation_engines::Settings::defaults(engine, config);
+        let p = rotation_engines::rotation(env.store.clone(), &settings, single, None)
+            .plan("wrong-name")
+            .await;
+        line(&p, "tls", CheckStatus::Fail, Some("TlsFailed"));
+        let tls = p.check("tls").unwrap();
+        assert!(tls.detail.contains("not issued for that name"), "{tls:?}");
+        line(&p, "login", CheckStatus::Fail, Some("TlsFailed"));
+    }
 }
 
 /// The `password`, `versions`, `rotation` and `secret` lines: a password policy whose passwords

@@ -265,15 +265,23 @@ async fn engine_and_strategy(
     let parsed: Value = serde_json::from_str(value.value.expose_secret()).unwrap_or(Value::Null);
     let engine = match engine {
         Some(e) => e,
-        None => parsed
-            .get("engine")
-            .and_then(Value::as_str)
-            .and_then(Engine::for_secret_engine)
-            .ok_or_else(|| RotationError::InvalidSecret {
-                which: rotation_core::Which::Current,
-                secret: listed.name.clone(),
-                source: rotation_core::SecretError::MissingKey("engine"),
-            })?,
+        None => {
+            let named = parsed.get("engine").and_then(Value::as_str);
+            named.and_then(Engine::for_secret_engine).ok_or_else(|| {
+                RotationError::InvalidSecret {
+                    which: rotation_core::Which::Current,
+                    secret: listed.name.clone(),
+                    // An engine no rotator handles is named, as a single `run` names it.
+                    source: match named {
+                        Some(found) => rotation_core::SecretError::WrongEngine {
+                            expected: crate::KNOWN_ENGINES,
+                            found: found.to_string(),
+                        },
+                        None => rotation_core::SecretError::MissingKey("engine"),
+                    },
+                }
+            })?
+        }
     };
     let tagged = listed
         .tags
@@ -374,7 +382,12 @@ async fn rotate_one(shared: Arc<Shared>, listed: Listed) -> Outcome {
     }
     .await;
     outcome.result = result.map_err(|e| failed(&e));
-    if let Err(Failed::Error { in_flight, .. }) = &mut outcome.result {
+    // Refusals (exit code 3: busy, another rotation in flight) left nothing of this run's.
+    if let Err(Failed::Error {
+        in_flight, code, ..
+    }) = &mut outcome.result
+        && *code != 3
+    {
         // Say whether the failure left a rotation in flight (the next run, `resume` or `abort`
         // must deal with it); a store that cannot be asked leaves the question open.
         let asked = tokio::time::timeout(

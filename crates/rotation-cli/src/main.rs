@@ -315,17 +315,12 @@ fn init_logs(verbose: u8, json: bool) {
     }
 }
 
-/// Threads for blocking work: the file store's reads and writes and DNS lookups. Tokio's
-/// default (512) lets a fleet run start one per rotation in flight, and glibc gives each its
-/// own malloc arena: `scripts/bench-fleet` measured 45 MiB peak RSS at concurrency 8 with the
-/// default, 31 MiB with 4 and the same throughput (the store's writes are serialised by its
-/// lock anyway, and no blocking task waits on another).
-const BLOCKING_THREADS: usize = 4;
-
 fn main() -> ExitCode {
+    // Tokio's default blocking pool (512 threads): DNS lookups run there beside the file
+    // store's calls, and a cap lets a few slow lookups starve the store (BENCHMARKS.md, "The
+    // blocking-thread cap").
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(r) => r,

@@ -61,8 +61,10 @@ pub async fn check(probe: Probe<'_>, secret: &DatabaseSecret) -> Result<String, 
     if plan == TlsPlan::Disabled {
         return Ok("not used: the secret has \"ssl\": false".into());
     }
+    // The drivers connect to the name they verify (`tls_server_name` when the secret has
+    // one), so the probe does too.
     let name = server_name(secret).to_string();
-    let host = secret.host().unwrap_or_default().to_string();
+    let host = name.clone();
     let port = secret.port().unwrap_or(probe.default_port);
     let outcome = tokio::time::timeout(probe.timeout, handshake(probe, &host, port, &name))
         .await

@@ -97,7 +97,9 @@ impl RedisAclRotator {
 
     /// Opens a stream to the secret's server, TLS as the secret asks.
     async fn open(&self, secret: &DatabaseSecret) -> Result<Conn, EngineError> {
-        let host = secret.host().unwrap_or_default();
+        // Connect to the name the certificate is verified for (`tls_server_name` when set), as
+        // the built-in engines do.
+        let host = server_name(secret);
         let port = secret.port().unwrap_or(DEFAULT_PORT);
         let plan = TlsPlan::for_secret(secret, self.settings.allow_plaintext_fallback);
         let tcp = || async {
@@ -189,6 +191,16 @@ impl RedisSession {
             )),
             other => Ok(other),
         }
+    }
+
+    /// [`RedisSession::rules`] of a user that must exist (`ACL SETUSER` would create one).
+    async fn existing_rules(&mut self, user: &str) -> Result<Vec<String>, EngineError> {
+        self.rules(user).await?.ok_or_else(|| {
+            EngineError::new(
+                ErrorKind::InvalidInput,
+                format!("there is no ACL user {user}"),
+            )
+        })
     }
 
     /// The ACL rules of `user` without its passwords, as `ACL LIST` shows them; `None` when
@@ -310,12 +322,7 @@ impl Rotator for RedisAclRotator {
         let current_user = current.username().unwrap_or_default();
         match self.strategy {
             Strategy::SingleUser => {
-                if session.rules(user).await?.is_none() {
-                    return Err(EngineError::new(
-                        ErrorKind::InvalidInput,
-                        format!("there is no ACL user {user}"),
-                    ));
-                }
+                session.existing_rules(user).await?;
                 // Added beside the current password, which applications still use.
                 session
                     .call(
@@ -326,12 +333,7 @@ impl Rotator for RedisAclRotator {
             }
             Strategy::AlternatingUsers if user.strip_suffix("_clone") == Some(current_user) => {
                 // The clone: made again from the original's rules, in one atomic command.
-                let rules = session.rules(current_user).await?.ok_or_else(|| {
-                    EngineError::new(
-                        ErrorKind::InvalidInput,
-                        format!("there is no ACL user {current_user}"),
-                    )
-                })?;
+                let rules = session.existing_rules(current_user).await?;
                 // Not `reset`, which also sets flags the original may not have.
                 let mut args = vec![
                     "ACL",
@@ -349,12 +351,7 @@ impl Rotator for RedisAclRotator {
             }
             Strategy::AlternatingUsers => {
                 // The original keeps its own rules; its passwords are replaced.
-                if session.rules(user).await?.is_none() {
-                    return Err(EngineError::new(
-                        ErrorKind::InvalidInput,
-                        format!("there is no ACL user {user}"),
-                    ));
-                }
+                session.existing_rules(user).await?;
                 session
                     .call(
                         "ACL SETUSER (replace the passwords)",

@@ -49,6 +49,10 @@ impl std::fmt::Debug for ReadCache {
     }
 }
 
+/// The largest store file read: a real store is a few MiB; a file this large is not one
+/// (`/dev/zero` behind a symbolic link, a mistake).
+const MAX_STORE_BYTES: u64 = 256 << 20;
+
 /// How long a write waits for another process's file lock before saying so, and (by default,
 /// see [`LocalSecretStore::with_lock_timeout`]) before giving up.
 const LOCK_NOTICE_AFTER: Duration = Duration::from_secs(1);
@@ -345,6 +349,17 @@ impl LocalSecretStore {
                         _ => target,
                     };
                 }
+                // A device, FIFO or directory would be replaced by the first write, or hang
+                // or exhaust the reads.
+                Ok(m) if !m.is_file() => {
+                    return Err(StoreError::Io {
+                        path: path.display().to_string(),
+                        action: "use as the store",
+                        source: std::io::Error::other(
+                            "not a regular file (a device, a FIFO or a directory)",
+                        ),
+                    });
+                }
                 _ => return Ok(path),
             }
         }
@@ -357,11 +372,28 @@ impl LocalSecretStore {
 
     /// The store's state: the cached parse when the file's text is the one last parsed.
     fn read_cached(&self, file: &Path) -> Result<Arc<FileState>, StoreError> {
-        let bytes = match fs::read(file) {
-            Ok(b) => b,
+        let mut bytes = Vec::new();
+        match File::open(file) {
+            Ok(f) => {
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(f, MAX_STORE_BYTES + 1),
+                    &mut bytes,
+                )
+                .map_err(self.io("read"))?;
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::default()),
             Err(e) => return Err(self.io("read")(e)),
-        };
+        }
+        if bytes.len() as u64 > MAX_STORE_BYTES {
+            return Err(StoreError::Io {
+                path: file.display().to_string(),
+                action: "read",
+                source: std::io::Error::other(format!(
+                    "the store is larger than {} MiB, more than any store of secrets",
+                    MAX_STORE_BYTES >> 20
+                )),
+            });
+        }
         let mut cache = self.cache.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((text, state)) = cache.as_ref()
             && *text == bytes
