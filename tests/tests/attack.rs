@@ -1,6 +1,8 @@
 //! Hostile tests: each states the promise it checks, and each reproduced a real problem found
 //! by attacking the toolkit (it failed before the fix). Every engine is held to them.
 
+#![recursion_limit = "256"]
+
 use rotation_core::{AbortMode, RotationEvent, SecretStore, Stage, Step};
 use rotation_tests::engines::{Engine, EngineRotation, Env};
 use rotation_tests::{all_engines, token};

@@ -2,6 +2,8 @@
 //! (but the AWS race, which held) failed before its fix. Every engine is held to those that
 //! involve a database.
 
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

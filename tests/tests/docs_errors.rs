@@ -1,6 +1,8 @@
 //! docs/errors.md documents every error kind the code can report, and nothing else: the kinds
 //! are read from the code's own `kind()` and `as_str()` tables.
 
+#![recursion_limit = "256"]
+
 use std::collections::BTreeSet;
 
 use rotation_testkit::workspace_root;

@@ -11,6 +11,8 @@
 //! holds every engine to what still protects them: the next rotation finds that version,
 //! however many aborted rotations came after it.
 
+#![recursion_limit = "256"]
+
 use std::time::Duration;
 
 use rotation_core::store::{SecretStore, VersionSelector};

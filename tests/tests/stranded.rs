@@ -2,6 +2,8 @@
 //! the CLI found, as regression tests. Each ends with the database on a password that a
 //! labelled version holds, or that a later command recovers, never on one nothing can reach.
 
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

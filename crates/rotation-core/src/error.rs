@@ -279,9 +279,10 @@ pub enum RotationError {
         #[source]
         source: EngineError,
     },
-    /// Alternating users: the secret has no `masterarn`.
+    /// Alternating users (or an engine whose single user acts through a master): the secret
+    /// has no `masterarn`.
     #[error(
-        "secret {secret} has no masterarn key; alternating-users rotation needs the ARN of a master secret"
+        "secret {secret} has no masterarn key; this rotation acts through a master secret (alternating users, or an engine whose users cannot change their own password) and needs its ARN"
     )]
     MissingMasterArn {
         /// Secret ARN.

@@ -62,7 +62,10 @@
 //! # Writing an engine
 //!
 //! Implement [`Rotator`] for one strategy: log in, set a password (as the user itself, or as
-//! the master for alternating users), test a session, close it. Describe the engine with an
+//! the master for alternating users), test a session, close it. An engine whose users cannot
+//! change their own password sets [`EngineProfile::single_user_master`]: its single-user
+//! rotations act through the master too, and [`Rotator::drop_other_passwords`] runs after
+//! finishSecret (for engines that keep several passwords per user). Describe the engine with an
 //! [`EngineProfile`] (the secret's `engine` values, password rules, user name limit, default
 //! port). Report failures as [`EngineError`] with an [`ErrorKind`]; never put a secret value in
 //! a message. Then wire it: [`Rotation::new`] with a store ([`AwsSecretStore`],

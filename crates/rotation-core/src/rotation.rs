@@ -138,6 +138,12 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         };
         if stages.has(Stage::Current) {
             info!("Secret version {token} already set as AWSCURRENT for secret {arn}.");
+            // finishSecret retried after a crash between its promotion and the drop of the
+            // other passwords (engines whose single user acts through a master): drop now.
+            if event.step == EventStep::Known(Step::FinishSecret) {
+                let ctx = self.context(&description, token, deadline);
+                Box::pin(steps::finish::drop_if_due(&ctx)).await;
+            }
             return Ok(StepOutcome::AlreadyCurrent);
         }
         if !stages.has(Stage::Pending) {

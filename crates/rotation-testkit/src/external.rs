@@ -69,8 +69,10 @@ impl External {
     /// holds it: tests reset a server they are handed, so they take turns. Held until dropped.
     pub fn take(&self) -> Result<Turn, TestkitError> {
         let key = format!("{}-{}-{}", self.var, self.host, self.port);
-        // A second handle in one process would wait for itself: say so at once.
-        if !held().insert(key.clone()) {
+        // A second handle in one test (one thread) would wait for itself: say so at once.
+        // Other threads (tests under `cargo test`) wait their turn on the lock file.
+        let held_key = format!("{key}-{:?}", std::thread::current().id());
+        if !held().insert(held_key.clone()) {
             return Err(TestkitError::Command {
                 command: format!("taking {} ({}:{})", self.var, self.host, self.port),
                 detail: format!(
@@ -86,17 +88,17 @@ impl External {
             .write(true)
             .open(&path)
             .inspect_err(|_| {
-                held().remove(&key);
+                held().remove(&held_key);
             })?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Turn(file, key)),
+                Ok(()) => return Ok(Turn(file, held_key)),
                 Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < TURN_WAIT => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    held().remove(&key);
+                    held().remove(&held_key);
                     return Err(TestkitError::Timeout {
                         what: "a turn on the external server",
                         secs: TURN_WAIT.as_secs(),
@@ -107,7 +109,7 @@ impl External {
                     });
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
-                    held().remove(&key);
+                    held().remove(&held_key);
                     return Err(e.into());
                 }
             }

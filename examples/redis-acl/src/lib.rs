@@ -1,6 +1,12 @@
-//! Secrets Manager rotation of Redis ACL users (the ElastiCache RBAC user-rotation idea, on any
-//! Redis 6 or later), built only on the toolkit's public API: a [`Rotator`] and its session.
-//! Copy it as the starting point of an engine of your own.
+//! Secrets Manager rotation of Redis ACL users on a self-managed Redis 7 or later (the idea of
+//! ElastiCache's user rotation; ElastiCache itself manages users through its own API, not
+//! `ACL SETUSER`), built only on the toolkit's public API: a [`Rotator`] and its session. Copy
+//! it as the starting point of an engine of your own.
+//!
+//! Like the built-in engines other than PostgreSQL (RELIABILITY.md), it has no fence for a
+//! command held in the network past its step's deadline: an `ACL SETUSER` delivered after the
+//! step failed and a later rotation ran could change a password the secret no longer holds
+//! (recovered by the next rotation, which tries every version the store keeps).
 //!
 //! # The secret
 //!

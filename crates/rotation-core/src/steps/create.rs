@@ -61,17 +61,17 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         });
     }
 
+    // Checklist 31, refused before anything is written (AWS fails at setSecret, with
+    // AWSPENDING already stored): the rotation could never reach the database.
+    if ctx.rotator.profile().needs_master(ctx.rotator.strategy()) && current.masterarn().is_none() {
+        return Err(RotationError::MissingMasterArn {
+            secret: arn.to_string(),
+        });
+    }
     let username = current.username().expect("validated");
     let username = match ctx.rotator.strategy() {
         Strategy::SingleUser => username.to_string(),
         Strategy::AlternatingUsers => {
-            // Checklist 31, refused before anything is written (AWS fails at setSecret, with
-            // AWSPENDING already stored): the rotation could never reach the database.
-            if current.masterarn().is_none() {
-                return Err(RotationError::MissingMasterArn {
-                    secret: arn.to_string(),
-                });
-            }
             let limit = ctx.rotator.profile().max_username_bytes;
             alternate_username(username, limit).map_err(|clone| RotationError::UsernameTooLong {
                 bytes: clone.len(),

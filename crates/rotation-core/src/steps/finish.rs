@@ -64,6 +64,17 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     Ok(StepOutcome::Promoted)
 }
 
+/// On an already promoted token: drops the other passwords again, for engines whose single
+/// user acts through a master (idempotent; nothing for other engines).
+pub(crate) async fn drop_if_due<S: SecretStore, R: Rotator>(ctx: &StepContext<'_, S, R>) {
+    if ctx.rotator.strategy() == Strategy::SingleUser
+        && ctx.rotator.profile().single_user_master
+        && let Ok(current) = ctx.load(Which::Pending, Some(ctx.token)).await
+    {
+        drop_other_passwords(ctx, &current).await;
+    }
+}
+
 /// Single user through the master: the replaced password stops working now that `current`
 /// is `AWSCURRENT`. A failure only leaves it working until the next rotation's finishSecret:
 /// logged, never the step's failure (the promotion has happened).
