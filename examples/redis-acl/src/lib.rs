@@ -30,10 +30,11 @@
 //!   password (`ACL SETUSER app resetpass #<sha256>`, one atomic command). There is no moment
 //!   when `AWSCURRENT` fails.
 //! - **Alternating users**: setSecret gives the other user of the pair (`app` / `app_clone`) the
-//!   new password. The clone is (re)made from the original's rules (its passwords, keys,
-//!   channels, selectors and commands reset, then every rule of `app` but its passwords, in one
-//!   command); the original keeps its own rules and only has its
-//!   passwords replaced, so the original is the source of truth.
+//!   new password. The clone is (re)made from the original's rights as `ACL GETUSER` gives
+//!   them field by field (its passwords, keys, channels, selectors and commands reset, then
+//!   the original's, in one atomic command), then read back and compared: a clone with other
+//!   rights than the original's is disabled and the step fails. The original keeps its own
+//!   rules and only has its passwords replaced, so the original is the source of truth.
 //!
 //! Passwords reach `ACL SETUSER` as SHA-256 hashes (`#<hex>`), never in plain text; only `AUTH`
 //! carries one, as every client's login does.
@@ -199,9 +200,9 @@ impl RedisSession {
         }
     }
 
-    /// [`RedisSession::rules`] of a user that must exist (`ACL SETUSER` would create one).
-    async fn existing_rules(&mut self, user: &str) -> Result<Vec<String>, EngineError> {
-        self.rules(user).await?.ok_or_else(|| {
+    /// The rights of a user that must exist (`ACL SETUSER` would create one).
+    async fn existing_acl(&mut self, user: &str) -> Result<Acl, EngineError> {
+        self.acl(user).await?.ok_or_else(|| {
             EngineError::new(
                 ErrorKind::InvalidInput,
                 format!("there is no ACL user {user}"),
@@ -209,49 +210,136 @@ impl RedisSession {
         })
     }
 
-    /// The ACL rules of `user` without its passwords, as `ACL LIST` shows them; `None` when
+    /// `user`'s rights as `ACL GETUSER` gives them, field by field (never re-split from the
+    /// `ACL LIST` text, where a `)` in a key pattern would end a selector early); `None` when
     /// there is no such user.
-    async fn rules(&mut self, user: &str) -> Result<Option<Vec<String>>, EngineError> {
-        let Reply::Array(Some(lines)) = self.call("ACL LIST", &["ACL", "LIST"]).await? else {
-            return Err(EngineError::new(ErrorKind::Server, "ACL LIST: not a list"));
+    async fn acl(&mut self, user: &str) -> Result<Option<Acl>, EngineError> {
+        let reply = self.call("ACL GETUSER", &["ACL", "GETUSER", user]).await?;
+        let bad = || EngineError::new(ErrorKind::Server, "ACL GETUSER: an unexpected reply");
+        let fields = match reply {
+            Reply::Array(Some(fields)) => fields,
+            Reply::Array(None) | Reply::Bulk(None) => return Ok(None),
+            _ => return Err(bad()),
         };
-        let prefix = format!("user {user} ");
-        Ok(lines
-            .iter()
-            .filter_map(Reply::text)
-            .find_map(|l| l.strip_prefix(&prefix).map(rule_tokens))
-            .map(|tokens| {
-                tokens
-                    .into_iter()
-                    .filter(|t| !(t.starts_with(['#', '>', '<', '!']) || t == "nopass"))
-                    .collect()
-            }))
+        let mut acl = Acl::default();
+        for pair in fields.chunks(2) {
+            let [name, value] = pair else {
+                return Err(bad());
+            };
+            let text = || value.text().ok_or_else(bad);
+            match name.text().as_deref() {
+                Some("flags") => acl.flags = strings(value).ok_or_else(bad)?,
+                Some("commands") => acl.commands = text()?,
+                Some("keys") => acl.keys = text()?,
+                Some("channels") => acl.channels = text()?,
+                Some("selectors") => {
+                    let Reply::Array(Some(selectors)) = value else {
+                        return Err(bad());
+                    };
+                    for selector in selectors {
+                        let Reply::Array(Some(parts)) = selector else {
+                            return Err(bad());
+                        };
+                        let mut s = Selector::default();
+                        for part in parts.chunks(2) {
+                            let [name, value] = part else {
+                                return Err(bad());
+                            };
+                            let value = value.text().ok_or_else(bad)?;
+                            match name.text().as_deref() {
+                                Some("commands") => s.commands = value,
+                                Some("keys") => s.keys = value,
+                                Some("channels") => s.channels = value,
+                                _ => {}
+                            }
+                        }
+                        acl.selectors.push(s);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(acl))
     }
 }
 
-/// Splits an `ACL LIST` rule line on spaces, keeping selectors (`(~key* +get)`) whole.
-fn rule_tokens(line: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let mut depth = 0usize;
-    let mut current = String::new();
-    for c in line.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            ' ' if depth == 0 => {
-                if !current.is_empty() {
-                    tokens.push(std::mem::take(&mut current));
-                }
-                continue;
-            }
-            _ => {}
+/// The strings of an array reply.
+fn strings(reply: &Reply) -> Option<Vec<String>> {
+    match reply {
+        Reply::Array(Some(items)) => items.iter().map(Reply::text).collect(),
+        _ => None,
+    }
+}
+
+/// A user's rights, without its passwords.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Acl {
+    flags: Vec<String>,
+    commands: String,
+    keys: String,
+    channels: String,
+    selectors: Vec<Selector>,
+}
+
+/// One selector: commands, key patterns and channel patterns, each space-separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Selector {
+    commands: String,
+    keys: String,
+    channels: String,
+}
+
+impl Acl {
+    /// The `ACL SETUSER` arguments that give a user reset of its passwords, keys, channels,
+    /// selectors and commands exactly these rights: one argument per rule, each selector one
+    /// argument (as it was made). Redis refuses spaces in patterns, so splitting the fields
+    /// on spaces is exact.
+    fn rules(&self) -> Vec<String> {
+        let mut rules: Vec<String> = [
+            "resetpass",
+            "resetkeys",
+            "resetchannels",
+            "clearselectors",
+            "-@all",
+        ]
+        .map(String::from)
+        .to_vec();
+        rules.extend(
+            self.flags
+                .iter()
+                .filter(|f| matches!(f.as_str(), "on" | "off" | "skip-sanitize-payload"))
+                .cloned(),
+        );
+        if !self.flags.iter().any(|f| f == "skip-sanitize-payload") {
+            // Undoes a `skip-sanitize-payload` the other user may have had.
+            rules.push("sanitize-payload".into());
         }
-        current.push(c);
+        for field in [&self.keys, &self.channels, &self.commands] {
+            rules.extend(field.split_whitespace().map(String::from));
+        }
+        for s in &self.selectors {
+            let channels = if s.channels.is_empty() {
+                "resetchannels"
+            } else {
+                &s.channels
+            };
+            rules.push(format!("({} {channels} {})", s.keys, s.commands));
+        }
+        rules
     }
-    if !current.is_empty() {
-        tokens.push(current);
+
+    /// Whether `other` has the same rights (flags about payload sanitising aside).
+    fn same_rights(&self, other: &Acl) -> bool {
+        let on = |a: &Acl| a.flags.iter().any(|f| f == "on");
+        on(self) == on(other)
+            && (&self.commands, &self.keys, &self.channels, &self.selectors)
+                == (
+                    &other.commands,
+                    &other.keys,
+                    &other.channels,
+                    &other.selectors,
+                )
     }
-    tokens
 }
 
 impl Rotator for RedisAclRotator {
@@ -328,7 +416,7 @@ impl Rotator for RedisAclRotator {
         let current_user = current.username().unwrap_or_default();
         match self.strategy {
             Strategy::SingleUser => {
-                session.existing_rules(user).await?;
+                session.existing_acl(user).await?;
                 // Added beside the current password, which applications still use.
                 session
                     .call(
@@ -338,26 +426,34 @@ impl Rotator for RedisAclRotator {
                     .await?;
             }
             Strategy::AlternatingUsers if user.strip_suffix("_clone") == Some(current_user) => {
-                // The clone: made again from the original's rules, in one atomic command.
-                let rules = session.existing_rules(current_user).await?;
-                // Not `reset`, which also sets flags the original may not have.
-                let mut args = vec![
-                    "ACL",
-                    "SETUSER",
-                    user,
-                    "resetpass",
-                    "resetkeys",
-                    "resetchannels",
-                    "clearselectors",
-                    "-@all",
-                ];
+                // The clone: made again from the original's rights, in one atomic command,
+                // then checked: it must hold exactly the original's rights.
+                let original = session.existing_acl(current_user).await?;
+                let rules = original.rules();
+                let mut args = vec!["ACL", "SETUSER", user];
                 args.extend(rules.iter().map(String::as_str));
                 args.push(&password);
                 session.call("ACL SETUSER (the clone)", &args).await?;
+                let made = session.existing_acl(user).await?;
+                if !made.same_rights(&original) {
+                    // Never leave a clone with other rights than the original's.
+                    let _ = session
+                        .call(
+                            "ACL SETUSER (disable the clone)",
+                            &["ACL", "SETUSER", user, "off", "resetpass"],
+                        )
+                        .await;
+                    return Err(EngineError::new(
+                        ErrorKind::Server,
+                        format!(
+                            "{user} did not get exactly {current_user}'s rights (disabled): {made:?} against {original:?}"
+                        ),
+                    ));
+                }
             }
             Strategy::AlternatingUsers => {
                 // The original keeps its own rules; its passwords are replaced.
-                session.existing_rules(user).await?;
+                session.existing_acl(user).await?;
                 session
                     .call(
                         "ACL SETUSER (replace the passwords)",
@@ -467,18 +563,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rule_tokens_keep_selectors_whole() {
+    fn rules_keep_selectors_whole_and_copy_every_field() {
+        let acl = Acl {
+            flags: vec!["on".into()],
+            commands: "-@all +@read +ping".into(),
+            keys: "~o4:* %R~r:*".into(),
+            channels: String::new(),
+            selectors: vec![Selector {
+                commands: "-@all +del".into(),
+                keys: "~tmp:)".into(),
+                channels: String::new(),
+            }],
+        };
+        let rules = acl.rules();
         assert_eq!(
-            rule_tokens("on #abc ~app:* resetchannels &* -@all +get (~other* +set)"),
+            rules[5..],
             [
                 "on",
-                "#abc",
-                "~app:*",
-                "resetchannels",
-                "&*",
+                "sanitize-payload",
+                "~o4:*",
+                "%R~r:*",
                 "-@all",
-                "+get",
-                "(~other* +set)"
+                "+@read",
+                "+ping",
+                "(~tmp:) resetchannels -@all +del)"
             ]
         );
     }

@@ -51,8 +51,10 @@ impl std::fmt::Debug for Conn {
 
 /// Replies nested deeper than this are refused (a hostile server cannot exhaust the stack).
 const MAX_DEPTH: usize = 8;
-/// Bulk strings and arrays larger than this are refused.
-const MAX_LEN: usize = 16 * 1024 * 1024;
+/// A whole reply may hold at most this many bytes and elements (the commands here get short
+/// replies; a hostile server cannot make the client allocate without bound).
+const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+const MAX_REPLY_ELEMENTS: usize = 100_000;
 
 impl Conn {
     /// Wraps a connected stream.
@@ -76,7 +78,11 @@ impl Conn {
         std::hint::black_box(&out);
         sent?;
         self.io.flush().await?;
-        read_reply(&mut self.io, 0).await
+        let mut budget = Budget {
+            bytes: MAX_REPLY_BYTES,
+            elements: MAX_REPLY_ELEMENTS,
+        };
+        read_reply(&mut self.io, 0, &mut budget).await
     }
 
     /// Shuts the stream down (TLS: close_notify).
@@ -92,9 +98,30 @@ fn protocol(what: &str) -> io::Error {
     )
 }
 
+/// What is left of a reply's allowance.
+struct Budget {
+    bytes: usize,
+    elements: usize,
+}
+
+impl Budget {
+    fn spend(&mut self, bytes: usize) -> io::Result<()> {
+        self.elements = self
+            .elements
+            .checked_sub(1)
+            .ok_or_else(|| protocol("too many elements"))?;
+        self.bytes = self
+            .bytes
+            .checked_sub(bytes)
+            .ok_or_else(|| protocol("too large"))?;
+        Ok(())
+    }
+}
+
 fn read_reply<'a>(
     r: &'a mut BufStream<Box<dyn Io>>,
     depth: usize,
+    budget: &'a mut Budget,
 ) -> Pin<Box<dyn Future<Output = io::Result<Reply>> + Send + 'a>> {
     Box::pin(async move {
         if depth > MAX_DEPTH {
@@ -108,6 +135,7 @@ fn read_reply<'a>(
                 "the server closed the connection",
             ));
         }
+        budget.spend(line.len())?;
         let line = line
             .strip_suffix(b"\r\n")
             .ok_or_else(|| protocol("a line without CRLF"))?;
@@ -119,7 +147,7 @@ fn read_reply<'a>(
             let n: i64 = s.parse().map_err(|_| protocol("a bad length"))?;
             match n {
                 -1 => Ok(None),
-                n if n >= 0 && (n as usize) <= MAX_LEN => Ok(Some(n as usize)),
+                n if n >= 0 && (n as usize) <= MAX_REPLY_BYTES => Ok(Some(n as usize)),
                 _ => Err(protocol("a length out of range")),
             }
         };
@@ -130,6 +158,7 @@ fn read_reply<'a>(
             b'$' => match len(&rest)? {
                 None => Reply::Bulk(None),
                 Some(n) => {
+                    budget.spend(n)?;
                     let mut data = vec![0; n + 2];
                     r.read_exact(&mut data).await?;
                     data.truncate(n);
@@ -141,7 +170,7 @@ fn read_reply<'a>(
                 Some(n) => {
                     let mut items = Vec::with_capacity(n.min(1024));
                     for _ in 0..n {
-                        items.push(read_reply(r, depth + 1).await?);
+                        items.push(read_reply(r, depth + 1, budget).await?);
                     }
                     Reply::Array(Some(items))
                 }
