@@ -117,6 +117,13 @@ impl External {
     }
 }
 
+/// The host of a handle: the external server's, or `127.0.0.1` for one the testkit started.
+pub(crate) fn host_or_local(external: &Option<(External, Turn)>) -> &str {
+    external
+        .as_ref()
+        .map_or("127.0.0.1", |(e, _)| e.host.as_str())
+}
+
 /// How long a test waits for its turn on an external server.
 const TURN_WAIT: Duration = Duration::from_secs(600);
 

@@ -110,10 +110,7 @@ impl Moto {
 
     /// `http://127.0.0.1:PORT` (an external server's own host).
     pub fn endpoint(&self) -> String {
-        let host = self
-            .external
-            .as_ref()
-            .map_or("127.0.0.1", |(e, _)| e.host.as_str());
+        let host = crate::external::host_or_local(&self.external);
         format!("http://{host}:{}", self.port)
     }
 

@@ -381,7 +381,7 @@ impl PgCluster {
 
     /// `127.0.0.1`, or the external server's host.
     pub fn host(&self) -> &str {
-        self.external.as_ref().map_or("127.0.0.1", |(e, _)| &e.host)
+        crate::external::host_or_local(&self.external)
     }
 
     /// The superuser's name.

@@ -138,9 +138,7 @@ impl RedisServer {
 
     /// The host secrets name: `127.0.0.1`, or the external server's.
     pub fn host(&self) -> &str {
-        self.external
-            .as_ref()
-            .map_or("127.0.0.1", |(e, _)| e.host.as_str())
+        crate::external::host_or_local(&self.external)
     }
 
     /// The TCP port.

@@ -63,10 +63,9 @@ pub async fn check(probe: Probe<'_>, secret: &DatabaseSecret) -> Result<String, 
     }
     // The drivers connect to the name they verify (`tls_server_name` when the secret has
     // one), so the probe does too.
-    let name = server_name(secret).to_string();
-    let host = name.clone();
+    let host = server_name(secret).to_string();
     let port = secret.port().unwrap_or(probe.default_port);
-    let outcome = tokio::time::timeout(probe.timeout, handshake(probe, &host, port, &name))
+    let outcome = tokio::time::timeout(probe.timeout, handshake(probe, &host, port))
         .await
         .unwrap_or_else(|_| {
             Err(EngineError::new(
@@ -88,12 +87,9 @@ pub async fn check(probe: Probe<'_>, secret: &DatabaseSecret) -> Result<String, 
     }
 }
 
-async fn handshake(
-    probe: Probe<'_>,
-    host: &str,
-    port: u16,
-    name: &str,
-) -> Result<String, EngineError> {
+async fn handshake(probe: Probe<'_>, host: &str, port: u16) -> Result<String, EngineError> {
+    // One name for both: where to connect and what the certificate must be for.
+    let name = host;
     let server = ServerName::try_from(name.to_string()).map_err(|_| {
         EngineError::new(
             ErrorKind::InvalidInput,

@@ -23,8 +23,7 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         info!("finishSecret: Version {token} already marked as AWSCURRENT for {arn}");
         return Ok(StepOutcome::AlreadyCurrent);
     }
-    let drops_others =
-        ctx.rotator.strategy() == Strategy::SingleUser && ctx.rotator.profile().single_user_master;
+    let drops_others = drops_others(ctx);
     let pending = if ctx.options.verify_before_finish || drops_others {
         Some(ctx.load(Which::Pending, Some(token)).await?)
     } else {
@@ -64,11 +63,16 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     Ok(StepOutcome::Promoted)
 }
 
+/// Whether finishSecret drops the user's other passwords: single user on an engine whose
+/// single user acts through a master.
+fn drops_others<S: SecretStore, R: Rotator>(ctx: &StepContext<'_, S, R>) -> bool {
+    ctx.rotator.strategy() == Strategy::SingleUser && ctx.rotator.profile().single_user_master
+}
+
 /// On an already promoted token: drops the other passwords again, for engines whose single
 /// user acts through a master (idempotent; nothing for other engines).
 pub(crate) async fn drop_if_due<S: SecretStore, R: Rotator>(ctx: &StepContext<'_, S, R>) {
-    if ctx.rotator.strategy() == Strategy::SingleUser
-        && ctx.rotator.profile().single_user_master
+    if drops_others(ctx)
         && let Ok(current) = ctx.load(Which::Pending, Some(ctx.token)).await
     {
         drop_other_passwords(ctx, &current).await;
