@@ -812,7 +812,7 @@ async fn login_with_hash(port: u16, user: &str, hash_hex: &str) -> Result<String
 /// text unmasked) logs in as the user without knowing the password.
 #[tokio::test]
 async fn the_md5_form_in_the_statement_log_logs_in() {
-    let env = Standin::start();
+    let env = Standin::logged();
     env.create_user("app", "Initial-Passw0rd");
     env.put("app", &env.secret("app", "Initial-Passw0rd")).await;
     let r = env.rotation(RedshiftRotator::single_user(env.config.clone()));

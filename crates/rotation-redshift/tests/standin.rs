@@ -25,7 +25,7 @@ fn check_rules(password: &str) {
 
 #[tokio::test]
 async fn single_user_rotates_a_mixed_case_user_over_verified_tls_with_an_md5_hash() {
-    let env = Standin::tls();
+    let env = Standin::tls_logged();
     env.create_user("AppUser", "Initial-Passw0rd");
     let initial = env.secret("AppUser", "Initial-Passw0rd");
     assert!(env.logs_in(&initial).await, "the initial password logs in");

@@ -2,17 +2,50 @@
 //! them out in place of the ones it would start (see the crate docs).
 
 use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::TestkitError;
 
-/// `postgres://USER:PASSWORD@HOST:PORT`: a PostgreSQL superuser on a server with password
-/// authentication, used for clusters with the default options (SCRAM, no TLS).
+/// `postgres://USER:PASSWORD@HOST:PORT`: a PostgreSQL superuser on a server with SCRAM
+/// password authentication over TCP without TLS, for clusters with the default options.
 pub const POSTGRES_URL_ENV: &str = "ROTATION_TEST_POSTGRES_URL";
+/// `postgres://USER:PASSWORD@HOST:PORT/postgres?sslrootcert=CA.pem`: as
+/// [`POSTGRES_URL_ENV`], TLS-only (`hostssl`), its certificate signed by the CA file and naming
+/// HOST; for [`PgOptions::tls`](crate::PgOptions::tls) clusters.
+pub const POSTGRES_TLS_URL_ENV: &str = "ROTATION_TEST_POSTGRES_TLS_URL";
+/// As [`POSTGRES_URL_ENV`] with `md5` authentication and `password_encryption = md5`: the
+/// Redshift stand-in ([`PgAuth::Md5`](crate::PgAuth::Md5)).
+pub const POSTGRES_MD5_URL_ENV: &str = "ROTATION_TEST_POSTGRES_MD5_URL";
+/// As [`POSTGRES_TLS_URL_ENV`] with `md5` authentication: the TLS Redshift stand-in.
+pub const POSTGRES_MD5_TLS_URL_ENV: &str = "ROTATION_TEST_POSTGRES_MD5_TLS_URL";
+/// `mongodb://USER:PASSWORD@HOST:PORT/?authSource=admin`: a MongoDB-wire server (MongoDB,
+/// SecantusDB) with SCRAM-SHA-256 and a user holding `root`, without TLS; the DocumentDB
+/// stand-in.
+pub const MONGODB_URI_ENV: &str = "ROTATION_TEST_MONGODB_URI";
+/// As [`MONGODB_URI_ENV`] with `&tls=true&tlsCAFile=CA.pem`: TLS-only, its certificate signed
+/// by the CA file and naming HOST.
+pub const MONGODB_TLS_URI_ENV: &str = "ROTATION_TEST_MONGODB_TLS_URI";
 /// `redis://USER:PASSWORD@HOST:PORT`: a Redis user with every command, for servers without TLS.
 pub const REDIS_URL_ENV: &str = "ROTATION_TEST_REDIS_URL";
+/// `rediss://USER:PASSWORD@HOST:PORT?cacert=CA.pem`: as [`REDIS_URL_ENV`], TLS-only, its
+/// certificate signed by the CA file and naming HOST.
+pub const REDIS_TLS_URL_ENV: &str = "ROTATION_TEST_REDIS_TLS_URL";
 /// `http://HOST:PORT`: moto's server (Secrets Manager), for servers without Lambda forwarding.
 pub const SECRETS_MANAGER_ENDPOINT_ENV: &str = "ROTATION_TEST_SECRETS_MANAGER_ENDPOINT";
+
+/// Every variable, for the TLS ones whether they need a CA file.
+pub const ALL: [(&str, bool); 9] = [
+    (POSTGRES_URL_ENV, false),
+    (POSTGRES_TLS_URL_ENV, true),
+    (POSTGRES_MD5_URL_ENV, false),
+    (POSTGRES_MD5_TLS_URL_ENV, true),
+    (MONGODB_URI_ENV, false),
+    (MONGODB_TLS_URI_ENV, true),
+    (REDIS_URL_ENV, false),
+    (REDIS_TLS_URL_ENV, true),
+    (SECRETS_MANAGER_ENDPOINT_ENV, false),
+];
 
 /// A server named by an environment variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +60,9 @@ pub struct External {
     pub user: String,
     /// Password (percent-decoded; empty when the URL has none).
     pub password: String,
+    /// The CA file that signed the server's certificate: the URL's `sslrootcert`,
+    /// `tlsCAFile` or `cacert` parameter. Required by the TLS variables.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl External {
@@ -38,13 +74,35 @@ impl External {
         }
     }
 
-    /// Parses `scheme://[user[:password]@]host:port[/anything]`.
+    /// Parses `scheme://[user[:password]@]host:port[/path][?query]`; of the query, only the
+    /// CA file is read (`sslrootcert`, `tlsCAFile` or `cacert`), and the TLS variables
+    /// ([`ALL`]) require one that exists.
     pub fn parse(var: &'static str, url: &str) -> Result<External, TestkitError> {
         let bad = |why: &str| TestkitError::Command {
             command: format!("reading {var}"),
-            detail: format!("{why}: expected scheme://user:password@host:port"),
+            detail: format!("{why}: expected scheme://user:password@host:port[/path][?query]"),
         };
         let rest = url.split_once("://").ok_or_else(|| bad("no scheme"))?.1;
+        let ca_file = rest
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| matches!(*k, "sslrootcert" | "tlsCAFile" | "cacert"))
+            .map(|(_, v)| PathBuf::from(decode(v)));
+        let needs_ca = ALL.iter().any(|(v, tls)| *v == var && *tls);
+        match &ca_file {
+            None if needs_ca => {
+                return Err(bad(
+                    "no CA file (sslrootcert=, tlsCAFile= or cacert= in the query)",
+                ));
+            }
+            Some(f) if !f.is_file() => {
+                return Err(bad(&format!("the CA file {} is not a file", f.display())));
+            }
+            _ => {}
+        }
         let rest = rest.split(['/', '?']).next().unwrap_or_default();
         let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (u, h),
@@ -56,23 +114,35 @@ impl External {
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        // Suites put fault-injection proxies on 127.0.0.1 in front of the server, and write
+        // `localhost` or `127.0.0.1` into secrets: the server must listen on this machine
+        // (containers with published ports do).
+        if !matches!(host, "localhost" | "127.0.0.1") {
+            return Err(bad(&format!(
+                "the host is {host:?}: the suites reach servers on this machine only (localhost or 127.0.0.1; publish a container's port)"
+            )));
+        }
         Ok(External {
             var,
             host: host.to_string(),
             port,
             user: decode(user),
             password: decode(password),
+            ca_file,
         })
     }
 
     /// Takes this server for the calling test, waiting while another test (in any process)
-    /// holds it: tests reset a server they are handed, so they take turns. Held until dropped.
+    /// holds a turn: tests reset a server they are handed, so they take turns. A turn covers
+    /// every external server at once (a test holding PostgreSQL and moto waits for both in one
+    /// wait, so two tests cannot each hold one and wait for the other); a thread's further
+    /// handles share its turn. Held until the last handle is dropped.
     pub fn take(&self) -> Result<Turn, TestkitError> {
-        let key = format!("{}-{}-{}", self.var, self.host, self.port);
-        // A second handle in one test (one thread) would wait for itself: say so at once.
-        // Other threads (tests under `cargo test`) wait their turn on the lock file.
-        let held_key = format!("{key}-{:?}", std::thread::current().id());
-        if !held().insert(held_key.clone()) {
+        let thread = std::thread::current().id();
+        let key = format!("{}-{}-{}-{thread:?}", self.var, self.host, self.port);
+        // A second handle of one server in one test (one thread) would reset the first: say
+        // so at once.
+        if !held().insert(key.clone()) {
             return Err(TestkitError::Command {
                 command: format!("taking {} ({}:{})", self.var, self.host, self.port),
                 detail: format!(
@@ -81,41 +151,65 @@ impl External {
                 ),
             });
         }
-        let path = std::env::temp_dir().join(format!("rotation-external-{key}.lock"));
+        let release = |e| {
+            held().remove(&key);
+            e
+        };
+        if let Some((_, count)) = turns().get_mut(&thread) {
+            *count += 1;
+            self.record();
+            return Ok(Turn(key, thread));
+        }
+        let path = std::env::temp_dir().join("rotation-external-turn.lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .inspect_err(|_| {
-                held().remove(&held_key);
-            })?;
+            .map_err(|e| release(e.into()))?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Turn(file, held_key)),
+                Ok(()) => break,
                 Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < TURN_WAIT => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    held().remove(&held_key);
-                    return Err(TestkitError::Timeout {
-                        what: "a turn on the external server",
+                    return Err(release(TestkitError::Timeout {
+                        what: "a turn on the external servers",
                         secs: TURN_WAIT.as_secs(),
                         detail: format!(
-                            "{} ({}:{}) stayed taken; a test that holds two handles of it at once cannot run against it",
+                            "another test held them all along (waiting for {} at {}:{})",
                             self.var, self.host, self.port
                         ),
-                    });
+                    }));
                 }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    held().remove(&held_key);
-                    return Err(e.into());
-                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(release(e.into())),
             }
+        }
+        turns().insert(thread, (file, 1));
+        self.record();
+        Ok(Turn(key, thread))
+    }
+}
+
+impl External {
+    /// Appends the variable's name to the file `ROTATION_TEST_EXTERNAL_LOG` names, if set: one
+    /// line per handle given out, so a run can show which servers its suites used.
+    fn record(&self) {
+        if let Some(path) = std::env::var_os(EXTERNAL_LOG_ENV) {
+            let line = format!("{}\n", self.var);
+            let _ = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
         }
     }
 }
+
+/// A file to which every handle of an external server appends its variable's name.
+pub const EXTERNAL_LOG_ENV: &str = "ROTATION_TEST_EXTERNAL_LOG";
 
 /// The host of a handle: the external server's, or `127.0.0.1` for one the testkit started.
 pub(crate) fn host_or_local(external: &Option<(External, Turn)>) -> &str {
@@ -124,24 +218,52 @@ pub(crate) fn host_or_local(external: &Option<(External, Turn)>) -> &str {
         .map_or("127.0.0.1", |(e, _)| e.host.as_str())
 }
 
+/// The name a TLS handle's certificate is checked against: the external server's host, or
+/// `localhost` (a DNS name the testkit's certificates carry) for one the testkit started.
+pub(crate) fn tls_host_or_local(external: &Option<(External, Turn)>) -> &str {
+    external
+        .as_ref()
+        .map_or("localhost", |(e, _)| e.host.as_str())
+}
+
 /// How long a test waits for its turn on an external server.
 const TURN_WAIT: Duration = Duration::from_secs(600);
 
 /// A test's exclusive use of an external server, until dropped.
 #[derive(Debug)]
-pub struct Turn(#[allow(dead_code)] File, String);
+pub struct Turn(String, std::thread::ThreadId);
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        held().remove(&self.1);
+        held().remove(&self.0);
+        let thread = self.1;
+        let mut turns = turns();
+        if let Some((_, count)) = turns.get_mut(&thread) {
+            *count -= 1;
+            if *count == 0 {
+                // Closing the file ends the lock.
+                turns.remove(&thread);
+            }
+        }
     }
 }
 
-/// The external servers this process holds a turn on.
+/// The external servers this process holds handles of, by server and thread.
 fn held() -> std::sync::MutexGuard<'static, std::collections::HashSet<String>> {
     static HELD: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
         std::sync::OnceLock::new();
     HELD.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Each thread's turn (the locked file) and how many handles share it.
+fn turns()
+-> std::sync::MutexGuard<'static, std::collections::HashMap<std::thread::ThreadId, (File, usize)>> {
+    type Turns = std::collections::HashMap<std::thread::ThreadId, (File, usize)>;
+    static TURNS: std::sync::OnceLock<std::sync::Mutex<Turns>> = std::sync::OnceLock::new();
+    TURNS
+        .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner())
 }
@@ -186,11 +308,29 @@ mod tests {
             ("127.0.0.1", 5433, "postgres", "p@ss:w")
         );
         let e = External::parse("V", "http://localhost:5000").unwrap();
+        assert!(External::parse("V", "http://db.example.com:5000").is_err());
         assert_eq!(
             (e.host.as_str(), e.port, e.user.as_str()),
             ("localhost", 5000, "")
         );
         assert!(External::parse("V", "localhost:5000").is_err());
+        let ca = std::env::temp_dir().join(format!("external-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "x").unwrap();
+        let url = format!(
+            "postgres://u:p@localhost:5432/postgres?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        );
+        let e = External::parse(POSTGRES_TLS_URL_ENV, &url).unwrap();
+        assert_eq!(e.ca_file.as_deref(), Some(ca.as_path()));
+        assert!(External::parse(POSTGRES_TLS_URL_ENV, "postgres://u:p@localhost:5432").is_err());
+        assert!(
+            External::parse(
+                MONGODB_TLS_URI_ENV,
+                "mongodb://u:p@localhost:1/?tls=true&tlsCAFile=/nonexistent/ca.pem"
+            )
+            .is_err()
+        );
+        std::fs::remove_file(&ca).unwrap();
         assert!(External::parse("V", "redis://u:p@host").is_err());
     }
 }

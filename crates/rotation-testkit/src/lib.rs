@@ -15,6 +15,11 @@
 //!
 //! A server that cannot start is an error that says how to install what is missing; tests
 //! `expect` it, so they fail rather than skip.
+//!
+//! Environment variables can name servers the tests did not start (containers, or the ones
+//! `scripts/test-external` starts): PostgreSQL (SCRAM or md5, with or without TLS), a
+//! MongoDB-wire server, Redis and moto; see [`external`] for the variables and the README's
+//! "External targets" for what each serves. The handles are the same types.
 
 #![allow(clippy::print_stderr)]
 

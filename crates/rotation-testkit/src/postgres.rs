@@ -3,7 +3,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::external::{External, POSTGRES_URL_ENV, Turn};
+use crate::external::{
+    External, POSTGRES_MD5_TLS_URL_ENV, POSTGRES_MD5_URL_ENV, POSTGRES_TLS_URL_ENV,
+    POSTGRES_URL_ENV, Turn,
+};
 use crate::{TestCa, TestkitError, free_port, run};
 
 /// How TCP clients authenticate.
@@ -194,14 +197,14 @@ fn template(bin: &Path) -> Result<PathBuf, TestkitError> {
 }
 
 impl PgCluster {
-    /// Starts a cluster; with the default options and `ROTATION_TEST_POSTGRES_URL` set, hands
-    /// out that server instead, reset (see [`PgCluster::is_external`]).
+    /// Starts a cluster. With options an external server provides (SCRAM or md5, with or
+    /// without [`PgOptions::tls`]'s TLS, no statement log, no extra configuration) and the
+    /// variable for them set ([`PgCluster::external_var`]), hands out that server instead,
+    /// reset (see [`PgCluster::is_external`]).
     pub fn start(options: PgOptions) -> Result<PgCluster, TestkitError> {
-        let plain = options.tls_names.is_none()
-            && options.auth == PgAuth::Scram
-            && !options.log_statements
-            && options.extra_conf.is_empty();
-        if plain && let Some(external) = External::from_env(POSTGRES_URL_ENV)? {
+        if let Some(var) = PgCluster::external_var(&options)
+            && let Some(external) = External::from_env(var)?
+        {
             return PgCluster::external(external);
         }
         let bin = pg_bin()?;
@@ -308,7 +311,29 @@ impl PgCluster {
         })
     }
 
-    /// The server `ROTATION_TEST_POSTGRES_URL` names, taken for this test (other tests wait)
+    /// The variable naming an external server for `options`, if one can serve them:
+    /// `ROTATION_TEST_POSTGRES_URL` (SCRAM), `ROTATION_TEST_POSTGRES_TLS_URL` (SCRAM, TLS-only),
+    /// `ROTATION_TEST_POSTGRES_MD5_URL` and `ROTATION_TEST_POSTGRES_MD5_TLS_URL` (md5, the
+    /// Redshift stand-in). None for a statement log, extra configuration, or a certificate
+    /// other than [`PgOptions::tls`]'s: those clusters are always the testkit's own.
+    pub fn external_var(options: &PgOptions) -> Option<&'static str> {
+        if options.log_statements || !options.extra_conf.is_empty() {
+            return None;
+        }
+        let tls = match &options.tls_names {
+            None => false,
+            Some(names) if Some(names) == PgOptions::tls().tls_names.as_ref() => true,
+            Some(_) => return None,
+        };
+        Some(match (options.auth, tls) {
+            (PgAuth::Scram, false) => POSTGRES_URL_ENV,
+            (PgAuth::Scram, true) => POSTGRES_TLS_URL_ENV,
+            (PgAuth::Md5, false) => POSTGRES_MD5_URL_ENV,
+            (PgAuth::Md5, true) => POSTGRES_MD5_TLS_URL_ENV,
+        })
+    }
+
+    /// The server a variable names, taken for this test (other tests wait)
     /// and reset: every database but `postgres` and the templates dropped, every role but the
     /// URL's user and the built-in `pg_*` roles dropped with what it owns, their sessions ended.
     fn external(external: External) -> Result<PgCluster, TestkitError> {
@@ -340,7 +365,7 @@ impl PgCluster {
         Ok(cluster)
     }
 
-    /// Whether this is a server the tests did not start (`ROTATION_TEST_POSTGRES_URL`).
+    /// Whether this is a server the tests did not start (see [`PgCluster::external_var`]).
     pub fn is_external(&self) -> bool {
         self.external.is_some()
     }
@@ -384,6 +409,12 @@ impl PgCluster {
         crate::external::host_or_local(&self.external)
     }
 
+    /// The name secrets give for a TLS cluster, which its certificate carries: `localhost`, or
+    /// the external server's host.
+    pub fn tls_host(&self) -> &str {
+        crate::external::tls_host_or_local(&self.external)
+    }
+
     /// The superuser's name.
     pub fn superuser(&self) -> &str {
         self.external.as_ref().map_or("postgres", |(e, _)| &e.user)
@@ -424,7 +455,10 @@ impl PgCluster {
 
     /// The CA that signed the server certificate (TLS clusters).
     pub fn ca_pem(&self) -> Option<&Path> {
-        self.ca.as_ref().map(|c| c.ca_pem.as_path())
+        match &self.external {
+            Some((e, _)) => e.ca_file.as_deref(),
+            None => self.ca.as_ref().map(|c| c.ca_pem.as_path()),
+        }
     }
 
     fn log_path(&self) -> PathBuf {

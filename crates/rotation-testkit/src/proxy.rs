@@ -79,6 +79,9 @@ pub enum Wire {
     /// request id, response to and op code): every message is matched on its bytes, so a
     /// command name such as `updateUser` (a BSON key) matches the message carrying it.
     Mongo,
+    /// Redis's RESP: each command (an array of bulk strings) is matched on its bytes, so
+    /// `SETUSER` matches every `ACL SETUSER`, and `\r\n!` one that removes a password.
+    Resp,
 }
 
 #[derive(Debug)]
@@ -563,6 +566,7 @@ struct Inspector {
 enum Parser {
     Pg(PgParser),
     Mongo(MongoParser),
+    Resp(RespParser),
 }
 
 impl Parser {
@@ -570,6 +574,7 @@ impl Parser {
         match self {
             Parser::Pg(p) => p.step(data, needle),
             Parser::Mongo(p) => p.step(data, needle),
+            Parser::Resp(p) => p.step(data, needle),
         }
     }
 }
@@ -582,6 +587,7 @@ impl Inspector {
             parser: match wire {
                 Wire::Postgres => Parser::Pg(PgParser::default()),
                 Wire::Mongo => Parser::Mongo(MongoParser::default()),
+                Wire::Resp => Parser::Resp(RespParser::default()),
             },
         }
     }
@@ -781,6 +787,76 @@ impl PgParser {
     }
 }
 
+/// Follows RESP framing of a client's byte stream: commands as arrays of bulk strings, each
+/// held back until complete (at most [`QUERY_CAP`] bytes) while a query trigger is armed;
+/// anything else (an inline command, a TLS handshake, a command cut by a byte trigger) makes
+/// the rest of the stream opaque.
+#[derive(Debug, Default)]
+struct RespParser {
+    opaque: bool,
+}
+
+/// The length of the complete RESP command at the start of `data`: `Ok(None)` when more bytes
+/// are needed, `Err` when it is not an array of bulk strings.
+fn resp_command_len(data: &[u8]) -> Result<Option<usize>, ()> {
+    // A `<prefix><decimal>\r\n` line at `at`: the number and where the next line starts.
+    let line = |at: usize, prefix: u8| -> Result<Option<(usize, usize)>, ()> {
+        if at >= data.len() {
+            return Ok(None);
+        }
+        if data[at] != prefix {
+            return Err(());
+        }
+        let Some(end) = data[at..].windows(2).position(|w| w == b"\r\n") else {
+            return if data.len() - at > 24 {
+                Err(())
+            } else {
+                Ok(None)
+            };
+        };
+        let digits = std::str::from_utf8(&data[at + 1..at + end]).map_err(drop)?;
+        let n: usize = digits.parse().map_err(drop)?;
+        Ok(Some((n, at + end + 2)))
+    };
+    let Some((count, mut at)) = line(0, b'*')? else {
+        return Ok(None);
+    };
+    for _ in 0..count {
+        let Some((len, start)) = line(at, b'$')? else {
+            return Ok(None);
+        };
+        at = start
+            .checked_add(len)
+            .and_then(|e| e.checked_add(2))
+            .ok_or(())?;
+        if at > QUERY_CAP {
+            return Err(());
+        }
+        if at > data.len() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(at))
+}
+
+impl RespParser {
+    fn step(&mut self, data: &[u8], needle: Option<&[u8]>) -> Step {
+        if self.opaque {
+            return Step::Advance(data.len());
+        }
+        match resp_command_len(data) {
+            Ok(Some(len)) if needle.is_some_and(|n| contains(&data[..len], n)) => Step::Match,
+            Ok(Some(len)) => Step::Advance(len),
+            Ok(None) if needle.is_some() => Step::Hold,
+            // Forwarded unframed (a byte trigger cut the command): the framing is lost.
+            Ok(None) | Err(()) => {
+                self.opaque = true;
+                Step::Advance(data.len())
+            }
+        }
+    }
+}
+
 /// The size of a MongoDB message header: length, request id, response to, op code.
 const MONGO_HEADER: usize = 16;
 /// MongoDB op codes a client sends: OP_QUERY (legacy hello), OP_COMPRESSED, OP_MSG.
@@ -930,6 +1006,46 @@ mod tests {
                 Step::Match => return (done, true),
             }
         }
+    }
+
+    #[test]
+    fn resp_matches_a_command_in_any_chunking() {
+        let cmd = |args: &[&str]| {
+            let mut m = format!("*{}\r\n", args.len()).into_bytes();
+            for a in args {
+                m.extend(format!("${}\r\n{a}\r\n", a.len()).into_bytes());
+            }
+            m
+        };
+        let mut stream = cmd(&["AUTH", "admin", "pw"]);
+        stream.extend(cmd(&["ACL", "GETUSER", "app"]));
+        let before = stream.len();
+        stream.extend(cmd(&["ACL", "SETUSER", "app", "!abc"]));
+        for chunk in [1, 2, 5, 64, 4096] {
+            let mut p = RespParser::default();
+            let (mut done, mut at, mut matched) = (0, 0, false);
+            while at < stream.len() && !matched {
+                at = (at + chunk).min(stream.len());
+                loop {
+                    if done == at {
+                        break;
+                    }
+                    match p.step(&stream[done..at], Some(b"\r\n!")) {
+                        Step::Advance(n) => done += n,
+                        Step::Hold => break,
+                        Step::Match => {
+                            matched = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            assert_eq!((done, matched), (before, true), "chunk {chunk}");
+        }
+        // An inline command is not framed: opaque from there on.
+        let mut p = RespParser::default();
+        assert_eq!(p.step(b"PING\r\n", Some(b"PING")), Step::Advance(6));
+        assert!(p.opaque);
     }
 
     #[test]

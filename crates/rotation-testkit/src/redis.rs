@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::external::{External, REDIS_URL_ENV, Turn};
+use crate::external::{External, REDIS_TLS_URL_ENV, REDIS_URL_ENV, Turn};
 use crate::{TestCa, TestkitError, free_port, wait_for_port};
 
 const ADMIN: &str = "admin";
@@ -43,10 +43,16 @@ fn redis_bin(name: &str, env: &str) -> Result<PathBuf, TestkitError> {
 }
 
 impl RedisServer {
-    /// Starts a server; `tls` makes it TLS-only. Without TLS and with `ROTATION_TEST_REDIS_URL`
-    /// set, hands out that server instead, reset (see [`RedisServer::is_external`]).
+    /// Starts a server; `tls` makes it TLS-only. With `ROTATION_TEST_REDIS_URL` (or, for TLS,
+    /// `ROTATION_TEST_REDIS_TLS_URL`) set, hands out that server instead, reset (see
+    /// [`RedisServer::is_external`]).
     pub fn start(tls: bool) -> Result<RedisServer, TestkitError> {
-        if !tls && let Some(external) = External::from_env(REDIS_URL_ENV)? {
+        let var = if tls {
+            REDIS_TLS_URL_ENV
+        } else {
+            REDIS_URL_ENV
+        };
+        if let Some(external) = External::from_env(var)? {
             return RedisServer::external(external);
         }
         let server = redis_bin("redis-server", "REDIS_SERVER")?;
@@ -108,7 +114,7 @@ impl RedisServer {
         })
     }
 
-    /// The server `ROTATION_TEST_REDIS_URL` names, taken for this test (other tests wait) and
+    /// The server a variable names, taken for this test (other tests wait) and
     /// reset: every ACL user but the URL's and `default` deleted, every key flushed.
     fn external(external: External) -> Result<RedisServer, TestkitError> {
         let turn = external.take()?;
@@ -131,7 +137,8 @@ impl RedisServer {
         Ok(server)
     }
 
-    /// Whether this is a server the tests did not start (`ROTATION_TEST_REDIS_URL`).
+    /// Whether this is a server the tests did not start (`ROTATION_TEST_REDIS_URL`,
+    /// `ROTATION_TEST_REDIS_TLS_URL`).
     pub fn is_external(&self) -> bool {
         self.external.is_some()
     }
@@ -139,6 +146,12 @@ impl RedisServer {
     /// The host secrets name: `127.0.0.1`, or the external server's.
     pub fn host(&self) -> &str {
         crate::external::host_or_local(&self.external)
+    }
+
+    /// The name secrets give for a TLS server, which its certificate carries: `localhost`, or
+    /// the external server's host.
+    pub fn tls_host(&self) -> &str {
+        crate::external::tls_host_or_local(&self.external)
     }
 
     /// The TCP port.
@@ -162,7 +175,10 @@ impl RedisServer {
 
     /// The CA that signed the server certificate (TLS servers).
     pub fn ca_pem(&self) -> Option<&Path> {
-        self.ca.as_ref().map(|c| c.ca_pem.as_path())
+        match &self.external {
+            Some((e, _)) => e.ca_file.as_deref(),
+            None => self.ca.as_ref().map(|c| c.ca_pem.as_path()),
+        }
     }
 
     /// The server's log so far.

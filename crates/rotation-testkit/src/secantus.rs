@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::external::{External, MONGODB_TLS_URI_ENV, MONGODB_URI_ENV, Turn};
 use crate::{TestCa, TestkitError, free_port, run, venv_dir, workspace_root};
 
 const ADMIN: &str = "root";
@@ -13,17 +14,32 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Amazon DocumentDB: authentication on with an admin `root` holding the `root` role,
 /// replica-set name `rs0`, optionally TLS-only with a certificate from a generated CA for
 /// `localhost` and `127.0.0.1`. Killed and removed on drop.
+///
+/// With `ROTATION_TEST_MONGODB_URI` (or, for TLS, `ROTATION_TEST_MONGODB_TLS_URI`) set, the
+/// handle is that server instead (see [`Secantus::is_external`]).
 #[derive(Debug)]
 pub struct Secantus {
-    child: Child,
+    /// None for an external server.
+    child: Option<Child>,
+    /// The server a variable named, and this test's turn on it.
+    external: Option<(External, Turn)>,
     port: u16,
     dir: tempfile::TempDir,
     ca: Option<TestCa>,
 }
 
 impl Secantus {
-    /// Starts a server; `tls` makes it TLS-only.
+    /// Starts a server; `tls` makes it TLS-only. With the variable for it set, hands out that
+    /// server instead, reset.
     pub fn start(tls: bool) -> Result<Secantus, TestkitError> {
+        let var = if tls {
+            MONGODB_TLS_URI_ENV
+        } else {
+            MONGODB_URI_ENV
+        };
+        if let Some(external) = External::from_env(var)? {
+            return Secantus::external(external);
+        }
         let python = venv_dir().join("bin/python");
         if !python.exists() {
             return Err(TestkitError::Missing {
@@ -74,7 +90,8 @@ impl Secantus {
             while started.elapsed() < START_TIMEOUT {
                 if ready.exists() {
                     return Ok(Secantus {
-                        child,
+                        child: Some(child),
+                        external: None,
                         port,
                         dir,
                         ca,
@@ -96,24 +113,79 @@ impl Secantus {
         })
     }
 
-    /// The TCP port on 127.0.0.1.
+    /// The server a variable names, taken for this test (other tests wait) and reset: every
+    /// user but the URI's dropped (as `admin.system.users` lists them), then every role the
+    /// tests made and every database but `admin`, `config` and `local`, in the databases that
+    /// have data or had users (SecantusDB lists no others).
+    fn external(external: External) -> Result<Secantus, TestkitError> {
+        let turn = external.take()?;
+        let dir = tempfile::Builder::new()
+            .prefix("rotation-secantus-")
+            .tempdir()?;
+        let server = Secantus {
+            child: None,
+            port: external.port,
+            external: Some((external, turn)),
+            dir,
+            ca: None,
+        };
+        server.python(
+            "users = list(db.admin['system.users'].find())\n\
+             dbs = set(db.list_database_names()) | {u['db'] for u in users} | {'admin'}\n\
+             for u in users:\n\
+             \x20   if (u['user'], u['db']) != (os.environ['ADMIN_USER'], 'admin'):\n\
+             \x20       db[u['db']].command('dropUser', u['user'])\n\
+             for name in dbs:\n\
+             \x20   for r in db[name].command('rolesInfo', 1, showBuiltinRoles=False).get('roles', []):\n\
+             \x20       db[r['db']].command('dropRole', r['role'])\n\
+             \x20   if name not in ('admin', 'config', 'local'):\n\
+             \x20       db.drop_database(name)\n",
+        )?;
+        Ok(server)
+    }
+
+    /// Whether this is a server the tests did not start (`ROTATION_TEST_MONGODB_URI`,
+    /// `ROTATION_TEST_MONGODB_TLS_URI`).
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
+    /// The TCP port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// `127.0.0.1`, or the external server's host.
+    pub fn host(&self) -> &str {
+        crate::external::host_or_local(&self.external)
+    }
+
+    /// The name secrets give for a TLS server, which its certificate carries: `localhost`, or
+    /// the external server's host.
+    pub fn tls_host(&self) -> &str {
+        crate::external::tls_host_or_local(&self.external)
+    }
+
     /// The admin user (role `root` in `admin`).
-    pub fn admin(&self) -> &'static str {
-        ADMIN
+    pub fn admin(&self) -> &str {
+        self.external
+            .as_ref()
+            .map_or(ADMIN, |(e, _)| e.user.as_str())
     }
 
     /// The admin's password.
-    pub fn admin_password(&self) -> &'static str {
-        ADMIN_PASSWORD
+    pub fn admin_password(&self) -> &str {
+        self.external
+            .as_ref()
+            .map_or(ADMIN_PASSWORD, |(e, _)| e.password.as_str())
     }
 
     /// The CA that signed the server certificate (TLS servers).
     pub fn ca_pem(&self) -> Option<&Path> {
-        self.ca.as_ref().map(|c| c.ca_pem.as_path())
+        match &self.external {
+            Some((e, _)) => e.ca_file.as_deref(),
+            None => self.ca.as_ref().map(|c| c.ca_pem.as_path()),
+        }
     }
 
     /// The server's log so far.
@@ -125,10 +197,16 @@ impl Secantus {
     /// database as `db.admin`), for test setup independent of the code under test; returns
     /// standard output. JSON from `json` is available.
     pub fn python(&self, code: &str) -> Result<String, TestkitError> {
-        let client = self.client(&format!(
-            "username={ADMIN:?}, password={ADMIN_PASSWORD:?}, authSource='admin'"
-        ));
-        self.run_python(&format!("db = {client}\n{code}"), &[])
+        let client = self.client(
+            "username=os.environ['ADMIN_USER'], password=os.environ['ADMIN_PASSWORD'], authSource='admin'",
+        );
+        self.run_python(
+            &format!("db = {client}\n{code}"),
+            &[
+                ("ADMIN_USER", self.admin()),
+                ("ADMIN_PASSWORD", self.admin_password()),
+            ],
+        )
     }
 
     /// Creates role `selfService` in `admin`, granting `changeOwnPassword` on the cluster and
@@ -152,7 +230,7 @@ impl Secantus {
         );
         let out = self.run_python(
             &format!(
-                "import os\nfrom pymongo.errors import OperationFailure\n\
+                "from pymongo.errors import OperationFailure\n\
                  c = {client}\n\
                  try:\n    c[os.environ['LOGIN_DB']].command('ping')\n    print('ok')\n\
                  except OperationFailure as e:\n    print('refused', e.code)\n"
@@ -179,8 +257,12 @@ impl Secantus {
             Some(ca) => format!("tls=True, tlsCAFile={:?}", ca.display().to_string()),
             None => "tls=False".to_string(),
         };
+        let host = match self.ca_pem() {
+            Some(_) => self.tls_host(),
+            None => self.host(),
+        };
         format!(
-            "MongoClient(host='localhost', port={}, {credentials}, directConnection=True, serverSelectionTimeoutMS=10000, {tls})",
+            "MongoClient(host={host:?}, port={}, {credentials}, directConnection=True, serverSelectionTimeoutMS=10000, {tls})",
             self.port
         )
     }
@@ -188,7 +270,7 @@ impl Secantus {
     fn run_python(&self, code: &str, env: &[(&str, &str)]) -> Result<String, TestkitError> {
         let mut cmd = Command::new(venv_dir().join("bin/python"));
         cmd.arg("-c").arg(format!(
-            "import json, sys\nfrom pymongo import MongoClient\n{code}"
+            "import json, os, sys\nfrom pymongo import MongoClient\n{code}"
         ));
         for (k, v) in env {
             cmd.env(k, v);
@@ -196,10 +278,19 @@ impl Secantus {
         run(&mut cmd)
     }
 
-    /// Kills the server now (tests of "unreachable").
+    /// Kills the server now (tests of "unreachable"). Not an external server: such a test
+    /// cannot run against one, and says so.
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some((e, _)) = &self.external {
+            panic!(
+                "this test stops its server, which it cannot do to {} ({}:{}): run it without {}",
+                e.var, e.host, e.port, e.var
+            );
+        }
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Where the server keeps its files (the log, the CA).
@@ -210,6 +301,9 @@ impl Secantus {
 
 impl Drop for Secantus {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -3,10 +3,12 @@
 //! `ACL SETUSER`), built only on the toolkit's public API: a [`Rotator`] and its session. Copy
 //! it as the starting point of an engine of your own.
 //!
-//! Like the built-in engines other than PostgreSQL (RELIABILITY.md), it has no fence for a
-//! command held in the network past its step's deadline: an `ACL SETUSER` delivered after the
-//! step failed and a later rotation ran could change a password the secret no longer holds
-//! (recovered by the next rotation, which tries every version the store keeps).
+//! A command held in the network past its step's deadline cannot lock a secret out: no
+//! `ACL SETUSER` here resets a user's passwords. New passwords are added; old ones are removed
+//! by their hashes, as `ACL GETUSER` listed them a moment before, in the same atomic command.
+//! Delivered late, after a later rotation changed the user's passwords, such a command finds a
+//! hash gone and Redis refuses all of it; at worst a late *add* leaves one stale password
+//! working until that user's next rotation removes it (RELIABILITY.md).
 //!
 //! # The secret
 //!
@@ -27,14 +29,15 @@
 //!
 //! - **Single user**: setSecret *adds* the new password (`ACL SETUSER app #<sha256>`), so the
 //!   current one keeps working; finishSecret promotes it, then the master drops every other
-//!   password (`ACL SETUSER app resetpass #<sha256>`, one atomic command). There is no moment
-//!   when `AWSCURRENT` fails.
+//!   password by its hash (`ACL SETUSER app !<sha256> ...`, one atomic command), never when the
+//!   user does not hold the new one. There is no moment when `AWSCURRENT` fails.
 //! - **Alternating users**: setSecret gives the other user of the pair (`app` / `app_clone`) the
 //!   new password. The clone is (re)made from the original's rights as `ACL GETUSER` gives
-//!   them field by field (its passwords, keys, channels, selectors and commands reset, then
-//!   the original's, in one atomic command), then read back and compared: a clone with other
-//!   rights than the original's is disabled and the step fails. The original keeps its own
-//!   rules and only has its passwords replaced, so the original is the source of truth.
+//!   them field by field (its keys, channels, selectors and commands reset, then the
+//!   original's, the new password added and its others removed, in one atomic command), then
+//!   read back and compared: a clone with other rights than the original's is disabled and the
+//!   step fails. The original keeps its own rules and only has its passwords replaced (the new
+//!   one added, the others removed), so the original is the source of truth.
 //!
 //! Passwords reach `ACL SETUSER` as SHA-256 hashes (`#<hex>`), never in plain text; only `AUTH`
 //! carries one, as every client's login does.
@@ -171,6 +174,36 @@ fn hashed(password: &str) -> String {
     rule
 }
 
+/// `text` with every run of 64 hex digits (a password hash a server error may echo, as in
+/// "Error in ACL SETUSER modifier '!<hash>'") replaced by `<hash>`.
+fn redact_hashes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() == 64 { "<hash>" } else { &run });
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+/// The `ACL SETUSER` rules that remove each of `hashes` (hex, as `ACL GETUSER` lists them)
+/// other than `keep` (`#<hex>`). Redis refuses the whole command when one of them is gone, so
+/// a command delivered late, after the user's passwords changed, changes nothing.
+fn removals(hashes: &Hashes, keep: &str) -> Vec<String> {
+    hashes
+        .0
+        .iter()
+        .filter(|h| Some(h.as_str()) != keep.strip_prefix('#'))
+        .map(|h| format!("!{h}"))
+        .collect()
+}
+
 impl RedisSession {
     /// Runs a command within the session's deadline; a server error is an [`EngineError`]
     /// naming `what` (never the arguments: they may hold a password hash).
@@ -194,7 +227,7 @@ impl RedisSession {
                 } else {
                     ErrorKind::Server
                 },
-                format!("{what}: {e}"),
+                format!("{what}: {}", redact_hashes(&e)),
             )),
             other => Ok(other),
         }
@@ -229,6 +262,7 @@ impl RedisSession {
             let text = || value.text().ok_or_else(bad);
             match name.text().as_deref() {
                 Some("flags") => acl.flags = strings(value).ok_or_else(bad)?,
+                Some("passwords") => acl.passwords = Hashes(strings(value).ok_or_else(bad)?),
                 Some("commands") => acl.commands = text()?,
                 Some("keys") => acl.keys = text()?,
                 Some("channels") => acl.channels = text()?,
@@ -271,14 +305,32 @@ fn strings(reply: &Reply) -> Option<Vec<String>> {
     }
 }
 
-/// A user's rights, without its passwords.
+/// A user's rights, and the hashes of its passwords.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Acl {
+    passwords: Hashes,
     flags: Vec<String>,
     commands: String,
     keys: String,
     channels: String,
     selectors: Vec<Selector>,
+}
+
+/// The SHA-256 hashes (hex) of a user's passwords; `Debug` gives only how many.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Hashes(Vec<String>);
+
+impl std::fmt::Debug for Hashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} password hashes", self.0.len())
+    }
+}
+
+impl Hashes {
+    fn contains(&self, rule: &str) -> bool {
+        rule.strip_prefix('#')
+            .is_some_and(|h| self.0.iter().any(|x| x == h))
+    }
 }
 
 /// One selector: commands, key patterns and channel patterns, each space-separated.
@@ -290,20 +342,14 @@ struct Selector {
 }
 
 impl Acl {
-    /// The `ACL SETUSER` arguments that give a user reset of its passwords, keys, channels,
-    /// selectors and commands exactly these rights: one argument per rule, each selector one
-    /// argument (as it was made). Redis refuses spaces in patterns, so splitting the fields
-    /// on spaces is exact.
+    /// The `ACL SETUSER` arguments that give a user reset of its keys, channels, selectors
+    /// and commands exactly these rights (its passwords untouched): one argument per rule,
+    /// each selector one argument (as it was made). Redis refuses spaces in patterns, so
+    /// splitting the fields on spaces is exact.
     fn rules(&self) -> Vec<String> {
-        let mut rules: Vec<String> = [
-            "resetpass",
-            "resetkeys",
-            "resetchannels",
-            "clearselectors",
-            "-@all",
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut rules: Vec<String> = ["resetkeys", "resetchannels", "clearselectors", "-@all"]
+            .map(String::from)
+            .to_vec();
         rules.extend(
             self.flags
                 .iter()
@@ -428,19 +474,26 @@ impl Rotator for RedisAclRotator {
             Strategy::AlternatingUsers if user.strip_suffix("_clone") == Some(current_user) => {
                 // The clone: made again from the original's rights, in one atomic command,
                 // then checked: it must hold exactly the original's rights.
+                // Its other passwords are removed by name, not reset: see `replace_password`.
                 let original = session.existing_acl(current_user).await?;
+                let old = session.acl(user).await?.unwrap_or_default().passwords;
                 let rules = original.rules();
+                let removed = removals(&old, &password);
                 let mut args = vec!["ACL", "SETUSER", user];
                 args.extend(rules.iter().map(String::as_str));
                 args.push(&password);
+                args.extend(removed.iter().map(String::as_str));
                 session.call("ACL SETUSER (the clone)", &args).await?;
                 let made = session.existing_acl(user).await?;
                 if !made.same_rights(&original) {
-                    // Never leave a clone with other rights than the original's.
+                    // Never leave a clone with other rights than the original's. Its only
+                    // password is the new one: removing it by name makes the command change
+                    // nothing if it arrives late, after that password is gone.
+                    let remove = format!("!{}", &password[1..]);
                     let _ = session
                         .call(
                             "ACL SETUSER (disable the clone)",
-                            &["ACL", "SETUSER", user, "off", "resetpass"],
+                            &["ACL", "SETUSER", user, "off", &remove],
                         )
                         .await;
                     return Err(EngineError::new(
@@ -453,12 +506,12 @@ impl Rotator for RedisAclRotator {
             }
             Strategy::AlternatingUsers => {
                 // The original keeps its own rules; its passwords are replaced.
-                session.existing_acl(user).await?;
+                let old = session.existing_acl(user).await?.passwords;
+                let mut args = vec!["ACL", "SETUSER", user, &password];
+                let removed = removals(&old, &password);
+                args.extend(removed.iter().map(String::as_str));
                 session
-                    .call(
-                        "ACL SETUSER (replace the passwords)",
-                        &["ACL", "SETUSER", user, "resetpass", &password],
-                    )
+                    .call("ACL SETUSER (replace the passwords)", &args)
                     .await?;
             }
         }
@@ -501,11 +554,22 @@ impl Rotator for RedisAclRotator {
     ) -> Result<(), EngineError> {
         let password = hashed(PROFILE.password_to_set(current)?);
         let user = current.username().unwrap_or_default();
+        let old = session.existing_acl(user).await?.passwords;
+        if !old.contains(&password) {
+            // Dropping the others would leave the user no password that a secret holds.
+            return Err(EngineError::new(
+                ErrorKind::Server,
+                format!("{user} does not hold the current password: its others are kept"),
+            ));
+        }
+        let removed = removals(&old, &password);
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["ACL", "SETUSER", user];
+        args.extend(removed.iter().map(String::as_str));
         session
-            .call(
-                "ACL SETUSER (drop the other passwords)",
-                &["ACL", "SETUSER", user, "resetpass", &password],
-            )
+            .call("ACL SETUSER (drop the other passwords)", &args)
             .await
             .map(drop)
     }
@@ -565,6 +629,7 @@ mod tests {
     #[test]
     fn rules_keep_selectors_whole_and_copy_every_field() {
         let acl = Acl {
+            passwords: Hashes(vec!["ab".repeat(32)]),
             flags: vec!["on".into()],
             commands: "-@all +@read +ping".into(),
             keys: "~o4:* %R~r:*".into(),
@@ -576,8 +641,9 @@ mod tests {
             }],
         };
         let rules = acl.rules();
+        assert!(!rules.iter().any(|r| r.contains("pass")), "{rules:?}");
         assert_eq!(
-            rules[5..],
+            rules[4..],
             [
                 "on",
                 "sanitize-payload",
@@ -589,6 +655,25 @@ mod tests {
                 "(~tmp:) resetchannels -@all +del)"
             ]
         );
+    }
+
+    #[test]
+    fn removals_name_every_other_hash_and_hashes_stay_out_of_messages() {
+        let keep = hashed("new");
+        let old = hashed("old");
+        let hashes = Hashes(vec![keep[1..].to_string(), old[1..].to_string()]);
+        assert_eq!(removals(&hashes, &keep), [format!("!{}", &old[1..])]);
+        assert!(hashes.contains(&keep) && !hashes.contains(&hashed("other")));
+        assert_eq!(format!("{hashes:?}"), "2 password hashes");
+        let e = format!(
+            "ERR Error in ACL SETUSER modifier '!{}': The password you are trying to remove from the user does not exist",
+            &old[1..]
+        );
+        assert_eq!(
+            redact_hashes(&e),
+            "ERR Error in ACL SETUSER modifier '!<hash>': The password you are trying to remove from the user does not exist"
+        );
+        assert_eq!(redact_hashes("short abc12 text"), "short abc12 text");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Redis ACL engine against a real `redis-server` (ACLs on, password authentication,
 //! started by the testkit): both strategies, step by step with `AWSCURRENT` checked after each
-//! step, over verified TLS with the preflight, a master without the right, and a kill -9 sweep.
+//! step, over verified TLS with the preflight, a master without the right, a kill -9 sweep, and
+//! `ACL SETUSER` commands held in the network and delivered after a newer rotation.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,18 +11,21 @@ use std::time::{Duration, Instant};
 use redis_acl_rotation::{PROFILE, RedisAclRotator};
 use rotation_core::plan::CheckStatus;
 use rotation_core::{
-    EventStep, LocalSecretStore, PasswordPolicy, Rotation, RotationEvent, SecretStore, Stage, Step,
-    Strategy, VersionSelector,
+    AbortMode, EventStep, LocalSecretStore, Options, PasswordPolicy, Rotation, RotationEvent,
+    SecretStore, Stage, Step, Strategy, VersionSelector,
 };
-use rotation_testkit::RedisServer;
+use rotation_testkit::{RedisServer, TcpProxy, Wire};
 use rotation_trust::{ConnectSettings, Trust};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 const INITIAL: &str = "Initial-pw-1-long-enough";
 
 struct Setup {
     server: RedisServer,
+    /// In front of the server for the master secret's connections (`Setup::proxied`).
+    proxy: Option<TcpProxy>,
     store: LocalSecretStore,
     path: std::path::PathBuf,
     settings: ConnectSettings,
@@ -32,6 +36,16 @@ impl Setup {
     /// A server with user `app` (its own keys, read and write commands) and secrets `master`
     /// (the admin) and `app` (naming the master).
     async fn start(tls: bool) -> Setup {
+        Setup::start_with(tls, false).await
+    }
+
+    /// A plaintext server whose secrets connect through a RESP-aware proxy, so that a test can
+    /// hold the master's `ACL SETUSER` in the network.
+    async fn proxied() -> Setup {
+        Setup::start_with(false, true).await
+    }
+
+    async fn start_with(tls: bool, proxied: bool) -> Setup {
         let server =
             RedisServer::start(tls).expect("start redis-server (scripts/setup installs it)");
         server
@@ -56,8 +70,11 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.json");
         let store = LocalSecretStore::new(&path);
+        let proxy = proxied
+            .then(|| TcpProxy::to_port_with(server.port(), Wire::Resp).expect("start the proxy"));
         let setup = Setup {
             server,
+            proxy,
             store,
             path,
             settings,
@@ -73,8 +90,12 @@ impl Setup {
 
     fn secret(&self, user: &str, password: &str, masterarn: Option<&str>) -> Value {
         let tls = self.server.ca_pem().is_some();
-        let mut v = json!({"engine": "redis", "host": if tls { "localhost" } else { self.server.host() },
+        let mut v = json!({"engine": "redis", "host": if tls { self.server.tls_host() } else { self.server.host() },
             "port": self.server.port(), "username": user, "password": password, "ssl": tls});
+        if let Some(proxy) = &self.proxy {
+            v["host"] = json!("127.0.0.1");
+            v["port"] = json!(proxy.port());
+        }
         if let Some(arn) = masterarn {
             v["masterarn"] = json!(arn);
         }
@@ -148,6 +169,23 @@ impl Setup {
             .unwrap();
         line.split(' ').filter(|t| t.starts_with('#')).count()
     }
+}
+
+/// The ACL hash of a password: 64 hex digits.
+fn sha256_hex(password: &str) -> String {
+    Sha256::digest(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// How many `ACL SETUSER` calls the server has refused (`INFO commandstats`).
+fn failed_setusers(s: &Setup) -> u64 {
+    let info = s.server.cli(&["INFO", "commandstats"]).unwrap();
+    info.lines()
+        .find(|l| l.starts_with("cmdstat_acl|setuser:"))
+        .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("failed_calls=")))
+        .map_or(0, |n| n.trim().parse().unwrap())
 }
 
 fn token(i: u64) -> String {
@@ -440,4 +478,116 @@ async fn the_clone_gets_exactly_odd_rules() {
             "{user} may DEL app:victim: {del}"
         );
     }
+}
+
+/// Single user: finishSecret's drop of the other passwords, held in the network until a newer
+/// rotation has finished, then delivered. It names the password it removes (`!<hash>`), which
+/// the newer rotation already removed, so Redis refuses all of it; a `resetpass` here would
+/// have left the user only the older rotation's password.
+#[tokio::test]
+async fn late_drop_of_the_other_passwords_cannot_lock_out() {
+    let s = Setup::proxied().await;
+    let proxy = s.proxy.as_ref().unwrap();
+    let rotation = s.rotation(Strategy::SingleUser).with_options(Options {
+        step_timeout: Duration::from_secs(2),
+        ..Options::default()
+    });
+    rotation.rotate("app").await.expect("first rotation");
+    let first = s.value("app", Stage::Current).await;
+    // The next drop removes only the first rotation's password: a 4-argument ACL SETUSER on
+    // app whose last argument is a removal.
+    proxy.stall_on_query("*4\r\n$3\r\nACL\r\n$7\r\nSETUSER\r\n$3\r\napp\r\n$65\r\n!");
+    rotation
+        .rotate("app")
+        .await
+        .expect("a failed drop is not the step's failure");
+    assert_eq!(proxy.stalls_triggered(), 1, "the drop was held");
+    let second = s.value("app", Stage::Current).await;
+    assert!(
+        s.logs_in(&second) && s.logs_in(&first),
+        "the drop did not land"
+    );
+    // A newer rotation drops both older passwords (its command has 5 arguments: not held).
+    rotation.rotate("app").await.expect("third rotation");
+    let third = s.value("app", Stage::Current).await;
+    assert!(!s.logs_in(&first) && !s.logs_in(&second));
+    let refused = failed_setusers(&s);
+    proxy.resume();
+    let started = Instant::now();
+    while failed_setusers(&s) == refused && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        failed_setusers(&s),
+        refused + 1,
+        "the late drop reached the server"
+    );
+    assert!(s.logs_in(&third), "AWSCURRENT logs in after the late drop");
+    assert_eq!(s.passwords("app"), 1);
+}
+
+/// Alternating users: an aborted rotation's setSecret on the clone, held in the network until
+/// a newer rotation made the clone `AWSCURRENT`, then delivered. It removes the clone's
+/// password of that time by its hash, which the newer rotation already removed, so Redis
+/// refuses all of it (with `resetpass` it would have replaced the clone's current password).
+#[tokio::test]
+async fn late_clone_update_from_an_aborted_rotation_cannot_lock_out() {
+    let s = Setup::proxied().await;
+    let proxy = s.proxy.as_ref().unwrap();
+    let rotation = s
+        .rotation(Strategy::AlternatingUsers)
+        .with_options(Options {
+            step_timeout: Duration::from_secs(2),
+            ..Options::default()
+        });
+    // app_clone, then app again: the clone has a password of its own.
+    rotation.rotate("app").await.expect("first rotation");
+    rotation.rotate("app").await.expect("second rotation");
+    assert_eq!(s.value("app", Stage::Current).await["username"], "app");
+    // The third rotation's setSecret on the clone is held (matched by its new password's
+    // hash), fails at its deadline, and the rotation is aborted.
+    let t = token(3);
+    s.store.start_rotation("app", &t).await.unwrap();
+    rotation
+        .handle(&RotationEvent::new(Step::CreateSecret, "app", &t))
+        .await
+        .unwrap();
+    let aborted = s.value("app", Stage::Pending).await;
+    assert_eq!(aborted["username"], "app_clone");
+    let held = format!("#{}", sha256_hex(aborted["password"].as_str().unwrap()));
+    proxy.stall_on_query(&held);
+    let set = rotation
+        .handle(&RotationEvent::new(Step::SetSecret, "app", &t))
+        .await;
+    assert!(set.is_err(), "the clone's ACL SETUSER is held");
+    assert_eq!(proxy.stalls_triggered(), 1);
+    rotation
+        .abort("app", AbortMode::Safe)
+        .await
+        .expect("abort: AWSCURRENT (app) logs in");
+    // A newer rotation makes the clone AWSCURRENT with another password.
+    rotation.rotate("app").await.expect("fourth rotation");
+    let current = s.value("app", Stage::Current).await;
+    assert_eq!(current["username"], "app_clone");
+    assert!(s.logs_in(&current));
+    let refused = failed_setusers(&s);
+    proxy.resume();
+    let started = Instant::now();
+    while failed_setusers(&s) == refused && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        failed_setusers(&s),
+        refused + 1,
+        "the late command reached the server"
+    );
+    assert!(
+        s.logs_in(&current),
+        "AWSCURRENT logs in after the late command"
+    );
+    assert!(
+        !s.logs_in(&aborted),
+        "the aborted version's password was not added"
+    );
+    assert_eq!(s.passwords("app_clone"), 1);
 }

@@ -56,7 +56,7 @@ impl Env {
     pub fn secret(&self, username: &str, password: &str, ssl: Option<Value>) -> Value {
         let mut v = json!({
             "engine": "postgres",
-            "host": "localhost",
+            "host": self.pg.tls_host(),
             "username": username,
             "password": password,
             "dbname": "postgres",

@@ -1,6 +1,7 @@
 //! The Redshift stand-in shared by this crate's suites: a PostgreSQL cluster with md5
-//! authentication (`password_encryption = md5`), a `dev` database (Redshift's default), the
-//! statement log on, optionally TLS-only with a generated CA; a local secret store; helpers.
+//! authentication (`password_encryption = md5`), a `dev` database (Redshift's default),
+//! optionally TLS-only with a generated CA, optionally the statement log on (a cluster of its
+//! own even when `ROTATION_TEST_POSTGRES_MD5_URL` names one); a local secret store; helpers.
 
 #![allow(dead_code)]
 
@@ -23,16 +24,26 @@ pub struct Standin {
 impl Standin {
     /// A plaintext stand-in.
     pub fn start() -> Standin {
-        Self::start_with(false, Vec::new())
+        Self::start_with(false, false)
     }
 
     /// A TLS-only stand-in whose CA the engine trusts.
     pub fn tls() -> Standin {
-        Self::start_with(true, Vec::new())
+        Self::start_with(true, false)
     }
 
-    /// With `tls` and extra `postgresql.conf` lines.
-    pub fn start_with(tls: bool, extra_conf: Vec<String>) -> Standin {
+    /// A plaintext stand-in that logs every statement (for tests that read the log).
+    pub fn logged() -> Standin {
+        Self::start_with(false, true)
+    }
+
+    /// A TLS-only stand-in that logs every statement.
+    pub fn tls_logged() -> Standin {
+        Self::start_with(true, true)
+    }
+
+    /// With `tls`, and the statement log on with `log_statements`.
+    pub fn start_with(tls: bool, log_statements: bool) -> Standin {
         let base = if tls {
             PgOptions::tls()
         } else {
@@ -40,8 +51,7 @@ impl Standin {
         };
         let pg = PgCluster::start(PgOptions {
             auth: PgAuth::Md5,
-            log_statements: true,
-            extra_conf,
+            log_statements,
             ..base
         })
         .expect("start PostgreSQL (scripts/setup installs it)");
@@ -70,13 +80,13 @@ impl Standin {
             .expect("create user");
     }
 
-    /// A secret without `dbname` (Redshift's default `dev`): over TLS to `localhost` on a TLS
-    /// stand-in, else `"ssl": false` to 127.0.0.1.
+    /// A secret without `dbname` (Redshift's default `dev`): over TLS to the name the
+    /// certificate carries on a TLS stand-in, else `"ssl": false` to 127.0.0.1.
     pub fn secret(&self, user: &str, password: &str) -> Value {
         if self.pg.ca_pem().is_some() {
             json!({
                 "engine": "redshift",
-                "host": "localhost",
+                "host": self.pg.tls_host(),
                 "port": self.pg.port(),
                 "username": user,
                 "password": password,
