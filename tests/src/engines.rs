@@ -204,6 +204,11 @@ impl Hold {
 impl Env {
     /// A server for `engine`; TLS-only (with a generated CA) when `tls`.
     pub fn start(engine: Engine, tls: bool) -> Env {
+        Env::start_with(engine, tls, false)
+    }
+
+    /// [`Env::start`]; `own`: never an external server.
+    fn start_with(engine: Engine, tls: bool, own: bool) -> Env {
         let server = match engine {
             Engine::Postgres | Engine::Redshift => {
                 let options = if tls {
@@ -218,7 +223,7 @@ impl Env {
                     },
                     _ => options,
                 };
-                let pg = PgCluster::start(options)
+                let pg = PgCluster::start(PgOptions { own, ..options })
                     .expect("start PostgreSQL (scripts/setup installs it)");
                 if engine == Engine::Redshift {
                     pg.psql(&format!("CREATE DATABASE {}", default_dbname(engine)))
@@ -227,8 +232,12 @@ impl Env {
                 Server::Pg(pg)
             }
             Engine::DocumentDb => {
-                let db =
-                    Secantus::start(tls).expect("start SecantusDB (scripts/setup installs it)");
+                let db = if own {
+                    Secantus::start_own(tls)
+                } else {
+                    Secantus::start(tls)
+                }
+                .expect("start SecantusDB (scripts/setup installs it)");
                 let front =
                     TcpProxy::to_port_with(db.port(), Wire::Mongo).expect("start the proxy");
                 Server::Secantus {
@@ -263,6 +272,12 @@ impl Env {
     /// Without TLS.
     pub fn plain(engine: Engine) -> Env {
         Env::start(engine, false)
+    }
+
+    /// Without TLS, on a server of the testkit's own even when a variable names an external
+    /// one: a test's second server of the engine's kind.
+    pub fn plain_own(engine: Engine) -> Env {
+        Env::start_with(engine, false, true)
     }
 
     /// TLS only.

@@ -163,7 +163,7 @@ async fn pending_with_another_tls_server_name_must_not_change_the_password(engin
 /// the user's password there. A rotation of one secret must not change another database.
 async fn previous_on_another_server_is_not_changed(engine: Engine) {
     let env = Env::plain(engine);
-    let other = Env::plain(engine);
+    let other = Env::plain_own(engine);
     env.create_user("app", "Current-pw-1");
     other.create_user("app", "Old-server-pw-1");
     // First version: the old server; second (AWSCURRENT): this one. AWSPREVIOUS is the old.

@@ -247,7 +247,7 @@ async fn an_omitted_default_port_names_the_same_server(engine: Engine) {
 /// one secret changes another database.
 async fn alternating_master_on_another_port_changes_nothing_there(engine: Engine) {
     let env = Env::plain(engine);
-    let other = Env::plain(engine);
+    let other = Env::plain_own(engine);
     env.create_user("app", "Initial-pw-1");
     other.create_user("app", "Other-server-pw-1");
     let master_arn = env

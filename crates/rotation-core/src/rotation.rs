@@ -139,8 +139,13 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         if stages.has(Stage::Current) {
             info!("Secret version {token} already set as AWSCURRENT for secret {arn}.");
             // finishSecret retried after a crash between its promotion and the drop of the
-            // other passwords (engines whose single user acts through a master): drop now.
-            if event.step == EventStep::Known(Step::FinishSecret) {
+            // other passwords (engines whose single user acts through a master): drop now,
+            // unless a newer rotation is in flight (the drop would remove its pending password).
+            let newer_in_flight = description
+                .versions
+                .iter()
+                .any(|(version, stages)| version.as_str() != token && stages.has(Stage::Pending));
+            if event.step == EventStep::Known(Step::FinishSecret) && !newer_in_flight {
                 let ctx = self.context(&description, token, deadline);
                 Box::pin(steps::finish::drop_if_due(&ctx)).await;
             }

@@ -47,8 +47,8 @@ pub const ALL: [(&str, bool); 9] = [
     (SECRETS_MANAGER_ENDPOINT_ENV, false),
 ];
 
-/// A server named by an environment variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A server named by an environment variable. `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct External {
     /// The variable that named it.
     pub var: &'static str,
@@ -65,6 +65,19 @@ pub struct External {
     pub ca_file: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("External")
+            .field("var", &self.var)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
 impl External {
     /// The server `var` names, if it is set and not empty.
     pub fn from_env(var: &'static str) -> Result<Option<External>, TestkitError> {
@@ -72,6 +85,19 @@ impl External {
             Ok(v) if !v.trim().is_empty() => External::parse(var, v.trim()).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// The server `var` names for the calling test: none when `var` is unset, or when this
+    /// test (thread) already holds that server, so that a test's second server of a kind is
+    /// one the testkit starts (a second handle would reset the first).
+    pub fn for_this_test(var: &'static str) -> Result<Option<External>, TestkitError> {
+        let thread = std::thread::current().id();
+        Ok(External::from_env(var)?.filter(|e| !held().contains(&e.key(thread))))
+    }
+
+    /// The key of this server held by `thread`.
+    fn key(&self, thread: std::thread::ThreadId) -> String {
+        format!("{}-{}-{}-{thread:?}", self.var, self.host, self.port)
     }
 
     /// Parses `scheme://[user[:password]@]host:port[/path][?query]`; of the query, only the
@@ -139,7 +165,7 @@ impl External {
     /// handles share its turn. Held until the last handle is dropped.
     pub fn take(&self) -> Result<Turn, TestkitError> {
         let thread = std::thread::current().id();
-        let key = format!("{}-{}-{}-{thread:?}", self.var, self.host, self.port);
+        let key = self.key(thread);
         // A second handle of one server in one test (one thread) would reset the first: say
         // so at once.
         if !held().insert(key.clone()) {
@@ -194,11 +220,19 @@ impl External {
 }
 
 impl External {
-    /// Appends the variable's name to the file `ROTATION_TEST_EXTERNAL_LOG` names, if set: one
-    /// line per handle given out, so a run can show which servers its suites used.
+    /// Appends the variable's name and the test binary to the file `ROTATION_TEST_EXTERNAL_LOG`
+    /// names, if set: one line per handle given out, so a run can show which servers each
+    /// suite used.
     fn record(&self) {
         if let Some(path) = std::env::var_os(EXTERNAL_LOG_ENV) {
-            let line = format!("{}\n", self.var);
+            // nextest names the test binary; under cargo test, the executable does.
+            let binary = std::env::var("NEXTEST_BINARY_ID").unwrap_or_else(|_| {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_default()
+            });
+            let line = format!("{} {binary}\n", self.var);
             let _ = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -208,7 +242,8 @@ impl External {
     }
 }
 
-/// A file to which every handle of an external server appends its variable's name.
+/// A file to which every handle of an external server appends its variable's name and the
+/// test binary (nextest's binary id).
 pub const EXTERNAL_LOG_ENV: &str = "ROTATION_TEST_EXTERNAL_LOG";
 
 /// The host of a handle: the external server's, or `127.0.0.1` for one the testkit started.
@@ -276,6 +311,7 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
+            && bytes[i + 1..i + 3].iter().all(u8::is_ascii_hexdigit)
             && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
                 .ok()
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
@@ -314,6 +350,9 @@ mod tests {
             ("localhost", 5000, "")
         );
         assert!(External::parse("V", "localhost:5000").is_err());
+        let e = External::parse("V", "redis://u:Secret-pw%2B1%+f@localhost:1").unwrap();
+        assert_eq!(e.password, "Secret-pw+1%+f");
+        assert!(!format!("{e:?}").contains("Secret"));
         let ca = std::env::temp_dir().join(format!("external-ca-{}.pem", std::process::id()));
         std::fs::write(&ca, "x").unwrap();
         let url = format!(

@@ -23,7 +23,7 @@ impl Moto {
     /// `scripts/moto_server.py`).
     pub fn start_with(lambda_forward_url: Option<&str>) -> Result<Moto, TestkitError> {
         if lambda_forward_url.is_none()
-            && let Some(external) = External::from_env(SECRETS_MANAGER_ENDPOINT_ENV)?
+            && let Some(external) = External::for_this_test(SECRETS_MANAGER_ENDPOINT_ENV)?
         {
             return Moto::external(external);
         }
@@ -96,8 +96,14 @@ impl Moto {
             external: Some((external, turn)),
             _dir: dir,
         };
+        // Reset, and Lambda without Docker as the testkit's own moto runs it (the moto image
+        // would otherwise try to run a rotation function in Docker).
         moto.python(
-            "import urllib.request; urllib.request.urlopen(urllib.request.Request(kw['endpoint_url'] + '/moto-api/reset', method='POST'), timeout=30).read()",
+            "import json, urllib.request\n\
+             api = kw['endpoint_url'] + '/moto-api/'\n\
+             urllib.request.urlopen(urllib.request.Request(api + 'reset', method='POST'), timeout=30).read()\n\
+             body = json.dumps({'lambda': {'use_docker': False}}).encode()\n\
+             urllib.request.urlopen(urllib.request.Request(api + 'config', data=body, method='POST', headers={'Content-Type': 'application/json'}), timeout=30).read()",
         )?;
         Ok(moto)
     }

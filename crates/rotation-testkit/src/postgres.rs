@@ -29,6 +29,9 @@ pub struct PgOptions {
     pub log_statements: bool,
     /// Extra `postgresql.conf` lines.
     pub extra_conf: Vec<String>,
+    /// Always the testkit's own cluster, never an external server: for a test's second
+    /// server of a kind, or one it stops.
+    pub own: bool,
 }
 
 impl Default for PgOptions {
@@ -38,6 +41,7 @@ impl Default for PgOptions {
             tls_names: None,
             log_statements: false,
             extra_conf: Vec::new(),
+            own: false,
         }
     }
 }
@@ -61,7 +65,7 @@ pub struct PgCluster {
     port: u16,
     bin: PathBuf,
     ca: Option<TestCa>,
-    /// A server named by `ROTATION_TEST_POSTGRES_URL`, and this test's turn on it.
+    /// A server a variable named ([`PgCluster::external_var`]), and this test's turn on it.
     external: Option<(External, Turn)>,
 }
 
@@ -203,7 +207,7 @@ impl PgCluster {
     /// reset (see [`PgCluster::is_external`]).
     pub fn start(options: PgOptions) -> Result<PgCluster, TestkitError> {
         if let Some(var) = PgCluster::external_var(&options)
-            && let Some(external) = External::from_env(var)?
+            && let Some(external) = External::for_this_test(var)?
         {
             return PgCluster::external(external);
         }
@@ -314,10 +318,11 @@ impl PgCluster {
     /// The variable naming an external server for `options`, if one can serve them:
     /// `ROTATION_TEST_POSTGRES_URL` (SCRAM), `ROTATION_TEST_POSTGRES_TLS_URL` (SCRAM, TLS-only),
     /// `ROTATION_TEST_POSTGRES_MD5_URL` and `ROTATION_TEST_POSTGRES_MD5_TLS_URL` (md5, the
-    /// Redshift stand-in). None for a statement log, extra configuration, or a certificate
-    /// other than [`PgOptions::tls`]'s: those clusters are always the testkit's own.
+    /// Redshift stand-in). None for a statement log, extra configuration, a certificate other
+    /// than [`PgOptions::tls`]'s, or [`PgOptions::own`]: those clusters are always the
+    /// testkit's own.
     pub fn external_var(options: &PgOptions) -> Option<&'static str> {
-        if options.log_statements || !options.extra_conf.is_empty() {
+        if options.own || options.log_statements || !options.extra_conf.is_empty() {
             return None;
         }
         let tls = match &options.tls_names {

@@ -16,7 +16,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// removed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
-    /// None for a server named by `ROTATION_TEST_REDIS_URL`.
+    /// None for a server named by `ROTATION_TEST_REDIS_URL` or `ROTATION_TEST_REDIS_TLS_URL`.
     child: Option<Child>,
     /// That server, and this test's turn on it.
     external: Option<(External, Turn)>,
@@ -52,7 +52,7 @@ impl RedisServer {
         } else {
             REDIS_URL_ENV
         };
-        if let Some(external) = External::from_env(var)? {
+        if let Some(external) = External::for_this_test(var)? {
             return RedisServer::external(external);
         }
         let server = redis_bin("redis-server", "REDIS_SERVER")?;

@@ -37,9 +37,15 @@ impl Secantus {
         } else {
             MONGODB_URI_ENV
         };
-        if let Some(external) = External::from_env(var)? {
+        if let Some(external) = External::for_this_test(var)? {
             return Secantus::external(external);
         }
+        Secantus::start_own(tls)
+    }
+
+    /// Starts a server of the testkit's own even when a variable names one: for a test's
+    /// second server, or one it stops.
+    pub fn start_own(tls: bool) -> Result<Secantus, TestkitError> {
         let python = venv_dir().join("bin/python");
         if !python.exists() {
             return Err(TestkitError::Missing {
@@ -114,9 +120,10 @@ impl Secantus {
     }
 
     /// The server a variable names, taken for this test (other tests wait) and reset: every
-    /// user but the URI's dropped (as `admin.system.users` lists them), then every role the
-    /// tests made and every database but `admin`, `config` and `local`, in the databases that
-    /// have data or had users (SecantusDB lists no others).
+    /// user but the URI's dropped (as `admin.system.users` lists them), every role the tests
+    /// made (as `admin.system.roles` lists them on MongoDB, and `rolesInfo` in the databases
+    /// that have data or had users on SecantusDB), and every database but `admin`, `config`
+    /// and `local`.
     fn external(external: External) -> Result<Secantus, TestkitError> {
         let turn = external.take()?;
         let dir = tempfile::Builder::new()
@@ -135,9 +142,12 @@ impl Secantus {
              for u in users:\n\
              \x20   if (u['user'], u['db']) != (os.environ['ADMIN_USER'], 'admin'):\n\
              \x20       db[u['db']].command('dropUser', u['user'])\n\
+             roles = {(r['role'], r['db']) for r in db.admin['system.roles'].find()}\n\
              for name in dbs:\n\
-             \x20   for r in db[name].command('rolesInfo', 1, showBuiltinRoles=False).get('roles', []):\n\
-             \x20       db[r['db']].command('dropRole', r['role'])\n\
+             \x20   roles |= {(r['role'], r['db']) for r in db[name].command('rolesInfo', 1, showBuiltinRoles=False).get('roles', [])}\n\
+             for role, name in roles:\n\
+             \x20   db[name].command('dropRole', role)\n\
+             for name in dbs:\n\
              \x20   if name not in ('admin', 'config', 'local'):\n\
              \x20       db.drop_database(name)\n",
         )?;

@@ -68,7 +68,7 @@ fn postgres_switch(var: &'static str, options: PgOptions) {
         assert!(pg.logs_in("left_behind", "Left-pw-1"));
     }
     // The next test's handle finds nothing the last one made.
-    let pg = PgCluster::start(PgOptions::default()).unwrap();
+    let pg = PgCluster::start(options).unwrap();
     assert_eq!(
         pg.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'left_behind'")
             .unwrap(),

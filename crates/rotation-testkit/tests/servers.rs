@@ -4,7 +4,13 @@ use rotation_testkit::{Moto, PgAuth, PgCluster, PgOptions};
 
 #[test]
 fn postgres_cluster_starts_with_password_auth_and_stops() {
-    let pg = PgCluster::start(PgOptions::default()).expect("start PostgreSQL");
+    // The testkit's own, even when a variable names an external server.
+    let pg = PgCluster::start(PgOptions {
+        own: true,
+        ..PgOptions::default()
+    })
+    .expect("start PostgreSQL");
+    assert!(!pg.is_external());
     assert_eq!(pg.psql("SELECT 1").unwrap(), "1");
     assert_eq!(
         pg.psql("SHOW password_encryption").unwrap(),

@@ -7,8 +7,10 @@
 //! `ACL SETUSER` here resets a user's passwords. New passwords are added; old ones are removed
 //! by their hashes, as `ACL GETUSER` listed them a moment before, in the same atomic command.
 //! Delivered late, after a later rotation changed the user's passwords, such a command finds a
-//! hash gone and Redis refuses all of it; at worst a late *add* leaves one stale password
-//! working until that user's next rotation removes it (RELIABILITY.md).
+//! hash gone and Redis refuses all of it. The clone's commands each carry such a removal
+//! (one-time passwords no one keeps serve as fences), so a late one never changes its rights
+//! or disables it. At worst a late *add* leaves one stale password working until that user's
+//! next rotation removes it (RELIABILITY.md).
 //!
 //! # The secret
 //!
@@ -33,10 +35,11 @@
 //!   user does not hold the new one. There is no moment when `AWSCURRENT` fails.
 //! - **Alternating users**: setSecret gives the other user of the pair (`app` / `app_clone`) the
 //!   new password. The clone is (re)made from the original's rights as `ACL GETUSER` gives
-//!   them field by field (its keys, channels, selectors and commands reset, then the
-//!   original's, the new password added and its others removed, in one atomic command), then
-//!   read back and compared: a clone with other rights than the original's is disabled and the
-//!   step fails. The original keeps its own rules and only has its passwords replaced (the new
+//!   them field by field: a one-time password first (a fence; it makes the clone if missing),
+//!   then in one atomic command its keys, channels, selectors and commands reset to the
+//!   original's, the new password and a second one-time password added, every other password
+//!   (the fence too) removed; then it is read back and compared, and the second one-time
+//!   password removed, with the clone disabled if its rights differ (the step then fails). The original keeps its own rules and only has its passwords replaced (the new
 //!   one added, the others removed), so the original is the source of truth.
 //!
 //! Passwords reach `ACL SETUSER` as SHA-256 hashes (`#<hex>`), never in plain text; only `AUTH`
@@ -163,6 +166,18 @@ impl RedisAclRotator {
     }
 }
 
+/// A one-time password no one keeps: 32 random bytes in hex.
+fn one_time() -> Result<String, EngineError> {
+    let mut bytes = [0u8; 32];
+    rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| {
+            EngineError::new(ErrorKind::Other, "no random bytes for a one-time password")
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The SHA-256 of a password in ACL rule form, `#<64 hex digits>`.
 fn hashed(password: &str) -> String {
     let digest = Sha256::digest(password.as_bytes());
@@ -172,6 +187,33 @@ fn hashed(password: &str) -> String {
         rule.push_str(&format!("{b:02x}"));
     }
     rule
+}
+
+/// A server's error `text` for a command sent with `args`, safe to show: for `AUTH`, only its
+/// first word (`WRONGPASS`, `ERR`: a server may echo the arguments of a command it refuses,
+/// the password among them); otherwise with every argument after the command's name of four
+/// characters or more, and every password hash, taken out.
+fn redact_arguments(text: &str, args: &[&str]) -> String {
+    if args.first().is_some_and(|c| c.eq_ignore_ascii_case("AUTH")) {
+        return text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+    }
+    let mut out = text.to_string();
+    let mut sent: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .copied()
+        .filter(|a| a.len() >= 4)
+        .collect();
+    // The longest first, so no argument is left half-replaced by a shorter one inside it.
+    sent.sort_by_key(|a| std::cmp::Reverse(a.len()));
+    for arg in sent {
+        out = out.replace(arg, "<argument>");
+    }
+    redact_hashes(&out)
 }
 
 /// `text` with every run of 64 hex digits (a password hash a server error may echo, as in
@@ -208,10 +250,10 @@ impl RedisSession {
     /// Runs a command within the session's deadline; a server error is an [`EngineError`]
     /// naming `what` (never the arguments: they may hold a password hash).
     async fn call(&mut self, what: &str, args: &[&str]) -> Result<Reply, EngineError> {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let reply = self
             .deadline
-            .run(self.conn.call(&args))
+            .run(self.conn.call(&bytes))
             .await
             .map_err(|_| {
                 EngineError::new(ErrorKind::Timeout, format!("{what} did not answer in time"))
@@ -227,7 +269,7 @@ impl RedisSession {
                 } else {
                     ErrorKind::Server
                 },
-                format!("{what}: {}", redact_hashes(&e)),
+                format!("{what}: {}", redact_arguments(&e, args)),
             )),
             other => Ok(other),
         }
@@ -374,17 +416,26 @@ impl Acl {
         rules
     }
 
-    /// Whether `other` has the same rights (flags about payload sanitising aside).
+    /// Whether `other` has the same rights (flags about payload sanitising aside). Each field
+    /// is compared as a set of rules: Redis describes one set of commands with its
+    /// subcommands in varying order (seen on a fresh 7.0 server).
     fn same_rights(&self, other: &Acl) -> bool {
         let on = |a: &Acl| a.flags.iter().any(|f| f == "on");
+        fn set(field: &str) -> Vec<&str> {
+            let mut rules: Vec<&str> = field.split_whitespace().collect();
+            rules.sort_unstable();
+            rules
+        }
+        fn fields(a: &Acl) -> Vec<Vec<&str>> {
+            let mut all = vec![set(&a.commands), set(&a.keys), set(&a.channels)];
+            for s in &a.selectors {
+                all.extend([set(&s.commands), set(&s.keys), set(&s.channels)]);
+            }
+            all
+        }
         on(self) == on(other)
-            && (&self.commands, &self.keys, &self.channels, &self.selectors)
-                == (
-                    &other.commands,
-                    &other.keys,
-                    &other.channels,
-                    &other.selectors,
-                )
+            && self.selectors.len() == other.selectors.len()
+            && fields(self) == fields(other)
     }
 }
 
@@ -472,34 +523,60 @@ impl Rotator for RedisAclRotator {
                     .await?;
             }
             Strategy::AlternatingUsers if user.strip_suffix("_clone") == Some(current_user) => {
-                // The clone: made again from the original's rights, in one atomic command,
-                // then checked: it must hold exactly the original's rights.
-                // Its other passwords are removed by name, not reset: see `replace_password`.
+                // The clone: made again from the original's rights, then checked: it must hold
+                // exactly the original's rights. Each command must change nothing if the
+                // network delivers it late, after a newer attempt; so each names a one-time
+                // password that a newer attempt removes, and Redis refuses all of a command
+                // one of whose removals finds nothing to remove.
                 let original = session.existing_acl(current_user).await?;
-                let old = session.acl(user).await?.unwrap_or_default().passwords;
+                // 1. A one-time password of its own (makes the clone if missing; delivered
+                //    late, it adds a password no one knows).
+                let fence = hashed(&one_time()?);
+                session
+                    .call(
+                        "ACL SETUSER (the clone's fence)",
+                        &["ACL", "SETUSER", user, &fence],
+                    )
+                    .await?;
+                // 2. The rights, the new password and a second one-time password; every other
+                //    password removed, the fence among them.
+                let old = session.existing_acl(user).await?.passwords;
+                let check = hashed(&one_time()?);
                 let rules = original.rules();
                 let removed = removals(&old, &password);
                 let mut args = vec!["ACL", "SETUSER", user];
                 args.extend(rules.iter().map(String::as_str));
                 args.push(&password);
+                args.push(&check);
                 args.extend(removed.iter().map(String::as_str));
                 session.call("ACL SETUSER (the clone)", &args).await?;
+                // 3. Read back: the second one-time password is removed, and with it the
+                //    clone disabled if its rights differ.
                 let made = session.existing_acl(user).await?;
-                if !made.same_rights(&original) {
-                    // Never leave a clone with other rights than the original's. Its only
-                    // password is the new one: removing it by name makes the command change
-                    // nothing if it arrives late, after that password is gone.
-                    let remove = format!("!{}", &password[1..]);
-                    let _ = session
+                let unchecked = format!("!{}", &check[1..]);
+                if made.same_rights(&original) {
+                    session
+                        .call(
+                            "ACL SETUSER (the clone checked)",
+                            &["ACL", "SETUSER", user, &unchecked],
+                        )
+                        .await?;
+                } else {
+                    // Never leave a clone with other rights than the original's.
+                    let disabled = session
                         .call(
                             "ACL SETUSER (disable the clone)",
-                            &["ACL", "SETUSER", user, "off", &remove],
+                            &["ACL", "SETUSER", user, "off", &unchecked],
                         )
                         .await;
+                    let state = match disabled {
+                        Ok(_) => "disabled".to_string(),
+                        Err(e) => format!("NOT disabled: {}", e.message()),
+                    };
                     return Err(EngineError::new(
                         ErrorKind::Server,
                         format!(
-                            "{user} did not get exactly {current_user}'s rights (disabled): {made:?} against {original:?}"
+                            "{user} did not get exactly {current_user}'s rights ({state}): {made:?} against {original:?}"
                         ),
                     ));
                 }
@@ -674,6 +751,12 @@ mod tests {
             "ERR Error in ACL SETUSER modifier '!<hash>': The password you are trying to remove from the user does not exist"
         );
         assert_eq!(redact_hashes("short abc12 text"), "short abc12 text");
+        let pw = "MJ3ghp+Rq?ZZff7t";
+        let refused = format!("ERR unknown command 'AUTH', with args beginning with: 'app' '{pw}'");
+        assert_eq!(redact_arguments(&refused, &["AUTH", "app", pw]), "ERR");
+        let echoed = format!("ERR Error in ACL SETUSER modifier '>{pw}': Syntax error");
+        let shown = redact_arguments(&echoed, &["ACL", "SETUSER", "app", &format!(">{pw}")]);
+        assert!(!shown.contains(pw), "{shown}");
     }
 
     #[test]

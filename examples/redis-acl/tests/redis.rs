@@ -591,3 +591,108 @@ async fn late_clone_update_from_an_aborted_rotation_cannot_lock_out() {
     );
     assert_eq!(s.passwords("app_clone"), 1);
 }
+
+/// Alternating users: the first rotation's clone remake (the clone is new: it has no password
+/// of its own to remove), held until a newer rotation made the clone `AWSCURRENT`, then
+/// delivered. It removes the one-time fence password added just before it, which the newer
+/// rotation removed, so Redis refuses all of it: neither the aborted password nor the rights of
+/// that time come back.
+#[tokio::test]
+async fn late_first_clone_remake_cannot_change_the_clone() {
+    let s = Setup::proxied().await;
+    let proxy = s.proxy.as_ref().unwrap();
+    let rotation = s
+        .rotation(Strategy::AlternatingUsers)
+        .with_options(Options {
+            step_timeout: Duration::from_secs(2),
+            ..Options::default()
+        });
+    let t = token(1);
+    s.store.start_rotation("app", &t).await.unwrap();
+    rotation
+        .handle(&RotationEvent::new(Step::CreateSecret, "app", &t))
+        .await
+        .unwrap();
+    let aborted = s.value("app", Stage::Pending).await;
+    assert_eq!(aborted["username"], "app_clone");
+    proxy.stall_on_query(&format!(
+        "#{}",
+        sha256_hex(aborted["password"].as_str().unwrap())
+    ));
+    let set = rotation
+        .handle(&RotationEvent::new(Step::SetSecret, "app", &t))
+        .await;
+    assert!(set.is_err(), "the clone's remake is held");
+    assert_eq!(proxy.stalls_triggered(), 1);
+    rotation
+        .abort("app", AbortMode::Safe)
+        .await
+        .expect("abort: AWSCURRENT (app) logs in");
+    // The original loses a right; a newer rotation makes the clone AWSCURRENT with it.
+    s.server.cli(&["ACL", "SETUSER", "app", "-del"]).unwrap();
+    rotation.rotate("app").await.expect("newer rotation");
+    let current = s.value("app", Stage::Current).await;
+    assert_eq!(current["username"], "app_clone");
+    let rights = s.rights("app_clone");
+    let refused = failed_setusers(&s);
+    proxy.resume();
+    let started = Instant::now();
+    while failed_setusers(&s) == refused && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        failed_setusers(&s),
+        refused + 1,
+        "the late remake reached the server"
+    );
+    assert!(
+        s.logs_in(&current),
+        "AWSCURRENT logs in after the late remake"
+    );
+    assert!(
+        !s.logs_in(&aborted),
+        "the aborted version's password came back"
+    );
+    assert_eq!(s.rights("app_clone"), rights, "the clone's rights changed");
+    assert_eq!(s.passwords("app_clone"), 1);
+}
+
+/// Single user: a finishSecret replayed for an earlier, promoted version (which drops the
+/// user's other passwords again, for a crash between promotion and drop) while a newer
+/// rotation is in flight leaves the newer pending password alone.
+#[tokio::test]
+async fn a_replayed_finish_spares_a_newer_rotations_password() {
+    let s = Setup::start(false).await;
+    let rotation = s.rotation(Strategy::SingleUser);
+    let run = |step: Step, t: &str| {
+        let event = RotationEvent::new(step, "app", t);
+        let rotation = &rotation;
+        async move { rotation.handle(&event).await }
+    };
+    let first = token(1);
+    s.store.start_rotation("app", &first).await.unwrap();
+    for step in [
+        Step::CreateSecret,
+        Step::SetSecret,
+        Step::TestSecret,
+        Step::FinishSecret,
+    ] {
+        run(step, &first).await.unwrap();
+    }
+    let second = token(2);
+    s.store.start_rotation("app", &second).await.unwrap();
+    run(Step::CreateSecret, &second).await.unwrap();
+    run(Step::SetSecret, &second).await.unwrap();
+    let pending = s.value("app", Stage::Pending).await;
+    assert!(s.logs_in(&pending));
+    // The earlier finishSecret, delivered again.
+    run(Step::FinishSecret, &first).await.unwrap();
+    assert!(
+        s.logs_in(&pending),
+        "the replay dropped the newer pending password"
+    );
+    run(Step::TestSecret, &second).await.unwrap();
+    run(Step::FinishSecret, &second).await.unwrap();
+    assert!(s.logs_in(&s.value("app", Stage::Current).await));
+    assert_eq!(s.passwords("app"), 1);
+}
