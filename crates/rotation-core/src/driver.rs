@@ -308,7 +308,10 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
     /// one, logged in with the pending, previous or a recent unlabelled version (W6); alternating
     /// users, the current user must log in (the other user's new password may stay: the next
     /// rotation sets it through the master). Otherwise it fails and changes nothing, unless
-    /// `mode` is [`AbortMode::Force`].
+    /// `mode` is [`AbortMode::Force`]. Engines whose single user acts through a master
+    /// ([`EngineProfile::single_user_master`](crate::EngineProfile::single_user_master)) then
+    /// drop every password but `AWSCURRENT`'s, the abandoned one among them (a failure is
+    /// logged; the next rotation drops it).
     pub async fn abort(
         &self,
         secret_id: &str,
@@ -360,6 +363,13 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             ),
         )
         .await?;
+        if report.current_verified {
+            // Engines whose single user acts through a master added the abandoned password
+            // beside the current one: it stops working now.
+            Box::pin(crate::steps::finish::drop_after_abort(&ctx))
+                .instrument(span.clone())
+                .await;
+        }
         let _g = span.enter();
         info!(restored = ?report.restored_with, "abort: rotation abandoned");
         Ok(report)

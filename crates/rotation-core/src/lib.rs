@@ -65,12 +65,13 @@
 //! the master for alternating users), test a session, close it. An engine whose users cannot
 //! change their own password sets [`EngineProfile::single_user_master`]: its single-user
 //! rotations act through the master too, and [`Rotator::drop_other_passwords`] runs after
-//! finishSecret (for engines that keep several passwords per user). Describe the engine with an
+//! finishSecret and after an abort (for engines that keep several passwords per user). Describe the engine with an
 //! [`EngineProfile`] (the secret's `engine` values, password rules, user name limit, default
 //! port). Report failures as [`EngineError`] with an [`ErrorKind`]; never put a secret value in
 //! a message. Then wire it: [`Rotation::new`] with a store ([`AwsSecretStore`],
 //! [`LocalSecretStore`]) and a [`PasswordPolicy`], and call [`Rotation::handle`] from a Lambda
-//! handler or [`Rotation::rotate`] from anywhere else.
+//! handler or [`Rotation::rotate`] from anywhere else. `rotation_lambda::run_engine` (crate
+//! `rotation-lambda` without default features) is a whole Lambda function around a rotator.
 //!
 //! A complete single-user engine, rotating a toy in-memory database through the file store:
 //!

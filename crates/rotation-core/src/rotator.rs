@@ -248,10 +248,12 @@ pub trait Rotator: Send + Sync {
     }
 
     /// Single user on an engine with [`EngineProfile::single_user_master`], after finishSecret
-    /// made `current` the `AWSCURRENT` value: on a session logged in as the master, removes
-    /// every password of `current`'s user but its own, so the replaced one stops working. Core
-    /// calls it once per rotation; a failure is logged, not retried (the next rotation's
-    /// finishSecret drops them). The default does nothing.
+    /// made `current` the `AWSCURRENT` value (again on a retried finishSecret, unless a newer
+    /// rotation is in flight), and after an abort proved `AWSCURRENT` logs in: on a session
+    /// logged in as the master, removes every password of `current`'s user but its own, so
+    /// the replaced or abandoned one stops working. Must refuse, changing nothing, when the
+    /// user does not hold `current`'s password. A failure is logged, not retried (the next
+    /// rotation's finishSecret drops them). The default does nothing.
     fn drop_other_passwords(
         &self,
         _session: &mut Self::Session,

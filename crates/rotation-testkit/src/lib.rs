@@ -1,4 +1,5 @@
-//! Throwaway real servers for tests, all on 127.0.0.1 with random ports, stopped on drop:
+//! Throwaway real servers for tests, all on 127.0.0.1 with random ports, stopped on drop (or
+//! servers the tests did not start, named by environment variables: see below):
 //!
 //! - [`Moto`]: moto's Secrets Manager (and Lambda/RDS control-plane) API, from the project's
 //!   `.venv` (installed by `scripts/setup`);

@@ -375,7 +375,7 @@ impl PgCluster {
         self.external.is_some()
     }
 
-    /// The TCP port on 127.0.0.1.
+    /// The TCP port (on [`PgCluster::host`]).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -475,7 +475,8 @@ impl PgCluster {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// Runs SQL as the superuser over the unix socket; returns unaligned, tuples-only output.
+    /// Runs SQL as the superuser (over the unix socket, or TCP for an external server); returns
+    /// unaligned, tuples-only output.
     pub fn psql(&self, sql: &str) -> Result<String, TestkitError> {
         self.psql_db("postgres", sql)
     }

@@ -696,3 +696,27 @@ async fn a_replayed_finish_spares_a_newer_rotations_password() {
     assert!(s.logs_in(&s.value("app", Stage::Current).await));
     assert_eq!(s.passwords("app"), 1);
 }
+
+/// Single user: an abort after setSecret (the new password added beside the current one)
+/// proves `AWSCURRENT` logs in, then drops the abandoned password through the master.
+#[tokio::test]
+async fn single_user_abort_drops_the_abandoned_password() {
+    let s = Setup::start(false).await;
+    let rotation = s.rotation(Strategy::SingleUser);
+    let t = token(1);
+    s.store.start_rotation("app", &t).await.unwrap();
+    for step in [Step::CreateSecret, Step::SetSecret] {
+        rotation
+            .handle(&RotationEvent::new(step, "app", &t))
+            .await
+            .unwrap();
+    }
+    let abandoned = s.value("app", Stage::Pending).await;
+    assert!(s.logs_in(&abandoned));
+    assert_eq!(s.passwords("app"), 2);
+    let report = rotation.abort("app", AbortMode::Safe).await.unwrap();
+    assert!(report.current_verified);
+    assert!(!s.logs_in(&abandoned), "the abandoned password still works");
+    assert!(s.logs_in(&s.value("app", Stage::Current).await));
+    assert_eq!(s.passwords("app"), 1);
+}

@@ -79,6 +79,17 @@ pub(crate) async fn drop_if_due<S: SecretStore, R: Rotator>(ctx: &StepContext<'_
     }
 }
 
+/// After an abort, for engines whose single user acts through a master: the abandoned
+/// rotation's password (added beside the current one at setSecret) stops working; every
+/// password but `AWSCURRENT`'s is dropped. A failure is logged: the next rotation drops it.
+pub(crate) async fn drop_after_abort<S: SecretStore, R: Rotator>(ctx: &StepContext<'_, S, R>) {
+    if drops_others(ctx)
+        && let Ok(current) = ctx.load(Which::Current, None).await
+    {
+        drop_other_passwords(ctx, &current).await;
+    }
+}
+
 /// Single user through the master: the replaced password stops working now that `current`
 /// is `AWSCURRENT`. A failure only leaves it working until the next rotation's finishSecret:
 /// logged, never the step's failure (the promotion has happened).
@@ -108,11 +119,11 @@ async fn drop_other_passwords<S: SecretStore, R: Rotator>(
     }
     .await;
     match result {
-        Ok(()) => info!("finishSecret: dropped every other password of user {user}"),
+        Ok(()) => info!("dropped every password of user {user} but AWSCURRENT's"),
         Err(e) => warn!(
             error = %crate::error_chain(&e),
             kind = e.kind(),
-            "finishSecret: the replaced password of user {user} still works; the next rotation drops it"
+            "a replaced or abandoned password of user {user} still works; the next rotation drops it"
         ),
     }
 }
