@@ -92,6 +92,8 @@ pub struct Race {
     pub one_refused: u32,
     /// Both rotated, one after the other.
     pub both_rotated: u32,
+    /// Both refused with `RotationBusy`: the racing resume held the secret while they started.
+    pub resume_first: u32,
     /// Any other outcome, with both processes' errors.
     pub wrong: Vec<String>,
     /// Races after which `AWSCURRENT` did not log in.
@@ -199,7 +201,8 @@ impl KillSweep {
     /// strategy: on the local store one run rotates and the other is refused with exit 3 and a
     /// message naming why (`RotationBusy`: another process holds the secret; `RotationInFlight`),
     /// unless the first finished before the second began (both rotate, one after the other,
-    /// counted); the resume is refused or finishes; a `resume` after it all is refused with
+    /// counted) or the resume held the secret while both started (both refused with
+    /// `RotationBusy`, counted); the resume is refused or finishes; a `resume` after it all is refused with
     /// `NoRotationInFlight` and changes nothing. `AWSCURRENT` must log in after every race.
     pub async fn race_both(&self, runs: u32) -> Vec<(&'static str, Race)> {
         let mut out = vec![];
@@ -235,6 +238,14 @@ impl KillSweep {
                     (true, false) if refused(&b) => race.one_refused += 1,
                     (false, true) if refused(&a) => race.one_refused += 1,
                     (true, true) => race.both_rotated += 1,
+                    (false, false)
+                        if [&a, &b].iter().all(|o| {
+                            o.status.code() == Some(3)
+                                && String::from_utf8_lossy(&o.stderr).contains("[RotationBusy]")
+                        }) =>
+                    {
+                        race.resume_first += 1
+                    }
                     _ => race.wrong.push(format!(
                         "runs {:?} / {:?}: {} / {}",
                         a.status.code(),

@@ -201,7 +201,11 @@ async fn pending_that_logs_in_needs_no_change(kind: Kind) {
         StepOutcome::AlreadySet
     );
     assert_eq!(f.db.password_changes(), 0);
-    assert_eq!(f.db.logins(), 1, "one login: the pending probe");
+    assert_eq!(
+        f.db.logins(),
+        2,
+        "two logins: the pending probe, and a wrong password's (refused: passwords are checked)"
+    );
     let counts = f.store.counts();
     assert_eq!(counts.get(Operation::PutSecretValue), 0, "{counts}");
     assert_eq!(

@@ -270,6 +270,18 @@ pub enum RotationError {
         /// Every login tried, in order.
         attempts: Attempts,
     },
+    /// The pending credentials logged in, and so did a password no version holds: the
+    /// database does not check this user's password (trust authentication, a Redis `nopass`
+    /// user), so a rotation would prove nothing.
+    #[error(
+        "User {username} logs in with any password (a wrong one was accepted too) for secret {secret}: the database does not check its password (trust authentication, a password-less user); make it require one before rotating"
+    )]
+    PasswordsNotChecked {
+        /// Database user.
+        username: String,
+        /// Secret ARN.
+        secret: String,
+    },
     /// Alternating users: the current credentials must log in before the master secret is used.
     #[error("Unable to log into database using current credentials for secret {secret}: {source}")]
     CurrentLoginFailed {
@@ -487,6 +499,7 @@ impl RotationError {
             ServerMismatch { .. } => "ServerMismatch",
             MasterInPair { .. } => "MasterInPair",
             NoWorkingCredentials { .. } => "NoWorkingCredentials",
+            PasswordsNotChecked { .. } => "PasswordsNotChecked",
             Busy { .. } => "RotationBusy",
             Superseded { .. } => "RotationSuperseded",
             PendingMoved { .. } => "PendingMoved",
@@ -547,6 +560,7 @@ impl RotationError {
                 _ => ErrorCategory::Secret,
             },
             NoWorkingCredentials { .. }
+            | PasswordsNotChecked { .. }
             | CurrentLoginFailed { .. }
             | MasterLoginFailed { .. }
             | SetPasswordFailed { .. }

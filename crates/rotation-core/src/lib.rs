@@ -39,7 +39,8 @@
 //! - **The database changes only after the pending value is stored.** `setSecret` reads the
 //!   pending value from the store; it never makes a password that is not already in the store.
 //! - **Proof before change, proof before promotion.** `setSecret` logs in first with the
-//!   pending value (done already: nothing to change), then with `AWSCURRENT`, then
+//!   pending value (done already: nothing to change, once a wrong password is seen refused,
+//!   [`RotationError::PasswordsNotChecked`] otherwise), then with `AWSCURRENT`, then
 //!   `AWSPREVIOUS`, then each unlabelled version the store keeps, newest first
 //!   ([`RECOVERY_LIMIT`]): a change that landed without its step finishing is found again.
 //!   `finishSecret` moves `AWSCURRENT` only to a version that logs in.

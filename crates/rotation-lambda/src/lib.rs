@@ -415,7 +415,7 @@ where
         settings.trust.log_sources();
         let policy = PasswordPolicy::from_env(&profile.password).map_err(StartupError::config)?;
         let master_allow_list = MasterAllowList::from_lookup(env).map_err(StartupError::config)?;
-        if strategy == Strategy::AlternatingUsers && master_allow_list.is_none() {
+        if profile.needs_master(strategy) && master_allow_list.is_none() {
             tracing::warn!(
                 engine = name,
                 "{} is not set: any masterarn a secret names is used if the role can read it; list the master secrets this function may use (W5)",

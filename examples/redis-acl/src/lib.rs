@@ -9,7 +9,7 @@
 //! Delivered late, after a later rotation changed the user's passwords, such a command finds a
 //! hash gone and Redis refuses all of it. The clone's commands each carry such a removal
 //! (one-time passwords no one keeps serve as fences), so a late one never changes its rights
-//! or disables it. At worst a late *add* leaves one stale password working until that user's
+//! or its password. A `nopass` user is refused (any password would log in). At worst a late *add* leaves one stale password working until that user's
 //! next rotation removes it (RELIABILITY.md).
 //!
 //! # The secret
@@ -37,9 +37,10 @@
 //!   new password. The clone is (re)made from the original's rights as `ACL GETUSER` gives
 //!   them field by field: a one-time password first (a fence; it makes the clone if missing),
 //!   then in one atomic command its keys, channels, selectors and commands reset to the
-//!   original's, the new password and a second one-time password added, every other password
-//!   (the fence too) removed; then it is read back and compared, and the second one-time
-//!   password removed, with the clone disabled if its rights differ (the step then fails). The original keeps its own rules and only has its passwords replaced (the new
+//!   original's, a second one-time password added and every other password (the fence too)
+//!   removed; then it is read back and compared with the original as it is then, and only if
+//!   the rights are the same does it get the new password, in place of the one-time one. A
+//!   clone whose rights differ keeps no password any secret holds, and the step fails. The original keeps its own rules and only has its passwords replaced (the new
 //!   one added, the others removed), so the original is the source of truth.
 //!
 //! Passwords reach `ACL SETUSER` as SHA-256 hashes (`#<hex>`), never in plain text; only `AUTH`
@@ -166,6 +167,16 @@ impl RedisAclRotator {
     }
 }
 
+/// A `nopass` user logs in with any password: rotating its password would prove nothing.
+fn nopass(user: &str) -> EngineError {
+    EngineError::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "Redis user {user} has nopass (any password logs in): give it a password and remove nopass before rotating"
+        ),
+    )
+}
+
 /// A one-time password no one keeps: 32 random bytes in hex.
 fn one_time() -> Result<String, EngineError> {
     let mut bytes = [0u8; 32];
@@ -191,8 +202,8 @@ fn hashed(password: &str) -> String {
 
 /// A server's error `text` for a command sent with `args`, safe to show: for `AUTH`, only its
 /// first word (`WRONGPASS`, `ERR`: a server may echo the arguments of a command it refuses,
-/// the password among them); otherwise with every argument after the command's name of four
-/// characters or more, and every password hash, taken out.
+/// the password among them); otherwise with every argument after the command's name (and an
+/// `ACL` subcommand) of four characters or more, and every password hash, taken out.
 fn redact_arguments(text: &str, args: &[&str]) -> String {
     if args.first().is_some_and(|c| c.eq_ignore_ascii_case("AUTH")) {
         return text
@@ -202,9 +213,15 @@ fn redact_arguments(text: &str, args: &[&str]) -> String {
             .to_string();
     }
     let mut out = text.to_string();
+    // The command's name (and ACL's subcommand) is not a value: kept.
+    let names = if args.first().is_some_and(|c| c.eq_ignore_ascii_case("ACL")) {
+        2
+    } else {
+        1
+    };
     let mut sent: Vec<&str> = args
         .iter()
-        .skip(1)
+        .skip(names)
         .copied()
         .filter(|a| a.len() >= 4)
         .collect();
@@ -513,7 +530,15 @@ impl Rotator for RedisAclRotator {
         let current_user = current.username().unwrap_or_default();
         match self.strategy {
             Strategy::SingleUser => {
-                session.existing_acl(user).await?;
+                if session
+                    .existing_acl(user)
+                    .await?
+                    .flags
+                    .iter()
+                    .any(|f| f == "nopass")
+                {
+                    return Err(nopass(user));
+                }
                 // Added beside the current password, which applications still use.
                 session
                     .call(
@@ -523,14 +548,15 @@ impl Rotator for RedisAclRotator {
                     .await?;
             }
             Strategy::AlternatingUsers if user.strip_suffix("_clone") == Some(current_user) => {
-                // The clone: made again from the original's rights, then checked: it must hold
-                // exactly the original's rights. Each command must change nothing if the
-                // network delivers it late, after a newer attempt; so each names a one-time
-                // password that a newer attempt removes, and Redis refuses all of a command
+                // The clone: made again from the original's rights, checked against them, and
+                // only then given the new password, so no secret's password ever opens a clone
+                // with other rights (a retry that finds the pending password working skips
+                // setSecret). Each command must change nothing if the network delivers it
+                // late, after a newer attempt: each removes a one-time password (no one keeps
+                // it) that a newer attempt removes first, and Redis refuses all of a command
                 // one of whose removals finds nothing to remove.
-                let original = session.existing_acl(current_user).await?;
-                // 1. A one-time password of its own (makes the clone if missing; delivered
-                //    late, it adds a password no one knows).
+                // 1. A fence (makes the clone if missing; delivered late, it adds a password
+                //    no one knows).
                 let fence = hashed(&one_time()?);
                 session
                     .call(
@@ -538,52 +564,53 @@ impl Rotator for RedisAclRotator {
                         &["ACL", "SETUSER", user, &fence],
                     )
                     .await?;
-                // 2. The rights, the new password and a second one-time password; every other
-                //    password removed, the fence among them.
+                // 2. The original's rights and a second one-time password; every other
+                //    password removed, the fence and any earlier attempt's among them.
+                let original = session.existing_acl(current_user).await?;
                 let old = session.existing_acl(user).await?.passwords;
                 let check = hashed(&one_time()?);
                 let rules = original.rules();
-                let removed = removals(&old, &password);
+                let removed = removals(&old, &check);
                 let mut args = vec!["ACL", "SETUSER", user];
                 args.extend(rules.iter().map(String::as_str));
-                args.push(&password);
                 args.push(&check);
                 args.extend(removed.iter().map(String::as_str));
                 session.call("ACL SETUSER (the clone)", &args).await?;
-                // 3. Read back: the second one-time password is removed, and with it the
-                //    clone disabled if its rights differ.
+                // 3. Read back, against the original as it is now (a right revoked meanwhile
+                //    is not given back).
                 let made = session.existing_acl(user).await?;
+                let original = session.existing_acl(current_user).await?;
                 let unchecked = format!("!{}", &check[1..]);
-                if made.same_rights(&original) {
-                    session
+                if !made.same_rights(&original) {
+                    // No password a secret holds opens it; the one-time one goes too.
+                    let _ = session
                         .call(
-                            "ACL SETUSER (the clone checked)",
+                            "ACL SETUSER (the clone's one-time password)",
                             &["ACL", "SETUSER", user, &unchecked],
                         )
-                        .await?;
-                } else {
-                    // Never leave a clone with other rights than the original's.
-                    let disabled = session
-                        .call(
-                            "ACL SETUSER (disable the clone)",
-                            &["ACL", "SETUSER", user, "off", &unchecked],
-                        )
                         .await;
-                    let state = match disabled {
-                        Ok(_) => "disabled".to_string(),
-                        Err(e) => format!("NOT disabled: {}", e.message()),
-                    };
                     return Err(EngineError::new(
                         ErrorKind::Server,
                         format!(
-                            "{user} did not get exactly {current_user}'s rights ({state}): {made:?} against {original:?}"
+                            "{user} did not get exactly {current_user}'s rights (it has no password of a secret): {made:?} against {original:?}"
                         ),
                     ));
                 }
+                // 4. The new password, in place of the one-time one.
+                session
+                    .call(
+                        "ACL SETUSER (the clone's password)",
+                        &["ACL", "SETUSER", user, &password, &unchecked],
+                    )
+                    .await?;
             }
             Strategy::AlternatingUsers => {
                 // The original keeps its own rules; its passwords are replaced.
-                let old = session.existing_acl(user).await?.passwords;
+                let acl = session.existing_acl(user).await?;
+                if acl.flags.iter().any(|f| f == "nopass") {
+                    return Err(nopass(user));
+                }
+                let old = acl.passwords;
                 let mut args = vec!["ACL", "SETUSER", user, &password];
                 let removed = removals(&old, &password);
                 args.extend(removed.iter().map(String::as_str));
@@ -603,12 +630,16 @@ impl Rotator for RedisAclRotator {
     ) -> Result<(), EngineError> {
         // Application users usually may not read ACLs, so the pair's rules are not compared
         // here: setSecret remakes the clone from the original's rules on every rotation.
-        match session.call("PING", &["PING"]).await? {
-            Reply::Simple(s) if s == "PONG" => Ok(()),
-            other => Err(EngineError::new(
+        // The login itself is the proof; PING shows the session works. A user without even
+        // PING's right answers NOPERM, which is still a session of that user.
+        match session.call("PING", &["PING"]).await {
+            Ok(Reply::Simple(s)) if s == "PONG" => Ok(()),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(()),
+            Ok(other) => Err(EngineError::new(
                 ErrorKind::Server,
                 format!("PING answered {other:?}"),
             )),
+            Err(e) => Err(e),
         }
     }
 
@@ -631,7 +662,11 @@ impl Rotator for RedisAclRotator {
     ) -> Result<(), EngineError> {
         let password = hashed(PROFILE.password_to_set(current)?);
         let user = current.username().unwrap_or_default();
-        let old = session.existing_acl(user).await?.passwords;
+        let acl = session.existing_acl(user).await?;
+        if acl.flags.iter().any(|f| f == "nopass") {
+            return Err(nopass(user));
+        }
+        let old = acl.passwords;
         if !old.contains(&password) {
             // Dropping the others would leave the user no password that a secret holds.
             return Err(EngineError::new(
@@ -678,6 +713,15 @@ impl Rotator for RedisAclRotator {
         // SETUSER on the secret's user? ACL DRYRUN answers without running it.
         let me = session.user.clone();
         let user = current.username().unwrap_or_default();
+        if session
+            .existing_acl(user)
+            .await?
+            .flags
+            .iter()
+            .any(|f| f == "nopass")
+        {
+            return Err(nopass(user));
+        }
         match session
             .call(
                 "ACL DRYRUN",

@@ -720,3 +720,74 @@ async fn single_user_abort_drops_the_abandoned_password() {
     assert!(s.logs_in(&s.value("app", Stage::Current).await));
     assert_eq!(s.passwords("app"), 1);
 }
+
+/// Alternating users: a right revoked from the original while setSecret remakes the clone. The
+/// read-back compares the clone with the original as it is then, finds it differs, and the
+/// clone never gets the new password; the retried setSecret remakes it with the right rights.
+#[tokio::test]
+async fn a_clone_with_other_rights_never_gets_the_password() {
+    let s = Setup::proxied().await;
+    let proxy = s.proxy.as_ref().unwrap();
+    let rotation = s.rotation(Strategy::AlternatingUsers);
+    let t = token(1);
+    s.store.start_rotation("app", &t).await.unwrap();
+    rotation
+        .handle(&RotationEvent::new(Step::CreateSecret, "app", &t))
+        .await
+        .unwrap();
+    let pending = s.value("app", Stage::Pending).await;
+    // Hold the remake (the command that resets the clone's keys) while app loses DEL.
+    proxy.stall_on_query("resetkeys");
+    let set = {
+        let event = RotationEvent::new(Step::SetSecret, "app", &t);
+        let set = rotation.handle(&event);
+        let revoke = async {
+            let started = Instant::now();
+            while proxy.stalls_triggered() == 0 && started.elapsed() < Duration::from_secs(10) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            s.server.cli(&["ACL", "SETUSER", "app", "-del"]).unwrap();
+            proxy.resume();
+        };
+        tokio::join!(set, revoke).0
+    };
+    let e = set.expect_err("the clone's rights differ from app's now");
+    assert!(
+        format!("{e}").contains("did not get exactly app's rights"),
+        "{e}"
+    );
+    assert!(
+        !s.logs_in(&pending),
+        "a clone with other rights got the password"
+    );
+    // The retry remakes it from app's rights as they are.
+    rotation
+        .handle(&RotationEvent::new(Step::SetSecret, "app", &t))
+        .await
+        .expect("the retry");
+    assert!(s.logs_in(&pending));
+    assert_eq!(s.rights("app_clone"), s.rights("app"));
+    assert!(!s.rights("app_clone").contains("+del"));
+}
+
+/// A `nopass` user logs in with any password: the preflight and the rotation refuse it.
+#[tokio::test]
+async fn a_nopass_user_is_refused() {
+    let s = Setup::start(false).await;
+    s.server.cli(&["ACL", "SETUSER", "app", "nopass"]).unwrap();
+    let rotation = s.rotation(Strategy::SingleUser);
+    let e = rotation.rotate("app").await.expect_err("nopass is refused");
+    // setSecret finds the pending password logging in, and a wrong one too.
+    assert_eq!(e.kind(), "PasswordsNotChecked", "{e}");
+    // The preflight names the cause.
+    let plan = rotation.plan("app").await;
+    assert!(
+        plan.checks
+            .iter()
+            .any(|c| c.status == CheckStatus::Fail && c.detail.contains("nopass")),
+        "{:#?}",
+        plan.checks
+    );
+    // Nothing was left in flight with a password nothing enforces.
+    assert_eq!(s.passwords("app"), 0);
+}

@@ -4,6 +4,7 @@
 //! the step ends without touching anything (checklist 17, 27, 40). Each login that succeeds is
 //! the session the change is made on: no login is repeated.
 
+use secrecy::SecretString;
 use tracing::{info, warn};
 
 use super::recover::login_with_unlabelled;
@@ -23,27 +24,55 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     }
 }
 
-/// Logs in with the pending credentials: if they work, the step has nothing to do.
+/// Logs in with the pending credentials: if they work, the step has nothing to do, unless a
+/// password no version holds logs in too (the database checks no password for the user:
+/// [`RotationError::PasswordsNotChecked`]). That second login happens only when the pending
+/// one worked (a retried setSecret), so a rotation's normal path makes no failed login.
 async fn pending_already_works<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     pending: &DatabaseSecret,
     attempts: &mut Attempts,
-) -> bool {
+) -> Result<bool, RotationError> {
     match ctx.login(&CredentialSource::Pending, pending).await {
         Ok(session) => {
             ctx.rotator.close(session).await;
+            let decoy = pending.with_password(SecretString::from(decoy_password()));
+            match ctx.login(&CredentialSource::Pending, &decoy).await {
+                Ok(session) => {
+                    ctx.rotator.close(session).await;
+                    return Err(RotationError::PasswordsNotChecked {
+                        username: pending.username().unwrap_or_default().to_string(),
+                        secret: ctx.arn.to_string(),
+                    });
+                }
+                Err(e) if e.kind() != crate::ErrorKind::AuthFailed => {
+                    // Cannot tell (the server went away, say): the pending login stands.
+                    info!(reason = %e.kind(), "setSecret: a wrong password's login did not answer");
+                }
+                Err(_) => {}
+            }
             info!(
                 "setSecret: AWSPENDING secret is already set as password in the database for secret {}.",
                 ctx.arn
             );
-            true
+            Ok(true)
         }
         Err(e) => {
             info!(reason = %e.kind(), "setSecret: pending credentials do not log in yet");
             attempts.push(CredentialSource::Pending, e);
-            false
+            Ok(false)
         }
     }
+}
+
+/// A password no secret holds: 24 random bytes in hex (a fixed, unlikely one if the random
+/// source fails: it only has to be wrong).
+fn decoy_password() -> String {
+    let mut bytes = [0u8; 24];
+    if getrandom::fill(&mut bytes).is_err() {
+        return "Decoy-not-a-password-of-any-version-0".to_string();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The credentials the user can change its own password with: current, else previous, else a
@@ -96,7 +125,7 @@ async fn single<S: SecretStore, R: Rotator>(
     let current = ctx.load(Which::Current, None).await?;
     let pending = ctx.load(Which::Pending, Some(ctx.token)).await?;
     let mut attempts = Attempts::default();
-    if pending_already_works(ctx, &pending, &mut attempts).await {
+    if pending_already_works(ctx, &pending, &mut attempts).await? {
         return Ok(StepOutcome::AlreadySet);
     }
     let default_port = ctx.rotator.profile().default_port;
@@ -147,7 +176,7 @@ async fn alternating<S: SecretStore, R: Rotator>(
     let current = ctx.load(Which::Current, None).await?;
     let pending = ctx.load(Which::Pending, Some(ctx.token)).await?;
     let mut attempts = Attempts::default();
-    if pending_already_works(ctx, &pending, &mut attempts).await {
+    if pending_already_works(ctx, &pending, &mut attempts).await? {
         return Ok(StepOutcome::AlreadySet);
     }
     let current_user = current.username().unwrap_or_default();
