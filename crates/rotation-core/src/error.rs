@@ -270,9 +270,9 @@ pub enum RotationError {
         /// Every login tried, in order.
         attempts: Attempts,
     },
-    /// The pending credentials logged in, and so did a password no version holds: the
+    /// The pending credentials logged in, and so did a random password no version holds: the
     /// database does not check this user's password (trust authentication, a Redis `nopass`
-    /// user), so a rotation would prove nothing.
+    /// user), so a rotation would prove nothing. Nothing was changed.
     #[error(
         "User {username} logs in with any password (a wrong one was accepted too) for secret {secret}: the database does not check its password (trust authentication, a password-less user); make it require one before rotating"
     )]

@@ -378,14 +378,26 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         let default_port = profile.default_port;
         let mut session = match ctx.login(&CredentialSource::Current, &current).await {
             Ok(s) => {
-                plan.checks.push(pass(
-                    "login",
-                    format!(
-                        "AWSCURRENT logs in as {} {}",
-                        target(&current, default_port),
-                        transport(&current)
+                // A login proves a password only if a wrong one is refused.
+                plan.checks.push(match ctx.passwords_checked(&current).await {
+                    Some(false) => fail(
+                        "login",
+                        format!(
+                            "AWSCURRENT logs in as {}, and so does a random password: the database does not check this user's password",
+                            target(&current, default_port)
+                        ),
+                        "PasswordsNotChecked",
+                        "make the database require the user's password (no trust authentication, no password-less user) before rotating",
                     ),
-                ));
+                    _ => pass(
+                        "login",
+                        format!(
+                            "AWSCURRENT logs in as {} {}",
+                            target(&current, default_port),
+                            transport(&current)
+                        ),
+                    ),
+                });
                 Some(s)
             }
             Err(e) => {

@@ -177,7 +177,10 @@ pub trait Rotator: Send + Sync {
     fn strategy(&self) -> Strategy;
 
     /// Logs in with `secret`'s credentials. A session is the proof that they work; every later
-    /// call on it is bounded by `deadline` too.
+    /// call on it is bounded by `deadline` too. A password the database refuses must be an
+    /// error of kind [`ErrorKind::AuthFailed`] (core tells a database that checks passwords
+    /// from one that does not by a refused random password: any other kind reads as "cannot
+    /// tell").
     fn login(
         &self,
         secret: &DatabaseSecret,

@@ -7,9 +7,9 @@
 //! `ACL SETUSER` here resets a user's passwords. New passwords are added; old ones are removed
 //! by their hashes, as `ACL GETUSER` listed them a moment before, in the same atomic command.
 //! Delivered late, after a later rotation changed the user's passwords, such a command finds a
-//! hash gone and Redis refuses all of it. The clone's commands each carry such a removal
-//! (one-time passwords no one keeps serve as fences), so a late one never changes its rights
-//! or its password. A `nopass` user is refused (any password would log in). At worst a late *add* leaves one stale password working until that user's
+//! hash gone and Redis refuses all of it. The clone's commands that change its rights or its
+//! password each carry such a removal (one-time passwords no one keeps serve as fences; adding
+//! one is harmless late), so a late one never changes them. A `nopass` user is refused (any password would log in). At worst a late *add* leaves one stale password working until that user's
 //! next rotation removes it (RELIABILITY.md).
 //!
 //! # The secret
@@ -302,6 +302,15 @@ impl RedisSession {
         })
     }
 
+    /// [`RedisSession::existing_acl`], refusing a `nopass` user (any password logs in).
+    async fn usable_acl(&mut self, user: &str) -> Result<Acl, EngineError> {
+        let acl = self.existing_acl(user).await?;
+        if acl.flags.iter().any(|f| f == "nopass") {
+            return Err(nopass(user));
+        }
+        Ok(acl)
+    }
+
     /// `user`'s rights as `ACL GETUSER` gives them, field by field (never re-split from the
     /// `ACL LIST` text, where a `)` in a key pattern would end a selector early); `None` when
     /// there is no such user.
@@ -530,15 +539,7 @@ impl Rotator for RedisAclRotator {
         let current_user = current.username().unwrap_or_default();
         match self.strategy {
             Strategy::SingleUser => {
-                if session
-                    .existing_acl(user)
-                    .await?
-                    .flags
-                    .iter()
-                    .any(|f| f == "nopass")
-                {
-                    return Err(nopass(user));
-                }
+                session.usable_acl(user).await?;
                 // Added beside the current password, which applications still use.
                 session
                     .call(
@@ -568,6 +569,16 @@ impl Rotator for RedisAclRotator {
                 //    password removed, the fence and any earlier attempt's among them.
                 let original = session.existing_acl(current_user).await?;
                 let old = session.existing_acl(user).await?.passwords;
+                if !old.contains(&fence) {
+                    // Another attempt ran meanwhile (its remake removed this fence): this
+                    // remake would carry no removal that a newer one is sure to undo.
+                    return Err(EngineError::new(
+                        ErrorKind::Server,
+                        format!(
+                            "{user} changed while it was being remade (another rotation at once?): try again"
+                        ),
+                    ));
+                }
                 let check = hashed(&one_time()?);
                 let rules = original.rules();
                 let removed = removals(&old, &check);
@@ -606,11 +617,7 @@ impl Rotator for RedisAclRotator {
             }
             Strategy::AlternatingUsers => {
                 // The original keeps its own rules; its passwords are replaced.
-                let acl = session.existing_acl(user).await?;
-                if acl.flags.iter().any(|f| f == "nopass") {
-                    return Err(nopass(user));
-                }
-                let old = acl.passwords;
+                let old = session.usable_acl(user).await?.passwords;
                 let mut args = vec!["ACL", "SETUSER", user, &password];
                 let removed = removals(&old, &password);
                 args.extend(removed.iter().map(String::as_str));
@@ -629,7 +636,8 @@ impl Rotator for RedisAclRotator {
         _partner: Option<&str>,
     ) -> Result<(), EngineError> {
         // Application users usually may not read ACLs, so the pair's rules are not compared
-        // here: setSecret remakes the clone from the original's rules on every rotation.
+        // here: setSecret compared them when it gave the clone the new password (a right
+        // revoked from the original after that reaches the clone at its next remake).
         // The login itself is the proof; PING shows the session works. A user without even
         // PING's right answers NOPERM, which is still a session of that user.
         match session.call("PING", &["PING"]).await {
@@ -662,11 +670,7 @@ impl Rotator for RedisAclRotator {
     ) -> Result<(), EngineError> {
         let password = hashed(PROFILE.password_to_set(current)?);
         let user = current.username().unwrap_or_default();
-        let acl = session.existing_acl(user).await?;
-        if acl.flags.iter().any(|f| f == "nopass") {
-            return Err(nopass(user));
-        }
-        let old = acl.passwords;
+        let old = session.usable_acl(user).await?.passwords;
         if !old.contains(&password) {
             // Dropping the others would leave the user no password that a secret holds.
             return Err(EngineError::new(
@@ -713,15 +717,7 @@ impl Rotator for RedisAclRotator {
         // SETUSER on the secret's user? ACL DRYRUN answers without running it.
         let me = session.user.clone();
         let user = current.username().unwrap_or_default();
-        if session
-            .existing_acl(user)
-            .await?
-            .flags
-            .iter()
-            .any(|f| f == "nopass")
-        {
-            return Err(nopass(user));
-        }
+        session.usable_acl(user).await?;
         match session
             .call(
                 "ACL DRYRUN",

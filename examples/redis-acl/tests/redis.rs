@@ -188,6 +188,22 @@ fn failed_setusers(s: &Setup) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+/// Releases the command the proxy holds and waits until Redis has refused it (one more failed
+/// `ACL SETUSER` in `INFO commandstats`): the late command reached the server.
+async fn deliver_late_and_see_it_refused(s: &Setup, proxy: &TcpProxy) {
+    let refused = failed_setusers(s);
+    proxy.resume();
+    let started = Instant::now();
+    while failed_setusers(s) == refused && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        failed_setusers(s),
+        refused + 1,
+        "the late command reached the server and was refused"
+    );
+}
+
 fn token(i: u64) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -511,17 +527,7 @@ async fn late_drop_of_the_other_passwords_cannot_lock_out() {
     rotation.rotate("app").await.expect("third rotation");
     let third = s.value("app", Stage::Current).await;
     assert!(!s.logs_in(&first) && !s.logs_in(&second));
-    let refused = failed_setusers(&s);
-    proxy.resume();
-    let started = Instant::now();
-    while failed_setusers(&s) == refused && started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        failed_setusers(&s),
-        refused + 1,
-        "the late drop reached the server"
-    );
+    deliver_late_and_see_it_refused(&s, proxy).await;
     assert!(s.logs_in(&third), "AWSCURRENT logs in after the late drop");
     assert_eq!(s.passwords("app"), 1);
 }
@@ -570,17 +576,7 @@ async fn late_clone_update_from_an_aborted_rotation_cannot_lock_out() {
     let current = s.value("app", Stage::Current).await;
     assert_eq!(current["username"], "app_clone");
     assert!(s.logs_in(&current));
-    let refused = failed_setusers(&s);
-    proxy.resume();
-    let started = Instant::now();
-    while failed_setusers(&s) == refused && started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        failed_setusers(&s),
-        refused + 1,
-        "the late command reached the server"
-    );
+    deliver_late_and_see_it_refused(&s, proxy).await;
     assert!(
         s.logs_in(&current),
         "AWSCURRENT logs in after the late command"
@@ -634,17 +630,7 @@ async fn late_first_clone_remake_cannot_change_the_clone() {
     let current = s.value("app", Stage::Current).await;
     assert_eq!(current["username"], "app_clone");
     let rights = s.rights("app_clone");
-    let refused = failed_setusers(&s);
-    proxy.resume();
-    let started = Instant::now();
-    while failed_setusers(&s) == refused && started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        failed_setusers(&s),
-        refused + 1,
-        "the late remake reached the server"
-    );
+    deliver_late_and_see_it_refused(&s, proxy).await;
     assert!(
         s.logs_in(&current),
         "AWSCURRENT logs in after the late remake"

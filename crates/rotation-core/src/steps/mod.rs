@@ -173,6 +173,32 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         }
     }
 
+    /// Whether the database checks `secret`'s user's password: a login with a random password
+    /// no version holds must be refused (`AuthFailed`). `Some(false)` when it logs in (trust
+    /// authentication, a password-less user); `None` when the login failed otherwise (cannot
+    /// tell). Leaves one failed login in the server's log, so it is made only where a login
+    /// is about to be taken as proof of a password.
+    pub(crate) async fn passwords_checked(&self, secret: &DatabaseSecret) -> Option<bool> {
+        let decoy = secret.with_password(secrecy::SecretString::from(decoy_password()));
+        match self.login(&CredentialSource::Pending, &decoy).await {
+            Ok(session) => {
+                self.rotator.close(session).await;
+                Some(false)
+            }
+            Err(e) if e.kind() == ErrorKind::AuthFailed => {
+                tracing::info!(
+                    "a login of user {} with a random password was refused, as it must be (the server logs it as a failed login)",
+                    secret.username().unwrap_or_default()
+                );
+                Some(true)
+            }
+            Err(e) => {
+                tracing::info!(reason = %e.kind(), "a login with a random password failed otherwise: cannot tell whether passwords are checked");
+                None
+            }
+        }
+    }
+
     /// Logs in with `secret`, within the step's deadline.
     pub async fn login(
         &self,
@@ -238,4 +264,14 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
             })
         }
     }
+}
+
+/// A password no secret holds: 24 random bytes in hex (a fixed, unlikely one if the random
+/// source fails: it only has to be wrong).
+fn decoy_password() -> String {
+    let mut bytes = [0u8; 24];
+    if getrandom::fill(&mut bytes).is_err() {
+        return "Decoy-not-a-password-of-any-version-0".to_string();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

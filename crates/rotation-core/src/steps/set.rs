@@ -4,7 +4,6 @@
 //! the step ends without touching anything (checklist 17, 27, 40). Each login that succeeds is
 //! the session the change is made on: no login is repeated.
 
-use secrecy::SecretString;
 use tracing::{info, warn};
 
 use super::recover::login_with_unlabelled;
@@ -24,10 +23,10 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     }
 }
 
-/// Logs in with the pending credentials: if they work, the step has nothing to do, unless a
-/// password no version holds logs in too (the database checks no password for the user:
-/// [`RotationError::PasswordsNotChecked`]). That second login happens only when the pending
-/// one worked (a retried setSecret), so a rotation's normal path makes no failed login.
+/// Logs in with the pending credentials: if they work, the step has nothing to do, once a
+/// password no version holds is seen refused ([`RotationError::PasswordsNotChecked`] when it
+/// logs in too: trust authentication, a password-less user). When that cannot be told (the
+/// second login failed otherwise), the step does its work again, which is idempotent.
 async fn pending_already_works<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     pending: &DatabaseSecret,
@@ -36,20 +35,20 @@ async fn pending_already_works<S: SecretStore, R: Rotator>(
     match ctx.login(&CredentialSource::Pending, pending).await {
         Ok(session) => {
             ctx.rotator.close(session).await;
-            let decoy = pending.with_password(SecretString::from(decoy_password()));
-            match ctx.login(&CredentialSource::Pending, &decoy).await {
-                Ok(session) => {
-                    ctx.rotator.close(session).await;
+            match ctx.passwords_checked(pending).await {
+                Some(true) => {}
+                Some(false) => {
                     return Err(RotationError::PasswordsNotChecked {
                         username: pending.username().unwrap_or_default().to_string(),
                         secret: ctx.arn.to_string(),
                     });
                 }
-                Err(e) if e.kind() != crate::ErrorKind::AuthFailed => {
-                    // Cannot tell (the server went away, say): the pending login stands.
-                    info!(reason = %e.kind(), "setSecret: a wrong password's login did not answer");
+                None => {
+                    info!(
+                        "setSecret: the pending credentials log in; setting them again to be sure"
+                    );
+                    return Ok(false);
                 }
-                Err(_) => {}
             }
             info!(
                 "setSecret: AWSPENDING secret is already set as password in the database for secret {}.",
@@ -63,16 +62,6 @@ async fn pending_already_works<S: SecretStore, R: Rotator>(
             Ok(false)
         }
     }
-}
-
-/// A password no secret holds: 24 random bytes in hex (a fixed, unlikely one if the random
-/// source fails: it only has to be wrong).
-fn decoy_password() -> String {
-    let mut bytes = [0u8; 24];
-    if getrandom::fill(&mut bytes).is_err() {
-        return "Decoy-not-a-password-of-any-version-0".to_string();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The credentials the user can change its own password with: current, else previous, else a
