@@ -117,6 +117,15 @@ impl Setup {
         )
     }
 
+    /// A rotation whose steps give up after 2 s, so a step whose command the proxy holds
+    /// fails soon.
+    fn short_steps(&self, strategy: Strategy) -> Rotation<LocalSecretStore, RedisAclRotator> {
+        self.rotation(strategy).with_options(Options {
+            step_timeout: Duration::from_secs(2),
+            ..Options::default()
+        })
+    }
+
     async fn value(&self, name: &str, stage: Stage) -> Value {
         let v = self
             .store
@@ -504,10 +513,7 @@ async fn the_clone_gets_exactly_odd_rules() {
 async fn late_drop_of_the_other_passwords_cannot_lock_out() {
     let s = Setup::proxied().await;
     let proxy = s.proxy.as_ref().unwrap();
-    let rotation = s.rotation(Strategy::SingleUser).with_options(Options {
-        step_timeout: Duration::from_secs(2),
-        ..Options::default()
-    });
+    let rotation = s.short_steps(Strategy::SingleUser);
     rotation.rotate("app").await.expect("first rotation");
     let first = s.value("app", Stage::Current).await;
     // The next drop removes only the first rotation's password: a 4-argument ACL SETUSER on
@@ -540,12 +546,7 @@ async fn late_drop_of_the_other_passwords_cannot_lock_out() {
 async fn late_clone_update_from_an_aborted_rotation_cannot_lock_out() {
     let s = Setup::proxied().await;
     let proxy = s.proxy.as_ref().unwrap();
-    let rotation = s
-        .rotation(Strategy::AlternatingUsers)
-        .with_options(Options {
-            step_timeout: Duration::from_secs(2),
-            ..Options::default()
-        });
+    let rotation = s.short_steps(Strategy::AlternatingUsers);
     // app_clone, then app again: the clone has a password of its own.
     rotation.rotate("app").await.expect("first rotation");
     rotation.rotate("app").await.expect("second rotation");
@@ -597,12 +598,7 @@ async fn late_clone_update_from_an_aborted_rotation_cannot_lock_out() {
 async fn late_first_clone_remake_cannot_change_the_clone() {
     let s = Setup::proxied().await;
     let proxy = s.proxy.as_ref().unwrap();
-    let rotation = s
-        .rotation(Strategy::AlternatingUsers)
-        .with_options(Options {
-            step_timeout: Duration::from_secs(2),
-            ..Options::default()
-        });
+    let rotation = s.short_steps(Strategy::AlternatingUsers);
     let t = token(1);
     s.store.start_rotation("app", &t).await.unwrap();
     rotation
