@@ -5,7 +5,7 @@
 //! `async fn scenario(engine: Engine)`; [`all_engines!`](crate::all_engines) makes a test of it per engine.
 //!
 //! Rotations are built the way the CLI and the Lambda functions build them
-//! ([`rotation_engines::rotation`]), so one scenario drives any engine through
+//! ([`rotation_core::EngineSettings::rotation`]), so one scenario drives any engine through
 //! `Rotation<_, AnyRotator>`. What a scenario does to the database itself (create a user, hold
 //! or forbid a password change, list users, change a password behind the rotation's back) goes
 //! through [`Env`], which does it the way an operator would on that engine.
@@ -13,17 +13,73 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use rotation_core::AnyRotator;
 use rotation_core::{
     DatabaseSecret, Deadline, LocalSecretStore, Rotation, Rotator, SecretStore, Stage, Strategy,
     VersionSelector,
 };
 use rotation_documentdb::DocumentDbRotator;
-pub use rotation_engines::{AnyRotator, Engine};
 use rotation_postgres::{Dialect, PgConfig};
 use rotation_testkit::{PgAuth, PgCluster, PgOptions, Secantus, TcpProxy, Wire};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sqlx::Connection;
+
+/// A built-in engine these suites run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL.
+    Postgres,
+    /// The Redshift stand-in.
+    Redshift,
+    /// SecantusDB for DocumentDB.
+    DocumentDb,
+}
+
+impl Engine {
+    /// Every engine.
+    pub const ALL: [Engine; 3] = [Engine::Postgres, Engine::Redshift, Engine::DocumentDb];
+
+    /// The engine as the binaries know it.
+    pub fn engine(self) -> rotation_core::Engine {
+        match self {
+            Engine::Postgres => rotation_engines::POSTGRES,
+            Engine::Redshift => rotation_engines::REDSHIFT,
+            Engine::DocumentDb => rotation_engines::DOCUMENTDB,
+        }
+    }
+
+    /// The engine named `name`.
+    pub fn parse(name: &str) -> Option<Engine> {
+        Engine::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// Its profile.
+    pub fn profile(self) -> &'static rotation_core::EngineProfile {
+        self.engine().profile
+    }
+
+    /// Its short name.
+    pub fn name(self) -> &'static str {
+        self.engine().name()
+    }
+
+    /// Its Lambda function's name.
+    pub fn function_name(self) -> &'static str {
+        self.engine().function_name
+    }
+
+    /// Its settings with `config` (the default password policy, no allow-list).
+    pub fn settings(self, config: PgConfig) -> rotation_core::EngineSettings {
+        rotation_engines::with_pg_config(self.engine(), config).expect("a built-in engine")
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// One test per rotator (engine and strategy): `all_rotators!(scenario)` makes
 /// `postgres_single_user`, `postgres_alternating_users`, ... `documentdb_alternating_users`, each
@@ -533,8 +589,9 @@ impl Env {
 
     /// A rotation of this engine with `strategy` over `store`, wired as the CLI wires it.
     pub fn rotation_on<S: SecretStore>(&self, store: S, strategy: Strategy) -> EngineRotation<S> {
-        let settings = rotation_engines::Settings::defaults(self.engine, self.config.clone());
-        rotation_engines::rotation(store, &settings, strategy, None)
+        self.engine
+            .settings(self.config.clone())
+            .rotation(store, strategy)
     }
 
     /// Single user over the local store.

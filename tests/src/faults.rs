@@ -21,12 +21,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rotation_core::AnyRotator;
 use rotation_core::testing::{Fault, FaultPlan, FaultyRotator, FaultyStore};
 use rotation_core::{
     AbortMode, LocalSecretStore, Options, Rotation, RotationError, RotationEvent, SecretStore,
     Stage, StageMove, Step, Strategy, VersionSelector,
 };
-use rotation_engines::AnyRotator;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -246,14 +246,10 @@ impl Sweep {
     }
 
     fn rotation(&self, step_timeout: Duration) -> Faulty {
-        let settings =
-            rotation_engines::Settings::defaults(self.env.engine, self.env.config.clone());
+        let settings = self.env.engine.settings(self.env.config.clone());
         Rotation::new(
             FaultyStore::new(self.env.store.clone(), self.plan.clone()),
-            FaultyRotator::new(
-                rotation_engines::rotator(&settings, self.strategy, None),
-                self.plan.clone(),
-            ),
+            FaultyRotator::new(settings.rotator(self.strategy), self.plan.clone()),
             settings.policy.clone(),
         )
         .with_options(Options {

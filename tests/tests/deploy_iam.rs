@@ -505,12 +505,20 @@ fn the_terraform_module_grants_the_same() {
         "the function refuses masters outside those the role may read: {env}"
     );
     assert!(env.contains("ROTATION_ENGINE = var.engine"), "{env}");
-    for var in rotation_engines::SETTINGS_ENV {
+    for var in settings_env() {
         assert!(
             env.contains(&format!("{var} = ")),
             "the module offers {var}: {env}"
         );
     }
+}
+
+/// Every variable a built-in engine's function reads, besides the runtime's.
+fn settings_env() -> BTreeSet<&'static str> {
+    rotation_engines::BUILTIN
+        .iter()
+        .flat_map(|e| e.settings_env())
+        .collect()
 }
 
 #[test]
@@ -545,7 +553,7 @@ fn only_secrets_manager_of_this_account_may_invoke_the_function() {
         .keys()
         .map(String::as_str)
         .collect();
-    let read: BTreeSet<&str> = rotation_engines::SETTINGS_ENV.into_iter().collect();
+    let read: BTreeSet<&str> = settings_env();
     assert_eq!(
         offered, read,
         "the template offers every setting the functions read"
@@ -568,9 +576,9 @@ fn the_template_offers_every_lambda_binary() {
         })
         .collect();
     assert_eq!(offered, bins);
-    let functions: BTreeSet<String> = rotation_engines::Engine::ALL
+    let functions: BTreeSet<String> = rotation_engines::BUILTIN
         .into_iter()
-        .map(|e| e.function_name().to_string())
+        .map(|e| e.function_name.to_string())
         .collect();
     assert_eq!(
         offered, functions,

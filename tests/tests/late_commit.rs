@@ -51,8 +51,9 @@ async fn late_commit_after_abort(fence: bool) -> bool {
     env.put("app", &v).await;
     let mut config = env.config.clone();
     config.dialect.fence_stale_sessions = fence;
-    let settings = rotation_engines::Settings::defaults(Engine::Postgres, config);
-    let r = rotation_engines::rotation(env.store.clone(), &settings, Strategy::SingleUser, None)
+    let r = Engine::Postgres
+        .settings(config)
+        .rotation(env.store.clone(), Strategy::SingleUser)
         .with_options(Options {
             step_timeout: Duration::from_secs(3),
             ..Options::default()

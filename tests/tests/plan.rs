@@ -253,8 +253,7 @@ async fn tls_checks(engine: Engine) {
         trust: rotation_trust::settings::default_trust(),
         ..env.config.clone()
     };
-    let settings = rotation_engines::Settings::defaults(engine, config);
-    let untrusting = rotation_engines::rotation(env.store.clone(), &settings, single, None);
+    let untrusting = engine.settings(config).rotation(env.store.clone(), single);
     let p = untrusting.plan("verified").await;
     line(&p, "tls", CheckStatus::Fail, Some("TlsFailed"));
     let tls = p.check("tls").unwrap();
@@ -277,8 +276,9 @@ async fn tls_checks(engine: Engine) {
         v["port"] = json!(other.port().to_string());
         env.put("wrong-name", &v).await;
         let config = rotation_postgres::PgConfig::with_ca_bundle(other.ca_pem().unwrap()).unwrap();
-        let settings = rotation_engines::Settings::defaults(engine, config);
-        let p = rotation_engines::rotation(env.store.clone(), &settings, single, None)
+        let p = engine
+            .settings(config)
+            .rotation(env.store.clone(), single)
             .plan("wrong-name")
             .await;
         line(&p, "tls", CheckStatus::Fail, Some("TlsFailed"));
@@ -300,10 +300,10 @@ async fn store_policy_checks(engine: Engine) {
     let single = Strategy::SingleUser;
 
     // password: one character shorter than the engine accepts.
-    let mut settings = rotation_engines::Settings::defaults(engine, env.config.clone());
+    let mut settings = engine.settings(env.config.clone());
     settings.policy.length = engine.profile().password.min_length - 1;
     settings.policy.require_each_included_type = false;
-    let short = rotation_engines::rotation(env.store.clone(), &settings, single, None);
+    let short = settings.rotation(env.store.clone(), single);
     let p = short.plan("app").await;
     line(
         &p,

@@ -20,7 +20,7 @@ use rotation_core::{
     AwsSecretStore, DatabaseSecret, Deadline, SecretStore, Stage, StageMove, Strategy,
     VersionSelector,
 };
-use rotation_engines::{Engine, Settings};
+use rotation_core::{Engine, EngineSettings};
 use rotation_postgres::{Dialect, PgConfig, connect, scram};
 use rotation_testkit::{Moto, PgAuth, PgCluster, PgOptions, Secantus, TcpProxy};
 use secrecy::{ExposeSecret, SecretString};
@@ -64,7 +64,7 @@ pub enum ServerKind {
 
 /// RDS / Aurora PostgreSQL on PostgreSQL 15, SCRAM.
 pub const POSTGRES: Bench = Bench {
-    engine: Engine::Postgres,
+    engine: rotation_engines::POSTGRES,
     label: "postgres",
     function: "rds-postgres",
     server: ServerKind::Postgres,
@@ -77,7 +77,7 @@ pub const POSTGRES: Bench = Bench {
 
 /// Redshift on the stand-in: PostgreSQL 15 with md5 authentication and a `dev` database.
 pub const REDSHIFT: Bench = Bench {
-    engine: Engine::Redshift,
+    engine: rotation_engines::REDSHIFT,
     label: "redshift (stand-in)",
     function: "redshift",
     server: ServerKind::Postgres,
@@ -90,7 +90,7 @@ pub const REDSHIFT: Bench = Bench {
 
 /// DocumentDB on SecantusDB (the MongoDB wire protocol), users in the `admin` database.
 pub const DOCUMENTDB: Bench = Bench {
-    engine: Engine::DocumentDb,
+    engine: rotation_engines::DOCUMENTDB,
     label: "documentdb (SecantusDB)",
     function: "documentdb",
     server: ServerKind::Secantus,
@@ -128,16 +128,16 @@ impl Bench {
     /// The statement the floor sets `role`'s password with, as the engine sends it: a SCRAM
     /// verifier (PostgreSQL) or Redshift's md5 form.
     pub fn set_password_sql(&self, role: &str, password: &SecretString) -> anyhow::Result<String> {
-        Ok(match self.engine {
-            Engine::Postgres => format!(
+        Ok(match self.engine.name() {
+            "postgres" => format!(
                 "ALTER ROLE {role} PASSWORD '{}'",
                 scram::verifier(password).context("SCRAM salt")?.expose()
             ),
-            Engine::Redshift => rotation_redshift::sql::alter_password(
+            "redshift" => rotation_redshift::sql::alter_password(
                 role,
                 &rotation_redshift::sql::md5_password(password.expose_secret(), role),
             ),
-            Engine::DocumentDb => anyhow::bail!("the SQL floor has no DocumentDB form"),
+            other => anyhow::bail!("the SQL floor has no {other} form"),
         })
     }
 }
@@ -308,7 +308,7 @@ impl Db {
 
     /// A secret for `user` on this cluster, as the engine's secrets are.
     pub fn secret_json(&self, user: &str, password: &str, masterarn: Option<&str>) -> Value {
-        let mut v = json!({"engine": self.bench.engine.profile().engines[0], "host": HOST,
+        let mut v = json!({"engine": self.bench.engine.profile.engines[0], "host": HOST,
             "port": self.port(), "username": user, "password": password, "ssl": self.tls});
         if let Some(db) = self.bench.dbname {
             v["dbname"] = json!(db);
@@ -346,8 +346,9 @@ impl Db {
 
     /// The engine's settings for this cluster, as the Lambda binary builds them from its
     /// environment (default password policy).
-    pub fn settings(&self) -> Settings {
-        Settings::defaults(self.bench.engine, self.config.clone())
+    pub fn settings(&self) -> EngineSettings {
+        rotation_engines::with_pg_config(self.bench.engine, self.config.clone())
+            .expect("a built-in engine")
     }
 }
 

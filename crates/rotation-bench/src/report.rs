@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::fs;
 
 use rotation_core::Strategy;
-use rotation_engines::Engine;
 
 use crate::Args;
 use crate::cold::ColdSample;
@@ -187,7 +186,11 @@ impl Results {
                 ),
             ));
         }
-        if args.benches.iter().any(|b| b.engine == Engine::Redshift) {
+        if args
+            .benches
+            .iter()
+            .any(|b| b.engine == rotation_engines::REDSHIFT)
+        {
             facts.push((
                 "Redshift".into(),
                 format!(

@@ -52,8 +52,7 @@ pub async fn lambda_path(
     n: usize,
 ) -> anyhow::Result<Vec<WarmSample>> {
     let store = RecordingStore::new(lab.store.clone());
-    let rotation =
-        rotation_engines::rotation(store.clone(), &db.settings(), subject.strategy, None);
+    let rotation = db.settings().rotation(store.clone(), subject.strategy);
     let mut samples = Vec::with_capacity(n);
     for i in 0..=n {
         let before = lab.current(&subject.arn).await?;
@@ -97,8 +96,7 @@ pub async fn driver_path(
     n: usize,
 ) -> anyhow::Result<Vec<WarmSample>> {
     let store = RecordingStore::new(lab.store.clone());
-    let rotation =
-        rotation_engines::rotation(store.clone(), &db.settings(), subject.strategy, None);
+    let rotation = db.settings().rotation(store.clone(), subject.strategy);
     let mut samples = Vec::with_capacity(n);
     for i in 0..=n {
         let before = lab.current(&subject.arn).await?;

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use rotation_core::{
     DatabaseSecret, Deadline, LocalSecretStore, SecretStore, Stage, Strategy, VersionSelector,
 };
-use rotation_engines::{Engine, Settings};
+use rotation_core::{EngineEnv, EngineSettings};
 use rotation_postgres::{PgConfig, connect};
 use rotation_testkit::{PgCluster, PgOptions};
 use secrecy::{ExposeSecret, SecretString};
@@ -115,12 +115,15 @@ pub async fn run(store_file: Option<PathBuf>, json_out: bool) -> anyhow::Result<
     app["masterarn"] = json!(master);
     put("demo/app", app).await?;
     // The same wiring as the Lambda binaries and `rotate run`, with the throwaway CA trusted.
-    let settings = Settings {
-        postgres: demo.config.clone(),
-        ..Settings::from_env(Engine::Postgres)?
+    let settings = EngineSettings {
+        config: std::sync::Arc::new(rotation_postgres::PostgresConfig {
+            config: demo.config.clone(),
+            rds: None,
+        }),
+        ..EngineSettings::read(rotation_engines::POSTGRES, &EngineEnv::process(None))?
     };
     let store = demo.store.clone();
-    let rotation = |strategy| rotation_engines::rotation(store.clone(), &settings, strategy, None);
+    let rotation = |strategy| settings.rotation(store.clone(), strategy);
 
     // Single user: the user changes its own password; the old one stops working.
     demo.say("\n1. Single-user rotation of demo/reporting");

@@ -7,8 +7,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rotation_core::{AnyRotator, Engine, Engines};
 use rotation_core::{AnyStore, Rotation, RotationError, Stage, Strategy, VersionSelector};
-use rotation_engines::{AnyRotator, Engine};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -191,8 +191,9 @@ pub type Builder =
 
 struct Shared {
     store: AnyStore,
+    engines: Engines,
     build: Box<Builder>,
-    rotations: tokio::sync::Mutex<BTreeMap<(u8, u8), Arc<CliRotation>>>,
+    rotations: tokio::sync::Mutex<BTreeMap<(&'static str, u8), Arc<CliRotation>>>,
     strategy: Option<Strategy>,
     engine: Option<Engine>,
     force: bool,
@@ -201,15 +202,18 @@ struct Shared {
     users: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
-fn key(engine: Engine, strategy: Strategy) -> (u8, u8) {
-    let e = Engine::ALL.iter().position(|x| *x == engine).unwrap_or(0) as u8;
-    (e, u8::from(strategy == Strategy::AlternatingUsers))
+fn key(engine: Engine, strategy: Strategy) -> (&'static str, u8) {
+    (
+        engine.name(),
+        u8::from(strategy == Strategy::AlternatingUsers),
+    )
 }
 
 /// The engine and strategy of one secret, for commands without a listing (`plan`): as for a
 /// fleet run, with the tags of `DescribeSecret`.
 pub async fn engine_and_strategy_of(
     store: &AnyStore,
+    engines: &Engines,
     secret: &str,
     strategy: Option<Strategy>,
     engine: Option<Engine>,
@@ -234,13 +238,14 @@ pub async fn engine_and_strategy_of(
         rotation_lambda: None,
     };
     let (engine, strategy, _) =
-        engine_and_strategy(store, timeout, engine, strategy, &listed).await?;
+        engine_and_strategy(store, engines, timeout, engine, strategy, &listed).await?;
     Ok((engine, strategy))
 }
 
 /// The engine and strategy of one secret: `--engine`/`--strategy`, else its tag and value.
 async fn engine_and_strategy(
     store: &AnyStore,
+    engines: &Engines,
     timeout: u64,
     engine: Option<Engine>,
     strategy: Option<Strategy>,
@@ -267,20 +272,22 @@ async fn engine_and_strategy(
         Some(e) => e,
         None => {
             let named = parsed.get("engine").and_then(Value::as_str);
-            named.and_then(Engine::for_secret_engine).ok_or_else(|| {
-                RotationError::InvalidSecret {
-                    which: rotation_core::Which::Current,
-                    secret: listed.name.clone(),
-                    // An engine no rotator handles is named, as a single `run` names it.
-                    source: match named {
-                        Some(found) => rotation_core::SecretError::WrongEngine {
-                            expected: crate::KNOWN_ENGINES,
-                            found: found.to_string(),
+            named
+                .and_then(|n| engines.for_secret_engine(n))
+                .ok_or_else(|| {
+                    RotationError::InvalidSecret {
+                        which: rotation_core::Which::Current,
+                        secret: listed.name.clone(),
+                        // An engine no rotator handles is named, as a single `run` names it.
+                        source: match named {
+                            Some(found) => rotation_core::SecretError::WrongEngine {
+                                expected: crate::known_engines(engines),
+                                found: found.to_string(),
+                            },
+                            None => rotation_core::SecretError::MissingKey("engine"),
                         },
-                        None => rotation_core::SecretError::MissingKey("engine"),
-                    },
-                }
-            })?
+                    }
+                })?
         }
     };
     let tagged = listed
@@ -341,6 +348,7 @@ async fn rotate_one(shared: Arc<Shared>, listed: Listed) -> Outcome {
     let result = async {
         let (engine, strategy, user) = engine_and_strategy(
             &shared.store,
+            &shared.engines,
             shared.timeout,
             shared.engine,
             shared.strategy,
@@ -412,7 +420,7 @@ fn failed(e: &anyhow::Error) -> Failed {
             in_flight: None,
         },
         None if e.downcast_ref::<UsageError>().is_some()
-            || e.downcast_ref::<rotation_engines::ConfigError>().is_some() =>
+            || e.downcast_ref::<rotation_core::ConfigError>().is_some() =>
         {
             Failed::Error {
                 kind: "Configuration".into(),
@@ -521,6 +529,7 @@ async fn masters_named(
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: AnyStore,
+    engines: &Engines,
     selection: &Selection,
     strategy: Option<Strategy>,
     engine: Option<Engine>,
@@ -546,6 +555,7 @@ pub async fn run(
     }
     let shared = Arc::new(Shared {
         store,
+        engines: engines.clone(),
         build,
         rotations: tokio::sync::Mutex::new(BTreeMap::new()),
         strategy,
@@ -631,7 +641,7 @@ fn summary(json_out: bool, outcomes: &[Outcome], elapsed: Duration, concurrency:
             .map(|o| {
                 let mut row = json!({
                     "secret": o.name,
-                    "engine": o.engine.map(Engine::name),
+                    "engine": o.engine.as_ref().map(Engine::name),
                     "strategy": o.strategy.map(|s| s.to_string()),
                     "duration_ms": o.duration.as_millis() as u64,
                 });
@@ -701,7 +711,7 @@ fn summary(json_out: bool, outcomes: &[Outcome], elapsed: Duration, concurrency:
         println!(
             "{:<width$}  {:<10}  {:<17}  {:>8}  {result}",
             escape(&o.name),
-            o.engine.map_or("-", Engine::name),
+            o.engine.as_ref().map_or("-", Engine::name),
             o.strategy.map_or("-".to_string(), |s| s.to_string()),
             o.duration.as_millis(),
         );

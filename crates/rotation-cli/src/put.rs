@@ -4,11 +4,11 @@
 use std::io::{BufRead, Read};
 use std::path::Path;
 
+use rotation_core::Engines;
 use rotation_core::store::{PutOutcome, SecretSummary};
 use rotation_core::{
     DatabaseSecret, LocalSecretStore, RotationError, SecretError, Stage, Strategy,
 };
-use rotation_engines::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -164,7 +164,12 @@ pub async fn build_value(
 
 /// The engine and strategy the value is checked for: the `engine` key decides the engine; the
 /// strategy is `--strategy`, else alternating users when the value names a `masterarn`.
-pub fn check(secret: &str, value: &SecretString, strategy: Option<Strategy>) -> anyhow::Result<()> {
+pub fn check(
+    secret: &str,
+    value: &SecretString,
+    strategy: Option<Strategy>,
+    engines: &Engines,
+) -> anyhow::Result<()> {
     let parsed: Value = serde_json::from_str(value.expose_secret()).unwrap_or(Value::Null);
     let engine_key = parsed.get("engine").and_then(Value::as_str);
     let invalid = |source| RotationError::InvalidSecret {
@@ -173,9 +178,9 @@ pub fn check(secret: &str, value: &SecretString, strategy: Option<Strategy>) -> 
         source,
     };
     let engine = match engine_key {
-        Some(name) => Engine::for_secret_engine(name).ok_or_else(|| {
+        Some(name) => engines.for_secret_engine(name).ok_or_else(|| {
             invalid(rotation_core::SecretError::WrongEngine {
-                expected: crate::KNOWN_ENGINES,
+                expected: crate::known_engines(engines),
                 found: name.to_string(),
             })
         })?,
@@ -187,7 +192,7 @@ pub fn check(secret: &str, value: &SecretString, strategy: Option<Strategy>) -> 
     } else {
         Strategy::SingleUser
     });
-    engine.profile().check_secret(secret, value, strategy)?;
+    engine.profile.check_secret(secret, value, strategy)?;
     Ok(())
 }
 

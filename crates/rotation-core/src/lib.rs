@@ -82,7 +82,7 @@
 //!
 //! use rotation_core::{
 //!     DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, LocalSecretStore,
-//!     PasswordDefaults, PasswordPolicy, Rotation, Rotator, SecretStore, Stage, Strategy,
+//!     PasswordDefaults, PasswordPolicy, RightsAdvice, Rotation, Rotator, SecretStore, Stage, Strategy,
 //!     VersionSelector,
 //! };
 //! use secrecy::{ExposeSecret, SecretString};
@@ -98,6 +98,7 @@
 //!     max_username_bytes: Some(63),
 //!     default_port: None,
 //!     single_user_master: false,
+//!     advice: RightsAdvice::GENERIC,
 //! };
 //!
 //! struct ToyRotator(Toy);
@@ -203,6 +204,7 @@
 
 pub mod deadline;
 mod driver;
+pub mod engine;
 pub mod error;
 pub mod event;
 mod options;
@@ -220,6 +222,10 @@ pub mod tls;
 
 pub use deadline::Deadline;
 pub use driver::{AbortMode, AbortReport, RotationReport};
+pub use engine::{
+    AnyRotator, ConfigError, DynRotator, DynSession, ENGINE_ENV, Engine, EngineConfig, EngineEnv,
+    EngineListError, EngineSettings, Engines, STRATEGY_ENV,
+};
 pub use error::{
     Attempts, CredentialSource, ErrorCategory, LoginAttempt, RotationError, Which, error_chain,
 };
@@ -229,7 +235,7 @@ pub use options::{
 };
 pub use policy::{CharClass, PasswordDefaults, PasswordPolicy, PasswordRuleError, PolicyError};
 pub use rotation::Rotation;
-pub use rotator::{Direction, EngineError, EngineProfile, ErrorKind, Rotator};
+pub use rotator::{Direction, EngineError, EngineProfile, ErrorKind, RightsAdvice, Rotator};
 pub use secret::{DatabaseSecret, DbName, SecretError, SslKey};
 pub use stage::{Stage, Strategy};
 pub use steps::{Credentials, StepOutcome};

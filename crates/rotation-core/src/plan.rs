@@ -501,12 +501,8 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                         crate::error_chain(&e),
                         e.kind().as_str(),
                         match strategy {
-                            Strategy::SingleUser if !needs_master => {
-                                "let the user change its own password (not read-only; on RDS with rds.restrict_password_commands, a member of rds_password)"
-                            }
-                            _ => {
-                                "give the master the right to create users and set their passwords (PostgreSQL CREATEROLE, Redshift superuser, DocumentDB userAdmin)"
-                            }
+                            Strategy::SingleUser if !needs_master => profile.advice.own_password,
+                            _ => profile.advice.master,
                         },
                     ),
                 }

@@ -28,6 +28,25 @@ pub struct EngineProfile {
     /// finishSecret the master drops the user's other passwords
     /// ([`Rotator::drop_other_passwords`]).
     pub single_user_master: bool,
+    /// What to grant when the preflight finds the rights missing.
+    pub advice: RightsAdvice,
+}
+
+/// The preflight's advice when a user may not do what rotation needs, in the engine's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RightsAdvice {
+    /// Single user: what lets a user change its own password.
+    pub own_password: &'static str,
+    /// Through a master: what lets the master create users and set their passwords.
+    pub master: &'static str,
+}
+
+impl RightsAdvice {
+    /// Advice that names no engine's rights.
+    pub const GENERIC: RightsAdvice = RightsAdvice {
+        own_password: "let the user change its own password",
+        master: "give the master the right to create users and set their passwords",
+    };
 }
 
 impl EngineProfile {

@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::deadline::Deadline;
 use crate::policy::PasswordDefaults;
+use crate::rotator::RightsAdvice;
 use crate::rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
 use crate::secret::DatabaseSecret;
 use crate::stage::Strategy;
@@ -34,6 +35,7 @@ pub const FAKE_PROFILE: EngineProfile = EngineProfile {
     max_username_bytes: Some(63),
     default_port: Some(5432),
     single_user_master: false,
+    advice: RightsAdvice::GENERIC,
 };
 
 /// An operation failures can be injected into.

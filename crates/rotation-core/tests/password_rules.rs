@@ -210,6 +210,7 @@ mod create_secret {
         max_username_bytes: Some(63),
         default_port: Some(5432),
         single_user_master: false,
+        advice: rotation_core::RightsAdvice::GENERIC,
     };
 
     const INITIAL: &str = "Initial-Passw0rd";

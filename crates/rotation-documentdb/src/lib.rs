@@ -23,14 +23,17 @@ pub mod connect;
 
 use std::collections::BTreeSet;
 use std::future::IntoFuture;
+use std::sync::Arc;
 
 use mongodb::Client;
 use mongodb::bson::{Bson, Document, doc};
+use rotation_core::rotator::BoxError;
 use rotation_core::{
-    DatabaseSecret, Deadline, Direction, EngineError, EngineProfile, ErrorKind, PasswordDefaults,
-    Rotator, Strategy,
+    AnyRotator, DatabaseSecret, Deadline, Direction, Engine, EngineConfig, EngineEnv, EngineError,
+    EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
 };
 use rotation_trust::ConnectSettings;
+use rotation_trust::settings::ConnectConfig;
 use tracing::{info, warn};
 
 pub use connect::{DEFAULT_DBNAME, DEFAULT_PORT, auth_db};
@@ -43,7 +46,33 @@ pub const PROFILE: EngineProfile = EngineProfile {
     max_username_bytes: None,
     default_port: Some(DEFAULT_PORT),
     single_user_master: false,
+    advice: rotation_core::RightsAdvice {
+        own_password: "grant the user changeOwnPassword (or a role with it)",
+        master: "give the master userAdmin (or userAdminAnyDatabase) on the database",
+    },
 };
+
+/// Amazon DocumentDB as one value: its profile, its Lambda function (`documentdb`) and its
+/// settings (the shared [`ConnectSettings`]; no other AWS API).
+pub const ENGINE: Engine = Engine {
+    profile: &PROFILE,
+    function_name: "documentdb",
+    env: &rotation_trust::settings::ENV,
+    configure,
+};
+
+fn configure(env: &EngineEnv<'_>) -> Result<Arc<dyn EngineConfig>, BoxError> {
+    ConnectConfig::read(env, rotator)
+}
+
+fn rotator(strategy: Strategy, settings: ConnectSettings) -> AnyRotator {
+    AnyRotator::new(DocumentDbRotator::new(strategy, settings))
+}
+
+/// DocumentDB's settings from connection settings made in code (tests, the bench).
+pub fn config(settings: ConnectSettings) -> ConnectConfig {
+    ConnectConfig { settings, rotator }
+}
 
 /// The DocumentDB rotator for one strategy.
 #[derive(Debug, Clone)]

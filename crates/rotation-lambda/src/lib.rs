@@ -1,22 +1,19 @@
 //! The engine-free Lambda glue shared by every binary: a start-up check that this is Lambda,
 //! JSON tracing, the invocation's deadline, and the mapping of rotation errors to Lambda error
-//! reports with stable `errorType`s. A built-in engine's binary calls `run_function` (feature
-//! `engines`, on by default) with its engine and the function that builds its rotator; a
-//! custom engine's calls [`run_engine`] with its name, profile and rotator builder (with
-//! `default-features = false`, none of the built-in engines' drivers are built). Both read and
-//! validate the configuration once, build the [`Rotation`] and call [`serve`].
+//! reports with stable `errorType`s. Every function, built-in or custom, is [`run`] with its
+//! [`Engine`]: it reads and validates the configuration once, builds the [`Rotation`] and calls
+//! [`serve`]. The built-in engines' binaries need feature `engines` (on by default); a custom
+//! engine's function turns default features off and links none of their drivers.
 
 use std::fmt;
 use std::time::Duration;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use rotation_core::engine::strategy_from;
 use rotation_core::{
-    AwsSecretStore, Deadline, EngineProfile, MasterAllowList, Options, PasswordPolicy, Rotation,
-    RotationError, RotationEvent, Rotator, SecretStore, Strategy, error_chain,
+    AwsSecretStore, Deadline, ENGINE_ENV, Engine, EngineEnv, EngineSettings, Rotation,
+    RotationError, RotationEvent, Rotator, SecretStore, error_chain,
 };
-#[cfg(feature = "engines")]
-use rotation_engines::{ENGINE_ENV, Engine, Settings, strategy_from_env};
-use rotation_trust::ConnectSettings;
 use serde_json::{Value, json};
 
 pub mod metrics;
@@ -49,7 +46,6 @@ pub enum StartupError {
     Config(Box<dyn std::error::Error + Send + Sync>),
     /// `ROTATION_ENGINE` (the deployment's Engine parameter) names another engine than the
     /// code's: the wrong zip was uploaded, and the role grants another engine's calls.
-    #[cfg(feature = "engines")]
     #[error(
         "{ENGINE_ENV} is {configured:?} but this code is the {code} rotation function: deploy the {configured} zip (target/lambda-zips/{configured}/bootstrap.zip) or correct the deployment's Engine"
     )]
@@ -62,20 +58,15 @@ pub enum StartupError {
 }
 
 /// Fails when `ROTATION_ENGINE` is set and names another engine than `engine`.
-#[cfg(feature = "engines")]
 pub fn check_engine_env(
     engine: Engine,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<(), StartupError> {
     match lookup(ENGINE_ENV) {
-        Some(v)
-            if !v.trim().is_empty()
-                && v.trim() != engine.function_name()
-                && v.trim() != engine.name() =>
-        {
+        Some(v) if !v.trim().is_empty() && !engine.is_named(v.trim()) => {
             Err(StartupError::EngineMismatch {
                 configured: v,
-                code: engine.function_name(),
+                code: engine.function_name,
             })
         }
         _ => Ok(()),
@@ -332,106 +323,30 @@ pub async fn serve<S: SecretStore, R: Rotator>(
     .await
 }
 
-/// A rotation function's whole life: everything is read and validated once, before the first
-/// event (not in Lambda, a bad strategy or setting: an error that says which), then events are
-/// served. `build` makes the engine's rotator from its settings, the strategy and the SDK
-/// configuration (for the engine's own AWS APIs).
-#[cfg(feature = "engines")]
-pub async fn run_function<R, F>(engine: Engine, build: F) -> Result<(), lambda_runtime::Error>
-where
-    R: Rotator,
-    F: FnOnce(&Settings, Strategy, Option<&aws_config::SdkConfig>) -> R,
-{
+/// A rotation function's whole life, for any engine: everything is read and validated once,
+/// before the first event (outside Lambda, or with a bad strategy or setting: an error that
+/// says which), then events are served. Read from the environment: `ROTATION_ENGINE` (when
+/// set, it must name `engine`), `ROTATION_STRATEGY`, AWS's password variables checked against
+/// the engine's rules, `ALLOWED_MASTER_SECRETS`, and the engine's own settings
+/// ([`Engine::env`]; on AWS, the engine may use the SDK configuration for its own APIs).
+///
+/// ```no_run
+/// # async fn f(my_engine: rotation_core::Engine) {
+/// rotation_lambda::run(my_engine).await.unwrap();
+/// # }
+/// ```
+pub async fn run(engine: Engine) -> Result<(), lambda_runtime::Error> {
     let name = engine.name();
     let result = async {
         require_lambda()?;
         check_engine_env(engine, |k| std::env::var(k).ok())?;
-        let strategy = strategy_from_env().map_err(StartupError::config)?;
-        let settings = Settings::from_env(engine).map_err(StartupError::config)?;
-        settings.postgres.trust.log_sources();
-        if strategy == Strategy::AlternatingUsers && settings.master_allow_list.is_none() {
-            tracing::warn!(
-                engine = name,
-                "{} is not set: any masterarn a secret names is used if the role can read it; list the master secrets this function may use (W5)",
-                rotation_core::MASTER_ALLOW_LIST_ENV
-            );
-        }
+        let strategy = strategy_from(&EngineEnv::process(None)).map_err(StartupError::config)?;
         let sdk = sdk_config().await;
-        let store = AwsSecretStore::from_sdk_config(&sdk);
-        let rotation = Rotation::new(
-            store,
-            build(&settings, strategy, Some(&sdk)),
-            settings.policy.clone(),
-        )
-        .with_options(settings.options());
-        tracing::info!(engine = name, strategy = %strategy, "rotation function ready");
-        serve(rotation).await
-    }
-    .await;
-    result.inspect_err(|e| tracing::error!(engine = name, error = %e, "rotation function failed"))
-}
-
-/// The variable that names the strategy, for every engine.
-pub const STRATEGY_ENV: &str = "ROTATION_STRATEGY";
-
-/// A custom engine's function, from start to the last event: as `run_function` for the
-/// built-in engines, everything is read and validated once, before the first event (outside
-/// Lambda, or with a bad strategy or setting: an error that says which), then events are
-/// served. Read from the environment: `ROTATION_STRATEGY`, the connection settings every
-/// engine shares ([`ConnectSettings`]: `CA_BUNDLE_PATH`, `ALLOW_PLAINTEXT_FALLBACK`,
-/// `CONNECT_TIMEOUT_SECONDS`), AWS's password variables checked against `profile`'s rules, and
-/// `ALLOWED_MASTER_SECRETS`. `build` makes the rotator.
-///
-/// ```no_run
-/// # use rotation_core::{EngineProfile, Rotator, Strategy};
-/// # use rotation_trust::ConnectSettings;
-/// # async fn f<R: Rotator>(profile: &'static EngineProfile, new: fn(Strategy, ConnectSettings) -> R) {
-/// rotation_lambda::run_engine("my-engine", profile, |settings, strategy| new(strategy, settings))
-///     .await
-///     .unwrap();
-/// # }
-/// ```
-pub async fn run_engine<R, F>(
-    name: &'static str,
-    profile: &'static EngineProfile,
-    build: F,
-) -> Result<(), lambda_runtime::Error>
-where
-    R: Rotator,
-    F: FnOnce(ConnectSettings, Strategy) -> R,
-{
-    let result = async {
-        require_lambda()?;
-        let env = |k: &str| std::env::var(k).ok();
-        let strategy = env(STRATEGY_ENV)
-            .as_deref()
-            .and_then(Strategy::parse)
-            .ok_or_else(|| {
-                StartupError::Config(
-                    format!("{STRATEGY_ENV} must be `single-user` or `alternating-users`").into(),
-                )
-            })?;
-        let settings = ConnectSettings::from_lookup(env).map_err(StartupError::config)?;
-        settings.trust.log_sources();
-        let policy = PasswordPolicy::from_env(&profile.password).map_err(StartupError::config)?;
-        let master_allow_list = MasterAllowList::from_lookup(env).map_err(StartupError::config)?;
-        if profile.needs_master(strategy) && master_allow_list.is_none() {
-            tracing::warn!(
-                engine = name,
-                "{} is not set: any masterarn a secret names is used if the role can read it; list the master secrets this function may use (W5)",
-                rotation_core::MASTER_ALLOW_LIST_ENV
-            );
-        }
-        let sdk = sdk_config().await;
-        let rotation = Rotation::new(
-            AwsSecretStore::from_sdk_config(&sdk),
-            build(settings, strategy),
-            policy,
-        )
-        .with_options(Options {
-            master_allow_list,
-            ..Options::default()
-        });
+        let settings = EngineSettings::read(engine, &EngineEnv::process(Some(&sdk)))
+            .map_err(StartupError::config)?;
+        settings.config.log();
+        settings.warn_without_allow_list(strategy);
+        let rotation = settings.rotation(AwsSecretStore::from_sdk_config(&sdk), strategy);
         tracing::info!(engine = name, strategy = %strategy, "rotation function ready");
         serve(rotation).await
     }

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rotation_core::{LocalSecretStore, Strategy};
-use rotation_engines::{Engine, Settings};
 use rotation_lambda::{DEADLINE_MARGIN, handle, invocation_deadline};
 use rotation_postgres::{PgConfig, connect};
 use rotation_testkit::{PgCluster, PgOptions, TcpProxy};
@@ -39,8 +38,9 @@ async fn stalled_set_secret(stall: impl Fn(&TcpProxy)) {
         .start_rotation("app", "t0000000000000000000000000000001")
         .await
         .unwrap();
-    let settings = Settings::defaults(Engine::Postgres, PgConfig::default());
-    let rotation = rotation_engines::rotation(store, &settings, Strategy::SingleUser, None);
+    let settings =
+        rotation_engines::with_pg_config(rotation_engines::POSTGRES, PgConfig::default());
+    let rotation = settings.unwrap().rotation(store, Strategy::SingleUser);
     let event = |step: &str| json!({"Step": step, "SecretId": "app", "ClientRequestToken": "t0000000000000000000000000000001"});
     handle(
         &rotation,

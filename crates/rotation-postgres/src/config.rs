@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use rotation_trust::settings::{CONNECT_TIMEOUT_ENV, PLAINTEXT_FALLBACK_ENV};
+pub use rotation_trust::settings::{
+    CONNECT_TIMEOUT_ENV, ENV as CONNECT_ENV, PLAINTEXT_FALLBACK_ENV,
+};
 pub use rotation_trust::{CA_BUNDLE_ENV, ConnectSettings, SettingsError};
 use rotation_trust::{Trust, TrustError};
 

@@ -19,11 +19,13 @@ pub mod rds;
 pub mod scram;
 pub mod session;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use rotation_core::rotator::BoxError;
 use rotation_core::{
-    DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator,
-    Strategy,
+    AnyRotator, DatabaseSecret, Deadline, Engine, EngineConfig, EngineEnv, EngineError,
+    EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
 };
 use sqlx::postgres::PgConnection;
 use tracing::info;
@@ -44,7 +46,50 @@ pub const PROFILE: EngineProfile = EngineProfile {
     max_username_bytes: Some(63),
     default_port: Some(Dialect::POSTGRES.default_port),
     single_user_master: false,
+    advice: rotation_core::RightsAdvice {
+        own_password: "let the user change its own password (not read-only; on RDS with rds.restrict_password_commands, a member of rds_password)",
+        master: "give the master CREATEROLE (and ADMIN OPTION on the roles it grants)",
+    },
 };
+
+/// RDS / Aurora PostgreSQL as one value: its profile, its Lambda function (`rds-postgres`) and
+/// its settings ([`PgConfig`], and the RDS API on AWS).
+pub const ENGINE: Engine = Engine {
+    profile: &PROFILE,
+    function_name: "rds-postgres",
+    env: &config::CONNECT_ENV,
+    configure,
+};
+
+fn configure(env: &EngineEnv<'_>) -> Result<Arc<dyn EngineConfig>, BoxError> {
+    Ok(Arc::new(PostgresConfig {
+        config: PgConfig::from_lookup(|k| env.var(k))?,
+        rds: env.aws.map(rds::Rds::from_sdk_config),
+    }))
+}
+
+/// PostgreSQL's settings, read once.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// Connection settings.
+    pub config: PgConfig,
+    /// The RDS API, on AWS.
+    pub rds: Option<rds::Rds>,
+}
+
+impl EngineConfig for PostgresConfig {
+    fn rotator(&self, strategy: Strategy) -> AnyRotator {
+        let rotator = PostgresRotator::new(strategy, self.config.clone());
+        AnyRotator::new(match &self.rds {
+            Some(rds) => rotator.with_rds(rds.clone()),
+            None => rotator,
+        })
+    }
+
+    fn log(&self) {
+        self.config.trust.log_sources();
+    }
+}
 
 /// The PostgreSQL rotator for one strategy.
 #[derive(Debug, Clone)]

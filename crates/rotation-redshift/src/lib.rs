@@ -21,9 +21,10 @@ pub mod sql;
 
 use std::sync::Arc;
 
+use rotation_core::rotator::BoxError;
 use rotation_core::{
-    DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator,
-    Strategy,
+    AnyRotator, DatabaseSecret, Deadline, Engine, EngineConfig, EngineEnv, EngineError,
+    EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
 };
 use rotation_postgres::connect::bounded;
 use rotation_postgres::session::{commit, exec, quote_ident, username};
@@ -56,7 +57,52 @@ pub const PROFILE: EngineProfile = EngineProfile {
     max_username_bytes: Some(127),
     default_port: Some(DIALECT.default_port),
     single_user_master: false,
+    advice: rotation_core::RightsAdvice {
+        own_password: "let the user change its own password (any Redshift user may, unless its connection is read-only)",
+        master: "make the master a superuser (Redshift needs one to create users and set their passwords)",
+    },
 };
+
+/// Amazon Redshift as one value: its profile, its Lambda function (`redshift`) and its settings
+/// ([`PgConfig`] with Redshift's dialect, and the Redshift APIs on AWS).
+pub const ENGINE: Engine = Engine {
+    profile: &PROFILE,
+    function_name: "redshift",
+    env: &rotation_postgres::config::CONNECT_ENV,
+    configure,
+};
+
+fn configure(env: &EngineEnv<'_>) -> Result<Arc<dyn EngineConfig>, BoxError> {
+    Ok(Arc::new(RedshiftConfig {
+        config: PgConfig::from_lookup(|k| env.var(k))?.with_dialect(DIALECT),
+        directory: env
+            .aws
+            .map(|sdk| Arc::new(SdkDirectory::from_sdk_config(sdk)) as Arc<dyn Directory>),
+    }))
+}
+
+/// Redshift's settings, read once.
+#[derive(Debug, Clone)]
+pub struct RedshiftConfig {
+    /// Connection settings, with Redshift's dialect.
+    pub config: PgConfig,
+    /// The Redshift and Redshift Serverless APIs, on AWS.
+    pub directory: Option<Arc<dyn Directory>>,
+}
+
+impl EngineConfig for RedshiftConfig {
+    fn rotator(&self, strategy: Strategy) -> AnyRotator {
+        let rotator = RedshiftRotator::new(strategy, self.config.clone());
+        AnyRotator::new(match &self.directory {
+            Some(d) => rotator.with_directory(d.clone()),
+            None => rotator,
+        })
+    }
+
+    fn log(&self) {
+        self.config.trust.log_sources();
+    }
+}
 
 /// The Redshift rotator for one strategy.
 #[derive(Debug, Clone)]

@@ -5,6 +5,9 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use rotation_core::rotator::BoxError;
+use rotation_core::{AnyRotator, EngineConfig, EngineEnv, Strategy};
+
 use crate::{CA_BUNDLE_ENV, Trust, TrustError};
 
 /// `ALLOW_PLAINTEXT_FALLBACK`: AWS's behaviour for secrets without an explicit `ssl` key (retry
@@ -12,6 +15,13 @@ use crate::{CA_BUNDLE_ENV, Trust, TrustError};
 pub const PLAINTEXT_FALLBACK_ENV: &str = "ALLOW_PLAINTEXT_FALLBACK";
 /// `CONNECT_TIMEOUT_SECONDS`: per connection attempt (AWS: 5).
 pub const CONNECT_TIMEOUT_ENV: &str = "CONNECT_TIMEOUT_SECONDS";
+/// Every variable [`ConnectSettings::from_lookup`] reads: an engine on these settings lists
+/// them in its [`rotation_core::Engine::env`].
+pub const ENV: [&str; 3] = [
+    crate::CA_BUNDLE_ENV,
+    PLAINTEXT_FALLBACK_ENV,
+    CONNECT_TIMEOUT_ENV,
+];
 
 /// How an engine connects, whatever its driver.
 #[derive(Debug, Clone)]
@@ -88,5 +98,40 @@ impl ConnectSettings {
             c.connect_timeout = Duration::from_secs(secs);
         }
         Ok(c)
+    }
+}
+
+/// The settings of an engine that needs only the shared connection settings (DocumentDB, the
+/// Redis example): its [`rotation_core::EngineConfig`], from the settings and the engine's
+/// rotator constructor.
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    /// The shared settings.
+    pub settings: ConnectSettings,
+    /// Makes the engine's rotator for a strategy.
+    pub rotator: fn(Strategy, ConnectSettings) -> AnyRotator,
+}
+
+impl ConnectConfig {
+    /// Reads the shared settings through `env`; for an engine's
+    /// [`configure`](rotation_core::Engine::configure).
+    pub fn read(
+        env: &EngineEnv<'_>,
+        rotator: fn(Strategy, ConnectSettings) -> AnyRotator,
+    ) -> Result<Arc<dyn EngineConfig>, BoxError> {
+        Ok(Arc::new(ConnectConfig {
+            settings: ConnectSettings::from_lookup(|k| env.var(k))?,
+            rotator,
+        }))
+    }
+}
+
+impl EngineConfig for ConnectConfig {
+    fn rotator(&self, strategy: Strategy) -> AnyRotator {
+        (self.rotator)(strategy, self.settings.clone())
+    }
+
+    fn log(&self) {
+        self.settings.trust.log_sources();
     }
 }

@@ -48,12 +48,14 @@
 
 use std::sync::Arc;
 
+use rotation_core::rotator::BoxError;
 use rotation_core::tls::{TlsPlan, server_name};
 use rotation_core::{
-    DatabaseSecret, Deadline, EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator,
-    Strategy,
+    AnyRotator, DatabaseSecret, Deadline, Engine, EngineConfig, EngineEnv, EngineError,
+    EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
 };
 use rotation_trust::probe::{Handshake, Probe};
+use rotation_trust::settings::ConnectConfig;
 use rotation_trust::{ConnectSettings, TrustSource};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -85,7 +87,26 @@ pub const PROFILE: EngineProfile = EngineProfile {
     max_username_bytes: None,
     default_port: Some(DEFAULT_PORT),
     single_user_master: true,
+    advice: rotation_core::RightsAdvice {
+        own_password: "single-user Redis rotations act through the master",
+        master: "give the master the ACL command (+acl|setuser and +acl|getuser)",
+    },
 };
+
+/// The engine as one value, for `rotation_lambda::run` and `rotation_cli::run`: its profile,
+/// its function's name, and its settings (the shared connection settings).
+pub const ENGINE: Engine = Engine {
+    profile: &PROFILE,
+    function_name: "redis-acl",
+    env: &rotation_trust::settings::ENV,
+    configure,
+};
+
+fn configure(env: &EngineEnv<'_>) -> Result<Arc<dyn EngineConfig>, BoxError> {
+    ConnectConfig::read(env, |strategy, settings| {
+        AnyRotator::new(RedisAclRotator::new(strategy, settings))
+    })
+}
 
 /// The rotator, for one strategy.
 #[derive(Debug, Clone)]

@@ -370,9 +370,12 @@ impl Rng {
     }
 }
 
-fn rotate_cli(path: &Path, args: &[&str]) -> Command {
+/// `redis-acl-rotate --store file:PATH VERB SECRET --strategy STRATEGY` for `[VERB, SECRET,
+/// STRATEGY]`.
+fn rotate_cli(path: &Path, args: &[&str; 3]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_redis-acl-rotate"));
-    c.arg(path).args(args);
+    c.arg("--store").arg(format!("file:{}", path.display()));
+    c.args([args[0], args[1], "--strategy", args[2]]);
     c.stdout(std::process::Stdio::null());
     c.stderr(std::process::Stdio::null());
     c

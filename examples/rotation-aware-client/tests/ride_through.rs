@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rotation_aware_client::{Credentials, Error, LoginError, Secret, postgres_login};
+use rotation_core::AnyRotator;
 use rotation_core::{AwsSecretStore, Rotation, RotationEvent, Step, Strategy};
-use rotation_engines::{AnyRotator, Engine, Settings};
 use rotation_postgres::PgConfig;
 use rotation_testkit::{Moto, PgCluster, PgOptions};
 use serde_json::json;
@@ -40,12 +40,10 @@ async fn lab() -> Lab {
         .await
         .unwrap();
     let function = moto.create_function("rotation").unwrap();
-    let rotation = rotation_engines::rotation(
-        AwsSecretStore::new(client.clone()),
-        &Settings::defaults(Engine::Postgres, PgConfig::default()),
-        Strategy::SingleUser,
-        None,
-    );
+    let rotation =
+        rotation_engines::with_pg_config(rotation_engines::POSTGRES, PgConfig::default())
+            .unwrap()
+            .rotation(AwsSecretStore::new(client.clone()), Strategy::SingleUser);
     Lab {
         _pg: pg,
         _moto: moto,

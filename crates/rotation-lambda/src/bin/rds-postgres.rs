@@ -6,10 +6,8 @@
 
 #![recursion_limit = "256"]
 
-use rotation_engines::{Engine, postgres_rotator};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     rotation_lambda::init_tracing();
-    rotation_lambda::run_function(Engine::Postgres, postgres_rotator).await
+    rotation_lambda::run(rotation_engines::POSTGRES).await
 }

@@ -7,10 +7,8 @@
 
 #![recursion_limit = "256"]
 
-use rotation_engines::{Engine, redshift_rotator};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     rotation_lambda::init_tracing();
-    rotation_lambda::run_function(Engine::Redshift, redshift_rotator).await
+    rotation_lambda::run(rotation_engines::REDSHIFT).await
 }

@@ -6,15 +6,10 @@
 //! `rotation-lambda` without its default features: none of the built-in engines' drivers are
 //! in this binary.
 
-use redis_acl_rotation::{PROFILE, RedisAclRotator};
-
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     rotation_lambda::init_tracing();
-    rotation_lambda::run_engine("redis", &PROFILE, |settings, strategy| {
-        RedisAclRotator::new(strategy, settings)
-    })
-    .await
+    rotation_lambda::run(redis_acl_rotation::ENGINE).await
 }
