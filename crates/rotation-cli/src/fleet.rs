@@ -252,21 +252,20 @@ async fn engine_and_strategy(
     listed: &Listed,
 ) -> anyhow::Result<(Engine, Strategy, String)> {
     let deadline = rotation_core::Deadline::after(Duration::from_secs(timeout));
-    let value = match deadline
-        .run(rotation_core::SecretStore::get_value(
-            store,
-            &listed.name,
-            VersionSelector::stage(Stage::Current),
-        ))
+    let value = deadline
+        .store_call(
+            "GetSecretValue",
+            rotation_core::SecretStore::get_value(
+                store,
+                &listed.name,
+                VersionSelector::stage(Stage::Current),
+            ),
+        )
         .await
-    {
-        Ok(r) => r,
-        Err(_) => Err(rotation_core::StoreError::Timeout("GetSecretValue")),
-    }
-    .map_err(|source| RotationError::Store {
-        context: format!("reading the current version of secret {}", listed.name),
-        source,
-    })?;
+        .map_err(|source| RotationError::Store {
+            context: format!("reading the current version of secret {}", listed.name),
+            source,
+        })?;
     let parsed: Value = serde_json::from_str(value.value.expose_secret()).unwrap_or(Value::Null);
     let engine = match engine {
         Some(e) => e,

@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use rotation_core::{
     AbortMode, AnyRotator, AnyStore, AwsSecretStore, DatabaseSecret, Deadline, Engine, EngineEnv,
     EngineSettings, Engines, LocalSecretStore, Options, Rotation, RotationError, SecretError,
-    SecretStore, Stage, StoreError, Strategy, VersionSelector, Which,
+    SecretStore, Stage, Strategy, VersionSelector, Which,
 };
 
 #[derive(Debug, Parser)]
@@ -252,17 +252,16 @@ async fn engine_of(
     engines: &Engines,
 ) -> anyhow::Result<Engine> {
     let deadline = Deadline::after(Duration::from_secs(timeout));
-    let value = match deadline
-        .run(store.get_value(secret, VersionSelector::stage(Stage::Current)))
+    let value = deadline
+        .store_call(
+            "GetSecretValue",
+            store.get_value(secret, VersionSelector::stage(Stage::Current)),
+        )
         .await
-    {
-        Ok(r) => r,
-        Err(_) => Err(StoreError::Timeout("GetSecretValue")),
-    }
-    .map_err(|source| RotationError::Store {
-        context: format!("reading the current version of secret {secret} to find its engine"),
-        source,
-    })?;
+        .map_err(|source| RotationError::Store {
+            context: format!("reading the current version of secret {secret} to find its engine"),
+            source,
+        })?;
     let invalid = |source| RotationError::InvalidSecret {
         which: Which::Current,
         secret: secret.to_string(),
@@ -558,14 +557,13 @@ async fn run(cli: Cli, engines: &Engines) -> anyhow::Result<()> {
         Command::Status { secret } => {
             let store = open_store(&cli.store).await?;
             let deadline = rotation_core::Deadline::after(Duration::from_secs(cli.timeout));
-            let d = match deadline.run(store.describe(&secret)).await {
-                Ok(r) => r,
-                Err(_) => Err(rotation_core::StoreError::Timeout("DescribeSecret")),
-            }
-            .map_err(|source| RotationError::Store {
-                context: format!("describing secret {secret}"),
-                source,
-            })?;
+            let d = deadline
+                .store_call("DescribeSecret", store.describe(&secret))
+                .await
+                .map_err(|source| RotationError::Store {
+                    context: format!("describing secret {secret}"),
+                    source,
+                })?;
             out.status(&d);
         }
         #[cfg(feature = "demo")]

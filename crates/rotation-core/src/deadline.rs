@@ -10,6 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use crate::error::{EngineError, ErrorKind};
+use crate::store::StoreError;
+
 /// The time by which a step must be done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Deadline {
@@ -71,6 +74,30 @@ impl Deadline {
         tokio::time::timeout_at(self.at, fut)
             .await
             .map_err(|_| Elapsed)
+    }
+
+    /// Runs the store call `op` (its Secrets Manager operation's name), a timeout at the
+    /// deadline being the store's [`StoreError::Timeout`].
+    pub async fn store_call<T, F>(&self, op: &'static str, fut: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        self.run(fut).await.unwrap_or(Err(StoreError::Timeout(op)))
+    }
+
+    /// Runs the database call described by `what`, a timeout at the deadline being an
+    /// [`EngineError`] of kind [`ErrorKind::Timeout`].
+    pub async fn engine_call<T, F>(&self, what: &str, fut: F) -> Result<T, EngineError>
+    where
+        F: Future<Output = Result<T, EngineError>>,
+    {
+        match self.run(fut).await {
+            Ok(r) => r,
+            Err(_) => Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!("{what}: the step's deadline passed"),
+            )),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! The rotation error: stable kinds, causes kept, no secret values.
 
+use std::fmt;
+
 use crate::event::EventError;
 use crate::policy::{PasswordRuleError, PolicyError};
-use crate::rotator::{EngineError, ErrorKind};
 use crate::secret::SecretError;
 use crate::store::StoreError;
 
@@ -609,6 +610,107 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
+}
+
+/// Why a database operation failed, in terms an operator can act on (W18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// DNS failure, connection refused, network unreachable.
+    Unreachable,
+    /// Connect or statement timeout.
+    Timeout,
+    /// TLS handshake or certificate verification failed, or TLS was required and refused.
+    Tls,
+    /// The server refused the credentials.
+    AuthFailed,
+    /// The database named in the secret does not exist.
+    UnknownDatabase,
+    /// The user may not do what rotation needs.
+    PermissionDenied,
+    /// Something else the server reported.
+    Server,
+    /// The input cannot be used (e.g. an identifier the engine cannot hold).
+    InvalidInput,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// Stable code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unreachable => "Unreachable",
+            ErrorKind::Timeout => "Timeout",
+            ErrorKind::Tls => "TlsFailed",
+            ErrorKind::AuthFailed => "AuthenticationFailed",
+            ErrorKind::UnknownDatabase => "UnknownDatabase",
+            ErrorKind::PermissionDenied => "PermissionDenied",
+            ErrorKind::Server => "ServerError",
+            ErrorKind::InvalidInput => "InvalidInput",
+            ErrorKind::Other => "Other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A boxed error cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A database failure as core sees it: a kind, a message without secrets, and the driver's
+/// error as the source. Engine crates convert their own error types into this.
+#[derive(Debug)]
+pub struct EngineError {
+    kind: ErrorKind,
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl EngineError {
+    /// A new error. `message` must not contain secret values.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        EngineError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+    /// Adds advice to the message (what to change). Must not contain secret values.
+    pub fn with_note(mut self, note: &str) -> Self {
+        self.message = format!("{}; {note}", self.message);
+        self
+    }
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind)
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 #[cfg(test)]

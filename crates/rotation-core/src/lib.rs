@@ -66,13 +66,25 @@
 //! the master for alternating users), test a session, close it. An engine whose users cannot
 //! change their own password sets [`EngineProfile::single_user_master`]: its single-user
 //! rotations act through the master too, and [`Rotator::drop_other_passwords`] runs after
-//! finishSecret and after an abort (for engines that keep several passwords per user). Describe the engine with an
-//! [`EngineProfile`] (the secret's `engine` values, password rules, user name limit, default
-//! port). Report failures as [`EngineError`] with an [`ErrorKind`]; never put a secret value in
-//! a message. Then wire it: [`Rotation::new`] with a store ([`AwsSecretStore`],
-//! [`LocalSecretStore`]) and a [`PasswordPolicy`], and call [`Rotation::handle`] from a Lambda
-//! handler or [`Rotation::rotate`] from anywhere else. `rotation_lambda::run_engine` (crate
-//! `rotation-lambda` without default features) is a whole Lambda function around a rotator.
+//! finishSecret and after an abort (for engines that keep several passwords per user).
+//! Describe the engine with an [`EngineProfile`] (the secret's `engine` values, password rules,
+//! user name limit, default port, the preflight's advice). Report failures as [`EngineError`]
+//! with an [`ErrorKind`]; never put a secret value in a message.
+//!
+//! Then make it one value, an [`Engine`]: its profile, its function's name, the variables it
+//! reads, and `configure`, which reads its settings once into an [`EngineConfig`] that makes
+//! its rotator ([`AnyRotator::new`]) for a strategy. With it, `rotation_lambda::run(ENGINE)` is
+//! a whole Lambda function and `rotation_cli::main(Engines::new([ENGINE])?)` the `rotate`
+//! command with every verb (both crates without default features, so none of the built-in
+//! engines' drivers are linked). Or wire it by hand: [`Rotation::new`] with a store
+//! ([`AwsSecretStore`], [`LocalSecretStore`]) and a [`PasswordPolicy`], then
+//! [`Rotation::handle`] from a Lambda handler or [`Rotation::rotate`] from anywhere else.
+//!
+//! What moved when engines became values (no release had the old API): `rotation_engines`'
+//! `Engine` enum, `Settings`, `AnyRotator` enum and per-engine constructors became [`Engine`]
+//! (each engine crate's `ENGINE`), [`EngineSettings`] and [`AnyRotator`] here;
+//! `rotation_lambda::run_function` and `run_engine` became `rotation_lambda::run`; the
+//! `rotate` binary's code became `rotation_cli::main`.
 //!
 //! A complete single-user engine, rotating a toy in-memory database through the file store:
 //!
@@ -94,7 +106,7 @@
 //! const TOY: EngineProfile = EngineProfile {
 //!     name: "toy",
 //!     engines: &["toy"],
-//!     password: PasswordDefaults::POSTGRES,
+//!     password: PasswordDefaults::BASE,
 //!     max_username_bytes: Some(63),
 //!     default_port: None,
 //!     single_user_master: false,
@@ -195,6 +207,8 @@
 //! - [`policy`]: password policy from AWS's environment variables ([`PasswordPolicy`]).
 //! - [`store`]: the [`SecretStore`] trait, [`AwsSecretStore`], [`LocalSecretStore`], [`AnyStore`].
 //! - [`rotator`]: what an engine implements ([`Rotator`]).
+//! - [`engine`]: an engine as one value ([`Engine`], [`EngineSettings`], [`Engines`],
+//!   [`AnyRotator`]).
 //! - [`Rotation`]: `handle(event)` and the driver `rotate` / `resume` / `abort` / `rollback` /
 //!   `status`; [`plan`]: the preflight.
 //! - [`deadline`]: [`Deadline`]; [`tls`]: what a secret asks of TLS ([`TlsPlan`]).

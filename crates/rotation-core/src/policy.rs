@@ -32,10 +32,13 @@ pub struct PasswordDefaults {
 }
 
 impl PasswordDefaults {
-    /// RDS / Aurora PostgreSQL: colon excluded too (connection strings).
-    pub const POSTGRES: PasswordDefaults = PasswordDefaults {
-        engine: "postgres",
-        exclude_characters: ":/@\"'\\",
+    /// What AWS's functions use unless an engine says otherwise: `ExcludeCharacters` of
+    /// `/ @ " ' \`, 32 characters (4 to 4096), every class switch honoured, no character
+    /// forbidden beyond those. An engine's defaults start from it
+    /// (`PasswordDefaults { engine: "x", max_length: 64, ..PasswordDefaults::BASE }`).
+    pub const BASE: PasswordDefaults = PasswordDefaults {
+        engine: "any",
+        exclude_characters: "/@\"'\\",
         length: 32,
         min_length: 4,
         max_length: 4096,
@@ -43,33 +46,6 @@ impl PasswordDefaults {
         forbidden: "",
         required_classes: false,
         printable_ascii: false,
-    };
-    /// Amazon Redshift: 8 to 64 characters, at least one upper-case letter, one lower-case letter
-    /// and one digit, printable ASCII (33 to 126) only, none of `' " \ / @` nor space.
-    pub const REDSHIFT: PasswordDefaults = PasswordDefaults {
-        engine: "redshift",
-        exclude_characters: "/@\"'\\:",
-        length: 32,
-        min_length: 8,
-        max_length: 64,
-        class_switches: false,
-        forbidden: REDSHIFT_FORBIDDEN,
-        required_classes: true,
-        printable_ascii: true,
-    };
-    /// Amazon DocumentDB (MongoDB wire protocol).
-    /// Amazon DocumentDB: 8 to 100 printable ASCII characters without `/`, `@`, `"` or space
-    /// (its documented password rules); AWS's default exclusions.
-    pub const DOCUMENTDB: PasswordDefaults = PasswordDefaults {
-        engine: "documentdb",
-        exclude_characters: "/@\"'\\",
-        length: 32,
-        min_length: 8,
-        max_length: 100,
-        class_switches: true,
-        forbidden: DOCUMENTDB_FORBIDDEN,
-        required_classes: false,
-        printable_ascii: true,
     };
 
     /// Whether `password` satisfies the engine's rules: its length in characters within
@@ -110,13 +86,6 @@ impl PasswordDefaults {
         Ok(())
     }
 }
-
-/// What Redshift never accepts in a password: single quote, double quote, backslash, slash,
-/// at sign and space.
-pub const REDSHIFT_FORBIDDEN: &str = "'\"\\/@ ";
-
-/// Characters DocumentDB refuses in a password.
-pub const DOCUMENTDB_FORBIDDEN: &str = "/@\" ";
 
 /// A character class an engine may require in every password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -527,6 +496,48 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    // Rule sets like the engines' (their crates hold the real ones), to test the rules'
+    // mechanics: a permissive one, a strict one with required classes, and one in between.
+    /// RDS / Aurora PostgreSQL: colon excluded too (connection strings).
+    const POSTGRES: PasswordDefaults = PasswordDefaults {
+        engine: "postgres",
+        exclude_characters: ":/@\"'\\",
+        length: 32,
+        min_length: 4,
+        max_length: 4096,
+        class_switches: true,
+        forbidden: "",
+        required_classes: false,
+        printable_ascii: false,
+    };
+    /// Amazon Redshift: 8 to 64 characters, at least one upper-case letter, one lower-case letter
+    /// and one digit, printable ASCII (33 to 126) only, none of `' " \ / @` nor space.
+    const REDSHIFT: PasswordDefaults = PasswordDefaults {
+        engine: "redshift",
+        exclude_characters: "/@\"'\\:",
+        length: 32,
+        min_length: 8,
+        max_length: 64,
+        class_switches: false,
+        forbidden: "'\"\\/@ ",
+        required_classes: true,
+        printable_ascii: true,
+    };
+    /// Amazon DocumentDB (MongoDB wire protocol).
+    /// Amazon DocumentDB: 8 to 100 printable ASCII characters without `/`, `@`, `"` or space
+    /// (its documented password rules); AWS's default exclusions.
+    const DOCUMENTDB: PasswordDefaults = PasswordDefaults {
+        engine: "documentdb",
+        exclude_characters: "/@\"'\\",
+        length: 32,
+        min_length: 8,
+        max_length: 100,
+        class_switches: true,
+        forbidden: "/@\" ",
+        required_classes: false,
+        printable_ascii: true,
+    };
+
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: HashMap<String, String> = pairs
             .iter()
@@ -537,12 +548,12 @@ mod tests {
 
     #[test]
     fn defaults_per_engine() {
-        let pg = PasswordPolicy::from_lookup(&PasswordDefaults::POSTGRES, lookup(&[])).unwrap();
+        let pg = PasswordPolicy::from_lookup(&POSTGRES, lookup(&[])).unwrap();
         assert_eq!(pg.length, 32);
         assert_eq!(pg.exclude_characters, ":/@\"'\\");
         assert_eq!(pg.exclude_numbers, Some(false));
         assert!(pg.require_each_included_type);
-        let rs = PasswordPolicy::from_lookup(&PasswordDefaults::REDSHIFT, lookup(&[])).unwrap();
+        let rs = PasswordPolicy::from_lookup(&REDSHIFT, lookup(&[])).unwrap();
         assert_eq!(rs.exclude_characters, "/@\"'\\:");
         assert_eq!(rs.exclude_numbers, None);
         assert_eq!(rs.exclude_uppercase, None);
@@ -558,7 +569,7 @@ mod tests {
             assert!(!parse_env_bool(v), "{v}");
         }
         let p = PasswordPolicy::from_lookup(
-            &PasswordDefaults::POSTGRES,
+            &POSTGRES,
             lookup(&[
                 ("EXCLUDE_NUMBERS", "yes"),
                 ("EXCLUDE_PUNCTUATION", "on"),
@@ -578,7 +589,7 @@ mod tests {
     #[test]
     fn redshift_ignores_class_switches() {
         let p = PasswordPolicy::from_lookup(
-            &PasswordDefaults::REDSHIFT,
+            &REDSHIFT,
             lookup(&[("EXCLUDE_NUMBERS", "true"), ("EXCLUDE_UPPERCASE", "true")]),
         )
         .unwrap();
@@ -591,16 +602,13 @@ mod tests {
         let bad = |v: &str, d: &PasswordDefaults| {
             PasswordPolicy::from_lookup(d, lookup(&[("PASSWORD_LENGTH", v)])).unwrap_err()
         };
-        assert_eq!(
-            bad("abc", &PasswordDefaults::POSTGRES),
-            PolicyError::NotANumber("abc".into())
-        );
+        assert_eq!(bad("abc", &POSTGRES), PolicyError::NotANumber("abc".into()));
         assert!(matches!(
-            bad("65", &PasswordDefaults::REDSHIFT),
+            bad("65", &REDSHIFT),
             PolicyError::OutOfRange { max: 64, .. }
         ));
         assert!(matches!(
-            bad("3", &PasswordDefaults::POSTGRES),
+            bad("3", &POSTGRES),
             PolicyError::OutOfRange { .. }
         ));
     }
@@ -608,7 +616,7 @@ mod tests {
     #[test]
     fn excluding_everything_is_an_error() {
         let e = PasswordPolicy::from_lookup(
-            &PasswordDefaults::POSTGRES,
+            &POSTGRES,
             lookup(&[
                 ("EXCLUDE_NUMBERS", "1"),
                 ("EXCLUDE_PUNCTUATION", "1"),
@@ -620,13 +628,13 @@ mod tests {
         assert_eq!(e, PolicyError::NothingLeft);
     }
 
-    const RS: &PasswordDefaults = &PasswordDefaults::REDSHIFT;
+    const RS: &PasswordDefaults = &REDSHIFT;
 
     #[test]
     fn engines_without_rules_read_as_before_and_without_notes() {
         // PostgreSQL has no rules of its own; its reading is AWS's.
         #[allow(clippy::single_element_loop)]
-        for d in [&PasswordDefaults::POSTGRES] {
+        for d in [&POSTGRES] {
             assert_eq!(d.forbidden, "");
             assert!(!d.required_classes && !d.printable_ascii);
             let env = [
@@ -781,7 +789,7 @@ mod tests {
         // An engine whose limits allow a length below its required classes.
         let tiny = PasswordDefaults {
             min_length: 1,
-            ..PasswordDefaults::REDSHIFT
+            ..REDSHIFT
         };
         let e = PasswordPolicy::read(&tiny, lookup(&[("PASSWORD_LENGTH", "3")])).unwrap_err();
         assert_eq!(
@@ -806,7 +814,7 @@ mod tests {
     fn class_switch_named_when_it_empties_a_required_class() {
         let d = PasswordDefaults {
             class_switches: true,
-            ..PasswordDefaults::REDSHIFT
+            ..REDSHIFT
         };
         let e = PasswordPolicy::read(&d, lookup(&[("EXCLUDE_NUMBERS", "true")])).unwrap_err();
         assert_eq!(
@@ -901,7 +909,7 @@ mod tests {
 
     #[test]
     fn documentdb_rules_are_built_into_reading_and_checking() {
-        let d = &PasswordDefaults::DOCUMENTDB;
+        let d = &DOCUMENTDB;
         // Its defaults already exclude what it forbids: no note.
         let (p, notes) = PasswordPolicy::read(d, lookup(&[])).unwrap();
         assert!(notes.is_empty(), "{notes:?}");
@@ -938,7 +946,7 @@ mod tests {
     #[test]
     fn check_for_engines_without_rules_is_the_length_only() {
         #[allow(clippy::single_element_loop)]
-        for d in [&PasswordDefaults::POSTGRES] {
+        for d in [&POSTGRES] {
             for ok in ["abcd", "'\"\\/@ :", "ÄÖÜß", "1234"] {
                 assert_eq!(d.check(ok), Ok(()), "{ok}");
             }

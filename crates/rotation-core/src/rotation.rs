@@ -182,11 +182,9 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         deadline: Deadline,
     ) -> Result<SecretDescription, RotationError> {
         let context = || format!("describing secret {secret_id}");
-        match deadline.run(self.store.describe(secret_id)).await {
-            Ok(r) => r.map_err(RotationError::store(context())),
-            Err(_) => Err(RotationError::store(context())(
-                crate::store::StoreError::Timeout("DescribeSecret"),
-            )),
-        }
+        deadline
+            .store_call("DescribeSecret", self.store.describe(secret_id))
+            .await
+            .map_err(RotationError::store(context()))
     }
 }

@@ -1,9 +1,9 @@
 //! What an engine implements. Core owns the algorithm around it.
 
-use std::fmt;
 use std::future::Future;
 
 use crate::deadline::Deadline;
+pub use crate::error::{BoxError, EngineError, ErrorKind};
 use crate::policy::PasswordDefaults;
 use crate::secret::DatabaseSecret;
 use crate::stage::Strategy;
@@ -72,107 +72,6 @@ impl EngineProfile {
             )
         })?;
         Ok(password)
-    }
-}
-
-/// Why a database operation failed, in terms an operator can act on (W18).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// DNS failure, connection refused, network unreachable.
-    Unreachable,
-    /// Connect or statement timeout.
-    Timeout,
-    /// TLS handshake or certificate verification failed, or TLS was required and refused.
-    Tls,
-    /// The server refused the credentials.
-    AuthFailed,
-    /// The database named in the secret does not exist.
-    UnknownDatabase,
-    /// The user may not do what rotation needs.
-    PermissionDenied,
-    /// Something else the server reported.
-    Server,
-    /// The input cannot be used (e.g. an identifier the engine cannot hold).
-    InvalidInput,
-    /// Anything else.
-    Other,
-}
-
-impl ErrorKind {
-    /// Stable code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Unreachable => "Unreachable",
-            ErrorKind::Timeout => "Timeout",
-            ErrorKind::Tls => "TlsFailed",
-            ErrorKind::AuthFailed => "AuthenticationFailed",
-            ErrorKind::UnknownDatabase => "UnknownDatabase",
-            ErrorKind::PermissionDenied => "PermissionDenied",
-            ErrorKind::Server => "ServerError",
-            ErrorKind::InvalidInput => "InvalidInput",
-            ErrorKind::Other => "Other",
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A boxed error cause.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A database failure as core sees it: a kind, a message without secrets, and the driver's
-/// error as the source. Engine crates convert their own error types into this.
-#[derive(Debug)]
-pub struct EngineError {
-    kind: ErrorKind,
-    message: String,
-    source: Option<BoxError>,
-}
-
-impl EngineError {
-    /// A new error. `message` must not contain secret values.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        EngineError {
-            kind,
-            message: message.into(),
-            source: None,
-        }
-    }
-    /// Attaches the underlying cause.
-    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
-        self
-    }
-    /// Adds advice to the message (what to change). Must not contain secret values.
-    pub fn with_note(mut self, note: &str) -> Self {
-        self.message = format!("{}; {note}", self.message);
-        self
-    }
-    /// The kind.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for EngineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.kind)
-    }
-}
-
-impl std::error::Error for EngineError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -327,9 +226,9 @@ pub struct Direction {
 
 impl Direction {
     /// The direction for a rotation whose current user is `current` and pending user
-    /// `pending` (stored names), where `created` says the pending user was created just now
-    /// and `pending_is_clone` whether the pending user is the `_clone` of the pair.
-    pub fn for_pair(current: &str, pending: &str, created: bool, pending_is_clone: bool) -> Self {
+    /// `pending` (stored names), where `created` says the pending user was created just now.
+    pub fn for_pair(current: &str, pending: &str, created: bool) -> Self {
+        let pending_is_clone = is_clone_of(pending, current);
         let (source, target, revoke) = if created {
             // A new user starts with what the user in use has.
             (current, pending, false)
@@ -393,6 +292,11 @@ impl EngineProfile {
     }
 }
 
+/// Whether `name` is the `_clone` of `original` in an alternating pair.
+pub fn is_clone_of(name: &str, original: &str) -> bool {
+    name.strip_suffix("_clone") == Some(original)
+}
+
 /// The other user of an alternating pair: `x` <-> `x_clone`. `max_bytes` bounds the result.
 pub fn alternate_username(name: &str, max_bytes: Option<usize>) -> Result<String, String> {
     if let Some(base) = name.strip_suffix("_clone")
@@ -431,7 +335,7 @@ mod tests {
     fn the_user_in_use_never_loses_privileges() {
         // Current original, pending clone: the clone follows exactly.
         assert_eq!(
-            Direction::for_pair("app", "app_clone", false, true),
+            Direction::for_pair("app", "app_clone", false),
             Direction {
                 source: "app".into(),
                 target: "app_clone".into(),
@@ -441,7 +345,7 @@ mod tests {
         // Current clone, pending original: the original stays the source; the clone (in
         // use) only gains.
         assert_eq!(
-            Direction::for_pair("app_clone", "app", false, false),
+            Direction::for_pair("app_clone", "app", false),
             Direction {
                 source: "app".into(),
                 target: "app_clone".into(),
@@ -449,11 +353,9 @@ mod tests {
             }
         );
         // A user created now copies the current one, whichever name it has.
-        for (current, pending, is_clone) in
-            [("etl_clone", "etl", false), ("app", "app_clone", true)]
-        {
+        for (current, pending) in [("etl_clone", "etl"), ("app", "app_clone")] {
             assert_eq!(
-                Direction::for_pair(current, pending, true, is_clone),
+                Direction::for_pair(current, pending, true),
                 Direction {
                     source: current.into(),
                     target: pending.into(),

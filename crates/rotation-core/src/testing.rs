@@ -31,7 +31,11 @@ pub use recording::{Call, CallCounts, Operation, Pause, Put, PutGate, RecordingS
 pub const FAKE_PROFILE: EngineProfile = EngineProfile {
     name: "fake",
     engines: &["fake"],
-    password: PasswordDefaults::POSTGRES,
+    password: PasswordDefaults {
+        engine: "postgres",
+        exclude_characters: ":/@\"'\\",
+        ..PasswordDefaults::BASE
+    },
     max_username_bytes: Some(63),
     default_port: Some(5432),
     single_user_master: false,

@@ -42,7 +42,14 @@ pub use connect::{DEFAULT_DBNAME, DEFAULT_PORT, auth_db};
 pub const PROFILE: EngineProfile = EngineProfile {
     name: "documentdb",
     engines: &["mongo"],
-    password: PasswordDefaults::DOCUMENTDB,
+    password: PasswordDefaults {
+        engine: "documentdb",
+        min_length: 8,
+        max_length: 100,
+        forbidden: "/@\" ",
+        printable_ascii: true,
+        ..PasswordDefaults::BASE
+    },
     max_username_bytes: None,
     default_port: Some(DEFAULT_PORT),
     single_user_master: false,
@@ -318,8 +325,7 @@ impl Rotator for DocumentDbRotator {
                     .await?;
             }
         }
-        let pending_is_clone = pending_name.strip_suffix("_clone") == Some(current_name);
-        let d = Direction::for_pair(current_name, pending_name, created, pending_is_clone);
+        let d = Direction::for_pair(current_name, pending_name, created);
         let roles_now = |name: &str| {
             if name == current_name {
                 Some(current_roles.clone())

@@ -22,7 +22,7 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rotation_core::rotator::BoxError;
+use rotation_core::rotator::{BoxError, is_clone_of};
 use rotation_core::{
     AnyRotator, DatabaseSecret, Deadline, Engine, EngineConfig, EngineEnv, EngineError,
     EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
@@ -42,7 +42,11 @@ use session::{commit, exec, quote_ident, username};
 pub const PROFILE: EngineProfile = EngineProfile {
     name: "postgres",
     engines: &["postgres", "aurora-postgresql"],
-    password: PasswordDefaults::POSTGRES,
+    password: PasswordDefaults {
+        engine: "postgres",
+        exclude_characters: ":/@\"'\\",
+        ..PasswordDefaults::BASE
+    },
     max_username_bytes: Some(63),
     default_port: Some(Dialect::POSTGRES.default_port),
     single_user_master: false,
@@ -278,16 +282,15 @@ impl Rotator for PostgresRotator {
         // Keep the pair's privileges equal (W7): the clone is a member of the original.
         // A new role joins the current one as AWS does; an existing pair is re-asserted in
         // the direction it already had, else with the `_clone` role as the member.
-        let (member, role, member_q, role_q) =
-            if pending_name.strip_suffix("_clone") == Some(current_name) {
-                (pending_name, current_name, &pending_role, &current_role)
-            } else if current_name.strip_suffix("_clone") == Some(pending_name)
-                && !is_member(&mut tx, deadline, pending_name, current_name).await?
-            {
-                (current_name, pending_name, &current_role, &pending_role)
-            } else {
-                (pending_name, current_name, &pending_role, &current_role)
-            };
+        let (member, role, member_q, role_q) = if is_clone_of(pending_name, current_name) {
+            (pending_name, current_name, &pending_role, &current_role)
+        } else if is_clone_of(current_name, pending_name)
+            && !is_member(&mut tx, deadline, pending_name, current_name).await?
+        {
+            (current_name, pending_name, &current_role, &pending_role)
+        } else {
+            (pending_name, current_name, &pending_role, &current_role)
+        };
         if !is_member(&mut tx, deadline, member, role).await? {
             let sql = format!("GRANT {role_q} TO {member_q}");
             exec(

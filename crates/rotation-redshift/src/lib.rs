@@ -53,7 +53,17 @@ pub const DIALECT: Dialect = Dialect {
 pub const PROFILE: EngineProfile = EngineProfile {
     name: "redshift",
     engines: &["redshift"],
-    password: PasswordDefaults::REDSHIFT,
+    password: PasswordDefaults {
+        engine: "redshift",
+        exclude_characters: "/@\"'\\:",
+        length: 32,
+        min_length: 8,
+        max_length: 64,
+        class_switches: false,
+        forbidden: "'\"\\/@ ",
+        required_classes: true,
+        printable_ascii: true,
+    },
     max_username_bytes: Some(127),
     default_port: Some(DIALECT.default_port),
     single_user_master: false,
@@ -318,13 +328,7 @@ impl Rotator for RedshiftRotator {
         let pending_q = quote_ident(&mut tx, deadline, pending_name).await?;
         let created =
             create_or_set(&mut tx, deadline, (pending_name, &pending_q), password).await?;
-        let pending_is_clone = pending_name.strip_suffix("_clone") == Some(current_name);
-        let direction = rotation_core::Direction::for_pair(
-            current_name,
-            pending_name,
-            created,
-            pending_is_clone,
-        );
+        let direction = rotation_core::Direction::for_pair(current_name, pending_name, created);
         let target_q = quote_ident(&mut tx, deadline, &direction.target).await?;
         privileges::synchronise(&mut tx, deadline, &direction, &target_q).await?;
         commit(tx, deadline, "the user change").await

@@ -307,7 +307,7 @@ mod tests {
             ("g2".to_string(), "app_clone".to_string()),
             ("old".to_string(), "app_clone".to_string()),
         ];
-        let mut d = Direction::for_pair("app", "app_clone", false, true);
+        let mut d = Direction::for_pair("app", "app_clone", false);
         assert_eq!(
             plan_groups(&rows, &d, "app_clone"),
             vec![

@@ -48,7 +48,7 @@
 
 use std::sync::Arc;
 
-use rotation_core::rotator::BoxError;
+use rotation_core::rotator::{BoxError, is_clone_of};
 use rotation_core::tls::{TlsPlan, server_name};
 use rotation_core::{
     AnyRotator, DatabaseSecret, Deadline, Engine, EngineConfig, EngineEnv, EngineError,
@@ -569,7 +569,7 @@ impl Rotator for RedisAclRotator {
                     )
                     .await?;
             }
-            Strategy::AlternatingUsers if user.strip_suffix("_clone") == Some(current_user) => {
+            Strategy::AlternatingUsers if is_clone_of(user, current_user) => {
                 // The clone: made again from the original's rights, checked against them, and
                 // only then given the new password, so no secret's password ever opens a clone
                 // with other rights (a retry that finds the pending password working skips

@@ -10,7 +10,7 @@ use rotation_core::{
 };
 use secrecy::ExposeSecret;
 
-const RS: &PasswordDefaults = &PasswordDefaults::REDSHIFT;
+const RS: &PasswordDefaults = &rotation_redshift::PROFILE.password;
 /// What Redshift never accepts.
 const NEVER: &str = "'\"\\/@ ";
 
@@ -189,14 +189,13 @@ async fn every_redshift_configuration_errors_or_generates_acceptable_passwords()
     assert_eq!(sampled.len(), 2 * 4 * 4, "{sampled:?}");
 }
 
-#[cfg(feature = "testing")]
 mod create_secret {
     use rotation_core::testing::RecordingStore;
     use rotation_core::testing::{FakeDatabase, FakeRotator, Operation};
     use rotation_core::{
-        EngineProfile, ErrorCategory, LocalSecretStore, PasswordDefaults, PasswordPolicy,
-        PasswordRuleError, Rotation, RotationError, RotationEvent, SecretStore, Stage, StageMove,
-        Step, StepOutcome, Strategy, VersionSelector, error_chain,
+        EngineProfile, ErrorCategory, LocalSecretStore, PasswordPolicy, PasswordRuleError,
+        Rotation, RotationError, RotationEvent, SecretStore, Stage, StageMove, Step, StepOutcome,
+        Strategy, VersionSelector, error_chain,
     };
     use secrecy::SecretString;
 
@@ -206,7 +205,7 @@ mod create_secret {
     static REDSHIFT_LIKE: EngineProfile = EngineProfile {
         name: "fake-redshift",
         engines: &["fake"],
-        password: PasswordDefaults::REDSHIFT,
+        password: rotation_redshift::PROFILE.password,
         max_username_bytes: Some(63),
         default_port: Some(5432),
         single_user_master: false,
@@ -240,7 +239,7 @@ mod create_secret {
         let rotation = Rotation::new(
             store.clone(),
             FakeRotator::new(db.clone(), Strategy::SingleUser).with_profile(&REDSHIFT_LIKE),
-            PasswordPolicy::defaults(&PasswordDefaults::REDSHIFT),
+            PasswordPolicy::defaults(&rotation_redshift::PROFILE.password),
         );
         (dir, local, db, rotation, store)
     }
