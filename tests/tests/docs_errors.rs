@@ -32,7 +32,7 @@ fn every_kind_has_its_section_and_every_section_a_kind() {
         "pub fn category(&self)",
     );
     let database = kinds(
-        "crates/rotation-core/src/rotator.rs",
+        "crates/rotation-core/src/error.rs",
         "pub fn as_str(self)",
         "impl fmt::Display for ErrorKind",
     );
