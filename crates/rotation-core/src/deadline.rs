@@ -95,7 +95,7 @@ impl Deadline {
             Ok(r) => r,
             Err(_) => Err(EngineError::new(
                 ErrorKind::Timeout,
-                format!("{what}: the step's deadline passed"),
+                format!("{what} did not finish before the step's deadline"),
             )),
         }
     }

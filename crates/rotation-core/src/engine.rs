@@ -65,8 +65,8 @@ impl fmt::Debug for EngineEnv<'_> {
     }
 }
 
-/// The process environment, without AWS.
-pub fn process_env(name: &str) -> Option<String> {
+/// The process environment.
+fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
@@ -348,11 +348,16 @@ impl fmt::Debug for DynSession {
     }
 }
 
-fn mismatched() -> EngineError {
-    EngineError::new(
-        ErrorKind::Other,
-        "a session of one engine was handed to another engine's rotator",
-    )
+impl DynSession {
+    /// The engine's own session, or an error when it is another engine's.
+    fn get<S: 'static>(&mut self) -> Result<&mut S, EngineError> {
+        self.0.downcast_mut().ok_or_else(|| {
+            EngineError::new(
+                ErrorKind::Other,
+                "a session of one engine was handed to another engine's rotator",
+            )
+        })
+    }
 }
 
 /// [`Rotator`] with its session and futures boxed, so that rotators of different engines are
@@ -437,10 +442,7 @@ where
         session: &'a mut DynSession,
         target: &'a DatabaseSecret,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
-        Box::pin(async move {
-            let s = session.0.downcast_mut().ok_or_else(mismatched)?;
-            Rotator::set_own_password(self, s, target).await
-        })
+        Box::pin(async move { Rotator::set_own_password(self, session.get()?, target).await })
     }
     fn dyn_set_password_as_master<'a>(
         &'a self,
@@ -449,8 +451,7 @@ where
         target: &'a DatabaseSecret,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            let s = session.0.downcast_mut().ok_or_else(mismatched)?;
-            Rotator::set_password_as_master(self, s, current, target).await
+            Rotator::set_password_as_master(self, session.get()?, current, target).await
         })
     }
     fn dyn_test_session<'a>(
@@ -459,10 +460,7 @@ where
         pending: &'a DatabaseSecret,
         partner: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
-        Box::pin(async move {
-            let s = session.0.downcast_mut().ok_or_else(mismatched)?;
-            Rotator::test_session(self, s, pending, partner).await
-        })
+        Box::pin(async move { Rotator::test_session(self, session.get()?, pending, partner).await })
     }
     fn dyn_close(&self, session: DynSession) -> BoxFuture<'_, ()> {
         Box::pin(async move {
@@ -485,20 +483,14 @@ where
         session: &'a mut DynSession,
         current: &'a DatabaseSecret,
     ) -> BoxFuture<'a, Result<Option<String>, EngineError>> {
-        Box::pin(async move {
-            let s = session.0.downcast_mut().ok_or_else(mismatched)?;
-            Rotator::check_rights(self, s, current).await
-        })
+        Box::pin(async move { Rotator::check_rights(self, session.get()?, current).await })
     }
     fn dyn_drop_other_passwords<'a>(
         &'a self,
         session: &'a mut DynSession,
         current: &'a DatabaseSecret,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
-        Box::pin(async move {
-            let s = session.0.downcast_mut().ok_or_else(mismatched)?;
-            Rotator::drop_other_passwords(self, s, current).await
-        })
+        Box::pin(async move { Rotator::drop_other_passwords(self, session.get()?, current).await })
     }
     fn dyn_check_tls<'a>(
         &'a self,

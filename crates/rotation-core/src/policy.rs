@@ -502,13 +502,7 @@ mod tests {
     const POSTGRES: PasswordDefaults = PasswordDefaults {
         engine: "postgres",
         exclude_characters: ":/@\"'\\",
-        length: 32,
-        min_length: 4,
-        max_length: 4096,
-        class_switches: true,
-        forbidden: "",
-        required_classes: false,
-        printable_ascii: false,
+        ..PasswordDefaults::BASE
     };
     /// Amazon Redshift: 8 to 64 characters, at least one upper-case letter, one lower-case letter
     /// and one digit, printable ASCII (33 to 126) only, none of `' " \ / @` nor space.
@@ -523,19 +517,15 @@ mod tests {
         required_classes: true,
         printable_ascii: true,
     };
-    /// Amazon DocumentDB (MongoDB wire protocol).
     /// Amazon DocumentDB: 8 to 100 printable ASCII characters without `/`, `@`, `"` or space
     /// (its documented password rules); AWS's default exclusions.
     const DOCUMENTDB: PasswordDefaults = PasswordDefaults {
         engine: "documentdb",
-        exclude_characters: "/@\"'\\",
-        length: 32,
         min_length: 8,
         max_length: 100,
-        class_switches: true,
         forbidden: "/@\" ",
-        required_classes: false,
         printable_ascii: true,
+        ..PasswordDefaults::BASE
     };
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

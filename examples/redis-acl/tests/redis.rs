@@ -381,6 +381,18 @@ fn rotate_cli(path: &Path, args: &[&str; 3]) -> Command {
     c
 }
 
+/// The shortest of three runs of `f`.
+fn fastest_of_three(mut f: impl FnMut()) -> Duration {
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn killed_at_random_points_never_locks_out() {
     let runs: u32 = std::env::var("REDIS_KILL_RUNS")
@@ -402,25 +414,19 @@ async fn killed_at_random_points_never_locks_out() {
     for strategy in ["single-user", "alternating-users"] {
         // A clean run's duration bounds the kill times (the fastest of three: the first pays
         // for cold caches, and a slow bound sends most kills after the run ended).
-        let mut clean = Duration::MAX;
-        for _ in 0..3 {
-            let started = Instant::now();
+        let clean = fastest_of_three(|| {
             let ok = rotate_cli(&s.path, &["run", "app", strategy])
                 .status()
                 .unwrap();
             assert!(ok.success(), "{strategy}: a clean run failed");
-            clean = clean.min(started.elapsed());
-        }
+        });
         // Most of a run is the process starting: an abort with nothing to abort measures it
         // (the fastest of three), and kills fall between it and the end of a clean run.
-        let mut startup = Duration::MAX;
-        for _ in 0..3 {
-            let started = Instant::now();
+        let startup = fastest_of_three(|| {
             let _ = rotate_cli(&s.path, &["abort", "app", strategy])
                 .status()
                 .unwrap();
-            startup = startup.min(started.elapsed());
-        }
+        });
         let startup = startup.min(clean) * 8 / 10;
         let window = (clean * 11 / 10).saturating_sub(startup).as_micros() as u64;
         let (mut finished, mut in_flight, mut settlements, mut lockouts) = (0, 0, 0, 0);

@@ -76,13 +76,10 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         context: impl FnOnce() -> String,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, RotationError> {
-        match self.deadline.run(fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(RotationError::store(context())(e)),
-            Err(_) => Err(RotationError::store(context())(StoreError::Timeout(
-                operation,
-            ))),
-        }
+        self.deadline
+            .store_call(operation, fut)
+            .await
+            .map_err(|e| RotationError::store(context())(e))
     }
 
     /// Loads and parses one version, validating the keys the engine needs.
@@ -212,19 +209,12 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
             ));
         }
         // The engine bounds its own calls; this is the backstop for one that does not.
-        match self
-            .deadline
-            .run(self.rotator.login(secret, self.deadline))
+        self.deadline
+            .engine_call(
+                &format!("logging in with the {source} credentials"),
+                self.rotator.login(secret, self.deadline),
+            )
             .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(EngineError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "logging in with the {source} credentials did not finish before the step's deadline"
-                ),
-            )),
-        }
     }
 
     /// Runs an engine call on a session within the deadline.
@@ -233,13 +223,7 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         what: &str,
         fut: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
-        match self.deadline.run(fut).await {
-            Ok(r) => r,
-            Err(_) => Err(EngineError::new(
-                ErrorKind::Timeout,
-                format!("{what} did not finish before the step's deadline"),
-            )),
-        }
+        self.deadline.engine_call(what, fut).await
     }
 
     /// Re-reads the stages right before the database is changed: refuses (changing nothing)
