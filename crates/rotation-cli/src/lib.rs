@@ -118,7 +118,7 @@ enum Command {
         secret: String,
         /// The strategy to check for (default: alternating-users when the secret has a
         /// masterarn, else single-user).
-        #[arg(long, env = "ROTATION_STRATEGY", value_parser = parse_strategy)]
+        #[arg(long, env = rotation_core::STRATEGY_ENV, value_parser = parse_strategy)]
         strategy: Option<Strategy>,
         /// Database engine; by default the one the secret's `engine` key names.
         #[arg(long)]
@@ -145,7 +145,7 @@ struct RunArgs {
     secret: Option<String>,
     /// `single-user` or `alternating-users`. Required for one secret; for many, each secret's
     /// `rotation-strategy` tag, else alternating-users when it has a masterarn, else single-user.
-    #[arg(long, env = "ROTATION_STRATEGY", value_parser = parse_strategy)]
+    #[arg(long, env = rotation_core::STRATEGY_ENV, value_parser = parse_strategy)]
     strategy: Option<Strategy>,
     /// Database engine; by default the one each secret's `engine` key names.
     #[arg(long)]
@@ -173,7 +173,7 @@ struct Target {
     /// Secret name or ARN.
     secret: String,
     /// `single-user` or `alternating-users`.
-    #[arg(long, env = "ROTATION_STRATEGY", value_parser = parse_strategy)]
+    #[arg(long, env = rotation_core::STRATEGY_ENV, value_parser = parse_strategy)]
     strategy: Strategy,
     /// Database engine; by default the one the secret's `engine` key names (with the built-in
     /// engines: `postgres`, `aurora-postgresql`: postgres; `redshift`: redshift; `mongo`:
@@ -187,8 +187,7 @@ fn engine_named(engines: &Engines, name: Option<&str>) -> anyhow::Result<Option<
     name.map(|s| {
         engines.by_name(s).ok_or_else(|| {
             UsageError(format!(
-                "unknown engine {:?}: use one of {}",
-                output::escape(s),
+                "unknown engine {s:?}: use one of {}",
                 engines.names().join(", ")
             ))
             .into()
@@ -403,6 +402,15 @@ async fn async_main(engines: Engines) -> ExitCode {
 
 async fn run(cli: Cli, engines: &Engines) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
+    // `--engine` names one of the engines: checked before anything is read (exit 2).
+    let named = match &cli.command {
+        Command::Run(a) => a.engine.as_deref(),
+        Command::Resume(t) | Command::Rollback(t) => t.engine.as_deref(),
+        Command::Abort { target, .. } => target.engine.as_deref(),
+        Command::Plan { engine, .. } => engine.as_deref(),
+        _ => None,
+    };
+    engine_named(engines, named)?;
     match cli.command {
         Command::Run(a) => {
             let store = open_store(&cli.store).await?;

@@ -347,3 +347,72 @@ fn a_mongo_secret_is_rotated_by_the_documentdb_engine() {
         "the old password is refused"
     );
 }
+
+#[test]
+fn an_unknown_engine_is_a_usage_error_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file:{}", dir.path().join("none/store.json").display());
+    for args in [
+        &[
+            "run",
+            "app",
+            "--strategy",
+            "single-user",
+            "--engine",
+            "bogus",
+        ][..],
+        &[
+            "abort",
+            "app",
+            "--strategy",
+            "single-user",
+            "--engine",
+            "bogus",
+        ],
+        &["plan", "app", "--engine", "bogus"],
+    ] {
+        let o = rotate(&[&["--store", &store][..], args].concat(), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(r#"unknown engine "bogus": use one of postgres, redshift, documentdb"#),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        !dir.path().join("none").exists(),
+        "nothing was read or made"
+    );
+}
+
+#[test]
+fn an_engine_setting_that_cannot_be_used_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.json");
+    let value = json!({"engine": "postgres", "host": "127.0.0.1", "port": 1, "username": "app", "password": "Initial-pw-1"});
+    std::fs::write(
+        &store_path,
+        json!({"secrets": {"app": {"arn": "arn:local:secretsmanager:local:000000000000:secret:app",
+            "versions": [{"id": "00000000-0000-0000-0000-000000000001", "stages": ["AWSCURRENT"], "value": value.to_string()}]}}})
+        .to_string(),
+    )
+    .unwrap();
+    let store = format!("file:{}", store_path.display());
+    let before = std::fs::read(&store_path).unwrap();
+    let o = rotate(
+        &["--store", &store, "run", "app", "--strategy", "single-user"],
+        &[("PGOPTIONS", "-c x=y")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("PGOPTIONS").count(), 1, "{err}");
+    assert!(
+        err.contains("postgres: environment variable PGOPTIONS is set"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&store_path).unwrap(),
+        before,
+        "nothing changed"
+    );
+}

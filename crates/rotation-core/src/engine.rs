@@ -106,7 +106,8 @@ pub struct Engine {
     /// The variables the engine reads beside the ones every engine reads (the strategy, the
     /// password policy, the master allow-list, the store's endpoint).
     pub env: &'static [&'static str],
-    /// Reads the engine's settings.
+    /// Reads the engine's settings. Its error is shown to operators as it is: it must name
+    /// the variable and what is wrong, never a secret value the environment holds.
     pub configure: fn(&EngineEnv<'_>) -> Result<Arc<dyn EngineConfig>, BoxError>,
 }
 
@@ -247,13 +248,14 @@ pub enum ConfigError {
     /// The master secrets' allow-list is malformed.
     #[error(transparent)]
     AllowList(#[from] AllowListError),
-    /// The engine's own settings are unusable.
-    #[error("{engine}: {source}")]
+    /// The engine's own settings are unusable. The engine's error is part of the message
+    /// (not a chained source), so a cause chain prints it once.
+    #[error("{engine}: {error}")]
     Engine {
         /// The engine's name.
         engine: &'static str,
         /// What it found.
-        source: BoxError,
+        error: BoxError,
     },
 }
 
@@ -286,9 +288,9 @@ impl EngineSettings {
             engine,
             policy: PasswordPolicy::from_lookup(&engine.profile.password, |k| env.var(k))?,
             master_allow_list: MasterAllowList::from_lookup(|k| env.var(k))?,
-            config: (engine.configure)(env).map_err(|source| ConfigError::Engine {
+            config: (engine.configure)(env).map_err(|error| ConfigError::Engine {
                 engine: engine.name(),
-                source,
+                error,
             })?,
         })
     }
@@ -465,8 +467,12 @@ where
     fn dyn_close(&self, session: DynSession) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             // A session of another engine cannot be closed here; dropping it ends it.
-            if let Ok(s) = session.0.downcast::<R::Session>() {
-                Rotator::close(self, *s).await
+            match session.0.downcast::<R::Session>() {
+                Ok(s) => Rotator::close(self, *s).await,
+                Err(_) => tracing::warn!(
+                    engine = Rotator::profile(self).name,
+                    "a session of another engine was dropped unclosed"
+                ),
             }
         })
     }

@@ -55,7 +55,7 @@ pub const PROFILE: EngineProfile = EngineProfile {
     single_user_master: false,
     advice: rotation_core::RightsAdvice {
         own_password: "grant the user changeOwnPassword (or a role with it)",
-        master: "give the master userAdmin (or userAdminAnyDatabase) on the database",
+        master: "give the master userAdmin (or dbOwner) on the admin database, or userAdminAnyDatabase",
     },
 };
 

@@ -1,5 +1,5 @@
-//! The built-in engines, registered in one place: the Lambda binaries, `rotate` and the demo
-//! take this list ([`builtin`]). A custom engine's binaries pass their own list instead (see
+//! The built-in engines, registered in one place: `rotate` and the fleet take this list
+//! ([`builtin`]), each Lambda binary one of its engines. A custom engine's binaries pass their own list instead (see
 //! `examples/redis-acl`).
 //!
 //! Each engine crate exports its [`Engine`] (`ENGINE`): its profile, its Lambda function's

@@ -93,7 +93,7 @@ pub const PROFILE: EngineProfile = EngineProfile {
     },
 };
 
-/// The engine as one value, for `rotation_lambda::run` and `rotation_cli::run`: its profile,
+/// The engine as one value, for `rotation_lambda::run` and `rotation_cli::main`: its profile,
 /// its function's name, and its settings (the shared connection settings).
 pub const ENGINE: Engine = Engine {
     profile: &PROFILE,

@@ -69,17 +69,22 @@ pub(crate) struct StepContext<'a, S, R> {
 }
 
 impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
-    /// Runs a store call within the step's deadline.
+    /// Runs a store call within the step's deadline. The timeout is mapped here rather than
+    /// through [`Deadline::store_call`]: one more async layer in every step's future pushed
+    /// callers' deep futures past the compiler's default recursion limit.
     pub async fn store_call<T>(
         &self,
         operation: &'static str,
         context: impl FnOnce() -> String,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, RotationError> {
-        self.deadline
-            .store_call(operation, fut)
-            .await
-            .map_err(|e| RotationError::store(context())(e))
+        match self.deadline.run(fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(RotationError::store(context())(e)),
+            Err(_) => Err(RotationError::store(context())(StoreError::Timeout(
+                operation,
+            ))),
+        }
     }
 
     /// Loads and parses one version, validating the keys the engine needs.
@@ -209,12 +214,19 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
             ));
         }
         // The engine bounds its own calls; this is the backstop for one that does not.
-        self.deadline
-            .engine_call(
-                &format!("logging in with the {source} credentials"),
-                self.rotator.login(secret, self.deadline),
-            )
+        match self
+            .deadline
+            .run(self.rotator.login(secret, self.deadline))
             .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "logging in with the {source} credentials did not finish before the step's deadline"
+                ),
+            )),
+        }
     }
 
     /// Runs an engine call on a session within the deadline.
@@ -223,7 +235,13 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         what: &str,
         fut: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
-        self.deadline.engine_call(what, fut).await
+        match self.deadline.run(fut).await {
+            Ok(r) => r,
+            Err(_) => Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!("{what} did not finish before the step's deadline"),
+            )),
+        }
     }
 
     /// Re-reads the stages right before the database is changed: refuses (changing nothing)
