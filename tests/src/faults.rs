@@ -246,7 +246,7 @@ impl Sweep {
     }
 
     fn rotation(&self, step_timeout: Duration) -> Faulty {
-        let settings = self.env.engine.settings(self.env.config.clone());
+        let settings = &self.env.settings;
         Rotation::new(
             FaultyStore::new(self.env.store.clone(), self.plan.clone()),
             FaultyRotator::new(settings.rotator(self.strategy), self.plan.clone()),

@@ -355,3 +355,41 @@ impl KillSweep {
         tally
     }
 }
+
+/// Runs per engine and strategy in CI.
+pub const CI_RUNS: u32 = 25;
+/// Two `rotate run`s at once, per engine and strategy, in CI.
+pub const CI_RACES: u32 = 10;
+
+/// The kill sweep's promise for `engine` through its `rotate` binary, CI-sized: [`CI_RUNS`]
+/// killed runs per strategy (`KILL_SEED` reruns the same kill times), none ending in a
+/// lockout, an unsettled rotation or another exit; then [`CI_RACES`] races of two runs, where
+/// one rotates and the other is refused or finds nothing to do, never a lockout.
+pub async fn never_locks_out(engine: Engine, rotate: &Path) {
+    let sweep = KillSweep::start(engine, rotate).await;
+    let mut rng = Rng::new(
+        std::env::var("KILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    );
+    eprintln!("kill sweep seed {} (KILL_SEED reruns it)", rng.seed());
+    for (strategy, tally) in sweep.run_both(CI_RUNS, &mut rng).await {
+        eprintln!("KILL {engine} {strategy}: {tally:?}");
+        assert_eq!(tally.runs, CI_RUNS);
+        assert_eq!(tally.lockouts, 0, "{engine} {strategy}: {tally:?}");
+        assert_eq!(tally.unsettled, 0, "{engine} {strategy}: {tally:?}");
+        assert_eq!(tally.other_exits, 0, "{engine} {strategy}: {tally:?}");
+    }
+    for (strategy, race) in sweep.race_both(CI_RACES).await {
+        eprintln!("RACE {engine} {strategy}: {race:?}");
+        assert!(race.wrong.is_empty(), "{engine} {strategy}: {race:?}");
+        assert_eq!(race.lockouts, 0, "{engine} {strategy}: {race:?}");
+        assert!(race.one_refused > 0, "no race was close: {race:?}");
+        assert_eq!(
+            race.one_refused + race.both_rotated + race.resume_first,
+            race.runs,
+            "{race:?}"
+        );
+    }
+}

@@ -237,8 +237,8 @@ pub mod tls;
 pub use deadline::Deadline;
 pub use driver::{AbortMode, AbortReport, RotationReport};
 pub use engine::{
-    AnyRotator, ConfigError, DynRotator, DynSession, ENGINE_ENV, Engine, EngineConfig, EngineEnv,
-    EngineListError, EngineSettings, Engines, STRATEGY_ENV,
+    AnyRotator, BoxFuture, ConfigError, DynRotator, DynSession, ENGINE_ENV, Engine, EngineConfig,
+    EngineEnv, EngineListError, EngineSettings, Engines, STRATEGY_ENV,
 };
 pub use error::{
     Attempts, CredentialSource, ErrorCategory, LoginAttempt, RotationError, Which, error_chain,

@@ -20,6 +20,8 @@
 //! left, so the server gives up no later than the client.
 
 pub mod connect;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::BTreeSet;
 use std::future::IntoFuture;

@@ -18,6 +18,8 @@ pub mod master;
 pub mod rds;
 pub mod scram;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Both strategies against real PostgreSQL clusters: TLS verify-full and `"ssl": false`, the
 //! RDS CA bundle's path, SCRAM verifiers, hostile names and passwords, error kinds, and the
 //! server log. (The "No stranded password" regressions, which every engine must pass, are in
-//! the workspace suites: tests/tests/stranded.rs, attack.rs, attack2.rs.)
+//! the workspace suites: tests/tests/suites/ (stranded.rs, stray_change.rs, late_change.rs).)
 
 mod common;
 

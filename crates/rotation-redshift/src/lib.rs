@@ -18,6 +18,8 @@
 pub mod api;
 pub mod privileges;
 pub mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 

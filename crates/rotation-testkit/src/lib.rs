@@ -24,6 +24,7 @@
 
 #![allow(clippy::print_stderr)]
 
+pub mod engine;
 pub mod external;
 mod moto;
 mod net;
@@ -33,6 +34,9 @@ mod redis;
 mod secantus;
 mod tls;
 
+pub use engine::{
+    HeldChange, Limits, NetworkHold, RightsCheck, ServerOptions, TestEngine, TestServer,
+};
 pub use moto::Moto;
 pub use net::{free_port, wait_for_port};
 pub use postgres::{PgAuth, PgCluster, PgOptions, pg_bin};

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use rotation_tests::engines::Engine;
+use rotation_tests::engines::{self, Engine};
 use rotation_tests::kill::{KillSweep, Rng};
 
 #[tokio::main]
@@ -20,10 +20,10 @@ async fn main() {
     let engines: Vec<Engine> = if args.len() > 3 {
         args[3..]
             .iter()
-            .map(|e| Engine::parse(e).unwrap_or_else(|| panic!("unknown engine {e}")))
+            .map(|e| engines::by_name(e).unwrap_or_else(|| panic!("unknown engine {e}")))
             .collect()
     } else {
-        Engine::ALL.to_vec()
+        engines::ALL.to_vec()
     };
     let mut rng = Rng::new(
         std::env::var("KILL_SEED")

@@ -1,8 +1,6 @@
 //! The rotation state machine with a fake database, against the local file store and against
 //! moto: AWS's checklist 1-16, 43-44, 50, plus replays, crashes, resume and abort.
 
-#![recursion_limit = "256"]
-
 use rotation_core::testing::{FAKE_PROFILE, FakeDatabase, FakeRotator, Op};
 use rotation_core::{
     AbortMode, AnyStore, Credentials, EventStep, PasswordPolicy, Rotation, RotationError,

@@ -11,8 +11,6 @@
 //! `Fn::...` keys), the module with python-hcl2, both from `.venv` (scripts/setup installs
 //! them); the same rules are checked on both.
 
-#![recursion_limit = "256"]
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;

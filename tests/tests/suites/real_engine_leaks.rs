@@ -4,8 +4,6 @@
 //! rotation that fails on a wrong password. The fake-engine suite (`no_secret_leaks.rs`) covers
 //! the core's paths; this one covers each engine's connection and password-change code.
 
-#![recursion_limit = "256"]
-
 use rotation_core::{Stage, error_chain};
 use rotation_tests::engines::{Engine, Env};
 use rotation_tests::{all_engines, capture_logs};

@@ -2,8 +2,6 @@
 //! the CLI found, as regression tests. Each ends with the database on a password that a
 //! labelled version holds, or that a later command recovers, never on one nothing can reach.
 
-#![recursion_limit = "256"]
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,7 +132,7 @@ async fn abort_waits_for_nobody_while_a_run_holds_the_secret(engine: Engine) {
         tokio::spawn(async move { run.rotate("app").await })
     };
     // Wait until the run is blocked at its password change.
-    env.wait_until_held(&hold).await;
+    env.wait_until_held(hold.as_ref()).await;
     let e = env
         .single()
         .abort("app", AbortMode::Safe)

@@ -4,8 +4,6 @@
 //! `AWSCURRENT` password, or the next `resume` / `rotate` succeeds (recovering the password from
 //! whichever version holds it) and `AWSCURRENT` logs in.
 
-#![recursion_limit = "256"]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,11 +3,9 @@
 //! (`rotation_tests::faults` says what is checked and when). `FAULT_SWEEP=full` runs every
 //! fault mode with every follow-up; the default is the CI plan. Figures: RELIABILITY.md.
 
-#![recursion_limit = "256"]
-
 use rotation_core::Strategy;
 use rotation_core::testing::Fault;
-use rotation_tests::engines::Engine;
+use rotation_tests::engines::{self, Engine};
 use rotation_tests::faults::{FollowUp, Plan, Sweep};
 
 async fn sweep(engine: Engine, strategy: Strategy) {
@@ -39,7 +37,7 @@ async fn control_without_recovery_the_sweep_finds_the_lockout() {
         recovery_limit: Some(0),
         ..Plan::ci()
     };
-    let report = Sweep::start(Engine::Postgres, Strategy::SingleUser)
+    let report = Sweep::start(engines::POSTGRES, Strategy::SingleUser)
         .await
         .run(&plan)
         .await;

@@ -2,8 +2,6 @@
 //! checklist 5, 10, 11, 43, 44, the `RotationToken` (W20), checklist 17, 22, 23, 28 and 29, and
 //! the calls each step makes on the Lambda path.
 
-#![recursion_limit = "256"]
-
 use std::sync::Arc;
 
 use rotation_core::testing::{CallCounts, Operation};

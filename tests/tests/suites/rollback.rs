@@ -2,8 +2,6 @@
 //! (issue 20, item 4), on every engine and strategy against real servers, with the stage moves
 //! on both stores, and what it refuses.
 
-#![recursion_limit = "256"]
-
 use rotation_core::store::{SecretStore, StageMove};
 use rotation_core::{AbortMode, RotationError, RotationEvent, Stage, Step, Strategy};
 use rotation_tests::all_rotators;

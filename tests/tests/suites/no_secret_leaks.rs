@@ -3,8 +3,6 @@
 //! aborts, recovery from unlabelled versions, NoWorkingCredentials with every kind of attempt,
 //! AbortUnsafe and forced aborts, and the recording store.
 
-#![recursion_limit = "256"]
-
 use rotation_core::testing::{FAKE_PROFILE, FakeDatabase, FakeRotator};
 use rotation_core::{
     AbortMode, AnyStore, CredentialSource, Credentials, DatabaseSecret, PasswordPolicy, Rotation,

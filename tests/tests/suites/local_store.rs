@@ -1,8 +1,6 @@
 //! The local store as rotation sees it: a claim dies with its holder, and a version without a
 //! label is invisible to the entry checks, as on AWS.
 
-#![recursion_limit = "256"]
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};

@@ -1,7 +1,5 @@
 //! Two processes writing one local store file at the same time lose nothing.
 
-#![recursion_limit = "256"]
-
 use rotation_core::{LocalSecretStore, SecretStore, Stage};
 use std::process::Command;
 

@@ -7,8 +7,6 @@
 //! on the same version, the same users on the server, the user's password unchanged, and no
 //! password in the error. Never a panic.
 
-#![recursion_limit = "256"]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,8 +3,6 @@
 //! it among the unlabelled versions, newest first; an abort that cannot prove the current
 //! credentials changes nothing unless forced.
 
-#![recursion_limit = "256"]
-
 use rotation_core::testing::Operation;
 use rotation_core::{
     AbortMode, Credentials, ErrorCategory, ErrorKind, Options, RotationError, Stage, Step,

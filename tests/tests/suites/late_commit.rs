@@ -11,13 +11,13 @@
 //! holds every engine to what still protects them: the next rotation finds that version,
 //! however many aborted rotations came after it.
 
-#![recursion_limit = "256"]
-
 use std::time::Duration;
 
 use rotation_core::store::{SecretStore, VersionSelector};
-use rotation_core::{AbortMode, Options, RECOVERY_LIMIT, RotationEvent, Stage, Step, Strategy};
-use rotation_tests::engines::{Engine, Env};
+use rotation_core::{
+    AbortMode, EngineSettings, Options, RECOVERY_LIMIT, RotationEvent, Stage, Step, Strategy,
+};
+use rotation_tests::engines::{self, Engine, Env};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use serde_json::json;
@@ -43,21 +43,23 @@ async fn control_without_the_fence_the_late_commit_lands() {
 /// A single-user setSecret whose COMMIT a proxy holds past the step's deadline, a safe abort,
 /// then the COMMIT released. Returns whether AWSCURRENT still logs in.
 async fn late_commit_after_abort(fence: bool) -> bool {
-    let env = Env::plain(Engine::Postgres);
+    let env = Env::plain(engines::POSTGRES);
     let proxy = env.proxy();
     env.create_user("app", "Initial-pw-1");
     let mut v = env.plain_secret("app", "Initial-pw-1");
     v["port"] = json!(proxy.port());
     env.put("app", &v).await;
-    let mut config = env.config.clone();
+    let mut config = rotation_postgres::PgConfig::default();
     config.dialect.fence_stale_sessions = fence;
-    let r = Engine::Postgres
-        .settings(config)
-        .rotation(env.store.clone(), Strategy::SingleUser)
-        .with_options(Options {
-            step_timeout: Duration::from_secs(3),
-            ..Options::default()
-        });
+    let r = EngineSettings::with_config(
+        rotation_postgres::ENGINE,
+        std::sync::Arc::new(rotation_postgres::PostgresConfig { config, rds: None }),
+    )
+    .rotation(env.store.clone(), Strategy::SingleUser)
+    .with_options(Options {
+        step_timeout: Duration::from_secs(3),
+        ..Options::default()
+    });
     let token = rotation_tests::token();
     env.store.start_rotation("app", &token).await.unwrap();
     r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
@@ -127,20 +129,7 @@ async fn a_late_change_is_recovered_past_many_aborted_rotations(engine: Engine) 
     );
 }
 
-#[tokio::test]
-async fn postgres_late_change_is_recovered_past_many_aborted_rotations() {
-    a_late_change_is_recovered_past_many_aborted_rotations(Engine::Postgres).await;
-}
-
-#[tokio::test]
-async fn redshift_late_change_is_recovered_past_many_aborted_rotations() {
-    a_late_change_is_recovered_past_many_aborted_rotations(Engine::Redshift).await;
-}
-
-#[tokio::test]
-async fn documentdb_late_change_is_recovered_past_many_aborted_rotations() {
-    a_late_change_is_recovered_past_many_aborted_rotations(Engine::DocumentDb).await;
-}
+rotation_tests::all_engines!(a_late_change_is_recovered_past_many_aborted_rotations);
 
 /// The fence ends only sessions past their step's deadline: rotations that share a master (or
 /// run side by side in a fleet) never end each other's live transactions. Found by a hostile
@@ -149,7 +138,7 @@ async fn documentdb_late_change_is_recovered_past_many_aborted_rotations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_sharing_a_master_at_once_all_succeed() {
     const SECRETS: usize = 16;
-    let env = Env::plain(Engine::Postgres);
+    let env = Env::plain(engines::POSTGRES);
     let master = env
         .put("master", &env.master_secret(Some(json!(false))))
         .await;

@@ -1,0 +1,77 @@
+//! Redshift for the promise suites ([`rotation_testkit::TestEngine`]): the stand-in, a
+//! PostgreSQL cluster with md5 authentication and a `dev` database (see the crate docs for what
+//! it does and does not show of Redshift). Behind the `testing` feature.
+
+use rotation_core::{DatabaseSecret, Engine};
+use rotation_postgres::testing::PgServer;
+use rotation_testkit::{
+    Limits, PgAuth, RightsCheck, ServerOptions, TestEngine, TestServer, TestkitError, Wire,
+};
+use serde_json::{Value, json};
+
+use crate::DIALECT;
+
+/// Amazon Redshift, on the stand-in.
+#[derive(Debug)]
+pub struct Redshift;
+
+/// The Redshift test engine.
+pub static REDSHIFT: Redshift = Redshift;
+
+impl TestEngine for Redshift {
+    fn engine(&self) -> Engine {
+        crate::ENGINE
+    }
+
+    fn start(&self, options: ServerOptions) -> Result<Box<dyn TestServer>, TestkitError> {
+        PgServer::start(
+            options,
+            PgAuth::Md5,
+            Some(DIALECT.default_dbname),
+            "CREATE USER :\"u\" PASSWORD :'pw';",
+        )
+        .map(|s| Box::new(s) as Box<dyn TestServer>)
+    }
+
+    /// A number `port` and no `dbname`, as Redshift's secrets often are.
+    fn secret(&self, port: u16, username: &str, password: &str) -> Value {
+        json!({
+            "engine": "redshift",
+            "host": "localhost",
+            "port": port,
+            "username": username,
+            "password": password,
+        })
+    }
+
+    fn wire(&self) -> Wire {
+        Wire::Postgres
+    }
+
+    fn password_statement(&self) -> &'static str {
+        "ALTER USER"
+    }
+
+    fn test_statement(&self) -> &'static str {
+        "SELECT 1"
+    }
+
+    fn login_database(&self, secret: &DatabaseSecret) -> String {
+        rotation_postgres::connect::dbname(secret, &DIALECT).to_string()
+    }
+
+    fn default_database(&self) -> &'static str {
+        DIALECT.default_dbname
+    }
+
+    /// Redshift users may always change their own password, so the preflight does not ask (the
+    /// stand-in's read-only role is not Redshift's); whether a master may change another user's
+    /// password it cannot tell without trying.
+    fn limits(&self) -> Limits {
+        Limits {
+            own_password_rights: RightsCheck::AlwaysGranted,
+            master_rights: RightsCheck::Unknown,
+            ..Limits::NONE
+        }
+    }
+}

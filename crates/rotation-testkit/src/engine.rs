@@ -1,0 +1,215 @@
+//! The seam between the promise suites and an engine: [`TestEngine`] says how to start a real
+//! server of the engine and how to lay out its secrets; the [`TestServer`] it starts does to the
+//! database what an operator would (create a user with rights, change a password behind the
+//! rotation's back, fingerprint every user's credentials and rights, hold a password change).
+//!
+//! Each engine implements it once, beside its code (a `testing` feature of the engine's crate),
+//! and the suites of `rotation-tests` run every promise against every engine that does. What an
+//! engine cannot do is said in its [`Limits`], and the suites assert that documented behaviour
+//! instead, so a limit that changes fails a test rather than going unnoticed.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rotation_core::{BoxFuture, DatabaseSecret, Engine, ErrorKind};
+use serde_json::Value;
+
+use crate::{TcpProxy, TestkitError, Wire};
+
+/// How a test wants its server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// TLS only, with a certificate from a generated CA ([`TestServer::ca_pem`]).
+    pub tls: bool,
+    /// A server of the testkit's own even when a variable names an external one (a test's
+    /// second server of the engine's kind).
+    pub own: bool,
+}
+
+/// What an engine cannot do, as its documentation says; the suites assert this behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A password change still on its way when its step gave up can land after a safe `abort`
+    /// has proved `AWSCURRENT` (no transaction a client can hold open, no fence): the next
+    /// rotation recovers it from the unlabelled version (RELIABILITY.md).
+    pub late_change_lands_after_abort: bool,
+    /// What the preflight's `rights` line says of a single user that may not change its own
+    /// password ([`TestServer::forbid_own_password_change`]).
+    pub own_password_rights: RightsCheck,
+    /// What it says of an alternating-users master without the right to manage users (an
+    /// application user made master).
+    pub master_rights: RightsCheck,
+    /// The error kind of a login to a database that does not exist.
+    pub unknown_database: ErrorKind,
+}
+
+/// What the preflight can tell of a right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RightsCheck {
+    /// It checks the right: a missing one fails the line.
+    Checked,
+    /// The engine always grants it: the line passes.
+    AlwaysGranted,
+    /// The server cannot tell: the line is skipped.
+    Unknown,
+}
+
+impl Limits {
+    /// An engine that keeps every promise.
+    pub const NONE: Limits = Limits {
+        late_change_lands_after_abort: false,
+        own_password_rights: RightsCheck::Checked,
+        master_rights: RightsCheck::Checked,
+        unknown_database: ErrorKind::UnknownDatabase,
+    };
+}
+
+/// An engine the promise suites run against.
+pub trait TestEngine: Send + Sync + 'static {
+    /// The engine as the binaries register it.
+    fn engine(&self) -> Engine;
+
+    /// Starts a throwaway server of the engine on 127.0.0.1 with password authentication.
+    fn start(&self, options: ServerOptions) -> Result<Box<dyn TestServer>, TestkitError>;
+
+    /// A secret value for `username` with `password` on the server at `port` of 127.0.0.1
+    /// (named `localhost`), laid out as AWS lays out this engine's secrets. No `ssl` key.
+    fn secret(&self, port: u16, username: &str, password: &str) -> Value;
+
+    /// The wire protocol, for a [`crate::TcpProxy`] that holds its statements.
+    fn wire(&self) -> Wire;
+
+    /// The start of the statement (or the command name) by which the engine changes a
+    /// password, for a proxy to hold it.
+    fn password_statement(&self) -> &'static str;
+
+    /// The statement (or command) by which testSecret checks the new session.
+    fn test_statement(&self) -> &'static str;
+
+    /// The database the engine's connection logs in to with `secret` (its default when the
+    /// secret names none).
+    fn login_database(&self, secret: &DatabaseSecret) -> String;
+
+    /// The database the engine logs in to when a secret names none.
+    fn default_database(&self) -> &'static str;
+
+    /// What it cannot do.
+    fn limits(&self) -> Limits {
+        Limits::NONE
+    }
+}
+
+impl dyn TestEngine {
+    /// The engine's short name.
+    pub fn name(&self) -> &'static str {
+        self.engine().name()
+    }
+
+    /// The engine's profile.
+    pub fn profile(&self) -> &'static rotation_core::EngineProfile {
+        self.engine().profile
+    }
+}
+
+impl fmt::Debug for dyn TestEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TestEngine({})", self.engine().name())
+    }
+}
+
+impl fmt::Display for dyn TestEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.engine().name())
+    }
+}
+
+/// A running server of a [`TestEngine`], stopped on drop. Its methods act as an operator with
+/// administrative rights would, through the server's own tools or a driver other than the
+/// rotation's connection code; a failure panics with what failed.
+pub trait TestServer: Send + Sync + fmt::Debug {
+    /// The port secrets name (it may be a proxy's in front of the server).
+    fn port(&self) -> u16;
+
+    /// The server's own port, for a new proxy straight to it.
+    fn server_port(&self) -> u16;
+
+    /// The CA of a TLS server's certificate.
+    fn ca_pem(&self) -> Option<&Path>;
+
+    /// The administrator's user name and password (the master of alternating users).
+    fn admin(&self) -> (&str, &str);
+
+    /// Creates a user that logs in with `password`, may change its own password, and holds
+    /// an application's rights (the engine's least privileged user an operator would make).
+    fn create_user(&self, name: &str, password: &str);
+
+    /// Changes `user`'s password behind the rotation's back.
+    fn set_password(&self, user: &str, password: &str);
+
+    /// Makes `user` unable to change its own password while it still logs in.
+    fn forbid_own_password_change(&self, user: &str);
+
+    /// The users whose name starts with `prefix`, sorted, comma-separated.
+    fn users_named(&self, prefix: &str) -> String;
+
+    /// Every user with what would show a change (credentials, attributes, rights): equal
+    /// fingerprints mean no user, password or right changed.
+    fn fingerprint(&self) -> String;
+
+    /// The users with administrative rights.
+    fn privileged(&self) -> String;
+
+    /// Holds the next password change of `user` until [`HeldChange::release`]: in the server
+    /// where the engine has a lock a client can hold (then also with TLS), else in the network
+    /// in front of it (secrets without TLS only).
+    fn hold_password_change<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Box<dyn HeldChange>>;
+
+    /// A hold of `user`'s password change in the server's own lock queue, where the engine has
+    /// one (`None` otherwise): a statement still queued when its step gave up.
+    fn hold_in_server<'a>(&'a self, user: &'a str) -> Option<BoxFuture<'a, Box<dyn HeldChange>>> {
+        let _ = user;
+        None
+    }
+
+    /// The server's log so far, for a test that shows it holds no password.
+    fn log(&self) -> String;
+}
+
+/// A password change held before it takes effect.
+pub trait HeldChange: Send + Sync + fmt::Debug {
+    /// Whether a password change is being held now.
+    fn is_held(&self) -> BoxFuture<'_, bool>;
+
+    /// Lets the held change go on.
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// A message held at a proxy ([`TcpProxy::stall_on_query`] armed before): a change on its way
+/// in the network.
+#[derive(Debug)]
+pub struct NetworkHold {
+    proxy: Arc<TcpProxy>,
+    stalls_before: u64,
+}
+
+impl NetworkHold {
+    /// The next stall of `proxy`.
+    pub fn new(proxy: Arc<TcpProxy>) -> NetworkHold {
+        let stalls_before = proxy.stalls_triggered();
+        NetworkHold {
+            proxy,
+            stalls_before,
+        }
+    }
+}
+
+impl HeldChange for NetworkHold {
+    fn is_held(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.proxy.stalls_triggered() > self.stalls_before })
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.proxy.resume() })
+    }
+}
