@@ -32,26 +32,43 @@ pub const POSTGRES: Engine = &rotation_postgres::testing::Postgres;
 pub const REDSHIFT: Engine = &rotation_redshift::testing::Redshift;
 /// Amazon DocumentDB, on SecantusDB.
 pub const DOCUMENTDB: Engine = &rotation_documentdb::testing::DocumentDb;
+/// The custom-engine example: Redis ACL users (`examples/redis-acl`).
+pub const REDIS: Engine = &redis_acl_rotation::testing::Redis;
 
-/// Every engine the suites run against, in the order of [`registered_engines!`](crate::registered_engines).
-pub const ALL: [Engine; 3] = [POSTGRES, REDSHIFT, DOCUMENTDB];
+/// Every engine the suites run against, as [`registered_engines!`](crate::registered_engines)
+/// lists them.
+pub const ALL: [Engine; 4] = crate::registered_engines!(engine_list {});
+
+/// The registered engines as a list the binaries take (`rotation_cli::main`).
+pub fn engines() -> rotation_core::Engines {
+    rotation_core::Engines::new(ALL.map(|e| e.engine())).expect("registered engines are distinct")
+}
 
 /// The registered engine named `name`.
 pub fn by_name(name: &str) -> Option<Engine> {
     ALL.into_iter().find(|e| e.engine().is_named(name))
 }
 
-/// The engines the suites run against, one line each: the module its tests go in, its
-/// constant in [`crate::engines`], and whether the server has a lock a client can hold on a
-/// user (`server_lock`: scenarios of a statement queued in the server run too) or not
-/// (`network_only`). `registered_engines!(m { args })` calls `m!(@engine module, CONST, kind;
-/// args)` for each; adding an engine adds its line here and to [`ALL`].
+/// The engines the suites run against, the one list: for each, the module its tests go in and
+/// its constant in [`crate::engines`]. `registered_engines!(m { args })` calls
+/// `m! { @engines [module CONST, ...]; args }`. Adding an engine adds its constant above and
+/// its entry here.
 #[macro_export]
 macro_rules! registered_engines {
     ($m:ident { $($args:tt)* }) => {
-        $crate::$m!(@engine postgres, POSTGRES, server_lock; $($args)*);
-        $crate::$m!(@engine redshift, REDSHIFT, server_lock; $($args)*);
-        $crate::$m!(@engine documentdb, DOCUMENTDB, network_only; $($args)*);
+        $crate::$m! {
+            @engines [postgres POSTGRES, redshift REDSHIFT, documentdb DOCUMENTDB, redis REDIS];
+            $($args)*
+        }
+    };
+}
+
+/// The registered engines as an array (for [`ALL`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! engine_list {
+    (@engines [$($module:ident $engine:ident),*];) => {
+        [$($crate::engines::$engine),*]
     };
 }
 
@@ -60,7 +77,7 @@ macro_rules! registered_engines {
 /// each calling `async fn scenario(engine: Engine, strategy: Strategy)` of the including module.
 #[macro_export]
 macro_rules! all_rotators {
-    (@engine $module:ident, $engine:ident, $kind:ident; $scenario:ident) => {
+    (@engines [$($module:ident $engine:ident),*]; $scenario:ident) => {$(
         mod $module {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn single_user() {
@@ -79,27 +96,22 @@ macro_rules! all_rotators {
                 .await
             }
         }
-    };
+    )*};
     ($scenario:ident) => {
         $crate::registered_engines!(all_rotators { $scenario });
     };
 }
 
-/// One test per scenario and engine.
-///
-/// `all_engines!(a, b)` makes `postgres::a`, `redshift::a`, ... (and the same for `b`) for every
-/// registered engine, each calling `async fn a(engine: Engine)` of the including module. After a
-/// `;`, `server_lock_only: c, d` makes `c` and `d` only for engines whose server has a lock a
-/// client can hold on a user (say at the call what covers the others).
+/// One test per scenario and engine: `all_engines!(a, b)` makes `postgres::a`, `redshift::a`,
+/// ... (and the same for `b`) for every registered engine, each calling
+/// `async fn a(engine: Engine)` of the including module. A scenario an engine cannot take part
+/// in asserts what its [`Limits`](rotation_testkit::Limits) say instead.
 #[macro_export]
 macro_rules! all_engines {
-    (@engine $module:ident, $engine:ident, server_lock; [$($all:ident),*] [$($lock:ident),*]) => {
-        $crate::all_engines!(@tests $module, $engine; $($all,)* $($lock,)*);
+    (@engines [$($module:ident $engine:ident),*]; $names:tt) => {
+        $( $crate::all_engines!(@one $module $engine $names); )*
     };
-    (@engine $module:ident, $engine:ident, network_only; [$($all:ident),*] [$($lock:ident),*]) => {
-        $crate::all_engines!(@tests $module, $engine; $($all,)*);
-    };
-    (@tests $module:ident, $engine:ident; $($name:ident,)*) => {
+    (@one $module:ident $engine:ident [$($name:ident),*]) => {
         mod $module {
             $(
                 #[tokio::test]
@@ -109,11 +121,8 @@ macro_rules! all_engines {
             )*
         }
     };
-    ($($all:ident),* $(,)? ; server_lock_only: $($lock:ident),* $(,)?) => {
-        $crate::registered_engines!(all_engines { [$($all),*] [$($lock),*] });
-    };
-    ($($all:ident),* $(,)?) => {
-        $crate::all_engines!($($all),* ; server_lock_only:);
+    ($($name:ident),* $(,)?) => {
+        $crate::registered_engines!(all_engines { [$($name),*] });
     };
 }
 
@@ -132,6 +141,10 @@ pub struct Env {
     pub store: LocalSecretStore,
     /// The engine's settings.
     pub settings: EngineSettings,
+    /// Engines whose single user acts through a master
+    /// ([`rotation_core::EngineProfile::single_user_master`]): the ARN of the administrator's
+    /// secret, which every secret [`Env::secret`] makes names.
+    pub engine_master: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -148,13 +161,19 @@ impl Env {
         });
         let dir = tempfile::tempdir().unwrap();
         let store = LocalSecretStore::new(dir.path().join("secrets.json"));
-        Env {
+        let mut env = Env {
             engine,
             settings: read_settings(engine, server.ca_pem(), &[]),
             server,
             store,
+            engine_master: None,
             _dir: dir,
+        };
+        if engine.profile().single_user_master {
+            let master = env.master_secret(Some(json!(env.server.ca_pem().is_some())));
+            env.engine_master = Some(put_now(&env.store, "engine-master", &master));
         }
+        env
     }
 
     /// Without TLS.
@@ -253,6 +272,11 @@ impl Env {
         if let Some(ssl) = ssl {
             v["ssl"] = ssl;
         }
+        if let Some(arn) = &self.engine_master
+            && username != self.server.admin().0
+        {
+            v["masterarn"] = json!(arn);
+        }
         v
     }
 
@@ -268,7 +292,34 @@ impl Env {
     }
 
     /// Stores `value` as the first (AWSCURRENT) version of a new secret; returns its ARN.
+    /// Where the value names the engine's master ([`Env::engine_master`]) but another server
+    /// than it (a test moved the port, the host or `ssl`), a master secret for that server is
+    /// stored beside it and named instead.
     pub async fn put(&self, name: &str, value: &Value) -> String {
+        let mut value = value.clone();
+        if let Some(arn) = &self.engine_master
+            && value["masterarn"].as_str() == Some(arn.as_str())
+        {
+            let master = self.master_secret(Some(json!(self.server.ca_pem().is_some())));
+            let mut own = value.clone();
+            own["username"] = master["username"].clone();
+            own["password"] = master["password"].clone();
+            if let Some(o) = own.as_object_mut() {
+                o.remove("masterarn");
+            }
+            if ["host", "port", "ssl", "dbname"]
+                .iter()
+                .any(|k| own.get(*k) != master.get(*k))
+            {
+                let master_name = format!("{name}-engine-master");
+                let arn = self
+                    .store
+                    .create_secret(&master_name, &SecretString::from(own.to_string()))
+                    .await
+                    .unwrap();
+                value["masterarn"] = json!(arn);
+            }
+        }
         self.store
             .create_secret(name, &SecretString::from(value.to_string()))
             .await
@@ -369,6 +420,23 @@ fn read_settings(
         },
     )
     .unwrap_or_else(|e| panic!("{engine}'s settings: {e}"))
+}
+
+/// Stores `value` as the first version of secret `name` from a plain function (on a runtime of
+/// its own, in a thread of its own: the caller may be inside a test's runtime).
+fn put_now(store: &LocalSecretStore, name: &str, value: &Value) -> String {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(store.create_secret(name, &SecretString::from(value.to_string())))
+        })
+        .join()
+        .expect("the store call panicked")
+    })
+    .unwrap_or_else(|e| panic!("store {name}: {e}"))
 }
 
 /// A secret value as the engine reads it.

@@ -193,7 +193,7 @@ pub struct Sweep {
 
 const USER: &str = "faulted";
 const SECRET: &str = "faulted";
-const INITIAL: &str = "Initial-pw-1";
+const INITIAL: &str = "Initial-pw-1-long-enough";
 
 /// `user`'s secret on `env`'s server, with extra keys a rotation must keep.
 fn user_secret(env: &Env, user: &str, master_arn: Option<&str>) -> Value {
@@ -361,8 +361,8 @@ impl Sweep {
             .report
             .calls
             .iter()
-            .position(|c| *c == "set_own_password")
-            .expect("a single-user rotation sets its own password")
+            .position(|c| *c == "set_own_password" || *c == "set_password_as_master")
+            .expect("a single-user rotation sets the user's password")
             + 1;
         self.strand(faulted, set_k).await;
         if let Err(e) = self

@@ -4,7 +4,7 @@
 //! logging in. Any run that ends otherwise is a lockout.
 //!
 //! Against a throwaway server of the engine with verified TLS (what users run by default), the
-//! local file store, both strategies. `rotation-cli/tests/kill.rs` runs a few per engine in CI;
+//! local file store, both strategies. `tests/tests/suites/kill.rs` runs a few per engine in CI;
 //! `scripts/sweep` runs many.
 
 use std::path::{Path, PathBuf};
@@ -120,11 +120,11 @@ impl KillSweep {
         );
         let env = Env::tls(engine);
         env.create_user("single_app", "Single-initial-1");
-        env.create_user("alt_app", "Alt-initial-1");
+        env.create_user("alt_app", "Alt-initial-1-long");
         let master = env.put("master", &env.master_secret(None)).await;
         env.put(SINGLE, &env.secret("single_app", "Single-initial-1", None))
             .await;
-        let mut alt = env.secret("alt_app", "Alt-initial-1", None);
+        let mut alt = env.secret("alt_app", "Alt-initial-1-long", None);
         alt["masterarn"] = json!(master);
         env.put(ALTERNATING, &alt).await;
         KillSweep {

@@ -14,6 +14,7 @@ pub mod engines;
 pub mod faults;
 pub mod fixture;
 pub mod kill;
+pub mod lambda;
 
 /// One test per scenario and store: `both_stores!(scenario, ...)` makes `scenario::local` and
 /// `scenario::moto`, each calling `async fn scenario(kind: Kind)` of the including module.

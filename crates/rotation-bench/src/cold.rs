@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::runtime::Runtime;
 
 use crate::lab::{Db, Lab, Logins, Subject};
-use crate::runtime_api::{Invocation, Report, RuntimeApi};
+use rotation_testkit::runtime_api::{Invocation, Report, RuntimeApi};
 
 /// The four steps, in Secrets Manager's order.
 pub const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
@@ -108,7 +108,7 @@ fn wait_next(api: &RuntimeApi, f: &mut Function, log: &Path) -> anyhow::Result<I
             }
             Ok(other) => bail!("unexpected report while waiting for `next`: {other:?}"),
             Err(_) if Instant::now() < give_up => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -27,7 +27,6 @@ mod counting;
 mod floor;
 mod lab;
 mod report;
-mod runtime_api;
 mod warm;
 
 use std::path::PathBuf;

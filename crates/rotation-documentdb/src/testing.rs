@@ -80,24 +80,57 @@ impl TestEngine for DocumentDb {
         crate::DEFAULT_DBNAME
     }
 
+    fn login_port(&self, secret: &DatabaseSecret) -> u16 {
+        secret.port().unwrap_or(crate::DEFAULT_PORT)
+    }
+
+    /// Alternating users: the clone holds the original's roles, in the same database.
+    fn check_rotated(&self, server: &dyn TestServer, previous: &Value, current: &Value) {
+        let server = server
+            .as_any()
+            .downcast_ref::<SecantusServer>()
+            .expect("SecantusDB");
+        let roles = |user: &str| {
+            let users = server.admin.users();
+            let mut roles = users
+                .iter()
+                .find(|u| name_of(u) == user)
+                .map(roles_of)
+                .unwrap_or_default();
+            roles.sort();
+            roles
+        };
+        let (a, b) = (
+            previous["username"].as_str().unwrap_or_default(),
+            current["username"].as_str().unwrap_or_default(),
+        );
+        if a != b {
+            assert_eq!(roles(a), roles(b), "the clone's roles are the original's");
+        }
+    }
+
     /// No transaction holds a user's change, and `maxTimeMS` counts from a command's arrival
     /// (RELIABILITY.md); SecantusDB lists no privileges of custom roles; the `dbname` of a
     /// secret is the database that holds the user, so another one refuses the login.
     fn limits(&self) -> Limits {
         Limits {
             late_change_lands_after_abort: true,
+            server_lock: false,
             own_password_rights: RightsCheck::Unknown,
             master_rights: RightsCheck::Unknown,
-            unknown_database: rotation_core::ErrorKind::AuthFailed,
+            unknown_database: Some(rotation_core::ErrorKind::AuthFailed),
+            ..Limits::NONE
         }
     }
 }
 
 /// SecantusDB behind its front proxy, with an admin client.
 struct SecantusServer {
-    db: Secantus,
-    front: Arc<TcpProxy>,
+    // Dropped in this order: the admin's connections close before the server goes (or, for an
+    // external server, before the next test resets it).
     admin: Admin,
+    front: Arc<TcpProxy>,
+    db: Secantus,
 }
 
 impl fmt::Debug for SecantusServer {
@@ -352,12 +385,24 @@ impl TestServer for SecantusServer {
     /// carrying `updateUser`.
     fn hold_password_change<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Box<dyn HeldChange>> {
         Box::pin(async move {
-            self.front.stall_on_query("updateUser");
-            Box::new(NetworkHold::new(self.front.clone())) as Box<dyn HeldChange>
+            Box::new(NetworkHold::arm(
+                self.front.clone(),
+                DOCUMENTDB.password_statement(),
+            )) as Box<dyn HeldChange>
         })
     }
 
     fn log(&self) -> String {
         self.db.log()
+    }
+
+    fn logs_in_with_own_client(&self, user: &str, password: &str) -> bool {
+        self.db
+            .logs_in(user, password, crate::DEFAULT_DBNAME)
+            .unwrap_or_else(|e| panic!("the login check failed: {e}"))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -69,6 +69,10 @@ impl TestEngine for Postgres {
     fn default_database(&self) -> &'static str {
         Dialect::POSTGRES.default_dbname
     }
+
+    fn login_port(&self, secret: &DatabaseSecret) -> u16 {
+        secret.port().unwrap_or(Dialect::POSTGRES.default_port)
+    }
 }
 
 /// A PostgreSQL cluster serving a PostgreSQL-protocol engine's suites.
@@ -131,7 +135,7 @@ impl PgServer {
     /// The superuser's connection options (TLS without verification where the cluster is
     /// TLS-only), independent of the rotation's connection code.
     fn admin_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new()
+        PgConnectOptions::new_without_pgpass()
             .host(self.pg.host())
             .port(self.pg.port())
             .username(self.pg.superuser())
@@ -234,6 +238,14 @@ impl TestServer for PgServer {
 
     fn log(&self) -> String {
         self.pg.server_log()
+    }
+
+    fn logs_in_with_own_client(&self, user: &str, password: &str) -> bool {
+        self.pg.logs_in(user, password)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

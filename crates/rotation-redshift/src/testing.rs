@@ -64,6 +64,26 @@ impl TestEngine for Redshift {
         DIALECT.default_dbname
     }
 
+    fn login_port(&self, secret: &DatabaseSecret) -> u16 {
+        secret.port().unwrap_or(DIALECT.default_port)
+    }
+
+    /// The server stored the password as an md5 hash (Redshift's form), never the password.
+    fn check_rotated(&self, server: &dyn TestServer, _previous: &Value, current: &Value) {
+        let pg = server
+            .as_any()
+            .downcast_ref::<PgServer>()
+            .expect("the stand-in")
+            .cluster();
+        let stored = pg
+            .psql_vars(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = :'u';",
+                &[("u", current["username"].as_str().unwrap_or_default())],
+            )
+            .expect("read pg_authid");
+        assert!(stored.starts_with("md5"), "stored as an md5 hash");
+    }
+
     /// Redshift users may always change their own password, so the preflight does not ask (the
     /// stand-in's read-only role is not Redshift's); whether a master may change another user's
     /// password it cannot tell without trying.

@@ -34,14 +34,29 @@ pub struct Limits {
     /// has proved `AWSCURRENT` (no transaction a client can hold open, no fence): the next
     /// rotation recovers it from the unlabelled version (RELIABILITY.md).
     pub late_change_lands_after_abort: bool,
+    /// The server has a lock a client can hold on a user, so a password change can wait in
+    /// its queue past its step ([`TestServer::hold_in_server`] gives one).
+    pub server_lock: bool,
     /// What the preflight's `rights` line says of a single user that may not change its own
     /// password ([`TestServer::forbid_own_password_change`]).
     pub own_password_rights: RightsCheck,
     /// What it says of an alternating-users master without the right to manage users (an
     /// application user made master).
     pub master_rights: RightsCheck,
-    /// The error kind of a login to a database that does not exist.
-    pub unknown_database: ErrorKind,
+    /// The error kind of a login to a database that does not exist (`None`: the engine has no
+    /// databases a login names, and the rotation goes on).
+    pub unknown_database: Option<ErrorKind>,
+    /// The error kind of a TLS login to a server without TLS (the server closes the
+    /// connection, or, like Redis, waits for a command that never comes).
+    pub tls_to_plain_server: ErrorKind,
+    /// A single user changes its own password (else the master does it for every strategy,
+    /// [`rotation_core::EngineProfile::single_user_master`], and there is no such right to take
+    /// away: [`TestServer::forbid_own_password_change`] changes nothing).
+    pub users_change_own_password: bool,
+    /// A single-user rotation adds the new password beside the current one, which keeps
+    /// logging in until finishSecret has promoted the new one (no moment when `AWSCURRENT`
+    /// fails, nothing for abort to restore).
+    pub single_user_keeps_current: bool,
 }
 
 /// What the preflight can tell of a right.
@@ -59,9 +74,13 @@ impl Limits {
     /// An engine that keeps every promise.
     pub const NONE: Limits = Limits {
         late_change_lands_after_abort: false,
+        server_lock: true,
         own_password_rights: RightsCheck::Checked,
         master_rights: RightsCheck::Checked,
-        unknown_database: ErrorKind::UnknownDatabase,
+        unknown_database: Some(ErrorKind::UnknownDatabase),
+        tls_to_plain_server: ErrorKind::Tls,
+        users_change_own_password: true,
+        single_user_keeps_current: false,
     };
 }
 
@@ -94,9 +113,20 @@ pub trait TestEngine: Send + Sync + 'static {
     /// The database the engine logs in to when a secret names none.
     fn default_database(&self) -> &'static str;
 
+    /// The port the engine's connection uses for `secret` (its default when the secret names
+    /// none).
+    fn login_port(&self, secret: &DatabaseSecret) -> u16;
+
     /// What it cannot do.
     fn limits(&self) -> Limits {
         Limits::NONE
+    }
+
+    /// The engine's own checks of a rotation's result (`previous`, then `current`) on
+    /// `server`, after the end-to-end suite's (what the server stored, what the clone holds).
+    /// The default checks nothing more.
+    fn check_rotated(&self, server: &dyn TestServer, previous: &Value, current: &Value) {
+        let _ = (server, previous, current);
     }
 }
 
@@ -174,6 +204,13 @@ pub trait TestServer: Send + Sync + fmt::Debug {
 
     /// The server's log so far, for a test that shows it holds no password.
     fn log(&self) -> String;
+
+    /// Whether `user` logs in with `password`, checked with the server's own client (psql,
+    /// pymongo, redis-cli) over its TLS when it has one: not the code under test.
+    fn logs_in_with_own_client(&self, user: &str, password: &str) -> bool;
+
+    /// The server as [`Any`](std::any::Any), for its engine's own checks.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// A password change held before it takes effect.
@@ -185,8 +222,7 @@ pub trait HeldChange: Send + Sync + fmt::Debug {
     fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
-/// A message held at a proxy ([`TcpProxy::stall_on_query`] armed before): a change on its way
-/// in the network.
+/// A message held at a proxy: a change on its way in the network.
 #[derive(Debug)]
 pub struct NetworkHold {
     proxy: Arc<TcpProxy>,
@@ -194,9 +230,11 @@ pub struct NetworkHold {
 }
 
 impl NetworkHold {
-    /// The next stall of `proxy`.
-    pub fn new(proxy: Arc<TcpProxy>) -> NetworkHold {
+    /// Holds the next message of `proxy` that contains `needle` ([`TcpProxy::stall_on_query`]).
+    pub fn arm(proxy: Arc<TcpProxy>, needle: &str) -> NetworkHold {
+        // Counted before arming: a stall right after arming is this hold's.
         let stalls_before = proxy.stalls_triggered();
+        proxy.stall_on_query(needle);
         NetworkHold {
             proxy,
             stalls_before,

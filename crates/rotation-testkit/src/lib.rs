@@ -26,17 +26,20 @@
 
 pub mod engine;
 pub mod external;
+mod lambda;
 mod moto;
 mod net;
 mod postgres;
 mod proxy;
 mod redis;
+pub mod runtime_api;
 mod secantus;
 mod tls;
 
 pub use engine::{
     HeldChange, Limits, NetworkHold, RightsCheck, ServerOptions, TestEngine, TestServer,
 };
+pub use lambda::LambdaService;
 pub use moto::Moto;
 pub use net::{free_port, wait_for_port};
 pub use postgres::{PgAuth, PgCluster, PgOptions, pg_bin};

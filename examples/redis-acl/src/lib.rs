@@ -62,6 +62,8 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 pub mod resp;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use resp::{Conn, Reply};
 

@@ -2,7 +2,8 @@
 //! points, then `resume` or `abort`, for every engine and strategy (`rotation_tests::kill`).
 //!
 //! Usage: `kill_sweep ROTATE_BINARY [RUNS_PER_STRATEGY] [ENGINE...]`
-//! (default 50 runs; engines postgres, redshift, documentdb, default all). Exits 1 on any lockout.
+//! (default 50 runs; the registered engines by name, default all; ROTATE_BINARY serves them all:
+//! `rotate_all`). Exits 1 on any lockout.
 
 use std::path::PathBuf;
 

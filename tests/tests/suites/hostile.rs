@@ -30,7 +30,7 @@ struct Case {
     password: Option<String>,
 }
 
-const PW: &str = "Hostile-pw-1";
+const PW: &str = "Hostile-pw-1-long-enough";
 
 /// Every printable ASCII character the engine allows in a password, in passwords of at most 43
 /// characters (Redshift's limit is 64), each with the classes engines require.

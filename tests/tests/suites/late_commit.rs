@@ -45,12 +45,16 @@ async fn control_without_the_fence_the_late_commit_lands() {
 async fn late_commit_after_abort(fence: bool) -> bool {
     let env = Env::plain(engines::POSTGRES);
     let proxy = env.proxy();
-    env.create_user("app", "Initial-pw-1");
-    let mut v = env.plain_secret("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1-long-enough");
+    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
     v["port"] = json!(proxy.port());
     env.put("app", &v).await;
     let mut config = rotation_postgres::PgConfig::default();
     config.dialect.fence_stale_sessions = fence;
+    // Without the server's own idle limit (the step's time left), so that only the fence can end
+    // the held transaction: with it, a slow abort lets the server end it first, and the control
+    // finds no late COMMIT (seen on a loaded machine).
+    config.dialect.idle_in_transaction_timeout = false;
     let r = EngineSettings::with_config(
         rotation_postgres::ENGINE,
         std::sync::Arc::new(rotation_postgres::PostgresConfig { config, rds: None }),
@@ -86,8 +90,8 @@ async fn late_commit_after_abort(fence: bool) -> bool {
 async fn a_late_change_is_recovered_past_many_aborted_rotations(engine: Engine) {
     const ABORTED: usize = 12;
     let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1");
-    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+    env.create_user("app", "Initial-pw-1-long-enough");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
         .await;
     let r = env.single();
     let mut tokens = Vec::new();
@@ -124,7 +128,7 @@ async fn a_late_change_is_recovered_past_many_aborted_rotations(engine: Engine) 
     assert!(env.logs_in(&current).await, "AWSCURRENT logs in again");
     assert_eq!(
         env.value("app", Stage::Previous).await["password"],
-        "Initial-pw-1",
+        "Initial-pw-1-long-enough",
         "AWSPREVIOUS moved from the version that was AWSCURRENT"
     );
 }
@@ -144,8 +148,8 @@ async fn rotations_sharing_a_master_at_once_all_succeed() {
         .await;
     for i in 0..SECRETS {
         let user = format!("app{i}");
-        env.create_user(&user, "Initial-pw-1");
-        let mut v = env.plain_secret(&user, "Initial-pw-1");
+        env.create_user(&user, "Initial-pw-1-long-enough");
+        let mut v = env.plain_secret(&user, "Initial-pw-1-long-enough");
         v["masterarn"] = json!(master);
         env.put(&user, &v).await;
     }

@@ -7,8 +7,10 @@
 mod checklist_calls;
 mod deploy_iam;
 mod docs_errors;
+mod end_to_end;
 mod faults;
 mod hostile;
+mod kill;
 mod late_change;
 mod late_commit;
 mod local_store;

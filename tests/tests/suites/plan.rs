@@ -55,8 +55,8 @@ async fn plan(env: &Env, name: &str, value: &Value, strategy: Strategy, options:
 
 async fn passing_setups(engine: Engine) {
     let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1");
-    let single = env.plain_secret("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1-long-enough");
+    let single = env.plain_secret("app", "Initial-pw-1-long-enough");
     let p = plan(
         &env,
         "single",
@@ -102,8 +102,8 @@ async fn passing_setups(engine: Engine) {
 
 async fn failing_checks(engine: Engine) {
     let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1");
-    let good = env.plain_secret("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1-long-enough");
+    let good = env.plain_secret("app", "Initial-pw-1-long-enough");
     let single = Strategy::SingleUser;
     let no_options = Options::default;
 
@@ -130,10 +130,12 @@ async fn failing_checks(engine: Engine) {
     let p = plan(&env, "no-user", &v, single, no_options()).await;
     line(&p, "secret", CheckStatus::Fail, Some("InvalidSecret"));
     line(&p, "login", CheckStatus::Skip, None);
+    let mut no_master = good.clone();
+    no_master.as_object_mut().unwrap().remove("masterarn");
     let p = plan(
         &env,
         "no-master",
-        &good,
+        &no_master,
         Strategy::AlternatingUsers,
         no_options(),
     )
@@ -142,7 +144,7 @@ async fn failing_checks(engine: Engine) {
 
     // login: a wrong password, a closed port, TLS asked of a server without it.
     let mut v = good.clone();
-    v["password"] = json!("Wrong-pw-1");
+    v["password"] = json!("Wrong-pw-1-long-enough");
     let p = plan(&env, "wrong-password", &v, single, no_options()).await;
     line(&p, "login", CheckStatus::Fail, Some("AuthenticationFailed"));
     line(&p, "rights", CheckStatus::Skip, None);
@@ -150,10 +152,15 @@ async fn failing_checks(engine: Engine) {
     v["port"] = json!(rotation_testkit::free_port());
     let p = plan(&env, "closed-port", &v, single, no_options()).await;
     line(&p, "login", CheckStatus::Fail, Some("Unreachable"));
-    let v = env.secret("app", "Initial-pw-1", Some(json!(true)));
+    let v = env.secret("app", "Initial-pw-1-long-enough", Some(json!(true)));
     let p = plan(&env, "tls", &v, single, no_options()).await;
-    line(&p, "tls", CheckStatus::Fail, Some("TlsFailed"));
-    line(&p, "login", CheckStatus::Fail, Some("TlsFailed"));
+    let kind = match engine.limits().tls_to_plain_server {
+        rotation_core::ErrorKind::Tls => "TlsFailed",
+        rotation_core::ErrorKind::Timeout => "Timeout",
+        other => panic!("{other:?}"),
+    };
+    line(&p, "tls", CheckStatus::Fail, Some(kind));
+    line(&p, "login", CheckStatus::Fail, Some(kind));
 
     // master: not in the allow-list; master-login: the master's password is wrong.
     let master_arn = env
@@ -174,7 +181,7 @@ async fn failing_checks(engine: Engine) {
     line(&p, "master", CheckStatus::Fail, Some("MasterNotAllowed"));
     line(&p, "master-login", CheckStatus::Skip, None);
     let mut bad_master = env.master_secret(Some(json!(false)));
-    bad_master["password"] = json!("Wrong-pw-1");
+    bad_master["password"] = json!("Wrong-pw-1-long-enough");
     let bad_arn = env.put("bad-master", &bad_master).await;
     let mut v = good.clone();
     v["masterarn"] = json!(bad_arn);
@@ -196,15 +203,15 @@ async fn failing_checks(engine: Engine) {
 
     // rights: a user that may not change its own password (Redshift users always may, so
     // the stand-in's read-only role is not Redshift's and is not checked there).
-    env.create_user("readonly", "Initial-pw-1");
+    env.create_user("readonly", "Initial-pw-1-long-enough");
     env.forbid_own_password_change("readonly");
-    let v = env.plain_secret("readonly", "Initial-pw-1");
+    let v = env.plain_secret("readonly", "Initial-pw-1-long-enough");
     let p = plan(&env, "readonly", &v, single, no_options()).await;
     rights_line(&p, engine.limits().own_password_rights);
     // For alternating users, a master that may not manage users (PostgreSQL: no CREATEROLE).
     {
-        env.create_user("weakadmin", "Initial-pw-1");
-        let weak = env.plain_secret("weakadmin", "Initial-pw-1");
+        env.create_user("weakadmin", "Initial-pw-1-long-enough");
+        let weak = env.plain_secret("weakadmin", "Initial-pw-1-long-enough");
         let weak_arn = env.put("weak-master", &weak).await;
         let mut v = good.clone();
         v["masterarn"] = json!(weak_arn);
@@ -234,9 +241,9 @@ fn rights_line(p: &Plan, check: RightsCheck) {
 /// fails to verify (a CA in no trust source, a name the certificate is not for).
 async fn tls_checks(engine: Engine) {
     let env = Env::tls(engine);
-    env.create_user("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1-long-enough");
     let single = Strategy::SingleUser;
-    let good = env.secret("app", "Initial-pw-1", Some(json!(true)));
+    let good = env.secret("app", "Initial-pw-1-long-enough", Some(json!(true)));
     let p = plan(&env, "verified", &good, single, Options::default()).await;
     assert!(p.passed(), "{:#?}", p.checks);
     line(&p, "tls", CheckStatus::Pass, None);
@@ -295,8 +302,8 @@ async fn tls_checks(engine: Engine) {
 async fn store_policy_checks(engine: Engine) {
     use rotation_core::testing::{Fault, FaultPlan, FaultyStore};
     let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1");
-    let good = env.plain_secret("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1-long-enough");
+    let good = env.plain_secret("app", "Initial-pw-1-long-enough");
     env.put("app", &good).await;
     let single = Strategy::SingleUser;
 

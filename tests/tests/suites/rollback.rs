@@ -17,7 +17,7 @@ both_stores!(
     refused_without_previous_or_with_a_rotation_in_flight
 );
 
-const INITIAL: &str = "Initial-pw-1";
+const INITIAL: &str = "Initial-pw-1-long-enough";
 
 /// The labels of every version, by version id.
 async fn stages(env: &Env, name: &str) -> Vec<(String, Vec<String>)> {

@@ -62,7 +62,10 @@ async fn interrupt_then_unlabel(env: &Env, r: &EngineRotation) {
     let t1 = token();
     env.store.start_rotation("app", &t1).await.unwrap();
     steps(r, "app", &t1, &[Step::CreateSecret, Step::SetSecret]).await;
-    assert!(!env.logs_in(&env.value("app", Stage::Current).await).await);
+    assert_eq!(
+        env.logs_in(&env.value("app", Stage::Current).await).await,
+        env.engine.limits().single_user_keeps_current
+    );
     env.store
         .update_stage(
             "app",
@@ -80,8 +83,10 @@ async fn abort_with_the_database_down_changes_nothing(engine: Engine) {
     // Failure 2: abort after setSecret while the database is down used to remove AWSPENDING
     // and leave the database on the pending password.
     let p = Proxied::start(engine);
-    p.env.create_user("app", "Initial-pw-1");
-    p.env.put("app", &p.secret("app", "Initial-pw-1")).await;
+    p.env.create_user("app", "Initial-pw-1-long-enough");
+    p.env
+        .put("app", &p.secret("app", "Initial-pw-1-long-enough"))
+        .await;
     let r = p.rotation(Duration::from_secs(10));
     let t = token();
     p.env.store.start_rotation("app", &t).await.unwrap();
@@ -103,7 +108,13 @@ async fn abort_with_the_database_down_changes_nothing(engine: Engine) {
     // removes the label.
     p.proxy.accept_new();
     let report = r.abort("app", AbortMode::Safe).await.unwrap();
-    assert_eq!(report.restored_with, Some(Credentials::Pending));
+    let restored = if engine.limits().single_user_keeps_current {
+        // The current password never stopped working: nothing to restore.
+        None
+    } else {
+        Some(Credentials::Pending)
+    };
+    assert_eq!(report.restored_with, restored);
     assert!(report.current_verified);
     assert!(
         p.env
@@ -119,8 +130,8 @@ async fn abort_waits_for_nobody_while_a_run_holds_the_secret(engine: Engine) {
     // then went through. The run holds the secret's claim, so abort is refused and changes
     // nothing. (DocumentDB: the run's updateUser is held in the network instead.)
     let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1");
-    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+    env.create_user("app", "Initial-pw-1-long-enough");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
         .await;
     // The run's password change will be held (PostgreSQL: another session holds the role's
     // row lock).
@@ -152,8 +163,8 @@ async fn a_rotation_after_a_hand_removed_pending_label_recovers_the_password(eng
     // documented way out), a new rotation starts. The database holds the password of a version
     // that no longer has a label; setSecret finds it and carries on.
     let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1");
-    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+    env.create_user("app", "Initial-pw-1-long-enough");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
         .await;
     let r = env.single();
     interrupt_then_unlabel(&env, &r).await;
@@ -166,7 +177,15 @@ async fn a_rotation_after_a_hand_removed_pending_label_recovers_the_password(eng
         .handle(&RotationEvent::new(Step::SetSecret, "app", &t2))
         .await
         .unwrap();
-    assert_eq!(outcome, StepOutcome::PasswordSet(Credentials::Recovered));
+    if engine.limits().single_user_keeps_current {
+        // The current password still logs in: nothing was stranded, nothing to recover.
+        assert!(
+            matches!(outcome, StepOutcome::PasswordSet(c) if c != Credentials::Recovered),
+            "{outcome:?}"
+        );
+    } else {
+        assert_eq!(outcome, StepOutcome::PasswordSet(Credentials::Recovered));
+    }
     steps(&r, "app", &t2, &[Step::TestSecret, Step::FinishSecret]).await;
     assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
 }
@@ -212,8 +231,10 @@ async fn a_stalled_connection_fails_the_step_before_its_deadline(engine: Engine)
     // Failure 5: a connection that stops forwarding at the password change, or at the first
     // query after login, used to hang the step until it was killed.
     let p = Proxied::start(engine);
-    p.env.create_user("app", "Initial-pw-1");
-    p.env.put("app", &p.secret("app", "Initial-pw-1")).await;
+    p.env.create_user("app", "Initial-pw-1-long-enough");
+    p.env
+        .put("app", &p.secret("app", "Initial-pw-1-long-enough"))
+        .await;
     let r = p.rotation(Duration::from_secs(3));
     let current_logs_in = || async {
         p.env
@@ -268,8 +289,8 @@ async fn a_stalled_connection_fails_the_step_before_its_deadline(engine: Engine)
 async fn other_secret_data_round_trips_exactly(engine: Engine) {
     // Failure 6: big integers and precise decimals in extra keys were rewritten as floats.
     let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1");
-    let mut v = env.plain_secret("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1-long-enough");
+    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
     v["team"] = json!("payments");
     let text = v
         .to_string()
@@ -301,8 +322,8 @@ async fn single_user_abort_recovers_from_an_unlabelled_version(engine: Engine) {
     // The database holds the password of a version without a label, AWSCURRENT fails: abort
     // logs in with the unlabelled version, sets AWSCURRENT's password back, and proves it.
     let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1");
-    env.put("app", &env.plain_secret("app", "Initial-pw-1"))
+    env.create_user("app", "Initial-pw-1-long-enough");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
         .await;
     let r = env.single();
     interrupt_then_unlabel(&env, &r).await;
@@ -310,6 +331,11 @@ async fn single_user_abort_recovers_from_an_unlabelled_version(engine: Engine) {
     env.store.start_rotation("app", &t2).await.unwrap();
     steps(&r, "app", &t2, &[Step::CreateSecret]).await;
     let report = r.abort("app", AbortMode::Safe).await.unwrap();
-    assert_eq!(report.restored_with, Some(Credentials::Recovered));
+    let restored = if engine.limits().single_user_keeps_current {
+        None
+    } else {
+        Some(Credentials::Recovered)
+    };
+    assert_eq!(report.restored_with, restored);
     assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
 }

@@ -1,17 +1,16 @@
 //! A minimal Lambda Runtime API on 127.0.0.1 (plain HTTP/1.1 over `std::net`), enough for
-//! `lambda_runtime` 1.5: `GET /2018-06-01/runtime/invocation/next` is held until the bench hands
-//! over an invocation, then answered with the event and the `Lambda-Runtime-*` headers;
-//! `POST /2018-06-01/runtime/invocation/{id}/response` and `.../error` are reported back with the
+//! `lambda_runtime` 1.5: `GET /2018-06-01/runtime/invocation/next` is held until the caller (the
+//! bench, or [`LambdaService`](crate::LambdaService)) hands over an invocation, then answered
+//! with the event and the `Lambda-Runtime-*` headers; `POST
+//! /2018-06-01/runtime/invocation/{id}/response` and `.../error` are reported back with the
 //! instant they arrived. Every connection is served by its own thread, keep-alive included.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use anyhow::{Context, bail};
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
@@ -63,8 +62,8 @@ impl std::fmt::Debug for RuntimeApi {
 
 impl RuntimeApi {
     /// Listens on a free 127.0.0.1 port.
-    pub fn start() -> anyhow::Result<RuntimeApi> {
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding the runtime API")?;
+    pub fn start() -> io::Result<RuntimeApi> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let (inv_tx, inv_rx) = mpsc::channel::<Invocation>();
         let inv_rx = Arc::new(Mutex::new(inv_rx));
@@ -101,19 +100,22 @@ impl RuntimeApi {
     }
 
     /// Queues an invocation for the next `next` request.
-    pub fn invoke(&self, invocation: Invocation) -> anyhow::Result<()> {
+    pub fn invoke(&self, invocation: Invocation) -> io::Result<()> {
         self.invocations
             .as_ref()
             .expect("sender kept until drop")
             .send(invocation)
-            .context("runtime API connection threads are gone")
+            .map_err(|_| io::Error::other("runtime API connection threads are gone"))
     }
 
     /// The next report, waiting at most `timeout`.
-    pub fn report(&self, timeout: Duration) -> anyhow::Result<Report> {
-        self.reports
-            .recv_timeout(timeout)
-            .with_context(|| format!("no word from the function within {timeout:?}"))
+    pub fn report(&self, timeout: Duration) -> io::Result<Report> {
+        self.reports.recv_timeout(timeout).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no word from the function within {timeout:?}"),
+            )
+        })
     }
 }
 
@@ -127,20 +129,26 @@ impl Drop for RuntimeApi {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    body: Vec<u8>,
+/// An HTTP request.
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) body: Vec<u8>,
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Request>> {
+fn bad(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// Reads one HTTP/1.1 request (`None`: the connection closed).
+pub(crate) fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(None);
     }
     let mut parts = line.split_whitespace();
     let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-        bail!("bad request line {line:?}");
+        return Err(bad(format!("bad request line {line:?}")));
     };
     let (method, path) = (method.to_string(), path.to_string());
     let mut content_length = 0usize;
@@ -148,7 +156,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Requ
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 {
-            bail!("connection closed inside the headers");
+            return Err(bad("connection closed inside the headers".into()));
         }
         let header = header.trim_end();
         if header.is_empty() {
@@ -157,7 +165,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Requ
         if let Some((name, value)) = header.split_once(':') {
             let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
             if name == "content-length" {
-                content_length = value.parse().context("content-length")?;
+                content_length = value
+                    .parse()
+                    .map_err(|_| bad(format!("content-length {value:?}")))?;
             } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
                 chunked = true;
             }
@@ -169,7 +179,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Requ
             let mut size = String::new();
             reader.read_line(&mut size)?;
             let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .context("chunk size")?;
+                .map_err(|_| bad(format!("chunk size {size:?}")))?;
             if size == 0 {
                 // Trailers, then the empty line.
                 loop {
@@ -193,7 +203,8 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Requ
     Ok(Some(Request { method, path, body }))
 }
 
-fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &str) {
+/// Writes one response.
+pub(crate) fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &str) {
     let mut out = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\n");
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -207,7 +218,7 @@ fn serve(
     stream: TcpStream,
     invocations: &Mutex<mpsc::Receiver<Invocation>>,
     reports: &mpsc::Sender<Report>,
-) -> anyhow::Result<()> {
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);

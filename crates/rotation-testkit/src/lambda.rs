@@ -1,0 +1,183 @@
+//! A Lambda function on 127.0.0.1, as moto invokes it: [`LambdaService`] runs a function binary
+//! against a [`RuntimeApi`] of its own and serves Lambda's Invoke call
+//! (`POST /2015-03-31/functions/<name>/invocations`, where `scripts/moto_server.py` forwards
+//! moto's invocations), handing each event to the function and its answer back: `200` with the
+//! function's response, `500` with its error. One invocation at a time, as RotateSecret makes
+//! them. The binary is one the tests already built: nothing is compiled at test time.
+
+use std::io::{self, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::runtime_api::{Invocation, Report, RuntimeApi, read_request, respond};
+
+/// How long one invocation may run (Lambda's own limit).
+const INVOCATION_LIMIT: Duration = Duration::from_secs(900);
+
+/// A function binary behind Lambda's Invoke call; killed on drop.
+#[derive(Debug)]
+pub struct LambdaService {
+    name: String,
+    addr: SocketAddr,
+    runtime_api: String,
+    child: Option<Child>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LambdaService {
+    /// Serves Invoke for function `name` on a free 127.0.0.1 port; invocations wait for the
+    /// function ([`LambdaService::start`]).
+    pub fn new(name: &str) -> io::Result<LambdaService> {
+        let api = RuntimeApi::start()?;
+        let runtime_api = api.address();
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let api = Arc::new(Mutex::new(api));
+        let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{name}");
+        let stop_flag = stop.clone();
+        let ids = Arc::new(AtomicU64::new(0));
+        thread::Builder::new()
+            .name("lambda-invoke".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stop_flag.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (api, arn, ids) = (api.clone(), arn.clone(), ids.clone());
+                    let _ = thread::Builder::new()
+                        .name("lambda-invoke-conn".into())
+                        .spawn(move || {
+                            let _ = serve(stream, &api, &arn, &ids);
+                        });
+                }
+            })?;
+        Ok(LambdaService {
+            name: name.to_string(),
+            addr,
+            runtime_api,
+            child: None,
+            stop,
+        })
+    }
+
+    /// Starts `binary` as the function, with `env` (its configuration) and nothing else of
+    /// this process's environment but `PATH`.
+    pub fn start(&mut self, binary: &Path, env: &[(String, String)]) -> io::Result<()> {
+        let mut cmd = Command::new(binary);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", &self.runtime_api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", &self.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("starting {}: {e}", binary.display())))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:PORT`: where moto forwards invocations (`LAMBDA_FORWARD_URL`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for LambdaService {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// Serves Invoke calls on one connection.
+fn serve(stream: TcpStream, api: &Mutex<RuntimeApi>, arn: &str, ids: &AtomicU64) -> io::Result<()> {
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    while let Some(req) = read_request(&mut reader)? {
+        let is_invoke = req.method == "POST"
+            && req.path.starts_with("/2015-03-31/functions/")
+            && req.path.ends_with("/invocations");
+        if !is_invoke {
+            respond(
+                &mut writer,
+                "404 Not Found",
+                &[],
+                r#"{"message":"not Invoke"}"#,
+            );
+            continue;
+        }
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        let (status, answer) = invoke(api, arn, ids, body);
+        respond(&mut writer, status, &[], &answer);
+    }
+    Ok(())
+}
+
+/// Hands `event` to the function; its answer as an HTTP status and body.
+fn invoke(
+    api: &Mutex<RuntimeApi>,
+    arn: &str,
+    ids: &AtomicU64,
+    event: String,
+) -> (&'static str, String) {
+    let api = api.lock().unwrap_or_else(|e| e.into_inner());
+    let request_id = format!(
+        "00000000-0000-4000-8000-{:012x}",
+        ids.fetch_add(1, Ordering::SeqCst)
+    );
+    let deadline = SystemTime::now() + INVOCATION_LIMIT;
+    let deadline_ms = deadline
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    if let Err(e) = api.invoke(Invocation {
+        request_id: request_id.clone(),
+        body: event,
+        deadline_ms,
+        function_arn: arn.to_string(),
+    }) {
+        return ("500 Internal Server Error", error_body(&e.to_string()));
+    }
+    loop {
+        match api.report(INVOCATION_LIMIT) {
+            Ok(Report::Next(_)) => {}
+            Ok(Report::Response {
+                request_id: id,
+                body,
+                ..
+            }) if id == request_id => return ("200 OK", body),
+            Ok(Report::Error {
+                request_id: id,
+                body,
+            }) if id == request_id => return ("500 Internal Server Error", body),
+            Ok(Report::Other { path, body }) => {
+                return (
+                    "500 Internal Server Error",
+                    error_body(&format!("the function called {path}: {body}")),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return ("500 Internal Server Error", error_body(&e.to_string())),
+        }
+    }
+}
+
+fn error_body(message: &str) -> String {
+    serde_json::json!({"errorType": "TestkitLambda", "errorMessage": message}).to_string()
+}

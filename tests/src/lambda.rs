@@ -1,0 +1,139 @@
+//! End to end through the Lambda runtime: moto's RotateSecret invokes the rotation function
+//! (moto forwards Lambda invocations, scripts/moto_server.py, to a
+//! [`LambdaService`] running the suites' `lambda_all` binary
+//! for the engine, through the Lambda Runtime API as on AWS), and the function rotates a real
+//! user over verified TLS, twice. Afterwards the current version
+//! logs in (checked with the server's own client, not the code under test), the previous one
+//! as the strategy says, every other key of the secret is as it was, the generated passwords
+//! meet the engine's rules, and the engine's own checks hold
+//! ([`TestEngine::check_rotated`](rotation_testkit::TestEngine::check_rotated)).
+
+use std::path::Path;
+
+use rotation_core::Strategy;
+use rotation_testkit::{LambdaService, Moto};
+use serde_json::{Value, json};
+
+use crate::engines::{Engine, Env};
+
+/// The initial password of `app`.
+const INITIAL: &str = "Initial-pw-1-Long-enough";
+
+/// A JSON string literal, which is also a Python string literal.
+fn py(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// Two rotations of `engine`'s secret by moto's RotateSecret through `function` (the suites'
+/// `lambda_all`), with `strategy`, over verified TLS.
+pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: &Path) {
+    let env = Env::tls(engine);
+    env.create_user("app", INITIAL);
+
+    // moto forwards Lambda invocations to the service; the function's configuration is
+    // moto's endpoint and credentials (as on AWS its role's), its engine and strategy.
+    let name = engine.engine().function_name;
+    let mut lambda = LambdaService::new(name).expect("serve Lambda's Invoke");
+    let moto = Moto::start_with(Some(&lambda.url())).expect("start moto with Lambda forwarding");
+    let mut vars = moto.env();
+    vars.push((rotation_core::ENGINE_ENV.into(), engine.name().into()));
+    vars.push((rotation_core::STRATEGY_ENV.into(), strategy.as_str().into()));
+    vars.push((
+        rotation_trust::CA_BUNDLE_ENV.into(),
+        env.ca_pem().expect("a TLS server").display().to_string(),
+    ));
+    lambda
+        .start(function, &vars)
+        .expect("start the rotation function");
+
+    let master = env.master_secret(Some(json!(true)));
+    let initial = env.secret("app", INITIAL, Some(json!(true)));
+    moto.create_function(name)
+        .expect("register the function in moto");
+    let out = moto
+        .python(&format!(
+            "m = sm.create_secret(Name='master', SecretString={master})['ARN']\n\
+             app = json.loads({initial})\n\
+             app['masterarn'] = m\n\
+             sm.create_secret(Name='app', SecretString=json.dumps(app))\n\
+             print(json.dumps(app))\n\
+             fn = {function}\n\
+             for i in range(2):\n\
+             \x20   d = sm.describe_secret(SecretId='app')\n\
+             \x20   for v, s in d.get('VersionIdsToStages', {{}}).items():\n\
+             \x20       if 'AWSPENDING' in s and 'AWSCURRENT' in s:\n\
+             \x20           sm.update_secret_version_stage(SecretId='app', VersionStage='AWSPENDING', RemoveFromVersionId=v)\n\
+             \x20   sm.rotate_secret(SecretId='app', RotationLambdaARN=fn, RotationRules={{'AutomaticallyAfterDays': 7}})\n\
+             \x20   print(sm.get_secret_value(SecretId='app', VersionStage='AWSCURRENT')['SecretString'])\n\
+             print(json.dumps(sm.describe_secret(SecretId='app')['VersionIdsToStages']))\n",
+            master = py(&master.to_string()),
+            initial = py(&initial.to_string()),
+            function = py(name),
+        ))
+        .unwrap_or_else(|e| {
+            panic!(
+                "rotation through the Lambda failed: {e}\nmoto log:\n{}",
+                moto.log()
+            )
+        });
+    let lines: Vec<&str> = out.lines().collect();
+    let stored: Value = serde_json::from_str(lines[0]).unwrap();
+    let first: Value = serde_json::from_str(lines[1]).unwrap();
+    let second: Value = serde_json::from_str(lines[2]).unwrap();
+    let stages: Value = serde_json::from_str(lines[3]).unwrap();
+    let pw = |v: &Value| v["password"].as_str().unwrap().to_string();
+    let user = |v: &Value| v["username"].as_str().unwrap().to_string();
+    let server = &env.server;
+
+    assert_ne!(pw(&first), INITIAL);
+    assert!(
+        server.logs_in_with_own_client(&user(&second), &pw(&second)),
+        "current logs in"
+    );
+    match strategy {
+        Strategy::SingleUser => {
+            assert_eq!(user(&second), "app");
+            assert!(
+                !server.logs_in_with_own_client("app", &pw(&first)),
+                "previous password rejected"
+            );
+            assert!(
+                !server.logs_in_with_own_client("app", INITIAL),
+                "initial password rejected"
+            );
+        }
+        Strategy::AlternatingUsers => {
+            assert_eq!(user(&first), "app_clone");
+            assert_eq!(user(&second), "app");
+            assert!(
+                server.logs_in_with_own_client(&user(&first), &pw(&first)),
+                "previous user still works"
+            );
+        }
+    }
+    // Every other key of the secret survived as it was (a string port stays a string).
+    let kept = |v: &Value| {
+        let mut v = v.clone();
+        let o = v.as_object_mut().unwrap();
+        o.remove("password");
+        o.remove("username");
+        v
+    };
+    assert_eq!(kept(&first), kept(&stored));
+    assert_eq!(kept(&second), kept(&stored));
+    let labelled = stages
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| !s.as_array().unwrap().is_empty())
+        .count();
+    assert_eq!(labelled, 2, "a current and a previous version: {stages}");
+    for v in [&first, &second] {
+        let p = pw(v);
+        if let Err(e) = engine.profile().password.check(&p) {
+            panic!("a generated password breaks {engine}'s rules: {e}");
+        }
+    }
+    engine.check_rotated(server.as_ref(), &first, &second);
+    drop(lambda);
+}
