@@ -2,7 +2,8 @@
 
 - Lambda runs without Docker: moto's simple Lambda backend is selected.
 - When LAMBDA_FORWARD_URL is set, a Lambda invocation (e.g. from RotateSecret) is POSTed to
-  LAMBDA_FORWARD_URL/2015-03-31/functions/<name>/invocations, which `cargo lambda watch` serves,
+  LAMBDA_FORWARD_URL/2015-03-31/functions/<name>/invocations, which the testkit's
+  LambdaService serves,
   so moto's RotateSecret runs our real function. A function error becomes an
   InvalidRequestException of RotateSecret, as a failed rotation does on AWS.
 - When the process that started it (the test) dies, the server exits too.

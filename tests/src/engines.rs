@@ -307,10 +307,17 @@ impl Env {
             if let Some(o) = own.as_object_mut() {
                 o.remove("masterarn");
             }
-            if ["host", "port", "ssl", "dbname"]
-                .iter()
-                .any(|k| own.get(*k) != master.get(*k))
-            {
+            // Every key but the credentials and the master's name: where the value connects.
+            let place = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    for k in ["username", "password", "masterarn"] {
+                        o.remove(k);
+                    }
+                }
+                v
+            };
+            if place(&own) != place(&master) {
                 let master_name = format!("{name}-engine-master");
                 let arn = self
                     .store

@@ -380,6 +380,11 @@ pub async fn never_locks_out(engine: Engine, rotate: &Path) {
         assert_eq!(tally.lockouts, 0, "{engine} {strategy}: {tally:?}");
         assert_eq!(tally.unsettled, 0, "{engine} {strategy}: {tally:?}");
         assert_eq!(tally.other_exits, 0, "{engine} {strategy}: {tally:?}");
+        // Kills that land inside a rotation, or the sweep proves nothing.
+        assert!(
+            tally.resumed + tally.aborted + tally.abort_refused_then_resumed > 0,
+            "{engine} {strategy}: no kill left a rotation in flight: {tally:?}"
+        );
     }
     for (strategy, race) in sweep.race_both(CI_RACES).await {
         eprintln!("RACE {engine} {strategy}: {race:?}");

@@ -47,7 +47,9 @@ pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: 
         .expect("start the rotation function");
 
     let master = env.master_secret(Some(json!(true)));
-    let initial = env.secret("app", INITIAL, Some(json!(true)));
+    let mut initial = env.secret("app", INITIAL, Some(json!(true)));
+    // As AWS's console and many tools store it: a string port, which must stay a string.
+    initial["port"] = json!(env.port().to_string());
     moto.create_function(name)
         .expect("register the function in moto");
     let out = moto

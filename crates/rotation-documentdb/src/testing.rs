@@ -84,8 +84,19 @@ impl TestEngine for DocumentDb {
         secret.port().unwrap_or(crate::DEFAULT_PORT)
     }
 
-    /// Alternating users: the clone holds the original's roles, in the same database.
+    /// DocumentDB's rules hold for what the function generated (8 to 100 printable ASCII
+    /// characters without `/`, `@`, `"` or space); alternating users: the clone holds the
+    /// original's roles, in the same database.
     fn check_rotated(&self, server: &dyn TestServer, previous: &Value, current: &Value) {
+        for v in [previous, current] {
+            let p = v["password"].as_str().unwrap_or_default();
+            assert!(
+                (8..=100).contains(&p.len())
+                    && p.chars().all(|c| c.is_ascii_graphic())
+                    && !p.chars().any(|c| "/@\"".contains(c)),
+                "a generated password breaks DocumentDB's rules"
+            );
+        }
         let server = server
             .as_any()
             .downcast_ref::<SecantusServer>()

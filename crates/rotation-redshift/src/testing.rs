@@ -68,8 +68,21 @@ impl TestEngine for Redshift {
         secret.port().unwrap_or(DIALECT.default_port)
     }
 
-    /// The server stored the password as an md5 hash (Redshift's form), never the password.
-    fn check_rotated(&self, server: &dyn TestServer, _previous: &Value, current: &Value) {
+    /// Redshift's rules hold for what the function generated (8 to 64 characters, an
+    /// upper-case letter, a lower-case letter and a digit, none of `'"\/@` or space), and the
+    /// server stored the password as an md5 hash (Redshift's form), never the password.
+    fn check_rotated(&self, server: &dyn TestServer, previous: &Value, current: &Value) {
+        for v in [previous, current] {
+            let p = v["password"].as_str().unwrap_or_default();
+            assert!(
+                (8..=64).contains(&p.len())
+                    && p.chars().any(|c| c.is_ascii_uppercase())
+                    && p.chars().any(|c| c.is_ascii_lowercase())
+                    && p.chars().any(|c| c.is_ascii_digit())
+                    && !p.chars().any(|c| "'\"\\/@ ".contains(c)),
+                "a generated password breaks Redshift's rules"
+            );
+        }
         let pg = server
             .as_any()
             .downcast_ref::<PgServer>()

@@ -123,7 +123,9 @@ pub trait TestEngine: Send + Sync + 'static {
     }
 
     /// The engine's own checks of a rotation's result (`previous`, then `current`) on
-    /// `server`, after the end-to-end suite's (what the server stored, what the clone holds).
+    /// `server`, after the end-to-end suite's (what the server stored, what the clone holds,
+    /// the engine's password rules as its documentation states them, independently of the
+    /// profile the code generates from).
     /// The default checks nothing more.
     fn check_rotated(&self, server: &dyn TestServer, previous: &Value, current: &Value) {
         let _ = (server, previous, current);

@@ -3,11 +3,13 @@
 //! (`POST /2015-03-31/functions/<name>/invocations`, where `scripts/moto_server.py` forwards
 //! moto's invocations), handing each event to the function and its answer back: `200` with the
 //! function's response, `500` with its error. One invocation at a time, as RotateSecret makes
-//! them. The binary is one the tests already built: nothing is compiled at test time.
+//! them. The binary is one the tests already built: nothing is compiled at test time. A
+//! function that exits, or does not answer within two minutes, fails the invocation at once
+//! with its exit status and the end of its output.
 
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,8 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::runtime_api::{Invocation, Report, RuntimeApi, read_request, respond};
 
-/// How long one invocation may run (Lambda's own limit).
-const INVOCATION_LIMIT: Duration = Duration::from_secs(900);
+/// How long one invocation may run here (a rotation step of the tests takes seconds; Lambda's
+/// own limit is 900 s).
+const INVOCATION_LIMIT: Duration = Duration::from_secs(120);
 
 /// A function binary behind Lambda's Invoke call; killed on drop.
 #[derive(Debug)]
@@ -25,8 +28,38 @@ pub struct LambdaService {
     name: String,
     addr: SocketAddr,
     runtime_api: String,
-    child: Option<Child>,
+    function: Arc<Function>,
     stop: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+/// The function's process and where its output goes.
+#[derive(Debug)]
+struct Function {
+    child: Mutex<Option<Child>>,
+    output: PathBuf,
+}
+
+impl Function {
+    /// Why the function can no longer answer, if it exited: its status and the end of its
+    /// output.
+    fn exited(&self) -> Option<String> {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let status = child.as_mut()?.try_wait().ok()??;
+        let output = std::fs::read_to_string(&self.output).unwrap_or_default();
+        let tail: String = output
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        Some(format!(
+            "the function exited ({status}); its output ends:\n{tail}"
+        ))
+    }
 }
 
 impl LambdaService {
@@ -42,6 +75,14 @@ impl LambdaService {
         let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{name}");
         let stop_flag = stop.clone();
         let ids = Arc::new(AtomicU64::new(0));
+        let dir = tempfile::Builder::new()
+            .prefix("rotation-lambda-")
+            .tempdir()?;
+        let function = Arc::new(Function {
+            child: Mutex::new(None),
+            output: dir.path().join("output.log"),
+        });
+        let served = function.clone();
         thread::Builder::new()
             .name("lambda-invoke".into())
             .spawn(move || {
@@ -50,11 +91,12 @@ impl LambdaService {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
-                    let (api, arn, ids) = (api.clone(), arn.clone(), ids.clone());
+                    let (api, arn, ids, function) =
+                        (api.clone(), arn.clone(), ids.clone(), served.clone());
                     let _ = thread::Builder::new()
                         .name("lambda-invoke-conn".into())
                         .spawn(move || {
-                            let _ = serve(stream, &api, &arn, &ids);
+                            let _ = serve(stream, &api, &arn, &ids, &function);
                         });
                 }
             })?;
@@ -62,14 +104,17 @@ impl LambdaService {
             name: name.to_string(),
             addr,
             runtime_api,
-            child: None,
+            function,
             stop,
+            _dir: dir,
         })
     }
 
     /// Starts `binary` as the function, with `env` (its configuration) and nothing else of
-    /// this process's environment but `PATH`.
+    /// this process's environment but `PATH`; its output (stdout and stderr) goes to a file
+    /// whose end a failed invocation reports.
     pub fn start(&mut self, binary: &Path, env: &[(String, String)]) -> io::Result<()> {
+        let output = std::fs::File::create(&self.function.output)?;
         let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -79,12 +124,16 @@ impl LambdaService {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stdout(output.try_clone()?)
+            .stderr(output);
         let child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("starting {}: {e}", binary.display())))?;
-        self.child = Some(child);
+        *self
+            .function
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(child);
         Ok(())
     }
 
@@ -96,7 +145,13 @@ impl LambdaService {
 
 impl Drop for LambdaService {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        let child = self
+            .function
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut child) = child {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -106,7 +161,13 @@ impl Drop for LambdaService {
 }
 
 /// Serves Invoke calls on one connection.
-fn serve(stream: TcpStream, api: &Mutex<RuntimeApi>, arn: &str, ids: &AtomicU64) -> io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    api: &Mutex<RuntimeApi>,
+    arn: &str,
+    ids: &AtomicU64,
+    function: &Function,
+) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     while let Some(req) = read_request(&mut reader)? {
@@ -123,7 +184,7 @@ fn serve(stream: TcpStream, api: &Mutex<RuntimeApi>, arn: &str, ids: &AtomicU64)
             continue;
         }
         let body = String::from_utf8_lossy(&req.body).into_owned();
-        let (status, answer) = invoke(api, arn, ids, body);
+        let (status, answer) = invoke(api, arn, ids, function, body);
         respond(&mut writer, status, &[], &answer);
     }
     Ok(())
@@ -134,6 +195,7 @@ fn invoke(
     api: &Mutex<RuntimeApi>,
     arn: &str,
     ids: &AtomicU64,
+    function: &Function,
     event: String,
 ) -> (&'static str, String) {
     let api = api.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,8 +216,9 @@ fn invoke(
     }) {
         return ("500 Internal Server Error", error_body(&e.to_string()));
     }
+    let started = std::time::Instant::now();
     loop {
-        match api.report(INVOCATION_LIMIT) {
+        match api.report(Duration::from_millis(500)) {
             Ok(Report::Next(_)) => {}
             Ok(Report::Response {
                 request_id: id,
@@ -173,7 +236,17 @@ fn invoke(
                 );
             }
             Ok(_) => {}
-            Err(e) => return ("500 Internal Server Error", error_body(&e.to_string())),
+            Err(_) => {
+                if let Some(why) = function.exited() {
+                    return ("500 Internal Server Error", error_body(&why));
+                }
+                if started.elapsed() > INVOCATION_LIMIT {
+                    return (
+                        "500 Internal Server Error",
+                        error_body(&format!("no answer within {INVOCATION_LIMIT:?}")),
+                    );
+                }
+            }
         }
     }
 }

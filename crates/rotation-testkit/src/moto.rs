@@ -155,8 +155,7 @@ impl Moto {
     /// Runs a Python snippet with boto3 against this server; `sm`, `lam`, `iam`, `rds` are
     /// ready-made clients. Returns stdout. A call may wait up to 15 minutes for its answer and
     /// is never retried: RotateSecret answers only once the forwarded Lambda invocations are
-    /// done, and `cargo lambda watch` builds the function on its first invocation (minutes on
-    /// a fresh, busy machine); a retried RotateSecret would start a second rotation.
+    /// done; a retried RotateSecret would start a second rotation.
     pub fn python(&self, code: &str) -> Result<String, TestkitError> {
         let prelude = format!(
             "import boto3, json, sys\n\

@@ -46,3 +46,42 @@ fn moto_serves_secrets_manager() {
         .unwrap();
     assert_eq!(out.trim(), "1");
 }
+
+/// Lambda's Invoke, as moto calls it, on `service`: the status line and the body.
+fn invoke(service: &rotation_testkit::LambdaService) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = service.url().trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = r#"{"Step":"createSecret"}"#;
+    write!(
+        s,
+        "POST /2015-03-31/functions/f/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // The service serves further requests on the connection until the client is done.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.lines().next().unwrap_or_default().to_string();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+#[test]
+fn a_lambda_function_that_exits_fails_its_invocation_at_once() {
+    let mut service = rotation_testkit::LambdaService::new("f").expect("serve Invoke");
+    // A "function" that exits without asking for an event (a shell with nothing to read).
+    service
+        .start(std::path::Path::new("/bin/sh"), &[])
+        .expect("start");
+    let started = std::time::Instant::now();
+    let (status, body) = invoke(&service);
+    assert!(status.contains("500"), "{status}");
+    assert!(body.contains("the function exited"), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -2,9 +2,9 @@
 //! started by the testkit): both strategies, step by step with `AWSCURRENT` checked after each
 //! step, over verified TLS with the preflight, a master without the right, and `ACL SETUSER`
 //! commands held in the network and delivered after a newer rotation. The toolkit's promise
-//! suites, its kill -9 sweep (through `rotation_cli::main` over this engine, as
-//! `redis-acl-rotate` is) and its end-to-end run through `redis-acl-lambda` hold it too
-//! (`tests/`, through `src/testing.rs`).
+//! suites, its kill -9 sweep and its end-to-end run hold it too (`tests/`, through
+//! `src/testing.rs`), through `rotation_cli::main` and `rotation_lambda::run` over this engine:
+//! the calls `redis-acl-rotate` and `redis-acl-lambda` are.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -57,8 +57,9 @@ async fn steps(r: &EngineRotation, name: &str, token: &str, which: &[Step]) {
 }
 
 /// A single-user rotation of "app" interrupted after setSecret, whose AWSPENDING label is then
-/// removed by hand: the database holds the password of a version without a label.
-async fn interrupt_then_unlabel(env: &Env, r: &EngineRotation) {
+/// removed by hand: the database holds the password of a version without a label. Returns
+/// that version's value.
+async fn interrupt_then_unlabel(env: &Env, r: &EngineRotation) -> Value {
     let t1 = token();
     env.store.start_rotation("app", &t1).await.unwrap();
     steps(r, "app", &t1, &[Step::CreateSecret, Step::SetSecret]).await;
@@ -77,6 +78,18 @@ async fn interrupt_then_unlabel(env: &Env, r: &EngineRotation) {
         )
         .await
         .unwrap();
+    let v = env
+        .store
+        .get_value(
+            "app",
+            rotation_core::VersionSelector {
+                version_id: Some(&t1),
+                stage: None,
+            },
+        )
+        .await
+        .unwrap();
+    serde_json::from_str(secrecy::ExposeSecret::expose_secret(&v.value)).unwrap()
 }
 
 async fn abort_with_the_database_down_changes_nothing(engine: Engine) {
@@ -167,7 +180,7 @@ async fn a_rotation_after_a_hand_removed_pending_label_recovers_the_password(eng
     env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
         .await;
     let r = env.single();
-    interrupt_then_unlabel(&env, &r).await;
+    let unlabelled = interrupt_then_unlabel(&env, &r).await;
     let t2 = token();
     env.store.start_rotation("app", &t2).await.unwrap();
     r.handle(&RotationEvent::new(Step::CreateSecret, "app", &t2))
@@ -187,6 +200,12 @@ async fn a_rotation_after_a_hand_removed_pending_label_recovers_the_password(eng
         assert_eq!(outcome, StepOutcome::PasswordSet(Credentials::Recovered));
     }
     steps(&r, "app", &t2, &[Step::TestSecret, Step::FinishSecret]).await;
+    if engine.limits().single_user_keeps_current {
+        assert!(
+            !env.logs_in(&unlabelled).await,
+            "finishSecret left the abandoned rotation's password working"
+        );
+    }
     assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
 }
 
@@ -326,16 +345,20 @@ async fn single_user_abort_recovers_from_an_unlabelled_version(engine: Engine) {
     env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
         .await;
     let r = env.single();
-    interrupt_then_unlabel(&env, &r).await;
+    let unlabelled = interrupt_then_unlabel(&env, &r).await;
     let t2 = token();
     env.store.start_rotation("app", &t2).await.unwrap();
     steps(&r, "app", &t2, &[Step::CreateSecret]).await;
     let report = r.abort("app", AbortMode::Safe).await.unwrap();
-    let restored = if engine.limits().single_user_keeps_current {
-        None
+    if engine.limits().single_user_keeps_current {
+        // Nothing to restore; abort dropped the abandoned rotation's password.
+        assert_eq!(report.restored_with, None);
+        assert!(
+            !env.logs_in(&unlabelled).await,
+            "the abandoned rotation's password still logs in after abort"
+        );
     } else {
-        Some(Credentials::Recovered)
-    };
-    assert_eq!(report.restored_with, restored);
+        assert_eq!(report.restored_with, Some(Credentials::Recovered));
+    }
     assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
 }
