@@ -293,8 +293,8 @@ impl Env {
 
     /// Stores `value` as the first (AWSCURRENT) version of a new secret; returns its ARN.
     /// Where the value names the engine's master ([`Env::engine_master`]) but another server
-    /// than it (a test moved the port, the host or `ssl`), a master secret for that server is
-    /// stored beside it and named instead.
+    /// than it (a test moved the port or the host), a master secret for that server is stored
+    /// beside it and named instead.
     pub async fn put(&self, name: &str, value: &Value) -> String {
         let mut value = value.clone();
         if let Some(arn) = &self.engine_master
@@ -307,17 +307,16 @@ impl Env {
             if let Some(o) = own.as_object_mut() {
                 o.remove("masterarn");
             }
-            // Every key but the credentials and the master's name: where the value connects.
-            let place = |v: &Value| {
-                let mut v = v.clone();
-                if let Some(o) = v.as_object_mut() {
-                    for k in ["username", "password", "masterarn"] {
-                        o.remove(k);
-                    }
-                }
-                v
+            // Another server as the rotation's own identity check sees it (a value that does
+            // not parse is left as it is, for the rotation to refuse).
+            let secret = |v: &Value| DatabaseSecret::parse(&SecretString::from(v.to_string()));
+            let moved = match (secret(&own), secret(&master)) {
+                (Ok(own), Ok(master)) => own
+                    .server_difference(&master, self.engine.profile().default_port)
+                    .is_some(),
+                _ => false,
             };
-            if place(&own) != place(&master) {
+            if moved {
                 let master_name = format!("{name}-engine-master");
                 let arn = self
                     .store
