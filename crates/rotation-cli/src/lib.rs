@@ -175,9 +175,8 @@ struct Target {
     /// `single-user` or `alternating-users`.
     #[arg(long, env = rotation_core::STRATEGY_ENV, value_parser = parse_strategy)]
     strategy: Strategy,
-    /// Database engine; by default the one the secret's `engine` key names (with the built-in
-    /// engines: `postgres`, `aurora-postgresql`: postgres; `redshift`: redshift; `mongo`:
-    /// documentdb).
+    /// Database engine; by default the one the secret's `engine` key names (each engine lists
+    /// the `engine` values it takes; an unknown value is refused with the list).
     #[arg(long)]
     engine: Option<String>,
 }

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use rotation_testkit::{PgCluster, PgOptions, Secantus};
+use rotation_testkit::{PgCluster, PgOptions};
 use serde_json::{Value, json};
 
 fn rotate(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -218,137 +218,6 @@ fn terminal_output_escapes_names_and_has_no_colour() {
 }
 
 #[test]
-fn the_engine_comes_from_the_secret() {
-    // The Redshift stand-in: md5 authentication, passwords stored as md5 hashes, a `dev`
-    // database (Redshift's default when the secret has no dbname).
-    let pg = PgCluster::start(PgOptions {
-        auth: rotation_testkit::PgAuth::Md5,
-        ..PgOptions::default()
-    })
-    .expect("start PostgreSQL");
-    pg.psql("CREATE DATABASE dev").unwrap();
-    pg.psql("CREATE USER app PASSWORD 'Initial-Passw0rd'")
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store_path = dir.path().join("store.json");
-    let store = format!("file:{}", store_path.display());
-    let secret = |engine: &str| json!({"engine": engine, "host": "127.0.0.1", "port": pg.port(), "username": "app", "password": "Initial-Passw0rd", "ssl": false});
-    let version = |v: &Value| json!([{"id": "00000000-0000-0000-0000-000000000001", "stages": ["AWSCURRENT"], "value": v.to_string()}]);
-    std::fs::write(
-        &store_path,
-        json!({"secrets": {
-            "rs": {"arn": "arn:local:secretsmanager:local:000000000000:secret:rs", "versions": version(&secret("redshift"))},
-            "odd": {"arn": "arn:local:secretsmanager:local:000000000000:secret:odd", "versions": version(&secret("oracle"))},
-        }})
-        .to_string(),
-    )
-    .unwrap();
-    let with = |args: &[&str]| {
-        let mut a = vec!["--store", store.as_str()];
-        a.extend_from_slice(args);
-        rotate(&a, &[])
-    };
-    let o = with(&["--json", "run", "rs", "--strategy", "single-user"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // Redshift's engine changed it: an md5 hash (PostgreSQL's sends a SCRAM verifier), in the
-    // dev database.
-    let stored = pg
-        .psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
-        .unwrap();
-    assert!(stored.starts_with("md5"), "{stored}");
-    // An engine nothing handles: exit 4 and a message naming it, no change.
-    let o = with(&["run", "odd", "--strategy", "single-user"]);
-    assert_eq!(o.status.code(), Some(4));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("oracle") && err.contains("redshift"), "{err}");
-    assert_eq!(
-        pg.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
-            .unwrap(),
-        stored
-    );
-    // --engine overrides the key: the PostgreSQL engine refuses a Redshift secret.
-    let o = with(&[
-        "run",
-        "rs",
-        "--strategy",
-        "single-user",
-        "--engine",
-        "postgres",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-#[test]
-fn a_mongo_secret_is_rotated_by_the_documentdb_engine() {
-    // SecantusDB over verified TLS (CA_BUNDLE_PATH); no --engine: the secret's `mongo` picks
-    // DocumentDB's engine.
-    let db = Secantus::start(true).expect("start SecantusDB (scripts/setup installs it)");
-    db.create_self_service_role().unwrap();
-    db.python("db.admin.command('createUser', 'app', pwd='Initial-Passw0rd', roles=[{'role': 'selfService', 'db': 'admin'}])")
-        .unwrap();
-    let ca = db.ca_pem().unwrap().display().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let store_path = dir.path().join("store.json");
-    let store = format!("file:{}", store_path.display());
-    let secret = json!({"engine": "mongo", "host": "localhost", "port": db.port(), "username": "app", "password": "Initial-Passw0rd", "ssl": true});
-    std::fs::write(
-        &store_path,
-        json!({"secrets": {"app": {"arn": "arn:local:secretsmanager:local:000000000000:secret:app", "versions": [
-            {"id": "00000000-0000-0000-0000-000000000001", "stages": ["AWSCURRENT"], "value": secret.to_string()}
-        ]}}})
-        .to_string(),
-    )
-    .unwrap();
-    let o = rotate(
-        &[
-            "--store",
-            &store,
-            "--json",
-            "run",
-            "app",
-            "--strategy",
-            "single-user",
-        ],
-        &[("CA_BUNDLE_PATH", ca.as_str())],
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let report = stdout_json(&o);
-    assert_eq!(report["result"], "rotated");
-    // The new AWSCURRENT logs in, the old password is refused, every key kept.
-    let file: Value = serde_json::from_slice(&std::fs::read(&store_path).unwrap()).unwrap();
-    let current = file["secrets"]["app"]["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| {
-            v["stages"]
-                .as_array()
-                .unwrap()
-                .contains(&json!("AWSCURRENT"))
-        })
-        .expect("an AWSCURRENT version");
-    let now: Value = serde_json::from_str(current["value"].as_str().unwrap()).unwrap();
-    let password = now["password"].as_str().unwrap();
-    assert_ne!(password, "Initial-Passw0rd");
-    for key in ["engine", "host", "port", "username", "ssl"] {
-        assert_eq!(now[key], secret[key], "{key}");
-    }
-    assert!(
-        db.logs_in("app", password, "admin").unwrap(),
-        "the new password logs in"
-    );
-    assert!(
-        !db.logs_in("app", "Initial-Passw0rd", "admin").unwrap(),
-        "the old password is refused"
-    );
-}
-
-#[test]
 fn an_unknown_engine_is_a_usage_error_before_anything_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("file:{}", dir.path().join("none/store.json").display());
@@ -375,7 +244,10 @@ fn an_unknown_engine_is_a_usage_error_before_anything_is_read() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(
-            err.contains(r#"unknown engine "bogus": use one of postgres, redshift, documentdb"#),
+            err.contains(&format!(
+                r#"unknown engine "bogus": use one of {}"#,
+                rotation_engines::builtin().names().join(", ")
+            )),
             "{args:?}: {err}"
         );
     }

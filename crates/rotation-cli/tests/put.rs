@@ -265,7 +265,7 @@ fn put_changes_keys_keeps_the_rest_and_moves_previous() {
         &[
             "put",
             "db",
-            "engine=redshift",
+            "engine=postgres",
             "host=a.example.com",
             "username=etl",
             "dbname=dev",
@@ -282,7 +282,7 @@ fn put_changes_keys_keeps_the_rest_and_moves_previous() {
     assert_eq!(out["result"], json!("updated"));
     assert_eq!(
         store.value("db", "AWSCURRENT"),
-        json!({"engine": "redshift", "host": "b.example.com", "port": 5439, "username": "etl", "dbname": "dev", "password": "Pw-with-Upper-1"})
+        json!({"engine": "postgres", "host": "b.example.com", "port": 5439, "username": "etl", "dbname": "dev", "password": "Pw-with-Upper-1"})
     );
     assert_eq!(
         store.value("db", "AWSPREVIOUS")["host"],

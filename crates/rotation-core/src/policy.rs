@@ -16,8 +16,8 @@ pub struct PasswordDefaults {
     pub min_length: u32,
     /// Longest length the engine accepts.
     pub max_length: u32,
-    /// Whether `EXCLUDE_NUMBERS`/`EXCLUDE_UPPERCASE`/`EXCLUDE_LOWERCASE` are honoured. Redshift
-    /// requires all three classes, so AWS's Redshift functions never send them (checklist 15).
+    /// Whether `EXCLUDE_NUMBERS`/`EXCLUDE_UPPERCASE`/`EXCLUDE_LOWERCASE` are honoured. An engine
+    /// that requires all three classes turns them off, as AWS's functions for it never send them (checklist 15).
     pub class_switches: bool,
     /// Characters the engine never accepts in a password, whatever `EXCLUDE_CHARACTERS` says:
     /// those a generator can produce are always added to `ExcludeCharacters` (space is never
@@ -499,15 +499,15 @@ mod tests {
     // Rule sets like the engines' (their crates hold the real ones), to test the rules'
     // mechanics: a permissive one, a strict one with required classes, and one in between.
     /// RDS / Aurora PostgreSQL: colon excluded too (connection strings).
-    const POSTGRES: PasswordDefaults = PasswordDefaults {
+    const PERMISSIVE: PasswordDefaults = PasswordDefaults {
         engine: "postgres",
         exclude_characters: ":/@\"'\\",
         ..PasswordDefaults::BASE
     };
-    /// Amazon Redshift: 8 to 64 characters, at least one upper-case letter, one lower-case letter
+    /// Strict: 8 to 64 characters, at least one upper-case letter, one lower-case letter
     /// and one digit, printable ASCII (33 to 126) only, none of `' " \ / @` nor space.
-    const REDSHIFT: PasswordDefaults = PasswordDefaults {
-        engine: "redshift",
+    const STRICT: PasswordDefaults = PasswordDefaults {
+        engine: "strict",
         exclude_characters: "/@\"'\\:",
         length: 32,
         min_length: 8,
@@ -517,10 +517,10 @@ mod tests {
         required_classes: true,
         printable_ascii: true,
     };
-    /// Amazon DocumentDB: 8 to 100 printable ASCII characters without `/`, `@`, `"` or space
+    /// Printable ASCII: 8 to 100 printable ASCII characters without `/`, `@`, `"` or space
     /// (its documented password rules); AWS's default exclusions.
-    const DOCUMENTDB: PasswordDefaults = PasswordDefaults {
-        engine: "documentdb",
+    const PRINTABLE: PasswordDefaults = PasswordDefaults {
+        engine: "printable",
         min_length: 8,
         max_length: 100,
         forbidden: "/@\" ",
@@ -538,12 +538,12 @@ mod tests {
 
     #[test]
     fn defaults_per_engine() {
-        let pg = PasswordPolicy::from_lookup(&POSTGRES, lookup(&[])).unwrap();
+        let pg = PasswordPolicy::from_lookup(&PERMISSIVE, lookup(&[])).unwrap();
         assert_eq!(pg.length, 32);
         assert_eq!(pg.exclude_characters, ":/@\"'\\");
         assert_eq!(pg.exclude_numbers, Some(false));
         assert!(pg.require_each_included_type);
-        let rs = PasswordPolicy::from_lookup(&REDSHIFT, lookup(&[])).unwrap();
+        let rs = PasswordPolicy::from_lookup(&STRICT, lookup(&[])).unwrap();
         assert_eq!(rs.exclude_characters, "/@\"'\\:");
         assert_eq!(rs.exclude_numbers, None);
         assert_eq!(rs.exclude_uppercase, None);
@@ -559,7 +559,7 @@ mod tests {
             assert!(!parse_env_bool(v), "{v}");
         }
         let p = PasswordPolicy::from_lookup(
-            &POSTGRES,
+            &PERMISSIVE,
             lookup(&[
                 ("EXCLUDE_NUMBERS", "yes"),
                 ("EXCLUDE_PUNCTUATION", "on"),
@@ -577,9 +577,9 @@ mod tests {
     }
 
     #[test]
-    fn redshift_ignores_class_switches() {
+    fn strict_ignores_class_switches() {
         let p = PasswordPolicy::from_lookup(
-            &REDSHIFT,
+            &STRICT,
             lookup(&[("EXCLUDE_NUMBERS", "true"), ("EXCLUDE_UPPERCASE", "true")]),
         )
         .unwrap();
@@ -592,13 +592,16 @@ mod tests {
         let bad = |v: &str, d: &PasswordDefaults| {
             PasswordPolicy::from_lookup(d, lookup(&[("PASSWORD_LENGTH", v)])).unwrap_err()
         };
-        assert_eq!(bad("abc", &POSTGRES), PolicyError::NotANumber("abc".into()));
+        assert_eq!(
+            bad("abc", &PERMISSIVE),
+            PolicyError::NotANumber("abc".into())
+        );
         assert!(matches!(
-            bad("65", &REDSHIFT),
+            bad("65", &STRICT),
             PolicyError::OutOfRange { max: 64, .. }
         ));
         assert!(matches!(
-            bad("3", &POSTGRES),
+            bad("3", &PERMISSIVE),
             PolicyError::OutOfRange { .. }
         ));
     }
@@ -606,7 +609,7 @@ mod tests {
     #[test]
     fn excluding_everything_is_an_error() {
         let e = PasswordPolicy::from_lookup(
-            &POSTGRES,
+            &PERMISSIVE,
             lookup(&[
                 ("EXCLUDE_NUMBERS", "1"),
                 ("EXCLUDE_PUNCTUATION", "1"),
@@ -618,13 +621,13 @@ mod tests {
         assert_eq!(e, PolicyError::NothingLeft);
     }
 
-    const RS: &PasswordDefaults = &REDSHIFT;
+    const RS: &PasswordDefaults = &STRICT;
 
     #[test]
     fn engines_without_rules_read_as_before_and_without_notes() {
         // PostgreSQL has no rules of its own; its reading is AWS's.
         #[allow(clippy::single_element_loop)]
-        for d in [&POSTGRES] {
+        for d in [&PERMISSIVE] {
             assert_eq!(d.forbidden, "");
             assert!(!d.required_classes && !d.printable_ascii);
             let env = [
@@ -642,7 +645,7 @@ mod tests {
     }
 
     #[test]
-    fn redshift_defaults_need_no_override() {
+    fn strict_defaults_need_no_override() {
         let (p, notes) = PasswordPolicy::read(RS, lookup(&[])).unwrap();
         assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(p, PasswordPolicy::defaults(RS));
@@ -652,7 +655,7 @@ mod tests {
     }
 
     #[test]
-    fn redshift_adds_forbidden_characters_with_a_note() {
+    fn strict_adds_forbidden_characters_with_a_note() {
         let (p, notes) =
             PasswordPolicy::read(RS, lookup(&[("EXCLUDE_CHARACTERS", "x'@")])).unwrap();
         assert_eq!(p.exclude_characters, "x'@\"\\/");
@@ -676,7 +679,7 @@ mod tests {
     }
 
     #[test]
-    fn redshift_forces_each_type_and_ignores_class_switches_with_notes() {
+    fn strict_forces_each_type_and_ignores_class_switches_with_notes() {
         let (p, notes) = PasswordPolicy::read(
             RS,
             lookup(&[
@@ -717,7 +720,7 @@ mod tests {
     }
 
     #[test]
-    fn redshift_refuses_to_exclude_a_required_class() {
+    fn strict_refuses_to_exclude_a_required_class() {
         let err = |exclude: String| {
             PasswordPolicy::read(RS, lookup(&[("EXCLUDE_CHARACTERS", exclude.as_str())]))
                 .unwrap_err()
@@ -727,7 +730,7 @@ mod tests {
         assert_eq!(
             e,
             PolicyError::RequiredClassExcluded {
-                engine: "redshift",
+                engine: "strict",
                 class: CharClass::Digit,
                 variable: "EXCLUDE_CHARACTERS"
             }
@@ -779,13 +782,13 @@ mod tests {
         // An engine whose limits allow a length below its required classes.
         let tiny = PasswordDefaults {
             min_length: 1,
-            ..REDSHIFT
+            ..STRICT
         };
         let e = PasswordPolicy::read(&tiny, lookup(&[("PASSWORD_LENGTH", "3")])).unwrap_err();
         assert_eq!(
             e,
             PolicyError::TooShortForClasses {
-                engine: "redshift",
+                engine: "strict",
                 length: 3,
                 classes: 4
             }
@@ -804,13 +807,13 @@ mod tests {
     fn class_switch_named_when_it_empties_a_required_class() {
         let d = PasswordDefaults {
             class_switches: true,
-            ..REDSHIFT
+            ..STRICT
         };
         let e = PasswordPolicy::read(&d, lookup(&[("EXCLUDE_NUMBERS", "true")])).unwrap_err();
         assert_eq!(
             e,
             PolicyError::RequiredClassExcluded {
-                engine: "redshift",
+                engine: "strict",
                 class: CharClass::Digit,
                 variable: "EXCLUDE_NUMBERS"
             }
@@ -837,7 +840,7 @@ mod tests {
     }
 
     #[test]
-    fn check_names_each_redshift_rule() {
+    fn check_names_each_strict_rule() {
         assert_eq!(RS.check("Abcdefg1"), Ok(()));
         assert_eq!(RS.check(&format!("Ab1{}", "x".repeat(61))), Ok(()));
         assert_eq!(RS.check("Zq9#Xw7%Lk:~!"), Ok(()));
@@ -889,7 +892,7 @@ mod tests {
             assert_eq!(
                 e,
                 PasswordRuleError::MissingClass {
-                    engine: "redshift",
+                    engine: "strict",
                     class
                 }
             );
@@ -898,14 +901,14 @@ mod tests {
     }
 
     #[test]
-    fn documentdb_rules_are_built_into_reading_and_checking() {
-        let d = &DOCUMENTDB;
+    fn printable_rules_are_built_into_reading_and_checking() {
+        let d = &PRINTABLE;
         // Its defaults already exclude what it forbids: no note.
         let (p, notes) = PasswordPolicy::read(d, lookup(&[])).unwrap();
         assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(p, PasswordPolicy::defaults(d));
         // An EXCLUDE_CHARACTERS without them gets them back, with a note; the class switches
-        // are honoured (DocumentDB requires no class).
+        // are honoured (this rule set requires no class).
         let (p, notes) = PasswordPolicy::read(
             d,
             lookup(&[("EXCLUDE_CHARACTERS", ""), ("EXCLUDE_NUMBERS", "true")]),
@@ -936,7 +939,7 @@ mod tests {
     #[test]
     fn check_for_engines_without_rules_is_the_length_only() {
         #[allow(clippy::single_element_loop)]
-        for d in [&POSTGRES] {
+        for d in [&PERMISSIVE] {
             for ok in ["abcd", "'\"\\/@ :", "ÄÖÜß", "1234"] {
                 assert_eq!(d.check(ok), Ok(()), "{ok}");
             }

@@ -95,7 +95,7 @@ mod tests {
 
     fn sample(error_kind: Option<&'static str>) -> StepMetrics {
         StepMetrics {
-            engine: "redshift",
+            engine: "example",
             strategy: Strategy::AlternatingUsers,
             step: "setSecret".into(),
             secret_id: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf".into(),

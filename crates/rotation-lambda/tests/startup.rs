@@ -106,77 +106,87 @@ fn a_malformed_master_allow_list_fails_at_start() {
     }
 }
 
-#[test]
-fn redshift_password_settings_are_checked_at_start() {
-    let redshift = |extra: &[(&str, &str)]| {
-        let mut env = LAMBDA.to_vec();
-        env.push(("ROTATION_STRATEGY", "single-user"));
-        env.extend_from_slice(extra);
-        run_bin(env!("CARGO_BIN_EXE_redshift"), &env)
-    };
-    // Outside Redshift's 8-64 (W10), or no digit left to satisfy its rules: refused at start.
-    for bad in [
-        [("PASSWORD_LENGTH", "65")],
-        [("PASSWORD_LENGTH", "7")],
-        [("EXCLUDE_CHARACTERS", "0123456789")],
-    ] {
-        let (code, text) = redshift(&bad);
-        assert_ne!(code, Some(101), "panicked: {text}");
-        assert_ne!(code, Some(0), "{text}");
-        assert!(text.contains(bad[0].0), "{bad:?}: {text}");
-        assert!(!text.contains("ready"), "{text}");
-    }
-    // Switches AWS's Redshift function ignores are ignored too, but said so at start.
-    let (code, text) = redshift(&[("EXCLUDE_NUMBERS", "true"), ("EXCLUDE_CHARACTERS", "x")]);
-    assert_ne!(code, Some(101), "panicked: {text}");
-    assert!(text.contains("EXCLUDE_NUMBERS"), "{text}");
-    assert!(text.contains("ready"), "it starts: {text}");
+/// The built binary of `engine`'s function (every binary of the package is built beside the
+/// one Cargo names).
+fn binary(engine: rotation_core::Engine) -> String {
+    std::path::Path::new(env!("CARGO_BIN_EXE_rds-postgres"))
+        .with_file_name(engine.function_name)
+        .display()
+        .to_string()
 }
 
 #[test]
-fn documentdb_settings_are_checked_at_start() {
-    let bin = env!("CARGO_BIN_EXE_documentdb");
-    // Not in Lambda: said so, no panic.
-    let (code, text) = run_bin(bin, &[("ROTATION_STRATEGY", "single-user")]);
-    assert_ne!(code, Some(101), "panicked: {text}");
-    assert_ne!(code, Some(0), "{text}");
-    assert!(text.contains("AWS_LAMBDA_RUNTIME_API"), "{text}");
-    assert!(!text.contains("ready"), "{text}");
-    let documentdb = |extra: &[(&str, &str)]| {
-        let mut env = LAMBDA.to_vec();
-        env.extend_from_slice(extra);
-        run_bin(bin, &env)
-    };
-    // Outside DocumentDB's 8-100, or no strategy: refused at start, naming the variable.
-    for bad in [
-        [
-            ("PASSWORD_LENGTH", "7"),
-            ("ROTATION_STRATEGY", "single-user"),
-        ],
-        [
-            ("PASSWORD_LENGTH", "101"),
-            ("ROTATION_STRATEGY", "single-user"),
-        ],
-        [("ROTATION_STRATEGY", "both"), ("PASSWORD_LENGTH", "32")],
-    ] {
-        let (code, text) = documentdb(&bad);
-        assert_ne!(code, Some(101), "panicked: {text}");
-        assert_ne!(code, Some(0), "{text}");
-        assert!(text.contains(bad[0].0), "{bad:?}: {text}");
-        assert!(!text.contains("ready"), "{text}");
-    }
-    // Its limits themselves start (and then fail only to reach the runtime at 127.0.0.1:9).
-    for good in ["8", "100"] {
-        let (code, text) = documentdb(&[
-            ("PASSWORD_LENGTH", good),
-            ("ROTATION_STRATEGY", "alternating-users"),
-        ]);
-        assert_ne!(code, Some(101), "panicked: {text}");
-        assert!(
-            text.contains("ready") && text.contains("documentdb"),
-            "PASSWORD_LENGTH={good}: {text}"
+fn each_engine_checks_its_password_settings_at_start() {
+    for engine in rotation_engines::BUILTIN {
+        let rules = engine.profile.password;
+        let bin = binary(engine);
+        let start = |extra: &[(&str, &str)]| {
+            let mut env = LAMBDA.to_vec();
+            env.extend_from_slice(extra);
+            run_bin(&bin, &env)
+        };
+        // Not in Lambda: said so, no panic.
+        let (code, text) = run_bin(&bin, &[("ROTATION_STRATEGY", "single-user")]);
+        assert_ne!(code, Some(101), "{engine}: panicked: {text}");
+        assert_ne!(code, Some(0), "{engine}: {text}");
+        assert!(text.contains("AWS_LAMBDA_RUNTIME_API"), "{engine}: {text}");
+        assert!(!text.contains("ready"), "{engine}: {text}");
+        // Outside the engine's lengths (W10), or no strategy: refused at start, naming the
+        // variable.
+        let (short, long) = (
+            (rules.min_length - 1).to_string(),
+            (rules.max_length + 1).to_string(),
         );
-        assert!(!text.contains("PASSWORD_LENGTH"), "{text}");
+        let mut bad = vec![
+            [
+                ("PASSWORD_LENGTH", short.as_str()),
+                ("ROTATION_STRATEGY", "single-user"),
+            ],
+            [
+                ("PASSWORD_LENGTH", long.as_str()),
+                ("ROTATION_STRATEGY", "single-user"),
+            ],
+            [("ROTATION_STRATEGY", "both"), ("PASSWORD_LENGTH", "32")],
+        ];
+        // No digit left to satisfy rules that require each class.
+        if rules.required_classes {
+            bad.push([
+                ("EXCLUDE_CHARACTERS", "0123456789"),
+                ("ROTATION_STRATEGY", "single-user"),
+            ]);
+        }
+        for bad in bad {
+            let (code, text) = start(&bad);
+            assert_ne!(code, Some(101), "{engine}: panicked: {text}");
+            assert_ne!(code, Some(0), "{engine}: {text}");
+            assert!(text.contains(bad[0].0), "{engine} {bad:?}: {text}");
+            assert!(!text.contains("ready"), "{engine}: {text}");
+        }
+        // Its limits themselves start (and then fail only to reach the runtime at 127.0.0.1:9).
+        for good in [rules.min_length.to_string(), rules.max_length.to_string()] {
+            let (code, text) = start(&[
+                ("PASSWORD_LENGTH", good.as_str()),
+                ("ROTATION_STRATEGY", "alternating-users"),
+            ]);
+            assert_ne!(code, Some(101), "{engine}: panicked: {text}");
+            assert!(
+                text.contains("ready") && text.contains(engine.name()),
+                "{engine} PASSWORD_LENGTH={good}: {text}"
+            );
+            assert!(!text.contains("PASSWORD_LENGTH"), "{engine}: {text}");
+        }
+        // Class switches that the engine's rules ignore (as AWS's function for it does) are
+        // ignored too, but said so at start.
+        if !rules.class_switches {
+            let (code, text) = start(&[
+                ("ROTATION_STRATEGY", "single-user"),
+                ("EXCLUDE_NUMBERS", "true"),
+                ("EXCLUDE_CHARACTERS", "x"),
+            ]);
+            assert_ne!(code, Some(101), "{engine}: panicked: {text}");
+            assert!(text.contains("EXCLUDE_NUMBERS"), "{engine}: {text}");
+            assert!(text.contains("ready"), "{engine}: it starts: {text}");
+        }
     }
 }
 
@@ -184,33 +194,31 @@ fn documentdb_settings_are_checked_at_start() {
 fn code_of_another_engine_than_the_deployment_names_fails_at_start() {
     // The templates set ROTATION_ENGINE to their Engine parameter; the role grants that
     // engine's calls, so the wrong zip must not start.
-    let mut env = LAMBDA.to_vec();
-    env.extend([
-        ("ROTATION_STRATEGY", "single-user"),
-        ("ROTATION_ENGINE", "redshift"),
-    ]);
-    let (code, text) = run(&env);
-    assert_ne!(code, Some(101), "panicked: {text}");
-    assert_ne!(code, Some(0), "{text}");
-    assert!(
-        text.contains("ROTATION_ENGINE") && text.contains("rds-postgres"),
-        "{text}"
-    );
-    assert!(!text.contains("ready"), "{text}");
-    // Its own engine starts.
-    for (bin, name) in [
-        (env!("CARGO_BIN_EXE_rds-postgres"), "rds-postgres"),
-        (env!("CARGO_BIN_EXE_redshift"), "redshift"),
-        (env!("CARGO_BIN_EXE_documentdb"), "documentdb"),
-    ] {
+    let engines = rotation_engines::BUILTIN;
+    for (i, engine) in engines.iter().enumerate() {
+        let other = engines[(i + 1) % engines.len()];
         let mut env = LAMBDA.to_vec();
         env.extend([
             ("ROTATION_STRATEGY", "single-user"),
-            ("ROTATION_ENGINE", name),
+            ("ROTATION_ENGINE", other.function_name),
         ]);
-        let (code, text) = run_bin(bin, &env);
+        let (code, text) = run_bin(&binary(*engine), &env);
         assert_ne!(code, Some(101), "panicked: {text}");
-        assert!(text.contains("ready"), "{name}: {text}");
+        assert_ne!(code, Some(0), "{text}");
+        assert!(
+            text.contains("ROTATION_ENGINE") && text.contains(engine.function_name),
+            "{engine}: {text}"
+        );
+        assert!(!text.contains("ready"), "{text}");
+        // Its own engine starts.
+        let mut env = LAMBDA.to_vec();
+        env.extend([
+            ("ROTATION_STRATEGY", "single-user"),
+            ("ROTATION_ENGINE", engine.function_name),
+        ]);
+        let (code, text) = run_bin(&binary(*engine), &env);
+        assert_ne!(code, Some(101), "panicked: {text}");
+        assert!(text.contains("ready"), "{engine}: {text}");
     }
 }
 

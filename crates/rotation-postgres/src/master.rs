@@ -4,19 +4,19 @@
 use rotation_core::{DatabaseSecret, EngineError, ErrorKind, SecretError};
 use serde_json::Value;
 
-/// Connection details of a managed database (an RDS instance or cluster, a Redshift cluster or
-/// workgroup).
+/// Connection details of a managed database (an RDS instance or cluster, a data warehouse
+/// cluster or workgroup).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// Host name.
     pub host: String,
     /// Port.
     pub port: u16,
-    /// Engine name for the secret's `engine` key (`postgres`, `aurora-postgresql`, `redshift`).
+    /// Engine name for the secret's `engine` key (`postgres`, `aurora-postgresql`, ...).
     pub engine: String,
 }
 
-/// A failed cloud API call (RDS, Redshift): the call, what it was about, and the SDK's whole
+/// A failed cloud API call (RDS and the like): the call, what it was about, and the SDK's whole
 /// error context (service error code and message, or the transport failure).
 pub fn api_error<E: std::error::Error + Send + Sync + 'static>(
     call: &str,

@@ -1,6 +1,6 @@
 //! A logged-in connection and the statements every PostgreSQL-protocol engine runs on it:
 //! server-side identifier quoting, statements built from quoted identifiers, transactions
-//! bounded by the step's deadline. Shared by the PostgreSQL and Redshift engines.
+//! bounded by the step's deadline. Shared by every engine on the PostgreSQL protocol.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,5 +1,5 @@
 //! PostgreSQL for the promise suites ([`rotation_testkit::TestEngine`]), and the server that
-//! the Redshift stand-in shares: a throwaway cluster of the testkit, driven as an operator
+//! other engines on the PostgreSQL protocol share: a throwaway cluster of the testkit, driven as an operator
 //! would (psql with its own quoting, a superuser session that holds a role's catalog row).
 //! Behind the `testing` feature.
 

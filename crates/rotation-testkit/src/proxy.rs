@@ -82,6 +82,11 @@ pub enum Wire {
     /// Redis's RESP: each command (an array of bulk strings) is matched on its bytes, so
     /// `SETUSER` matches every `ACL SETUSER`, and `\r\n!` one that removes a password.
     Resp,
+    /// MySQL / MariaDB client packets (a 3-byte little-endian length, a sequence number):
+    /// every packet after the first is matched on its bytes, so a statement's text matches
+    /// the `COM_QUERY` or `COM_STMT_PREPARE` carrying it. After an `SSLRequest` (a first packet
+    /// of 32 bytes) the stream is TLS and forwarded without looking.
+    Mysql,
 }
 
 #[derive(Debug)]
@@ -566,6 +571,7 @@ struct Inspector {
 enum Parser {
     Pg(PgParser),
     Mongo(MongoParser),
+    Mysql(MysqlParser),
     Resp(RespParser),
 }
 
@@ -575,6 +581,7 @@ impl Parser {
             Parser::Pg(p) => p.step(data, needle),
             Parser::Mongo(p) => p.step(data, needle),
             Parser::Resp(p) => p.step(data, needle),
+            Parser::Mysql(p) => p.step(data, needle),
         }
     }
 }
@@ -588,6 +595,7 @@ impl Inspector {
                 Wire::Postgres => Parser::Pg(PgParser::default()),
                 Wire::Mongo => Parser::Mongo(MongoParser::default()),
                 Wire::Resp => Parser::Resp(RespParser::default()),
+                Wire::Mysql => Parser::Mysql(MysqlParser::default()),
             },
         }
     }
@@ -948,6 +956,104 @@ impl MongoParser {
     }
 }
 
+/// A MySQL packet header: 3 bytes of payload length (little-endian), a sequence number.
+const MYSQL_HEADER: usize = 4;
+/// The payload length of an `SSLRequest`: capabilities, max packet, charset, 23 zero bytes.
+const MYSQL_SSL_REQUEST: usize = 32;
+
+/// Follows the MySQL client packet framing of a client's byte stream.
+#[derive(Debug)]
+enum MysqlParser {
+    /// `have` of the 4 header bytes of the next packet; `first`: the connection's first packet
+    /// (the handshake response, or an `SSLRequest`).
+    Head {
+        head: [u8; MYSQL_HEADER],
+        have: usize,
+        first: bool,
+    },
+    /// Inside a packet's payload: bytes left; then TLS when `tls_next`.
+    Body { left: usize, tls_next: bool },
+    /// TLS (or not MySQL): forwarded without looking.
+    Opaque,
+}
+
+impl Default for MysqlParser {
+    fn default() -> Self {
+        MysqlParser::Head {
+            head: [0; MYSQL_HEADER],
+            have: 0,
+            first: true,
+        }
+    }
+}
+
+fn le24(b: &[u8]) -> usize {
+    usize::from(b[0]) | (usize::from(b[1]) << 8) | (usize::from(b[2]) << 16)
+}
+
+impl MysqlParser {
+    fn next_head() -> MysqlParser {
+        MysqlParser::Head {
+            head: [0; MYSQL_HEADER],
+            have: 0,
+            first: false,
+        }
+    }
+
+    /// The state after a header announcing `len` payload bytes.
+    fn after_header(len: usize, first: bool) -> MysqlParser {
+        let tls_next = first && len == MYSQL_SSL_REQUEST;
+        match (len, tls_next) {
+            (0, _) => MysqlParser::next_head(),
+            (left, tls_next) => MysqlParser::Body { left, tls_next },
+        }
+    }
+
+    /// Consumes the start of `data` (not empty). With `needle`, a packet after the first is
+    /// only consumed once complete and not matching.
+    fn step(&mut self, data: &[u8], needle: Option<&[u8]>) -> Step {
+        match self {
+            MysqlParser::Opaque => Step::Advance(data.len()),
+            MysqlParser::Body { left, tls_next } => {
+                let n = (*left).min(data.len());
+                *left -= n;
+                if *left == 0 {
+                    *self = if *tls_next {
+                        MysqlParser::Opaque
+                    } else {
+                        MysqlParser::next_head()
+                    };
+                }
+                Step::Advance(n)
+            }
+            MysqlParser::Head { head, have, first } => {
+                if let (0, Some(needle), false) = (*have, needle, *first) {
+                    if data.len() < MYSQL_HEADER {
+                        return Step::Hold;
+                    }
+                    let total = MYSQL_HEADER + le24(data);
+                    if total <= QUERY_CAP {
+                        if data.len() < total {
+                            return Step::Hold;
+                        }
+                        if contains(&data[MYSQL_HEADER..total], needle) {
+                            return Step::Match;
+                        }
+                        return Step::Advance(total);
+                    }
+                }
+                let n = (MYSQL_HEADER - *have).min(data.len());
+                head[*have..*have + n].copy_from_slice(&data[..n]);
+                *have += n;
+                if *have == MYSQL_HEADER {
+                    *self = MysqlParser::after_header(le24(&head[..]), *first);
+                }
+                Step::Advance(n)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -982,6 +1088,45 @@ mod tests {
         fn step(&mut self, data: &[u8], needle: Option<&[u8]>) -> Step {
             MongoParser::step(self, data, needle)
         }
+    }
+
+    impl Parser for MysqlParser {
+        fn step(&mut self, data: &[u8], needle: Option<&[u8]>) -> Step {
+            MysqlParser::step(self, data, needle)
+        }
+    }
+
+    fn mysql_packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut m = len.to_le_bytes()[..3].to_vec();
+        m.push(seq);
+        m.extend_from_slice(payload);
+        m
+    }
+
+    #[test]
+    fn a_mysql_statement_is_held_at_its_packet_and_tls_is_not_looked_into() {
+        // The handshake response names the statement's word: the first packet is never held.
+        let login = mysql_packet(1, b"\x0d\xa2\0\0user SET PASSWORD");
+        let query = |sql: &str| {
+            let mut p = vec![0x03];
+            p.extend_from_slice(sql.as_bytes());
+            mysql_packet(0, &p)
+        };
+        let mut stream = login.clone();
+        stream.extend(query("SELECT 1"));
+        let held_at = stream.len();
+        stream.extend(query("SET PASSWORD = '*ABC'"));
+        for chunk in [1, 3, 7, 1000] {
+            let mut p = MysqlParser::default();
+            assert_eq!(run(&mut p, &stream, b"SET PASSWORD", chunk), (held_at, true));
+        }
+        // After an SSLRequest (32 bytes), TLS records pass unseen.
+        let mut tls = mysql_packet(1, &[0u8; 32]);
+        tls.extend([0x16, 0x03, 0x01, 0x00, 0x05]);
+        tls.extend(b"SET PASSWORD");
+        let mut p = MysqlParser::default();
+        assert_eq!(run(&mut p, &tls, b"SET PASSWORD", 4), (tls.len(), false));
     }
 
     /// Feeds `data` in chunks of `chunk`, like the pump: returns bytes consumed and whether

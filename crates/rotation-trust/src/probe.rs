@@ -27,9 +27,9 @@ use crate::{Trust, TrustSource};
 /// How the server starts TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handshake {
-    /// TLS from the first byte (MongoDB, DocumentDB).
+    /// TLS from the first byte (the MongoDB wire protocol).
     Direct,
-    /// The PostgreSQL protocol's `SSLRequest`, answered `S`, then TLS (PostgreSQL, Redshift).
+    /// The PostgreSQL protocol's `SSLRequest`, answered `S`, then TLS (every engine on the PostgreSQL protocol).
     PostgresSslRequest,
 }
 

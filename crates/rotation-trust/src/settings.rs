@@ -101,8 +101,8 @@ impl ConnectSettings {
     }
 }
 
-/// The settings of an engine that needs only the shared connection settings (DocumentDB, the
-/// Redis example): its [`rotation_core::EngineConfig`], from the settings and the engine's
+/// The settings of an engine that needs only the shared connection settings (the MongoDB-wire
+/// engine, the Redis example): its [`rotation_core::EngineConfig`], from the settings and the engine's
 /// rotator constructor.
 #[derive(Debug, Clone)]
 pub struct ConnectConfig {

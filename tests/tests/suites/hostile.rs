@@ -33,7 +33,7 @@ struct Case {
 const PW: &str = "Hostile-pw-1-long-enough";
 
 /// Every printable ASCII character the engine allows in a password, in passwords of at most 43
-/// characters (Redshift's limit is 64), each with the classes engines require.
+/// characters (the shortest maximum of the engines is 64), each with the classes engines require.
 fn printable_passwords(engine: Engine) -> Vec<String> {
     let rules = &engine.profile().password;
     let allowed: Vec<char> = (b'!'..=b'~')
@@ -118,11 +118,11 @@ fn cases(env: &Env, master_arn: Option<&str>) -> Vec<Case> {
         }));
     }
     for engine_name in [
-        "mysql",
+        "sqlserver",
         "POSTGRES",
         "postgres ",
         "mongo\u{0}",
-        "redshift-serverless",
+        "aurora-postgres",
     ] {
         out.push(mutate(&format!("engine {engine_name:?}"), &|v| {
             v["engine"] = json!(engine_name)

@@ -29,8 +29,8 @@ all_engines!(
 );
 
 /// An engine whose server has no lock a client can hold on a user: no password change can wait
-/// in a queue of the server past its step (DocumentDB sends `maxTimeMS` cut to the time left
-/// with each command); a change held in the network is
+/// in a queue of the server past its step (the engine sends its time limit cut to the time
+/// left with each command); a change held in the network is
 /// `an_alter_role_still_in_the_network_does_not_land_after_abort`. Its limits must say so.
 pub(crate) fn no_server_lock(engine: Engine) {
     assert!(
@@ -59,7 +59,7 @@ fn with_timeout<S: SecretStore>(r: EngineRotation<S>, secs: u64) -> EngineRotati
 /// statement still queued when the step gives up never commits later."
 ///
 /// The limit is computed once, when the session is opened (PostgreSQL: startup `options`;
-/// Redshift: `statement_timeout` set right after login, and no `lock_timeout`), and the server
+/// others: a `statement_timeout` set right after login), and the server
 /// counts it from the start of each statement. Anything that delays the statement after the
 /// login (a slow round trip, a slow Secrets Manager re-check of the stages, a slow network) is
 /// added to the window in which the server still waits after the client gave up. Here the
@@ -146,13 +146,13 @@ async fn abort_then_the_network_heals(env: &Env) -> (TcpProxy, bool) {
 /// in time".
 ///
 /// A statement the dead run sent that has not reached the server yet is in no queue. The run
-/// times out at its ALTER ROLE (Redshift: ALTER USER; DocumentDB: updateUser); abort proves
+/// times out at its password change (ALTER ROLE, or the engine's own); abort proves
 /// AWSCURRENT, removes AWSPENDING and reports success; the network heals and the run's password
 /// change arrives. It must not take effect: AWSCURRENT would no longer log in with nothing in
 /// flight.
 ///
-/// An engine whose limits say so (DocumentDB: `updateUser` cannot run in a transaction, and
-/// `maxTimeMS` counts from the command's arrival, so the held command lands with the whole
+/// An engine whose limits say so (a password change that cannot run in a transaction, and
+/// a time limit that counts from the command's arrival, so the held command lands with the whole
 /// budget it was sent with) is held to that instead: the change lands, and
 /// `a_password_change_landing_after_abort_is_recovered` holds it to the recovery.
 async fn an_alter_role_still_in_the_network_does_not_land_after_abort(engine: Engine) {
@@ -230,9 +230,9 @@ async fn abort_works_when_the_role_cannot_change_its_own_password(engine: Engine
     );
 }
 
-/// Port absent and the default port (PostgreSQL 5432, Redshift 5439, DocumentDB 27017) name the
+/// Port absent and the default port (the engine's `default_port`) name the
 /// same server (the engine connects to the default for both), as do `"dbname"` absent and the
-/// default database (`postgres`, `dev`; DocumentDB's authentication database `admin`); the
+/// default database (the engine's, or its authentication database); the
 /// identity checks call them different servers / databases, so a version written without the
 /// default (AWS console or an operator's put-secret-value may omit `port`) is refused as
 /// AWSPREVIOUS (setSecret fails with ServerMismatch before even trying recovery), skipped as a

@@ -6,7 +6,7 @@
 //! sessions still inside a transaction (`rotation_postgres::connect::fence_sql`), so the late
 //! `COMMIT` finds no session.
 //!
-//! Redshift and DocumentDB have no such fence (see RELIABILITY.md): there, a change that lands
+//! Engines whose limits name no server lock have no such fence (see RELIABILITY.md): there, a change that lands
 //! late leaves the database on the password of a version that lost its label. The second test
 //! holds every engine to what still protects them: the next rotation finds that version,
 //! however many aborted rotations came after it.

@@ -5,6 +5,7 @@
 #![recursion_limit = "256"]
 
 mod checklist_calls;
+mod cli_engine;
 mod deploy_iam;
 mod docs_errors;
 mod end_to_end;

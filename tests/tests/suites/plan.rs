@@ -73,9 +73,8 @@ async fn passing_setups(engine: Engine) {
     }
     let tls = p.check("tls").unwrap();
     assert!(tls.detail.contains("not used"), "{tls:?}");
-    // PostgreSQL and Redshift tell a single user's right to change its own password;
-    // SecantusDB lists no privileges for custom roles (the user's `changeOwnPassword`), so
-    // DocumentDB's stand-in cannot tell.
+    // Whether the preflight can tell a single user's right to change its own password is
+    // the engine's limit (a stand-in that lists no privileges for custom roles cannot).
     match engine.limits().own_password_rights {
         RightsCheck::Unknown => line(&p, "rights", CheckStatus::Skip, None),
         _ => line(&p, "rights", CheckStatus::Pass, None),
@@ -201,8 +200,8 @@ async fn failing_checks(engine: Engine) {
         Some("AuthenticationFailed"),
     );
 
-    // rights: a user that may not change its own password (Redshift users always may, so
-    // the stand-in's read-only role is not Redshift's and is not checked there).
+    // rights: a user that may not change its own password (where the engine's users
+    // always may, the stand-in's read-only role is not the engine's and is not checked).
     env.create_user("readonly", "Initial-pw-1-long-enough");
     env.forbid_own_password_change("readonly");
     let v = env.plain_secret("readonly", "Initial-pw-1-long-enough");

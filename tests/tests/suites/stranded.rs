@@ -141,7 +141,7 @@ async fn abort_with_the_database_down_changes_nothing(engine: Engine) {
 async fn abort_waits_for_nobody_while_a_run_holds_the_secret(engine: Engine) {
     // Failure 3: abort succeeded while a run waited on a role lock; the run's password change
     // then went through. The run holds the secret's claim, so abort is refused and changes
-    // nothing. (DocumentDB: the run's updateUser is held in the network instead.)
+    // nothing. (Engines with no server lock: the run's change is held in the network instead.)
     let env = Env::plain(engine);
     env.create_user("app", "Initial-pw-1-long-enough");
     env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))

@@ -17,7 +17,7 @@ all_engines!(
     previous_on_another_server_is_not_changed,
     alternating_users_never_change_the_master_secrets_password,
     a_store_write_reported_as_timed_out_does_not_land_later,
-    // Where the server has no lock a client can hold (DocumentDB, Redis), it asserts the
+    // Where the server has no lock a client can hold (its limits say so), it asserts the
     // engine's limits say so; a change still on its way in the network is `late_change`'s
     // an_alter_role_still_in_the_network_does_not_land_after_abort.
     a_timed_out_alter_role_does_not_land_after_abort,
@@ -207,11 +207,11 @@ async fn previous_on_another_server_is_not_changed(engine: Engine) {
     );
 }
 
-/// Found by attack (it failed before the fix). A run whose ALTER ROLE (Redshift: ALTER USER)
+/// Found by attack (it failed before the fix). A run whose password change
 /// waits on a row lock past the step's deadline gives up on the
 /// client side (Timeout, exit 5), closes its socket and releases its claim; the statement is
-/// still queued in the server (PostgreSQL: lock_timeout 5 s, statement_timeout 15 s; Redshift
-/// has no lock_timeout). `abort` then proves
+/// still queued in the server (PostgreSQL: lock_timeout 5 s, statement_timeout 15 s; others
+/// a statement_timeout only). `abort` then proves
 /// AWSCURRENT logs in, removes AWSPENDING and reports success; the lock is released and the
 /// dead run's ALTER ROLE commits: the database is on the aborted password, AWSCURRENT is
 /// refused, and `status` shows no rotation in flight. (The next rotation recovers it from the

@@ -87,7 +87,7 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
             ctx.store.random_password(ctx.policy),
         )
         .await?;
-    // The engine's own rules (Redshift: length, classes, forbidden characters), checked before
+    // The engine's own rules (length, classes, forbidden characters), checked before
     // anything is stored; the error names the rule, never the password.
     let rules = &ctx.rotator.profile().password;
     if let Err(source) = rules.check(password.expose_secret()) {
