@@ -35,6 +35,7 @@ locals {
     REQUIRE_EACH_INCLUDED_TYPE = var.require_each_included_type
     ALLOW_PLAINTEXT_FALLBACK   = var.allow_plaintext_fallback ? "true" : ""
     CONNECT_TIMEOUT_SECONDS    = var.connect_timeout_seconds
+    USERNAME_CHARACTER_LIMIT   = var.username_character_limit
     CA_BUNDLE_PATH             = var.ca_bundle_path
   } : k => v if v != "" }
 }
@@ -91,7 +92,7 @@ data "aws_iam_policy_document" "rotation" {
   }
 
   dynamic "statement" {
-    for_each = local.alternating && var.engine == "rds-postgres" ? [1] : []
+    for_each = local.alternating && contains(["rds-postgres", "rds-mysql"], var.engine) ? [1] : []
     content {
       sid       = "RdsManagedMasterAndReplicas"
       actions   = ["rds:DescribeDBInstances", "rds:DescribeDBClusters"]

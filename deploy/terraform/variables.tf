@@ -1,9 +1,9 @@
 variable "engine" {
-  description = "The function: rds-postgres, redshift or documentdb."
+  description = "The function: rds-postgres, redshift, documentdb or rds-mysql."
   type        = string
   validation {
-    condition     = contains(["rds-postgres", "redshift", "documentdb"], var.engine)
-    error_message = "The engine must be rds-postgres, redshift or documentdb."
+    condition     = contains(["rds-postgres", "redshift", "documentdb", "rds-mysql"], var.engine)
+    error_message = "The engine must be rds-postgres, redshift, documentdb or rds-mysql."
   }
 }
 
@@ -203,4 +203,14 @@ variable "rotate_immediately" {
   description = "Rotate the secret as soon as the schedule is attached (with secret_arn)."
   type        = bool
   default     = false
+}
+
+variable "username_character_limit" {
+  description = "USERNAME_CHARACTER_LIMIT (rds-mysql): the longest clone name of mysql and aurora-mysql secrets, 1-255 (empty: 16)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[0-9]*$", var.username_character_limit))
+    error_message = "The username_character_limit must be a number of characters."
+  }
 }

@@ -32,12 +32,14 @@ pub const POSTGRES: Engine = &rotation_postgres::testing::Postgres;
 pub const REDSHIFT: Engine = &rotation_redshift::testing::Redshift;
 /// Amazon DocumentDB, on SecantusDB.
 pub const DOCUMENTDB: Engine = &rotation_documentdb::testing::DocumentDb;
+/// Amazon RDS / Aurora MySQL and MariaDB, on MariaDB.
+pub const MYSQL: Engine = &rotation_mysql::testing::Mysql;
 /// The custom-engine example: Redis ACL users (`examples/redis-acl`).
 pub const REDIS: Engine = &redis_acl_rotation::testing::Redis;
 
 /// Every engine the suites run against, as [`registered_engines!`](crate::registered_engines)
 /// lists them.
-pub const ALL: [Engine; 4] = crate::registered_engines!(engine_list {});
+pub const ALL: [Engine; 5] = crate::registered_engines!(engine_list {});
 
 /// The registered engines as a list the binaries take (`rotation_cli::main`).
 pub fn engines() -> rotation_core::Engines {
@@ -57,7 +59,7 @@ pub fn by_name(name: &str) -> Option<Engine> {
 macro_rules! registered_engines {
     ($m:ident { $($args:tt)* }) => {
         $crate::$m! {
-            @engines [postgres POSTGRES, redshift REDSHIFT, documentdb DOCUMENTDB, redis REDIS];
+            @engines [postgres POSTGRES, redshift REDSHIFT, documentdb DOCUMENTDB, mysql MYSQL, redis REDIS];
             $($args)*
         }
     };

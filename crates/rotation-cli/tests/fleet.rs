@@ -58,7 +58,7 @@ async fn two_hundred_secrets_five_broken() {
             // The broken five.
             7 => v["password"] = json!("Wrong-pw-1"),
             42 => v["port"] = json!(free_port()),
-            99 => v["engine"] = json!("mysql"),
+            99 => v["engine"] = json!("oracle"),
             150 => v["username"] = json!("nobody"),
             _ => {}
         }

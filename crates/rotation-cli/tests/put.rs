@@ -362,7 +362,7 @@ fn bad_input_is_refused_with_the_reason_and_changes_nothing() {
         (vec!["put", "app", "port=0"], "", "", 2, "port must be"),
         (vec!["put", "app", "port=99999"], "", "", 2, "port must be"),
         (
-            vec!["put", "app", "engine=mysql"],
+            vec!["put", "app", "engine=oracle"],
             "",
             "",
             4,

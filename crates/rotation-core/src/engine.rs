@@ -16,7 +16,7 @@ use crate::deadline::Deadline;
 use crate::options::{AllowListError, MasterAllowList, Options};
 use crate::policy::{PasswordPolicy, PolicyError};
 use crate::rotation::Rotation;
-use crate::rotator::{BoxError, EngineError, EngineProfile, ErrorKind, Rotator};
+use crate::rotator::{BoxError, EngineError, EngineProfile, ErrorKind, Rotator, UsernameLimit};
 use crate::secret::DatabaseSecret;
 use crate::stage::Strategy;
 use crate::store::SecretStore;
@@ -368,6 +368,7 @@ impl DynSession {
 pub trait DynRotator: Send + Sync {
     fn dyn_profile(&self) -> &EngineProfile;
     fn dyn_strategy(&self) -> Strategy;
+    fn dyn_username_limit(&self, secret: &DatabaseSecret) -> Option<UsernameLimit>;
     fn dyn_login<'a>(
         &'a self,
         secret: &'a DatabaseSecret,
@@ -428,6 +429,9 @@ where
     }
     fn dyn_strategy(&self) -> Strategy {
         Rotator::strategy(self)
+    }
+    fn dyn_username_limit(&self, secret: &DatabaseSecret) -> Option<UsernameLimit> {
+        Rotator::username_limit(self, secret)
     }
     fn dyn_login<'a>(
         &'a self,
@@ -545,6 +549,9 @@ impl Rotator for AnyRotator {
     }
     fn strategy(&self) -> Strategy {
         self.0.dyn_strategy()
+    }
+    fn username_limit(&self, secret: &DatabaseSecret) -> Option<UsernameLimit> {
+        self.0.dyn_username_limit(secret)
     }
     async fn login(
         &self,

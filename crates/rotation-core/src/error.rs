@@ -250,13 +250,15 @@ pub enum RotationError {
     },
     /// The alternate username would exceed the engine's limit (checked before any write).
     #[error(
-        "Unable to clone user, username {username} would be {bytes} bytes, over the limit of {limit}"
+        "Unable to clone user, username {username} would be {length} {unit}, over the limit of {limit}"
     )]
     UsernameTooLong {
         /// The would-be username.
         username: String,
-        /// Its length in bytes.
-        bytes: usize,
+        /// Its length, in the limit's unit.
+        length: usize,
+        /// What the limit counts (`bytes`, `characters`).
+        unit: &'static str,
         /// The limit.
         limit: usize,
     },
@@ -479,6 +481,19 @@ pub enum RotationError {
     /// Another database failure.
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+impl RotationError {
+    /// [`RotationError::UsernameTooLong`] for `username` over `limit`.
+    pub fn too_long(username: String, limit: Option<crate::rotator::UsernameLimit>) -> Self {
+        let limit = limit.unwrap_or(crate::rotator::UsernameLimit::Bytes(0));
+        RotationError::UsernameTooLong {
+            length: limit.length_of(&username),
+            unit: limit.unit(),
+            limit: limit.max(),
+            username,
+        }
+    }
 }
 
 impl RotationError {

@@ -273,8 +273,10 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                     .get_value(arn, VersionSelector::stage(Stage::Current)),
             )
             .await
-            .and_then(|v| profile.check_secret(arn, &v.value, strategy))
-        {
+            .and_then(|v| {
+                profile
+                    .check_secret_with(arn, &v.value, strategy, |s| self.rotator.username_limit(s))
+            }) {
             Ok(c) => {
                 plan.checks.push(pass(
                     "secret",
@@ -431,7 +433,8 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             let user = current.username().unwrap_or_default();
             let pending_user = match strategy {
                 Strategy::AlternatingUsers => {
-                    alternate_username(user, profile.max_username_bytes).unwrap_or_default()
+                    alternate_username(user, self.rotator.username_limit(&current))
+                        .unwrap_or_default()
                 }
                 Strategy::SingleUser => user.to_string(),
             };

@@ -75,6 +75,39 @@ impl EngineProfile {
     }
 }
 
+/// How long an engine lets a user name be (the alternating users' `_clone` name is checked
+/// against it at createSecret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsernameLimit {
+    /// At most this many bytes of UTF-8 (PostgreSQL's 63).
+    Bytes(usize),
+    /// At most this many characters (MySQL's 16 or 32, MariaDB's 80).
+    Characters(usize),
+}
+
+impl UsernameLimit {
+    /// The limit.
+    pub fn max(self) -> usize {
+        match self {
+            UsernameLimit::Bytes(n) | UsernameLimit::Characters(n) => n,
+        }
+    }
+    /// What it counts (`bytes`, `characters`).
+    pub fn unit(self) -> &'static str {
+        match self {
+            UsernameLimit::Bytes(_) => "bytes",
+            UsernameLimit::Characters(_) => "characters",
+        }
+    }
+    /// The length of `name` as the limit counts it.
+    pub fn length_of(self, name: &str) -> usize {
+        match self {
+            UsernameLimit::Bytes(_) => name.len(),
+            UsernameLimit::Characters(_) => name.chars().count(),
+        }
+    }
+}
+
 /// An engine's rotation operations for one strategy.
 ///
 /// Core owns the algorithm (which credentials to try, in which order, when to stop); an engine
@@ -93,6 +126,13 @@ pub trait Rotator: Send + Sync {
 
     /// The strategy this rotator implements.
     fn strategy(&self) -> Strategy;
+    /// The longest user name the pair's other user may have, for a secret like `secret` (an
+    /// engine whose limit depends on the secret's `engine` key, or on its settings, says so
+    /// here). The default is the profile's [`EngineProfile::max_username_bytes`].
+    fn username_limit(&self, secret: &DatabaseSecret) -> Option<UsernameLimit> {
+        let _ = secret;
+        self.profile().max_username_bytes.map(UsernameLimit::Bytes)
+    }
 
     /// Logs in with `secret`'s credentials. A session is the proof that they work; every later
     /// call on it is bounded by `deadline` too. A password the database refuses must be an
@@ -265,6 +305,19 @@ impl EngineProfile {
         value: &secrecy::SecretString,
         strategy: Strategy,
     ) -> Result<DatabaseSecret, crate::RotationError> {
+        let limit = self.max_username_bytes.map(UsernameLimit::Bytes);
+        self.check_secret_with(secret_id, value, strategy, |_| limit)
+    }
+
+    /// [`EngineProfile::check_secret`] with the user name limit a rotator gives for the secret
+    /// ([`Rotator::username_limit`]).
+    pub fn check_secret_with(
+        &self,
+        secret_id: &str,
+        value: &secrecy::SecretString,
+        strategy: Strategy,
+        username_limit: impl Fn(&DatabaseSecret) -> Option<UsernameLimit>,
+    ) -> Result<DatabaseSecret, crate::RotationError> {
         use crate::RotationError;
         let invalid = |source| RotationError::InvalidSecret {
             which: crate::error::Which::Current,
@@ -280,13 +333,9 @@ impl EngineProfile {
         }
         if strategy == Strategy::AlternatingUsers {
             let username = secret.username().expect("required above");
-            alternate_username(username, self.max_username_bytes).map_err(|clone| {
-                RotationError::UsernameTooLong {
-                    bytes: clone.len(),
-                    username: clone,
-                    limit: self.max_username_bytes.unwrap_or(0),
-                }
-            })?;
+            let limit = username_limit(&secret);
+            alternate_username(username, limit)
+                .map_err(|clone| RotationError::too_long(clone, limit))?;
         }
         Ok(secret)
     }
@@ -297,16 +346,16 @@ pub fn is_clone_of(name: &str, original: &str) -> bool {
     name.strip_suffix("_clone") == Some(original)
 }
 
-/// The other user of an alternating pair: `x` <-> `x_clone`. `max_bytes` bounds the result.
-pub fn alternate_username(name: &str, max_bytes: Option<usize>) -> Result<String, String> {
+/// The other user of an alternating pair: `x` <-> `x_clone`. `limit` bounds the result.
+pub fn alternate_username(name: &str, limit: Option<UsernameLimit>) -> Result<String, String> {
     if let Some(base) = name.strip_suffix("_clone")
         && !base.is_empty()
     {
         return Ok(base.to_string());
     }
     let clone = format!("{name}_clone");
-    match max_bytes {
-        Some(limit) if clone.len() > limit => Err(clone),
+    match limit {
+        Some(limit) if limit.length_of(&clone) > limit.max() => Err(clone),
         _ => Ok(clone),
     }
 }
@@ -317,18 +366,27 @@ mod tests {
 
     #[test]
     fn alternates_and_counts_bytes() {
-        assert_eq!(alternate_username("app", Some(63)).unwrap(), "app_clone");
-        assert_eq!(alternate_username("app_clone", Some(63)).unwrap(), "app");
         assert_eq!(
-            alternate_username("_clone", Some(63)).unwrap(),
+            alternate_username("app", Some(UsernameLimit::Bytes(63))).unwrap(),
+            "app_clone"
+        );
+        assert_eq!(
+            alternate_username("app_clone", Some(UsernameLimit::Bytes(63))).unwrap(),
+            "app"
+        );
+        assert_eq!(
+            alternate_username("_clone", Some(UsernameLimit::Bytes(63))).unwrap(),
             "_clone_clone"
         );
         // 57 ASCII bytes + "_clone" = 63: fits.
-        assert!(alternate_username(&"a".repeat(57), Some(63)).is_ok());
-        assert!(alternate_username(&"a".repeat(58), Some(63)).is_err());
+        assert!(alternate_username(&"a".repeat(57), Some(UsernameLimit::Bytes(63))).is_ok());
+        assert!(alternate_username(&"a".repeat(58), Some(UsernameLimit::Bytes(63))).is_err());
         // 29 two-byte characters = 58 bytes but 29 characters: too long in bytes.
-        assert!(alternate_username(&"é".repeat(29), Some(63)).is_err());
+        assert!(alternate_username(&"é".repeat(29), Some(UsernameLimit::Bytes(63))).is_err());
         assert!(alternate_username(&"a".repeat(500), None).is_ok());
+        // Counted in characters: 10 two-byte characters and `_clone` are 16 characters.
+        assert!(alternate_username(&"é".repeat(10), Some(UsernameLimit::Characters(16))).is_ok());
+        assert!(alternate_username(&"é".repeat(11), Some(UsernameLimit::Characters(16))).is_err());
     }
 
     #[test]

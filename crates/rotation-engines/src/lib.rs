@@ -16,9 +16,11 @@ pub const POSTGRES: Engine = rotation_postgres::ENGINE;
 pub const REDSHIFT: Engine = rotation_redshift::ENGINE;
 /// Amazon DocumentDB (MongoDB wire protocol).
 pub const DOCUMENTDB: Engine = rotation_documentdb::ENGINE;
+/// Amazon RDS / Aurora MySQL and MariaDB.
+pub const MYSQL: Engine = rotation_mysql::ENGINE;
 
 /// The built-in engines, in the order `rotate` lists them.
-pub const BUILTIN: [Engine; 3] = [POSTGRES, REDSHIFT, DOCUMENTDB];
+pub const BUILTIN: [Engine; 4] = [POSTGRES, REDSHIFT, DOCUMENTDB, MYSQL];
 
 /// The built-in engines as a list.
 pub fn builtin() -> Engines {
@@ -39,6 +41,8 @@ pub fn with_pg_config(engine: Engine, config: PgConfig) -> Option<EngineSettings
         })
     } else if engine == DOCUMENTDB {
         Arc::new(rotation_documentdb::config(config.connect_settings()))
+    } else if engine == MYSQL {
+        Arc::new(rotation_mysql::MysqlConfig::new(config.connect_settings()))
     } else {
         return None;
     };
@@ -55,7 +59,11 @@ mod tests {
         assert_eq!(list.by_name("postgres"), Some(POSTGRES));
         assert_eq!(list.by_name("rds-postgres"), Some(POSTGRES));
         assert_eq!(list.by_name("redshift"), Some(REDSHIFT));
-        assert_eq!(list.by_name("mysql"), None);
+        assert_eq!(list.by_name("mysql"), Some(MYSQL));
+        assert_eq!(list.by_name("rds-mysql"), Some(MYSQL));
+        assert_eq!(list.for_secret_engine("mariadb"), Some(MYSQL));
+        assert_eq!(list.for_secret_engine("aurora-mysql"), Some(MYSQL));
+        assert_eq!(list.by_name("oracle"), None);
         assert_eq!(list.for_secret_engine("aurora-postgresql"), Some(POSTGRES));
         assert_eq!(list.for_secret_engine("redshift"), Some(REDSHIFT));
         assert_eq!(list.for_secret_engine("mongo"), Some(DOCUMENTDB));

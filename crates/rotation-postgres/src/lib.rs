@@ -14,8 +14,6 @@
 
 pub mod config;
 pub mod connect;
-pub mod master;
-pub mod rds;
 pub mod scram;
 pub mod session;
 #[cfg(feature = "testing")]
@@ -29,6 +27,7 @@ use rotation_core::{
     AnyRotator, DatabaseSecret, Deadline, Engine, EngineConfig, EngineEnv, EngineError,
     EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
 };
+use rotation_rds::{self as rds, master};
 use sqlx::postgres::PgConnection;
 use tracing::info;
 

@@ -3,8 +3,8 @@
 use rotation_core::{
     DatabaseSecret, DbName, ErrorKind, LocalSecretStore, PasswordPolicy, Rotation, Rotator,
 };
-use rotation_postgres::rds::Rds;
 use rotation_postgres::{PROFILE, PgConfig, PostgresRotator};
+use rotation_rds::Rds;
 use rotation_testkit::{Moto, PgCluster, PgOptions};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -107,7 +107,16 @@ async fn managed_master_and_replicas_resolve_through_the_rds_api() {
             "{id}"
         );
     }
-    assert!(!rds.is_replica(&s("rep"), &s("src"), "mysql").await.unwrap());
+    // RDS MySQL and MariaDB read replicas follow the same rule; an engine RDS rotation does
+    // not handle has no replicas here.
+    for engine in ["mysql", "mariadb"] {
+        assert!(rds.is_replica(&s("rep"), &s("src"), engine).await.unwrap());
+    }
+    assert!(
+        !rds.is_replica(&s("rep"), &s("src"), "oracle-ee")
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]

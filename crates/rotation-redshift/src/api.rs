@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use rotation_core::{EngineError, ErrorKind};
-use rotation_postgres::master::{Endpoint, api_error};
+use rotation_rds::master::{Endpoint, api_error};
 
 /// Tag naming a provisioned cluster.
 pub const CLUSTER_TAG: &str = "aws:redshift:primaryclusterarn";

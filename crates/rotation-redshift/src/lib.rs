@@ -30,7 +30,8 @@ use rotation_core::{
 };
 use rotation_postgres::connect::bounded;
 use rotation_postgres::session::{commit, exec, quote_ident, username};
-use rotation_postgres::{Dialect, PgConfig, PgSession, master};
+use rotation_postgres::{Dialect, PgConfig, PgSession};
+use rotation_rds::master;
 use sqlx::Executor;
 use sqlx::postgres::PgConnection;
 use tracing::info;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rotation_core::{DatabaseSecret, DbName, ErrorKind, Rotator};
 use rotation_postgres::PgConfig;
-use rotation_postgres::master::Endpoint;
+use rotation_rds::master::Endpoint;
 use rotation_redshift::api::{
     BoxFuture, Directory, Namespace, Page, Workgroup, managed_admin_endpoint,
 };

@@ -27,6 +27,7 @@
 pub mod engine;
 pub mod external;
 mod lambda;
+pub mod mariadb;
 mod moto;
 mod net;
 mod postgres;

@@ -1119,7 +1119,10 @@ mod tests {
         stream.extend(query("SET PASSWORD = '*ABC'"));
         for chunk in [1, 3, 7, 1000] {
             let mut p = MysqlParser::default();
-            assert_eq!(run(&mut p, &stream, b"SET PASSWORD", chunk), (held_at, true));
+            assert_eq!(
+                run(&mut p, &stream, b"SET PASSWORD", chunk),
+                (held_at, true)
+            );
         }
         // After an SSLRequest (32 bytes), TLS records pass unseen.
         let mut tls = mysql_packet(1, &[0u8; 32]);

@@ -31,6 +31,53 @@ pub enum Handshake {
     Direct,
     /// The PostgreSQL protocol's `SSLRequest`, answered `S`, then TLS (every engine on the PostgreSQL protocol).
     PostgresSslRequest,
+    /// The MySQL protocol: the server's greeting (whose capabilities say whether it offers
+    /// TLS), the client's `SSLRequest` packet, then TLS (MySQL, MariaDB).
+    MysqlSslRequest,
+}
+
+/// MySQL capability flags of the probe's `SSLRequest`: long password, protocol 4.1, TLS,
+/// secure connection.
+const MYSQL_CAPABILITIES: u32 = 0x0001 | 0x0200 | 0x0800 | 0x8000;
+/// MySQL's `CLIENT_SSL` capability.
+const MYSQL_CLIENT_SSL: u16 = 0x0800;
+
+/// Whether a MySQL server greeting (the packet's payload) offers TLS; `Err` with the reason
+/// when the payload is no greeting (an error packet: the server refused this client).
+pub fn mysql_greeting_offers_tls(payload: &[u8]) -> Result<bool, String> {
+    match payload.first() {
+        Some(0xff) => {
+            let message = payload.get(3..).unwrap_or_default();
+            return Err(format!(
+                "the server refused the connection: {}",
+                String::from_utf8_lossy(message).trim_start_matches('#')
+            ));
+        }
+        Some(10) => {}
+        _ => return Err("the server did not greet with the MySQL protocol (version 10)".into()),
+    }
+    // Protocol version, server version (NUL-terminated), connection id (4), scramble (8),
+    // filler (1), then the capabilities' lower two bytes.
+    let end = payload[1..]
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or("a MySQL greeting without a server version")?;
+    let at = 1 + end + 1 + 4 + 8 + 1;
+    let caps = payload
+        .get(at..at + 2)
+        .ok_or("a MySQL greeting cut short before its capabilities")?;
+    Ok(u16::from_le_bytes([caps[0], caps[1]]) & MYSQL_CLIENT_SSL != 0)
+}
+
+/// The probe's `SSLRequest` packet (sequence 1): capabilities, largest packet, utf8mb4, zeros.
+fn mysql_ssl_request() -> [u8; 36] {
+    let mut p = [0u8; 36];
+    p[0] = 32;
+    p[3] = 1;
+    p[4..8].copy_from_slice(&MYSQL_CAPABILITIES.to_le_bytes());
+    p[8..12].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    p[12] = 45;
+    p
 }
 
 /// What the probe needs to know about the engine's connections.
@@ -103,6 +150,44 @@ async fn handshake(probe: Probe<'_>, host: &str, port: u16) -> Result<String, En
         )
         .with_source(e)
     })?;
+    if probe.handshake == Handshake::MysqlSslRequest {
+        let closed = |e: std::io::Error| {
+            EngineError::new(
+                ErrorKind::Unreachable,
+                format!("{host}:{port} closed the connection before its MySQL greeting"),
+            )
+            .with_source(e)
+        };
+        let mut head = [0u8; 4];
+        tcp.read_exact(&mut head).await.map_err(closed)?;
+        let len = usize::from(head[0]) | (usize::from(head[1]) << 8) | (usize::from(head[2]) << 16);
+        let mut payload = vec![0u8; len.min(1 << 16)];
+        tcp.read_exact(&mut payload).await.map_err(closed)?;
+        match mysql_greeting_offers_tls(&payload) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(EngineError::new(
+                    ErrorKind::Tls,
+                    format!(
+                        "{host}:{port} does not offer TLS (its greeting lacks the SSL capability)"
+                    ),
+                ));
+            }
+            Err(why) => {
+                return Err(EngineError::new(
+                    ErrorKind::Server,
+                    format!("{host}:{port}: {why}"),
+                ));
+            }
+        }
+        tcp.write_all(&mysql_ssl_request()).await.map_err(|e| {
+            EngineError::new(
+                ErrorKind::Unreachable,
+                format!("{host}:{port} closed the connection at the TLS request"),
+            )
+            .with_source(e)
+        })?;
+    }
     if probe.handshake == Handshake::PostgresSslRequest {
         // Length 8, then the SSLRequest code 80877103.
         let request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];

@@ -136,12 +136,14 @@ fn every_send_is_seen(file: &str, fields: &[&str]) {
 
 /// The crates the Lambda binaries are built from (`rotation-lambda` and what it depends on in
 /// the workspace).
-const FUNCTION_CRATES: [&str; 7] = [
+const FUNCTION_CRATES: [&str; 9] = [
     "rotation-core",
     "rotation-trust",
+    "rotation-rds",
     "rotation-postgres",
     "rotation-redshift",
     "rotation-documentdb",
+    "rotation-mysql",
     "rotation-engines",
     "rotation-lambda",
 ];
@@ -157,7 +159,7 @@ fn derived() -> Derived {
     // No other source file of the functions' crates builds an SDK request (`.send()`).
     let known = [
         "crates/rotation-core/src/store/aws.rs",
-        "crates/rotation-postgres/src/rds.rs",
+        "crates/rotation-rds/src/lib.rs",
         "crates/rotation-redshift/src/api.rs",
     ];
     for krate in FUNCTION_CRATES {
@@ -171,7 +173,7 @@ fn derived() -> Derived {
         }
     }
     every_send_is_seen("crates/rotation-core/src/store/aws.rs", &["client"]);
-    every_send_is_seen("crates/rotation-postgres/src/rds.rs", &["client"]);
+    every_send_is_seen("crates/rotation-rds/src/lib.rs", &["client"]);
     every_send_is_seen(
         "crates/rotation-redshift/src/api.rs",
         &["redshift", "serverless"],
@@ -192,7 +194,7 @@ fn derived() -> Derived {
             "client",
             "secretsmanager",
         ),
-        rds: calls("crates/rotation-postgres/src/rds.rs", "client", "rds"),
+        rds: calls("crates/rotation-rds/src/lib.rs", "client", "rds"),
         redshift,
     }
 }
@@ -273,8 +275,8 @@ fn terraform_statements(tf: &Value) -> Vec<Statement> {
         let g = g.as_str()?;
         let name = match g {
             "${local.alternating ? [1] : []}" => "Alternating",
-            r#"${local.alternating && var.engine == "rds-postgres" ? [1] : []}"# => {
-                "AlternatingPostgres"
+            r#"${local.alternating && contains(["rds-postgres", "rds-mysql"], var.engine) ? [1] : []}"# => {
+                "AlternatingRds"
             }
             r#"${local.alternating && var.engine == "redshift" ? [1] : []}"# => {
                 "AlternatingRedshift"
@@ -355,7 +357,7 @@ fn check_role(all: &[Statement], master: &Value, key: &Value, log_group: &Value)
     );
 
     let rds = by_sid(all, "RdsManagedMasterAndReplicas");
-    assert_eq!(rds.guard.as_deref(), Some("AlternatingPostgres"));
+    assert_eq!(rds.guard.as_deref(), Some("AlternatingRds"));
     assert_eq!(
         rds.actions, code.rds,
         "RDS actions vs the RDS client's calls"

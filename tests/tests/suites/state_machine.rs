@@ -346,7 +346,8 @@ async fn clone_name_too_long_writes_nothing(kind: Kind) {
         matches!(
             e,
             RotationError::UsernameTooLong {
-                bytes: 64,
+                length: 64,
+                unit: "bytes",
                 limit: 63,
                 ..
             }

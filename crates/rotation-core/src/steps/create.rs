@@ -72,12 +72,9 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     let username = match ctx.rotator.strategy() {
         Strategy::SingleUser => username.to_string(),
         Strategy::AlternatingUsers => {
-            let limit = ctx.rotator.profile().max_username_bytes;
-            alternate_username(username, limit).map_err(|clone| RotationError::UsernameTooLong {
-                bytes: clone.len(),
-                username: clone,
-                limit: limit.unwrap_or(0),
-            })?
+            let limit = ctx.rotator.username_limit(&current);
+            alternate_username(username, limit)
+                .map_err(|clone| RotationError::too_long(clone, limit))?
         }
     };
     let password = ctx

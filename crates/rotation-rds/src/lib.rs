@@ -14,7 +14,7 @@ use std::fmt;
 use aws_sdk_rds::Client;
 use rotation_core::{EngineError, ErrorKind};
 
-use crate::master;
+pub mod master;
 
 const INSTANCE_TAG: &str = "aws:rds:primarydbinstancearn";
 const CLUSTER_TAG: &str = "aws:rds:primarydbclusterarn";
@@ -22,7 +22,7 @@ const MAX_ARN: usize = 256;
 
 pub use crate::master::{Endpoint, complete_master};
 
-/// The RDS API client used by the PostgreSQL rotators.
+/// The RDS API client of the RDS engines (PostgreSQL, MySQL / MariaDB).
 #[derive(Clone)]
 pub struct Rds {
     client: Client,
@@ -158,8 +158,9 @@ impl Rds {
     }
 
     /// Whether `current_host` is a replica of the master at `master_host` with engine
-    /// `master_engine`: for `postgres`, an instance whose read-replica source is the master's
-    /// instance; for `aurora-postgresql`, the cluster's reader endpoint or a non-writer member.
+    /// `master_engine`: for `postgres`, `mysql` and `mariadb`, an instance whose read-replica
+    /// source is the master's instance; for `aurora-postgresql` and `aurora-mysql`, the
+    /// cluster's reader endpoint or a non-writer member.
     pub async fn is_replica(
         &self,
         current_host: &str,
@@ -169,7 +170,7 @@ impl Rds {
         let current_id = first_label(current_host);
         let master_id = first_label(master_host);
         match master_engine {
-            "postgres" => {
+            "postgres" | "mysql" | "mariadb" => {
                 let i = self.instance(current_id).await?;
                 let source = i
                     .read_replica_source_db_instance_identifier()
@@ -177,7 +178,7 @@ impl Rds {
                 // The source may be given as an identifier or, across regions, as an ARN.
                 Ok(source == master_id || source.rsplit(':').next() == Some(master_id))
             }
-            "aurora-postgresql" => {
+            "aurora-postgresql" | "aurora-mysql" => {
                 let second = master_host.split('.').nth(1).unwrap_or_default();
                 let cluster_id = if second.contains("cluster") {
                     master_id.to_string()

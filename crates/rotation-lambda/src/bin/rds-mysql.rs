@@ -1,0 +1,15 @@
+//! Secrets Manager rotation function for Amazon RDS / Aurora MySQL and MariaDB (secrets whose
+//! `engine` is `mysql`, `aurora-mysql` or `mariadb`).
+//!
+//! Environment: `ROTATION_STRATEGY` (`single-user` | `alternating-users`), AWS's password
+//! variables (`EXCLUDE_CHARACTERS`, `PASSWORD_LENGTH`, ...), `USERNAME_CHARACTER_LIMIT`,
+//! `SECRETS_MANAGER_ENDPOINT`, `CA_BUNDLE_PATH`, `ALLOW_PLAINTEXT_FALLBACK`,
+//! `CONNECT_TIMEOUT_SECONDS`.
+
+#![recursion_limit = "256"]
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    rotation_lambda::init_tracing();
+    rotation_lambda::run(rotation_engines::MYSQL).await
+}

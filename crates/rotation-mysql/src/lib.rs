@@ -1,0 +1,802 @@
+//! Rotation strategies for Amazon RDS / Aurora MySQL and MariaDB (secrets whose `engine` is
+//! `mysql`, `aurora-mysql` or `mariadb`); used by the `rds-mysql` Lambda binary and `rotate`.
+//!
+//! - [`MysqlRotator::single_user`]: the user in the secret sets its own password
+//!   (`SET PASSWORD`), logged in with the current, else the previous credentials.
+//! - [`MysqlRotator::alternating_users`]: the master secret from `masterarn` creates the other
+//!   user of the `name` / `name_clone` pair at the original's host, or sets its password, and
+//!   brings its rights (privileges per object and column, the grant option, roles and the
+//!   default role) and account options (TLS requirement, resource limits, expiry, lock) in
+//!   line with the original by difference, on core's [`Direction`] rule: the clone loses a
+//!   right the original lost, the user in use never loses one mid-rotation. An account name
+//!   held by several hosts is refused, naming them.
+//!
+//! Where it differs from AWS's functions, on purpose:
+//! - **No password in SQL.** The password is set by its `mysql_native_password` stored form,
+//!   computed here (`*` + hex SHA1(SHA1(password))); the server's general log of a rotation
+//!   holds no password. An account on another plugin (`caching_sha2_password`, `ed25519`,
+//!   `unix_socket`, IAM's `AWSAuthenticationPlugin`) is refused before anything changes:
+//!   `caching_sha2_password`'s stored form (salted SHA-256 crypt) is not computed yet, and the
+//!   others have none. It is never switched to another plugin silently.
+//! - **TLS as for the other engines**: verified (RDS's CAs trusted), `"ssl": false` for
+//!   plaintext; a TLS secret against a server without TLS is an error (AWS's W25).
+//! - **A change cannot land late (MariaDB).** Each change is one compound statement that makes
+//!   it only while the server's clock is before the step's deadline (`BEGIN NOT ATOMIC IF ...`),
+//!   under `max_statement_time` and `lock_wait_timeout` cut to the time left, so a change held
+//!   in the network or queued behind a lock when the step gives up never takes effect.
+//!   MySQL has no compound statements outside stored programs and bounds only `SELECT`s by
+//!   time: there, a change delayed in the network past its step can still land, and the next
+//!   rotation recovers it from the unlabelled version (RELIABILITY.md).
+//! - The clone's name is checked at createSecret in characters: `USERNAME_CHARACTER_LIMIT`
+//!   (default 16, MySQL 5.7's limit) for `mysql` and `aurora-mysql`, 80 for `mariadb`, as
+//!   AWS's functions do.
+//!
+//! What only a real MySQL 8 shows (this machine has MariaDB 10.11): `caching_sha2_password`
+//! accounts (refused here), roles and dynamic privileges in `SHOW GRANTS` (read by the same
+//! parser, whose forms are tested from MySQL's documentation), `ALTER USER ... IDENTIFIED WITH
+//! mysql_native_password AS` on one's own account (MySQL may ask for a privilege there: the
+//! server's refusal is reported as `PermissionDenied`).
+
+pub mod connect;
+pub mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::Arc;
+
+use rotation_core::rotator::BoxError;
+use rotation_core::{
+    AnyRotator, DatabaseSecret, Deadline, Direction, Engine, EngineConfig, EngineEnv, EngineError,
+    EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy, UsernameLimit,
+};
+use rotation_rds::Rds;
+use rotation_trust::ConnectSettings;
+use sqlx::mysql::{MySqlConnection, MySqlRow};
+use sqlx::{Executor, Row};
+use tracing::info;
+
+pub use connect::DEFAULT_PORT;
+use sql::{Plugin, Rights};
+
+/// `USERNAME_CHARACTER_LIMIT`: the longest clone name for `mysql` and `aurora-mysql` secrets,
+/// in characters (AWS's variable; default 16).
+pub const USERNAME_LIMIT_ENV: &str = "USERNAME_CHARACTER_LIMIT";
+/// The default of [`USERNAME_LIMIT_ENV`].
+pub const MYSQL_USERNAME_LIMIT: usize = 16;
+/// MariaDB's limit on user names, in characters.
+pub const MARIADB_USERNAME_LIMIT: usize = 80;
+
+/// RDS / Aurora MySQL and MariaDB.
+pub const PROFILE: EngineProfile = EngineProfile {
+    name: "mysql",
+    engines: &["mysql", "aurora-mysql", "mariadb"],
+    password: PasswordDefaults {
+        engine: "mysql",
+        ..PasswordDefaults::BASE
+    },
+    // Counted in characters, by the secret's `engine`: `Rotator::username_limit`.
+    max_username_bytes: None,
+    default_port: Some(DEFAULT_PORT),
+    single_user_master: false,
+    advice: rotation_core::RightsAdvice {
+        own_password: "nothing: every account may set its own password (unless the server is read-only)",
+        master: "grant the master CREATE USER and the rights it copies WITH GRANT OPTION (RDS's master user has them)",
+    },
+};
+
+/// The variables this engine reads beside the ones every engine reads.
+pub const ENV: [&str; 4] = [
+    rotation_trust::CA_BUNDLE_ENV,
+    rotation_trust::settings::PLAINTEXT_FALLBACK_ENV,
+    rotation_trust::settings::CONNECT_TIMEOUT_ENV,
+    USERNAME_LIMIT_ENV,
+];
+
+/// RDS / Aurora MySQL and MariaDB as one value: its profile, its Lambda function
+/// (`rds-mysql`) and its settings.
+pub const ENGINE: Engine = Engine {
+    profile: &PROFILE,
+    function_name: "rds-mysql",
+    env: &ENV,
+    configure,
+};
+
+/// A `USERNAME_CHARACTER_LIMIT` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{USERNAME_LIMIT_ENV} must be a whole number between 1 and 255, got {0:?}")]
+pub struct BadUsernameLimit(String);
+
+/// The engine's settings: the shared connection settings, the clone name limit for MySQL
+/// secrets, and the RDS API on AWS.
+#[derive(Debug, Clone)]
+pub struct MysqlConfig {
+    /// Trust, fallback, connect timeout.
+    pub settings: ConnectSettings,
+    /// The clone name limit for `mysql` and `aurora-mysql` secrets, in characters.
+    pub mysql_username_limit: usize,
+    /// The RDS API, for RDS-managed master secrets and replicas.
+    pub rds: Option<Rds>,
+}
+
+impl MysqlConfig {
+    /// The defaults with `settings`, no RDS API.
+    pub fn new(settings: ConnectSettings) -> Self {
+        MysqlConfig {
+            settings,
+            mysql_username_limit: MYSQL_USERNAME_LIMIT,
+            rds: None,
+        }
+    }
+}
+
+fn configure(env: &EngineEnv<'_>) -> Result<Arc<dyn EngineConfig>, BoxError> {
+    let mut config = MysqlConfig::new(ConnectSettings::from_lookup(|k| env.var(k))?);
+    if let Some(v) = env.var(USERNAME_LIMIT_ENV) {
+        config.mysql_username_limit = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=255).contains(n))
+            .ok_or_else(|| BadUsernameLimit(v.clone()))?;
+    }
+    config.rds = env.aws.map(Rds::from_sdk_config);
+    Ok(Arc::new(config))
+}
+
+impl EngineConfig for MysqlConfig {
+    fn rotator(&self, strategy: Strategy) -> AnyRotator {
+        AnyRotator::new(MysqlRotator {
+            strategy,
+            config: self.clone(),
+        })
+    }
+
+    fn log(&self) {
+        self.settings.trust.log_sources();
+    }
+}
+
+/// The MySQL / MariaDB rotator for one strategy.
+#[derive(Debug, Clone)]
+pub struct MysqlRotator {
+    strategy: Strategy,
+    config: MysqlConfig,
+}
+
+impl MysqlRotator {
+    /// A rotator for `strategy`.
+    pub fn new(strategy: Strategy, config: MysqlConfig) -> Self {
+        MysqlRotator { strategy, config }
+    }
+    /// Single user.
+    pub fn single_user(config: MysqlConfig) -> Self {
+        Self::new(Strategy::SingleUser, config)
+    }
+    /// Alternating users.
+    pub fn alternating_users(config: MysqlConfig) -> Self {
+        Self::new(Strategy::AlternatingUsers, config)
+    }
+}
+
+/// The server, as read once per session before its first change.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// `VERSION()`.
+    pub version: String,
+    /// The step's deadline on the server's clock (seconds since the epoch).
+    pub deadline_epoch: f64,
+    /// `CURRENT_USER()`: the account the session logged in as, `user@host`.
+    pub current_user: String,
+}
+
+impl Server {
+    /// MariaDB (whose version names it), else MySQL.
+    pub fn is_mariadb(&self) -> bool {
+        self.version.contains("MariaDB")
+    }
+}
+
+/// A logged-in connection and the step's deadline.
+#[derive(Debug)]
+pub struct MysqlSession {
+    conn: MySqlConnection,
+    deadline: Deadline,
+    server: Option<Server>,
+}
+
+impl MysqlSession {
+    /// The connection.
+    pub fn connection(&mut self) -> &mut MySqlConnection {
+        &mut self.conn
+    }
+
+    /// Runs `sql` (text protocol; several statements allowed) and returns every row.
+    async fn rows(&mut self, sql: &str, what: &str) -> Result<Vec<MySqlRow>, EngineError> {
+        let deadline = self.deadline;
+        connect::bounded(deadline, what, self.conn.fetch_all(sqlx::raw_sql(sql))).await
+    }
+
+    /// The server's version and clock (read once per session).
+    async fn server(&mut self) -> Result<Server, EngineError> {
+        if let Some(s) = &self.server {
+            return Ok(s.clone());
+        }
+        let rows = self
+            .rows(
+                "SELECT VERSION(), CAST(UNIX_TIMESTAMP(SYSDATE(6)) AS CHAR), CURRENT_USER()",
+                "reading the server's version and clock",
+            )
+            .await?;
+        let received = self.deadline.remaining();
+        let row = rows.first().ok_or_else(|| {
+            EngineError::new(ErrorKind::Server, "the server answered no version row")
+        })?;
+        let text = |i: usize| -> Result<String, EngineError> {
+            row.try_get::<String, _>(i)
+                .map_err(|e| connect::engine_error("reading the server's version and clock", e))
+        };
+        let now: f64 = text(1)?.parse().map_err(|_| {
+            EngineError::new(ErrorKind::Server, "the server's clock is not a number")
+        })?;
+        let server = Server {
+            version: text(0)?,
+            // The server read its clock before the answer arrived: its deadline comes no
+            // later than the client's.
+            deadline_epoch: now + received.as_secs_f64(),
+            current_user: text(2)?,
+        };
+        self.server = Some(server.clone());
+        Ok(server)
+    }
+
+    /// The session limits for a change, cut to the time left: the server gives up no later
+    /// than the client. The names are constants and the values numbers.
+    fn limits_sql(&self, mariadb: bool) -> String {
+        let left = self.deadline.remaining().max(Duration::from_millis(1));
+        let lock_secs = left.as_secs().max(1);
+        if mariadb {
+            format!(
+                "SET SESSION sql_mode = '', lock_wait_timeout = {lock_secs}, max_statement_time = {:.6}",
+                left.as_secs_f64()
+            )
+        } else {
+            format!("SET SESSION sql_mode = '', lock_wait_timeout = {lock_secs}")
+        }
+    }
+
+    /// Makes a change (`statement`, which may carry a password's stored form, `hidden`) under
+    /// the step's deadline: on MariaDB only while the server's clock is before it.
+    async fn change(
+        &mut self,
+        statement: &str,
+        what: &str,
+        hidden: &str,
+    ) -> Result<(), EngineError> {
+        let server = self.server().await?;
+        let limits = self.limits_sql(server.is_mariadb());
+        let sql = if server.is_mariadb() {
+            format!(
+                "{limits}; {}",
+                sql::before_deadline(statement, server.deadline_epoch)
+            )
+        } else {
+            format!("{limits}; {statement}")
+        };
+        execute(&mut self.conn, self.deadline, &sql)
+            .await
+            .map_err(|e| match e {
+                Some(e) => connect::engine_error_hiding(what, e, hidden),
+                None => EngineError::new(
+                    ErrorKind::Timeout,
+                    format!("{what}: no answer before the step's deadline"),
+                ),
+            })
+    }
+
+    /// `QUOTE()` of each of `values`, by the server: string literals for statements.
+    async fn quote(&mut self, values: &[&str]) -> Result<Vec<String>, EngineError> {
+        let sql = format!("SELECT {}", vec!["QUOTE(?)"; values.len()].join(", "));
+        let mut q = sqlx::query(&sql);
+        for v in values {
+            q = q.bind(*v);
+        }
+        let deadline = self.deadline;
+        let row = connect::bounded(deadline, "quoting names", q.fetch_one(&mut self.conn)).await?;
+        (0..values.len())
+            .map(|i| {
+                row.try_get::<String, _>(i)
+                    .map_err(|e| connect::engine_error("quoting names", e))
+            })
+            .collect()
+    }
+
+    /// The hosts of the accounts named `user`.
+    async fn hosts_of(&mut self, user: &str) -> Result<Vec<String>, EngineError> {
+        let deadline = self.deadline;
+        let rows = connect::bounded(
+            deadline,
+            &format!("looking up the accounts named {user}"),
+            sqlx::query(
+                "SELECT CAST(user AS CHAR), CAST(host AS CHAR) FROM mysql.user WHERE user = ? ORDER BY host",
+            )
+            .bind(user)
+            .fetch_all(&mut self.conn),
+        )
+        .await?;
+        let mut hosts = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let read = |i| {
+                r.try_get::<String, _>(i)
+                    .map_err(|e| connect::engine_error("reading account hosts", e))
+            };
+            same_name(&read(0)?, user)?;
+            hosts.push(read(1)?);
+        }
+        Ok(hosts)
+    }
+
+    /// `SHOW CREATE USER` and `SHOW GRANTS` of `account` (a quoted literal), as lines.
+    async fn describe(
+        &mut self,
+        account: &str,
+        shown: &str,
+    ) -> Result<(sql::Account, Rights), EngineError> {
+        let rows = self
+            .rows(
+                &format!("SHOW CREATE USER {account}; SHOW GRANTS FOR {account}"),
+                &format!("reading the account and rights of {shown}"),
+            )
+            .await?;
+        let mut create = None;
+        let mut grants = Vec::new();
+        for r in &rows {
+            let line: String = r
+                .try_get(0)
+                .map_err(|e| connect::engine_error("reading SHOW GRANTS", e))?;
+            if line.starts_with("CREATE USER ") && create.is_none() {
+                create = Some(sql::parse_create_user(&line));
+            } else {
+                grants.push(line);
+            }
+        }
+        let create = create.ok_or_else(|| {
+            EngineError::new(
+                ErrorKind::Server,
+                format!("SHOW CREATE USER of {shown} answered nothing"),
+            )
+        })?;
+        let printed = printed_from_shown(shown);
+        Ok((
+            create,
+            Rights::from_lines(grants.iter().map(String::as_str), &printed),
+        ))
+    }
+}
+
+use std::time::Duration;
+
+/// Runs `sql` through the text protocol within `deadline` (`None`: no answer in time). Boxed,
+/// so that the future is `Send` for every lifetime the trait's futures need.
+fn execute<'a>(
+    conn: &'a mut MySqlConnection,
+    deadline: Deadline,
+    sql: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Option<sqlx::Error>>> + Send + 'a>>
+{
+    Box::pin(async move {
+        match deadline.run(conn.execute(sqlx::raw_sql(sql))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Some(e)),
+            Err(_) => Err(None),
+        }
+    })
+}
+
+/// `user@host` (as `CURRENT_USER()` and messages show it) as `SHOW GRANTS` prints it.
+fn printed_from_shown(shown: &str) -> String {
+    let (user, host) = shown.rsplit_once('@').unwrap_or((shown, "%"));
+    sql::printed_account(user, host)
+}
+
+fn username(secret: &DatabaseSecret) -> &str {
+    secret.username().unwrap_or_default()
+}
+
+/// Refuses to act when the server knows the account by another name than the secret's: user
+/// names are stored in a 3-byte UTF-8 (MariaDB, MySQL 5.7), so a character outside the Basic
+/// Multilingual Plane reaches the server as `?`, and the account changed would not be the one
+/// the secret names.
+fn same_name(stored: &str, wanted: &str) -> Result<(), EngineError> {
+    if stored == wanted {
+        return Ok(());
+    }
+    Err(EngineError::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "the server holds this account as {stored:?}, not {wanted:?}: its user names cannot hold characters outside the Basic Multilingual Plane (emoji and the like), so the secret's user name cannot name it"
+        ),
+    ))
+}
+
+/// Refuses an account whose plugin has no stored form this engine computes.
+fn require_native(account: &sql::Account, shown: &str) -> Result<(), EngineError> {
+    match &account.plugin {
+        Plugin::Native => Ok(()),
+        Plugin::Other(name) => Err(EngineError::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "account {shown} authenticates with {name}: this engine sets passwords only by mysql_native_password's stored form (no password in SQL text), and never switches an account's plugin; move the account to mysql_native_password or rotate it otherwise"
+            ),
+        )),
+    }
+}
+
+/// The single account named `user`: several hosts are refused, naming them.
+fn only_account(user: &str, hosts: &[String]) -> Result<Option<String>, EngineError> {
+    match hosts {
+        [] => Ok(None),
+        [host] => Ok(Some(host.clone())),
+        many => Err(EngineError::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "several accounts are named {user} ({}): the secret cannot say which one it holds; keep one",
+                many.iter()
+                    .map(|h| format!("{user}@{h}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+impl Rotator for MysqlRotator {
+    type Session = MysqlSession;
+
+    fn profile(&self) -> &EngineProfile {
+        &PROFILE
+    }
+
+    fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    fn username_limit(&self, secret: &DatabaseSecret) -> Option<UsernameLimit> {
+        Some(UsernameLimit::Characters(match secret.engine() {
+            Some("mariadb") => MARIADB_USERNAME_LIMIT,
+            _ => self.config.mysql_username_limit,
+        }))
+    }
+
+    async fn login(
+        &self,
+        secret: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<MysqlSession, EngineError> {
+        let conn = connect::connect(secret, &self.config.settings, deadline).await?;
+        info!(
+            user = secret.username(),
+            host = secret.host(),
+            "login succeeded"
+        );
+        Ok(MysqlSession {
+            conn,
+            deadline,
+            server: None,
+        })
+    }
+
+    async fn set_own_password(
+        &self,
+        session: &mut MysqlSession,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let password = PROFILE.password_to_set(target)?;
+        let server = session.server().await?;
+        let shown = server.current_user.clone();
+        same_name(
+            shown.rsplit_once('@').map_or(shown.as_str(), |(u, _)| u),
+            username(target),
+        )?;
+        let rows = session
+            .rows(
+                "SHOW CREATE USER CURRENT_USER()",
+                &format!("reading the account {shown}"),
+            )
+            .await?;
+        let line: String = rows
+            .first()
+            .and_then(|r| r.try_get(0).ok())
+            .ok_or_else(|| {
+                EngineError::new(ErrorKind::Server, "SHOW CREATE USER answered nothing")
+            })?;
+        require_native(&sql::parse_create_user(&line), &shown)?;
+        let hash = sql::native_hash(password);
+        let statement = if server.is_mariadb() {
+            format!("SET PASSWORD = '{hash}'")
+        } else {
+            format!("ALTER USER CURRENT_USER() IDENTIFIED WITH mysql_native_password AS '{hash}'")
+        };
+        session
+            .change(
+                &statement,
+                &format!("changing the password of {shown}"),
+                &hash,
+            )
+            .await
+    }
+
+    async fn set_password_as_master(
+        &self,
+        session: &mut MysqlSession,
+        current: &DatabaseSecret,
+        target: &DatabaseSecret,
+    ) -> Result<(), EngineError> {
+        let password = PROFILE.password_to_set(target)?;
+        let (current_name, pending_name) = (username(current), username(target));
+        let server = session.server().await?;
+        let host = only_account(current_name, &session.hosts_of(current_name).await?)?.ok_or_else(
+            || {
+                EngineError::new(
+                    ErrorKind::InvalidInput,
+                    format!("the current user {current_name} has no account"),
+                )
+            },
+        )?;
+        let pending_host = only_account(pending_name, &session.hosts_of(pending_name).await?)?;
+        if let Some(h) = &pending_host
+            && *h != host
+        {
+            return Err(EngineError::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{pending_name}@{h} is not at the host of {current_name}@{host}: the pair must share one host"
+                ),
+            ));
+        }
+        let quoted = session.quote(&[current_name, pending_name, &host]).await?;
+        let current_account = format!("{}@{}", quoted[0], quoted[2]);
+        let pending_account = format!("{}@{}", quoted[1], quoted[2]);
+        let (current_shown, pending_shown) = (
+            format!("{current_name}@{host}"),
+            format!("{pending_name}@{host}"),
+        );
+
+        let (current_user, current_rights) =
+            session.describe(&current_account, &current_shown).await?;
+        require_native(&current_user, &current_shown)?;
+        let hash = sql::native_hash(password);
+        let created = pending_host.is_none();
+        let pending_before = if created {
+            let statement = if server.is_mariadb() {
+                format!("CREATE USER {pending_account} IDENTIFIED BY PASSWORD '{hash}'")
+            } else {
+                format!(
+                    "CREATE USER {pending_account} IDENTIFIED WITH mysql_native_password AS '{hash}'"
+                )
+            };
+            session
+                .change(&statement, &format!("creating user {pending_shown}"), &hash)
+                .await?;
+            info!(user = pending_name, host = %host, "created the alternate user");
+            None
+        } else {
+            let (pending_user, pending_rights) =
+                session.describe(&pending_account, &pending_shown).await?;
+            let statement = match (&pending_user.plugin, server.is_mariadb()) {
+                (Plugin::Native, true) => format!("SET PASSWORD FOR {pending_account} = '{hash}'"),
+                // The pair shares the original's plugin: the clone is brought back to it.
+                (_, true) => format!(
+                    "ALTER USER {pending_account} IDENTIFIED VIA mysql_native_password USING '{hash}'"
+                ),
+                (_, false) => format!(
+                    "ALTER USER {pending_account} IDENTIFIED WITH mysql_native_password AS '{hash}'"
+                ),
+            };
+            session
+                .change(
+                    &statement,
+                    &format!("setting the password of {pending_shown}"),
+                    &hash,
+                )
+                .await?;
+            Some((pending_user, pending_rights))
+        };
+
+        // Rights and account options, by the pair's direction.
+        let d = Direction::for_pair(current_name, pending_name, created);
+        let (pending_user, pending_rights) = match pending_before {
+            Some(p) => p,
+            None => session.describe(&pending_account, &pending_shown).await?,
+        };
+        let by_name = |name: &str| {
+            if name == current_name {
+                (
+                    &current_account,
+                    &current_shown,
+                    &current_user,
+                    &current_rights,
+                )
+            } else {
+                (
+                    &pending_account,
+                    &pending_shown,
+                    &pending_user,
+                    &pending_rights,
+                )
+            }
+        };
+        let (_, source_shown, source_user, source_rights) = by_name(&d.source);
+        let (target_account, target_shown, target_user, target_rights) = by_name(&d.target);
+        let (source_shown, target_shown) = (source_shown.clone(), target_shown.clone());
+        let (target_account, source_options, target_options) = (
+            target_account.clone(),
+            source_user.options.clone(),
+            target_user.options.clone(),
+        );
+        let (source_rights, target_rights) = (source_rights.clone(), target_rights.clone());
+        let what = format!("bringing the rights of {target_shown} in line with {source_shown}");
+        let mut statements = source_rights.grants_missing_from(&target_rights, &target_account);
+        if (d.revoke || created) && source_options != target_options {
+            // Back to the defaults, then the source's clauses (a clause the source lacks is
+            // its default).
+            statements.push(format!(
+                "ALTER USER {target_account} REQUIRE NONE WITH MAX_QUERIES_PER_HOUR 0 MAX_UPDATES_PER_HOUR 0 MAX_CONNECTIONS_PER_HOUR 0 MAX_USER_CONNECTIONS 0"
+            ));
+            if !source_options.is_empty() {
+                statements.push(format!("ALTER USER {target_account} {source_options}"));
+            }
+        }
+        for s in &statements {
+            session.change(s, &what, &hash).await?;
+        }
+        if d.revoke {
+            // Against what the target holds now (a grant may have widened a privilege).
+            let (_, now) = session.describe(&target_account, &target_shown).await?;
+            for s in source_rights.revokes_extra_in(&now, &target_account) {
+                session.change(&s, &what, &hash).await?;
+            }
+        }
+        if !statements.is_empty() {
+            info!(source = %d.source, target = %d.target, "brought the pair's rights in line");
+        }
+        Ok(())
+    }
+
+    async fn test_session(
+        &self,
+        session: &mut MysqlSession,
+        pending: &DatabaseSecret,
+        _partner: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let user = username(pending);
+        let rows = session
+            .rows(
+                "SELECT NOW(), CURRENT_USER()",
+                &format!("running a query as {user}"),
+            )
+            .await?;
+        let current: String = rows
+            .first()
+            .and_then(|r| r.try_get(1).ok())
+            .unwrap_or_default();
+        if current.rsplit_once('@').map(|(u, _)| u) != Some(user) {
+            return Err(EngineError::new(
+                ErrorKind::AuthFailed,
+                format!("the session is logged in as {current}, not {user}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn close(&self, session: MysqlSession) {
+        connect::close(session.conn, session.deadline).await;
+    }
+
+    async fn resolve_master(
+        &self,
+        master: DatabaseSecret,
+        current: &DatabaseSecret,
+        tags: Option<&[(String, String)]>,
+    ) -> Result<DatabaseSecret, EngineError> {
+        let master = match (tags, &self.config.rds) {
+            (None, _) => master,
+            (Some(tags), Some(rds)) => {
+                let endpoint = rds.managed_master_endpoint(tags).await?;
+                info!(host = %endpoint.host, "resolved an RDS-managed master secret through the RDS API");
+                rotation_rds::complete_master(master, &endpoint)?
+            }
+            (Some(_), None) => {
+                return Err(EngineError::new(
+                    ErrorKind::InvalidInput,
+                    "the master secret has no host; RDS-managed master secrets need the RDS API, which this rotator was built without",
+                ));
+            }
+        };
+        rotation_rds::master::in_childs_database(master, current)
+    }
+
+    async fn is_replica_of(
+        &self,
+        current: &DatabaseSecret,
+        master: &DatabaseSecret,
+    ) -> Result<bool, EngineError> {
+        match &self.config.rds {
+            Some(rds) => {
+                rds.is_replica(
+                    current.host().unwrap_or_default(),
+                    master.host().unwrap_or_default(),
+                    master.engine().unwrap_or_default(),
+                )
+                .await
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
+        let probe = rotation_trust::probe::Probe {
+            trust: &self.config.settings.trust,
+            sources: rotation_trust::Trust::sources_for_host(rotation_core::tls::server_name(
+                current,
+            )),
+            handshake: rotation_trust::probe::Handshake::MysqlSslRequest,
+            default_port: DEFAULT_PORT,
+            allow_plaintext_fallback: self.config.settings.allow_plaintext_fallback,
+            timeout: self.config.settings.connect_timeout,
+        };
+        rotation_trust::probe::check(probe, current).await.map(Some)
+    }
+
+    async fn check_rights(
+        &self,
+        session: &mut MysqlSession,
+        _current: &DatabaseSecret,
+    ) -> Result<Option<String>, EngineError> {
+        let server = session.server().await?;
+        let shown = server.current_user.clone();
+        if self.strategy == Strategy::SingleUser {
+            // Every account may set its own password, unless the server is read-only.
+            let rows = session
+                .rows(
+                    "SELECT CAST(@@global.read_only AS SIGNED)",
+                    "reading whether the server is read-only",
+                )
+                .await?;
+            let read_only: i64 = rows
+                .first()
+                .and_then(|r| r.try_get::<i64, _>(0).ok())
+                .unwrap_or_default();
+            return if read_only == 0 {
+                Ok(Some(format!(
+                    "{shown} may set its own password (SET PASSWORD)"
+                )))
+            } else {
+                Err(EngineError::new(
+                    ErrorKind::PermissionDenied,
+                    "the server is read-only (read_only=ON): no account may change its password",
+                ))
+            };
+        }
+        let rows = session
+            .rows("SHOW GRANTS", &format!("reading the rights of {shown}"))
+            .await?;
+        let lines: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
+        let rights = Rights::from_lines(
+            lines.iter().map(String::as_str),
+            &printed_from_shown(&shown),
+        );
+        if rights.may_manage_users() {
+            Ok(Some(format!(
+                "{shown} holds CREATE USER on *.* with the grant option"
+            )))
+        } else if !rights.roles.is_empty() {
+            // Rights through roles are not expanded here.
+            Ok(None)
+        } else {
+            Err(EngineError::new(
+                ErrorKind::PermissionDenied,
+                format!("{shown} lacks CREATE USER on *.* with the grant option"),
+            ))
+        }
+    }
+}
