@@ -67,12 +67,18 @@ impl MariaDb {
             .prefix("rotation-mariadb-")
             .tempdir()?;
         let data = dir.path().join("data");
+        // A temporary directory of its own: installs running at once in the shared /tmp
+        // collide on their temporary tables' names.
+        let tmp = dir.path().join("tmp");
+        fs::create_dir(&tmp)?;
+        let tmpdir = format!("--tmpdir={}", tmp.display());
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         let out = Command::new(&install)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--user={user}"))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(&tmpdir)
             .args(SMALL)
             .stdin(Stdio::null())
             .output()?;
@@ -102,6 +108,7 @@ impl MariaDb {
                 ))
                 .args([
                     "--general-log=1",
+                    &tmpdir,
                     "--bind-address=127.0.0.1",
                     "--skip-name-resolve",
                 ])
