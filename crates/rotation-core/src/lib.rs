@@ -84,7 +84,10 @@
 //! `Engine` enum, `Settings`, `AnyRotator` enum and per-engine constructors became [`Engine`]
 //! (each engine crate's `ENGINE`), [`EngineSettings`] and [`AnyRotator`] here;
 //! `rotation_lambda::run_function` and `run_engine` became `rotation_lambda::run`; the
-//! `rotate` binary's code became `rotation_cli::main`.
+//! `rotate` binary's code became `rotation_cli::main`. With the MySQL engine, the alternate
+//! user's name limit became the rotator's ([`Rotator::username_limit`], a [`UsernameLimit`] in
+//! bytes or characters), and [`RotationError::UsernameTooLong`]'s `bytes` became `length` and
+//! `unit`.
 //!
 //! A complete single-user engine, rotating a toy in-memory database through the file store:
 //!

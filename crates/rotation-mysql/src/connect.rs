@@ -81,7 +81,8 @@ pub fn classify(err: &sqlx::Error) -> ErrorKind {
             // ER_DBACCESS_DENIED_ERROR, ER_SPECIFIC_ACCESS_DENIED_ERROR,
             // ER_TABLEACCESS_DENIED_ERROR, ER_CANT_CREATE_USER_WITH_GRANT,
             // ER_OPTION_PREVENTS_STATEMENT (read_only), ER_PASSWORD_NOT_ALLOWED.
-            Some(1044 | 1227 | 1142 | 1410 | 1290 | 1211) => ErrorKind::PermissionDenied,
+            // ER_ACCESS_DENIED_NO_PASSWORD_ERROR (a PROXY or role grant the master may not make).
+            Some(1044 | 1227 | 1142 | 1410 | 1290 | 1211 | 1698) => ErrorKind::PermissionDenied,
             // ER_LOCK_WAIT_TIMEOUT, ER_STATEMENT_TIMEOUT (MariaDB), ER_QUERY_TIMEOUT (MySQL),
             // ER_QUERY_INTERRUPTED.
             Some(1205 | 1969 | 3024 | 1317) => ErrorKind::Timeout,

@@ -20,22 +20,38 @@
 //!   others have none. It is never switched to another plugin silently.
 //! - **TLS as for the other engines**: verified (RDS's CAs trusted), `"ssl": false` for
 //!   plaintext; a TLS secret against a server without TLS is an error (AWS's W25).
-//! - **A change cannot land late (MariaDB).** Each change is one compound statement that makes
+//! - **A late change is refused (MariaDB).** Each change is one compound statement that makes
 //!   it only while the server's clock is before the step's deadline (`BEGIN NOT ATOMIC IF ...`),
-//!   under `max_statement_time` and `lock_wait_timeout` cut to the time left, so a change held
-//!   in the network or queued behind a lock when the step gives up never takes effect.
-//!   MySQL has no compound statements outside stored programs and bounds only `SELECT`s by
-//!   time: there, a change delayed in the network past its step can still land, and the next
-//!   rotation recovers it from the unlabelled version (RELIABILITY.md).
+//!   under `max_statement_time` and `lock_wait_timeout` cut to the time left when it is sent:
+//!   a change held in the network past the deadline signals instead. One that arrives in time
+//!   and then waits behind a lock on the account tables can still land after the step gave up
+//!   (RELIABILITY.md has the window). MySQL has no compound statements outside stored
+//!   programs and bounds only `SELECT`s by time: there, a change delayed past its step can
+//!   land, and the next rotation recovers it from the unlabelled version.
+//! - **The clone gets its password last.** It is created locked, its rights and options are
+//!   brought in line (revokes first, then grants, then one `ALTER USER` stating every option),
+//!   the result is read back and compared, and only then is its password set (and the account
+//!   unlocked with the original's options): a step that stops half-way leaves no clone a
+//!   resumed rotation could promote.
+//! - **The session's `sql_mode` is the engine's own** (no `NO_BACKSLASH_ESCAPES`,
+//!   `ANSI_QUOTES` or `ORACLE`; `NO_AUTO_CREATE_USER` where it exists), set before anything
+//!   else: the server's `QUOTE()` and `SHOW GRANTS` read the same under any server mode.
+//! - **A single user on MySQL (not MariaDB) needs `CREATE USER`.** MySQL lets an account change
+//!   its own password without privileges only with the password in the statement's text
+//!   (`ALTER USER ... IDENTIFIED BY`), which this engine never sends; its stored form needs
+//!   `CREATE USER`. Without it the rotation is refused before anything changes, and the
+//!   preflight says so: rotate such secrets with alternating users.
 //! - The clone's name is checked at createSecret in characters: `USERNAME_CHARACTER_LIMIT`
 //!   (default 16, MySQL 5.7's limit) for `mysql` and `aurora-mysql`, 80 for `mariadb`, as
 //!   AWS's functions do.
 //!
 //! What only a real MySQL 8 shows (this machine has MariaDB 10.11): `caching_sha2_password`
 //! accounts (refused here), roles and dynamic privileges in `SHOW GRANTS` (read by the same
-//! parser, whose forms are tested from MySQL's documentation), `ALTER USER ... IDENTIFIED WITH
-//! mysql_native_password AS` on one's own account (MySQL may ask for a privilege there: the
-//! server's refusal is reported as `PermissionDenied`).
+//! parser, whose forms are tested from MySQL's documentation: 5.7's quoting, several roles on
+//! one line, `DEFAULT ROLE` and the password clauses in `SHOW CREATE USER`), and the
+//! single-user path above. Left for later: `caching_sha2_password`'s stored form (its
+//! accounts are refused), the `plan` line listing the revokes a first rotation makes when it
+//! takes a pair over from AWS's function, an external MySQL target for the suites.
 
 pub mod connect;
 pub mod sql;
@@ -216,14 +232,21 @@ impl MysqlSession {
         connect::bounded(deadline, what, self.conn.fetch_all(sqlx::raw_sql(sql))).await
     }
 
-    /// The server's version and clock (read once per session).
+    /// The server's version and clock (read once per session, before anything else the
+    /// session sends), after setting the session's `sql_mode` to one this engine's text is
+    /// written for: no `NO_BACKSLASH_ESCAPES` (the server's `QUOTE()` escapes with
+    /// backslashes), no `ANSI_QUOTES` or `ORACLE` (which change how `SHOW GRANTS` prints
+    /// names and how statements parse), and `NO_AUTO_CREATE_USER` where it exists (MariaDB,
+    /// MySQL 5.7), so a `GRANT` never creates an account without a password.
     async fn server(&mut self) -> Result<Server, EngineError> {
         if let Some(s) = &self.server {
             return Ok(s.clone());
         }
         let rows = self
             .rows(
-                "SELECT VERSION(), CAST(UNIX_TIMESTAMP(SYSDATE(6)) AS CHAR), CURRENT_USER()",
+                "SET SESSION sql_mode = IF(VERSION() LIKE '8.%' OR VERSION() LIKE '9.%', '', \
+                 'NO_AUTO_CREATE_USER'); \
+                 SELECT VERSION(), CAST(UNIX_TIMESTAMP(SYSDATE(6)) AS CHAR), CURRENT_USER()",
                 "reading the server's version and clock",
             )
             .await?;
@@ -256,11 +279,11 @@ impl MysqlSession {
         let lock_secs = left.as_secs().max(1);
         if mariadb {
             format!(
-                "SET SESSION sql_mode = '', lock_wait_timeout = {lock_secs}, max_statement_time = {:.6}",
+                "SET SESSION lock_wait_timeout = {lock_secs}, max_statement_time = {:.6}",
                 left.as_secs_f64()
             )
         } else {
-            format!("SET SESSION sql_mode = '', lock_wait_timeout = {lock_secs}")
+            format!("SET SESSION lock_wait_timeout = {lock_secs}")
         }
     }
 
@@ -335,6 +358,22 @@ impl MysqlSession {
         Ok(hosts)
     }
 
+    /// The session's own rights (`SHOW GRANTS`); `shown` is `CURRENT_USER()`.
+    async fn own_rights(&mut self, shown: &str) -> Result<Rights, EngineError> {
+        let rows = self
+            .rows("SHOW GRANTS", &format!("reading the rights of {shown}"))
+            .await?;
+        let mut lines = Vec::with_capacity(rows.len());
+        for r in &rows {
+            lines.push(
+                r.try_get::<String, _>(0)
+                    .map_err(|e| connect::engine_error("reading SHOW GRANTS", e))?,
+            );
+        }
+        Rights::from_lines(lines.iter().map(String::as_str), &printed_from_shown(shown))
+            .map_err(|line| unread_grant(shown, &line))
+    }
+
     /// `SHOW CREATE USER` and `SHOW GRANTS` of `account` (a quoted literal), as lines.
     async fn describe(
         &mut self,
@@ -366,10 +405,9 @@ impl MysqlSession {
             )
         })?;
         let printed = printed_from_shown(shown);
-        Ok((
-            create,
-            Rights::from_lines(grants.iter().map(String::as_str), &printed),
-        ))
+        let rights = Rights::from_lines(grants.iter().map(String::as_str), &printed)
+            .map_err(|line| unread_grant(shown, &line))?;
+        Ok((create, rights))
     }
 }
 
@@ -392,8 +430,41 @@ fn execute<'a>(
     })
 }
 
+/// MySQL (not MariaDB) lets an account change its own password without privileges only by
+/// `ALTER USER ... IDENTIFIED BY '<password>'`, the password in the statement's text, which
+/// this engine never sends; the stored form needs `CREATE USER` (or `UPDATE` on `mysql`).
+/// Refused before anything changes, and said by the preflight.
+async fn mysql_may_set_own_stored_form(
+    session: &mut MysqlSession,
+    shown: &str,
+) -> Result<String, EngineError> {
+    let rights = session.own_rights(shown).await?;
+    if rights.may_set_stored_forms() {
+        Ok(format!(
+            "{shown} may set its password by its stored form (CREATE USER)"
+        ))
+    } else {
+        Err(EngineError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "on MySQL, {shown} may change its own password without privileges only with the password in the statement's text (ALTER USER ... IDENTIFIED BY), which this engine never sends; setting its stored form needs CREATE USER: rotate the secret with alternating users (the master sets it), or grant {shown} CREATE USER"
+            ),
+        ))
+    }
+}
+
+/// A `SHOW GRANTS` line this engine does not read: its rights cannot be copied.
+fn unread_grant(shown: &str, line: &str) -> EngineError {
+    EngineError::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "SHOW GRANTS for {shown} printed a line this engine does not read, so the pair's rights cannot be kept in line: {line}"
+        ),
+    )
+}
+
 /// `user@host` (as `CURRENT_USER()` and messages show it) as `SHOW GRANTS` prints it.
-fn printed_from_shown(shown: &str) -> String {
+fn printed_from_shown(shown: &str) -> Vec<String> {
     let (user, host) = shown.rsplit_once('@').unwrap_or((shown, "%"));
     sql::printed_account(user, host)
 }
@@ -413,7 +484,7 @@ fn same_name(stored: &str, wanted: &str) -> Result<(), EngineError> {
     Err(EngineError::new(
         ErrorKind::InvalidInput,
         format!(
-            "the server holds this account as {stored:?}, not {wanted:?}: its user names cannot hold characters outside the Basic Multilingual Plane (emoji and the like), so the secret's user name cannot name it"
+            "the server holds this account as {stored:?}, not {wanted:?} (user names are stored in 3-byte UTF-8, so characters outside the Basic Multilingual Plane become '?', and compared without trailing spaces): the secret's user name does not name it exactly"
         ),
     ))
 }
@@ -510,6 +581,9 @@ impl Rotator for MysqlRotator {
                 EngineError::new(ErrorKind::Server, "SHOW CREATE USER answered nothing")
             })?;
         require_native(&sql::parse_create_user(&line), &shown)?;
+        if !server.is_mariadb() {
+            mysql_may_set_own_stored_form(session, &shown).await?;
+        }
         let hash = sql::native_hash(password);
         let statement = if server.is_mariadb() {
             format!("SET PASSWORD = '{hash}'")
@@ -534,6 +608,7 @@ impl Rotator for MysqlRotator {
         let password = PROFILE.password_to_set(target)?;
         let (current_name, pending_name) = (username(current), username(target));
         let server = session.server().await?;
+        let mariadb = server.is_mariadb();
         let host = only_account(current_name, &session.hosts_of(current_name).await?)?.ok_or_else(
             || {
                 EngineError::new(
@@ -560,35 +635,109 @@ impl Rotator for MysqlRotator {
             format!("{current_name}@{host}"),
             format!("{pending_name}@{host}"),
         );
-
-        let (current_user, current_rights) =
-            session.describe(&current_account, &current_shown).await?;
+        let (current_user, _) = session.describe(&current_account, &current_shown).await?;
         require_native(&current_user, &current_shown)?;
         let hash = sql::native_hash(password);
         let created = pending_host.is_none();
-        let pending_before = if created {
-            let statement = if server.is_mariadb() {
-                format!("CREATE USER {pending_account} IDENTIFIED BY PASSWORD '{hash}'")
+        if created {
+            // Created locked: it cannot log in until its rights and options are the
+            // original's (the options' ALTER USER unlocks it, as the original is), so a step
+            // that stops half-way leaves no account a resumed rotation could promote.
+            let statement = if mariadb {
+                format!(
+                    "CREATE USER {pending_account} IDENTIFIED BY PASSWORD '{hash}' ACCOUNT LOCK"
+                )
             } else {
                 format!(
-                    "CREATE USER {pending_account} IDENTIFIED WITH mysql_native_password AS '{hash}'"
+                    "CREATE USER {pending_account} IDENTIFIED WITH mysql_native_password AS '{hash}' ACCOUNT LOCK"
                 )
             };
             session
                 .change(&statement, &format!("creating user {pending_shown}"), &hash)
                 .await?;
             info!(user = pending_name, host = %host, "created the alternate user");
-            None
-        } else {
-            let (pending_user, pending_rights) =
-                session.describe(&pending_account, &pending_shown).await?;
-            let statement = match (&pending_user.plugin, server.is_mariadb()) {
-                (Plugin::Native, true) => format!("SET PASSWORD FOR {pending_account} = '{hash}'"),
-                // The pair shares the original's plugin: the clone is brought back to it.
-                (_, true) => format!(
+        }
+
+        // Rights and account options, by the pair's direction, before the password: a step
+        // that stops half-way leaves the pending user on its old password, so the next
+        // attempt does all of it again.
+        let d = Direction::for_pair(current_name, pending_name, created);
+        let account = |name: &str| {
+            if name == current_name {
+                (current_account.clone(), current_shown.clone())
+            } else {
+                (pending_account.clone(), pending_shown.clone())
+            }
+        };
+        let ((_, source_shown), (target_account, target_shown)) =
+            (account(&d.source), account(&d.target));
+        let source_account = account(&d.source).0;
+        let what = format!("bringing the rights of {target_shown} in line with {source_shown}");
+        let (source_user, source_rights) = session.describe(&source_account, &source_shown).await?;
+        let (target_user, mut target_rights) =
+            session.describe(&target_account, &target_shown).await?;
+        if d.revoke {
+            // Revokes first, then grants against what is left: a grant into a wider right
+            // does nothing, and the revoke of the wider one would take it too.
+            for s in source_rights.revokes_extra_in(&target_rights, &target_account) {
+                session.change(&s, &what, &hash).await?;
+            }
+            target_rights = session.describe(&target_account, &target_shown).await?.1;
+        }
+        for s in source_rights.grants_missing_from(&target_rights, &target_account) {
+            session.change(&s, &what, &hash).await?;
+        }
+        let (source_options, target_options) = (
+            sql::AccountOptions::parse(&source_user.options),
+            sql::AccountOptions::parse(&target_user.options),
+        );
+        if created || (d.revoke && !source_options.same_as(&target_options)) {
+            session
+                .change(
+                    &source_options.alter(&target_account, mariadb),
+                    &what,
+                    &hash,
+                )
+                .await?;
+        }
+        if !mariadb
+            && (d.revoke || created)
+            && source_options.default_roles != target_options.default_roles
+        {
+            let roles = source_options.default_roles.as_deref().unwrap_or("NONE");
+            session
+                .change(
+                    &format!("SET DEFAULT ROLE {roles} TO {target_account}"),
+                    &what,
+                    &hash,
+                )
+                .await?;
+        }
+        // The pair as the server holds it now: a difference this engine could not express
+        // fails the step, before the password is set.
+        let (_, now) = session.describe(&target_account, &target_shown).await?;
+        if !now.in_line_with(&source_rights, d.revoke) {
+            return Err(EngineError::new(
+                ErrorKind::Server,
+                format!(
+                    "{what}: the rights still differ after the grants and revokes (the pending user's password was not changed)"
+                ),
+            ));
+        }
+
+        // Then the password, with the pair's plugin: an account on any other authentication
+        // (another plugin, or `OR unix_socket` beside it) is brought back to exactly
+        // mysql_native_password.
+        if !created {
+            let (pending_user, _) = session.describe(&pending_account, &pending_shown).await?;
+            let statement = match (&pending_user.plugin, pending_user.only_plugin, mariadb) {
+                (Plugin::Native, true, true) => {
+                    format!("SET PASSWORD FOR {pending_account} = '{hash}'")
+                }
+                (_, _, true) => format!(
                     "ALTER USER {pending_account} IDENTIFIED VIA mysql_native_password USING '{hash}'"
                 ),
-                (_, false) => format!(
+                (_, _, false) => format!(
                     "ALTER USER {pending_account} IDENTIFIED WITH mysql_native_password AS '{hash}'"
                 ),
             };
@@ -599,66 +748,8 @@ impl Rotator for MysqlRotator {
                     &hash,
                 )
                 .await?;
-            Some((pending_user, pending_rights))
-        };
-
-        // Rights and account options, by the pair's direction.
-        let d = Direction::for_pair(current_name, pending_name, created);
-        let (pending_user, pending_rights) = match pending_before {
-            Some(p) => p,
-            None => session.describe(&pending_account, &pending_shown).await?,
-        };
-        let by_name = |name: &str| {
-            if name == current_name {
-                (
-                    &current_account,
-                    &current_shown,
-                    &current_user,
-                    &current_rights,
-                )
-            } else {
-                (
-                    &pending_account,
-                    &pending_shown,
-                    &pending_user,
-                    &pending_rights,
-                )
-            }
-        };
-        let (_, source_shown, source_user, source_rights) = by_name(&d.source);
-        let (target_account, target_shown, target_user, target_rights) = by_name(&d.target);
-        let (source_shown, target_shown) = (source_shown.clone(), target_shown.clone());
-        let (target_account, source_options, target_options) = (
-            target_account.clone(),
-            source_user.options.clone(),
-            target_user.options.clone(),
-        );
-        let (source_rights, target_rights) = (source_rights.clone(), target_rights.clone());
-        let what = format!("bringing the rights of {target_shown} in line with {source_shown}");
-        let mut statements = source_rights.grants_missing_from(&target_rights, &target_account);
-        if (d.revoke || created) && source_options != target_options {
-            // Back to the defaults, then the source's clauses (a clause the source lacks is
-            // its default).
-            statements.push(format!(
-                "ALTER USER {target_account} REQUIRE NONE WITH MAX_QUERIES_PER_HOUR 0 MAX_UPDATES_PER_HOUR 0 MAX_CONNECTIONS_PER_HOUR 0 MAX_USER_CONNECTIONS 0"
-            ));
-            if !source_options.is_empty() {
-                statements.push(format!("ALTER USER {target_account} {source_options}"));
-            }
         }
-        for s in &statements {
-            session.change(s, &what, &hash).await?;
-        }
-        if d.revoke {
-            // Against what the target holds now (a grant may have widened a privilege).
-            let (_, now) = session.describe(&target_account, &target_shown).await?;
-            for s in source_rights.revokes_extra_in(&now, &target_account) {
-                session.change(&s, &what, &hash).await?;
-            }
-        }
-        if !statements.is_empty() {
-            info!(source = %d.source, target = %d.target, "brought the pair's rights in line");
-        }
+        info!(source = %d.source, target = %d.target, "the pair's rights are in line");
         Ok(())
     }
 
@@ -755,7 +846,8 @@ impl Rotator for MysqlRotator {
         let server = session.server().await?;
         let shown = server.current_user.clone();
         if self.strategy == Strategy::SingleUser {
-            // Every account may set its own password, unless the server is read-only.
+            // Every account may set its own password (on MySQL only in plaintext, see
+            // `mysql_may_set_own_stored_form`), unless the server is read-only.
             let rows = session
                 .rows(
                     "SELECT CAST(@@global.read_only AS SIGNED)",
@@ -764,27 +856,25 @@ impl Rotator for MysqlRotator {
                 .await?;
             let read_only: i64 = rows
                 .first()
-                .and_then(|r| r.try_get::<i64, _>(0).ok())
-                .unwrap_or_default();
-            return if read_only == 0 {
-                Ok(Some(format!(
-                    "{shown} may set its own password (SET PASSWORD)"
-                )))
-            } else {
-                Err(EngineError::new(
+                .ok_or_else(|| EngineError::new(ErrorKind::Server, "no answer to @@read_only"))?
+                .try_get(0)
+                .map_err(|e| connect::engine_error("reading @@read_only", e))?;
+            if read_only != 0 {
+                return Err(EngineError::new(
                     ErrorKind::PermissionDenied,
                     "the server is read-only (read_only=ON): no account may change its password",
-                ))
-            };
+                ));
+            }
+            if !server.is_mariadb() {
+                return mysql_may_set_own_stored_form(session, &shown)
+                    .await
+                    .map(Some);
+            }
+            return Ok(Some(format!(
+                "{shown} may set its own password (SET PASSWORD)"
+            )));
         }
-        let rows = session
-            .rows("SHOW GRANTS", &format!("reading the rights of {shown}"))
-            .await?;
-        let lines: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
-        let rights = Rights::from_lines(
-            lines.iter().map(String::as_str),
-            &printed_from_shown(&shown),
-        );
+        let rights = session.own_rights(&shown).await?;
         if rights.may_manage_users() {
             Ok(Some(format!(
                 "{shown} holds CREATE USER on *.* with the grant option"

@@ -36,8 +36,10 @@ pub enum Plugin {
 /// credentials themselves (the stored hash) are dropped here and never kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    /// The plugin.
+    /// The plugin (the first, when several are given with `OR`).
     pub plugin: Plugin,
+    /// Whether it is the account's only authentication (no `OR` another plugin).
+    pub only_plugin: bool,
     /// The clauses after the credentials, normalised to single spaces (empty when none).
     pub options: String,
 }
@@ -119,6 +121,7 @@ pub fn parse_create_user(line: &str) -> Account {
     // CREATE USER `name`@`host` ...: the account is the third word.
     let mut i = 3.min(w.len());
     let mut plugin = Plugin::Native;
+    let mut only_plugin = true;
     if w.get(i)
         .is_some_and(|x| x.eq_ignore_ascii_case("IDENTIFIED"))
     {
@@ -147,6 +150,7 @@ pub fn parse_create_user(line: &str) -> Account {
                 if !w.get(i).is_some_and(|x| x.eq_ignore_ascii_case("OR")) {
                     break;
                 }
+                only_plugin = false;
             }
             let name = first.unwrap_or_default();
             if !name.eq_ignore_ascii_case("mysql_native_password") {
@@ -155,7 +159,181 @@ pub fn parse_create_user(line: &str) -> Account {
         }
     }
     let options = w.get(i..).unwrap_or_default().join(" ");
-    Account { plugin, options }
+    Account {
+        plugin,
+        only_plugin,
+        options,
+    }
+}
+
+/// An account's options (after its credentials in `SHOW CREATE USER`), taken apart so that
+/// one `ALTER USER` can state every one of them for another account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountOptions {
+    /// What follows `REQUIRE` (`NONE` when absent): `SSL`, `X509`, `ISSUER '...' AND ...`.
+    pub require: String,
+    /// Resource limits by name (`MAX_USER_CONNECTIONS`, ...); an absent one is 0.
+    pub limits: BTreeMap<String, String>,
+    /// What follows `PASSWORD EXPIRE` (`DEFAULT` when absent, `NEVER`, `INTERVAL n DAY`);
+    /// `None` for an expiry now, which is not copied (it would expire the password just set).
+    pub password_expire: Option<String>,
+    /// `ACCOUNT LOCK`.
+    pub locked: bool,
+    /// MySQL 8's `DEFAULT ROLE ...`, copied with `SET DEFAULT ROLE`.
+    pub default_roles: Option<String>,
+    /// MySQL 8's other clauses, verbatim (`PASSWORD HISTORY ...`, `FAILED_LOGIN_ATTEMPTS n`,
+    /// `COMMENT '...'`, ...).
+    pub other: Vec<String>,
+}
+
+/// The resource limits an `ALTER USER` states (MariaDB adds `MAX_STATEMENT_TIME`).
+const LIMITS: [&str; 4] = [
+    "MAX_QUERIES_PER_HOUR",
+    "MAX_UPDATES_PER_HOUR",
+    "MAX_CONNECTIONS_PER_HOUR",
+    "MAX_USER_CONNECTIONS",
+];
+
+fn is_clause_start(w: &str) -> bool {
+    [
+        "REQUIRE",
+        "WITH",
+        "PASSWORD",
+        "ACCOUNT",
+        "DEFAULT",
+        "FAILED_LOGIN_ATTEMPTS",
+        "PASSWORD_LOCK_TIME",
+        "COMMENT",
+        "ATTRIBUTE",
+    ]
+    .iter()
+    .any(|k| w.eq_ignore_ascii_case(k))
+}
+
+impl AccountOptions {
+    /// Reads [`Account::options`].
+    pub fn parse(options: &str) -> AccountOptions {
+        let w = words(options);
+        let mut o = AccountOptions {
+            require: "NONE".into(),
+            limits: BTreeMap::new(),
+            password_expire: Some("DEFAULT".into()),
+            locked: false,
+            default_roles: None,
+            other: Vec::new(),
+        };
+        let up = |i: usize| w.get(i).map(|x| x.to_ascii_uppercase()).unwrap_or_default();
+        let mut i = 0;
+        while i < w.len() {
+            let start = i;
+            i += 1;
+            let until_next = |i: &mut usize| {
+                let from = *i;
+                while *i < w.len() && !is_clause_start(w[*i]) {
+                    *i += 1;
+                }
+                w[from..*i].join(" ")
+            };
+            match up(start).as_str() {
+                "REQUIRE" => o.require = until_next(&mut i),
+                "WITH" => {
+                    while i + 1 < w.len() && up(i).starts_with("MAX_") {
+                        o.limits.insert(up(i), w[i + 1].to_string());
+                        i += 2;
+                    }
+                }
+                "ACCOUNT" => {
+                    o.locked = up(i) == "LOCK";
+                    i += 1;
+                }
+                "PASSWORD" if up(i) == "EXPIRE" => {
+                    i += 1;
+                    o.password_expire = match up(i).as_str() {
+                        "NEVER" | "DEFAULT" => {
+                            i += 1;
+                            Some(up(i - 1))
+                        }
+                        "INTERVAL" => {
+                            i += 3;
+                            Some(w[i - 3..i.min(w.len())].join(" "))
+                        }
+                        _ => None,
+                    };
+                }
+                "DEFAULT" if up(i) == "ROLE" => {
+                    i += 1;
+                    o.default_roles = Some(until_next(&mut i));
+                }
+                _ => {
+                    // MySQL 8's other clauses, kept verbatim, each by its own grammar.
+                    let len = match (up(start).as_str(), up(start + 1).as_str()) {
+                        ("PASSWORD", "HISTORY") => 3,
+                        ("PASSWORD", "REUSE") if up(start + 3) == "DEFAULT" => 4,
+                        ("PASSWORD", "REUSE") => 5,
+                        ("PASSWORD", "REQUIRE")
+                            if matches!(up(start + 3).as_str(), "DEFAULT" | "OPTIONAL") =>
+                        {
+                            4
+                        }
+                        ("PASSWORD", "REQUIRE") => 3,
+                        _ => 2,
+                    };
+                    let end = (start + len).min(w.len());
+                    o.other.push(w[start..end].join(" "));
+                    i = end;
+                }
+            }
+        }
+        o
+    }
+
+    /// The `ALTER USER <account> ...` that gives an account exactly these options (every
+    /// limit stated, 0 where absent; `MAX_STATEMENT_TIME` on MariaDB).
+    pub fn alter(&self, account: &str, mariadb: bool) -> String {
+        let mut names: Vec<&str> = LIMITS.to_vec();
+        if mariadb {
+            names.push("MAX_STATEMENT_TIME");
+        }
+        let limits: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let v = self.limits.get(*n).map(String::as_str).unwrap_or("0");
+                format!("{n} {v}")
+            })
+            .collect();
+        let mut s = format!(
+            "ALTER USER {account} REQUIRE {} WITH {} ACCOUNT {}",
+            self.require,
+            limits.join(" "),
+            if self.locked { "LOCK" } else { "UNLOCK" }
+        );
+        if let Some(expire) = &self.password_expire {
+            s.push_str(&format!(" PASSWORD EXPIRE {expire}"));
+        }
+        for clause in &self.other {
+            s.push(' ');
+            s.push_str(clause);
+        }
+        s
+    }
+
+    /// Whether `other` states the same options (an expiry now on either side is not compared).
+    pub fn same_as(&self, other: &AccountOptions) -> bool {
+        let strip = |o: &AccountOptions| {
+            let mut o = o.clone();
+            o.limits.retain(|_, v| v != "0");
+            o.default_roles = None;
+            o
+        };
+        let (a, b) = (strip(self), strip(other));
+        a.require == b.require
+            && a.limits == b.limits
+            && a.locked == b.locked
+            && a.other == b.other
+            && (a.password_expire.is_none()
+                || b.password_expire.is_none()
+                || a.password_expire == b.password_expire)
+    }
 }
 
 /// One line of `SHOW GRANTS FOR <account>`, taken apart.
@@ -171,10 +349,11 @@ pub enum GrantLine {
         /// `WITH GRANT OPTION`.
         grant_option: bool,
     },
-    /// `GRANT <role> TO <account> [WITH ADMIN OPTION]`.
-    Role {
-        /// The role, as printed.
-        role: String,
+    /// `GRANT <role>[, <role>...] TO <account> [WITH ADMIN OPTION]` (MySQL 8 prints several
+    /// roles on one line).
+    Roles {
+        /// The roles, as printed.
+        roles: Vec<String>,
         /// `WITH ADMIN OPTION`.
         admin: bool,
     },
@@ -182,9 +361,8 @@ pub enum GrantLine {
     DefaultRole(String),
 }
 
-/// Splits a privilege list at its top-level commas, one entry per column of a column
-/// privilege (`SELECT (`a`, `b`)` is `SELECT (`a`)` and `SELECT (`b`)`).
-fn privileges(list: &str) -> BTreeSet<String> {
+/// `list` split at its top-level commas (outside quotes and parentheses), trimmed.
+fn split_top(list: &str) -> Vec<&str> {
     let b = list.as_bytes();
     let mut parts = Vec::new();
     let (mut start, mut i, mut depth) = (0, 0, 0);
@@ -205,8 +383,16 @@ fn privileges(list: &str) -> BTreeSet<String> {
         i += 1;
     }
     parts.push(list[start..].trim());
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// Splits a privilege list at its top-level commas, one entry per column of a column
+/// privilege (`SELECT (`a`, `b`)` is `SELECT (`a`)` and `SELECT (`b`)`).
+fn privileges(list: &str) -> BTreeSet<String> {
+    let parts = split_top(list);
     let mut out = BTreeSet::new();
-    for p in parts.into_iter().filter(|p| !p.is_empty()) {
+    for p in parts {
         match p.find(" (") {
             Some(open) if p.ends_with(')') => {
                 let name = &p[..open];
@@ -244,16 +430,22 @@ fn find_top(s: &str, needle: &str) -> Option<usize> {
     None
 }
 
-/// Reads one `SHOW GRANTS` line about `account` (as the server prints it, e.g.
-/// `` `app`@`%` ``). `None` for a line of another form (kept as is by callers).
-pub fn parse_grant(line: &str, account: &str) -> Option<GrantLine> {
+/// Reads one `SHOW GRANTS` line about the account printed as one of `accounts` (the server's
+/// spellings of it, [`printed_account`]). `None` for a line of another form, or about another
+/// account.
+pub fn parse_grant(line: &str, accounts: &[String]) -> Option<GrantLine> {
     if let Some(rest) = line.strip_prefix("SET DEFAULT ROLE ") {
         let at = find_top(rest, " FOR ")?;
         return Some(GrantLine::DefaultRole(rest[..at].to_string()));
     }
     let rest = line.strip_prefix("GRANT ")?;
-    let to = format!(" TO {account}");
-    let at = find_top(rest, &to)?;
+    let (at, to) = accounts.iter().find_map(|account| {
+        let to = format!(" TO {account}");
+        let at = find_top(rest, &to)?;
+        // The account ends there: the line ends, or a clause follows.
+        let after = &rest[at + to.len()..];
+        (after.is_empty() || after.starts_with(' ')).then_some((at, to))
+    })?;
     let (head, tail) = (&rest[..at], &rest[at + to.len()..]);
     let with = |what: &str| find_top(tail, what).is_some();
     match find_top(head, " ON ") {
@@ -262,8 +454,8 @@ pub fn parse_grant(line: &str, account: &str) -> Option<GrantLine> {
             object: head[on + 4..].to_string(),
             grant_option: with("WITH GRANT OPTION"),
         }),
-        None => Some(GrantLine::Role {
-            role: head.to_string(),
+        None => Some(GrantLine::Roles {
+            roles: split_top(head).into_iter().map(str::to_string).collect(),
             admin: with("WITH ADMIN OPTION"),
         }),
     }
@@ -281,11 +473,17 @@ pub struct Rights {
 }
 
 impl Rights {
-    /// From the lines of `SHOW GRANTS FOR <account>`.
-    pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>, account: &str) -> Rights {
+    /// From the lines of `SHOW GRANTS FOR <account>` (`accounts`: its printed spellings). A
+    /// line this engine does not read (MySQL 8's partial revokes, a form it does not know) is
+    /// an error naming it (its stored password cut off), never skipped: rights it did not read
+    /// would be lost on the clone.
+    pub fn from_lines<'a>(
+        lines: impl IntoIterator<Item = &'a str>,
+        accounts: &[String],
+    ) -> Result<Rights, String> {
         let mut r = Rights::default();
         for line in lines {
-            match parse_grant(line, account) {
+            match parse_grant(line, accounts) {
                 Some(GrantLine::Privileges {
                     privileges,
                     object,
@@ -295,16 +493,29 @@ impl Rights {
                     e.0.extend(privileges);
                     e.1 |= grant_option;
                 }
-                Some(GrantLine::Role { role, admin }) => {
-                    *r.roles.entry(role).or_default() |= admin;
+                Some(GrantLine::Roles { roles, admin }) => {
+                    for role in roles {
+                        *r.roles.entry(role).or_default() |= admin;
+                    }
                 }
                 Some(GrantLine::DefaultRole(role)) => r.default_role = Some(role),
-                None => {}
+                None => {
+                    let shown = line.split(" IDENTIFIED ").next().unwrap_or_default();
+                    return Err(shown.to_string());
+                }
             }
         }
         r.objects
             .retain(|_, (privileges, grant)| !privileges.is_empty() || *grant);
-        r
+        Ok(r)
+    }
+
+    /// Whether `self` holds everything `source` holds (and exactly that, when `exact`).
+    pub fn in_line_with(&self, source: &Rights, exact: bool) -> bool {
+        if exact {
+            return self == source;
+        }
+        source.grants_missing_from(self, "").is_empty()
     }
 
     /// The statements that give `target` (quoted as a statement names it) what `self` has
@@ -375,6 +586,18 @@ impl Rights {
         out
     }
 
+    /// Whether the rights let their holder set any account's authentication by its stored
+    /// form on MySQL: `CREATE USER` (or `ALL PRIVILEGES`) on `*.*`, or `UPDATE` on `mysql`.
+    pub fn may_set_stored_forms(&self) -> bool {
+        let has = |object: &str, any: &[&str]| {
+            self.objects
+                .get(object)
+                .is_some_and(|(p, _)| p.iter().any(|x| any.contains(&x.as_str())))
+        };
+        has("*.*", &["ALL PRIVILEGES", "CREATE USER", "UPDATE"])
+            || has("`mysql`.*", &["ALL PRIVILEGES", "UPDATE"])
+    }
+
     /// Whether the rights let their holder create users and grant what it holds: `CREATE
     /// USER` (or `ALL PRIVILEGES`) on `*.*`, with the grant option.
     pub fn may_manage_users(&self) -> bool {
@@ -391,9 +614,14 @@ pub fn backticked(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// The account as `SHOW GRANTS` prints it.
-pub fn printed_account(user: &str, host: &str) -> String {
-    format!("{}@{}", backticked(user), backticked(host))
+/// The account as `SHOW GRANTS` prints it: in backticks (MariaDB, MySQL 8), or in single
+/// quotes (MySQL 5.7).
+pub fn printed_account(user: &str, host: &str) -> Vec<String> {
+    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    vec![
+        format!("{}@{}", backticked(user), backticked(host)),
+        format!("{}@{}", quoted(user), quoted(host)),
+    ]
 }
 
 /// The statement that changes a password only while the step has time: on the server's clock,
@@ -460,6 +688,7 @@ mod tests {
             "CREATE USER `root`@`localhost` IDENTIFIED VIA mysql_native_password USING 'invalid' OR unix_socket",
         );
         assert_eq!(a.plugin, Plugin::Native);
+        assert!(!a.only_plugin, "another plugin beside it");
     }
 
     #[test]
@@ -472,7 +701,7 @@ mod tests {
             "GRANT `reader` TO `app`@`%` WITH ADMIN OPTION",
             "SET DEFAULT ROLE `reader` FOR `app`@`%`",
         ];
-        let r = Rights::from_lines(lines, &acct);
+        let r = Rights::from_lines(lines, &acct).unwrap();
         assert!(!r.objects.contains_key("*.*"), "USAGE alone is no right");
         assert_eq!(
             r.objects["`appdb`.*"],
@@ -501,7 +730,8 @@ mod tests {
                 "GRANT `old` TO `app_clone`@`%`",
             ],
             &clone_acct,
-        );
+        )
+        .unwrap();
         let to = "'app_clone'@'%'";
         assert_eq!(
             r.grants_missing_from(&clone, to),
@@ -545,15 +775,100 @@ mod tests {
         let all = Rights::from_lines(
             ["GRANT ALL PRIVILEGES ON *.* TO `admin`@`%` WITH GRANT OPTION"],
             &acct,
-        );
+        )
+        .unwrap();
         assert!(all.may_manage_users());
-        let no_grant = Rights::from_lines(["GRANT CREATE USER ON *.* TO `admin`@`%`"], &acct);
+        let no_grant =
+            Rights::from_lines(["GRANT CREATE USER ON *.* TO `admin`@`%`"], &acct).unwrap();
         assert!(!no_grant.may_manage_users());
     }
 
     #[test]
-    fn the_deadline_statement_names_no_password() {
+    fn the_deadline_statement_changes_only_before_the_deadline_on_the_servers_clock() {
         let s = before_deadline("SET PASSWORD = '*ABC'", 1_700_000_000.25);
-        assert!(s.starts_with("BEGIN NOT ATOMIC IF UNIX_TIMESTAMP(SYSDATE(6)) < 1700000000.250000 THEN SET PASSWORD = '*ABC';"));
+        assert!(s.starts_with(
+            "BEGIN NOT ATOMIC IF UNIX_TIMESTAMP(SYSDATE(6)) < 1700000000.250000 THEN SET PASSWORD = '*ABC';"
+        ));
+        assert!(s.contains(&format!(
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{DEADLINE_PASSED}'"
+        )));
+    }
+
+    #[test]
+    fn mysql_grant_forms_are_read_too() {
+        // MySQL 5.7 prints accounts in single quotes; MySQL 8 several roles on one line.
+        let acct = printed_account("app", "%");
+        let r = Rights::from_lines(
+            [
+                "GRANT USAGE ON *.* TO 'app'@'%'",
+                "GRANT SELECT ON `db`.* TO 'app'@'%' WITH GRANT OPTION",
+                "GRANT `r1`@`%`,`r2`@`%` TO `app`@`%`",
+            ],
+            &acct,
+        )
+        .unwrap();
+        assert!(r.objects["`db`.*"].1);
+        assert_eq!(
+            r.roles.keys().cloned().collect::<Vec<_>>(),
+            ["`r1`@`%`", "`r2`@`%`"]
+        );
+        // A line it does not read (MySQL 8's partial revokes) is an error naming it, with the
+        // stored password cut off.
+        let e = Rights::from_lines(
+            [
+                "GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*ABC'",
+                "REVOKE INSERT ON `mysql`.* FROM `app`@`%`",
+            ],
+            &acct,
+        )
+        .unwrap_err();
+        assert_eq!(e, "REVOKE INSERT ON `mysql`.* FROM `app`@`%`");
+        // Another account's line is not this one's.
+        let e = Rights::from_lines(["GRANT SELECT ON *.* TO `app2`@`%`"], &acct).unwrap_err();
+        assert!(e.contains("app2"), "{e}");
+    }
+
+    #[test]
+    fn account_options_are_stated_whole_for_the_other_account() {
+        let maria = AccountOptions::parse(
+            "REQUIRE SSL WITH MAX_USER_CONNECTIONS 5 MAX_STATEMENT_TIME 0.5 PASSWORD EXPIRE INTERVAL 30 DAY ACCOUNT LOCK",
+        );
+        assert_eq!(maria.require, "SSL");
+        assert_eq!(maria.password_expire.as_deref(), Some("INTERVAL 30 DAY"));
+        assert!(maria.locked);
+        assert_eq!(
+            maria.alter("'x'@'%'", true),
+            "ALTER USER 'x'@'%' REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 0 MAX_UPDATES_PER_HOUR 0 \
+             MAX_CONNECTIONS_PER_HOUR 0 MAX_USER_CONNECTIONS 5 MAX_STATEMENT_TIME 0.5 ACCOUNT LOCK \
+             PASSWORD EXPIRE INTERVAL 30 DAY"
+        );
+        // Nothing stated: every option back to its default.
+        let none = AccountOptions::parse("");
+        assert_eq!(
+            none.alter("'x'@'%'", true),
+            "ALTER USER 'x'@'%' REQUIRE NONE WITH MAX_QUERIES_PER_HOUR 0 MAX_UPDATES_PER_HOUR 0 \
+             MAX_CONNECTIONS_PER_HOUR 0 MAX_USER_CONNECTIONS 0 MAX_STATEMENT_TIME 0 ACCOUNT UNLOCK \
+             PASSWORD EXPIRE DEFAULT"
+        );
+        assert!(!none.same_as(&maria));
+        // MySQL 8's form: the default role apart, its other clauses kept, an expiry now not
+        // copied.
+        let mysql = AccountOptions::parse(
+            "DEFAULT ROLE `r1`@`%`,`r2`@`%` REQUIRE X509 PASSWORD EXPIRE PASSWORD HISTORY DEFAULT PASSWORD REUSE INTERVAL DEFAULT PASSWORD REQUIRE CURRENT DEFAULT ACCOUNT UNLOCK FAILED_LOGIN_ATTEMPTS 3 PASSWORD_LOCK_TIME 2",
+        );
+        assert_eq!(mysql.default_roles.as_deref(), Some("`r1`@`%`,`r2`@`%`"));
+        assert_eq!(mysql.require, "X509");
+        assert_eq!(mysql.password_expire, None);
+        assert_eq!(
+            mysql.other,
+            [
+                "PASSWORD HISTORY DEFAULT",
+                "PASSWORD REUSE INTERVAL DEFAULT",
+                "PASSWORD REQUIRE CURRENT DEFAULT",
+                "FAILED_LOGIN_ATTEMPTS 3",
+                "PASSWORD_LOCK_TIME 2"
+            ]
+        );
+        assert!(!mysql.alter("'x'@'%'", false).contains("DEFAULT ROLE"));
     }
 }

@@ -42,23 +42,35 @@ fn sql(db: &MariaDb, s: &str) -> String {
 /// stored form cut off: what two accounts must share.
 fn rights(db: &MariaDb, user: &str) -> Vec<String> {
     let name = format!("`{user}`@`%`");
-    let mut lines: Vec<String> = sql(db, &format!("SHOW GRANTS FOR {}@'%'", literal(user)))
-        .lines()
-        .map(|l| {
-            let l = l.replace(&name, "<account>");
-            match l.find(" IDENTIFIED BY PASSWORD") {
-                Some(i) => l[..i].to_string(),
-                None => l,
-            }
-        })
-        .collect();
+    let mut lines: Vec<String> = sql(
+        db,
+        &format!(
+            "SET SESSION sql_mode = ''; SHOW GRANTS FOR {}@'%'",
+            literal(user)
+        ),
+    )
+    .lines()
+    .map(|l| {
+        let l = l.replace(&name, "<account>");
+        match l.find(" IDENTIFIED BY PASSWORD") {
+            Some(i) => l[..i].to_string(),
+            None => l,
+        }
+    })
+    .collect();
     lines.sort();
     lines
 }
 
 /// The account's options as `SHOW CREATE USER` prints them after its credentials.
 fn options(db: &MariaDb, user: &str) -> String {
-    let line = sql(db, &format!("SHOW CREATE USER {}@'%'", literal(user)));
+    let line = sql(
+        db,
+        &format!(
+            "SET SESSION sql_mode = ''; SHOW CREATE USER {}@'%'",
+            literal(user)
+        ),
+    );
     let line = line.trim();
     match line.find(" IDENTIFIED BY PASSWORD '") {
         Some(i) => line[i + 25 + 41..].trim().to_string(),
@@ -75,10 +87,20 @@ async fn as_master(
     target: &str,
     password: &str,
 ) -> Result<(), rotation_core::EngineError> {
-    let r = rotator(Strategy::AlternatingUsers);
     let (admin, admin_pw) = db.admin();
+    as_master_named(db, (admin, admin_pw), current, target, password).await
+}
+
+async fn as_master_named(
+    db: &MariaDb,
+    master: (&str, &str),
+    current: &str,
+    target: &str,
+    password: &str,
+) -> Result<(), rotation_core::EngineError> {
+    let r = rotator(Strategy::AlternatingUsers);
     let mut s = r
-        .login(&parse(&secret(db, admin, admin_pw)), deadline())
+        .login(&parse(&secret(db, master.0, master.1)), deadline())
         .await
         .expect("master login");
     let out = r
@@ -322,4 +344,108 @@ fn the_clone_name_is_limited_in_characters_by_the_secrets_engine() {
         )
         .is_err()
     );
+}
+
+/// The pair's rights and options as `SHOW GRANTS` and `SHOW CREATE USER` hold them.
+fn pair_in_line(db: &MariaDb, original: &str) {
+    let clone = format!("{original}_clone");
+    assert_eq!(rights(db, &clone), rights(db, original), "rights");
+    assert_eq!(options(db, &clone), options(db, original), "options");
+}
+
+#[tokio::test]
+async fn the_servers_sql_mode_changes_nothing_the_engine_reads_or_sends() {
+    let db = MariaDb::start(false).expect("start MariaDB (scripts/setup installs it)");
+    let hash = native_hash("App-initial-pw-1");
+    // Two accounts whose names would be confused if the server's QUOTE() output were read
+    // under NO_BACKSLASH_ESCAPES: the second's name is a statement.
+    sql(
+        &db,
+        &format!(
+            "CREATE USER 'P\\\\'@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             CREATE USER 'P'';CREATE DATABASE pwned;#'@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             CREATE USER app@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             GRANT SELECT, INSERT ON app.* TO app@'%'; \
+             SET GLOBAL sql_mode = CONCAT(@@global.sql_mode, ',ANSI_QUOTES,NO_BACKSLASH_ESCAPES')"
+        ),
+    );
+    as_master(&db, "app", "app_clone", "Clone-pw-number-1")
+        .await
+        .expect("clone made under ANSI_QUOTES");
+    pair_in_line(&db, "app");
+    as_master(&db, "app", "app_clone", "Clone-pw-number-2")
+        .await
+        .expect("clone kept in line under ANSI_QUOTES");
+    pair_in_line(&db, "app");
+    let _ = as_master(
+        &db,
+        "P';CREATE DATABASE pwned;#",
+        "P';CREATE DATABASE pwned;#_clone",
+        "Clone-pw-number-3",
+    )
+    .await;
+    assert_eq!(
+        sql(&db, "SHOW DATABASES LIKE 'pwned'"),
+        "",
+        "a name ran as a statement"
+    );
+    assert!(
+        db.logs_in("P';CREATE DATABASE pwned;#_clone", "Clone-pw-number-3")
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_planted_clone_is_brought_in_line_whatever_it_holds() {
+    let db = MariaDb::start(false).expect("start MariaDB (scripts/setup installs it)");
+    let hash = native_hash("App-initial-pw-1");
+    sql(
+        &db,
+        &format!(
+            "CREATE TABLE app.t (a INT, b INT); \
+             CREATE USER app@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             GRANT SELECT ON app.* TO app@'%'; GRANT SELECT (a) ON app.t TO app@'%'; \
+             CREATE USER app_clone@'%' IDENTIFIED VIA mysql_native_password USING '{hash}' OR unix_socket \
+               WITH MAX_STATEMENT_TIME 0.001 PASSWORD EXPIRE INTERVAL 1 DAY ACCOUNT LOCK; \
+             GRANT ALL PRIVILEGES ON app.* TO app_clone@'%'; GRANT SELECT ON app.t TO app_clone@'%'"
+        ),
+    );
+    // Wider rights than the original's are narrowed, not lost; its options and its second
+    // plugin go.
+    as_master(&db, "app", "app_clone", "Clone-pw-number-1")
+        .await
+        .expect("clone in line");
+    pair_in_line(&db, "app");
+    let created = sql(&db, "SHOW CREATE USER app_clone@'%'");
+    assert!(!created.contains("unix_socket"), "{created}");
+    assert!(db.logs_in("app_clone", "Clone-pw-number-1").unwrap());
+}
+
+#[tokio::test]
+async fn a_step_that_stops_half_way_leaves_no_clone_to_promote() {
+    let db = MariaDb::start(false).expect("start MariaDB (scripts/setup installs it)");
+    let hash = native_hash("App-initial-pw-1");
+    // A master that may create users but not grant: the rights cannot be copied.
+    sql(
+        &db,
+        &format!(
+            "CREATE USER app@'%' IDENTIFIED BY PASSWORD '{hash}'; GRANT SELECT ON app.* TO app@'%'; \
+             CREATE USER weak@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             GRANT CREATE USER, SELECT ON *.* TO weak@'%'"
+        ),
+    );
+    let weak = ("weak", "App-initial-pw-1");
+    let e = as_master_named(&db, weak, "app", "app_clone", "Clone-pw-number-1")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    // The clone exists but cannot log in with the pending password: a resumed rotation does
+    // not find its setSecret done, and does it again.
+    assert!(!db.logs_in("app_clone", "Clone-pw-number-1").unwrap());
+    // With an able master, the next attempt completes it.
+    as_master(&db, "app", "app_clone", "Clone-pw-number-1")
+        .await
+        .expect("clone in line");
+    pair_in_line(&db, "app");
+    assert!(db.logs_in("app_clone", "Clone-pw-number-1").unwrap());
 }

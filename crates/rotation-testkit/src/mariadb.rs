@@ -47,7 +47,7 @@ pub fn mariadb_bin(name: &str) -> Result<PathBuf, TestkitError> {
         .ok_or(TestkitError::Missing {
             what: "MariaDB",
             path: name.to_string(),
-            hint: "run scripts/setup (it installs mariadb-server-core and mariadb-client with apt)",
+            hint: "run scripts/setup (it installs mariadb-server-core and mariadb-client-core with apt)",
         })
 }
 
@@ -219,7 +219,8 @@ impl MariaDb {
             return Ok(true);
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("ERROR 1045") {
+        // Wrong password (1045), or an account locked (4151).
+        if err.contains("ERROR 1045") || err.contains("ERROR 4151") {
             return Ok(false);
         }
         Err(TestkitError::Command {
