@@ -200,6 +200,9 @@ struct Shared {
     timeout: u64,
     /// The secret that took each database user in this run.
     users: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Secrets that name a database user another selected secret names too, with those
+    /// others: refused, all of them, before any is rotated.
+    same_user: std::collections::HashMap<String, String>,
 }
 
 fn key(engine: Engine, strategy: Strategy) -> (&'static str, u8) {
@@ -315,14 +318,20 @@ async fn engine_and_strategy(
 }
 
 /// The database user a secret's value names (engine, host, port, username), to find two
-/// secrets of one user in a fleet run.
+/// secrets of one user in a fleet run. The port as a number (a string or an absent port, the
+/// engine's default, name the same server).
 fn identity(engine: Engine, value: &Value) -> String {
     let text = |k: &str| value.get(k).map(Value::to_string).unwrap_or_default();
+    let port = match value.get("port") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => engine.profile.default_port.map(u64::from),
+    };
     format!(
-        "{}|{}|{}|{}",
+        "{}|{}|{:?}|{}",
         engine.name(),
         text("host"),
-        text("port"),
+        port,
         text("username")
     )
 }
@@ -365,6 +374,14 @@ async fn rotate_one(shared: Arc<Shared>, listed: Listed) -> Outcome {
                 .or_insert_with(|| listed.name.clone())
                 .clone()
         };
+        if let Some(others) = shared.same_user.get(&listed.name) {
+            return Err(RotationError::InvalidSecret {
+                which: rotation_core::Which::Current,
+                secret: listed.name.clone(),
+                source: rotation_core::SecretError::Shared(others.clone()),
+            }
+            .into());
+        }
         if first != listed.name {
             return Err(RotationError::InvalidSecret {
                 which: rotation_core::Which::Current,
@@ -489,17 +506,25 @@ impl Progress {
 /// time; a secret that cannot be read names none here, and fails on its own later).
 async fn masters_named(
     store: &AnyStore,
+    engines: &Engines,
+    engine: Option<Engine>,
     chosen: &[Listed],
     timeout: u64,
     concurrency: usize,
-) -> std::collections::HashSet<String> {
+) -> (
+    std::collections::HashSet<String>,
+    std::collections::HashMap<String, String>,
+) {
     let mut masters = std::collections::HashSet::new();
+    // Each database user, and the selected secrets naming it.
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut queue = chosen.iter().map(|l| l.name.clone());
     let mut running = tokio::task::JoinSet::new();
     loop {
         while running.len() < concurrency {
             let Some(name) = queue.next() else { break };
             let store = store.clone();
+            let engines = engines.clone();
             running.spawn(async move {
                 let deadline = rotation_core::Deadline::after(Duration::from_secs(timeout));
                 let read = rotation_core::SecretStore::get_value(
@@ -509,18 +534,39 @@ async fn masters_named(
                 );
                 let value = deadline.run(read).await.ok()?.ok()?;
                 let parsed: Value = serde_json::from_str(value.value.expose_secret()).ok()?;
-                parsed.get("masterarn")?.as_str().map(str::to_owned)
+                let master = parsed
+                    .get("masterarn")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let engine =
+                    engine.or_else(|| engines.for_secret_engine(parsed.get("engine")?.as_str()?));
+                let user = engine.map(|e| identity(e, &parsed));
+                Some((name, master, user))
             });
         }
         match running.join_next().await {
-            Some(Ok(Some(master))) => {
-                masters.insert(master);
+            Some(Ok(Some((name, master, user)))) => {
+                masters.extend(master);
+                if let Some(user) = user {
+                    users.entry(user).or_default().push(name);
+                }
             }
             Some(_) => {}
             None => break,
         }
     }
-    masters
+    let mut same_user = std::collections::HashMap::new();
+    for names in users.into_values().filter(|n| n.len() > 1) {
+        for name in &names {
+            let others: Vec<&str> = names
+                .iter()
+                .filter(|n| *n != name)
+                .map(String::as_str)
+                .collect();
+            same_user.insert(name.clone(), others.join(", "));
+        }
+    }
+    (masters, same_user)
 }
 
 /// Rotates every selected secret, `concurrency` at a time, and prints a summary. Secrets that
@@ -542,7 +588,8 @@ pub async fn run(
     let total = chosen.len();
     // A master secret rotated while the secrets that use it rotate would fail them (its
     // AWSCURRENT stops logging in at its setSecret): masters go last, once the others are done.
-    let masters = masters_named(&store, &chosen, timeout, concurrency).await;
+    let (masters, same_user) =
+        masters_named(&store, engines, engine, &chosen, timeout, concurrency).await;
     let (last, first): (Vec<Listed>, Vec<Listed>) = chosen.into_iter().partition(|l| {
         masters.contains(&l.name) || l.arn.as_ref().is_some_and(|a| masters.contains(a))
     });
@@ -562,6 +609,7 @@ pub async fn run(
         force,
         timeout,
         users: std::sync::Mutex::new(std::collections::HashMap::new()),
+        same_user,
     });
     let mut progress = Progress {
         bar: !json_out && std::io::stderr().is_terminal(),

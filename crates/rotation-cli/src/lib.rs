@@ -222,9 +222,13 @@ async fn open_store(spec: &str) -> anyhow::Result<AnyStore> {
 }
 
 /// The file store `spec` names, for the commands that only it offers.
-fn file_store(spec: &str, command: &str) -> anyhow::Result<LocalSecretStore> {
+/// The file store `spec` names, for `put` and `list`: a wait for its lock is bounded by
+/// `--timeout` (`timeout` seconds), as every other wait of a command is.
+fn file_store(spec: &str, command: &str, timeout: u64) -> anyhow::Result<LocalSecretStore> {
     match spec.strip_prefix("file:").filter(|p| !p.is_empty()) {
-        Some(path) => Ok(LocalSecretStore::new(path)),
+        Some(path) => {
+            Ok(LocalSecretStore::new(path).with_lock_timeout(Duration::from_secs(timeout)))
+        }
         None if spec == "aws" => Err(UsageError(format!(
             "rotate {command} works on the file store (--store file:PATH); for Secrets Manager use the AWS CLI (aws secretsmanager create-secret / put-secret-value / list-secrets)"
         ))
@@ -499,7 +503,7 @@ async fn run(cli: Cli, engines: &Engines) -> anyhow::Result<()> {
             password_stdin,
             strategy,
         } => {
-            let store = file_store(&cli.store, "put")?;
+            let store = file_store(&cli.store, "put", cli.timeout)?;
             let req = put::PutRequest {
                 secret: &secret,
                 value_file: value_file.as_deref(),
@@ -518,7 +522,7 @@ async fn run(cli: Cli, engines: &Engines) -> anyhow::Result<()> {
             put::print_put(cli.json, &secret, &outcome);
         }
         Command::List => {
-            let store = file_store(&cli.store, "list")?;
+            let store = file_store(&cli.store, "list", cli.timeout)?;
             put::print_list(cli.json, &put::summaries(&store).await?);
         }
         Command::Plan {

@@ -75,7 +75,8 @@ async fn two_hundred_secrets_five_broken() {
         .tag("fleet/s180", "rotation-strategy", "alternating-users")
         .await
         .unwrap();
-    // A second secret of user u1: refused (rotating it would lock out fleet/s001's clients).
+    // A second secret of user u1: both refused, before either is rotated (rotating one would
+    // lock out the other's clients).
     store
         .create_secret("fleet/s999", &SecretString::from(secret(1).to_string()))
         .await
@@ -92,6 +93,7 @@ async fn two_hundred_secrets_five_broken() {
         "fleet/s150",
         "fleet/s180",
         "fleet/s999",
+        "fleet/s001",
     ];
     let before = currents(&store).await;
 
@@ -106,8 +108,8 @@ async fn two_hundred_secrets_five_broken() {
         "a database failure is the worst: {stderr}"
     );
     let report: Value = serde_json::from_slice(&o.stdout).expect("a JSON summary");
-    assert_eq!(report["rotated"], json!(USERS - 5), "{report}");
-    assert_eq!(report["failed"], json!(6));
+    assert_eq!(report["rotated"], json!(USERS - 6), "{report}");
+    assert_eq!(report["failed"], json!(7));
     let failed: BTreeMap<String, String> = report["secrets"]
         .as_array()
         .unwrap()
@@ -127,6 +129,7 @@ async fn two_hundred_secrets_five_broken() {
         ("fleet/s150", "NoWorkingCredentials"),
         ("fleet/s180", "MissingMasterArn"),
         ("fleet/s999", "InvalidSecret"),
+        ("fleet/s001", "InvalidSecret"),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))

@@ -563,3 +563,45 @@ fn a_secret_without_awscurrent_is_given_one_by_put() {
     ok(&store.rotate(&["put", "app", "--value-file", file.to_str().unwrap()], ""));
     assert_eq!(store.value("app", "AWSCURRENT")["host"], json!("h2"));
 }
+
+#[test]
+fn put_waits_for_a_held_store_lock_no_longer_than_its_timeout() {
+    let store = Store::new();
+    ok(&store.rotate(
+        &[
+            "put",
+            "db",
+            "engine=postgres",
+            "host=a.example.com",
+            "username=app",
+            "--password-stdin",
+        ],
+        "Pw-with-Upper-1\n",
+    ));
+    let before = store.file();
+    // Another writer holds the store's lock.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{}.lock", store.path.display()))
+        .unwrap();
+    lock.lock().unwrap();
+    let started = std::time::Instant::now();
+    let o = store.rotate(&["--timeout", "2", "put", "db", "host=b.example.com"], "");
+    let took = started.elapsed();
+    assert!(!o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("lock"), "{said}");
+    assert!(
+        said.contains("waiting for the local store's lock"),
+        "a line says what it waits for: {said}"
+    );
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(6),
+        "waited {took:?} with --timeout 2"
+    );
+    assert_eq!(store.file(), before, "a refused put changed the store");
+    drop(lock);
+    ok(&store.rotate(&["--timeout", "2", "put", "db", "host=b.example.com"], ""));
+}

@@ -175,6 +175,45 @@ pub enum PemProblem {
     },
 }
 
+/// The most a CA bundle may hold: the system's is about 0.2 MiB, the RDS bundle 0.2 MiB.
+const MAX_CA_BUNDLE_BYTES: u64 = 8 << 20;
+
+/// Reads the file `CA_BUNDLE_PATH` names: a regular file (a FIFO would block the start, a
+/// device such as `/dev/zero` never ends), at most [`MAX_CA_BUNDLE_BYTES`]. Opened without
+/// blocking, then checked on the open file, so a path swapped for a FIFO in between cannot
+/// hang either.
+fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, TrustError> {
+    use std::io::Read;
+    let unreadable = |source| TrustError::CaBundleUnreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(unreadable)?;
+    if !file.metadata().map_err(unreadable)?.is_file() {
+        return Err(unreadable(std::io::Error::other(
+            "not a regular file (a FIFO, a device or a directory)",
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CA_BUNDLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_CA_BUNDLE_BYTES {
+        return Err(unreadable(std::io::Error::other(format!(
+            "larger than {} MiB, more than any CA bundle",
+            MAX_CA_BUNDLE_BYTES >> 20
+        ))));
+    }
+    Ok(bytes)
+}
+
 /// The trust store cannot be built; a configuration error to report at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -470,11 +509,7 @@ impl Trust {
         let (ca_kept, ca) = match ca_bundle_path {
             None => (Vec::new(), SourceCount::empty(TrustSource::CaBundle, None)),
             Some(path) => {
-                let bytes =
-                    std::fs::read(path).map_err(|source| TrustError::CaBundleUnreadable {
-                        path: path.to_owned(),
-                        source,
-                    })?;
+                let bytes = read_ca_bundle(path)?;
                 let ca_error = |problem| TrustError::CaBundle {
                     path: path.to_owned(),
                     problem,

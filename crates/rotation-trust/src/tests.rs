@@ -301,3 +301,43 @@ fn global_is_set_once() {
     let global = Trust::global().expect("set above");
     assert!(std::ptr::eq(global, first));
 }
+
+#[test]
+fn a_ca_bundle_that_never_ends_or_blocks_is_refused_at_once() {
+    let started = std::time::Instant::now();
+    // A device that never ends.
+    let err = Trust::load(Some(Path::new("/dev/zero"))).unwrap_err();
+    assert!(
+        err.to_string().contains("not a regular file"),
+        "/dev/zero: {err}"
+    );
+    // A FIFO nobody writes to: opening it for reading would wait for a writer.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("bundle.pem");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let err = Trust::load(Some(&fifo)).unwrap_err();
+    assert!(
+        err.to_string().contains("not a regular file"),
+        "FIFO: {err}"
+    );
+    // A directory.
+    let err = Trust::load(Some(dir.path())).unwrap_err();
+    assert!(
+        matches!(err, TrustError::CaBundleUnreadable { .. }),
+        "{err}"
+    );
+    // A regular file larger than any CA bundle.
+    let big = dir.path().join("big.pem");
+    std::fs::write(&big, vec![b'A'; (MAX_CA_BUNDLE_BYTES + 1) as usize]).unwrap();
+    let err = Trust::load(Some(&big)).unwrap_err();
+    assert!(err.to_string().contains("MiB"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
