@@ -31,6 +31,46 @@ impl TlsPlan {
     }
 }
 
+/// Logs in by `secret`'s plan, whatever the driver: `attempt(true)` makes a verified TLS
+/// login, `attempt(false)` a plaintext one. With the fallback, plaintext follows a TLS failure;
+/// a plaintext failure keeps the TLS failure beside its own, and when the server drops
+/// plaintext too (it wants TLS), the TLS failure is the one returned: it is the one to fix.
+pub async fn login_by_plan<T, F, Fut>(
+    secret: &DatabaseSecret,
+    allow_plaintext_fallback: bool,
+    attempt: F,
+) -> Result<T, crate::EngineError>
+where
+    F: Fn(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::EngineError>>,
+{
+    use crate::ErrorKind;
+    match TlsPlan::for_secret(secret, allow_plaintext_fallback) {
+        TlsPlan::Disabled => {
+            tracing::warn!(
+                host = secret.host(),
+                "connecting without TLS because the secret says \"ssl\": false"
+            );
+            attempt(false).await
+        }
+        TlsPlan::Required => attempt(true).await,
+        TlsPlan::RequiredWithFallback => {
+            match attempt(true).await {
+                Err(tls) if tls.kind() == ErrorKind::Tls => {
+                    tracing::warn!(host = secret.host(), reason = %tls, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
+                    match attempt(false).await {
+                        Ok(session) => Ok(session),
+                        Err(plain) if plain.kind() == ErrorKind::Tls => Err(tls),
+                        Err(plain) => Err(plain
+                            .with_note(&format!("verified TLS was tried first and failed: {tls}"))),
+                    }
+                }
+                other => other,
+            }
+        }
+    }
+}
+
 /// The name to connect to and verify: `tls_server_name` when the secret has one (a plain
 /// string), else `host`.
 pub fn server_name(secret: &DatabaseSecret) -> &str {

@@ -14,10 +14,9 @@ use mongodb::options::{
     ClientOptions, Credential, ServerAddress, ServerMonitoringMode, Tls, TlsOptions,
 };
 use rotation_core::tls::{failure_hint, server_name};
-use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind, TlsPlan};
+use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind};
 use rotation_trust::ConnectSettings;
 use secrecy::ExposeSecret;
-use tracing::warn;
 
 /// DocumentDB's port.
 pub const DEFAULT_PORT: u16 = 27017;
@@ -317,32 +316,10 @@ pub async fn connect(
     deadline: Deadline,
 ) -> Result<Client, EngineError> {
     check_auth_db(secret)?;
-    match TlsPlan::for_secret(secret, settings.allow_plaintext_fallback) {
-        TlsPlan::Disabled => {
-            warn!(
-                host = secret.host(),
-                "connecting without TLS because the secret says \"ssl\": false"
-            );
-            attempt(secret, false, settings, deadline).await
-        }
-        TlsPlan::Required => attempt(secret, true, settings, deadline).await,
-        TlsPlan::RequiredWithFallback => {
-            match attempt(secret, true, settings, deadline).await {
-                Err(tls) if tls.kind() == ErrorKind::Tls => {
-                    warn!(host = secret.host(), reason = %tls, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
-                    match attempt(secret, false, settings, deadline).await {
-                        Ok(client) => Ok(client),
-                        // The server dropped plaintext too: it wants TLS, so the TLS failure (an
-                        // untrusted certificate, say) is the one to fix.
-                        Err(plain) if plain.kind() == ErrorKind::Tls => Err(tls),
-                        Err(plain) => Err(plain
-                            .with_note(&format!("verified TLS was tried first and failed: {tls}"))),
-                    }
-                }
-                other => other,
-            }
-        }
-    }
+    rotation_core::tls::login_by_plan(secret, settings.allow_plaintext_fallback, |tls| {
+        attempt(secret, tls, settings, deadline)
+    })
+    .await
 }
 
 /// Shuts the client down (its connection and monitor), bounded by `deadline` and two seconds.

@@ -6,12 +6,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use rotation_core::tls::server_name;
-use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind, TlsPlan};
+use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind};
 use rotation_trust::ConnectSettings;
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 use sqlx::{ConnectOptions, Connection};
-use tracing::warn;
 
 /// MySQL's and MariaDB's default port.
 pub const DEFAULT_PORT: u16 = 3306;
@@ -182,27 +181,10 @@ pub async fn connect(
     settings: &ConnectSettings,
     deadline: Deadline,
 ) -> Result<MySqlConnection, EngineError> {
-    match TlsPlan::for_secret(secret, settings.allow_plaintext_fallback) {
-        TlsPlan::Disabled => {
-            warn!(
-                host = secret.host(),
-                "connecting without TLS because the secret says \"ssl\": false"
-            );
-            attempt(secret, false, settings, deadline).await
-        }
-        TlsPlan::Required => attempt(secret, true, settings, deadline).await,
-        TlsPlan::RequiredWithFallback => match attempt(secret, true, settings, deadline).await {
-            Err(tls) if tls.kind() == ErrorKind::Tls => {
-                warn!(host = secret.host(), reason = %tls, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
-                attempt(secret, false, settings, deadline)
-                    .await
-                    .map_err(|plain| {
-                        plain.with_note(&format!("verified TLS was tried first and failed: {tls}"))
-                    })
-            }
-            other => other,
-        },
-    }
+    rotation_core::tls::login_by_plan(secret, settings.allow_plaintext_fallback, |tls| {
+        attempt(secret, tls, settings, deadline)
+    })
+    .await
 }
 
 /// Runs a driver call within `deadline`: a stalled connection becomes a `Timeout` error.

@@ -789,21 +789,7 @@ impl Rotator for MysqlRotator {
         current: &DatabaseSecret,
         tags: Option<&[(String, String)]>,
     ) -> Result<DatabaseSecret, EngineError> {
-        let master = match (tags, &self.config.rds) {
-            (None, _) => master,
-            (Some(tags), Some(rds)) => {
-                let endpoint = rds.managed_master_endpoint(tags).await?;
-                info!(host = %endpoint.host, "resolved an RDS-managed master secret through the RDS API");
-                rotation_rds::complete_master(master, &endpoint)?
-            }
-            (Some(_), None) => {
-                return Err(EngineError::new(
-                    ErrorKind::InvalidInput,
-                    "the master secret has no host; RDS-managed master secrets need the RDS API, which this rotator was built without",
-                ));
-            }
-        };
-        rotation_rds::master::in_childs_database(master, current)
+        rotation_rds::resolve_master(self.config.rds.as_ref(), master, current, tags).await
     }
 
     async fn is_replica_of(
@@ -811,17 +797,7 @@ impl Rotator for MysqlRotator {
         current: &DatabaseSecret,
         master: &DatabaseSecret,
     ) -> Result<bool, EngineError> {
-        match &self.config.rds {
-            Some(rds) => {
-                rds.is_replica(
-                    current.host().unwrap_or_default(),
-                    master.host().unwrap_or_default(),
-                    master.engine().unwrap_or_default(),
-                )
-                .await
-            }
-            None => Ok(false),
-        }
+        rotation_rds::is_replica_of(self.config.rds.as_ref(), current, master).await
     }
 
     async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {

@@ -7,7 +7,7 @@ use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use sqlx::{ConnectOptions, Connection, Executor};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::PgConfig;
 
@@ -361,31 +361,10 @@ pub async fn connect_to(
     config: &PgConfig,
     deadline: Deadline,
 ) -> Result<PgConnection, EngineError> {
-    let plan = tls_plan(secret, config);
-    match plan {
-        TlsPlan::Disabled => {
-            warn!(
-                host = secret.host(),
-                "connecting without TLS because the secret says \"ssl\": false"
-            );
-            attempt(secret, db, false, config, deadline, true).await
-        }
-        TlsPlan::Required => attempt(secret, db, true, config, deadline, true).await,
-        TlsPlan::RequiredWithFallback => match attempt(secret, db, true, config, deadline, true)
-            .await
-        {
-            Err(tls) if tls.kind() == ErrorKind::Tls => {
-                warn!(host = secret.host(), reason = %tls, "TLS failed; falling back to plaintext because ALLOW_PLAINTEXT_FALLBACK is set");
-                // A failed plaintext attempt keeps the TLS failure beside its own.
-                attempt(secret, db, false, config, deadline, true)
-                    .await
-                    .map_err(|plain| {
-                        plain.with_note(&format!("verified TLS was tried first and failed: {tls}"))
-                    })
-            }
-            other => other,
-        },
-    }
+    rotation_core::tls::login_by_plan(secret, config.allow_plaintext_fallback, |tls| {
+        attempt(secret, db, tls, config, deadline, true)
+    })
+    .await
 }
 
 /// Connects to the secret's own database within `deadline`.

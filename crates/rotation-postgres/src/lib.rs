@@ -27,7 +27,7 @@ use rotation_core::{
     AnyRotator, DatabaseSecret, Deadline, Engine, EngineConfig, EngineEnv, EngineError,
     EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
 };
-use rotation_rds::{self as rds, master};
+use rotation_rds as rds;
 use sqlx::postgres::PgConnection;
 use tracing::info;
 
@@ -398,21 +398,7 @@ impl Rotator for PostgresRotator {
         current: &DatabaseSecret,
         tags: Option<&[(String, String)]>,
     ) -> Result<DatabaseSecret, EngineError> {
-        let master = match (tags, &self.rds) {
-            (None, _) => master,
-            (Some(tags), Some(rds)) => {
-                let endpoint = rds.managed_master_endpoint(tags).await?;
-                info!(host = %endpoint.host, "resolved an RDS-managed master secret through the RDS API");
-                rds::complete_master(master, &endpoint)?
-            }
-            (Some(_), None) => {
-                return Err(EngineError::new(
-                    ErrorKind::InvalidInput,
-                    "the master secret has no host; RDS-managed master secrets need the RDS API, which this rotator was built without",
-                ));
-            }
-        };
-        master::in_childs_database(master, current)
+        rotation_rds::resolve_master(self.rds.as_ref(), master, current, tags).await
     }
 
     async fn is_replica_of(
@@ -420,16 +406,6 @@ impl Rotator for PostgresRotator {
         current: &DatabaseSecret,
         master: &DatabaseSecret,
     ) -> Result<bool, EngineError> {
-        match &self.rds {
-            Some(rds) => {
-                rds.is_replica(
-                    current.host().unwrap_or_default(),
-                    master.host().unwrap_or_default(),
-                    master.engine().unwrap_or_default(),
-                )
-                .await
-            }
-            None => Ok(false),
-        }
+        rotation_rds::is_replica_of(self.rds.as_ref(), current, master).await
     }
 }

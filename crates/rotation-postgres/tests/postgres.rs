@@ -3,6 +3,8 @@
 //! server log. (The "No stranded password" regressions, which every engine must pass, are in
 //! the workspace suites: tests/tests/suites/ (stranded.rs, stray_change.rs, late_change.rs).)
 
+#![recursion_limit = "256"]
+
 mod common;
 
 use common::{Env, parse};

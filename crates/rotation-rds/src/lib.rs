@@ -204,3 +204,49 @@ impl Rds {
         }
     }
 }
+
+/// An RDS engine's [`Rotator::resolve_master`](rotation_core::Rotator::resolve_master): a
+/// managed master secret (`tags` given: it has no host) completed through the RDS API, then
+/// acting in the child's database.
+pub async fn resolve_master(
+    rds: Option<&Rds>,
+    master: rotation_core::DatabaseSecret,
+    current: &rotation_core::DatabaseSecret,
+    tags: Option<&[(String, String)]>,
+) -> Result<rotation_core::DatabaseSecret, EngineError> {
+    let master = match (tags, rds) {
+        (None, _) => master,
+        (Some(tags), Some(rds)) => {
+            let endpoint = rds.managed_master_endpoint(tags).await?;
+            tracing::info!(host = %endpoint.host, "resolved an RDS-managed master secret through the RDS API");
+            complete_master(master, &endpoint)?
+        }
+        (Some(_), None) => {
+            return Err(EngineError::new(
+                ErrorKind::InvalidInput,
+                "the master secret has no host; RDS-managed master secrets need the RDS API, which this rotator was built without",
+            ));
+        }
+    };
+    master::in_childs_database(master, current)
+}
+
+/// An RDS engine's [`Rotator::is_replica_of`](rotation_core::Rotator::is_replica_of): asked of
+/// the RDS API, and no without it.
+pub async fn is_replica_of(
+    rds: Option<&Rds>,
+    current: &rotation_core::DatabaseSecret,
+    master: &rotation_core::DatabaseSecret,
+) -> Result<bool, EngineError> {
+    match rds {
+        Some(rds) => {
+            rds.is_replica(
+                current.host().unwrap_or_default(),
+                master.host().unwrap_or_default(),
+                master.engine().unwrap_or_default(),
+            )
+            .await
+        }
+        None => Ok(false),
+    }
+}
