@@ -269,11 +269,18 @@ async fn engine_and_strategy(
             context: format!("reading the current version of secret {}", listed.name),
             source,
         })?;
-    let parsed: Value = serde_json::from_str(value.value.expose_secret()).unwrap_or(Value::Null);
+    // The value as the rotation reads it: what is wrong with it is said as such.
+    let parsed = rotation_core::DatabaseSecret::parse(&value.value).map_err(|source| {
+        RotationError::InvalidSecret {
+            which: rotation_core::Which::Current,
+            secret: listed.name.clone(),
+            source,
+        }
+    })?;
     let engine = match engine {
         Some(e) => e,
         None => {
-            let named = parsed.get("engine").and_then(Value::as_str);
+            let named = parsed.engine();
             named
                 .and_then(|n| engines.for_secret_engine(n))
                 .ok_or_else(|| {
@@ -314,15 +321,15 @@ async fn engine_and_strategy(
             } else {
                 Strategy::SingleUser
             });
-    Ok((engine, strategy, identity(engine, &parsed)))
+    Ok((engine, strategy, identity(engine, |k| parsed.get(k))))
 }
 
 /// The database user a secret's value names (engine, host, port, username), to find two
 /// secrets of one user in a fleet run. The port as a number (a string or an absent port, the
 /// engine's default, name the same server).
-fn identity(engine: Engine, value: &Value) -> String {
-    let text = |k: &str| value.get(k).map(Value::to_string).unwrap_or_default();
-    let port = match value.get("port") {
+fn identity<'a>(engine: Engine, get: impl Fn(&str) -> Option<&'a Value>) -> String {
+    let text = |k: &str| get(k).map(Value::to_string).unwrap_or_default();
+    let port = match get("port") {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
         _ => engine.profile.default_port.map(u64::from),
@@ -540,7 +547,7 @@ async fn masters_named(
                     .map(str::to_owned);
                 let engine =
                     engine.or_else(|| engines.for_secret_engine(parsed.get("engine")?.as_str()?));
-                let user = engine.map(|e| identity(e, &parsed));
+                let user = engine.map(|e| identity(e, |k| parsed.get(k)));
                 Some((name, master, user))
             });
         }

@@ -9,7 +9,7 @@ use rotation_core::store::{PutOutcome, SecretSummary};
 use rotation_core::{
     DatabaseSecret, LocalSecretStore, RotationError, SecretError, Stage, Strategy,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::UsageError;
@@ -170,13 +170,15 @@ pub fn check(
     strategy: Option<Strategy>,
     engines: &Engines,
 ) -> anyhow::Result<()> {
-    let parsed: Value = serde_json::from_str(value.expose_secret()).unwrap_or(Value::Null);
-    let engine_key = parsed.get("engine").and_then(Value::as_str);
     let invalid = |source| RotationError::InvalidSecret {
         which: rotation_core::Which::Current,
         secret: secret.to_string(),
         source,
     };
+    // The value as the rotations read it: what is wrong with it (not JSON, a duplicate key,
+    // too deeply nested, ...) is said as such, not as a missing engine.
+    let parsed = rotation_core::DatabaseSecret::parse(value).map_err(invalid)?;
+    let engine_key = parsed.engine();
     let engine = match engine_key {
         Some(name) => engines.for_secret_engine(name).ok_or_else(|| {
             invalid(rotation_core::SecretError::WrongEngine {

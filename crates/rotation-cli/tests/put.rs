@@ -605,3 +605,35 @@ fn put_waits_for_a_held_store_lock_no_longer_than_its_timeout() {
     drop(lock);
     ok(&store.rotate(&["--timeout", "2", "put", "db", "host=b.example.com"], ""));
 }
+
+#[test]
+fn odd_json_in_other_keys_is_kept_as_the_rotations_read_it() {
+    // A number beyond f64, a lone surrogate, deep nesting: the rotations keep other keys as
+    // raw JSON, so `put` takes them too (it used to call them a missing engine).
+    let store = Store::new();
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    for (i, odd) in ["1e400", r#""\ud800""#, deep.as_str()]
+        .into_iter()
+        .enumerate()
+    {
+        let value = format!(
+            r#"{{"engine":"postgres","host":"h.example.com","username":"app","password":"Pw-with-Upper-1","odd":{odd}}}"#
+        );
+        let name = format!("odd{i}");
+        ok(&store.rotate(&["put", &name, "--value-file", "-"], &value));
+        let stored = store.file()["secrets"][&name]["versions"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(stored.contains(odd), "{stored}");
+    }
+    // Text that is not JSON is said to be so.
+    let o = store.rotate(
+        &["put", "bad", "--value-file", "-"],
+        "{\"engine\": \"postgres\",",
+    );
+    assert!(!o.status.success());
+    let said = text(&o);
+    assert!(!said.contains("engine key is missing"), "{said}");
+    assert!(said.to_lowercase().contains("json"), "{said}");
+}
