@@ -512,6 +512,7 @@ async fn run(cli: Cli, engines: &Engines) -> anyhow::Result<()> {
             };
             let (value, expected) = put::build_value(&store, &req).await?;
             put::check(&secret, &value, strategy, engines)?;
+            put::check_master_is_another(&store, &secret, &value).await?;
             let written = store
                 .put_current(&secret, &value, expected.as_deref())
                 .await;

@@ -198,6 +198,36 @@ pub fn check(
     Ok(())
 }
 
+/// Refuses a `masterarn` that names the secret itself (by name or ARN): its rotation would then
+/// act on its own user through itself, and fail in flight (`MasterInPair`).
+pub async fn check_master_is_another(
+    store: &LocalSecretStore,
+    secret: &str,
+    value: &SecretString,
+) -> anyhow::Result<()> {
+    let parsed = rotation_core::DatabaseSecret::parse(value)?;
+    let Some(master) = parsed.masterarn() else {
+        return Ok(());
+    };
+    let arn_of = |name: &str| {
+        use rotation_core::SecretStore;
+        let name = name.to_string();
+        async move { store.describe(&name).await.ok().map(|d| d.arn) }
+    };
+    let itself = master == secret || {
+        let (m, s) = (arn_of(master).await, arn_of(secret).await);
+        m.is_some() && m == s
+    };
+    if itself {
+        return Err(RotationError::MasterInPair {
+            user: parsed.username().unwrap_or_default().to_string(),
+            secret: secret.to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Prints what `put` did.
 pub fn print_put(json_out: bool, secret: &str, outcome: &PutOutcome) {
     let (created, arn, version) = match outcome {

@@ -637,3 +637,43 @@ fn odd_json_in_other_keys_is_kept_as_the_rotations_read_it() {
     assert!(!said.contains("engine key is missing"), "{said}");
     assert!(said.to_lowercase().contains("json"), "{said}");
 }
+
+#[test]
+fn a_secret_cannot_be_its_own_master() {
+    let store = Store::new();
+    ok(&store.rotate(
+        &[
+            "put",
+            "db",
+            "engine=postgres",
+            "host=h.example.com",
+            "username=app",
+            "--password-stdin",
+        ],
+        "Pw-with-Upper-1\n",
+    ));
+    let before = store.file();
+    let arn = before["secrets"]["db"]["arn"].as_str().unwrap().to_string();
+    for itself in ["db", arn.as_str()] {
+        let o = store.rotate(&["put", "db", &format!("masterarn={itself}")], "");
+        code(&o, 4, "alternating pair");
+        assert_eq!(
+            store.file(),
+            before,
+            "{itself}: a refused put changed the store"
+        );
+    }
+    // Another secret as master is fine.
+    ok(&store.rotate(
+        &[
+            "put",
+            "admin",
+            "engine=postgres",
+            "host=h.example.com",
+            "username=admin",
+            "--password-stdin",
+        ],
+        "Pw-with-Upper-1\n",
+    ));
+    ok(&store.rotate(&["put", "db", "masterarn=admin"], ""));
+}
