@@ -166,16 +166,7 @@ impl Output {
                 println!("        {:<12} fix: {}", "", escape(fix));
             }
         }
-        let failed = plan
-            .checks
-            .iter()
-            .filter(|c| c.status == CheckStatus::Fail)
-            .count();
-        if failed == 0 {
-            println!("a rotation is expected to succeed");
-        } else {
-            println!("a rotation would fail: {failed} check(s) failed");
-        }
+        println!("{}", plan.summary());
     }
 
     pub fn report(&self, verb: &str, r: &RotationReport) {

@@ -79,6 +79,28 @@ impl Plan {
         self.checks.iter().all(|c| c.status != CheckStatus::Fail)
     }
 
+    /// The plan's last line: a rotation is said to be expected to succeed only when every
+    /// check was made and passed; a check that could not be made (the engine cannot tell
+    /// without trying) is named, never read as a pass.
+    pub fn summary(&self) -> String {
+        let named = |status: CheckStatus| -> Vec<&str> {
+            self.checks
+                .iter()
+                .filter(|c| c.status == status)
+                .map(|c| c.name)
+                .collect()
+        };
+        let (failed, skipped) = (named(CheckStatus::Fail), named(CheckStatus::Skip));
+        match (failed.len(), skipped.len()) {
+            (0, 0) => "a rotation is expected to succeed".into(),
+            (0, n) => format!(
+                "no check failed, but {n} could not be made ({}): a rotation may still fail there",
+                skipped.join(", ")
+            ),
+            (n, _) => format!("a rotation would fail: {n} check(s) failed"),
+        }
+    }
+
     /// The check named `name`.
     pub fn check(&self, name: &str) -> Option<&Check> {
         self.checks.iter().find(|c| c.name == name)
@@ -91,6 +113,7 @@ impl Plan {
             "engine": self.engine,
             "strategy": self.strategy.to_string(),
             "passed": self.passed(),
+            "summary": self.summary(),
             "checks": self.checks.iter().map(|c| json!({
                 "name": c.name,
                 "status": c.status.as_str(),
