@@ -129,10 +129,13 @@ async fn silent_server_times_out_and_never_falls_back() {
         took < LIMIT + Duration::from_millis(600),
         "fell back? {took:?}"
     );
-    // One attempt: the monitor's and (maybe) the pool's connection, never a second attempt's.
+    // One attempt: no plaintext attempt's note, and the connections of one attempt: the
+    // monitor's (which may retry once inside the window on a loaded machine) and maybe the
+    // pool's. A plaintext attempt would add its own and take another full window.
+    assert!(!text(&e).contains("tried first"), "{}", text(&e));
     let used = conns.load(Ordering::SeqCst) - before;
     assert!(
-        used <= 2,
+        used <= 3,
         "{used} connections: a plaintext attempt followed"
     );
 }
