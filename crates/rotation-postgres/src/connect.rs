@@ -103,11 +103,6 @@ pub use rotation_core::TlsPlan;
 pub use rotation_core::secret::TLS_SERVER_NAME_KEY;
 pub use rotation_core::tls::server_name;
 
-/// The plan for `secret` under `config`.
-pub fn tls_plan(secret: &DatabaseSecret, config: &PgConfig) -> TlsPlan {
-    TlsPlan::for_secret(secret, config.allow_plaintext_fallback)
-}
-
 fn options(
     secret: &DatabaseSecret,
     dbname: &str,
