@@ -404,7 +404,7 @@ impl Env {
 
 /// `engine`'s settings read from `vars` as the binaries read the environment, with
 /// `CA_BUNDLE_PATH` naming `ca` unless `vars` sets it.
-fn read_settings(
+pub fn read_settings(
     engine: Engine,
     ca: Option<&std::path::Path>,
     vars: &[(&str, &str)],

@@ -1,6 +1,5 @@
-//! Cold rotations: a fresh process of the engine's built Lambda binary (`rds-postgres`,
-//! `redshift`, `documentdb`) per rotation, served the
-//! four step events one after another through [`RuntimeApi`], as Lambda would after
+//! Cold rotations: a fresh process of the engine's built Lambda binary (named for its
+//! function, `rds-postgres`, `rds-mysql`, ...) per rotation, served the four step events one after another through [`RuntimeApi`], as Lambda would after
 //! Secrets Manager's RotateSecret made the pending stub.
 
 use std::fs;
@@ -14,7 +13,7 @@ use rotation_core::Strategy;
 use serde_json::json;
 use tokio::runtime::Runtime;
 
-use crate::lab::{Db, Lab, Logins, Subject};
+use crate::lab::{Connections, Db, Lab, Subject};
 use rotation_testkit::runtime_api::{Invocation, Report, RuntimeApi};
 
 /// The four steps, in Secrets Manager's order.
@@ -45,8 +44,8 @@ pub struct ColdSample {
     pub sys: f64,
     /// `VmHWM` right after the last response (KiB).
     pub hwm_kib: u64,
-    /// Logins during the rotation.
-    pub logins: Logins,
+    /// TCP connections during the rotation.
+    pub connections: Connections,
 }
 
 /// Kills the function if the bench bails out early.
@@ -119,7 +118,7 @@ fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String
         Strategy::SingleUser => "single-user",
         Strategy::AlternatingUsers => "alternating-users",
     };
-    let function = db.bench.function;
+    let function = db.engine.engine().function_name;
     let log_group = format!("/aws/lambda/{function}");
     let mut env: Vec<(String, String)> = [
         ("AWS_LAMBDA_RUNTIME_API", api),
@@ -176,7 +175,7 @@ pub fn run(
         .stdout(out.try_clone()?)
         .stderr(out);
 
-    let logins_before = db.logins();
+    let opened_before = db.connections();
     let cpu_before = children_cpu()?;
     let start = Instant::now();
     let mut f = Function(
@@ -228,7 +227,7 @@ pub fn run(
     let hwm_kib = vm_hwm_kib(f.0.id())?;
     drop(f);
     let cpu_after = children_cpu()?;
-    let logins = db.logins() - logins_before;
+    let connections = db.connections_since(opened_before);
     drop(api);
     rt.block_on(lab.verify(db, subject, &token, &before))?;
     Ok(ColdSample {
@@ -238,6 +237,6 @@ pub fn run(
         user: cpu_after.0 - cpu_before.0,
         sys: cpu_after.1 - cpu_before.1,
         hwm_kib,
-        logins,
+        connections,
     })
 }

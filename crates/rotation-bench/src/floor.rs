@@ -1,78 +1,35 @@
-//! The floor: the store calls and database statements a rotation cannot do without, issued by a
-//! plain loop through the same store client and the same connection code as the engine, and
-//! login times on their own.
+//! The floor: the store calls and engine operations a rotation cannot do without, issued by a
+//! plain loop through the same store client and the engine's own rotator operations (so the
+//! same for every engine), and login times on their own.
 //!
 //! Single user: GetSecretValue (current), GetRandomPassword, PutSecretValue (pending), a login
-//! as the user with `ALTER ROLE ... PASSWORD '<SCRAM verifier>'` (DocumentDB: `updateUser` with
-//! the password), a login with the new password (`SELECT 1`; DocumentDB: `ping`),
-//! UpdateSecretVersionStage (AWSCURRENT). Alternating users: the same, plus GetSecretValue of
-//! the master secret, and the password change of the other user made as the master.
+//! as the user and the password change (`Rotator::set_own_password`), a login with the new
+//! password and testSecret's statement (`Rotator::test_session`), UpdateSecretVersionStage
+//! (AWSCURRENT). Alternating users, and single user on an engine whose single user acts through
+//! its master: also GetSecretValue of the master secret, and the change made as the master
+//! (`Rotator::set_password_as_master`, which also keeps the pair's rights in line).
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
-use mongodb::bson::doc;
 use rotation_core::{
-    DatabaseSecret, Deadline, SecretStore, Stage, StageMove, Strategy, VersionSelector,
+    DatabaseSecret, Deadline, Rotator, SecretStore, Stage, StageMove, Strategy, VersionSelector,
 };
-use rotation_documentdb::connect as documentdb;
-use rotation_postgres::connect;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::Executor;
 
-use crate::lab::{Db, Lab, Logins, ServerKind};
+use crate::lab::{Connections, Db, Lab};
 
 /// One floor iteration.
 #[derive(Debug, Clone)]
 pub struct FloorSample {
     /// The iteration (ms).
     pub total: f64,
-    /// Logins.
-    pub logins: Logins,
+    /// Connections.
+    pub connections: Connections,
 }
 
-async fn alter_password(
-    db: &Db,
-    acting: &DatabaseSecret,
-    role: &str,
-    password: &SecretString,
-    target: &DatabaseSecret,
-    deadline: Deadline,
-) -> anyhow::Result<()> {
-    if db.bench.server == ServerKind::Secantus {
-        let client = documentdb::connect(acting, &db.connect_settings(), deadline).await?;
-        let command = doc! { "updateUser": role, "pwd": password.expose_secret() };
-        let done = client
-            .database(rotation_documentdb::auth_db(target))
-            .run_command(command)
-            .await;
-        documentdb::close(client, deadline).await;
-        done.context("updateUser")?;
-        return Ok(());
-    }
-    let mut conn = connect::connect_until(acting, &db.config, deadline).await?;
-    let sql = db.bench.set_password_sql(role, password)?;
-    conn.execute(sqlx::raw_sql(&sql)).await?;
-    connect::close(conn, deadline).await;
-    Ok(())
-}
-
-async fn login_and_select(
-    db: &Db,
-    secret: &DatabaseSecret,
-    deadline: Deadline,
-) -> anyhow::Result<()> {
-    if db.bench.server == ServerKind::Secantus {
-        // The driver's connect logs in and pings.
-        return db.check(secret).await;
-    }
-    let mut conn = connect::connect_until(secret, &db.config, deadline).await?;
-    sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&mut conn)
-        .await?;
-    connect::close(conn, deadline).await;
-    Ok(())
+/// The floor's Secrets Manager calls for `strategy` on `db`'s engine.
+pub fn store_calls(db: &Db, strategy: Strategy) -> u64 {
+    if db.needs_master(strategy) { 5 } else { 4 }
 }
 
 /// `n` floor iterations for `strategy` on `db`, after one unmeasured warm-up.
@@ -90,49 +47,59 @@ pub async fn run(
         },
         db.label().to_ascii_lowercase()
     );
+    let clone = format!("{name}_clone");
     let subject = lab.subject(db, &name, strategy).await?;
     if strategy == Strategy::AlternatingUsers {
-        db.create_user(&format!("{name}_clone"))?;
+        db.create_user(&clone);
     }
+    let rotator = db.rotator(strategy);
     let store = &lab.store;
-    let policy = db.settings().policy;
     let arn = subject.arn.as_str();
     let mut samples = Vec::with_capacity(n);
     for i in 0..=n {
         let token = uuid::Uuid::new_v4().to_string();
-        let logins_before = db.logins();
+        let before = db.connections();
         let deadline = Deadline::after(Duration::from_secs(30));
         let start = Instant::now();
         let current = store
             .get_value(arn, VersionSelector::stage(Stage::Current))
             .await?;
         let secret = DatabaseSecret::parse(&current.value)?;
-        let master = match strategy {
-            Strategy::SingleUser => None,
-            Strategy::AlternatingUsers => {
-                let m = store
-                    .get_value(&db.master_arn, VersionSelector::stage(Stage::Current))
-                    .await?;
-                Some(DatabaseSecret::parse(&m.value)?)
-            }
+        let master = if db.needs_master(strategy) {
+            let m = store
+                .get_value(&db.master_arn, VersionSelector::stage(Stage::Current))
+                .await?;
+            Some(DatabaseSecret::parse(&m.value)?)
+        } else {
+            None
         };
-        let password = store.random_password(&policy).await?;
+        let password = store.random_password(&db.settings.policy).await?;
         let user = match strategy {
-            Strategy::SingleUser => name.clone(),
-            Strategy::AlternatingUsers if secret.username() == Some(name.as_str()) => {
-                format!("{name}_clone")
-            }
-            Strategy::AlternatingUsers => name.clone(),
+            Strategy::AlternatingUsers if secret.username() == Some(name.as_str()) => &clone,
+            _ => &name,
         };
         let pending = secret
-            .with_username(&user)
+            .with_username(user)
             .with_password(SecretString::from(password.expose_secret().to_string()));
         store
             .put_value(arn, &token, &pending.to_json(), &[Stage::Pending], None)
             .await?;
         let acting = master.as_ref().unwrap_or(&secret);
-        alter_password(db, acting, &user, &password, &pending, deadline).await?;
-        login_and_select(db, &pending, deadline).await?;
+        let mut session = rotator.login(acting, deadline).await?;
+        let set = match &master {
+            Some(_) => {
+                rotator
+                    .set_password_as_master(&mut session, &secret, &pending)
+                    .await
+            }
+            None => rotator.set_own_password(&mut session, &pending).await,
+        };
+        rotator.close(session).await;
+        set?;
+        let mut session = rotator.login(&pending, deadline).await?;
+        let tested = rotator.test_session(&mut session, &pending, None).await;
+        rotator.close(session).await;
+        tested?;
         store
             .update_stage(
                 arn,
@@ -143,37 +110,66 @@ pub async fn run(
                 },
             )
             .await?;
+        if let Some(master) = &master
+            && strategy == Strategy::SingleUser
+        {
+            // An engine whose single user acts through its master keeps the old password
+            // beside the new one until finishSecret drops it (timed: a rotation must).
+            let mut session = rotator.login(master, deadline).await?;
+            let dropped = rotator.drop_other_passwords(&mut session, &pending).await;
+            rotator.close(session).await;
+            dropped?;
+        }
         let total = start.elapsed().as_secs_f64() * 1000.0;
-        let logins = db.logins() - logins_before;
+        let connections = db.connections_since(before);
         if i > 0 {
-            samples.push(FloorSample { total, logins });
+            samples.push(FloorSample { total, connections });
         }
     }
     Ok(samples)
 }
 
-/// The first login of the process on a transport, and `n` more (login, `SELECT 1`, close)
-/// through `rotation_postgres::connect::check`; DocumentDB: the driver's client made, logged
-/// in and pinged, then shut down; times in ms.
-pub async fn logins(lab: &Lab, db: &Db, n: usize) -> anyhow::Result<(f64, Vec<f64>)> {
+/// Login times on one transport.
+#[derive(Debug, Clone)]
+pub struct LoginTimes {
+    /// The process's first login (ms).
+    pub first: f64,
+    /// The `n` after it (ms).
+    pub rest: Vec<f64>,
+    /// TCP connections one login opens (the mean).
+    pub connections: f64,
+}
+
+/// The first login of the process on a transport, and `n` more, each the engine's login,
+/// testSecret's statement and close ([`Db::check`]).
+pub async fn logins(lab: &Lab, db: &Db, n: usize) -> anyhow::Result<LoginTimes> {
     let name = format!("probe_{}", db.label().to_ascii_lowercase());
     let subject = lab.subject(db, &name, Strategy::SingleUser).await?;
     let secret = lab.current(&subject.arn).await?;
-    let mut times = Vec::with_capacity(n + 1);
+    let mut rest = Vec::with_capacity(n + 1);
+    let before = db.connections();
     for _ in 0..=n {
         let t = Instant::now();
         db.check(&secret).await?;
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        rest.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let first = times.remove(0);
-    Ok((first, times))
+    let opened = db.connections_since(before).opened;
+    let first = rest.remove(0);
+    Ok(LoginTimes {
+        first,
+        rest,
+        connections: opened as f64 / (n + 1) as f64,
+    })
 }
 
 /// `n` DescribeSecret and `n` GetSecretValue calls to moto through the store, after one
 /// unmeasured call of each; times in ms. (The same for every engine: a secret on the first
-/// cluster.)
-pub async fn store_calls(lab: &Lab, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let db = lab.dbs().first().context("no cluster")?;
+/// server.)
+pub async fn store_times(lab: &Lab, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let db = lab
+        .dbs()
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no server"))?;
     let subject = lab.subject(db, "probe_store", Strategy::SingleUser).await?;
     let (mut describe, mut get) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..=n {

@@ -1,19 +1,18 @@
-//! `rotation-bench`: how fast, how heavy and how chatty a rotation is, for PostgreSQL, for
-//! Redshift on its PostgreSQL stand-in and for DocumentDB on SecantusDB, against the testkit's
-//! servers on 127.0.0.1 (moto for Secrets Manager, per engine a plaintext and a TLS
-//! verify-full server). Prints Markdown
-//! tables with the issue's targets beside the figures (MISS where one is missed). Run through
-//! `scripts/bench`.
+//! `rotation-bench`: how fast, how heavy and how chatty a rotation is, for every engine the
+//! promise suites register (`rotation_tests::engines::ALL`), against the testkit's servers on
+//! 127.0.0.1 (moto for Secrets Manager, per engine a plaintext and a TLS verify-full server,
+//! each started by the engine's `TestEngine`). Prints Markdown tables with the issue's targets
+//! beside the figures (MISS where one is missed). Run through `scripts/bench`.
 //!
-//! Every measurement is made for each engine chosen (`--engine`), by the same code: what
-//! differs per engine is one [`lab::Bench`] value.
+//! Every measurement is made for each engine chosen (`--engine`), by the same code: nothing
+//! here is about one engine.
 //!
-//! - cold: a fresh process of the engine's built Lambda binary (`rds-postgres`, `redshift`,
-//!   `documentdb`) per
-//!   rotation, behind a minimal local Lambda Runtime API, fed the four step events;
+//! - cold: a fresh process of the engine's built Lambda binary (named for its function:
+//!   `rds-postgres`, `rds-mysql`, ...) per rotation, behind a minimal local Lambda Runtime API,
+//!   fed the four step events;
 //! - warm: many rotations in one process through the library (the Lambda contract,
 //!   `Rotation::handle`, and the driver, `Rotation::rotate`), with Secrets Manager calls and
-//!   logins counted;
+//!   TCP connections counted;
 //! - login time, plaintext and TLS;
 //! - the floor: the calls a rotation cannot avoid, issued by a plain loop.
 //!
@@ -33,27 +32,30 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use rotation_core::Strategy;
+use rotation_tests::engines::{ALL, Engine};
 
-use crate::lab::{Bench, DOCUMENTDB, Lab, POSTGRES, REDSHIFT};
+use crate::lab::Lab;
 use crate::report::{Results, Scenario};
 
-const USAGE: &str = "usage: rotation-bench [--engine postgres|redshift|documentdb|all] [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME]
+const USAGE: &str = "usage: rotation-bench [--engine NAME]... [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME] [--list-functions]
 
-  --engine E         postgres, redshift (on the PostgreSQL stand-in), documentdb (on
-                     SecantusDB) or all (default all)
+  --engine NAME      a registered engine (its name or its function's: postgres, redshift,
+                     documentdb, mysql, redis, rds-postgres, ...), or all (the default);
+                     repeat it for several
   --quick            smoke run: 1 cold run, 3 warm rotations, 5 logins per case
   --cold-runs N      fresh-process rotations per case (default 5)
   --warm N           in-process rotations per case and path, and floor iterations (default 30)
   --logins N         logins per engine and transport for the login time (default 30)
-  --lambda-dir DIR   where the built Lambda binaries are (rds-postgres, redshift, documentdb; default: the
-                     directory of this binary)
-  --lambda-profile NAME  the cargo profile they were built with, for the report (default release)";
+  --lambda-dir DIR   where the built Lambda binaries are, each named for its function
+                     (rds-postgres, redshift, ...; default: the directory of this binary)
+  --lambda-profile NAME  the cargo profile they were built with, for the report (default release)
+  --list-functions   print the chosen engines' function names (their binaries' names) and stop";
 
 /// Command-line settings.
 #[derive(Debug, Clone)]
 pub struct Args {
     /// The engines measured, in the report's order.
-    pub benches: Vec<Bench>,
+    pub engines: Vec<Engine>,
     /// Cold runs per case.
     pub cold_runs: usize,
     /// Warm rotations per case and path.
@@ -64,18 +66,21 @@ pub struct Args {
     pub lambda_dir: PathBuf,
     /// Their build profile.
     pub lambda_profile: String,
+    /// Print the chosen engines' function names, one per line, and stop (for the script that
+    /// builds them).
+    pub list_functions: bool,
 }
 
 impl Args {
-    /// The Lambda binary of `bench`'s engine.
-    pub fn lambda_bin(&self, bench: &Bench) -> PathBuf {
-        self.lambda_dir.join(bench.function)
+    /// The Lambda binary of `engine`.
+    pub fn lambda_bin(&self, engine: Engine) -> PathBuf {
+        self.lambda_dir.join(engine.engine().function_name)
     }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
-        benches: Bench::ALL.to_vec(),
+        engines: Vec::new(),
         cold_runs: 5,
         warm: 30,
         logins: 30,
@@ -84,6 +89,7 @@ fn parse_args() -> anyhow::Result<Args> {
             .context("the bench binary has a directory")?
             .to_path_buf(),
         lambda_profile: "release".into(),
+        list_functions: false,
     };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, flag: &str| -> anyhow::Result<usize> {
@@ -101,21 +107,27 @@ fn parse_args() -> anyhow::Result<Args> {
             "--cold-runs" => args.cold_runs = number(it.next(), "--cold-runs")?,
             "--warm" => args.warm = number(it.next(), "--warm")?,
             "--logins" => args.logins = number(it.next(), "--logins")?,
-            "--engine" => {
-                args.benches = match it.next().as_deref() {
-                    Some("postgres") => vec![POSTGRES],
-                    Some("redshift") => vec![REDSHIFT],
-                    Some("documentdb") => vec![DOCUMENTDB],
-                    Some("all") => Bench::ALL.to_vec(),
-                    _ => bail!("--engine takes postgres, redshift, documentdb or all\n{USAGE}"),
-                };
-            }
+            "--engine" => match it.next().as_deref() {
+                Some("all") => args.engines.extend(ALL),
+                Some(name) if ALL.iter().any(|e| e.engine().is_named(name)) => {
+                    args.engines
+                        .extend(ALL.iter().filter(|e| e.engine().is_named(name)));
+                }
+                other => {
+                    let names: Vec<&str> = ALL.iter().map(|e| e.name()).collect();
+                    bail!(
+                        "--engine takes {} or all, not {other:?}\n{USAGE}",
+                        names.join(", ")
+                    )
+                }
+            },
             "--lambda-dir" => {
                 args.lambda_dir = it.next().context("--lambda-dir takes a path")?.into();
             }
             "--lambda-profile" => {
                 args.lambda_profile = it.next().context("--lambda-profile takes a name")?;
             }
+            "--list-functions" => args.list_functions = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -123,13 +135,21 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    for bench in &args.benches {
-        let bin = args.lambda_bin(bench);
+    if args.engines.is_empty() {
+        args.engines = ALL.to_vec();
+    }
+    let mut seen = Vec::new();
+    args.engines.retain(|e| {
+        let new = !seen.contains(&e.name());
+        seen.push(e.name());
+        new
+    });
+    for engine in args.engines.iter().filter(|_| !args.list_functions) {
+        let bin = args.lambda_bin(*engine);
         if !bin.is_file() {
             bail!(
-                "{} not found: build it first (cargo build --release -p rotation-lambda --bin {}) or pass --lambda-dir",
+                "{} not found: build the engine's Lambda binary first (scripts/bench does) or pass --lambda-dir",
                 bin.display(),
-                bench.function
             );
         }
     }
@@ -142,25 +162,37 @@ fn progress(what: &str) {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if args.list_functions {
+        for engine in &args.engines {
+            println!("{}", engine.engine().function_name);
+        }
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let engines: Vec<&str> = args.benches.iter().map(|b| b.label).collect();
+    let engines: Vec<&str> = args.engines.iter().map(|e| e.name()).collect();
     progress(&format!(
         "starting moto and two servers (plaintext, TLS) for each of {}",
         engines.join(", ")
     ));
-    let lab = rt.block_on(Lab::start(&args.benches))?;
+    let lab = rt.block_on(Lab::start(&args.engines))?;
     let mut results = Results::new(&args, &lab)?;
 
     for db in lab.dbs() {
         progress(&format!("{} logins x {}", db.name(), args.logins));
-        let (first, times) = rt.block_on(floor::logins(&lab, db, args.logins))?;
-        results.logins.push((db.bench, db.tls, first, times));
+        let times = rt.block_on(floor::logins(&lab, db, args.logins))?;
+        let engine = db.engine.name();
+        results
+            .connections_per_login
+            .push((engine, db.tls, times.connections));
+        results
+            .logins
+            .push((engine, db.tls, times.first, times.rest));
     }
 
     progress(&format!("Secrets Manager calls x {}", args.logins));
-    results.store_calls = rt.block_on(floor::store_calls(&lab, args.logins))?;
+    results.store_calls = rt.block_on(floor::store_times(&lab, args.logins))?;
 
     // Strategy, then transport, then engine: the engines' rows of a case side by side, and
     // measured close together in time on a machine whose speed drifts.
@@ -172,8 +204,8 @@ fn main() -> anyhow::Result<()> {
                 Strategy::AlternatingUsers => "alt",
             };
             let tag = format!("{short}_{}", db.label().to_ascii_lowercase());
-            let bin = args.lambda_bin(&db.bench);
-            let mut scenario = Scenario::new(db.bench, strategy, db.tls);
+            let bin = args.lambda_bin(db.engine);
+            let mut scenario = Scenario::new(db, strategy);
 
             progress(&format!("{case}: floor x {}", args.warm));
             scenario.floor = rt.block_on(floor::run(&lab, db, strategy, args.warm))?;

@@ -1,5 +1,5 @@
 //! Warm rotations: many in one process through the library, with every Secrets Manager call
-//! counted by [`RecordingStore`] and every login counted from the server log.
+//! counted by [`RecordingStore`] and every TCP connection by the proxy in front of the server.
 //!
 //! Two paths: the Lambda contract (the service's RotateSecret makes the pending stub, then
 //! `Rotation::handle` runs each step's event, as the function does per invocation) and the
@@ -11,7 +11,7 @@ use anyhow::{bail, ensure};
 use rotation_core::{RotationEvent, Step, StepOutcome};
 
 use crate::counting::{Counts, RecordingStore, take};
-use crate::lab::{Db, Lab, Logins, Subject};
+use crate::lab::{Connections, Db, Lab, Subject};
 
 /// The steps, in order.
 pub const STEPS: [Step; 4] = [
@@ -30,8 +30,8 @@ pub struct WarmSample {
     pub steps: Option<[f64; 4]>,
     /// Secrets Manager calls by operation.
     pub calls: Counts,
-    /// Logins.
-    pub logins: Logins,
+    /// TCP connections.
+    pub connections: Connections,
 }
 
 fn expected(step: Step, outcome: StepOutcome) -> bool {
@@ -52,14 +52,14 @@ pub async fn lambda_path(
     n: usize,
 ) -> anyhow::Result<Vec<WarmSample>> {
     let store = RecordingStore::new(lab.store.clone());
-    let rotation = db.settings().rotation(store.clone(), subject.strategy);
+    let rotation = db.settings.rotation(store.clone(), subject.strategy);
     let mut samples = Vec::with_capacity(n);
     for i in 0..=n {
         let before = lab.current(&subject.arn).await?;
         let token = uuid::Uuid::new_v4().to_string();
         lab.start_rotation(db, &subject.arn, &token).await?;
         take(&store);
-        let logins_before = db.logins();
+        let opened_before = db.connections();
         let mut steps = [0.0; 4];
         let start = Instant::now();
         for (k, step) in STEPS.into_iter().enumerate() {
@@ -74,14 +74,14 @@ pub async fn lambda_path(
         }
         let total = start.elapsed().as_secs_f64() * 1000.0;
         let calls = take(&store);
-        let logins = db.logins() - logins_before;
+        let connections = db.connections_since(opened_before);
         lab.verify(db, subject, &token, &before).await?;
         if i > 0 {
             samples.push(WarmSample {
                 total,
                 steps: Some(steps),
                 calls,
-                logins,
+                connections,
             });
         }
     }
@@ -96,17 +96,17 @@ pub async fn driver_path(
     n: usize,
 ) -> anyhow::Result<Vec<WarmSample>> {
     let store = RecordingStore::new(lab.store.clone());
-    let rotation = db.settings().rotation(store.clone(), subject.strategy);
+    let rotation = db.settings.rotation(store.clone(), subject.strategy);
     let mut samples = Vec::with_capacity(n);
     for i in 0..=n {
         let before = lab.current(&subject.arn).await?;
         take(&store);
-        let logins_before = db.logins();
+        let opened_before = db.connections();
         let start = Instant::now();
         let report = rotation.rotate(&subject.arn).await?;
         let total = start.elapsed().as_secs_f64() * 1000.0;
         let calls = take(&store);
-        let logins = db.logins() - logins_before;
+        let connections = db.connections_since(opened_before);
         ensure!(
             report
                 .steps
@@ -121,7 +121,7 @@ pub async fn driver_path(
                 total,
                 steps: None,
                 calls,
-                logins,
+                connections,
             });
         }
     }

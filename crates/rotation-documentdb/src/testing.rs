@@ -120,6 +120,12 @@ impl TestEngine for DocumentDb {
         }
     }
 
+    fn stand_in(&self) -> Option<&'static str> {
+        Some(
+            "SecantusDB, a MongoDB-wire server written in Python, with SCRAM-SHA-256 (DocumentDB 4.0 speaks SCRAM-SHA-1): its latency is not DocumentDB's, so compare its rows with each other, not with other engines'",
+        )
+    }
+
     /// No transaction holds a user's change, and `maxTimeMS` counts from a command's arrival
     /// (RELIABILITY.md); SecantusDB lists no privileges of custom roles; the `dbname` of a
     /// secret is the database that holds the user, so another one refuses the login.
@@ -280,6 +286,14 @@ fn roles_of(user: &Document) -> Vec<String> {
 }
 
 impl TestServer for SecantusServer {
+    fn version(&self) -> String {
+        let v = self
+            .db
+            .python("import importlib.metadata as m; print(m.version('secantusdb'))")
+            .unwrap_or_else(|e| panic!("SecantusDB's version: {e}"));
+        format!("SecantusDB {}", v.trim())
+    }
+
     fn port(&self) -> u16 {
         self.front.port()
     }

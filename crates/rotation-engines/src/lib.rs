@@ -5,10 +5,7 @@
 //! Each engine crate exports its [`Engine`] (`ENGINE`): its profile, its Lambda function's
 //! name, and how it reads its settings. Adding an engine adds its line here.
 
-use std::sync::Arc;
-
-use rotation_core::{Engine, EngineConfig, EngineSettings, Engines};
-use rotation_postgres::PgConfig;
+use rotation_core::{Engine, Engines};
 
 /// Amazon RDS / Aurora PostgreSQL.
 pub const POSTGRES: Engine = rotation_postgres::ENGINE;
@@ -25,28 +22,6 @@ pub const BUILTIN: [Engine; 4] = [POSTGRES, REDSHIFT, DOCUMENTDB, MYSQL];
 /// The built-in engines as a list.
 pub fn builtin() -> Engines {
     Engines::new(BUILTIN).expect("the built-in engines claim distinct names")
-}
-
-/// A built-in engine with connection settings made in code rather than read from the
-/// environment (tests and the bench: a generated CA, short timeouts); the engine-independent
-/// part of `config` serves DocumentDB, and Redshift applies its own dialect. The default
-/// password policy, no master allow-list, no AWS API. `None` for an engine not built in.
-pub fn with_pg_config(engine: Engine, config: PgConfig) -> Option<EngineSettings> {
-    let built: Arc<dyn EngineConfig> = if engine == POSTGRES {
-        Arc::new(rotation_postgres::PostgresConfig { config, rds: None })
-    } else if engine == REDSHIFT {
-        Arc::new(rotation_redshift::RedshiftConfig {
-            config: config.with_dialect(rotation_redshift::DIALECT),
-            directory: None,
-        })
-    } else if engine == DOCUMENTDB {
-        Arc::new(rotation_documentdb::config(config.connect_settings()))
-    } else if engine == MYSQL {
-        Arc::new(rotation_mysql::MysqlConfig::new(config.connect_settings()))
-    } else {
-        return None;
-    };
-    Some(EngineSettings::with_config(engine, built))
 }
 
 #[cfg(test)]

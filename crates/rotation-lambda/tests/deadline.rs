@@ -38,9 +38,14 @@ async fn stalled_set_secret(stall: impl Fn(&TcpProxy)) {
         .start_rotation("app", "t0000000000000000000000000000001")
         .await
         .unwrap();
-    let settings =
-        rotation_engines::with_pg_config(rotation_engines::POSTGRES, PgConfig::default());
-    let rotation = settings.unwrap().rotation(store, Strategy::SingleUser);
+    let settings = rotation_core::EngineSettings::with_config(
+        rotation_postgres::ENGINE,
+        std::sync::Arc::new(rotation_postgres::PostgresConfig {
+            config: PgConfig::default(),
+            rds: None,
+        }),
+    );
+    let rotation = settings.rotation(store, Strategy::SingleUser);
     let event = |step: &str| json!({"Step": step, "SecretId": "app", "ClientRequestToken": "t0000000000000000000000000000001"});
     handle(
         &rotation,

@@ -75,6 +75,10 @@ impl TestEngine for Mysql {
         secret.port().unwrap_or(crate::DEFAULT_PORT)
     }
 
+    fn stand_in(&self) -> Option<&'static str> {
+        Some("MariaDB, as RDS MariaDB runs it; RDS MySQL's own server is not measured here")
+    }
+
     /// A login to a database the user holds no right on is refused as access denied
     /// (error 1044) whether the database exists or not: the server will not tell.
     fn limits(&self) -> Limits {
@@ -148,6 +152,10 @@ impl MariaDbServer {
 const APP_RIGHTS: &str = "GRANT SELECT, INSERT, UPDATE ON app.* TO {u}";
 
 impl TestServer for MariaDbServer {
+    fn version(&self) -> String {
+        format!("MariaDB {}", self.sql("SELECT VERSION()").trim())
+    }
+
     fn port(&self) -> u16 {
         self.front.port()
     }

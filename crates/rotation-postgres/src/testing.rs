@@ -166,6 +166,10 @@ impl PgServer {
 }
 
 impl TestServer for PgServer {
+    fn version(&self) -> String {
+        format!("PostgreSQL {}", self.psql("SHOW server_version").trim())
+    }
+
     fn port(&self) -> u16 {
         self.pg.port()
     }

@@ -97,6 +97,10 @@ impl TestEngine for Redshift {
         assert!(stored.starts_with("md5"), "stored as an md5 hash");
     }
 
+    fn stand_in(&self) -> Option<&'static str> {
+        Some("PostgreSQL with md5 authentication and a `dev` database, not a real Redshift")
+    }
+
     /// Redshift users may always change their own password, so the preflight does not ask (the
     /// stand-in's read-only role is not Redshift's); whether a master may change another user's
     /// password it cannot tell without trying.

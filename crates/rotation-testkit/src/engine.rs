@@ -117,6 +117,12 @@ pub trait TestEngine: Send + Sync + 'static {
     /// none).
     fn login_port(&self, secret: &DatabaseSecret) -> u16;
 
+    /// How the test server differs from the engine's real one, for reports that measure it
+    /// (`None`: it runs the real server's software).
+    fn stand_in(&self) -> Option<&'static str> {
+        None
+    }
+
     /// What it cannot do.
     fn limits(&self) -> Limits {
         Limits::NONE
@@ -206,6 +212,9 @@ pub trait TestServer: Send + Sync + fmt::Debug {
 
     /// The server's log so far, for a test that shows it holds no password.
     fn log(&self) -> String;
+
+    /// The server's software and version (`PostgreSQL 15.14`), for reports.
+    fn version(&self) -> String;
 
     /// Whether `user` logs in with `password`, checked with the server's own client (psql,
     /// pymongo, redis-cli) over its TLS when it has one: not the code under test.

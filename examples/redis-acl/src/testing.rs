@@ -133,6 +133,18 @@ fn user_of(line: &str) -> &str {
 }
 
 impl TestServer for RedisTestServer {
+    fn version(&self) -> String {
+        let info = self
+            .server
+            .cli(&["INFO", "server"])
+            .unwrap_or_else(|e| panic!("redis INFO: {e}"));
+        let v = info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("?");
+        format!("Redis {}", v.trim())
+    }
+
     fn port(&self) -> u16 {
         self.front.port()
     }

@@ -4,7 +4,7 @@
 //! commands held in the network and delivered after a newer rotation. The toolkit's promise
 //! suites, its kill -9 sweep and its end-to-end run hold it too (`tests/`, through
 //! `src/testing.rs`), through `rotation_cli::main` and `rotation_lambda::run` over this engine:
-//! the calls `redis-acl-rotate` and `redis-acl-lambda` are.
+//! the calls `redis-acl-rotate` and `redis-acl` (its Lambda function) are.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -40,10 +40,14 @@ async fn lab() -> Lab {
         .await
         .unwrap();
     let function = moto.create_function("rotation").unwrap();
-    let rotation =
-        rotation_engines::with_pg_config(rotation_engines::POSTGRES, PgConfig::default())
-            .unwrap()
-            .rotation(AwsSecretStore::new(client.clone()), Strategy::SingleUser);
+    let settings = rotation_core::EngineSettings::with_config(
+        rotation_postgres::ENGINE,
+        std::sync::Arc::new(rotation_postgres::PostgresConfig {
+            config: PgConfig::default(),
+            rds: None,
+        }),
+    );
+    let rotation = settings.rotation(AwsSecretStore::new(client.clone()), Strategy::SingleUser);
     Lab {
         _pg: pg,
         _moto: moto,
