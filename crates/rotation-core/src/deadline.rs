@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::error::{EngineError, ErrorKind};
+use crate::error::EngineError;
 use crate::store::StoreError;
 
 /// The time by which a step must be done.
@@ -86,17 +86,32 @@ impl Deadline {
     }
 
     /// Runs the database call described by `what`, a timeout at the deadline being an
-    /// [`EngineError`] of kind [`ErrorKind::Timeout`].
+    /// [`EngineError`] of kind [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
     pub async fn engine_call<T, F>(&self, what: &str, fut: F) -> Result<T, EngineError>
     where
         F: Future<Output = Result<T, EngineError>>,
     {
         match self.run(fut).await {
             Ok(r) => r,
-            Err(_) => Err(EngineError::new(
-                ErrorKind::Timeout,
-                format!("{what} did not finish before the step's deadline"),
-            )),
+            Err(_) => Err(EngineError::past_deadline(what)),
+        }
+    }
+
+    /// Runs a driver's call described by `what` (no secret values): the driver's error made
+    /// an [`EngineError`] by `to_engine` (given `what`), a timeout at the deadline one of kind
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout). An engine's connection code wraps every call it makes in this.
+    pub async fn driver_call<T, E, F>(
+        &self,
+        what: &str,
+        fut: F,
+        to_engine: impl FnOnce(String, E) -> EngineError,
+    ) -> Result<T, EngineError>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        match self.run(fut).await {
+            Ok(r) => r.map_err(|e| to_engine(what.to_string(), e)),
+            Err(_) => Err(EngineError::past_deadline(what)),
         }
     }
 }

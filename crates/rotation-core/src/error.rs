@@ -238,6 +238,18 @@ pub enum RotationError {
         /// "current" or "previous".
         expected_desc: &'static str,
     },
+    /// setSecret found `AWSCURRENT` changed, in keys other than the credentials, since
+    /// createSecret built the pending value from it: promoting the pending value would undo
+    /// that change (a value put during the rotation).
+    #[error(
+        "AWSCURRENT of secret {secret} changed after this rotation built its pending value (keys {keys}); promoting it would undo that change, so nothing was changed in the database: abort this rotation (`rotate abort`, or CancelRotateSecret in Secrets Manager) and rotate again"
+    )]
+    SecretChanged {
+        /// Secret ARN.
+        secret: String,
+        /// The keys that differ, comma-separated (names only, never values).
+        keys: String,
+    },
     /// Alternating users would change the master secret's own user.
     #[error(
         "the master secret's user {user} is one of the alternating pair of secret {secret}; alternating users never changes the master's password (use a separate master user)"
@@ -514,6 +526,7 @@ impl RotationError {
             PasswordRejected { .. } => "GeneratedPasswordRejected",
             ServerMismatch { .. } => "ServerMismatch",
             MasterInPair { .. } => "MasterInPair",
+            SecretChanged { .. } => "SecretChanged",
             NoWorkingCredentials { .. } => "NoWorkingCredentials",
             PasswordsNotChecked { .. } => "PasswordsNotChecked",
             Busy { .. } => "RotationBusy",
@@ -538,6 +551,7 @@ impl RotationError {
                 StoreError::Timeout(_) => "SecretsManagerTimeout",
                 StoreError::Busy(_) => "RotationBusy",
                 StoreError::Conflict(_) => "RotationInFlight",
+                StoreError::CurrentMoved { .. } => "SecretChanged",
                 _ => "SecretsManagerError",
             },
             Engine(_) => "DatabaseError",
@@ -557,6 +571,7 @@ impl RotationError {
             | NoPreviousVersion { .. }
             | Busy { .. }
             | PendingMoved { .. }
+            | SecretChanged { .. }
             | AbortUnsafe { .. } => ErrorCategory::Refused,
             Event(_)
             | InvalidStep { .. }
@@ -572,7 +587,9 @@ impl RotationError {
             | MasterHostMismatch { .. }
             | Superseded { .. } => ErrorCategory::Secret,
             Store { source, .. } => match source {
-                StoreError::Busy(_) | StoreError::Conflict(_) => ErrorCategory::Refused,
+                StoreError::Busy(_) | StoreError::Conflict(_) | StoreError::CurrentMoved { .. } => {
+                    ErrorCategory::Refused
+                }
                 _ => ErrorCategory::Secret,
             },
             NoWorkingCredentials { .. }
@@ -693,6 +710,14 @@ impl EngineError {
             message: message.into(),
             source: None,
         }
+    }
+    /// `what` (a database call, no secret values) did not answer before the step's deadline:
+    /// kind [`ErrorKind::Timeout`], worded alike for every engine.
+    pub fn past_deadline(what: &str) -> Self {
+        EngineError::new(
+            ErrorKind::Timeout,
+            format!("{what}: no answer before the step's deadline"),
+        )
     }
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {

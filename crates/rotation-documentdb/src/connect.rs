@@ -184,9 +184,7 @@ pub async fn bounded<T>(
     what: &str,
     fut: impl std::future::Future<Output = mongodb::error::Result<T>>,
 ) -> Result<T, EngineError> {
-    bounded_raw(deadline, what, fut)
-        .await?
-        .map_err(|e| engine_error(what.to_string(), e))
+    deadline.driver_call(what, fut, engine_error).await
 }
 
 /// Runs a driver call within `deadline`, leaving the driver's own error to the caller (to
@@ -196,12 +194,10 @@ pub async fn bounded_raw<T>(
     what: &str,
     fut: impl std::future::Future<Output = mongodb::error::Result<T>>,
 ) -> Result<mongodb::error::Result<T>, EngineError> {
-    deadline.run(fut).await.map_err(|_| {
-        EngineError::new(
-            ErrorKind::Timeout,
-            format!("{what}: no answer before the step's deadline"),
-        )
-    })
+    deadline
+        .run(fut)
+        .await
+        .map_err(|_| EngineError::past_deadline(what))
 }
 
 async fn attempt(

@@ -193,13 +193,7 @@ pub async fn bounded<T>(
     what: &str,
     fut: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, EngineError> {
-    match deadline.run(fut).await {
-        Ok(r) => r.map_err(|e| engine_error(what.to_string(), e)),
-        Err(_) => Err(EngineError::new(
-            ErrorKind::Timeout,
-            format!("{what}: no answer before the step's deadline"),
-        )),
-    }
+    deadline.driver_call(what, fut, engine_error).await
 }
 
 /// Closes politely (COM_QUIT), bounded by `deadline` and two seconds.

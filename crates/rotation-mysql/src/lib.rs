@@ -309,10 +309,7 @@ impl MysqlSession {
             .await
             .map_err(|e| match e {
                 Some(e) => connect::engine_error_hiding(what, e, hidden),
-                None => EngineError::new(
-                    ErrorKind::Timeout,
-                    format!("{what}: no answer before the step's deadline"),
-                ),
+                None => EngineError::past_deadline(what),
             })
     }
 

@@ -309,20 +309,11 @@ async fn attempt(
     match tokio::time::timeout(limit, opts.connect()).await {
         Ok(Ok(mut c)) if !config.dialect.limits_in_startup => {
             let sql = set_limits_sql(config, deadline);
-            match deadline.run(c.execute(sqlx::raw_sql(&sql))).await {
-                Ok(Ok(_)) => Ok(c),
-                Ok(Err(e)) => Err(engine_error(
-                    format!("{}: setting the session's time limits", what()),
-                    e,
-                )),
-                Err(_) => Err(EngineError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{}: setting the session's time limits: no answer before the step's deadline",
-                        what()
-                    ),
-                )),
-            }
+            let what = format!("{}: setting the session's time limits", what());
+            deadline
+                .driver_call(&what, c.execute(sqlx::raw_sql(&sql)), engine_error)
+                .await?;
+            Ok(c)
         }
         Ok(Ok(mut c)) => {
             if config.dialect.fence_stale_sessions && fence(&mut c, deadline).await && again {
@@ -421,13 +412,7 @@ pub async fn bounded<T>(
     what: &str,
     fut: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, EngineError> {
-    match deadline.run(fut).await {
-        Ok(r) => r.map_err(|e| engine_error(what.to_string(), e)),
-        Err(_) => Err(EngineError::new(
-            ErrorKind::Timeout,
-            format!("{what}: no answer before the step's deadline"),
-        )),
-    }
+    deadline.driver_call(what, fut, engine_error).await
 }
 
 /// Closes politely (Terminate), bounded by `deadline` and two seconds.

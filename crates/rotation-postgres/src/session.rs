@@ -94,16 +94,16 @@ pub fn exec<'a>(
     sql: &'a str,
 ) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send + 'a>> {
     Box::pin(async move {
-        match deadline.run(conn.execute(sqlx::raw_sql(sql))).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(connect::engine_error(what.to_string(), e)),
-            Err(_) => Err(EngineError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "{what}: no answer before the step's deadline (a statement that changes users or privileges waits for locks other sessions hold, such as an earlier attempt whose connection the server has not closed yet)"
+        deadline
+            .driver_call(what, conn.execute(sqlx::raw_sql(sql)), connect::engine_error)
+            .await
+            .map(drop)
+            .map_err(|e| match e.kind() {
+                ErrorKind::Timeout => e.with_note(
+                    "a statement that changes users or privileges waits for locks other sessions hold, such as an earlier attempt whose connection the server has not closed yet",
                 ),
-            )),
-        }
+                _ => e,
+            })
     })
 }
 

@@ -206,9 +206,8 @@ async fn keep_case_of_quoted_names(session: &mut PgSession) -> Result<(), Engine
             "keeping the case of quoted names",
             e,
         )),
-        Err(_) => Err(EngineError::new(
-            ErrorKind::Timeout,
-            "keeping the case of quoted names: no answer before the step's deadline",
+        Err(_) => Err(EngineError::past_deadline(
+            "keeping the case of quoted names",
         )),
     }
 }

@@ -27,7 +27,8 @@ const PARALLEL_RUNS: usize = 10;
 
 both_stores!(
     two_rotations_at_once_never_lock_out,
-    pending_moved_under_a_step_is_a_refusal
+    pending_moved_under_a_step_is_a_refusal,
+    a_value_put_during_a_rotation_is_never_undone
 );
 
 /// What one run ended in.
@@ -183,16 +184,24 @@ async fn two_rotations_at_once_never_lock_out(kind: Kind) {
     }
 }
 
-/// A store that, on the first read of a version at `AWSPENDING`, first moves `AWSPENDING` to
-/// the version `to` (another rotation's write landing between a step's entry checks and its
-/// read of the pending value).
-struct MovesPendingOnRead {
+/// A store that acts once, at one moment of a step, as another writer would.
+struct Interfering {
     inner: AnyStore,
-    to: String,
+    act: Interference,
     armed: AtomicBool,
 }
 
-impl SecretStore for MovesPendingOnRead {
+enum Interference {
+    /// On the first read of a version at `AWSPENDING`, first moves `AWSPENDING` to the version
+    /// `to` (another rotation's write landing between a step's entry checks and its read of
+    /// the pending value).
+    MovePendingOnRead { to: String },
+    /// Right before the first write of a pending value, a new `AWSCURRENT` value (an operator's
+    /// put landing between createSecret's read of `AWSCURRENT` and its write).
+    PutCurrentBeforePendingWrite { token: String, value: SecretString },
+}
+
+impl SecretStore for Interfering {
     async fn describe(&self, secret_id: &str) -> Result<SecretDescription, StoreError> {
         self.inner.describe(secret_id).await
     }
@@ -201,13 +210,14 @@ impl SecretStore for MovesPendingOnRead {
         secret_id: &str,
         which: VersionSelector<'_>,
     ) -> Result<SecretValue, StoreError> {
-        if which.version_id.is_some()
+        if let Interference::MovePendingOnRead { to } = &self.act
+            && which.version_id.is_some()
             && which.stage == Some(Stage::Pending)
             && self.armed.swap(false, Ordering::SeqCst)
         {
             let value = SecretString::from(json!({"engine": "fake"}).to_string());
             self.inner
-                .put_value(secret_id, &self.to, &value, &[Stage::Pending], None)
+                .put_value(secret_id, to, &value, &[Stage::Pending], None)
                 .await?;
         }
         self.inner.get_value(secret_id, which).await
@@ -238,10 +248,31 @@ impl SecretStore for MovesPendingOnRead {
         secret_id: &str,
         token: &str,
         value: &SecretString,
+        built_from: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
+        if let Interference::PutCurrentBeforePendingWrite { token, value } = &self.act
+            && self.armed.swap(false, Ordering::SeqCst)
+        {
+            // Stored, then made AWSCURRENT (moto's PutSecretValue with
+            // AWSCURRENT also drops AWSPENDING from other versions; AWS's does not).
+            let current = self.inner.describe(secret_id).await?;
+            self.inner
+                .put_value(secret_id, token, value, &[Stage::Previous], None)
+                .await?;
+            self.inner
+                .update_stage(
+                    secret_id,
+                    StageMove {
+                        stage: Stage::Current,
+                        move_to: Some(token),
+                        remove_from: current.version_with(Stage::Current),
+                    },
+                )
+                .await?;
+        }
         self.inner
-            .put_pending(secret_id, token, value, rotation_token)
+            .put_pending(secret_id, token, value, built_from, rotation_token)
             .await
     }
     async fn claim(&self, arn: &str) -> Result<rotation_core::Claim, StoreError> {
@@ -263,9 +294,9 @@ async fn pending_moved_under_a_step_is_a_refusal(kind: Kind) {
         }
         let other = rotation_tests::token();
         let rotation = Rotation::new(
-            MovesPendingOnRead {
+            Interfering {
                 inner: f.svc.store(),
-                to: other.clone(),
+                act: Interference::MovePendingOnRead { to: other.clone() },
                 armed: AtomicBool::new(true),
             },
             FakeRotator::new(f.db.clone(), Strategy::SingleUser),
@@ -285,5 +316,68 @@ async fn pending_moved_under_a_step_is_a_refusal(kind: Kind) {
         let stages = f.svc.stages(&f.secret).await;
         assert_eq!(stages[&other], vec![Stage::Pending], "{step}");
         assert!(!stages.contains_key(&t), "{step}: {stages:?}");
+    }
+}
+
+async fn a_value_put_during_a_rotation_is_never_undone(kind: Kind) {
+    // An operator's put lands between createSecret's read of AWSCURRENT and its write of the
+    // pending value, changing a key the rotation does not own. The file store's conditional
+    // write refuses the stale pending value and createSecret builds it again from the put: the
+    // rotation completes and keeps the put's key. Secrets Manager has no conditional write:
+    // setSecret finds AWSCURRENT changed and refuses before the database is touched, so the
+    // put stays AWSCURRENT and still logs in.
+    let svc = Arc::new(Service::start(kind).await);
+    let f = Fixture::on(svc, "put-during-rotation", Strategy::SingleUser).await;
+    let mut put = f.current().await;
+    put["app_note"] = json!("set by the operator's put");
+    let rotation = Rotation::new(
+        Interfering {
+            inner: f.svc.store(),
+            act: Interference::PutCurrentBeforePendingWrite {
+                token: rotation_tests::token(),
+                value: SecretString::from(put.to_string()),
+            },
+            armed: AtomicBool::new(true),
+        },
+        FakeRotator::new(f.db.clone(), Strategy::SingleUser),
+        PasswordPolicy::defaults(&FAKE_PROFILE.password),
+    );
+    let t = rotation_tests::token();
+    f.svc.start_rotation(&f.secret, &t).await;
+    let step = |step: Step| {
+        let event = RotationEvent::new(step, &f.secret, &t);
+        let rotation = &rotation;
+        async move { rotation.handle(&event).await }
+    };
+    assert_eq!(
+        step(Step::CreateSecret).await.unwrap(),
+        StepOutcome::PendingCreated
+    );
+    match kind {
+        Kind::Local => {
+            for s in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
+                step(s).await.unwrap();
+            }
+            let now = f.current().await;
+            assert_eq!(now["app_note"], put["app_note"], "the put's key is kept");
+            assert_ne!(now["password"], put["password"], "and the password rotated");
+            assert!(f.logs_in(&now));
+        }
+        Kind::Moto => {
+            let changes = f.db.password_changes();
+            let e = step(Step::SetSecret).await.unwrap_err();
+            assert!(
+                matches!(&e, RotationError::SecretChanged { keys, .. } if keys == "app_note"),
+                "{e:?}"
+            );
+            assert_eq!(e.category(), ErrorCategory::Refused);
+            assert_eq!(
+                f.db.password_changes(),
+                changes,
+                "the database is untouched"
+            );
+            assert_eq!(f.current().await, put, "the put stays AWSCURRENT");
+            assert!(f.current_logs_in().await);
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! Idempotency: an existing pending value for the token is kept as it is (no new password), so a
 //! retry after a crash that followed PutSecretValue changes nothing.
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tracing::info;
 
 use super::{StepContext, StepOutcome};
@@ -19,7 +19,7 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
 ) -> Result<StepOutcome, RotationError> {
     let (arn, token) = (ctx.arn, ctx.token);
     // Checklist 9: current is loaded and validated first, even if pending exists.
-    let current = ctx.load(Which::Current, None).await?;
+    let (mut current, mut built_from) = load_current(ctx).await?;
 
     let existing = ctx
         .store_call(
@@ -61,22 +61,8 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         });
     }
 
-    // Checklist 31, refused before anything is written (AWS fails at setSecret, with
-    // AWSPENDING already stored): the rotation could never reach the database.
-    if ctx.rotator.profile().needs_master(ctx.rotator.strategy()) && current.masterarn().is_none() {
-        return Err(RotationError::MissingMasterArn {
-            secret: arn.to_string(),
-        });
-    }
-    let username = current.username().expect("validated");
-    let username = match ctx.rotator.strategy() {
-        Strategy::SingleUser => username.to_string(),
-        Strategy::AlternatingUsers => {
-            let limit = ctx.rotator.username_limit(&current);
-            alternate_username(username, limit)
-                .map_err(|clone| RotationError::too_long(clone, limit))?
-        }
-    };
+    // Checked before the password is generated, and again on the value a retry builds from.
+    build_pending(ctx, &current, SecretString::from(String::new()))?;
     let password = ctx
         .store_call(
             "GetRandomPassword",
@@ -95,14 +81,89 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
             source,
         });
     }
-    let pending = current.with_username(&username).with_password(password);
-    ctx.store_call(
-        "PutSecretValue",
-        || format!("storing version {token} of secret {arn}"),
-        ctx.store
-            .put_pending(arn, token, &pending.to_json(), rotation_token),
-    )
-    .await?;
+    // The write is conditional on AWSCURRENT still being the version read (stores that can
+    // refuse atomically): a value put since wins, and the pending value is built again from
+    // it, once; a second move in the same window is refused, nothing written.
+    let mut rebuilt = false;
+    loop {
+        let pending = build_pending(
+            ctx,
+            &current,
+            SecretString::from(password.expose_secret().to_owned()),
+        )?;
+        let written = ctx
+            .store_call(
+                "PutSecretValue",
+                || format!("storing version {token} of secret {arn}"),
+                ctx.store
+                    .put_pending(arn, token, &pending.to_json(), &built_from, rotation_token),
+            )
+            .await;
+        match written {
+            Ok(()) => break,
+            Err(RotationError::Store {
+                source: StoreError::CurrentMoved { now, .. },
+                ..
+            }) if !rebuilt => {
+                info!(
+                    "createSecret: AWSCURRENT of {arn} moved to version {now} (a value put) since it was read; building the pending value from it"
+                );
+                rebuilt = true;
+                (current, built_from) = load_current(ctx).await?;
+            }
+            // A second move: refused as the store said, nothing written.
+            Err(e) => return Err(e),
+        }
+    }
     info!("createSecret: Successfully put secret for ARN {arn} and version {token}.");
     Ok(StepOutcome::PendingCreated)
+}
+
+/// The `AWSCURRENT` value, validated, and the version it is on.
+async fn load_current<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+) -> Result<(DatabaseSecret, String), RotationError> {
+    let arn = ctx.arn;
+    let value = ctx
+        .store_call(
+            "GetSecretValue",
+            || format!("reading the {} value of secret {arn}", Which::Current),
+            ctx.store
+                .get_value(arn, VersionSelector::stage(Stage::Current)),
+        )
+        .await?;
+    let secret =
+        DatabaseSecret::parse(&value.value).map_err(|source| RotationError::InvalidSecret {
+            which: Which::Current,
+            secret: arn.to_string(),
+            source,
+        })?;
+    ctx.validate(arn, Which::Current, &secret)?;
+    Ok((secret, value.version_id))
+}
+
+/// The pending value built from `current` with `password`: refused before anything is
+/// written when the rotation could never reach the database (checklist 31: no master secret,
+/// where AWS fails at setSecret with AWSPENDING already stored) or the pair's other user would
+/// be too long.
+fn build_pending<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    current: &DatabaseSecret,
+    password: SecretString,
+) -> Result<DatabaseSecret, RotationError> {
+    if ctx.rotator.profile().needs_master(ctx.rotator.strategy()) && current.masterarn().is_none() {
+        return Err(RotationError::MissingMasterArn {
+            secret: ctx.arn.to_string(),
+        });
+    }
+    let username = current.username().expect("validated");
+    let username = match ctx.rotator.strategy() {
+        Strategy::SingleUser => username.to_string(),
+        Strategy::AlternatingUsers => {
+            let limit = ctx.rotator.username_limit(current);
+            alternate_username(username, limit)
+                .map_err(|clone| RotationError::too_long(clone, limit))?
+        }
+    };
+    Ok(current.with_username(&username).with_password(password))
 }

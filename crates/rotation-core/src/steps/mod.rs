@@ -220,12 +220,9 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
             .await
         {
             Ok(r) => r,
-            Err(_) => Err(EngineError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "logging in with the {source} credentials did not finish before the step's deadline"
-                ),
-            )),
+            Err(_) => Err(EngineError::past_deadline(&format!(
+                "logging in with the {source} credentials"
+            ))),
         }
     }
 
@@ -235,13 +232,7 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         what: &str,
         fut: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
-        match self.deadline.run(fut).await {
-            Ok(r) => r,
-            Err(_) => Err(EngineError::new(
-                ErrorKind::Timeout,
-                format!("{what} did not finish before the step's deadline"),
-            )),
-        }
+        self.deadline.engine_call(what, fut).await
     }
 
     /// Re-reads the stages right before the database is changed: refuses (changing nothing)

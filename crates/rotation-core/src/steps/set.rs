@@ -120,6 +120,7 @@ async fn single<S: SecretStore, R: Rotator>(
     let default_port = ctx.rotator.profile().default_port;
     check_same_user(&pending, &current, "current user", "current", default_port)?;
     check_same_database(&pending, &current)?;
+    check_built_from(ctx, &pending, &current)?;
 
     let Some((mut session, via)) =
         own_login(ctx, &current, &pending, &[Some(ctx.token)], &mut attempts).await?
@@ -185,6 +186,7 @@ async fn alternating<S: SecretStore, R: Rotator>(
         ctx.rotator.profile().default_port,
     )?;
     check_same_database(&pending, &current)?;
+    check_built_from(ctx, &pending, &current)?;
 
     // Confused-deputy guard: whoever can write this secret must also hold working
     // credentials before the master secret is used on their behalf.
@@ -276,6 +278,36 @@ pub(crate) fn check_same_host(
             expected_desc: desc,
         }),
     }
+}
+
+/// The pending value must be `current` with other credentials: createSecret built it so, and a
+/// key that differs now was changed in `AWSCURRENT` since (a value put during the rotation),
+/// which promoting the pending value would undo. Values are compared as JSON (AWS's function
+/// writes them again, with its own escapes); names only go in the error.
+fn check_built_from<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    pending: &DatabaseSecret,
+    current: &DatabaseSecret,
+) -> Result<(), RotationError> {
+    let value = |s: &DatabaseSecret, key: &str| {
+        s.get_raw(key)
+            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+    };
+    let mut keys: Vec<&str> = pending
+        .keys()
+        .chain(current.keys())
+        .filter(|k| !matches!(*k, "username" | "password"))
+        .filter(|k| value(pending, k) != value(current, k))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    Err(RotationError::SecretChanged {
+        secret: ctx.arn.to_string(),
+        keys: keys.join(", "),
+    })
 }
 
 /// The pending value must name the database the current one does: testSecret logs in there.

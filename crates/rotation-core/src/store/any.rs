@@ -63,9 +63,10 @@ impl SecretStore for AnyStore {
         secret_id: &str,
         token: &str,
         value: &SecretString,
+        built_from: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.put_pending(secret_id, token, value, rotation_token))
+        dispatch!(self, s => s.put_pending(secret_id, token, value, built_from, rotation_token))
     }
     async fn claim(&self, arn: &str) -> Result<Claim, StoreError> {
         dispatch!(self, s => s.claim(arn))

@@ -228,9 +228,12 @@ impl SecretStore for AwsSecretStore {
         secret_id: &str,
         token: &str,
         value: &SecretString,
+        built_from: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
-        // No conditional write in Secrets Manager.
+        // No conditional write in Secrets Manager: core compared the AWSCURRENT it read with
+        // the description it read first (`built_from` is not sent).
+        let _ = built_from;
         self.put_value(secret_id, token, value, &[Stage::Pending], rotation_token)
             .await
     }

@@ -1029,22 +1029,38 @@ impl SecretStore for LocalSecretStore {
         secret_id: &str,
         token: &str,
         value: &SecretString,
+        built_from: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
-        let (id, tok) = (secret_id.to_string(), token.to_string());
-        // The in-flight check and the write happen under one lock: a second writer fails.
+        let (id, tok, from) = (
+            secret_id.to_string(),
+            token.to_string(),
+            built_from.to_string(),
+        );
+        // The checks and the write happen under one lock: a second writer fails, and so does
+        // a pending value built from an AWSCURRENT that a put has replaced since.
         let check = move |state: &mut FileState| {
             let secret = state.find_mut(&id)?;
             let current = secret.holder(Stage::Current).map(str::to_string);
             match secret.holder(Stage::Pending) {
                 Some(p) if Some(p) != current.as_deref() && p != tok => {
-                    Err(StoreError::Conflict(format!(
+                    return Err(StoreError::Conflict(format!(
                         "a rotation of secret {} is already in flight (version {p})",
                         secret.arn
-                    )))
+                    )));
                 }
-                _ => Ok(()),
+                _ => {}
             }
+            // A retry of a write that landed (this token already holds the value) is no change.
+            let written = secret.version_mut(&tok).is_some_and(|v| v.value.is_some());
+            if current.as_deref() != Some(from.as_str()) && !written {
+                return Err(StoreError::CurrentMoved {
+                    secret: secret.arn.clone(),
+                    built_from: from,
+                    now: current.unwrap_or_else(|| "-".into()),
+                });
+            }
+            Ok(())
         };
         self.put_value_checked(
             secret_id,
@@ -1440,10 +1456,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalSecretStore::new(dir.path().join("s.json"));
         store.create_secret("app", &s("v1")).await.unwrap();
-        store.put_pending("app", T1, &s("p1"), None).await.unwrap();
+        let v1 = current_version(&store).await;
+        store
+            .put_pending("app", T1, &s("p1"), &v1, None)
+            .await
+            .unwrap();
         // Another rotation's pending write is refused while T1 is in flight.
         let e = store
-            .put_pending("app", T2, &s("p2"), None)
+            .put_pending("app", T2, &s("p2"), &v1, None)
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Conflict(_)), "{e}");
@@ -1457,7 +1477,45 @@ mod tests {
                 .contains_key(T2)
         );
         // The same token again is fine (a retried createSecret).
-        store.put_pending("app", T1, &s("p1"), None).await.unwrap();
+        store
+            .put_pending("app", T1, &s("p1"), &v1, None)
+            .await
+            .unwrap();
+    }
+
+    async fn current_version(store: &LocalSecretStore) -> String {
+        let d = store.describe("app").await.unwrap();
+        d.version_with(Stage::Current).unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_pending_value_built_from_a_replaced_current_is_refused_and_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::new(dir.path().join("s.json"));
+        store.create_secret("app", &s("v1")).await.unwrap();
+        let v1 = current_version(&store).await;
+        // A put lands between the step's read of AWSCURRENT and its pending write.
+        store
+            .put_value("app", T2, &s("v2"), &[], None)
+            .await
+            .unwrap();
+        let e = store
+            .put_pending("app", T1, &s("p1"), &v1, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::CurrentMoved { now, .. } if now == T2),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("p1"));
+        let d = store.describe("app").await.unwrap();
+        assert!(!d.versions.contains_key(T1), "nothing written");
+        assert_eq!(d.version_with(Stage::Current), Some(T2));
+        // Built from the new AWSCURRENT, it is written.
+        store
+            .put_pending("app", T1, &s("p1"), T2, None)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

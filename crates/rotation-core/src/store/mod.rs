@@ -228,6 +228,19 @@ pub enum StoreError {
     /// A conditional write found the secret changed (another rotation is in flight).
     #[error("{0}")]
     Conflict(String),
+    /// A pending value's write found `AWSCURRENT` moved off the version it was built from (a
+    /// value put meanwhile).
+    #[error(
+        "AWSCURRENT of secret {secret} moved to version {now} after the pending value was built from version {built_from}"
+    )]
+    CurrentMoved {
+        /// The secret.
+        secret: String,
+        /// The version the pending value was built from.
+        built_from: String,
+        /// The version `AWSCURRENT` is on now (`-` when none).
+        now: String,
+    },
     /// The local store file is not in the expected format.
     #[error("local secret store {path} is corrupt: {reason}")]
     Corrupt {
@@ -294,16 +307,20 @@ pub trait SecretStore: Send + Sync {
         secret_id: &str,
     ) -> impl Future<Output = Result<Vec<VersionInfo>, StoreError>> + Send;
 
-    /// Stores this rotation's pending value (`PutSecretValue` with `AWSPENDING`). Stores with a
-    /// conditional write refuse with [`StoreError::Conflict`], in the same operation, when
-    /// `AWSPENDING` is on another version that is not `AWSCURRENT` (another rotation in
-    /// flight); Secrets Manager has none, and core checks the description it read first.
-    /// Required, so that a wrapping store cannot silently drop the condition.
+    /// Stores this rotation's pending value (`PutSecretValue` with `AWSPENDING`), built from
+    /// the `AWSCURRENT` version `built_from`. Stores with a conditional write refuse, in the
+    /// same operation, with [`StoreError::Conflict`] when `AWSPENDING` is on another version
+    /// that is not `AWSCURRENT` (another rotation in flight), and with
+    /// [`StoreError::CurrentMoved`] when `AWSCURRENT` is no longer on `built_from` (a value
+    /// put since the step read it, which the pending value would silently undo). Secrets
+    /// Manager has no conditional write: core checks what it read first (RELIABILITY.md says
+    /// what remains). Required, so that a wrapping store cannot silently drop the condition.
     fn put_pending(
         &self,
         secret_id: &str,
         token: &str,
         value: &SecretString,
+        built_from: &str,
         rotation_token: Option<&str>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -253,12 +253,13 @@ impl<S: SecretStore> SecretStore for FaultyStore<S> {
         secret_id: &str,
         token: &str,
         value: &SecretString,
+        built_from: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
         let op = "PutSecretValue";
         let call = self
             .inner
-            .put_pending(secret_id, token, value, rotation_token);
+            .put_pending(secret_id, token, value, built_from, rotation_token);
         self.plan.run(op, call, store_error(op)).await
     }
 

@@ -462,12 +462,13 @@ impl<S: SecretStore> SecretStore for RecordingStore<S> {
         secret_id: &str,
         token: &str,
         value: &SecretString,
+        built_from: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
         self.record_put(secret_id, token, &[Stage::Pending], true, rotation_token);
         self.hold_pending_write().await;
         self.inner
-            .put_pending(secret_id, token, value, rotation_token)
+            .put_pending(secret_id, token, value, built_from, rotation_token)
             .await
     }
 
@@ -493,7 +494,13 @@ mod tests {
             .unwrap();
         let store = RecordingStore::new(local);
         let shared = store.clone();
-        store.describe("app").await.unwrap();
+        let v1 = store
+            .describe("app")
+            .await
+            .unwrap()
+            .version_with(Stage::Current)
+            .unwrap()
+            .to_string();
         store
             .get_value("app", VersionSelector::stage(Stage::Current))
             .await
@@ -503,7 +510,7 @@ mod tests {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .put_pending("app", T1, &SecretString::from("v2"), Some("rt-1"))
+                    .put_pending("app", T1, &SecretString::from("v2"), &v1, Some("rt-1"))
                     .await
             })
         };
