@@ -150,6 +150,43 @@ impl Fixture {
         self.remove_pending(token).await;
     }
 
+    /// Stores `value` as a new `AWSCURRENT` version (the one it replaces becomes `AWSPREVIOUS`),
+    /// as an operator's put would, `AWSPENDING` first detached from the current version as
+    /// `rotate put` does. Stored, then labelled: moto's PutSecretValue with `AWSCURRENT` also
+    /// drops the old version's other labels, which AWS's does not.
+    pub async fn put_current(&self, value: &Value) {
+        let store = self.svc.store();
+        let d = store.describe(&self.secret).await.expect("describe");
+        let current = d.version_with(Stage::Current).map(str::to_string);
+        if let Some(c) = current.as_deref()
+            && d.version_with(Stage::Pending) == Some(c)
+        {
+            self.remove_pending(c).await;
+        }
+        let token = crate::token();
+        store
+            .put_value(
+                &self.secret,
+                &token,
+                &SecretString::from(value.to_string()),
+                &[Stage::Previous],
+                None,
+            )
+            .await
+            .expect("put");
+        store
+            .update_stage(
+                &self.secret,
+                StageMove {
+                    stage: Stage::Current,
+                    move_to: Some(&token),
+                    remove_from: current.as_deref(),
+                },
+            )
+            .await
+            .expect("make it AWSCURRENT");
+    }
+
     /// Removes `AWSPENDING` from `token` by hand.
     pub async fn remove_pending(&self, token: &str) {
         self.svc

@@ -137,5 +137,17 @@ pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: 
         }
     }
     engine.check_rotated(server.as_ref(), &first, &second);
+    // Each rotation's end is one log line naming the engine and the strategy.
+    let log = lambda.output();
+    let ends = log
+        .lines()
+        .filter(|l| l.contains("rotation complete"))
+        .filter(|l| l.contains(&format!("\"engine\":\"{}\"", engine.name())))
+        .filter(|l| l.contains(&format!("\"strategy\":\"{}\"", strategy.as_str())))
+        .count();
+    assert_eq!(
+        ends, 2,
+        "two rotation complete lines with engine and strategy:\n{log}"
+    );
     drop(lambda);
 }

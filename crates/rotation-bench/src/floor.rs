@@ -6,8 +6,10 @@
 //! as the user and the password change (`Rotator::set_own_password`), a login with the new
 //! password and testSecret's statement (`Rotator::test_session`), UpdateSecretVersionStage
 //! (AWSCURRENT). Alternating users, and single user on an engine whose single user acts through
-//! its master: also GetSecretValue of the master secret, and the change made as the master
-//! (`Rotator::set_password_as_master`, which also keeps the pair's rights in line).
+//! its master: GetSecretValue of the master secret too, and the change made logged in as the
+//! master instead of the user (`Rotator::set_password_as_master`, which also keeps the pair's
+//! rights in line). The rotation's own login as the current user before it uses the master (the
+//! confused-deputy guard) is a choice of ours, not the contract's: it counts as overhead.
 
 use std::time::{Duration, Instant};
 

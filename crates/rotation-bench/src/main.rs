@@ -37,19 +37,24 @@ use rotation_tests::engines::{ALL, Engine};
 use crate::lab::Lab;
 use crate::report::{Results, Scenario};
 
-const USAGE: &str = "usage: rotation-bench [--engine NAME]... [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME] [--list-functions]
+const USAGE_TEMPLATE: &str = "usage: rotation-bench [--engine NAME]... [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME] [--list-functions]
 
-  --engine NAME      a registered engine (its name or its function's: postgres, redshift,
-                     documentdb, mysql, redis, rds-postgres, ...), or all (the default);
-                     repeat it for several
+  --engine NAME      a registered engine, by its name or its function's ({engines}), or
+                     all (the default); repeat it for several
   --quick            smoke run: 1 cold run, 3 warm rotations, 5 logins per case
   --cold-runs N      fresh-process rotations per case (default 5)
   --warm N           in-process rotations per case and path, and floor iterations (default 30)
   --logins N         logins per engine and transport for the login time (default 30)
   --lambda-dir DIR   where the built Lambda binaries are, each named for its function
-                     (rds-postgres, redshift, ...; default: the directory of this binary)
+                     (default: the directory of this binary)
   --lambda-profile NAME  the cargo profile they were built with, for the report (default release)
   --list-functions   print the chosen engines' function names (their binaries' names) and stop";
+
+/// The usage text, naming the registered engines.
+fn usage() -> String {
+    let names: Vec<&str> = ALL.iter().map(|e| e.name()).collect();
+    USAGE_TEMPLATE.replace("{engines}", &names.join(", "))
+}
 
 /// Command-line settings.
 #[derive(Debug, Clone)]
@@ -95,7 +100,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let number = |v: Option<String>, flag: &str| -> anyhow::Result<usize> {
         v.and_then(|v| v.parse().ok())
             .filter(|n| *n > 0)
-            .with_context(|| format!("{flag} takes a positive number\n{USAGE}"))
+            .with_context(|| format!("{flag} takes a positive number\n{}", usage()))
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -116,8 +121,9 @@ fn parse_args() -> anyhow::Result<Args> {
                 other => {
                     let names: Vec<&str> = ALL.iter().map(|e| e.name()).collect();
                     bail!(
-                        "--engine takes {} or all, not {other:?}\n{USAGE}",
-                        names.join(", ")
+                        "--engine takes {} or all, not {other:?}\n{}",
+                        names.join(", "),
+                        usage()
                     )
                 }
             },
@@ -129,10 +135,10 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--list-functions" => args.list_functions = true,
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{}", usage());
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+            other => bail!("unknown argument {other:?}\n{}", usage()),
         }
     }
     if args.engines.is_empty() {

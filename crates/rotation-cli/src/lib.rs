@@ -366,6 +366,7 @@ pub fn main(engines: Engines) -> ExitCode {
 async fn async_main(engines: Engines) -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.verbose, cli.json);
+    let json = cli.json;
     match run(cli, &engines).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -378,26 +379,20 @@ async fn async_main(engines: Engines) -> ExitCode {
             if let Some(output::PlanFailed(code)) = e.downcast_ref::<output::PlanFailed>() {
                 return ExitCode::from(*code);
             }
-            let code = match e.downcast_ref::<RotationError>() {
-                Some(r) => {
-                    eprintln!(
-                        "error [{}]: {}",
-                        r.kind(),
-                        output::escape(&rotation_core::error_chain(r))
-                    );
-                    r.category().exit_code()
-                }
+            let (kind, message, code) = match e.downcast_ref::<RotationError>() {
+                Some(r) => (
+                    r.kind(),
+                    rotation_core::error_chain(r),
+                    r.category().exit_code(),
+                ),
                 None if e.downcast_ref::<UsageError>().is_some()
                     || e.downcast_ref::<rotation_core::ConfigError>().is_some() =>
                 {
-                    eprintln!("error: {}", output::escape(&format!("{e:#}")));
-                    2
+                    ("Usage", format!("{e:#}"), 2)
                 }
-                None => {
-                    eprintln!("error: {}", output::escape(&format!("{e:#}")));
-                    1
-                }
+                None => ("Error", format!("{e:#}"), 1),
             };
+            output::failure(json, kind, &message, code);
             ExitCode::from(code)
         }
     }

@@ -234,3 +234,19 @@ impl Output {
         }
     }
 }
+
+/// A failed command: `error [KIND]: message` on standard error, and with `--json` its JSON on
+/// standard output too (`{"result": "failed", "kind", "error", "exit_code"}`, as a fleet run's
+/// failed rows), so a script reading `--json` output always gets a result.
+pub fn failure(json_out: bool, kind: &str, message: &str, code: u8) {
+    match kind {
+        "Usage" | "Error" => eprintln!("error: {}", escape(message)),
+        _ => eprintln!("error [{kind}]: {}", escape(message)),
+    }
+    if json_out {
+        println!(
+            "{}",
+            json!({"result": "failed", "kind": kind, "error": message, "exit_code": code})
+        );
+    }
+}

@@ -194,7 +194,16 @@ pub fn check(
     } else {
         Strategy::SingleUser
     });
-    engine.profile.check_secret(secret, value, strategy)?;
+    // The limit on the pair's other user name as the rotation computes it: from the engine's
+    // settings (`USERNAME_CHARACTER_LIMIT`) and the value's own `engine` key.
+    let settings =
+        rotation_core::EngineSettings::read(engine, &rotation_core::EngineEnv::process(None))?;
+    let rotator = settings.rotator(strategy);
+    engine
+        .profile
+        .check_secret_with(secret, value, strategy, |s| {
+            rotation_core::Rotator::username_limit(&rotator, s)
+        })?;
     Ok(())
 }
 

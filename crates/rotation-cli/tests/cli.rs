@@ -288,3 +288,41 @@ fn an_engine_setting_that_cannot_be_used_is_said_once() {
         "nothing changed"
     );
 }
+
+#[test]
+fn a_failing_command_with_json_prints_its_result_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.json");
+    std::fs::write(&path, json!({"secrets": {}}).to_string()).unwrap();
+    let store = format!("file:{}", path.display());
+    // A refusal of the store (no such secret): exit 4, its kind, as a fleet's failed rows.
+    let o = rotate(
+        &[
+            "--store",
+            &store,
+            "--json",
+            "run",
+            "nope",
+            "--strategy",
+            "single-user",
+        ],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = stdout_json(&o);
+    assert_eq!(v["result"], json!("failed"));
+    assert_eq!(v["kind"], json!("SecretNotFound"));
+    assert_eq!(v["exit_code"], json!(4));
+    assert!(v["error"].as_str().unwrap().contains("nope"), "{v}");
+    // The same line for people, on standard error.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("error [SecretNotFound]"));
+    // A usage error too.
+    let o = rotate(&["--store", "s3://x", "--json", "status", "app"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stdout_json(&o)["kind"], json!("Usage"));
+}

@@ -677,3 +677,58 @@ fn a_secret_cannot_be_its_own_master() {
     ));
     ok(&store.rotate(&["put", "db", "masterarn=admin"], ""));
 }
+
+#[test]
+fn put_counts_the_clone_name_as_the_rotation_does() {
+    // MySQL: 16 characters for `mysql` (USERNAME_CHARACTER_LIMIT), 80 for `mariadb`; counted in
+    // characters, not bytes. `put` refuses what createSecret would refuse, and nothing else.
+    let put = |engine: &str, username: &str, limit: Option<&str>| {
+        let store = Store::new();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rotate"));
+        c.args(["--store", &store.spec, "put", "app"])
+            .arg(format!("engine={engine}"))
+            .args(["host=h", "port=3306"])
+            .arg(format!("username={username}"))
+            .args([
+                "masterarn=arn:aws:secretsmanager:us-east-1:123456789012:secret:m",
+                "--password-stdin",
+            ])
+            .env_remove("ROTATION_STRATEGY")
+            .env_remove("ROTATE_STORE")
+            .env_remove("USERNAME_CHARACTER_LIMIT")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(l) = limit {
+            c.env("USERNAME_CHARACTER_LIMIT", l);
+        }
+        let mut child = c.spawn().expect("run rotate");
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"Initial-pw-1-Long\n");
+        let o = child.wait_with_output().unwrap();
+        let stored = store.path.exists() && store.file()["secrets"].get("app").is_some();
+        (o, stored)
+    };
+    // `app_user_1` + `_clone`: 16 characters, the limit.
+    let (o, stored) = put("mysql", "app_user_1", None);
+    ok(&o);
+    assert!(stored);
+    // One more is refused before anything is stored ...
+    let (o, stored) = put("mysql", "app_user_12", None);
+    code(&o, 4, "[UsernameTooLong]");
+    assert!(text(&o).contains("17 characters"), "{}", text(&o));
+    assert!(!stored);
+    // ... unless the limit is raised, as the rotation would read it, or the engine is MariaDB.
+    ok(&put("mysql", "app_user_12", Some("32")).0);
+    ok(&put("mariadb", "app_user_12", None).0);
+    // Characters, not bytes: ten two-byte letters and `_clone` are 16 characters.
+    ok(&put(
+        "mysql",
+        "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+        None,
+    )
+    .0);
+}

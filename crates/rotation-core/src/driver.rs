@@ -3,6 +3,7 @@
 //! secret at a time, where the store can give that), then runs the same step functions as the
 //! Lambda contract, each step with its own deadline.
 
+use secrecy::ExposeSecret;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::deadline::Deadline;
@@ -170,6 +171,21 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         ctx.validate(&arn, Which::Current, &current)?;
         let target = ctx.load(Which::Previous, None).await?;
         ctx.validate(&arn, Which::Previous, &target)?;
+        // A password the engine would refuse to set is the value's fault: said now, before a
+        // pending version is made of it.
+        let rules = &self.rotator.profile().password;
+        if let Some(password) = target.password()
+            && let Err(rule) = rules.check(password.expose_secret())
+        {
+            return Err(RotationError::InvalidSecret {
+                which: Which::Previous,
+                secret: arn,
+                source: crate::secret::SecretError::PasswordBreaksRule {
+                    engine: rules.engine,
+                    rule,
+                },
+            });
+        }
         let default_port = self.rotator.profile().default_port;
         match self.rotator.strategy() {
             Strategy::SingleUser => {

@@ -242,7 +242,7 @@ pub enum RotationError {
     /// createSecret built the pending value from it: promoting the pending value would undo
     /// that change (a value put during the rotation).
     #[error(
-        "AWSCURRENT of secret {secret} changed after this rotation built its pending value (keys {keys}); promoting it would undo that change, so nothing was changed in the database: abort this rotation (`rotate abort`, or CancelRotateSecret in Secrets Manager) and rotate again"
+        "AWSCURRENT of secret {secret} changed after this rotation built its pending value (keys {keys}); promoting it would undo that change, so this step changed nothing in the database: abort this rotation (`rotate abort`, on Secrets Manager too) and rotate again"
     )]
     SecretChanged {
         /// Secret ARN.
@@ -493,19 +493,6 @@ pub enum RotationError {
     /// Another database failure.
     #[error(transparent)]
     Engine(#[from] EngineError),
-}
-
-impl RotationError {
-    /// [`RotationError::UsernameTooLong`] for `username` over `limit`.
-    pub fn too_long(username: String, limit: Option<crate::rotator::UsernameLimit>) -> Self {
-        let limit = limit.unwrap_or(crate::rotator::UsernameLimit::Bytes(0));
-        RotationError::UsernameTooLong {
-            length: limit.length_of(&username),
-            unit: limit.unit(),
-            limit: limit.max(),
-            username,
-        }
-    }
 }
 
 impl RotationError {

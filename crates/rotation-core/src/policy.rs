@@ -498,9 +498,9 @@ mod tests {
 
     // Rule sets like the engines' (their crates hold the real ones), to test the rules'
     // mechanics: a permissive one, a strict one with required classes, and one in between.
-    /// RDS / Aurora PostgreSQL: colon excluded too (connection strings).
+    /// Permissive: only the characters that break connection strings excluded.
     const PERMISSIVE: PasswordDefaults = PasswordDefaults {
-        engine: "postgres",
+        engine: "permissive",
         exclude_characters: ":/@\"'\\",
         ..PasswordDefaults::BASE
     };
@@ -625,7 +625,7 @@ mod tests {
 
     #[test]
     fn engines_without_rules_read_as_before_and_without_notes() {
-        // PostgreSQL has no rules of its own; its reading is AWS's.
+        // An engine without rules of its own reads the variables as AWS does.
         #[allow(clippy::single_element_loop)]
         for d in [&PERMISSIVE] {
             assert_eq!(d.forbidden, "");

@@ -108,6 +108,22 @@ impl UsernameLimit {
     }
 }
 
+// Here rather than in `error.rs`, which would otherwise depend on this module as it depends
+// on `error.rs`.
+impl crate::RotationError {
+    /// [`RotationError::UsernameTooLong`](crate::RotationError::UsernameTooLong) for `username`
+    /// over `limit`.
+    pub fn too_long(username: String, limit: Option<UsernameLimit>) -> Self {
+        let limit = limit.unwrap_or(UsernameLimit::Bytes(0));
+        crate::RotationError::UsernameTooLong {
+            length: limit.length_of(&username),
+            unit: limit.unit(),
+            limit: limit.max(),
+            username,
+        }
+    }
+}
+
 /// An engine's rotation operations for one strategy.
 ///
 /// Core owns the algorithm (which credentials to try, in which order, when to stop); an engine

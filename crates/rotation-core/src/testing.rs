@@ -32,7 +32,7 @@ pub const FAKE_PROFILE: EngineProfile = EngineProfile {
     name: "fake",
     engines: &["fake"],
     password: PasswordDefaults {
-        engine: "postgres",
+        engine: "fake",
         exclude_characters: ":/@\"'\\",
         ..PasswordDefaults::BASE
     },

@@ -2,6 +2,10 @@
 //! default, no silent downgrade: W1), the name to connect to and verify (W2), and the advice a
 //! TLS failure carries.
 
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::{EngineError, ErrorKind};
 use crate::secret::{DatabaseSecret, SslKey, TLS_SERVER_NAME_KEY};
 
 /// What the secret's `ssl` key asks for (spec §2.6, without AWS's silent downgrade).
@@ -84,6 +88,34 @@ pub fn server_name(secret: &DatabaseSecret) -> &str {
                 .filter(|t| !t.is_empty() && !t.contains('\\'))
         })
         .unwrap_or_else(|| secret.host().unwrap_or_default())
+}
+
+/// One connection attempt of an engine's driver (`connect`, described by `what`), bounded by
+/// `limit`: the driver's error made an [`EngineError`] by `to_engine`, with [`failure_hint`]
+/// added to a TLS failure of a TLS attempt; running out of time an error of kind
+/// [`ErrorKind::Timeout`].
+pub async fn connect_attempt<T, E>(
+    secret: &DatabaseSecret,
+    tls: bool,
+    limit: Duration,
+    what: String,
+    connect: impl Future<Output = Result<T, E>>,
+    to_engine: impl FnOnce(String, E) -> EngineError,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(limit, connect).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => {
+            let err = to_engine(what, e);
+            if tls && err.kind() == ErrorKind::Tls {
+                return Err(err.with_note(failure_hint(secret)));
+            }
+            Err(err)
+        }
+        Err(_) => Err(EngineError::new(
+            ErrorKind::Timeout,
+            format!("{what} timed out after {limit:?}"),
+        )),
+    }
 }
 
 /// What to do about a TLS failure, given what the secret asked for.

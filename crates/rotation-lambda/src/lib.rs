@@ -270,6 +270,8 @@ pub async fn handle_measured<S: SecretStore, R: Rotator>(
             tracing::info!(
                 secret_id = %event.secret_id,
                 token = %event.client_request_token,
+                engine = metrics.engine,
+                strategy = metrics.strategy.as_str(),
                 outcome = "rotated",
                 "rotation complete"
             );

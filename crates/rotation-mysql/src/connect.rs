@@ -157,20 +157,9 @@ async fn attempt(
         )
     };
     let limit = deadline.cap(settings.connect_timeout);
-    match tokio::time::timeout(limit, options(secret, tls, settings).connect()).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => {
-            let mut err = engine_error(what(), e);
-            if tls && err.kind() == ErrorKind::Tls {
-                err = err.with_note(rotation_core::tls::failure_hint(secret));
-            }
-            Err(err)
-        }
-        Err(_) => Err(EngineError::new(
-            ErrorKind::Timeout,
-            format!("{} timed out after {:?}", what(), limit),
-        )),
-    }
+    let options = options(secret, tls, settings);
+    rotation_core::tls::connect_attempt(secret, tls, limit, what(), options.connect(), engine_error)
+        .await
 }
 
 /// Connects with `secret`'s credentials following its TLS plan, within `deadline` (each

@@ -306,37 +306,31 @@ async fn attempt(
     }
     let opts = options(secret, db, tls, config, deadline);
     let limit = deadline.cap(config.connect_timeout);
-    match tokio::time::timeout(limit, opts.connect()).await {
-        Ok(Ok(mut c)) if !config.dialect.limits_in_startup => {
-            let sql = set_limits_sql(config, deadline);
-            let what = format!("{}: setting the session's time limits", what());
-            deadline
-                .driver_call(&what, c.execute(sqlx::raw_sql(&sql)), engine_error)
-                .await?;
-            Ok(c)
-        }
-        Ok(Ok(mut c)) => {
-            if config.dialect.fence_stale_sessions && fence(&mut c, deadline).await && again {
-                // Sessions were ended: the proof that these credentials log in must come after
-                // them (a COMMIT could have landed before its session was ended), so log in
-                // once more; that login finds nothing left to end.
-                close(c, deadline).await;
-                return Box::pin(attempt(secret, db, tls, config, deadline, false)).await;
-            }
-            Ok(c)
-        }
-        Ok(Err(e)) => {
-            let mut err = engine_error(what(), e);
-            if tls && err.kind() == ErrorKind::Tls {
-                err = err.with_note(rotation_core::tls::failure_hint(secret));
-            }
-            Err(err)
-        }
-        Err(_) => Err(EngineError::new(
-            ErrorKind::Timeout,
-            format!("{} timed out after {:?}", what(), limit),
-        )),
+    let mut c = rotation_core::tls::connect_attempt(
+        secret,
+        tls,
+        limit,
+        what(),
+        opts.connect(),
+        engine_error,
+    )
+    .await?;
+    if !config.dialect.limits_in_startup {
+        let sql = set_limits_sql(config, deadline);
+        let what = format!("{}: setting the session's time limits", what());
+        deadline
+            .driver_call(&what, c.execute(sqlx::raw_sql(&sql)), engine_error)
+            .await?;
+        return Ok(c);
     }
+    if config.dialect.fence_stale_sessions && fence(&mut c, deadline).await && again {
+        // Sessions were ended: the proof that these credentials log in must come after them
+        // (a COMMIT could have landed before its session was ended), so log in once more; that
+        // login finds nothing left to end.
+        close(c, deadline).await;
+        return Box::pin(attempt(secret, db, tls, config, deadline, false)).await;
+    }
+    Ok(c)
 }
 
 /// Connects with `secret`'s credentials to database `db` following the TLS plan, within

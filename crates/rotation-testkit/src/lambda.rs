@@ -137,6 +137,11 @@ impl LambdaService {
         Ok(())
     }
 
+    /// What the function wrote so far (its log lines, stdout and stderr).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.function.output).unwrap_or_default()
+    }
+
     /// `http://127.0.0.1:PORT`: where moto forwards invocations (`LAMBDA_FORWARD_URL`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -1,7 +1,8 @@
 //! `rotate` picks the engine the secret's `engine` key names, for every registered engine
 //! (`rotate_all` is `rotation_cli::main` over the registered list): a secret is rotated by its
-//! own engine over verified TLS with no `--engine`; a value no engine takes, or `--engine`
-//! naming another engine, is refused before anything changes.
+//! own engine over verified TLS with no `--engine`, and every other verb (plan, status, list,
+//! rollback, a fleet run) works on it; a value no engine takes, or `--engine` naming another
+//! engine, is refused before anything changes.
 
 use std::process::{Command, Output};
 
@@ -41,6 +42,39 @@ async fn the_secret_names_its_engine(engine: Engine) {
     assert_ne!(current["password"], initial["password"]);
     assert!(env.logs_in(&current).await, "{engine}: AWSCURRENT logs in");
     engine.check_rotated(&*env.server, &initial, &current);
+
+    // Every other verb on the same engine: plan, status, list, rollback, a fleet run.
+    for args in [
+        &["--json", "plan", "app", "--strategy", "single-user"][..],
+        &["--json", "status", "app"],
+        &["--json", "list"],
+        &["--json", "rollback", "app", "--strategy", "single-user"],
+        &[
+            "--json",
+            "run",
+            "--prefix",
+            "app",
+            "--strategy",
+            "single-user",
+        ],
+    ] {
+        let o = rotate(&env, args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{engine}: {args:?}: {err}");
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).is_ok();
+        assert!(
+            !out.trim().is_empty() && (json(&out) || out.lines().all(json)),
+            "{engine}: {args:?} prints JSON: {out}"
+        );
+    }
+    let after_all = env.value("app", Stage::Current).await;
+    assert_ne!(after_all["password"], current["password"]);
+    assert_ne!(after_all["password"], initial["password"]);
+    assert!(
+        env.logs_in(&after_all).await,
+        "{engine}: AWSCURRENT logs in"
+    );
 
     // A value no engine takes: exit 4, naming it and the values that are taken; no change.
     let mut odd = current.clone();

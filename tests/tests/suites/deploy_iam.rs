@@ -134,19 +134,45 @@ fn every_send_is_seen(file: &str, fields: &[&str]) {
     );
 }
 
-/// The crates the Lambda binaries are built from (`rotation-lambda` and what it depends on in
-/// the workspace).
-const FUNCTION_CRATES: [&str; 9] = [
-    "rotation-core",
-    "rotation-trust",
-    "rotation-rds",
-    "rotation-postgres",
-    "rotation-redshift",
-    "rotation-documentdb",
-    "rotation-mysql",
-    "rotation-engines",
-    "rotation-lambda",
-];
+/// The crates the Lambda binaries are built from: `rotation-lambda` and, through the
+/// `[dependencies]` of each `Cargo.toml`, every workspace crate it depends on (the built-in
+/// engines through `rotation-engines`), so that a new engine's crate is scanned unasked.
+fn function_crates() -> BTreeSet<String> {
+    let mut todo = vec!["rotation-lambda".to_string()];
+    let mut crates = BTreeSet::new();
+    while let Some(krate) = todo.pop() {
+        if !crates.insert(krate.clone()) {
+            continue;
+        }
+        let manifest =
+            std::fs::read_to_string(root().join("crates").join(&krate).join("Cargo.toml"))
+                .unwrap_or_else(|e| panic!("{krate}'s Cargo.toml: {e}"));
+        let mut in_dependencies = false;
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_dependencies = line == "[dependencies]";
+            } else if in_dependencies
+                // Optional dependencies are followed from rotation-lambda only (its `engines`
+                // feature is the binaries'); elsewhere they serve features the binaries do not
+                // enable (an engine's `testing`).
+                && (krate == "rotation-lambda" || !line.contains("optional = true"))
+                && let Some(name) = line.split(['.', ' ', '=']).next()
+                && name.starts_with("rotation-")
+                && root().join("crates").join(name).is_dir()
+            {
+                todo.push(name.to_string());
+            }
+        }
+    }
+    for engine in rotation_engines::BUILTIN {
+        let krate = format!("rotation-{}", engine.name());
+        assert!(
+            crates.contains(&krate),
+            "{krate} not found from rotation-lambda: {crates:?}"
+        );
+    }
+    crates
+}
 
 /// Every SDK call the code makes, by the client that makes it.
 struct Derived {
@@ -162,7 +188,7 @@ fn derived() -> Derived {
         "crates/rotation-rds/src/lib.rs",
         "crates/rotation-redshift/src/api.rs",
     ];
-    for krate in FUNCTION_CRATES {
+    for krate in function_crates() {
         for file in source_files(&root().join("crates").join(krate).join("src")) {
             let text = std::fs::read_to_string(&file).unwrap();
             let rel = file.strip_prefix(root()).unwrap().display().to_string();

@@ -76,7 +76,8 @@ pub(crate) async fn own_login<S: SecretStore, R: Rotator>(
     match ctx.login(&CredentialSource::Current, current).await {
         Ok(s) => return Ok(Some((s, Credentials::Current))),
         Err(e) => {
-            warn!(reason = %e.kind(), "current credentials do not log in; trying previous");
+            // Not "do not log in": with no time left they were never tried (the error says).
+            warn!(reason = %e.kind(), error = %e, "current credentials not proven to log in; trying previous");
             attempts.push(CredentialSource::Current, e);
         }
     }
@@ -93,7 +94,7 @@ pub(crate) async fn own_login<S: SecretStore, R: Rotator>(
         match ctx.login(&CredentialSource::Previous, &previous).await {
             Ok(s) => return Ok(Some((s, Credentials::Previous))),
             Err(e) => {
-                warn!(reason = %e.kind(), "previous credentials do not log in either");
+                warn!(reason = %e.kind(), error = %e, "previous credentials not proven to log in either");
                 attempts.push(CredentialSource::Previous, e);
             }
         }
@@ -283,21 +284,26 @@ pub(crate) fn check_same_host(
 /// The pending value must be `current` with other credentials: createSecret built it so, and a
 /// key that differs now was changed in `AWSCURRENT` since (a value put during the rotation),
 /// which promoting the pending value would undo. Values are compared as JSON (AWS's function
-/// writes them again, with its own escapes); names only go in the error.
+/// writes them again, with its own escapes); names only go in the error. A rollback's pending
+/// version is `AWSPREVIOUS` itself, whose keys may differ on purpose: not compared.
 fn check_built_from<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     pending: &DatabaseSecret,
     current: &DatabaseSecret,
 ) -> Result<(), RotationError> {
-    let value = |s: &DatabaseSecret, key: &str| {
-        s.get_raw(key)
-            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
-    };
+    if ctx
+        .description
+        .versions
+        .get(ctx.token)
+        .is_some_and(|stages| stages.has(Stage::Previous))
+    {
+        return Ok(());
+    }
     let mut keys: Vec<&str> = pending
         .keys()
         .chain(current.keys())
         .filter(|k| !matches!(*k, "username" | "password"))
-        .filter(|k| value(pending, k) != value(current, k))
+        .filter(|k| !same_json(pending.get_raw(k), current.get_raw(k)))
         .collect();
     keys.sort_unstable();
     keys.dedup();
@@ -308,6 +314,41 @@ fn check_built_from<S: SecretStore, R: Rotator>(
         secret: ctx.arn.to_string(),
         keys: keys.join(", "),
     })
+}
+
+/// Whether two keys' JSON texts hold the same value: equal as JSON (another writer's escapes,
+/// spacing and number forms aside: `0` and `-0`, `1.0` and `1`), else, when either does not
+/// decode, equal as text; absent only equals absent.
+fn same_json(
+    a: Option<&serde_json::value::RawValue>,
+    b: Option<&serde_json::value::RawValue>,
+) -> bool {
+    use serde_json::Value;
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            match (
+                serde_json::from_str::<Value>(a.get()),
+                serde_json::from_str::<Value>(b.get()),
+            ) {
+                (Ok(x), Ok(y)) => same(&x, &y),
+                _ => a.get() == b.get(),
+            }
+        }
+        _ => false,
+    }
 }
 
 /// The pending value must name the database the current one does: testSecret logs in there.
@@ -415,4 +456,32 @@ pub(crate) async fn resolve_master<S: SecretStore, R: Rotator>(
         });
     }
     Ok((masterarn, master))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_json;
+    use serde_json::value::RawValue;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn keys_compare_as_json_values_not_as_text() {
+        let same = |a: &str, b: &str| same_json(Some(&raw(a)), Some(&raw(b)));
+        // Another writer's forms of one value (AWS's Python function writes them again).
+        assert!(same(r#""caf\u00e9""#, r#""café""#));
+        assert!(same("0", "-0"));
+        assert!(same("1.0", "1"));
+        assert!(same(r#"{"a": 1, "b": [2]}"#, r#"{"b":[2],"a":1}"#));
+        assert!(same("null", "null"));
+        // Changes.
+        assert!(!same("5432", r#""5432""#));
+        assert!(!same(r#""a""#, r#""b""#));
+        assert!(!same("null", r#""""#));
+        // Absent only equals absent.
+        assert!(!same_json(Some(&raw("null")), None));
+        assert!(same_json(None, None));
+    }
 }

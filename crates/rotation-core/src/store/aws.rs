@@ -231,8 +231,8 @@ impl SecretStore for AwsSecretStore {
         built_from: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
-        // No conditional write in Secrets Manager: core compared the AWSCURRENT it read with
-        // the description it read first (`built_from` is not sent).
+        // No conditional write in Secrets Manager (`built_from` is not sent): setSecret compares
+        // the pending value's keys with AWSCURRENT's before it changes the database.
         let _ = built_from;
         self.put_value(secret_id, token, value, &[Stage::Pending], rotation_token)
             .await
