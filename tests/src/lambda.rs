@@ -145,8 +145,9 @@ pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: 
         .filter(|l| l.contains(&format!("\"engine\":\"{}\"", engine.name())))
         .filter(|l| l.contains(&format!("\"strategy\":\"{}\"", strategy.as_str())))
         .count();
-    assert_eq!(
-        ends, 2,
+    // (At least: a finishSecret Secrets Manager retries says it again.)
+    assert!(
+        ends >= 2,
         "two rotation complete lines with engine and strategy:\n{log}"
     );
     drop(lambda);

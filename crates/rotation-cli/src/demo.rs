@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rotation_core::{
     DatabaseSecret, Deadline, LocalSecretStore, SecretStore, Stage, Strategy, VersionSelector,
 };
@@ -202,7 +202,8 @@ pub async fn run(store_file: Option<PathBuf>, json_out: bool) -> anyhow::Result<
         );
     }
     if demo.failed {
-        bail!("a proof failed; see above");
+        // Its JSON (with `--json`) is printed above: the failure is not printed again.
+        return Err(crate::output::Reported("a proof failed; see above".into()).into());
     }
     Ok(())
 }

@@ -379,6 +379,11 @@ async fn async_main(engines: Engines) -> ExitCode {
             if let Some(output::PlanFailed(code)) = e.downcast_ref::<output::PlanFailed>() {
                 return ExitCode::from(*code);
             }
+            // And the demo, its JSON included.
+            if let Some(r) = e.downcast_ref::<output::Reported>() {
+                eprintln!("error: {}", output::escape(&r.0));
+                return ExitCode::from(1);
+            }
             let (kind, message, code) = match e.downcast_ref::<RotationError>() {
                 Some(r) => (
                     r.kind(),

@@ -235,6 +235,19 @@ impl Output {
     }
 }
 
+/// A failure whose result the command has printed already (with `--json`, its own JSON): only
+/// its line on standard error follows.
+#[derive(Debug)]
+pub struct Reported(pub String);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
+
 /// A failed command: `error [KIND]: message` on standard error, and with `--json` its JSON on
 /// standard output too (`{"result": "failed", "kind", "error", "exit_code"}`, as a fleet run's
 /// failed rows), so a script reading `--json` output always gets a result.

@@ -195,9 +195,27 @@ pub fn check(
         Strategy::SingleUser
     });
     // The limit on the pair's other user name as the rotation computes it: from the engine's
-    // settings (`USERNAME_CHARACTER_LIMIT`) and the value's own `engine` key.
-    let settings =
-        rotation_core::EngineSettings::read(engine, &rotation_core::EngineEnv::process(None))?;
+    // settings (`USERNAME_CHARACTER_LIMIT`) and the value's own `engine` key. Only the engine's
+    // own variables are read, not the connection settings it shares with every engine (a
+    // trust store, timeouts), which say nothing of the value.
+    let own: Vec<&str> = engine
+        .env
+        .iter()
+        .copied()
+        .filter(|v| !rotation_trust::settings::ENV.contains(v))
+        .collect();
+    let lookup = |name: &str| {
+        own.contains(&name)
+            .then(|| std::env::var(name).ok())
+            .flatten()
+    };
+    let settings = rotation_core::EngineSettings::read(
+        engine,
+        &rotation_core::EngineEnv {
+            lookup: &lookup,
+            aws: None,
+        },
+    )?;
     let rotator = settings.rotator(strategy);
     engine
         .profile

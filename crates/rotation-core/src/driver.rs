@@ -3,7 +3,6 @@
 //! secret at a time, where the store can give that), then runs the same step functions as the
 //! Lambda contract, each step with its own deadline.
 
-use secrecy::ExposeSecret;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::deadline::Deadline;
@@ -113,7 +112,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             });
         }
         let token = uuid::Uuid::new_v4().to_string();
-        self.drive(&description, &token, true).await
+        self.drive(&description, &token, true, false).await
     }
 
     /// Finishes the rotation in flight, from whatever step it reached.
@@ -130,7 +129,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                 secret: description.arn.clone(),
             })?
             .to_string();
-        self.drive(&description, &token, false).await
+        self.drive(&description, &token, false, false).await
     }
 
     /// Puts the previous credentials back after a rotation that clients could not follow, with
@@ -171,21 +170,6 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         ctx.validate(&arn, Which::Current, &current)?;
         let target = ctx.load(Which::Previous, None).await?;
         ctx.validate(&arn, Which::Previous, &target)?;
-        // A password the engine would refuse to set is the value's fault: said now, before a
-        // pending version is made of it.
-        let rules = &self.rotator.profile().password;
-        if let Some(password) = target.password()
-            && let Err(rule) = rules.check(password.expose_secret())
-        {
-            return Err(RotationError::InvalidSecret {
-                which: Which::Previous,
-                secret: arn,
-                source: crate::secret::SecretError::PasswordBreaksRule {
-                    engine: rules.engine,
-                    rule,
-                },
-            });
-        }
         let default_port = self.rotator.profile().default_port;
         match self.rotator.strategy() {
             Strategy::SingleUser => {
@@ -229,7 +213,9 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         )
         .await?;
         let fresh = self.describe(&arn, deadline).await?;
-        self.drive(&fresh, &previous, false).instrument(span).await
+        self.drive(&fresh, &previous, false, true)
+            .instrument(span)
+            .await
     }
 
     async fn drive(
@@ -237,6 +223,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         description: &SecretDescription,
         token: &str,
         fresh: bool,
+        rollback: bool,
     ) -> Result<RotationReport, RotationError> {
         let arn = description.arn.as_str();
         let span = info_span!(
@@ -280,7 +267,9 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             // this run's token, it stops before touching the database.
             let mut changed = false;
             for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
-                let outcome = match self.handle(&RotationEvent::new(step, arn, token)).await {
+                let event = RotationEvent::new(step, arn, token);
+                let deadline = Deadline::after(self.options.step_timeout);
+                let outcome = match self.handle_step(&event, deadline, rollback).await {
                     Ok(o) => o,
                     // Refused after this run changed the password: say so, not "nothing changed".
                     Err(e) if changed && e.category() == ErrorCategory::Refused => {

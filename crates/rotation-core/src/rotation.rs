@@ -73,6 +73,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             token,
             description,
             deadline,
+            rollback: false,
         }
     }
 
@@ -89,6 +90,16 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         event: &RotationEvent,
         deadline: Deadline,
     ) -> Result<StepOutcome, RotationError> {
+        self.handle_step(event, deadline, false).await
+    }
+
+    /// [`Rotation::handle_until`], for a step of a `rollback` run when `rollback`.
+    pub(crate) async fn handle_step(
+        &self,
+        event: &RotationEvent,
+        deadline: Deadline,
+        rollback: bool,
+    ) -> Result<StepOutcome, RotationError> {
         let span = info_span!(
             "rotation_step",
             secret_id = %event.secret_id,
@@ -101,7 +112,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             let started = Instant::now();
             // Boxed: the step futures are deep, and unboxed they push callers' futures past
             // the compiler's type-layout depth limit.
-            let result = Box::pin(self.checked_step(event, deadline)).await;
+            let result = Box::pin(self.checked_step(event, deadline, rollback)).await;
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             match &result {
                 Ok(outcome) => info!(outcome = ?outcome, duration_ms, "step finished"),
@@ -123,6 +134,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         &self,
         event: &RotationEvent,
         deadline: Deadline,
+        rollback: bool,
     ) -> Result<StepOutcome, RotationError> {
         let token = event.client_request_token.as_str();
         let description = self.describe(&event.secret_id, deadline).await?;
@@ -167,7 +179,8 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             }
         };
         // Work on the ARN from here, as AWS's functions do.
-        let ctx = self.context(&description, token, deadline);
+        let mut ctx = self.context(&description, token, deadline);
+        ctx.rollback = rollback;
         match step {
             Step::CreateSecret => steps::create::run(&ctx, event.rotation_token.as_deref()).await,
             Step::SetSecret => steps::set::run(&ctx).await,

@@ -76,15 +76,6 @@ pub enum SecretError {
         "secret {0} names the same database user on the same server; two secrets of one user lock each other's clients out: keep one"
     )]
     Shared(String),
-    /// The password breaks one of the engine's password rules (the rule named, never the
-    /// password), so the database would refuse to set it.
-    #[error("its password breaks a {engine} password rule: {rule}")]
-    PasswordBreaksRule {
-        /// The engine.
-        engine: &'static str,
-        /// The rule.
-        rule: crate::policy::PasswordRuleError,
-    },
 }
 
 /// The value of the secret's `dbname` key.

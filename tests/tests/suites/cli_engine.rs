@@ -67,6 +67,14 @@ async fn the_secret_names_its_engine(engine: Engine) {
             !out.trim().is_empty() && (json(&out) || out.lines().all(json)),
             "{engine}: {args:?} prints JSON: {out}"
         );
+        if args.contains(&"rollback") {
+            let back = env.value("app", Stage::Current).await;
+            assert_eq!(
+                back, initial,
+                "{engine}: the rollback put the first value back"
+            );
+            assert!(env.logs_in(&back).await, "{engine}: and it logs in");
+        }
     }
     let after_all = env.value("app", Stage::Current).await;
     assert_ne!(after_all["password"], current["password"]);

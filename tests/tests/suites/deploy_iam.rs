@@ -150,6 +150,13 @@ fn function_crates() -> BTreeSet<String> {
         let mut in_dependencies = false;
         for line in manifest.lines().map(str::trim) {
             if line.starts_with('[') {
+                // Dependencies written any other way would be missed: refused here.
+                let other_table = line.starts_with("[dependencies.")
+                    || (line.starts_with("[target.") && line.contains("dependencies"));
+                assert!(
+                    !other_table,
+                    "{krate}'s Cargo.toml: {line}: this scan reads only [dependencies]"
+                );
                 in_dependencies = line == "[dependencies]";
             } else if in_dependencies
                 // Optional dependencies are followed from rotation-lambda only (its `engines`
@@ -163,6 +170,12 @@ fn function_crates() -> BTreeSet<String> {
                 todo.push(name.to_string());
             }
         }
+    }
+    for krate in ["rotation-core", "rotation-trust", "rotation-rds"] {
+        assert!(
+            crates.contains(krate),
+            "{krate} not found from rotation-lambda: {crates:?}"
+        );
     }
     for engine in rotation_engines::BUILTIN {
         let krate = format!("rotation-{}", engine.name());

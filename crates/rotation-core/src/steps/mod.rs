@@ -66,6 +66,9 @@ pub(crate) struct StepContext<'a, S, R> {
     pub token: &'a str,
     pub description: &'a SecretDescription,
     pub deadline: Deadline,
+    /// The step belongs to a `rollback` run: its pending version is `AWSPREVIOUS` itself, not
+    /// a value built from `AWSCURRENT`.
+    pub rollback: bool,
 }
 
 impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
