@@ -105,7 +105,10 @@ impl Plan {
                 (Fault::Lost, FollowUp::ALL.to_vec()),
                 (Fault::Hang, vec![FollowUp::Retry]),
             ],
-            fault_step_timeout: Duration::from_millis(1500),
+            // Each hang lasts this long, and hangs are most of the sweep's time; every step of
+            // these rotations ends well within it (the sweep fails if a fault point is not
+            // reached: `not_fired`).
+            fault_step_timeout: Duration::from_millis(1000),
             first_rotations: true,
             recovery_rotations: true,
             recovery_limit: None,
