@@ -23,16 +23,26 @@ impl Store {
 
     /// Runs `rotate --store THIS args`, with `stdin` on standard input.
     fn rotate(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rotate"))
-            .args(["--store", &self.spec])
+        self.rotate_with(args, stdin, &[])
+    }
+
+    /// [`Store::rotate`] with variables set (`Some`) or removed (`None`).
+    fn rotate_with(&self, args: &[&str], stdin: &str, vars: &[(&str, Option<&str>)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rotate"));
+        c.args(["--store", &self.spec])
             .args(args)
             .env_remove("ROTATION_STRATEGY")
             .env_remove("ROTATE_STORE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run rotate");
+            .stderr(Stdio::piped());
+        for (name, value) in vars {
+            match value {
+                Some(v) => c.env(name, v),
+                None => c.env_remove(name),
+            };
+        }
+        let mut child = c.spawn().expect("run rotate");
         // A command that does not read its input may have exited already.
         let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
         child.wait_with_output().unwrap()
@@ -684,31 +694,21 @@ fn put_counts_the_clone_name_as_the_rotation_does() {
     // characters, not bytes. `put` refuses what createSecret would refuse, and nothing else.
     let put = |engine: &str, username: &str, limit: Option<&str>| {
         let store = Store::new();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rotate"));
-        c.args(["--store", &store.spec, "put", "app"])
-            .arg(format!("engine={engine}"))
-            .args(["host=h", "port=3306"])
-            .arg(format!("username={username}"))
-            .args([
+        let (engine, username) = (format!("engine={engine}"), format!("username={username}"));
+        let o = store.rotate_with(
+            &[
+                "put",
+                "app",
+                &engine,
+                "host=h",
+                "port=3306",
+                &username,
                 "masterarn=arn:aws:secretsmanager:us-east-1:123456789012:secret:m",
                 "--password-stdin",
-            ])
-            .env_remove("ROTATION_STRATEGY")
-            .env_remove("ROTATE_STORE")
-            .env_remove("USERNAME_CHARACTER_LIMIT")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(l) = limit {
-            c.env("USERNAME_CHARACTER_LIMIT", l);
-        }
-        let mut child = c.spawn().expect("run rotate");
-        let _ = child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"Initial-pw-1-Long\n");
-        let o = child.wait_with_output().unwrap();
+            ],
+            "Initial-pw-1-Long\n",
+            &[("USERNAME_CHARACTER_LIMIT", limit)],
+        );
         let stored = store.path.exists() && store.file()["secrets"].get("app").is_some();
         (o, stored)
     };

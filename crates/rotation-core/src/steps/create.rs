@@ -123,23 +123,9 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
 async fn load_current<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
 ) -> Result<(DatabaseSecret, String), RotationError> {
-    let arn = ctx.arn;
-    let value = ctx
-        .store_call(
-            "GetSecretValue",
-            || format!("reading the {} value of secret {arn}", Which::Current),
-            ctx.store
-                .get_value(arn, VersionSelector::stage(Stage::Current)),
-        )
-        .await?;
-    let secret =
-        DatabaseSecret::parse(&value.value).map_err(|source| RotationError::InvalidSecret {
-            which: Which::Current,
-            secret: arn.to_string(),
-            source,
-        })?;
-    ctx.validate(arn, Which::Current, &secret)?;
-    Ok((secret, value.version_id))
+    let (secret, version) = ctx.load_versioned(ctx.arn, Which::Current, None).await?;
+    ctx.validate(ctx.arn, Which::Current, &secret)?;
+    Ok((secret, version))
 }
 
 /// The pending value built from `current` with `password`: refused before anything is

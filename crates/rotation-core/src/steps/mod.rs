@@ -123,6 +123,16 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         which: Which,
         token: Option<&str>,
     ) -> Result<DatabaseSecret, RotationError> {
+        Ok(self.load_versioned(secret_id, which, token).await?.0)
+    }
+
+    /// [`StepContext::load_raw`], with the id of the version read.
+    pub async fn load_versioned(
+        &self,
+        secret_id: &str,
+        which: Which,
+        token: Option<&str>,
+    ) -> Result<(DatabaseSecret, String), RotationError> {
         let stage = match which {
             Which::Current | Which::Master => Stage::Current,
             Which::Pending => Stage::Pending,
@@ -139,11 +149,13 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
                 self.store.get_value(secret_id, selector),
             )
             .await?;
-        DatabaseSecret::parse(&value.value).map_err(|source| RotationError::InvalidSecret {
-            which,
-            secret: secret_id.to_string(),
-            source,
-        })
+        let secret =
+            DatabaseSecret::parse(&value.value).map_err(|source| RotationError::InvalidSecret {
+                which,
+                secret: secret_id.to_string(),
+                source,
+            })?;
+        Ok((secret, value.version_id))
     }
 
     pub fn validate(
