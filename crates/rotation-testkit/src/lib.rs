@@ -32,6 +32,7 @@ mod moto;
 mod net;
 mod postgres;
 mod proxy;
+mod python;
 mod redis;
 pub mod runtime_api;
 mod secantus;

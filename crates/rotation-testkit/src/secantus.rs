@@ -4,7 +4,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::external::{External, MONGODB_TLS_URI_ENV, MONGODB_URI_ENV, Turn};
-use crate::{TestCa, TestkitError, free_port, run, venv_dir, workspace_root};
+use crate::python::PythonRepl;
+use crate::{TestCa, TestkitError, free_port, venv_dir, workspace_root};
 
 const ADMIN: &str = "root";
 const ADMIN_PASSWORD: &str = "Root-Passw0rd-1";
@@ -26,6 +27,29 @@ pub struct Secantus {
     port: u16,
     dir: tempfile::TempDir,
     ca: Option<TestCa>,
+    /// The interpreter that runs [`Secantus::python`]'s snippets.
+    python: PythonRepl,
+}
+
+/// What every snippet of [`Secantus::python`] starts from: pymongo's `MongoClient`, whose
+/// clients are closed after each snippet.
+const PYTHON_SETUP: &str = "import json, os, sys\n\
+import pymongo\n\
+_clients = []\n\
+class MongoClient(pymongo.MongoClient):\n\
+\x20   def __init__(self, *args, **kwargs):\n\
+\x20       super().__init__(*args, **kwargs)\n\
+\x20       _clients.append(self)\n\
+def _after():\n\
+\x20   while _clients:\n\
+\x20       _clients.pop().close()\n";
+
+fn python_repl(dir: &Path) -> PythonRepl {
+    PythonRepl::new(
+        "SecantusDB setup",
+        PYTHON_SETUP.to_string(),
+        dir.join("python.log"),
+    )
 }
 
 impl Secantus {
@@ -99,6 +123,7 @@ impl Secantus {
                         child: Some(child),
                         external: None,
                         port,
+                        python: python_repl(dir.path()),
                         dir,
                         ca,
                     });
@@ -133,6 +158,7 @@ impl Secantus {
             child: None,
             port: external.port,
             external: Some((external, turn)),
+            python: python_repl(dir.path()),
             dir,
             ca: None,
         };
@@ -278,14 +304,7 @@ impl Secantus {
     }
 
     fn run_python(&self, code: &str, env: &[(&str, &str)]) -> Result<String, TestkitError> {
-        let mut cmd = Command::new(venv_dir().join("bin/python"));
-        cmd.arg("-c").arg(format!(
-            "import json, os, sys\nfrom pymongo import MongoClient\n{code}"
-        ));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        run(&mut cmd)
+        self.python.run(code, env)
     }
 
     /// Kills the server now (tests of "unreachable"). Not an external server: such a test

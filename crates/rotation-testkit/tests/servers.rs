@@ -85,3 +85,20 @@ fn a_lambda_function_that_exits_fails_its_invocation_at_once() {
         started.elapsed()
     );
 }
+
+#[test]
+fn secantus_snippets_run_each_on_its_own_and_a_failure_does_not_end_the_next() {
+    let db = rotation_testkit::Secantus::start_own(false).expect("start SecantusDB");
+    assert_eq!(db.python("x = 1\nprint(x)").unwrap().trim(), "1");
+    // A name one snippet made is not there for the next.
+    let err = db.python("print(x)").unwrap_err().to_string();
+    assert!(err.contains("NameError"), "{err}");
+    // A failed snippet leaves the interpreter working, with the admin's client.
+    let out = db.python("print(db.admin.command('ping')['ok'])").unwrap();
+    assert_eq!(out.trim(), "1.0");
+    // Each snippet's clients are closed after it: the next one holds only its own.
+    for _ in 0..3 {
+        db.python("db.admin.command('ping')").unwrap();
+    }
+    assert_eq!(db.python("print(len(_clients))").unwrap().trim(), "1");
+}
