@@ -322,7 +322,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         secret_id: &str,
         mode: AbortMode,
     ) -> Result<AbortReport, RotationError> {
-        let (_claim, description) = self.claimed(secret_id).await?;
+        let (claim, description) = self.claimed(secret_id).await?;
         let arn = description.arn.clone();
         let token = description
             .rotation_in_flight()
@@ -332,7 +332,9 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             .to_string();
         let ctx = self.context(&description, &token, self.driver_deadline());
         let span = info_span!("abort", secret_id = %arn, token = %token);
-        let proof = Box::pin(prove_current(&ctx)).instrument(span.clone()).await;
+        let proof = Box::pin(prove_current(&ctx, claim.is_exclusive()))
+            .instrument(span.clone())
+            .await;
         let mut report = AbortReport {
             secret: arn.clone(),
             token: token.clone(),
@@ -382,17 +384,36 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
 }
 
 /// Proves that the `AWSCURRENT` credentials log in, restoring them first where the strategy
-/// allows. Returns whose credentials restored the password, if that was needed.
+/// allows. Returns whose credentials restored the password, if that was needed. `exclusive`:
+/// the claim proves no other run of the secret is alive, so the sessions of runs that died are
+/// ended first ([`Rotator::end_dead_sessions`]).
 async fn prove_current<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
+    exclusive: bool,
 ) -> Result<Option<Credentials>, RotationError> {
     let current = ctx.load(Which::Current, None).await?;
     let mut attempts = Attempts::default();
     match ctx.login(&CredentialSource::Current, &current).await {
-        Ok(session) => {
+        Ok(mut session) => {
             // Engines commit a password change only once it has answered in time, so a run that
-            // died or timed out cannot change the password after this proof.
+            // timed out cannot change the password after this proof; a run that died may have
+            // left its change on its way in an open session, which ends here first.
+            let ended = exclusive && end_dead_sessions(ctx, &mut session).await;
             ctx.rotator.close(session).await;
+            if ended {
+                // A change could have landed before its session ended: prove again.
+                match ctx.login(&CredentialSource::Current, &current).await {
+                    Ok(session) => ctx.rotator.close(session).await,
+                    Err(e) => {
+                        attempts.push(CredentialSource::Current, e);
+                        return Err(RotationError::AbortUnsafe {
+                            token: ctx.token.to_string(),
+                            secret: ctx.arn.to_string(),
+                            attempts,
+                        });
+                    }
+                }
+            }
             return Ok(None);
         }
         Err(e) => attempts.push(CredentialSource::Current, e),
@@ -454,6 +475,10 @@ async fn prove_current<S: SecretStore, R: Rotator>(
     let Some((mut session, via)) = found else {
         return Err(unsafe_abort(attempts));
     };
+    if exclusive {
+        // A dead run's change still on its way would wait on this restore, then land after it.
+        end_dead_sessions(ctx, &mut session).await;
+    }
     let restore = ctx
         .engine_call(
             "setting the current password back",
@@ -475,4 +500,32 @@ async fn prove_current<S: SecretStore, R: Rotator>(
     ctx.rotator.close(session).await;
     info!(via = ?via, "abort: database password set back to the AWSCURRENT value");
     Ok(Some(via))
+}
+
+/// [`Rotator::end_dead_sessions`] on `session`; whether it ended any. A failure is logged: the
+/// proof goes on as without it.
+async fn end_dead_sessions<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    session: &mut R::Session,
+) -> bool {
+    match ctx
+        .engine_call(
+            "ending the sessions of rotation runs that died",
+            ctx.rotator.end_dead_sessions(session),
+        )
+        .await
+    {
+        Ok(ended) => {
+            if ended {
+                warn!(
+                    "abort: ended the sessions a rotation run that died had left open (a password change it sent could have landed after this abort)"
+                );
+            }
+            ended
+        }
+        Err(e) => {
+            warn!(error = %crate::error_chain(&e), "abort: could not end the sessions of rotation runs that died");
+            false
+        }
+    }
 }

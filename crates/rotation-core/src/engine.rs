@@ -417,6 +417,10 @@ pub trait DynRotator: Send + Sync {
         current: &'a DatabaseSecret,
         master: &'a DatabaseSecret,
     ) -> BoxFuture<'a, Result<bool, EngineError>>;
+    fn dyn_end_dead_sessions<'a>(
+        &'a self,
+        session: &'a mut DynSession,
+    ) -> BoxFuture<'a, Result<bool, EngineError>>;
 }
 
 impl<R> DynRotator for R
@@ -514,6 +518,12 @@ where
         master: &'a DatabaseSecret,
     ) -> BoxFuture<'a, Result<bool, EngineError>> {
         Box::pin(Rotator::is_replica_of(self, current, master))
+    }
+    fn dyn_end_dead_sessions<'a>(
+        &'a self,
+        session: &'a mut DynSession,
+    ) -> BoxFuture<'a, Result<bool, EngineError>> {
+        Box::pin(async move { Rotator::end_dead_sessions(self, session.get()?).await })
     }
 }
 
@@ -619,6 +629,9 @@ impl Rotator for AnyRotator {
         master: &DatabaseSecret,
     ) -> Result<bool, EngineError> {
         self.0.dyn_is_replica_of(current, master).await
+    }
+    async fn end_dead_sessions(&self, session: &mut DynSession) -> Result<bool, EngineError> {
+        self.0.dyn_end_dead_sessions(session).await
     }
 }
 

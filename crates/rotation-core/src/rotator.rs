@@ -251,6 +251,22 @@ pub trait Rotator: Send + Sync {
         async { Ok(None) }
     }
 
+    /// `abort`, when its store claim is exclusive (no other run of the secret can be alive, as
+    /// with the file store): on a session logged in as the user whose password abort proves
+    /// or restores, ends that user's sessions left by rotation runs that died (killed while a
+    /// password change was on its way), whatever their step's deadline, so that a change one
+    /// of them still holds cannot land after abort's proof. `Ok(true)` when it ended any (abort
+    /// then logs in again for its proof). Another secret's live rotation of the same user, if
+    /// any, fails its step (and is retried); nothing else is touched. The default ends nothing
+    /// (an engine whose changes cannot wait in an open session, or whose limits say a late
+    /// change may land: RELIABILITY.md).
+    fn end_dead_sessions(
+        &self,
+        _session: &mut Self::Session,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send {
+        async { Ok(false) }
+    }
+
     /// Whether `current`'s host, which differs from `master`'s, is a replica of it. The
     /// default says no, so hosts must match.
     fn is_replica_of(

@@ -63,7 +63,17 @@ pub struct Dialect {
 /// planner may not flatten (`OFFSET 0`): in one `WHERE`, PostgreSQL may call
 /// `pg_terminate_backend` before the conditions that choose (a first version of this query
 /// ended live sessions that way).
-pub fn fence_sql(remaining: Duration) -> String {
+///
+/// [`Fence::Every`] drops the deadline condition: for `abort` holding the secret's exclusive
+/// claim, when no live run can own such a session.
+pub fn fence_sql(remaining: Duration, fence: Fence) -> String {
+    let stale = match fence {
+        Fence::Stale => {
+            "split_part(application_name, ':', 2)::bigint \
+             < (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 500"
+        }
+        Fence::Every => "true",
+    };
     format!(
         "SELECT set_config('application_name', 'rotation:' || \
          ((extract(epoch FROM clock_timestamp()) * 1000)::bigint + {ms}), false), \
@@ -71,12 +81,19 @@ pub fn fence_sql(remaining: Duration) -> String {
            WHERE usename = current_user AND pid <> pg_backend_pid() \
            AND state IN ('idle in transaction', 'idle in transaction (aborted)') \
            AND CASE WHEN application_name ~ '^rotation:[0-9]{{1,15}}$' \
-                THEN split_part(application_name, ':', 2)::bigint \
-                     < (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 500 \
-                ELSE false END \
+                THEN {stale} ELSE false END \
            OFFSET 0) AS stale WHERE pg_terminate_backend(pid))",
         ms = remaining.as_millis().min(999_999_999)
     )
+}
+
+/// Which of a user's rotation sessions inside a transaction a login ends ([`fence_sql`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// Those past their step's deadline (every login).
+    Stale,
+    /// All of them, whatever their deadline (abort, when no live run can own one).
+    Every,
 }
 
 impl Dialect {
@@ -179,8 +196,8 @@ pub fn set_limits_sql(config: &PgConfig, deadline: Deadline) -> String {
 /// Runs [`fence_sql`]; returns whether it ended sessions, once they are gone (a terminated
 /// backend may still run a moment). A failure (a server that refuses it) is logged, not fatal:
 /// the login itself succeeded.
-async fn fence(c: &mut PgConnection, deadline: Deadline) -> bool {
-    let sql = fence_sql(deadline.remaining());
+pub(crate) async fn fence(c: &mut PgConnection, deadline: Deadline, scope: Fence) -> bool {
+    let sql = fence_sql(deadline.remaining(), scope);
     let ended: Vec<i32> = match deadline.run(c.fetch_one(sqlx::raw_sql(&sql))).await {
         Ok(Ok(row)) => sqlx::Row::try_get(&row, 1).unwrap_or_default(),
         Ok(Err(e)) => {
@@ -197,7 +214,7 @@ async fn fence(c: &mut PgConnection, deadline: Deadline) -> bool {
     }
     tracing::warn!(
         sessions = ended.len(),
-        "ended this user's earlier rotation sessions still inside a transaction past their deadline (a step that gave up on its COMMIT)"
+        "ended this user's earlier rotation sessions still inside a transaction (a step that gave up on its COMMIT, or a run that died)"
     );
     let wait = async {
         loop {
@@ -323,7 +340,7 @@ async fn attempt(
             .await?;
         return Ok(c);
     }
-    if config.dialect.fence_stale_sessions && fence(&mut c, deadline).await && again {
+    if config.dialect.fence_stale_sessions && fence(&mut c, deadline, Fence::Stale).await && again {
         // Sessions were ended: the proof that these credentials log in must come after them
         // (a COMMIT could have landed before its session was ended), so log in once more; that
         // login finds nothing left to end.

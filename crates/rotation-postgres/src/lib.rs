@@ -408,4 +408,12 @@ impl Rotator for PostgresRotator {
     ) -> Result<bool, EngineError> {
         rotation_rds::is_replica_of(self.rds.as_ref(), current, master).await
     }
+
+    async fn end_dead_sessions(&self, session: &mut PgSession) -> Result<bool, EngineError> {
+        if !self.config.dialect.fence_stale_sessions {
+            return Ok(false);
+        }
+        let deadline = session.deadline();
+        Ok(connect::fence(session.connection(), deadline, connect::Fence::Every).await)
+    }
 }

@@ -84,6 +84,61 @@ async fn late_commit_after_abort(fence: bool) -> bool {
     env.logs_in(&current).await
 }
 
+/// A run killed while its single-user `COMMIT` is held in the network, well within its step's
+/// deadline, then `rotate abort` at once: the held transaction's session is not past its
+/// deadline, so the fence of a login leaves it (a live run could own it). Abort holds the file
+/// store's exclusive claim, so no live run of the secret can: it ends the session before its
+/// proof, and the `COMMIT`, released afterwards, finds none. Before, abort proved `AWSCURRENT`
+/// at once and the `COMMIT` landed seconds later: `AWSCURRENT` failed until the next run.
+#[tokio::test]
+async fn a_commit_held_when_its_run_died_does_not_land_after_an_immediate_abort() {
+    let env = Env::plain(engines::POSTGRES);
+    let proxy = env.proxy();
+    env.create_user("app", "Initial-pw-1-long-enough");
+    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
+    v["port"] = json!(proxy.port());
+    env.put("app", &v).await;
+    let r = env.single().with_options(Options {
+        step_timeout: Duration::from_secs(60),
+        ..Options::default()
+    });
+    let token = rotation_tests::token();
+    env.store.start_rotation("app", &token).await.unwrap();
+    r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
+        .await
+        .unwrap();
+    proxy.stall_on_query("COMMIT");
+    let run = tokio::spawn(async move {
+        r.handle(&RotationEvent::new(Step::SetSecret, "app", &token))
+            .await
+    });
+    let held = std::time::Instant::now();
+    while proxy.stalls_triggered() == 0 {
+        assert!(
+            held.elapsed() < Duration::from_secs(20),
+            "COMMIT never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The run dies (its connection goes, as with kill -9); the COMMIT stays in the network.
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    proxy.stall_on_query("no statement contains this text");
+    let report = env
+        .single()
+        .abort("app", AbortMode::Safe)
+        .await
+        .expect("abort proves AWSCURRENT logs in");
+    assert!(report.current_verified);
+    proxy.resume();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let current = env.value("app", Stage::Current).await;
+    assert!(
+        env.logs_in(&current).await,
+        "the dead run's COMMIT landed after abort: AWSCURRENT no longer logs in"
+    );
+}
+
 /// A change that lands late, after more aborted rotations than the old ten-version recovery
 /// window: the database holds the oldest aborted version's password, AWSCURRENT no longer logs
 /// in, and the next rotation still finds it and carries on, for every engine.

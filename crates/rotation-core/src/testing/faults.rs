@@ -298,6 +298,10 @@ impl<R: Rotator> Rotator for FaultyRotator<R> {
         self.inner.strategy()
     }
 
+    fn username_limit(&self, secret: &DatabaseSecret) -> Option<crate::rotator::UsernameLimit> {
+        self.inner.username_limit(secret)
+    }
+
     async fn login(
         &self,
         secret: &DatabaseSecret,
@@ -386,6 +390,17 @@ impl<R: Rotator> Rotator for FaultyRotator<R> {
             .run(
                 call,
                 self.inner.drop_other_passwords(session, current),
+                engine_error(call),
+            )
+            .await
+    }
+
+    async fn end_dead_sessions(&self, session: &mut Self::Session) -> Result<bool, EngineError> {
+        let call = "end_dead_sessions";
+        self.plan
+            .run(
+                call,
+                self.inner.end_dead_sessions(session),
                 engine_error(call),
             )
             .await
