@@ -398,23 +398,23 @@ async fn prove_current<S: SecretStore, R: Rotator>(
             // Engines commit a password change only once it has answered in time, so a run that
             // timed out cannot change the password after this proof; a run that died may have
             // left its change on its way in an open session, which ends here first.
-            let ended = exclusive && end_dead_sessions(ctx, &mut session).await;
-            ctx.rotator.close(session).await;
-            if ended {
-                // A change could have landed before its session ended: prove again.
-                match ctx.login(&CredentialSource::Current, &current).await {
-                    Ok(session) => ctx.rotator.close(session).await,
-                    Err(e) => {
-                        attempts.push(CredentialSource::Current, e);
-                        return Err(RotationError::AbortUnsafe {
-                            token: ctx.token.to_string(),
-                            secret: ctx.arn.to_string(),
-                            attempts,
-                        });
-                    }
-                }
+            if exclusive {
+                end_dead_sessions(ctx, &mut session).await;
             }
-            return Ok(None);
+            ctx.rotator.close(session).await;
+            if !exclusive {
+                return Ok(None);
+            }
+            // A dead run's change could have landed after that login, before its session was
+            // ended: the proof comes after. Should it fail now, the change landed, and the
+            // credentials that restore the password are looked for below.
+            match ctx.login(&CredentialSource::Current, &current).await {
+                Ok(session) => {
+                    ctx.rotator.close(session).await;
+                    return Ok(None);
+                }
+                Err(e) => attempts.push(CredentialSource::Current, e),
+            }
         }
         Err(e) => attempts.push(CredentialSource::Current, e),
     }
@@ -502,12 +502,12 @@ async fn prove_current<S: SecretStore, R: Rotator>(
     Ok(Some(via))
 }
 
-/// [`Rotator::end_dead_sessions`] on `session`; whether it ended any. A failure is logged: the
-/// proof goes on as without it.
+/// [`Rotator::end_dead_sessions`] on `session`. A failure is logged: the proof goes on as
+/// without it.
 async fn end_dead_sessions<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     session: &mut R::Session,
-) -> bool {
+) {
     match ctx
         .engine_call(
             "ending the sessions of rotation runs that died",
@@ -515,17 +515,12 @@ async fn end_dead_sessions<S: SecretStore, R: Rotator>(
         )
         .await
     {
-        Ok(ended) => {
-            if ended {
-                warn!(
-                    "abort: ended the sessions a rotation run that died had left open (a password change it sent could have landed after this abort)"
-                );
-            }
-            ended
-        }
+        Ok(true) => warn!(
+            "abort: ended the sessions a rotation run that died had left open (a password change it sent could have landed after this abort)"
+        ),
+        Ok(false) => {}
         Err(e) => {
             warn!(error = %crate::error_chain(&e), "abort: could not end the sessions of rotation runs that died");
-            false
         }
     }
 }

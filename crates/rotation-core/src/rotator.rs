@@ -255,9 +255,10 @@ pub trait Rotator: Send + Sync {
     /// with the file store): on a session logged in as the user whose password abort proves
     /// or restores, ends that user's sessions left by rotation runs that died (killed while a
     /// password change was on its way), whatever their step's deadline, so that a change one
-    /// of them still holds cannot land after abort's proof. `Ok(true)` when it ended any (abort
-    /// then logs in again for its proof). Another secret's live rotation of the same user, if
-    /// any, fails its step (and is retried); nothing else is touched. The default ends nothing
+    /// of them still holds cannot land after abort's proof (abort logs in again for its proof
+    /// after this call). `Ok(true)` when it ended any. A live run's session (another secret's
+    /// rotation acting as the same user, say through a shared master) must be told apart and
+    /// left alone, or at worst fail its step; nothing else is touched. The default ends nothing
     /// (an engine whose changes cannot wait in an open session, or whose limits say a late
     /// change may land: RELIABILITY.md).
     fn end_dead_sessions(

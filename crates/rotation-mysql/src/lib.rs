@@ -780,6 +780,64 @@ impl Rotator for MysqlRotator {
         connect::close(session.conn, session.deadline).await;
     }
 
+    /// The user's own threads running a password change ([`sql::PASSWORD_CHANGES`]), as one a
+    /// run that died left queued behind a lock on the account tables, are ended: a user sees
+    /// and may end its own threads, and with the claim exclusive no live run of the secret
+    /// sends one (an application that changes its own password at that moment would lose that
+    /// change, which would break its rotation anyway).
+    async fn end_dead_sessions(&self, session: &mut MysqlSession) -> Result<bool, EngineError> {
+        // Constants of capitals and spaces (a unit test holds them to that).
+        let rows = session
+            .rows(
+                &format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+                     AND USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) \
+                     AND COMMAND = 'Query' AND ({})",
+                    sql::PASSWORD_CHANGES
+                        .map(|start| format!("LEFT(INFO, {}) = '{start}'", start.len()))
+                        .join(" OR ")
+                ),
+                "listing the changes of rotation runs that died",
+            )
+            .await?;
+        let ids: Vec<i64> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        for id in &ids {
+            // Gone in between ("unknown thread"): nothing left to end.
+            if let Err(e) = session
+                .rows(
+                    &format!("KILL CONNECTION {id}"),
+                    "ending a dead run's change",
+                )
+                .await
+            {
+                tracing::info!(thread = id, error = %e, "the dead run's thread was already gone");
+            }
+        }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        loop {
+            let left = session
+                .rows(
+                    &format!(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID IN ({list})"
+                    ),
+                    "waiting for the ended threads to go",
+                )
+                .await?;
+            if left.first().and_then(|r| r.try_get::<i64, _>(0).ok()) == Some(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!(
+            threads = ids.len(),
+            "ended this user's password changes of rotation runs that died, still queued"
+        );
+        Ok(true)
+    }
+
     async fn resolve_master(
         &self,
         master: DatabaseSecret,

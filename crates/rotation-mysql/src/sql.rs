@@ -635,6 +635,11 @@ pub fn before_deadline(change: &str, deadline_epoch: f64) -> String {
     )
 }
 
+/// How the password changes this engine makes start, as the server shows a running one
+/// (`information_schema.PROCESSLIST.INFO` shows a compound statement's inner change, without
+/// comments, while it waits).
+pub const PASSWORD_CHANGES: [&str; 2] = ["SET PASSWORD", "ALTER USER"];
+
 /// The message of [`before_deadline`]'s refusal.
 pub const DEADLINE_PASSED: &str = "rotation step deadline passed before the change arrived";
 
@@ -781,6 +786,13 @@ mod tests {
         let no_grant =
             Rights::from_lines(["GRANT CREATE USER ON *.* TO `admin`@`%`"], &acct).unwrap();
         assert!(!no_grant.may_manage_users());
+    }
+
+    #[test]
+    fn the_starts_of_password_changes_are_plain_literals() {
+        for start in PASSWORD_CHANGES {
+            assert!(start.chars().all(|c| c.is_ascii_uppercase() || c == ' '));
+        }
     }
 
     #[test]

@@ -64,15 +64,19 @@ pub struct Dialect {
 /// `pg_terminate_backend` before the conditions that choose (a first version of this query
 /// ended live sessions that way).
 ///
-/// [`Fence::Every`] drops the deadline condition: for `abort` holding the secret's exclusive
-/// claim, when no live run can own such a session.
+/// [`Fence::Every`] ends, whatever its deadline, a session that has been inside its transaction
+/// without a statement for [`DEAD_AFTER_MS`]: for `abort` holding the secret's exclusive claim,
+/// when no live run of the secret can own one. A live run of another secret acting as the same
+/// user (a fleet sharing a master whose own secret is aborted) spends milliseconds between the
+/// statements of its transaction, and is left alone.
 pub fn fence_sql(remaining: Duration, fence: Fence) -> String {
     let stale = match fence {
-        Fence::Stale => {
-            "split_part(application_name, ':', 2)::bigint \
+        Fence::Stale => "split_part(application_name, ':', 2)::bigint \
              < (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 500"
+            .to_string(),
+        Fence::Every => {
+            format!("state_change < clock_timestamp() - interval '{DEAD_AFTER_MS} milliseconds'")
         }
-        Fence::Every => "true",
     };
     format!(
         "SELECT set_config('application_name', 'rotation:' || \
@@ -84,6 +88,23 @@ pub fn fence_sql(remaining: Duration, fence: Fence) -> String {
                 THEN {stale} ELSE false END \
            OFFSET 0) AS stale WHERE pg_terminate_backend(pid))",
         ms = remaining.as_millis().min(999_999_999)
+    )
+}
+
+/// How long a rotation session must have been inside its transaction without a statement for
+/// [`Fence::Every`] to end it.
+pub const DEAD_AFTER_MS: u64 = 1000;
+
+/// The user's other rotation sessions inside a transaction that have been idle there for less
+/// than [`DEAD_AFTER_MS`]: abort waits until none is left before [`Fence::Every`] (a dead run's
+/// session ages past it; a live run's commits and leaves its transaction).
+pub fn young_sessions_sql() -> String {
+    format!(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE usename = current_user AND pid <> pg_backend_pid() \
+         AND state IN ('idle in transaction', 'idle in transaction (aborted)') \
+         AND application_name ~ '^rotation:[0-9]{{1,15}}$' \
+         AND state_change >= clock_timestamp() - interval '{DEAD_AFTER_MS} milliseconds'"
     )
 }
 

@@ -414,6 +414,26 @@ impl Rotator for PostgresRotator {
             return Ok(false);
         }
         let deadline = session.deadline();
+        // A run's session that has just gone idle inside its transaction may be live: wait, a
+        // little past DEAD_AFTER_MS at most, for such sessions to commit or to age.
+        let settle = async {
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_millis(connect::DEAD_AFTER_MS + 500)
+            {
+                let young = sqlx::query_scalar::<_, i64>(&connect::young_sessions_sql())
+                    .fetch_one(session.connection())
+                    .await;
+                if !matches!(young, Ok(n) if n > 0) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        };
+        if deadline.run(settle).await.is_err() {
+            return Err(EngineError::past_deadline(
+                "waiting for the user's rotation sessions to settle",
+            ));
+        }
         Ok(connect::fence(session.connection(), deadline, connect::Fence::Every).await)
     }
 }

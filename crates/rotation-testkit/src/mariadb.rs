@@ -137,21 +137,24 @@ impl MariaDb {
                     ca,
                 };
                 // The grant tables are loaded by the first FLUSH after an install. The port
-                // may open a moment before the socket answers: a few tries.
+                // may open a while before the socket answers (seconds on a loaded machine):
+                // tries until it does, while the client cannot connect (nothing ran yet).
                 let setup = format!(
                     "FLUSH PRIVILEGES; CREATE USER {ADMIN}@'%' IDENTIFIED BY PASSWORD '{ADMIN_PASSWORD_HASH}'; \
                      GRANT ALL PRIVILEGES ON *.* TO {ADMIN}@'%' WITH GRANT OPTION; \
                      CREATE DATABASE app"
                 );
-                let mut tries = 0;
+                let since = std::time::Instant::now();
                 loop {
                     match db.sql(&setup) {
                         Ok(_) => return Ok(db),
-                        Err(e) if tries >= 20 => return Err(e),
-                        Err(_) => {
-                            tries += 1;
+                        Err(e)
+                            if e.to_string().contains("ERROR 2002")
+                                && since.elapsed() < START_TIMEOUT =>
+                        {
                             std::thread::sleep(Duration::from_millis(100));
                         }
+                        Err(e) => return Err(e),
                     }
                 }
             }

@@ -1,5 +1,5 @@
 //! One Python interpreter per server handle for its setup and check snippets (pymongo for
-//! SecantusDB, boto3 for moto), started on the first snippet and kept until the handle drops.
+//! SecantusDB), started on the first snippet and kept until the handle drops.
 //!
 //! Starting the `.venv`'s Python and importing pymongo or boto3 costs about 0.35 s of CPU a
 //! time, and the suites run thousands of snippets: each is sent to the running interpreter
@@ -99,17 +99,22 @@ impl PythonRepl {
             command: format!("{} (Python)", self.what),
             detail,
         };
-        let answer: serde_json::Value = match exchanged {
-            Ok(n) if n > 0 => serde_json::from_str(&answer)
-                .map_err(|e| failed(format!("unreadable answer ({e})")))?,
-            outcome => {
+        let answer = match exchanged {
+            Ok(n) if n > 0 => serde_json::from_str::<serde_json::Value>(&answer).ok(),
+            _ => None,
+        };
+        let answer = match answer {
+            Some(answer) => answer,
+            None => {
                 // Gone (killed, crashed): the next snippet starts a new one.
                 let mut dead = running.take().expect("running");
                 let _ = dead.child.kill();
                 let _ = dead.child.wait();
                 let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+                // Also when its answer was unreadable (something wrote around the framing):
+                // the next answer could be this one's.
                 return Err(failed(format!(
-                    "the interpreter ended ({outcome:?}): {log}"
+                    "no answer from the interpreter ({exchanged:?}): {log}"
                 )));
             }
         };

@@ -26,6 +26,7 @@ all_engines!(
     alternating_master_on_another_port_changes_nothing_there,
     aws_abort_racing_a_resume_is_recovered,
     a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline,
+    a_change_queued_when_its_run_died_does_not_land_after_an_immediate_abort,
 );
 
 /// An engine whose server has no lock a client can hold on a user: no password change can wait
@@ -101,6 +102,40 @@ async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline(en
         env.logs_in(&env.value("app", Stage::Current).await).await,
         "the password change of a step that had reported a timeout committed afterwards: the \
          server's time limit ran from the statement's start with the whole time left at login"
+    );
+}
+
+/// A run killed (its connection gone, as with `kill -9`) while its password change waits in the
+/// server's lock queue, well inside its step's deadline, then `rotate abort` at once, with the
+/// file store's claim free: abort must not prove `AWSCURRENT` while that change can still land
+/// (it ends the dead run's queued change first, [`rotation_core::Rotator::end_dead_sessions`],
+/// or the engine makes the change in a transaction the dead connection rolls back). The lock
+/// is released after abort; `AWSCURRENT` must still log in.
+async fn a_change_queued_when_its_run_died_does_not_land_after_an_immediate_abort(engine: Engine) {
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1-long-enough");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
+        .await;
+    let Some(blocker) = env.server.hold_in_server("app") else {
+        return no_server_lock(engine);
+    };
+    let blocker = blocker.await;
+    let r = with_timeout(env.single(), 60);
+    let run = tokio::spawn(async move { r.rotate("app").await.map(|_| ()) });
+    env.wait_until_held(blocker.as_ref()).await;
+    // The run dies; its change stays queued in the server.
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    let report = with_timeout(env.single(), 20)
+        .abort("app", AbortMode::Safe)
+        .await;
+    eprintln!("abort: {report:?}");
+    assert!(report.unwrap().current_verified);
+    blocker.release().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        env.logs_in(&env.value("app", Stage::Current).await).await,
+        "the dead run's queued password change landed after abort: AWSCURRENT no longer logs in"
     );
 }
 

@@ -225,6 +225,54 @@ async fn rotations_sharing_a_master_at_once_all_succeed() {
     }
 }
 
+/// Abort of the master's own secret (its single-user rotation left in flight) while rotations
+/// that use that master run: abort's end of dead runs' sessions acts as the master user, whose
+/// live sessions belong to those rotations, and must leave them alone (it ends only sessions
+/// idle inside their transaction for a second, which no live step is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborting_the_masters_own_rotation_leaves_rotations_using_the_master_alone() {
+    const SECRETS: usize = 8;
+    let env = Env::plain(engines::POSTGRES);
+    // Only createSecret of the master's own rotation runs: its password never changes.
+    let master = env
+        .put("master", &env.master_secret(Some(json!(false))))
+        .await;
+    for i in 0..SECRETS {
+        let user = format!("app{i}");
+        env.create_user(&user, "Initial-pw-1-long-enough");
+        let mut v = env.plain_secret(&user, "Initial-pw-1-long-enough");
+        v["masterarn"] = json!(master);
+        env.put(&user, &v).await;
+    }
+    let r = env.alternating();
+    let own = env.single();
+    for round in 0..2 {
+        let runs = (0..SECRETS).map(|i| {
+            let r = &r;
+            async move { r.rotate(&format!("app{i}")).await }
+        });
+        // The master's own rotation started and aborted again and again while they run.
+        let aborts = async {
+            for _ in 0..6 {
+                let token = rotation_tests::token();
+                env.store.start_rotation("master", &token).await.unwrap();
+                own.handle(&RotationEvent::new(Step::CreateSecret, "master", &token))
+                    .await
+                    .unwrap();
+                own.abort("master", AbortMode::Safe)
+                    .await
+                    .expect("abort of the master's own rotation");
+            }
+        };
+        let (results, ()) = tokio::join!(futures_join_all(runs), aborts);
+        for (i, result) in results.into_iter().enumerate() {
+            result.unwrap_or_else(|e| {
+                panic!("round {round}, app{i}: {}", rotation_core::error_chain(&e))
+            });
+        }
+    }
+}
+
 /// Runs futures concurrently on this task and collects their outputs in order.
 async fn futures_join_all<F: std::future::Future>(
     futures: impl IntoIterator<Item = F>,
