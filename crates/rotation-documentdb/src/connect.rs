@@ -175,8 +175,41 @@ pub fn classify(err: &mongodb::error::Error) -> ErrorKind {
 
 /// Wraps a driver error with what was being done (no secrets: user, host, port, database).
 pub fn engine_error(what: impl Into<String>, err: mongodb::error::Error) -> EngineError {
-    EngineError::new(classify(&err), what).with_source(err)
+    EngineError::new(classify(&err), what).with_source(DriverError::from(&err))
 }
+
+/// A driver error as this engine reports it: each kind's own message, the error's then its
+/// causes', without what the driver's `Display` adds (a `Debug` dump of its source and of the
+/// server's response, and its retry labels: a refused connection reads
+/// `SystemOverloadedError`).
+#[derive(Debug)]
+pub struct DriverError(String);
+
+impl From<&mongodb::error::Error> for DriverError {
+    fn from(err: &mongodb::error::Error) -> Self {
+        let mut text = err.kind.to_string();
+        let mut cause = std::error::Error::source(err);
+        while let Some(c) = cause {
+            let said = match c.downcast_ref::<mongodb::error::Error>() {
+                Some(inner) => inner.kind.to_string(),
+                None => c.to_string(),
+            };
+            if !text.contains(&said) {
+                text = format!("{text}: {said}");
+            }
+            cause = c.source();
+        }
+        DriverError(text)
+    }
+}
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DriverError {}
 
 /// Runs a driver call within `deadline`.
 pub async fn bounded<T>(

@@ -153,6 +153,17 @@ async fn nothing_listening_is_unreachable_and_never_falls_back() {
         let e = r.expect_err("nothing listening");
         assert_eq!(e.kind(), ErrorKind::Unreachable, "{}", text(&e));
         assert!(took < Duration::from_millis(500), "{took:?}");
+        // What failed, in words: not the driver's dump of its state and retry labels.
+        let said = rotation_core::error_chain(&e);
+        for dump in [
+            "Kind:",
+            "labels",
+            "SystemOverloadedError",
+            "server response",
+        ] {
+            assert!(!said.contains(dump), "{dump:?} in {said}");
+        }
+        assert!(said.contains("refused"), "{said}");
     }
 }
 

@@ -59,6 +59,12 @@ impl TestEngine for Mysql {
         "SELECT NOW()"
     }
 
+    /// The session's `sql_mode` is set (and the server's version and clock read) before its
+    /// first change.
+    fn statement_before_change(&self) -> Option<&'static str> {
+        Some("sql_mode")
+    }
+
     fn login_database(&self, secret: &DatabaseSecret) -> String {
         match secret.dbname() {
             DbName::Name(n) => n.to_string(),

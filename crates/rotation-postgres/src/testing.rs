@@ -62,6 +62,11 @@ impl TestEngine for Postgres {
         "SELECT 1"
     }
 
+    /// The server quotes the role's name before the change.
+    fn statement_before_change(&self) -> Option<&'static str> {
+        Some("quote_ident")
+    }
+
     fn login_database(&self, secret: &DatabaseSecret) -> String {
         crate::connect::dbname(secret, &Dialect::POSTGRES).to_string()
     }

@@ -56,6 +56,11 @@ impl TestEngine for Redshift {
         "SELECT 1"
     }
 
+    /// The server quotes the user's name before the change.
+    fn statement_before_change(&self) -> Option<&'static str> {
+        Some("quote_ident")
+    }
+
     fn login_database(&self, secret: &DatabaseSecret) -> String {
         rotation_postgres::connect::dbname(secret, &DIALECT).to_string()
     }

@@ -106,6 +106,13 @@ pub trait TestEngine: Send + Sync + 'static {
     /// The statement (or command) by which testSecret checks the new session.
     fn test_statement(&self) -> &'static str;
 
+    /// A statement (or command) setSecret sends on its session before the password change,
+    /// for a proxy to hold so that the change is sent late in its step. Engines whose server
+    /// has a lock a client can hold ([`TestServer::hold_in_server`]) must name one.
+    fn statement_before_change(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The database the engine's connection logs in to with `secret` (its default when the
     /// secret names none).
     fn login_database(&self, secret: &DatabaseSecret) -> String;

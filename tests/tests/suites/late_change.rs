@@ -64,7 +64,9 @@ fn with_timeout<S: SecretStore>(r: EngineRotation<S>, secs: u64) -> EngineRotati
 /// counts it from the start of each statement. Anything that delays the statement after the
 /// login (a slow round trip, a slow Secrets Manager re-check of the stages, a slow network) is
 /// added to the window in which the server still waits after the client gave up. Here the
-/// network holds setSecret's `quote_ident` query for 1.5 s of a 3 s step; the password change
+/// network holds a statement setSecret sends before its change (PostgreSQL's `quote_ident`
+/// query, [`rotation_testkit::TestEngine::statement_before_change`]) for 1.5 s of a 3 s step;
+/// the password change
 /// then queues behind a row lock, the client reports `SetPasswordFailed` (Timeout) at 3 s, and
 /// the server would wait until ~4.4 s: the lock is released at ~3.5 s and the password changes
 /// after the step reported failure, unless the change is rolled back with its connection.
@@ -80,7 +82,10 @@ async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline(en
     };
     let blocker = blocker.await;
 
-    proxy.stall_on_query("quote_ident");
+    let before_change = engine.statement_before_change().unwrap_or_else(|| {
+        panic!("{engine}'s server has a lock a client can hold: its TestEngine must name a statement sent before the change")
+    });
+    proxy.stall_on_query(before_change);
     let r = with_timeout(env.single(), 3);
     let started = Instant::now();
     let run = tokio::spawn(async move { r.rotate("app").await.map(|_| ()) });
@@ -88,6 +93,10 @@ async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline(en
     proxy.resume();
     let out = run.await.unwrap();
     eprintln!("run after {:?}: {}", started.elapsed(), chain(&out));
+    assert!(
+        proxy.stalls_triggered() > 0,
+        "{before_change:?} was never sent: the change was not delayed"
+    );
     let e = out.unwrap_err();
     assert_eq!(
         e.engine_kind(),
