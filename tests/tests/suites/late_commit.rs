@@ -198,16 +198,7 @@ rotation_tests::all_engines!(a_late_change_is_recovered_past_many_aborted_rotati
 async fn rotations_sharing_a_master_at_once_all_succeed() {
     const SECRETS: usize = 16;
     let env = Env::plain(engines::POSTGRES);
-    let master = env
-        .put("master", &env.master_secret(Some(json!(false))))
-        .await;
-    for i in 0..SECRETS {
-        let user = format!("app{i}");
-        env.create_user(&user, "Initial-pw-1-long-enough");
-        let mut v = env.plain_secret(&user, "Initial-pw-1-long-enough");
-        v["masterarn"] = json!(master);
-        env.put(&user, &v).await;
-    }
+    secrets_sharing_a_master(&env, SECRETS).await;
     let r = env.alternating();
     for round in 0..2 {
         let runs = (0..SECRETS).map(|i| {
@@ -234,16 +225,7 @@ async fn aborting_the_masters_own_rotation_leaves_rotations_using_the_master_alo
     const SECRETS: usize = 8;
     let env = Env::plain(engines::POSTGRES);
     // Only createSecret of the master's own rotation runs: its password never changes.
-    let master = env
-        .put("master", &env.master_secret(Some(json!(false))))
-        .await;
-    for i in 0..SECRETS {
-        let user = format!("app{i}");
-        env.create_user(&user, "Initial-pw-1-long-enough");
-        let mut v = env.plain_secret(&user, "Initial-pw-1-long-enough");
-        v["masterarn"] = json!(master);
-        env.put(&user, &v).await;
-    }
+    secrets_sharing_a_master(&env, SECRETS).await;
     let r = env.alternating();
     let own = env.single();
     for round in 0..2 {
@@ -270,6 +252,21 @@ async fn aborting_the_masters_own_rotation_leaves_rotations_using_the_master_alo
                 panic!("round {round}, app{i}: {}", rotation_core::error_chain(&e))
             });
         }
+    }
+}
+
+/// The master's secret (`master`, the server's administrator) and `n` alternating secrets
+/// (`app0`...) that name it, each for a user of its own.
+async fn secrets_sharing_a_master(env: &Env, n: usize) {
+    let master = env
+        .put("master", &env.master_secret(Some(json!(false))))
+        .await;
+    for i in 0..n {
+        let user = format!("app{i}");
+        env.create_user(&user, "Initial-pw-1-long-enough");
+        let mut v = env.plain_secret(&user, "Initial-pw-1-long-enough");
+        v["masterarn"] = json!(master);
+        env.put(&user, &v).await;
     }
 }
 
