@@ -364,7 +364,10 @@ pub fn main(engines: Engines) -> ExitCode {
 }
 
 async fn async_main(engines: Engines) -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(e),
+    };
     init_logs(cli.verbose, cli.json);
     let json = cli.json;
     match run(cli, &engines).await {
@@ -401,6 +404,34 @@ async fn async_main(engines: Engines) -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// A command line the parser refused (or `--help`, `--version`): the parser's own output, and
+/// with `--json` among the arguments (before `--`) the JSON failure line too, as for every
+/// other failure.
+fn parse_failure(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    let _ = e.print();
+    if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) {
+        return ExitCode::SUCCESS;
+    }
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if json {
+        let rendered = e.render().to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        println!(
+            "{}",
+            serde_json::json!({"result": "failed", "kind": "Usage", "error": message, "exit_code": 2})
+        );
+    }
+    ExitCode::from(2)
 }
 
 async fn run(cli: Cli, engines: &Engines) -> anyhow::Result<()> {

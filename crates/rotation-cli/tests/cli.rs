@@ -325,4 +325,28 @@ fn a_failing_command_with_json_prints_its_result_as_json() {
     let o = rotate(&["--store", "s3://x", "--json", "status", "app"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stdout_json(&o)["kind"], json!("Usage"));
+    // And a command line the parser refuses (an unknown flag, a missing argument), with
+    // `--json` anywhere before `--`: the parser's own message on standard error, the JSON line
+    // on standard output.
+    for args in [
+        &["--json", "run", "app", "--bogus"][..],
+        &["status", "--json"][..],
+        &["run", "app", "--strategy", "sideways", "--json"][..],
+    ] {
+        let o = rotate(args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let v = stdout_json(&o);
+        assert_eq!(v["result"], json!("failed"), "{args:?}");
+        assert_eq!(v["kind"], json!("Usage"), "{args:?}");
+        assert_eq!(v["exit_code"], json!(2), "{args:?}");
+        assert!(!v["error"].as_str().unwrap().is_empty(), "{v}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("error:"));
+    }
+    // Without `--json`, nothing on standard output; help is no failure.
+    let o = rotate(&["run", "app", "--bogus"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    let o = rotate(&["--json", "--help"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"));
 }
