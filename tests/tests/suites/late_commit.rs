@@ -44,11 +44,7 @@ async fn control_without_the_fence_the_late_commit_lands() {
 /// then the COMMIT released. Returns whether AWSCURRENT still logs in.
 async fn late_commit_after_abort(fence: bool) -> bool {
     let env = Env::plain(engines::POSTGRES);
-    let proxy = env.proxy();
-    env.create_user("app", "Initial-pw-1-long-enough");
-    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
-    v["port"] = json!(proxy.port());
-    env.put("app", &v).await;
+    let proxy = app_behind_a_proxy(&env).await;
     let mut config = rotation_postgres::PgConfig::default();
     config.dialect.fence_stale_sessions = fence;
     // Without the server's own idle limit (the step's time left), so that only the fence can end
@@ -64,11 +60,7 @@ async fn late_commit_after_abort(fence: bool) -> bool {
         step_timeout: Duration::from_secs(3),
         ..Options::default()
     });
-    let token = rotation_tests::token();
-    env.store.start_rotation("app", &token).await.unwrap();
-    r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
-        .await
-        .unwrap();
+    let token = pending_created(&env, &r).await;
     proxy.stall_on_query("COMMIT");
     let set = r
         .handle(&RotationEvent::new(Step::SetSecret, "app", &token))
@@ -93,20 +85,12 @@ async fn late_commit_after_abort(fence: bool) -> bool {
 #[tokio::test]
 async fn a_commit_held_when_its_run_died_does_not_land_after_an_immediate_abort() {
     let env = Env::plain(engines::POSTGRES);
-    let proxy = env.proxy();
-    env.create_user("app", "Initial-pw-1-long-enough");
-    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
-    v["port"] = json!(proxy.port());
-    env.put("app", &v).await;
+    let proxy = app_behind_a_proxy(&env).await;
     let r = env.single().with_options(Options {
         step_timeout: Duration::from_secs(60),
         ..Options::default()
     });
-    let token = rotation_tests::token();
-    env.store.start_rotation("app", &token).await.unwrap();
-    r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
-        .await
-        .unwrap();
+    let token = pending_created(&env, &r).await;
     proxy.stall_on_query("COMMIT");
     let run = tokio::spawn(async move {
         r.handle(&RotationEvent::new(Step::SetSecret, "app", &token))
@@ -253,6 +237,26 @@ async fn aborting_the_masters_own_rotation_leaves_rotations_using_the_master_alo
             });
         }
     }
+}
+
+/// User `app` and its secret, which names a proxy in front of the server (returned).
+async fn app_behind_a_proxy(env: &Env) -> rotation_testkit::TcpProxy {
+    let proxy = env.proxy();
+    env.create_user("app", "Initial-pw-1-long-enough");
+    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
+    v["port"] = json!(proxy.port());
+    env.put("app", &v).await;
+    proxy
+}
+
+/// A rotation of `app` started (RotateSecret) and its createSecret run by `r`; its token.
+async fn pending_created(env: &Env, r: &engines::EngineRotation) -> String {
+    let token = rotation_tests::token();
+    env.store.start_rotation("app", &token).await.unwrap();
+    r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
+        .await
+        .unwrap();
+    token
 }
 
 /// The master's secret (`master`, the server's administrator) and `n` alternating secrets
