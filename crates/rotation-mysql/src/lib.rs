@@ -12,12 +12,14 @@
 //!   held by several hosts is refused, naming them.
 //!
 //! Where it differs from AWS's functions, on purpose:
-//! - **No password in SQL.** The password is set by its `mysql_native_password` stored form,
-//!   computed here (`*` + hex SHA1(SHA1(password))); the server's general log of a rotation
-//!   holds no password. An account on another plugin (`caching_sha2_password`, `ed25519`,
-//!   `unix_socket`, IAM's `AWSAuthenticationPlugin`) is refused before anything changes:
-//!   `caching_sha2_password`'s stored form (salted SHA-256 crypt) is not computed yet, and the
-//!   others have none. It is never switched to another plugin silently.
+//! - **No password in SQL.** The password is set by the stored form of the account's own
+//!   plugin, computed here: `mysql_native_password`'s (`*` + hex SHA1(SHA1(password))), or on
+//!   MySQL 8 `caching_sha2_password`'s (`$A$005$`, a fresh 20-character salt, SHA-256 crypt
+//!   of 5000 rounds), sent with `IDENTIFIED WITH <plugin> AS`; the server's general log of a
+//!   rotation holds no password. An account on another plugin (`sha256_password`, `ed25519`,
+//!   `unix_socket`, IAM's `AWSAuthenticationPlugin`) is refused before anything changes, and
+//!   so by the preflight: they have no stored form computed here. A plugin is never switched
+//!   silently: the clone of a pair is made and kept on the plugin of the user in use.
 //! - **TLS as for the other engines**: verified (RDS's CAs trusted), `"ssl": false` for
 //!   plaintext; a TLS secret against a server without TLS is an error (AWS's W25).
 //! - **A late change is refused (MariaDB).** Each change is one compound statement that makes
@@ -44,14 +46,20 @@
 //! - The clone's name is checked at createSecret in characters: `USERNAME_CHARACTER_LIMIT`
 //!   (default 16, MySQL 5.7's limit) for `mysql` and `aurora-mysql`, 80 for `mariadb`, as
 //!   AWS's functions do.
+//! - **The preflight tells what the next rotation does to the pair** (`rotate plan`'s
+//!   `rights` line): the pair's plugin, and, when the clone is the pending user, the revokes
+//!   that bring it back to the original's rights. A pair taken over from AWS's function,
+//!   whose clone only ever gained rights, loses at its first rotation here what the original
+//!   lost; the line lists those statements before anything runs.
 //!
 //! What only a real MySQL 8 shows (this machine has MariaDB 10.11): `caching_sha2_password`
-//! accounts (refused here), roles and dynamic privileges in `SHOW GRANTS` (read by the same
-//! parser, whose forms are tested from MySQL's documentation: 5.7's quoting, several roles on
-//! one line, `DEFAULT ROLE` and the password clauses in `SHOW CREATE USER`), and the
-//! single-user path above. Left for later: `caching_sha2_password`'s stored form (its
-//! accounts are refused), the `plan` line listing the revokes a first rotation makes when it
-//! takes a pair over from AWS's function, an external MySQL target for the suites.
+//! accounts (their stored form is tested against one MySQL 8 wrote, and the SHA-256 crypt
+//! against its specification's vectors; the statements are MySQL's documented
+//! `IDENTIFIED WITH caching_sha2_password AS`), roles and dynamic privileges in `SHOW GRANTS`
+//! (read by the same parser, whose forms are tested from MySQL's documentation: 5.7's
+//! quoting, several roles on one line, `DEFAULT ROLE` and the password clauses in
+//! `SHOW CREATE USER`), and the single-user path above. The suites run against a MySQL 8
+//! server an operator names (`ROTATION_TEST_MYSQL_URL`, README), untested here.
 
 pub mod connect;
 pub mod sql;
@@ -191,6 +199,64 @@ impl MysqlRotator {
     /// Alternating users.
     pub fn alternating_users(config: MysqlConfig) -> Self {
         Self::new(Strategy::AlternatingUsers, config)
+    }
+
+    /// The preflight of alternating users, on the master's session, changing nothing: the
+    /// pair's plugin, and the rights the next rotation revokes from the clone when the clone
+    /// is the pending user (a pair taken over from AWS's function, whose clone only ever
+    /// gained rights, loses what the original lost).
+    async fn pair_plan(
+        &self,
+        session: &mut MysqlSession,
+        current: &DatabaseSecret,
+        mariadb: bool,
+    ) -> Result<String, EngineError> {
+        let name = username(current);
+        let other = rotation_core::rotator::alternate_username(name, self.username_limit(current))
+            .map_err(|e| EngineError::new(ErrorKind::InvalidInput, e))?;
+        let host = only_account(name, &session.hosts_of(name).await?)?.ok_or_else(|| {
+            EngineError::new(
+                ErrorKind::InvalidInput,
+                format!("the current user {name} has no account"),
+            )
+        })?;
+        let quoted = session.quote(&[name, &other, &host]).await?;
+        let (account, other_account) = (
+            format!("{}@{}", quoted[0], quoted[2]),
+            format!("{}@{}", quoted[1], quoted[2]),
+        );
+        let (shown, other_shown) = (format!("{name}@{host}"), format!("{other}@{host}"));
+        let (user, rights) = session.describe(&account, &shown).await?;
+        computable(&user.plugin, &shown, mariadb)?;
+        let plugin = format!("the pair uses {}", user.plugin.name());
+        let Some(other_host) = only_account(&other, &session.hosts_of(&other).await?)? else {
+            return Ok(format!(
+                "{plugin}; {other} does not exist yet: the next rotation creates it at {host}"
+            ));
+        };
+        if other_host != host {
+            return Err(EngineError::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{other}@{other_host} is not at the host of {shown}: the pair must share one host"
+                ),
+            ));
+        }
+        if !Direction::for_pair(name, &other, false).revoke {
+            return Ok(format!(
+                "{plugin}; {other_shown} gains what {shown} holds and loses nothing while {shown} is in use"
+            ));
+        }
+        let (_, other_rights) = session.describe(&other_account, &other_shown).await?;
+        let revokes = rights.revokes_extra_in(&other_rights, &other_account);
+        Ok(if revokes.is_empty() {
+            format!("{plugin}; {other_shown} holds no right {shown} lacks")
+        } else {
+            format!(
+                "{plugin}; the next rotation revokes from {other_shown} what {shown} lacks: {}",
+                revokes.join("; ")
+            )
+        })
     }
 }
 
@@ -371,6 +437,23 @@ impl MysqlSession {
             .map_err(|line| unread_grant(shown, &line))
     }
 
+    /// `SHOW CREATE USER` of `account` (a quoted literal, or `CURRENT_USER()`).
+    async fn create_user_line(
+        &mut self,
+        account: &str,
+        shown: &str,
+    ) -> Result<String, EngineError> {
+        let rows = self
+            .rows(
+                &format!("SHOW CREATE USER {account}"),
+                &format!("reading the account {shown}"),
+            )
+            .await?;
+        rows.first()
+            .and_then(|r| r.try_get(0).ok())
+            .ok_or_else(|| EngineError::new(ErrorKind::Server, "SHOW CREATE USER answered nothing"))
+    }
+
     /// `SHOW CREATE USER` and `SHOW GRANTS` of `account` (a quoted literal), as lines.
     async fn describe(
         &mut self,
@@ -486,14 +569,37 @@ fn same_name(stored: &str, wanted: &str) -> Result<(), EngineError> {
     ))
 }
 
-/// Refuses an account whose plugin has no stored form this engine computes.
-fn require_native(account: &sql::Account, shown: &str) -> Result<(), EngineError> {
-    match &account.plugin {
+/// The stored form of `password` for `plugin`, computed here; an account on a plugin with none
+/// this engine computes is refused (MariaDB has no `caching_sha2_password`).
+fn stored_form(
+    plugin: &Plugin,
+    password: &str,
+    shown: &str,
+    mariadb: bool,
+) -> Result<String, EngineError> {
+    computable(plugin, shown, mariadb)?;
+    match plugin {
+        Plugin::CachingSha2 => sql::caching_sha2_stored_form(password).map_err(|e| {
+            EngineError::new(
+                ErrorKind::Other,
+                format!("the system's random generator failed to make a salt: {e}"),
+            )
+        }),
+        _ => Ok(sql::native_hash(password)),
+    }
+}
+
+/// Whether this engine computes a stored form for `plugin` (else the refusal, naming
+/// `shown`'s plugin).
+fn computable(plugin: &Plugin, shown: &str, mariadb: bool) -> Result<(), EngineError> {
+    match plugin {
         Plugin::Native => Ok(()),
-        Plugin::Other(name) => Err(EngineError::new(
+        Plugin::CachingSha2 if !mariadb => Ok(()),
+        other => Err(EngineError::new(
             ErrorKind::InvalidInput,
             format!(
-                "account {shown} authenticates with {name}: this engine sets passwords only by mysql_native_password's stored form (no password in SQL text), and never switches an account's plugin; move the account to mysql_native_password or rotate it otherwise"
+                "account {shown} authenticates with {}: this engine sets passwords only by a stored form it computes (mysql_native_password's, or caching_sha2_password's on MySQL), never with the password in SQL text, and never switches an account's plugin; move the account to one of those or rotate it otherwise",
+                other.name()
             ),
         )),
     }
@@ -565,27 +671,19 @@ impl Rotator for MysqlRotator {
             shown.rsplit_once('@').map_or(shown.as_str(), |(u, _)| u),
             username(target),
         )?;
-        let rows = session
-            .rows(
-                "SHOW CREATE USER CURRENT_USER()",
-                &format!("reading the account {shown}"),
-            )
-            .await?;
-        let line: String = rows
-            .first()
-            .and_then(|r| r.try_get(0).ok())
-            .ok_or_else(|| {
-                EngineError::new(ErrorKind::Server, "SHOW CREATE USER answered nothing")
-            })?;
-        require_native(&sql::parse_create_user(&line), &shown)?;
+        let line = session.create_user_line("CURRENT_USER()", &shown).await?;
+        let plugin = sql::parse_create_user(&line).plugin;
+        let hash = stored_form(&plugin, password, &shown, server.is_mariadb())?;
         if !server.is_mariadb() {
             mysql_may_set_own_stored_form(session, &shown).await?;
         }
-        let hash = sql::native_hash(password);
         let statement = if server.is_mariadb() {
             format!("SET PASSWORD = '{hash}'")
         } else {
-            format!("ALTER USER CURRENT_USER() IDENTIFIED WITH mysql_native_password AS '{hash}'")
+            format!(
+                "ALTER USER CURRENT_USER() IDENTIFIED WITH {} AS '{hash}'",
+                plugin.name()
+            )
         };
         session
             .change(
@@ -633,8 +731,9 @@ impl Rotator for MysqlRotator {
             format!("{pending_name}@{host}"),
         );
         let (current_user, _) = session.describe(&current_account, &current_shown).await?;
-        require_native(&current_user, &current_shown)?;
-        let hash = sql::native_hash(password);
+        // The pair shares the plugin of the user in use: the other one gets its stored form.
+        let plugin = current_user.plugin.clone();
+        let hash = stored_form(&plugin, password, &current_shown, mariadb)?;
         let created = pending_host.is_none();
         if created {
             // Created locked: it cannot log in until its rights and options are the
@@ -646,7 +745,8 @@ impl Rotator for MysqlRotator {
                 )
             } else {
                 format!(
-                    "CREATE USER {pending_account} IDENTIFIED WITH mysql_native_password AS '{hash}' ACCOUNT LOCK"
+                    "CREATE USER {pending_account} IDENTIFIED WITH {} AS '{hash}' ACCOUNT LOCK",
+                    plugin.name()
                 )
             };
             session
@@ -723,19 +823,19 @@ impl Rotator for MysqlRotator {
         }
 
         // Then the password, with the pair's plugin: an account on any other authentication
-        // (another plugin, or `OR unix_socket` beside it) is brought back to exactly
-        // mysql_native_password.
+        // (another plugin, or `OR unix_socket` beside it) is brought back to exactly the plugin
+        // of the user in use (on MariaDB, always mysql_native_password).
         if !created {
             let (pending_user, _) = session.describe(&pending_account, &pending_shown).await?;
-            let statement = match (&pending_user.plugin, pending_user.only_plugin, mariadb) {
-                (Plugin::Native, true, true) => {
-                    format!("SET PASSWORD FOR {pending_account} = '{hash}'")
-                }
-                (_, _, true) => format!(
+            let same = pending_user.plugin == plugin && pending_user.only_plugin;
+            let statement = match (same, mariadb) {
+                (true, true) => format!("SET PASSWORD FOR {pending_account} = '{hash}'"),
+                (false, true) => format!(
                     "ALTER USER {pending_account} IDENTIFIED VIA mysql_native_password USING '{hash}'"
                 ),
-                (_, _, false) => format!(
-                    "ALTER USER {pending_account} IDENTIFIED WITH mysql_native_password AS '{hash}'"
+                (_, false) => format!(
+                    "ALTER USER {pending_account} IDENTIFIED WITH {} AS '{hash}'",
+                    plugin.name()
                 ),
             };
             session
@@ -872,11 +972,15 @@ impl Rotator for MysqlRotator {
     async fn check_rights(
         &self,
         session: &mut MysqlSession,
-        _current: &DatabaseSecret,
+        current: &DatabaseSecret,
     ) -> Result<Option<String>, EngineError> {
         let server = session.server().await?;
         let shown = server.current_user.clone();
+        let mariadb = server.is_mariadb();
         if self.strategy == Strategy::SingleUser {
+            let line = session.create_user_line("CURRENT_USER()", &shown).await?;
+            let plugin = sql::parse_create_user(&line).plugin;
+            computable(&plugin, &shown, mariadb)?;
             // Every account may set its own password (on MySQL only in plaintext, see
             // `mysql_may_set_own_stored_form`), unless the server is read-only.
             let rows = session
@@ -896,19 +1000,18 @@ impl Rotator for MysqlRotator {
                     "the server is read-only (read_only=ON): no account may change its password",
                 ));
             }
-            if !server.is_mariadb() {
-                return mysql_may_set_own_stored_form(session, &shown)
-                    .await
-                    .map(Some);
-            }
-            return Ok(Some(format!(
-                "{shown} may set its own password (SET PASSWORD)"
-            )));
+            let may = if mariadb {
+                format!("{shown} may set its own password (SET PASSWORD)")
+            } else {
+                mysql_may_set_own_stored_form(session, &shown).await?
+            };
+            return Ok(Some(format!("{may}; it uses {}", plugin.name())));
         }
         let rights = session.own_rights(&shown).await?;
         if rights.may_manage_users() {
+            let pair = self.pair_plan(session, current, mariadb).await?;
             Ok(Some(format!(
-                "{shown} holds CREATE USER on *.* with the grant option"
+                "{shown} holds CREATE USER on *.* with the grant option; {pair}"
             )))
         } else if !rights.roles.is_empty() {
             // Rights through roles are not expanded here.

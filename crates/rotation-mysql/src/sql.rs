@@ -21,14 +21,158 @@ pub fn native_hash(password: &str) -> String {
     out
 }
 
+/// The salt's length in `caching_sha2_password`'s stored form.
+pub const SHA2_SALT_LEN: usize = 20;
+
+/// `caching_sha2_password`'s stored form of `password` with `salt`: `$A$005$`, the salt, and
+/// the SHA-256 crypt (Drepper's, 5000 rounds, "005" in thousands) of the password with the
+/// whole 20-byte salt, in crypt's base-64. MySQL 8 compares logins against it.
+pub fn caching_sha2_hash(password: &str, salt: &[u8; SHA2_SALT_LEN]) -> String {
+    let digest = sha256_crypt(password.as_bytes(), salt, 5000);
+    let mut out = String::with_capacity(7 + SHA2_SALT_LEN + 43);
+    out.push_str("$A$005$");
+    out.extend(salt.iter().map(|&b| char::from(b)));
+    out.push_str(&crypt_base64(&digest));
+    out
+}
+
+/// [`caching_sha2_hash`] with a fresh salt of letters and digits (no quote, backslash or `$`
+/// to escape in a statement; MySQL's own salts are any byte but NUL and `$`).
+pub fn caching_sha2_stored_form(password: &str) -> Result<String, getrandom::Error> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut salt = [0u8; SHA2_SALT_LEN];
+    let mut random = [0u8; 2 * SHA2_SALT_LEN];
+    let mut filled = 0;
+    // Rejection sampling: 248 is the largest multiple of 62 below 256, so each letter is
+    // equally likely.
+    while filled < SHA2_SALT_LEN {
+        getrandom::fill(&mut random)?;
+        for &b in &random {
+            if filled < SHA2_SALT_LEN && b < 248 {
+                salt[filled] = ALPHABET[usize::from(b) % ALPHABET.len()];
+                filled += 1;
+            }
+        }
+    }
+    Ok(caching_sha2_hash(password, &salt))
+}
+
+/// Drepper's SHA-256 crypt of `key` with `salt` (any length: crypt's `$5$` caps it at 16
+/// bytes before calling this, MySQL does not) over `rounds` rounds: the raw digest.
+fn sha256_crypt(key: &[u8], salt: &[u8], rounds: u32) -> [u8; 32] {
+    use sha2::Sha256;
+    // B = H(key salt key).
+    let b: [u8; 32] = Sha256::new()
+        .chain_update(key)
+        .chain_update(salt)
+        .chain_update(key)
+        .finalize()
+        .into();
+    // A = H(key salt, B repeated over key's length, then per bit of key's length B or key).
+    let mut a = Sha256::new().chain_update(key).chain_update(salt);
+    let mut left = key.len();
+    while left > 32 {
+        a.update(b);
+        left -= 32;
+    }
+    a.update(&b[..left]);
+    let mut n = key.len();
+    while n > 0 {
+        if n & 1 == 1 {
+            a.update(b);
+        } else {
+            a.update(key);
+        }
+        n >>= 1;
+    }
+    let a: [u8; 32] = a.finalize().into();
+    // P: H(key repeated key.len() times), stretched to key's length.
+    let mut dp = Sha256::new();
+    for _ in 0..key.len() {
+        dp.update(key);
+    }
+    let p = stretch(&dp.finalize(), key.len());
+    // S: H(salt repeated 16 + A[0] times), stretched to salt's length.
+    let mut ds = Sha256::new();
+    for _ in 0..16 + usize::from(a[0]) {
+        ds.update(salt);
+    }
+    let s = stretch(&ds.finalize(), salt.len());
+    let mut c = a;
+    for i in 0..rounds {
+        let mut h = Sha256::new();
+        if i % 2 == 1 {
+            h.update(&p);
+        } else {
+            h.update(c);
+        }
+        if i % 3 != 0 {
+            h.update(&s);
+        }
+        if i % 7 != 0 {
+            h.update(&p);
+        }
+        if i % 2 == 1 {
+            h.update(c);
+        } else {
+            h.update(&p);
+        }
+        c = h.finalize().into();
+    }
+    c
+}
+
+/// `digest` repeated to `len` bytes.
+fn stretch(digest: &[u8], len: usize) -> Vec<u8> {
+    digest.iter().copied().cycle().take(len).collect()
+}
+
+/// A SHA-256 crypt digest in crypt's base-64 (`./0-9A-Za-z`, least significant six bits
+/// first), its bytes taken in the algorithm's order: 43 characters.
+fn crypt_base64(d: &[u8; 32]) -> String {
+    const CHARS: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(43);
+    let mut put = |b2: u8, b1: u8, b0: u8, n: usize| {
+        let mut w = (u32::from(b2) << 16) | (u32::from(b1) << 8) | u32::from(b0);
+        for _ in 0..n {
+            out.push(char::from(CHARS[(w & 0x3f) as usize]));
+            w >>= 6;
+        }
+    };
+    // Ten groups of three bytes, each byte index stepping by 10 modulo 30 and rotating.
+    for g in 0..10 {
+        let (i, j, k) = (g, g + 10, g + 20);
+        match g % 3 {
+            0 => put(d[i], d[j], d[k], 4),
+            1 => put(d[k], d[i], d[j], 4),
+            _ => put(d[j], d[k], d[i], 4),
+        }
+    }
+    put(0, d[31], d[30], 3);
+    out
+}
+
 /// How an account authenticates, as `SHOW CREATE USER` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plugin {
     /// `mysql_native_password` (MariaDB's `IDENTIFIED BY PASSWORD '*...'`, or no password).
     Native,
-    /// Any other plugin, by name (`caching_sha2_password`, `ed25519`, `unix_socket`,
+    /// MySQL 8's `caching_sha2_password`.
+    CachingSha2,
+    /// Any other plugin, by name (`sha256_password`, `ed25519`, `unix_socket`,
     /// `AWSAuthenticationPlugin`, ...): no stored form this engine computes.
     Other(String),
+}
+
+impl Plugin {
+    /// The plugin's name as statements give it.
+    pub fn name(&self) -> &str {
+        match self {
+            Plugin::Native => "mysql_native_password",
+            Plugin::CachingSha2 => "caching_sha2_password",
+            Plugin::Other(name) => name,
+        }
+    }
 }
 
 /// The account's plugin and the clauses after its credentials (`REQUIRE ...`, `WITH ...`
@@ -153,7 +297,9 @@ pub fn parse_create_user(line: &str) -> Account {
                 only_plugin = false;
             }
             let name = first.unwrap_or_default();
-            if !name.eq_ignore_ascii_case("mysql_native_password") {
+            if name.eq_ignore_ascii_case("caching_sha2_password") {
+                plugin = Plugin::CachingSha2;
+            } else if !name.eq_ignore_ascii_case("mysql_native_password") {
                 plugin = Plugin::Other(name);
             }
         }
@@ -665,6 +811,45 @@ mod tests {
     }
 
     #[test]
+    fn the_sha256_crypt_is_drepper_s() {
+        // The specification's own vector (SHA-crypt.txt): "$5$saltstring", "Hello world!".
+        assert_eq!(
+            crypt_base64(&sha256_crypt(b"Hello world!", b"saltstring", 5000)),
+            "5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
+        );
+        // Its 10000-round vector, the salt cut to 16 bytes as `$5$` does.
+        assert_eq!(
+            crypt_base64(&sha256_crypt(b"Hello world!", b"saltstringsaltst", 10000)),
+            "3xv.VbSHBb41AL9AvLeujZkZRBAwqFMz2.opqey6IcA"
+        );
+    }
+
+    #[test]
+    fn the_caching_sha2_form_is_mysqls_stored_form() {
+        // A stored form MySQL 8 wrote for the password "CMunq1PrKH" (its salt holds control
+        // characters and a quote, as MySQL's own salts may).
+        let salt: &[u8; SHA2_SALT_LEN] = b"&M\x15\x06UEK\rS#{: d}\x1a\x1ak'P";
+        assert_eq!(
+            caching_sha2_hash("CMunq1PrKH", salt),
+            "$A$005$&M\u{15}\u{6}UEK\rS#{: d}\u{1a}\u{1a}k'Pmqo1L9Dlfn03ogl4DiNubgaRsN4FYJjhE57s08Z39s2"
+        );
+        // A fresh one: 70 bytes, a new salt each time, nothing a statement must escape.
+        let (a, b) = (
+            caching_sha2_stored_form("New-pw-123").unwrap(),
+            caching_sha2_stored_form("New-pw-123").unwrap(),
+        );
+        assert_eq!(a.len(), 70);
+        assert_ne!(a, b);
+        assert!(
+            a[7..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'/')
+        );
+        let salt: [u8; SHA2_SALT_LEN] = a.as_bytes()[7..27].try_into().unwrap();
+        assert_eq!(caching_sha2_hash("New-pw-123", &salt), a);
+    }
+
+    #[test]
     fn the_plugin_and_options_come_from_show_create_user() {
         let a = parse_create_user(
             "CREATE USER `app`@`%` IDENTIFIED BY PASSWORD '*293EB9E59DEB3C6B9932830235C85067BC4BCF9D' REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 10",
@@ -678,7 +863,7 @@ mod tests {
         let a = parse_create_user(
             "CREATE USER `app`@`%` IDENTIFIED WITH 'caching_sha2_password' AS '$A$005$x' REQUIRE NONE PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK",
         );
-        assert_eq!(a.plugin, Plugin::Other("caching_sha2_password".into()));
+        assert_eq!(a.plugin, Plugin::CachingSha2);
         assert_eq!(
             a.options,
             "REQUIRE NONE PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK"

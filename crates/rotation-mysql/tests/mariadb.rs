@@ -449,3 +449,113 @@ async fn a_step_that_stops_half_way_leaves_no_clone_to_promote() {
     pair_in_line(&db, "app");
     assert!(db.logs_in("app_clone", "Clone-pw-number-1").unwrap());
 }
+
+/// The preflight's rights line for `user` under `strategy`, read on `login`'s session.
+async fn rights_line(
+    db: &MariaDb,
+    strategy: Strategy,
+    login: (&str, &str),
+    user: &str,
+) -> Result<Option<String>, rotation_core::EngineError> {
+    let r = rotator(strategy);
+    let mut s = r
+        .login(&parse(&secret(db, login.0, login.1)), deadline())
+        .await
+        .expect("login");
+    let out = r
+        .check_rights(&mut s, &parse(&secret(db, user, "unused-here")))
+        .await;
+    r.close(s).await;
+    out
+}
+
+#[tokio::test]
+async fn the_preflight_names_the_plugin_and_what_a_taken_over_clone_will_lose() {
+    let db = MariaDb::start(false).expect("start MariaDB (scripts/setup installs it)");
+    let hash = native_hash("App-initial-pw-1");
+    // A pair as AWS's function leaves it: the clone only ever gained rights, so it still holds
+    // DELETE, which the original lost.
+    sql(
+        &db,
+        &format!(
+            "CREATE USER app@'%' IDENTIFIED BY PASSWORD '{hash}'; GRANT SELECT ON app.* TO app@'%'; \
+             CREATE USER app_clone@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             GRANT SELECT, DELETE ON app.* TO app_clone@'%'; \
+             CREATE USER solo@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             CREATE USER sock@'%' IDENTIFIED VIA unix_socket OR mysql_native_password USING '{hash}'"
+        ),
+    );
+    let fingerprint = || {
+        sql(
+            &db,
+            "SELECT CONCAT(user, '@', host, ' ', priv) FROM mysql.global_priv ORDER BY user, host",
+        ) + &rights(&db, "app_clone").join("\n")
+    };
+    let before = fingerprint();
+    let admin = db.admin();
+
+    let line = rights_line(&db, Strategy::AlternatingUsers, admin, "app")
+        .await
+        .expect("the master may")
+        .expect("the engine tells");
+    assert!(
+        line.contains("the pair uses mysql_native_password"),
+        "{line}"
+    );
+    assert!(
+        line.contains("revokes from app_clone@% what app@% lacks")
+            && line.contains("REVOKE DELETE ON `app`.* FROM 'app_clone'@'%'"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("SELECT"),
+        "only what the clone will lose: {line}"
+    );
+    // The clone in use loses nothing now; a pair not made yet is said to be made.
+    let line = rights_line(&db, Strategy::AlternatingUsers, admin, "app_clone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        line.contains("loses nothing while app_clone@% is in use"),
+        "{line}"
+    );
+    let line = rights_line(&db, Strategy::AlternatingUsers, admin, "solo")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(line.contains("solo_clone does not exist yet"), "{line}");
+    // A single user is told its plugin; one on another plugin is refused, as a rotation would.
+    let line = rights_line(
+        &db,
+        Strategy::SingleUser,
+        ("solo", "App-initial-pw-1"),
+        "solo",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(line.ends_with("it uses mysql_native_password"), "{line}");
+    let e = rights_line(
+        &db,
+        Strategy::SingleUser,
+        ("sock", "App-initial-pw-1"),
+        "sock",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("unix_socket"), "{e}");
+    let e = rights_line(&db, Strategy::AlternatingUsers, admin, "sock")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unix_socket"), "{e}");
+    assert_eq!(fingerprint(), before, "the preflight changed an account");
+
+    // The rotation then makes exactly the revoke the preflight listed.
+    as_master(&db, "app", "app_clone", "Clone-pw-number-1")
+        .await
+        .expect("clone in line");
+    assert!(!rights(&db, "app_clone").join("\n").contains("DELETE"));
+    pair_in_line(&db, "app");
+}
