@@ -12,6 +12,7 @@ use crate::rotation::Rotation;
 use crate::rotator::Rotator;
 use crate::stage::{Stage, Strategy};
 use crate::steps::recover::login_with_unlabelled;
+use crate::steps::set::restore_current_through_master;
 use crate::steps::set::{check_same_host, check_same_user};
 use crate::steps::{self, Credentials, StepContext, StepOutcome};
 use crate::store::{Claim, SecretDescription, SecretStore, StageMove};
@@ -424,7 +425,19 @@ async fn prove_current<S: SecretStore, R: Rotator>(
         attempts,
     };
     if ctx.rotator.strategy() == Strategy::AlternatingUsers {
-        return Err(unsafe_abort(attempts));
+        // A version without a label that logs in as AWSCURRENT's user (a late change of a
+        // rotation that died or timed out landed on it) lets the master set it back.
+        let tried = [
+            Some(ctx.token),
+            ctx.description.version_with(Stage::Current),
+            ctx.description.version_with(Stage::Previous),
+        ];
+        return if restore_current_through_master(ctx, &current, &tried, &mut attempts).await? {
+            info!("abort: the master set the AWSCURRENT password back");
+            Ok(Some(Credentials::Master))
+        } else {
+            Err(unsafe_abort(attempts))
+        };
     }
     // Single user: find credentials the database accepts for the user, and set the current
     // password back with them.

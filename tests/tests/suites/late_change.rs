@@ -27,6 +27,8 @@ all_engines!(
     aws_abort_racing_a_resume_is_recovered,
     a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline,
     a_change_queued_when_its_run_died_does_not_land_after_an_immediate_abort,
+    a_late_change_on_the_user_in_use_is_set_back_by_abort,
+    a_late_change_on_the_user_in_use_is_set_back_by_the_next_run,
 );
 
 /// An engine whose server has no lock a client can hold on a user: no password change can wait
@@ -506,5 +508,116 @@ async fn a_local_write_in_progress_at_the_deadline_does_not_land() {
             .versions
             .contains_key(&late),
         "a write reported as timed out (abandoned at its deadline) landed"
+    );
+}
+
+/// Alternating users: rotation A's password change of `app` (the original, pending while the
+/// clone is in use) is held in the network past its 2 s step; abort; rotation B sets `app`'s
+/// password and makes it AWSCURRENT; then the network heals and A's change arrives. Returns
+/// the secret's proxy, whether the change landed (AWSCURRENT no longer logs in: an engine
+/// whose limits say a late change can land).
+async fn a_late_change_lands_on_the_user_in_use(env: &Env) -> (TcpProxy, bool) {
+    let proxy = env.proxy();
+    env.create_user("app", "Initial-pw-1-long-enough");
+    // The master acts through the proxy too, so that its password change is the one held.
+    let mut master = env.master_secret(Some(json!(false)));
+    master["port"] = json!(proxy.port());
+    let master_arn = env.put("app-master", &master).await;
+    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
+    v["port"] = json!(proxy.port());
+    v["masterarn"] = json!(master_arn);
+    env.put("app", &v).await;
+    // The pair: app_clone made and in use.
+    env.alternating().rotate("app").await.unwrap();
+    assert_eq!(
+        env.value("app", Stage::Current).await["username"],
+        "app_clone"
+    );
+
+    proxy.stall_on_query(env.password_statement());
+    let a = with_timeout(env.alternating(), 2).rotate("app").await;
+    eprintln!("rotation A: {}", chain(&a));
+    assert!(
+        a.is_err() && proxy.stalls_triggered() > 0,
+        "A's change was not held"
+    );
+    // The held connection stays held; others go through.
+    proxy.stall_on_query("no statement contains this text");
+    let abort = env.alternating().abort("app", AbortMode::Safe).await;
+    eprintln!("abort of A: {}", chain(&abort));
+    assert!(abort.unwrap().current_verified);
+    let b = env.alternating().rotate("app").await;
+    eprintln!("rotation B: {}", chain(&b));
+    b.unwrap();
+    let current = env.value("app", Stage::Current).await;
+    assert_eq!(current["username"], "app");
+    proxy.resume();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let landed = !env.logs_in(&current).await;
+    assert_eq!(
+        landed,
+        env.engine.limits().late_change_lands_after_abort,
+        "{}'s limits say whether a late change lands after abort, and this one {}",
+        env.engine,
+        if landed { "did" } else { "did not" }
+    );
+    (proxy, landed)
+}
+
+/// "No stranded password" for alternating users: where a late change of an aborted rotation
+/// landed on the user AWSCURRENT names, the version it left without a label proves the account
+/// is the secret's, and abort of the next rotation in flight sets AWSCURRENT's password back
+/// through the master (before, abort refused with AbortUnsafe and only `--force` got out).
+async fn a_late_change_on_the_user_in_use_is_set_back_by_abort(engine: Engine) {
+    let env = Env::plain(engine);
+    let (_proxy, landed) = a_late_change_lands_on_the_user_in_use(&env).await;
+    // A rotation in flight, after its createSecret.
+    let mut pending = env.value("app", Stage::Current).await;
+    pending["username"] = json!("app_clone");
+    pending["password"] = env.password("Pending-pw-1-abcdefghij");
+    env.store
+        .put_value(
+            "app",
+            &token(),
+            &SecretString::from(pending.to_string()),
+            &[Stage::Pending],
+            None,
+        )
+        .await
+        .unwrap();
+    let report = env.alternating().abort("app", AbortMode::Safe).await;
+    eprintln!("abort: {report:?}");
+    let report = report.unwrap();
+    assert!(report.current_verified);
+    let expected = landed.then_some(Credentials::Master);
+    assert_eq!(report.restored_with, expected);
+    assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
+    assert_eq!(
+        env.store
+            .describe("app")
+            .await
+            .unwrap()
+            .rotation_in_flight(),
+        None
+    );
+}
+
+/// The same, through the next run: its setSecret, finding AWSCURRENT refused, proves the
+/// account with the unlabelled version, has the master set AWSCURRENT back (its clients work
+/// again at once), and rotates on (before, it failed CurrentLoginFailed, as did `resume`).
+async fn a_late_change_on_the_user_in_use_is_set_back_by_the_next_run(engine: Engine) {
+    let env = Env::plain(engine);
+    let (_proxy, _landed) = a_late_change_lands_on_the_user_in_use(&env).await;
+    let before = env.value("app", Stage::Current).await;
+    let run = env.alternating().rotate("app").await;
+    eprintln!("next rotation: {}", chain(&run));
+    run.unwrap();
+    let current = env.value("app", Stage::Current).await;
+    assert_eq!(current["username"], "app_clone");
+    assert!(env.logs_in(&current).await);
+    // The user the late change hit holds its AWSCURRENT password again (now AWSPREVIOUS).
+    assert!(
+        env.logs_in(&before).await,
+        "the user in use was not set back"
     );
 }
