@@ -9,10 +9,9 @@ use crate::deadline::Deadline;
 use crate::error::{Attempts, CredentialSource, ErrorCategory, RotationError, Which};
 use crate::event::{RotationEvent, Step};
 use crate::rotation::Rotation;
-use crate::rotator::Rotator;
+use crate::rotator::{EngineError, ErrorKind, Rotator};
 use crate::stage::{Stage, Strategy};
 use crate::steps::recover::login_with_unlabelled;
-use crate::steps::set::restore_current_through_master;
 use crate::steps::set::{check_same_host, check_same_user};
 use crate::steps::{self, Credentials, StepContext, StepOutcome};
 use crate::store::{Claim, SecretDescription, SecretStore, StageMove};
@@ -196,6 +195,17 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         }
         // The same database too, as setSecret requires.
         crate::steps::set::check_same_database(&target, &current)?;
+        // A password setSecret would refuse to set (the engine's rules): the fault is in the
+        // value, said before anything is written.
+        self.rotator
+            .profile()
+            .password_to_set(&target)
+            .map_err(|e| {
+                RotationError::Engine(EngineError::new(
+                    ErrorKind::InvalidInput,
+                    format!("AWSPREVIOUS of secret {arn} cannot be rolled back to: {e}"),
+                ))
+            })?;
         let span = info_span!("rollback", secret_id = %arn, to = %previous);
         span.in_scope(|| {
             info!("rollback: the previous version becomes the pending version of a rotation");
@@ -425,19 +435,7 @@ async fn prove_current<S: SecretStore, R: Rotator>(
         attempts,
     };
     if ctx.rotator.strategy() == Strategy::AlternatingUsers {
-        // A version without a label that logs in as AWSCURRENT's user (a late change of a
-        // rotation that died or timed out landed on it) lets the master set it back.
-        let tried = [
-            Some(ctx.token),
-            ctx.description.version_with(Stage::Current),
-            ctx.description.version_with(Stage::Previous),
-        ];
-        return if restore_current_through_master(ctx, &current, &tried, &mut attempts).await? {
-            info!("abort: the master set the AWSCURRENT password back");
-            Ok(Some(Credentials::Master))
-        } else {
-            Err(unsafe_abort(attempts))
-        };
+        return Err(unsafe_abort(attempts));
     }
     // Single user: find credentials the database accepts for the user, and set the current
     // password back with them.

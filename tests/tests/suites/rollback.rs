@@ -191,6 +191,21 @@ async fn refused_without_previous_or_with_a_rotation_in_flight(kind: Kind) {
     let e = f.rotation.rollback(&f.secret).await.unwrap_err();
     assert_eq!(e.kind(), "RotationInFlight");
     assert_eq!(f.rotation.status(&f.secret).await.unwrap(), before);
+    f.rotation.abort(&f.secret, AbortMode::Force).await.unwrap();
+
+    // An AWSPREVIOUS whose password breaks the engine's rules (the fake engine's: at least 4
+    // characters): the fault is the value's, said before the pending stage is attached.
+    let short = f.current_with_password("Q7z").await;
+    f.db.add_user("app", &SecretString::from("Q7z"));
+    f.put_current(&short).await;
+    f.put_current(&f.current_with_password("Set-by-hand-2").await)
+        .await;
+    let before = f.rotation.status(&f.secret).await.unwrap();
+    let e = f.rotation.rollback(&f.secret).await.unwrap_err();
+    assert_eq!(e.category(), rotation_core::ErrorCategory::Secret, "{e}");
+    assert!(e.to_string().contains("AWSPREVIOUS"), "{e}");
+    assert!(!e.to_string().contains("Q7z"), "{e}");
+    assert_eq!(f.rotation.status(&f.secret).await.unwrap(), before);
 }
 
 async fn a_rollback_restores_the_keys_a_put_changed(kind: Kind) {

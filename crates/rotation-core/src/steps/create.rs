@@ -6,6 +6,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use tracing::info;
 
+use super::set::resolve_master;
 use super::{StepContext, StepOutcome};
 use crate::error::{RotationError, Which};
 use crate::rotator::{Rotator, alternate_username};
@@ -62,7 +63,14 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     }
 
     // Checked before the password is generated, and again on the value a retry builds from.
-    build_pending(ctx, &current, SecretString::from(String::new()))?;
+    let shape = build_pending(ctx, &current, SecretString::from(String::new()))?;
+    if ctx.rotator.profile().needs_master(ctx.rotator.strategy()) {
+        // The master setSecret will use, checked before anything is written (allowed,
+        // readable, valid, not one of the pair, on this server): a value whose `masterarn`
+        // names no usable secret leaves no rotation in flight. AWS's function finds it only
+        // at setSecret.
+        resolve_master(ctx, &current, shape.username().unwrap_or_default()).await?;
+    }
     let password = ctx
         .store_call(
             "GetRandomPassword",

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::recover::login_with_unlabelled;
 use super::{Credentials, StepContext, StepOutcome};
 use crate::error::{Attempts, CredentialSource, RotationError, Which};
-use crate::rotator::{Rotator, alternate_username};
+use crate::rotator::{ErrorKind, Rotator, alternate_username};
 use crate::secret::DatabaseSecret;
 use crate::stage::{Stage, Strategy};
 use crate::store::SecretStore;
@@ -193,62 +193,43 @@ async fn alternating<S: SecretStore, R: Rotator>(
     // credentials before the master secret is used on their behalf.
     match ctx.login(&CredentialSource::Current, &current).await {
         Ok(session) => ctx.rotator.close(session).await,
-        Err(source) => {
+        // Refused: a late password change of an aborted rotation may have landed on the user
+        // in use. A version of the secret without a label that logs in as that user proves,
+        // as the current credentials would, that the account is the secret's. The master then
+        // sets only the pending user's generated password, never one a value supplied: the
+        // user in use gets its password at its next turn as the pending user.
+        Err(source) if source.kind() == ErrorKind::AuthFailed => {
             let tried = [
                 Some(ctx.token),
                 ctx.description.version_with(Stage::Current),
                 ctx.description.version_with(Stage::Previous),
             ];
-            let recovered =
-                restore_current_through_master(ctx, &current, &tried, &mut attempts).await?;
-            if !recovered {
-                return Err(RotationError::CurrentLoginFailed {
-                    secret: arn.to_string(),
-                    source,
-                });
+            match login_with_unlabelled(ctx, &current, &tried, &mut attempts).await? {
+                Some(session) => {
+                    ctx.rotator.close(session).await;
+                    warn!(
+                        user = current_user,
+                        "setSecret: AWSCURRENT's password is refused, and a version without a label logs in as its user: the rotation goes on and makes {pending_user} AWSCURRENT"
+                    );
+                }
+                None => {
+                    return Err(RotationError::CurrentLoginFailed {
+                        secret: arn.to_string(),
+                        source,
+                    });
+                }
             }
+        }
+        Err(source) => {
+            return Err(RotationError::CurrentLoginFailed {
+                secret: arn.to_string(),
+                source,
+            });
         }
     }
     set_as_master(ctx, &current, &pending).await?;
     info!("setSecret: Successfully set password for {pending_user} for secret {arn}.");
     Ok(StepOutcome::PasswordSet(Credentials::Master))
-}
-
-/// Alternating users, when `current` (`AWSCURRENT`) does not log in: a version of the secret
-/// without a label that logs in as its user (the password change of an aborted rotation that
-/// landed late) proves the account is the secret's, as a working `AWSCURRENT` would (the
-/// confused-deputy guard). The master then sets `AWSCURRENT`'s password back (its rights
-/// brought in line with the other user of the pair by the pair's rule, as when it was last
-/// the pending user), and the proof is a login with it. `Ok(false)`: no version logs in, and
-/// nothing changed; `tried` are versions not to try again.
-pub(crate) async fn restore_current_through_master<S: SecretStore, R: Rotator>(
-    ctx: &StepContext<'_, S, R>,
-    current: &DatabaseSecret,
-    tried: &[Option<&str>],
-    attempts: &mut Attempts,
-) -> Result<bool, RotationError> {
-    let current_user = current.username().unwrap_or_default();
-    let Ok(partner) = alternate_username(current_user, None) else {
-        return Ok(false);
-    };
-    let Some(session) = login_with_unlabelled(ctx, current, tried, attempts).await? else {
-        return Ok(false);
-    };
-    ctx.rotator.close(session).await;
-    set_as_master(ctx, &current.with_username(&partner), current).await?;
-    let session = ctx
-        .login(&CredentialSource::Current, current)
-        .await
-        .map_err(|source| RotationError::CurrentLoginFailed {
-            secret: ctx.arn.to_string(),
-            source,
-        })?;
-    ctx.rotator.close(session).await;
-    warn!(
-        user = current_user,
-        "recovery: the master set the AWSCURRENT password back (a version without a label held the password the database had)"
-    );
-    Ok(true)
 }
 
 /// Makes `pending`'s password the database's through the master secret `current` names:
