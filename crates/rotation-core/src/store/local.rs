@@ -192,8 +192,10 @@ impl StoredSecret {
 /// The `engine` key of a secret value, when it is a short string (it is shown, so a value that
 /// is not a database secret, or holds something else under that key, shows nothing).
 fn engine_of(value: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(value).ok()?;
-    let engine = v.get("engine")?.as_str()?;
+    // Read as rotations read values: a number beyond f64 or a lone surrogate elsewhere in it
+    // does not hide its engine.
+    let v = crate::secret::DatabaseSecret::parse(&SecretString::from(value.to_string())).ok()?;
+    let engine = v.engine()?;
     (engine.len() <= 64 && engine.chars().all(|c| c.is_ascii_graphic())).then(|| engine.to_string())
 }
 
@@ -1574,6 +1576,19 @@ mod tests {
             .put_value("app", T1, &s("v2"), &[Stage::Pending], None)
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn the_engine_shown_is_read_as_rotations_read_values() {
+        for value in [
+            r#"{"engine":"postgres","host":"h","big":1e400}"#,
+            r#"{"x":"\ud800","engine":"postgres"}"#,
+            r#"{"engine":"postgres","deep":[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]}"#,
+        ] {
+            assert_eq!(engine_of(value).as_deref(), Some("postgres"), "{value}");
+        }
+        assert_eq!(engine_of(r#"{"engine":"post\ngres"}"#), None);
+        assert_eq!(engine_of("not json"), None);
     }
 
     #[tokio::test]
