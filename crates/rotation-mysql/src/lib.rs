@@ -19,7 +19,9 @@
 //!   rotation holds no password. An account on another plugin (`sha256_password`, `ed25519`,
 //!   `unix_socket`, IAM's `AWSAuthenticationPlugin`) is refused before anything changes, and
 //!   so by the preflight: they have no stored form computed here. A plugin is never switched
-//!   silently: the clone of a pair is made and kept on the plugin of the user in use.
+//!   silently: a new clone is made on the plugin of the user in use; an existing pending user
+//!   keeps its own plugin when it is one of those two (alone), else it is moved to the plugin
+//!   of the user in use, with a warning in the log, and the preflight says so beforehand.
 //! - **TLS as for the other engines**: verified (RDS's CAs trusted), `"ssl": false` for
 //!   plaintext; a TLS secret against a server without TLS is an error (AWS's W25).
 //! - **A late change is refused (MariaDB).** Each change is one compound statement that makes
@@ -46,11 +48,13 @@
 //! - The clone's name is checked at createSecret in characters: `USERNAME_CHARACTER_LIMIT`
 //!   (default 16, MySQL 5.7's limit) for `mysql` and `aurora-mysql`, 80 for `mariadb`, as
 //!   AWS's functions do.
-//! - **The preflight tells what the next rotation does to the pair** (`rotate plan`'s
-//!   `rights` line): the pair's plugin, and, when the clone is the pending user, the revokes
-//!   that bring it back to the original's rights. A pair taken over from AWS's function,
-//!   whose clone only ever gained rights, loses at its first rotation here what the original
-//!   lost; the line lists those statements before anything runs.
+//! - **The preflight tells what rotations will do to the pair** (`rotate plan`'s `rights`
+//!   line): each user's plugin (and a move), and what the clone loses at its next turn as the
+//!   pending user (the next rotation, or the one after while the clone is in use): the
+//!   revokes that bring it back to the original's rights, and the original's account
+//!   options. A pair taken over from AWS's function, whose clone only ever gained rights,
+//!   loses then what the original lost; the line lists those statements before anything
+//!   runs.
 //!
 //! What only a real MySQL 8 shows (this machine has MariaDB 10.11): `caching_sha2_password`
 //! accounts (their stored form is tested against one MySQL 8 wrote, and the SHA-256 crypt
@@ -77,7 +81,7 @@ use rotation_rds::Rds;
 use rotation_trust::ConnectSettings;
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::{Executor, Row};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use connect::DEFAULT_PORT;
 use sql::{Plugin, Rights};
@@ -202,9 +206,10 @@ impl MysqlRotator {
     }
 
     /// The preflight of alternating users, on the master's session, changing nothing: the
-    /// pair's plugin, and the rights the next rotation revokes from the clone when the clone
-    /// is the pending user (a pair taken over from AWS's function, whose clone only ever
-    /// gained rights, loses what the original lost).
+    /// plugins of the pair (and a move of the other user's, where its own has no computed
+    /// stored form), and what the rotation that first has the clone pending will take from it
+    /// to match the original: rights the original lacks (a pair taken over from AWS's
+    /// function, whose clone only ever gained rights) and account options that differ.
     async fn pair_plan(
         &self,
         session: &mut MysqlSession,
@@ -213,50 +218,100 @@ impl MysqlRotator {
     ) -> Result<String, EngineError> {
         let name = username(current);
         let other = rotation_core::rotator::alternate_username(name, self.username_limit(current))
-            .map_err(|e| EngineError::new(ErrorKind::InvalidInput, e))?;
-        let host = only_account(name, &session.hosts_of(name).await?)?.ok_or_else(|| {
-            EngineError::new(
-                ErrorKind::InvalidInput,
-                format!("the current user {name} has no account"),
-            )
-        })?;
-        let quoted = session.quote(&[name, &other, &host]).await?;
-        let (account, other_account) = (
-            format!("{}@{}", quoted[0], quoted[2]),
-            format!("{}@{}", quoted[1], quoted[2]),
-        );
-        let (shown, other_shown) = (format!("{name}@{host}"), format!("{other}@{host}"));
-        let (user, rights) = session.describe(&account, &shown).await?;
-        computable(&user.plugin, &shown, mariadb)?;
-        let plugin = format!("the pair uses {}", user.plugin.name());
-        let Some(other_host) = only_account(&other, &session.hosts_of(&other).await?)? else {
-            return Ok(format!(
-                "{plugin}; {other} does not exist yet: the next rotation creates it at {host}"
+            .map_err(|clone| {
+                EngineError::new(
+                    ErrorKind::InvalidInput,
+                    format!("the pair's other user {clone} would be over the user name limit"),
+                )
+            })?;
+        let pair = session.pair(name, &other).await?;
+        let (user, rights) = session
+            .describe(&pair.current_account, &pair.current_shown)
+            .await?;
+        computable(&user.plugin, &pair.current_shown, mariadb)?;
+        let mut said = vec![format!(
+            "{} uses {}",
+            pair.current_shown,
+            user.plugin.name()
+        )];
+        if !pair.pending_exists {
+            said.push(format!(
+                "{} does not exist yet: the next rotation creates it on {}",
+                pair.pending_shown,
+                user.plugin.name()
             ));
-        };
-        if other_host != host {
-            return Err(EngineError::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "{other}@{other_host} is not at the host of {shown}: the pair must share one host"
+            return Ok(said.join("; "));
+        }
+        let (other_user, other_rights) = session
+            .describe(&pair.pending_account, &pair.pending_shown)
+            .await?;
+        let plugin = pending_plugin(&user.plugin, Some(&other_user), mariadb);
+        if plugin == other_user.plugin && other_user.only_plugin {
+            said.push(format!("{} uses {}", pair.pending_shown, plugin.name()));
+        } else {
+            said.push(format!(
+                "the next rotation moves {} from {}{} to {}",
+                pair.pending_shown,
+                other_user.plugin.name(),
+                if other_user.only_plugin {
+                    ""
+                } else {
+                    " and another plugin"
+                },
+                plugin.name()
+            ));
+        }
+        // The original is the source of truth; the clone follows it when it is pending.
+        let clone_is_other = Direction::for_pair(name, &other, false).revoke;
+        let (original, clone) = if clone_is_other {
+            (
+                (&user, &rights, &pair.current_shown),
+                (
+                    &other_user,
+                    &other_rights,
+                    &pair.pending_account,
+                    &pair.pending_shown,
                 ),
-            ));
-        }
-        if !Direction::for_pair(name, &other, false).revoke {
-            return Ok(format!(
-                "{plugin}; {other_shown} gains what {shown} holds and loses nothing while {shown} is in use"
-            ));
-        }
-        let (_, other_rights) = session.describe(&other_account, &other_shown).await?;
-        let revokes = rights.revokes_extra_in(&other_rights, &other_account);
-        Ok(if revokes.is_empty() {
-            format!("{plugin}; {other_shown} holds no right {shown} lacks")
+            )
+        } else {
+            (
+                (&other_user, &other_rights, &pair.pending_shown),
+                (&user, &rights, &pair.current_account, &pair.current_shown),
+            )
+        };
+        let when = if clone_is_other {
+            "the next rotation".to_string()
         } else {
             format!(
-                "{plugin}; the next rotation revokes from {other_shown} what {shown} lacks: {}",
-                revokes.join("; ")
+                "the rotation after next (the first with {} pending)",
+                clone.3
             )
-        })
+        };
+        let revokes = original.1.revokes_extra_in(clone.1, clone.2);
+        if !revokes.is_empty() {
+            said.push(format!(
+                "{when} revokes from {} what {} lacks: {}",
+                clone.3,
+                original.2,
+                revokes.join("; ")
+            ));
+        }
+        let (want, have) = (
+            sql::AccountOptions::parse(&original.0.options),
+            sql::AccountOptions::parse(&clone.0.options),
+        );
+        if !want.same_as(&have) || (!mariadb && want.default_roles != have.default_roles) {
+            said.push(format!(
+                "{when} gives {} the account options of {} (TLS requirement, limits, expiry, lock{})",
+                clone.3,
+                original.2,
+                if mariadb { "" } else { ", default roles" }
+            ));
+        }
+        if revokes.is_empty() {
+            said.push(format!("{} holds no right {} lacks", clone.3, original.2));
+        }
+        Ok(said.join("; "))
     }
 }
 
@@ -275,6 +330,26 @@ impl Server {
     /// MariaDB (whose version names it), else MySQL.
     pub fn is_mariadb(&self) -> bool {
         self.version.contains("MariaDB")
+    }
+}
+
+/// The two accounts of an alternating pair, quoted by the server, and as messages show them.
+#[derive(Debug)]
+struct Pair {
+    current_account: String,
+    pending_account: String,
+    current_shown: String,
+    pending_shown: String,
+    pending_exists: bool,
+}
+
+/// The plugin the pending user of a pair gets its password for: its own, when this engine
+/// computes its stored form and it is the account's only one; else the plugin of the user in
+/// use (logged, and said by the preflight: never switched silently).
+fn pending_plugin(current: &Plugin, pending: Option<&sql::Account>, mariadb: bool) -> Plugin {
+    match pending {
+        Some(p) if p.only_plugin && computable(&p.plugin, "", mariadb).is_ok() => p.plugin.clone(),
+        _ => current.clone(),
     }
 }
 
@@ -435,6 +510,38 @@ impl MysqlSession {
         }
         Rights::from_lines(lines.iter().map(String::as_str), &printed_from_shown(shown))
             .map_err(|line| unread_grant(shown, &line))
+    }
+
+    /// The accounts of the pair `current_name` / `pending_name`: the current one (the single
+    /// account of that name) and the pending one at the same host, if it exists; refused when
+    /// either name has several accounts or the pending one is at another host.
+    async fn pair(&mut self, current_name: &str, pending_name: &str) -> Result<Pair, EngineError> {
+        let host =
+            only_account(current_name, &self.hosts_of(current_name).await?)?.ok_or_else(|| {
+                EngineError::new(
+                    ErrorKind::InvalidInput,
+                    format!("the current user {current_name} has no account"),
+                )
+            })?;
+        let pending_host = only_account(pending_name, &self.hosts_of(pending_name).await?)?;
+        if let Some(h) = &pending_host
+            && *h != host
+        {
+            return Err(EngineError::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{pending_name}@{h} is not at the host of {current_name}@{host}: the pair must share one host"
+                ),
+            ));
+        }
+        let quoted = self.quote(&[current_name, pending_name, &host]).await?;
+        Ok(Pair {
+            current_account: format!("{}@{}", quoted[0], quoted[2]),
+            pending_account: format!("{}@{}", quoted[1], quoted[2]),
+            current_shown: format!("{current_name}@{host}"),
+            pending_shown: format!("{pending_name}@{host}"),
+            pending_exists: pending_host.is_some(),
+        })
     }
 
     /// `SHOW CREATE USER` of `account` (a quoted literal, or `CURRENT_USER()`).
@@ -704,37 +811,32 @@ impl Rotator for MysqlRotator {
         let (current_name, pending_name) = (username(current), username(target));
         let server = session.server().await?;
         let mariadb = server.is_mariadb();
-        let host = only_account(current_name, &session.hosts_of(current_name).await?)?.ok_or_else(
-            || {
-                EngineError::new(
-                    ErrorKind::InvalidInput,
-                    format!("the current user {current_name} has no account"),
-                )
-            },
-        )?;
-        let pending_host = only_account(pending_name, &session.hosts_of(pending_name).await?)?;
-        if let Some(h) = &pending_host
-            && *h != host
-        {
-            return Err(EngineError::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "{pending_name}@{h} is not at the host of {current_name}@{host}: the pair must share one host"
-                ),
-            ));
-        }
-        let quoted = session.quote(&[current_name, pending_name, &host]).await?;
-        let current_account = format!("{}@{}", quoted[0], quoted[2]);
-        let pending_account = format!("{}@{}", quoted[1], quoted[2]);
-        let (current_shown, pending_shown) = (
-            format!("{current_name}@{host}"),
-            format!("{pending_name}@{host}"),
-        );
+        let Pair {
+            current_account,
+            pending_account,
+            current_shown,
+            pending_shown,
+            pending_exists,
+        } = session.pair(current_name, pending_name).await?;
         let (current_user, _) = session.describe(&current_account, &current_shown).await?;
-        // The pair shares the plugin of the user in use: the other one gets its stored form.
-        let plugin = current_user.plugin.clone();
+        computable(&current_user.plugin, &current_shown, mariadb)?;
+        let pending_before = match pending_exists {
+            true => Some(session.describe(&pending_account, &pending_shown).await?.0),
+            false => None,
+        };
+        let plugin = pending_plugin(&current_user.plugin, pending_before.as_ref(), mariadb);
+        if let Some(p) = &pending_before
+            && (p.plugin != plugin || !p.only_plugin)
+        {
+            warn!(
+                user = pending_name,
+                from = p.plugin.name(),
+                to = plugin.name(),
+                "the pending user's authentication is moved to the plugin of the user in use (its own has no stored form this engine computes, or it has several)"
+            );
+        }
         let hash = stored_form(&plugin, password, &current_shown, mariadb)?;
-        let created = pending_host.is_none();
+        let created = !pending_exists;
         if created {
             // Created locked: it cannot log in until its rights and options are the
             // original's (the options' ALTER USER unlocks it, as the original is), so a step
@@ -752,7 +854,7 @@ impl Rotator for MysqlRotator {
             session
                 .change(&statement, &format!("creating user {pending_shown}"), &hash)
                 .await?;
-            info!(user = pending_name, host = %host, "created the alternate user");
+            info!(user = %pending_shown, "created the alternate user");
         }
 
         // Rights and account options, by the pair's direction, before the password: a step
@@ -822,9 +924,9 @@ impl Rotator for MysqlRotator {
             ));
         }
 
-        // Then the password, with the pair's plugin: an account on any other authentication
-        // (another plugin, or `OR unix_socket` beside it) is brought back to exactly the plugin
-        // of the user in use (on MariaDB, always mysql_native_password).
+        // Then the password, for the plugin chosen above: an account on any other
+        // authentication (a plugin without a computed stored form, or `OR unix_socket` beside
+        // it) is brought to exactly the plugin of the user in use.
         if !created {
             let (pending_user, _) = session.describe(&pending_account, &pending_shown).await?;
             let same = pending_user.plugin == plugin && pending_user.only_plugin;

@@ -28,6 +28,8 @@ pub const SHA2_SALT_LEN: usize = 20;
 /// the SHA-256 crypt (Drepper's, 5000 rounds, "005" in thousands) of the password with the
 /// whole 20-byte salt, in crypt's base-64. MySQL 8 compares logins against it.
 pub fn caching_sha2_hash(password: &str, salt: &[u8; SHA2_SALT_LEN]) -> String {
+    // Each salt byte becomes one character of the result: 7-bit, as MySQL's and ours are.
+    debug_assert!(salt.is_ascii(), "a salt byte beyond 7 bits");
     let digest = sha256_crypt(password.as_bytes(), salt, 5000);
     let mut out = String::with_capacity(7 + SHA2_SALT_LEN + 43);
     out.push_str("$A$005$");
@@ -296,8 +298,26 @@ pub fn parse_create_user(line: &str) -> Account {
                 }
                 only_plugin = false;
             }
+            // MySQL 8.0.27's multi-factor accounts (`AND IDENTIFIED WITH ...`): a second
+            // factor this engine does not set.
+            let mut factors = 1;
+            let is = |i: usize, k: &str| w.get(i).is_some_and(|x| x.eq_ignore_ascii_case(k));
+            while is(i, "AND") {
+                // AND IDENTIFIED [WITH plugin] [BY|AS|USING '<string>']
+                factors += 1;
+                i += 2;
+                if is(i, "WITH") || is(i, "VIA") {
+                    i += 2;
+                }
+                if is(i, "BY") || is(i, "AS") || is(i, "USING") {
+                    i += 2;
+                }
+            }
             let name = first.unwrap_or_default();
-            if name.eq_ignore_ascii_case("caching_sha2_password") {
+            if factors > 1 {
+                only_plugin = false;
+                plugin = Plugin::Other(format!("{name} with a second factor"));
+            } else if name.eq_ignore_ascii_case("caching_sha2_password") {
                 plugin = Plugin::CachingSha2;
             } else if !name.eq_ignore_ascii_case("mysql_native_password") {
                 plugin = Plugin::Other(name);
@@ -817,6 +837,24 @@ mod tests {
             crypt_base64(&sha256_crypt(b"Hello world!", b"saltstring", 5000)),
             "5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
         );
+        // Keys of 32 bytes (a block of B exactly, AWS's default password length) and of more
+        // (two blocks), as OpenSSL computes them (`openssl passwd -5 -salt ...`).
+        assert_eq!(
+            crypt_base64(&sha256_crypt(
+                b"0123456789abcdef0123456789abcdef",
+                b"MySQLsaltMySQLs",
+                5000
+            )),
+            "Xbgw7OQPEhJT59cXBFBgDaMrU2E0JbeI8I5l5qRlXA5"
+        );
+        assert_eq!(
+            crypt_base64(&sha256_crypt(
+                b"This password is longer than thirty-two bytes, on purpose!",
+                b"saltstring",
+                5000
+            )),
+            "6VUFQ9P5EbPy6T4gagIP3Puze0R2ruk8HjrENckooF5"
+        );
         // Its 10000-round vector, the salt cut to 16 bytes as `$5$` does.
         assert_eq!(
             crypt_base64(&sha256_crypt(b"Hello world!", b"saltstringsaltst", 10000)),
@@ -872,6 +910,15 @@ mod tests {
             "CREATE USER `app`@`%` IDENTIFIED WITH 'mysql_native_password' AS '*ABC' REQUIRE NONE",
         );
         assert_eq!(a.plugin, Plugin::Native);
+        // MySQL 8.0.27's multi-factor form: refused as another plugin.
+        let a = parse_create_user(
+            "CREATE USER `mf`@`%` IDENTIFIED WITH 'caching_sha2_password' AS '$A$005$x' AND IDENTIFIED WITH 'authentication_fido' REQUIRE NONE",
+        );
+        assert_eq!(
+            a.plugin,
+            Plugin::Other("caching_sha2_password with a second factor".into())
+        );
+        assert_eq!(a.options, "REQUIRE NONE");
         let a = parse_create_user("CREATE USER `nopw`@`%`");
         assert_eq!((a.plugin, a.options.as_str()), (Plugin::Native, ""));
         let a = parse_create_user(

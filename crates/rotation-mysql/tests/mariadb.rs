@@ -482,6 +482,8 @@ async fn the_preflight_names_the_plugin_and_what_a_taken_over_clone_will_lose() 
              CREATE USER app_clone@'%' IDENTIFIED BY PASSWORD '{hash}'; \
              GRANT SELECT, DELETE ON app.* TO app_clone@'%'; \
              CREATE USER solo@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             CREATE USER pl@'%' IDENTIFIED BY PASSWORD '{hash}'; \
+             CREATE USER pl_clone@'%' IDENTIFIED VIA unix_socket OR mysql_native_password USING '{hash}'; \
              CREATE USER sock@'%' IDENTIFIED VIA unix_socket OR mysql_native_password USING '{hash}'"
         ),
     );
@@ -498,8 +500,9 @@ async fn the_preflight_names_the_plugin_and_what_a_taken_over_clone_will_lose() 
         .await
         .expect("the master may")
         .expect("the engine tells");
+    assert!(line.contains("app@% uses mysql_native_password"), "{line}");
     assert!(
-        line.contains("the pair uses mysql_native_password"),
+        line.contains("app_clone@% uses mysql_native_password"),
         "{line}"
     );
     assert!(
@@ -511,20 +514,29 @@ async fn the_preflight_names_the_plugin_and_what_a_taken_over_clone_will_lose() 
         !line.contains("SELECT"),
         "only what the clone will lose: {line}"
     );
-    // The clone in use loses nothing now; a pair not made yet is said to be made.
+    // The clone in use loses nothing now: at the rotation after next; a pair not made yet is
+    // said to be made; a clone on a plugin without a computed stored form is moved.
     let line = rights_line(&db, Strategy::AlternatingUsers, admin, "app_clone")
         .await
         .unwrap()
         .unwrap();
     assert!(
-        line.contains("loses nothing while app_clone@% is in use"),
+        line.contains("the rotation after next (the first with app_clone@% pending) revokes from app_clone@% what app@% lacks: REVOKE DELETE"),
+        "{line}"
+    );
+    let line = rights_line(&db, Strategy::AlternatingUsers, admin, "pl")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        line.contains("the next rotation moves pl_clone@% from unix_socket and another plugin to mysql_native_password"),
         "{line}"
     );
     let line = rights_line(&db, Strategy::AlternatingUsers, admin, "solo")
         .await
         .unwrap()
         .unwrap();
-    assert!(line.contains("solo_clone does not exist yet"), "{line}");
+    assert!(line.contains("solo_clone@% does not exist yet"), "{line}");
     // A single user is told its plugin; one on another plugin is refused, as a rotation would.
     let line = rights_line(
         &db,
