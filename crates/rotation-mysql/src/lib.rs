@@ -62,8 +62,9 @@
 //! `IDENTIFIED WITH caching_sha2_password AS`), roles and dynamic privileges in `SHOW GRANTS`
 //! (read by the same parser, whose forms are tested from MySQL's documentation: 5.7's
 //! quoting, several roles on one line, `DEFAULT ROLE` and the password clauses in
-//! `SHOW CREATE USER`), and the single-user path above. Left for later: an external MySQL
-//! or MariaDB target for the suites (`ROTATION_TEST_MYSQL_URL`).
+//! `SHOW CREATE USER`), and the single-user path above. An external server for the suites
+//! (`ROTATION_TEST_MYSQL_URL`, README "External targets") must be MariaDB: the testkit's
+//! reset and operator checks read MariaDB's tables.
 
 pub mod connect;
 pub mod sql;

@@ -28,7 +28,11 @@ impl TestEngine for Mysql {
     }
 
     fn start(&self, options: ServerOptions) -> Result<Box<dyn TestServer>, TestkitError> {
-        let server = MariaDb::start(options.tls)?;
+        let server = if options.own {
+            MariaDb::start_own(options.tls)?
+        } else {
+            MariaDb::start(options.tls)?
+        };
         let front = TcpProxy::to_port_with(server.port(), Wire::Mysql)?;
         Ok(Box::new(MariaDbServer {
             server,

@@ -121,12 +121,13 @@ async fn the_clone_follows_the_original_by_difference() {
         &db,
         &format!(
             "CREATE TABLE app.t (a INT, b INT); CREATE ROLE reader; GRANT SELECT ON app.* TO reader; \
-             GRANT reader TO admin@'%' WITH ADMIN OPTION; \
+             GRANT reader TO {admin}@'%' WITH ADMIN OPTION; \
              CREATE USER app@'%' IDENTIFIED BY PASSWORD '{}' WITH MAX_USER_CONNECTIONS 5; \
              GRANT SELECT, INSERT ON app.* TO app@'%' WITH GRANT OPTION; \
              GRANT UPDATE (a, b) ON app.t TO app@'%'; GRANT reader TO app@'%'; \
              SET DEFAULT ROLE reader FOR app@'%'",
-            native_hash("App-initial-pw-1")
+            native_hash("App-initial-pw-1"),
+            admin = literal(db.admin().0),
         ),
     );
     // A new clone gets what the original has, and its password.

@@ -31,11 +31,19 @@ pub const REDIS_URL_ENV: &str = "ROTATION_TEST_REDIS_URL";
 /// `rediss://USER:PASSWORD@HOST:PORT?cacert=CA.pem`: as [`REDIS_URL_ENV`], TLS-only, its
 /// certificate signed by the CA file and naming HOST.
 pub const REDIS_TLS_URL_ENV: &str = "ROTATION_TEST_REDIS_TLS_URL";
+/// `mysql://USER:PASSWORD@HOST:PORT`: a MariaDB account with every right and the grant option
+/// (`GRANT ALL PRIVILEGES ON *.* ... WITH GRANT OPTION`), password authentication over TCP
+/// without TLS; the MySQL / MariaDB engine's server. (The reset and the operator's checks read
+/// MariaDB's tables: a MySQL 8 server is not supported here.)
+pub const MYSQL_URL_ENV: &str = "ROTATION_TEST_MYSQL_URL";
+/// As [`MYSQL_URL_ENV`] with `?ssl-ca=CA.pem`: TLS-only (`require_secure_transport`), its
+/// certificate signed by the CA file and naming HOST.
+pub const MYSQL_TLS_URL_ENV: &str = "ROTATION_TEST_MYSQL_TLS_URL";
 /// `http://HOST:PORT`: moto's server (Secrets Manager), for servers without Lambda forwarding.
 pub const SECRETS_MANAGER_ENDPOINT_ENV: &str = "ROTATION_TEST_SECRETS_MANAGER_ENDPOINT";
 
 /// Every variable, for the TLS ones whether they need a CA file.
-pub const ALL: [(&str, bool); 9] = [
+pub const ALL: [(&str, bool); 11] = [
     (POSTGRES_URL_ENV, false),
     (POSTGRES_TLS_URL_ENV, true),
     (POSTGRES_MD5_URL_ENV, false),
@@ -44,6 +52,8 @@ pub const ALL: [(&str, bool); 9] = [
     (MONGODB_TLS_URI_ENV, true),
     (REDIS_URL_ENV, false),
     (REDIS_TLS_URL_ENV, true),
+    (MYSQL_URL_ENV, false),
+    (MYSQL_TLS_URL_ENV, true),
     (SECRETS_MANAGER_ENDPOINT_ENV, false),
 ];
 
@@ -61,7 +71,7 @@ pub struct External {
     /// Password (percent-decoded; empty when the URL has none).
     pub password: String,
     /// The CA file that signed the server's certificate: the URL's `sslrootcert`,
-    /// `tlsCAFile` or `cacert` parameter. Required by the TLS variables.
+    /// `tlsCAFile`, `cacert` or `ssl-ca` parameter. Required by the TLS variables.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -101,7 +111,7 @@ impl External {
     }
 
     /// Parses `scheme://[user[:password]@]host:port[/path][?query]`; of the query, only the
-    /// CA file is read (`sslrootcert`, `tlsCAFile` or `cacert`), and the TLS variables
+    /// CA file is read (`sslrootcert`, `tlsCAFile`, `cacert` or `ssl-ca`), and the TLS variables
     /// ([`ALL`]) require one that exists.
     pub fn parse(var: &'static str, url: &str) -> Result<External, TestkitError> {
         let bad = |why: &str| TestkitError::Command {
@@ -115,13 +125,13 @@ impl External {
             .unwrap_or_default()
             .split('&')
             .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| matches!(*k, "sslrootcert" | "tlsCAFile" | "cacert"))
+            .find(|(k, _)| matches!(*k, "sslrootcert" | "tlsCAFile" | "cacert" | "ssl-ca"))
             .map(|(_, v)| PathBuf::from(decode(v)));
         let needs_ca = ALL.iter().any(|(v, tls)| *v == var && *tls);
         match &ca_file {
             None if needs_ca => {
                 return Err(bad(
-                    "no CA file (sslrootcert=, tlsCAFile= or cacert= in the query)",
+                    "no CA file (sslrootcert=, tlsCAFile=, cacert= or ssl-ca= in the query)",
                 ));
             }
             Some(f) if !f.is_file() => {

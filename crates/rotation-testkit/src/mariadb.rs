@@ -2,6 +2,9 @@
 //! 127.0.0.1 port, password authentication over TCP, an `admin` with every right and the grant
 //! option, optionally TLS-only with a certificate from a generated CA, the general query log on.
 //! Never the machine's own server: `--no-defaults` keeps every option file away.
+//!
+//! With `ROTATION_TEST_MYSQL_URL` (or, for TLS, `ROTATION_TEST_MYSQL_TLS_URL`) set, the server
+//! it names is handed out instead, reset (see [`MariaDb::is_external`]).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -9,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
+use crate::external::{External, MYSQL_TLS_URL_ENV, MYSQL_URL_ENV, Turn};
 use crate::{TestCa, TestkitError, free_port, wait_for_port};
 
 const ADMIN: &str = "admin";
@@ -23,7 +27,10 @@ const SMALL: [&str; 2] = ["--innodb-log-file-size=4M", "--innodb-buffer-pool-siz
 /// A MariaDB server for one test; killed and removed on drop.
 #[derive(Debug)]
 pub struct MariaDb {
-    child: Child,
+    /// None for a server named by `ROTATION_TEST_MYSQL_URL` or `ROTATION_TEST_MYSQL_TLS_URL`.
+    child: Option<Child>,
+    /// That server, and this test's turn on it.
+    external: Option<(External, Turn)>,
     port: u16,
     dir: tempfile::TempDir,
     ca: Option<TestCa>,
@@ -59,7 +66,87 @@ pub fn literal(value: &str) -> String {
 
 impl MariaDb {
     /// Starts a server; `tls` makes TCP connections TLS-only (`require_secure_transport`).
+    /// With the variable for it set, hands out that server instead, reset.
     pub fn start(tls: bool) -> Result<MariaDb, TestkitError> {
+        let var = if tls {
+            MYSQL_TLS_URL_ENV
+        } else {
+            MYSQL_URL_ENV
+        };
+        if let Some(external) = External::for_this_test(var)? {
+            return MariaDb::external(external);
+        }
+        MariaDb::start_own(tls)
+    }
+
+    /// The server a variable names, taken for this test (other tests wait) and reset: every
+    /// account and role but the URL's and the server's own dropped, every database but the
+    /// system ones dropped and `app` made again, the general log emptied and kept in a table
+    /// (read by [`MariaDb::log`]).
+    fn external(external: External) -> Result<MariaDb, TestkitError> {
+        let turn = external.take()?;
+        let dir = tempfile::Builder::new()
+            .prefix("rotation-mariadb-")
+            .tempdir()?;
+        let db = MariaDb {
+            child: None,
+            port: external.port,
+            external: Some((external, turn)),
+            dir,
+            ca: None,
+        };
+        // Dropped by the server itself (names may hold any character, which the client's
+        // batch output would escape), each statement made by `QUOTE()`.
+        let user = literal(db.admin().0);
+        db.sql(&format!(
+            "SET SESSION sql_mode = '';
+DELIMITER //
+BEGIN NOT ATOMIC
+  DECLARE done INT DEFAULT 0;
+  DECLARE s LONGTEXT;
+  DECLARE c CURSOR FOR
+    SELECT CONCAT(IF(is_role = 'Y', 'DROP ROLE ', 'DROP USER '), QUOTE(user),
+                  IF(is_role = 'Y', '', CONCAT('@', QUOTE(host))))
+    FROM mysql.user
+    WHERE user NOT IN ({user}, 'root', 'mariadb.sys', 'mysql.sys', 'mysql.session',
+                       'mysql.infoschema', 'PUBLIC', '')
+    UNION ALL
+    SELECT CONCAT('DROP DATABASE `', REPLACE(schema_name, '`', '``'), '`')
+    FROM information_schema.schemata
+    WHERE schema_name NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');
+  DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1;
+  OPEN c;
+  l: LOOP
+    FETCH c INTO s;
+    IF done THEN LEAVE l; END IF;
+    EXECUTE IMMEDIATE s;
+  END LOOP;
+  CLOSE c;
+END//
+DELIMITER ;
+CREATE DATABASE app;
+SET GLOBAL general_log = OFF;
+SET GLOBAL log_output = 'TABLE';
+TRUNCATE TABLE mysql.general_log;
+SET GLOBAL general_log = ON;"
+        ))?;
+        Ok(db)
+    }
+
+    /// Whether this is a server the tests did not start (`ROTATION_TEST_MYSQL_URL`,
+    /// `ROTATION_TEST_MYSQL_TLS_URL`).
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
+    /// The host secrets name: the external server's, or `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        crate::external::host_or_local(&self.external)
+    }
+
+    /// A server of the testkit's own even when a variable names one (a test's second server
+    /// of a kind).
+    pub fn start_own(tls: bool) -> Result<MariaDb, TestkitError> {
         let install = mariadb_bin("mariadb-install-db")?;
         let server = mariadb_bin("mariadbd")?;
         mariadb_bin("mariadb")?;
@@ -131,7 +218,8 @@ impl MariaDb {
                 && let Ok(None) = child.try_wait()
             {
                 let db = MariaDb {
-                    child,
+                    child: Some(child),
+                    external: None,
                     port,
                     dir,
                     ca,
@@ -175,18 +263,32 @@ impl MariaDb {
 
     /// The admin user (every right, with the grant option) and its password.
     pub fn admin(&self) -> (&str, &str) {
-        (ADMIN, ADMIN_PASSWORD)
+        match &self.external {
+            Some((e, _)) => (&e.user, &e.password),
+            None => (ADMIN, ADMIN_PASSWORD),
+        }
     }
 
     /// The CA that signed the server certificate (TLS servers).
     pub fn ca_pem(&self) -> Option<&Path> {
-        self.ca.as_ref().map(|c| c.ca_pem.as_path())
+        match &self.external {
+            Some((e, _)) => e.ca_file.as_deref(),
+            None => self.ca.as_ref().map(|c| c.ca_pem.as_path()),
+        }
     }
 
-    /// A root client over the server's socket.
+    /// A client with every right: root over the server's socket, or the external server's
+    /// admin over TCP (its TLS when it has one).
     pub fn client(&self) -> Client {
-        Client {
-            socket: self.dir.path().join("sock"),
+        match &self.external {
+            Some((e, _)) => Client::Tcp {
+                host: e.host.clone(),
+                port: e.port,
+                user: e.user.clone(),
+                password: e.password.clone(),
+                ca: e.ca_file.clone(),
+            },
+            None => Client::Socket(self.dir.path().join("sock")),
         }
     }
 
@@ -203,7 +305,7 @@ impl MariaDb {
         cmd.args([
             "--no-defaults",
             "-h",
-            "127.0.0.1",
+            self.host(),
             "-P",
             &self.port.to_string(),
         ])
@@ -211,12 +313,7 @@ impl MariaDb {
         .arg("--default-character-set=utf8mb4")
         .env("MYSQL_PWD", password)
         .stdin(Stdio::null());
-        match &self.ca {
-            Some(ca) => cmd
-                .arg("--ssl")
-                .arg(format!("--ssl-ca={}", ca.ca_pem.display())),
-            None => cmd.arg("--skip-ssl"),
-        };
+        tls_args(&mut cmd, self.ca_pem());
         let out = cmd.output()?;
         if out.status.success() {
             return Ok(true);
@@ -232,8 +329,14 @@ impl MariaDb {
         })
     }
 
-    /// The error log and the general query log so far.
+    /// The error log and the general query log so far (an external server's general log, kept
+    /// in its table since the handle was taken).
     pub fn log(&self) -> String {
+        if self.external.is_some() {
+            return self
+                .sql("SELECT CONCAT(command_type, ' ', CONVERT(argument USING utf8mb4)) FROM mysql.general_log")
+                .unwrap_or_else(|e| format!("(the general log could not be read: {e})"));
+        }
         let read = |f: &str| fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
         format!("{}{}", read("server.log"), read("general.log"))
     }
@@ -268,18 +371,77 @@ impl MariaDb {
     }
 }
 
-/// The `mariadb` client as root over a server's socket.
-#[derive(Debug, Clone)]
-pub struct Client {
-    socket: PathBuf,
+/// The `mariadb` client with every right: as root over a server's socket, or as an external
+/// server's admin over TCP (the password in the environment, never an argument).
+#[derive(Clone)]
+pub enum Client {
+    /// Root over the socket of a server the testkit started.
+    Socket(PathBuf),
+    /// An external server's admin.
+    Tcp {
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// User.
+        user: String,
+        /// Password.
+        password: String,
+        /// The CA of a TLS-only server.
+        ca: Option<PathBuf>,
+    },
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Socket(p) => f.debug_tuple("Socket").field(p).finish(),
+            Client::Tcp {
+                host, port, user, ..
+            } => f
+                .debug_struct("Tcp")
+                .field("host", host)
+                .field("port", port)
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// `--ssl` with the CA (the certificate checked) for a TLS-only server, else `--skip-ssl`.
+fn tls_args(cmd: &mut Command, ca: Option<&Path>) {
+    match ca {
+        Some(ca) => cmd
+            .arg("--ssl")
+            .arg(format!("--ssl-ca={}", ca.display()))
+            .arg("--ssl-verify-server-cert"),
+        None => cmd.arg("--skip-ssl"),
+    };
 }
 
 impl Client {
     fn command(&self) -> Result<Command, TestkitError> {
         let mut cmd = Command::new(mariadb_bin("mariadb")?);
-        cmd.arg("--no-defaults")
-            .arg(format!("--socket={}", self.socket.display()))
-            .args(["-uroot", "-N", "-B", "--default-character-set=utf8mb4"]);
+        cmd.arg("--no-defaults");
+        match self {
+            Client::Socket(socket) => {
+                cmd.arg(format!("--socket={}", socket.display()))
+                    .arg("-uroot");
+            }
+            Client::Tcp {
+                host,
+                port,
+                user,
+                password,
+                ca,
+            } => {
+                cmd.args(["-h", host, "-P", &port.to_string(), "-u", user])
+                    .env("MYSQL_PWD", password);
+                tls_args(&mut cmd, ca.as_deref());
+            }
+        }
+        cmd.args(["-N", "-B", "--default-character-set=utf8mb4"]);
         Ok(cmd)
     }
 
@@ -335,7 +497,9 @@ impl Drop for AccountLock {
 
 impl Drop for MariaDb {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

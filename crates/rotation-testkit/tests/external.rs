@@ -1,15 +1,17 @@
 //! The external-target switch: with a variable of `rotation_testkit::external::ALL` set
 //! (`ROTATION_TEST_POSTGRES_URL`, `ROTATION_TEST_MONGODB_URI`, `ROTATION_TEST_REDIS_URL`,
-//! `ROTATION_TEST_SECRETS_MANAGER_ENDPOINT`, their TLS and md5 variants), the testkit hands out
+//! `ROTATION_TEST_MYSQL_URL`, `ROTATION_TEST_SECRETS_MANAGER_ENDPOINT`, their TLS and md5
+//! variants), the testkit hands out
 //! the server it names (asserted here by its port and CA file), reset for each test, instead of
 //! starting one. `ROTATION_TEST_REQUIRE_EXTERNAL=1` (set by `scripts/test-external`) makes
 //! every variable required, so that step cannot pass on servers the tests started themselves.
 
 use rotation_testkit::external::{
-    External, MONGODB_TLS_URI_ENV, MONGODB_URI_ENV, POSTGRES_MD5_TLS_URL_ENV, POSTGRES_MD5_URL_ENV,
-    POSTGRES_TLS_URL_ENV, POSTGRES_URL_ENV, REDIS_TLS_URL_ENV, REDIS_URL_ENV,
-    SECRETS_MANAGER_ENDPOINT_ENV,
+    External, MONGODB_TLS_URI_ENV, MONGODB_URI_ENV, MYSQL_TLS_URL_ENV, MYSQL_URL_ENV,
+    POSTGRES_MD5_TLS_URL_ENV, POSTGRES_MD5_URL_ENV, POSTGRES_TLS_URL_ENV, POSTGRES_URL_ENV,
+    REDIS_TLS_URL_ENV, REDIS_URL_ENV, SECRETS_MANAGER_ENDPOINT_ENV,
 };
+use rotation_testkit::mariadb::MariaDb;
 use rotation_testkit::{Moto, PgAuth, PgCluster, PgOptions, RedisServer, Secantus};
 
 fn expected(var: &'static str) -> Option<External> {
@@ -219,6 +221,58 @@ fn redis_comes_from_the_variable_and_is_reset() {
 #[test]
 fn tls_redis_comes_from_its_variable_and_is_reset() {
     redis_switch(REDIS_TLS_URL_ENV, true);
+}
+
+fn mysql_switch(var: &'static str, tls: bool) {
+    let want = expected(var);
+    {
+        let db = MariaDb::start(tls).unwrap();
+        assert_eq!(db.is_external(), want.is_some());
+        if let Some(e) = &want {
+            assert_eq!(
+                (db.host(), db.port(), db.admin().0, db.ca_pem()),
+                (
+                    e.host.as_str(),
+                    e.port,
+                    e.user.as_str(),
+                    e.ca_file.as_deref()
+                )
+            );
+        }
+        db.sql(
+            "CREATE USER left_behind@'%' IDENTIFIED BY PASSWORD '*5F6B4C5ABA4F3B9F4B1E0B3F2FCC1D9E5A2B8F0A'; \
+             CREATE ROLE left_role; CREATE DATABASE leftdb; CREATE TABLE app.left_table (a INT)",
+        )
+        .unwrap();
+        // The general log is on, and shows this handle's statements.
+        assert!(db.log().contains("left_table"), "{}", db.log());
+    }
+    let db = MariaDb::start(tls).unwrap();
+    let left = db
+        .sql(
+            "SELECT COUNT(*) FROM mysql.user WHERE user IN ('left_behind', 'left_role'); \
+             SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'leftdb'; \
+             SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'app'",
+        )
+        .unwrap();
+    assert_eq!(left.split_whitespace().collect::<Vec<_>>(), ["0", "0", "0"]);
+    assert!(
+        !db.log().contains("left_table"),
+        "the last handle's log is still there"
+    );
+    // Password authentication: a wrong password is refused (and over TLS when TLS-only).
+    assert!(!db.logs_in(db.admin().0, "Wrong-pw-1").unwrap());
+    assert!(db.logs_in(db.admin().0, db.admin().1).unwrap());
+}
+
+#[test]
+fn mysql_comes_from_the_variable_and_is_reset() {
+    mysql_switch(MYSQL_URL_ENV, false);
+}
+
+#[test]
+fn tls_mysql_comes_from_its_variable_and_is_reset() {
+    mysql_switch(MYSQL_TLS_URL_ENV, true);
 }
 
 #[test]
