@@ -28,6 +28,9 @@ pub struct LambdaService {
     name: String,
     addr: SocketAddr,
     runtime_api: String,
+    api: Arc<Mutex<RuntimeApi>>,
+    arn: String,
+    ids: Arc<AtomicU64>,
     function: Arc<Function>,
     stop: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
@@ -83,6 +86,7 @@ impl LambdaService {
             output: dir.path().join("output.log"),
         });
         let served = function.clone();
+        let (own_api, own_arn, own_ids) = (api.clone(), arn.clone(), ids.clone());
         thread::Builder::new()
             .name("lambda-invoke".into())
             .spawn(move || {
@@ -104,6 +108,9 @@ impl LambdaService {
             name: name.to_string(),
             addr,
             runtime_api,
+            api: own_api,
+            arn: own_arn,
+            ids: own_ids,
             function,
             stop,
             _dir: dir,
@@ -135,6 +142,23 @@ impl LambdaService {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(child);
         Ok(())
+    }
+
+    /// Hands `event` to the function directly, as Lambda would with an invocation of at most
+    /// `limit` (its `Lambda-Runtime-Deadline-Ms`); its answer: `Ok` with the response, `Err`
+    /// with the error it reported (or why there was none).
+    pub fn invoke(&self, event: &str, limit: Duration) -> Result<String, String> {
+        match invoke(
+            &self.api,
+            &self.arn,
+            &self.ids,
+            &self.function,
+            event.to_string(),
+            limit,
+        ) {
+            ("200 OK", body) => Ok(body),
+            (_, body) => Err(body),
+        }
     }
 
     /// What the function wrote so far (its log lines, stdout and stderr).
@@ -189,7 +213,7 @@ fn serve(
             continue;
         }
         let body = String::from_utf8_lossy(&req.body).into_owned();
-        let (status, answer) = invoke(api, arn, ids, function, body);
+        let (status, answer) = invoke(api, arn, ids, function, body, INVOCATION_LIMIT);
         respond(&mut writer, status, &[], &answer);
     }
     Ok(())
@@ -202,13 +226,14 @@ fn invoke(
     ids: &AtomicU64,
     function: &Function,
     event: String,
+    limit: Duration,
 ) -> (&'static str, String) {
     let api = api.lock().unwrap_or_else(|e| e.into_inner());
     let request_id = format!(
         "00000000-0000-4000-8000-{:012x}",
         ids.fetch_add(1, Ordering::SeqCst)
     );
-    let deadline = SystemTime::now() + INVOCATION_LIMIT;
+    let deadline = SystemTime::now() + limit;
     let deadline_ms = deadline
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -245,10 +270,10 @@ fn invoke(
                 if let Some(why) = function.exited() {
                     return ("500 Internal Server Error", error_body(&why));
                 }
-                if started.elapsed() > INVOCATION_LIMIT {
+                if started.elapsed() > limit {
                     return (
                         "500 Internal Server Error",
-                        error_body(&format!("no answer within {INVOCATION_LIMIT:?}")),
+                        error_body(&format!("no answer within {limit:?}")),
                     );
                 }
             }

@@ -6,6 +6,7 @@
 
 mod checklist_calls;
 mod cli_engine;
+mod deadline;
 mod deploy_iam;
 mod docs_errors;
 mod end_to_end;
