@@ -25,6 +25,8 @@ use tokio::task::JoinSet;
 const RUNS_PER_ORDER: usize = 50;
 const PARALLEL_RUNS: usize = 10;
 
+rotation_tests::all_engines!(two_rotations_of_one_secret_on_secrets_manager_never_lock_out);
+
 both_stores!(
     two_rotations_at_once_never_lock_out,
     pending_moved_under_a_step_is_a_refusal,
@@ -380,4 +382,97 @@ async fn a_value_put_during_a_rotation_is_never_undone(kind: Kind) {
             assert!(f.current_logs_in().await);
         }
     }
+}
+
+/// The same race with each registered engine's real server and moto, a few runs per order
+/// (each its own user): the held-back rotation pauses 250-400 ms right before its pending
+/// write. No run may end in a lockout: `AWSCURRENT` logs in, or the next `resume` / `rotate`
+/// makes it.
+async fn two_rotations_of_one_secret_on_secrets_manager_never_lock_out(
+    engine: rotation_tests::engines::Engine,
+) {
+    const RUNS_PER_ORDER: usize = 3;
+    const INITIAL: &str = "Initial-pw-1-Long-enough";
+    let env = rotation_tests::engines::Env::plain(engine);
+    let moto = rotation_testkit::Moto::start().expect("start moto (scripts/setup installs it)");
+    let store = AnyStore::Aws(rotation_core::AwsSecretStore::from_sdk_config(
+        &moto.sdk_config().await,
+    ));
+    let masterarn = env.engine_master.as_ref().map(|_| {
+        let master = env.master_secret(Some(json!(false)));
+        moto.python(&format!(
+            "print(sm.create_secret(Name='race-master', SecretString={:?})['ARN'])",
+            master.to_string()
+        ))
+        .unwrap()
+        .trim()
+        .to_string()
+    });
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for run in 0..RUNS_PER_ORDER {
+        for paused in [0, 1] {
+            let user = format!("race{paused}x{run}");
+            env.create_user(&user, INITIAL);
+            let mut value = env.plain_secret(&user, INITIAL);
+            if let Some(arn) = &masterarn {
+                value["masterarn"] = json!(arn);
+            }
+            moto.python(&format!(
+                "sm.create_secret(Name={user:?}, SecretString={:?})",
+                value.to_string()
+            ))
+            .unwrap();
+            let stores = [
+                rotation_core::testing::RecordingStore::new(store.clone()),
+                rotation_core::testing::RecordingStore::new(store.clone()),
+            ];
+            let jitter = (uuid::Uuid::new_v4().as_u128() % 151) as u64;
+            stores[paused]
+                .pause_next_pending_put(Pause::Sleep(Duration::from_millis(250 + jitter)));
+            let [a, b] = stores.map(|s| env.rotation_on(s, Strategy::SingleUser));
+            let (first, second) = tokio::join!(a.rotate(&user), b.rotate(&user));
+            let current = |store: &AnyStore| {
+                let (store, user) = (store.clone(), user.clone());
+                async move {
+                    let v = store
+                        .get_value(&user, VersionSelector::stage(Stage::Current))
+                        .await
+                        .unwrap();
+                    serde_json::from_str::<serde_json::Value>(secrecy::ExposeSecret::expose_secret(
+                        &v.value,
+                    ))
+                    .unwrap()
+                }
+            };
+            let end = if env.logs_in(&current(&store).await).await {
+                "current"
+            } else {
+                let next = env.rotation_on(store.clone(), Strategy::SingleUser);
+                let recovered = match next.resume(&user).await {
+                    Err(RotationError::NoRotationInFlight { .. }) => next.rotate(&user).await,
+                    other => other,
+                };
+                match recovered {
+                    Ok(_) if env.logs_in(&current(&store).await).await => {
+                        "recovered by the next run"
+                    }
+                    _ => "LOCKOUT",
+                }
+            };
+            let key = format!(
+                "{} held back: {} / {} -> {end}",
+                ["first", "second"][paused],
+                brief(&first),
+                brief(&second)
+            );
+            *outcomes.entry(key).or_default() += 1;
+        }
+    }
+    for (k, n) in &outcomes {
+        println!("{engine}: {n} x {k}");
+    }
+    assert!(
+        !outcomes.keys().any(|k| k.ends_with("LOCKOUT")),
+        "{outcomes:#?}"
+    );
 }
