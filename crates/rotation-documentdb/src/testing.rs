@@ -142,7 +142,7 @@ impl TestEngine for DocumentDb {
 }
 
 /// SecantusDB behind its front proxy, with an admin client.
-struct SecantusServer {
+pub struct SecantusServer {
     // Dropped in this order: the admin's connections close before the server goes (or, for an
     // external server, before the next test resets it).
     admin: Admin,
@@ -156,6 +156,13 @@ impl fmt::Debug for SecantusServer {
             .field("port", &self.db.port())
             .field("front", &self.front.port())
             .finish_non_exhaustive()
+    }
+}
+
+impl SecantusServer {
+    /// The server itself (its own port, not the front proxy's).
+    pub fn secantus(&self) -> &Secantus {
+        &self.db
     }
 }
 

@@ -15,7 +15,7 @@ use rotation_trust::ConnectSettings;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Env, parse};
+use common::{DocumentDbEnv, Env, parse};
 
 const PW: &str = "Initial-Passw0rd-Zq7";
 const LIMIT: Duration = Duration::from_secs(1);
@@ -32,9 +32,9 @@ fn no_leak(e: &EngineError) {
 
 /// A server with user `app` (selfService) in admin.
 fn env(tls: bool) -> Env {
-    let env = Env::start(tls);
-    env.db.create_self_service_role().unwrap();
-    env.create_user(
+    let env = common::start(tls);
+    env.db().create_self_service_role().unwrap();
+    env.create_user_in(
         "app",
         PW,
         "admin",
@@ -174,16 +174,16 @@ async fn wrong_password_with_healthy_monitor_is_auth_failed() {
     for tls in [false, true] {
         let env = env(tls);
         for fallback in [false, true] {
-            let mut s = secret_at(env.db.port(), if tls { None } else { Some(false) });
+            let mut s = secret_at(env.db().port(), if tls { None } else { Some(false) });
             s["password"] = json!("Wrong-Passw0rd-Zq7");
-            let (r, took) = login(with(&env.settings, fallback), &s).await;
+            let (r, took) = login(with(&env.connect_settings(), fallback), &s).await;
             let e = r.expect_err("wrong password");
             assert_eq!(e.kind(), ErrorKind::AuthFailed, "tls {tls}: {}", text(&e));
             assert!(took < LIMIT, "{took:?}");
         }
         // Sanity: the right password logs in.
-        let s = secret_at(env.db.port(), if tls { None } else { Some(false) });
-        login(with(&env.settings, false), &s)
+        let s = secret_at(env.db().port(), if tls { None } else { Some(false) });
+        login(with(&env.connect_settings(), false), &s)
             .await
             .0
             .expect("login");
@@ -197,10 +197,10 @@ async fn wrong_password_with_healthy_monitor_is_auth_failed() {
 #[tokio::test]
 async fn pool_reset_after_plaintext_monitor_succeeded_is_not_tls() {
     let env = env(false);
-    let proxy = Arc::new(TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap());
+    let proxy = Arc::new(TcpProxy::to_port_with(env.db().port(), Wire::Mongo).unwrap());
     let t = refuse_after_first(&proxy);
     let (r, _) = login(
-        with(&env.settings, false),
+        with(&env.connect_settings(), false),
         &secret_at(proxy.port(), Some(false)),
     )
     .await;
@@ -221,9 +221,13 @@ async fn pool_reset_after_plaintext_monitor_succeeded_is_not_tls() {
 #[tokio::test]
 async fn pool_reset_after_verified_tls_heartbeat_never_falls_back() {
     let env = env(true);
-    let proxy = Arc::new(TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap());
+    let proxy = Arc::new(TcpProxy::to_port_with(env.db().port(), Wire::Mongo).unwrap());
     let t = refuse_after_first(&proxy);
-    let (r, _) = login(with(&env.settings, true), &secret_at(proxy.port(), None)).await;
+    let (r, _) = login(
+        with(&env.connect_settings(), true),
+        &secret_at(proxy.port(), None),
+    )
+    .await;
     t.join().unwrap();
     let e = r.expect_err("pool connection reset");
     let refused = proxy.connections_refused();
@@ -242,7 +246,7 @@ async fn pool_reset_after_verified_tls_heartbeat_never_falls_back() {
 #[tokio::test]
 async fn drop_all_mid_login_is_not_tls() {
     let env = env(false);
-    let proxy = Arc::new(TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap());
+    let proxy = Arc::new(TcpProxy::to_port_with(env.db().port(), Wire::Mongo).unwrap());
     proxy.stall_on_query("saslStart");
     let p = proxy.clone();
     let t = std::thread::spawn(move || {
@@ -253,7 +257,7 @@ async fn drop_all_mid_login_is_not_tls() {
         p.drop_all();
     });
     let (r, took) = login(
-        with(&env.settings, false),
+        with(&env.connect_settings(), false),
         &secret_at(proxy.port(), Some(false)),
     )
     .await;
@@ -268,10 +272,10 @@ async fn drop_all_mid_login_is_not_tls() {
 #[tokio::test]
 async fn stall_mid_login_times_out() {
     let env = env(false);
-    let proxy = TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap();
+    let proxy = TcpProxy::to_port_with(env.db().port(), Wire::Mongo).unwrap();
     proxy.stall_on_query("saslStart");
     let (r, took) = login(
-        with(&env.settings, false),
+        with(&env.connect_settings(), false),
         &secret_at(proxy.port(), Some(false)),
     )
     .await;
@@ -320,7 +324,7 @@ async fn dead_backend_behind_a_forwarder_reads_as_tls_as_documented() {
 #[tokio::test]
 async fn untrusted_certificate_under_fallback_keeps_its_cause() {
     let env = env(true);
-    let proxy = TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap();
+    let proxy = TcpProxy::to_port_with(env.db().port(), Wire::Mongo).unwrap();
     // Without fallback: Tls, promptly (the monitor's heartbeat reports the certificate).
     let (r, took) = login(
         with(&ConnectSettings::default(), false),
@@ -356,7 +360,7 @@ async fn untrusted_certificate_under_fallback_keeps_its_cause() {
 #[tokio::test]
 async fn untrusted_certificate_under_fallback_attempts_plaintext() {
     let env = env(true);
-    let proxy = TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap();
+    let proxy = TcpProxy::to_port_with(env.db().port(), Wire::Mongo).unwrap();
     let (r, _) = login(
         with(&ConnectSettings::default(), true),
         &secret_at(proxy.port(), None),
@@ -399,9 +403,9 @@ async fn replica_set_secret_fails_within_connect_timeout() {
 #[tokio::test]
 async fn replica_set_secret_against_plaintext_server_with_fallback() {
     let env = env(false);
-    let mut s = secret_at(env.db.port(), None);
+    let mut s = secret_at(env.db().port(), None);
     s["replicaSet"] = json!("rs0");
-    let (r, took) = login(with(&env.settings, true), &s).await;
+    let (r, took) = login(with(&env.connect_settings(), true), &s).await;
     match r {
         Ok(()) => panic!("logged in (fell back?) after {took:?}"),
         Err(e) => {
@@ -415,8 +419,8 @@ async fn replica_set_secret_against_plaintext_server_with_fallback() {
 #[tokio::test]
 async fn drop_all_after_login_then_command_fails_cleanly() {
     let env = env(false);
-    let proxy = TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap();
-    let r = DocumentDbRotator::single_user(with(&env.settings, false));
+    let proxy = TcpProxy::to_port_with(env.db().port(), Wire::Mongo).unwrap();
+    let r = DocumentDbRotator::single_user(with(&env.connect_settings(), false));
     let s = secret_at(proxy.port(), Some(false));
     let mut sess = r
         .login(&parse(&s), Deadline::after(Duration::from_secs(5)))
@@ -453,10 +457,10 @@ fn silent_server_is_reached() {
 async fn healthy_logins_never_end_on_a_spurious_heartbeat_failure() {
     for tls in [false, true] {
         let env = env(tls);
-        let proxy = TcpProxy::to_port_with(env.db.port(), Wire::Mongo).unwrap();
+        let proxy = TcpProxy::to_port_with(env.db().port(), Wire::Mongo).unwrap();
         let s = secret_at(proxy.port(), if tls { None } else { Some(false) });
         for i in 0..15 {
-            let (r, _) = login(with(&env.settings, false), &s).await;
+            let (r, _) = login(with(&env.connect_settings(), false), &s).await;
             r.unwrap_or_else(|e| panic!("tls {tls} login {i}: {}", text(&e)));
         }
     }

@@ -13,12 +13,12 @@ use rotation_trust::Trust;
 use serde_json::json;
 
 mod common;
-use common::{Env, parse};
+use common::{DocumentDbEnv, Env, parse};
 
 /// A self-service user `app` in admin behind a proxy; returns (env, proxy).
 fn single_user_behind_proxy() -> (Env, TcpProxy) {
-    let env = Env::with_app_user(false);
-    let proxy = TcpProxy::to_port(env.db.port()).unwrap();
+    let env = common::with_app_user(false);
+    let proxy = TcpProxy::to_port(env.db().port()).unwrap();
     (env, proxy)
 }
 
@@ -31,7 +31,7 @@ fn single_user_behind_proxy() -> (Env, TcpProxy) {
 #[tokio::test]
 async fn a_stalled_update_user_fails_in_time_and_lands_late_as_documented() {
     let (env, proxy) = single_user_behind_proxy();
-    let r = DocumentDbRotator::single_user(env.settings.clone());
+    let r = DocumentDbRotator::single_user(env.connect_settings().clone());
     let current = env.secret_at(proxy.port(), "app", "Initial-Passw0rd", None);
     let deadline = Deadline::after(Duration::from_secs(3));
     let mut s = r.login(&parse(&current), deadline).await.expect("login");
@@ -40,7 +40,7 @@ async fn a_stalled_update_user_fails_in_time_and_lands_late_as_documented() {
     let e = r
         .set_own_password(
             &mut s,
-            &parse(&env.secret("app", "Late-Passw0rd-123", None)),
+            &parse(&env.secret_in("app", "Late-Passw0rd-123", None)),
         )
         .await
         .expect_err("a stalled network fails the step");
@@ -49,12 +49,12 @@ async fn a_stalled_update_user_fails_in_time_and_lands_late_as_documented() {
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(took < Duration::from_millis(3500), "{took:?}");
     // The step reported failure: the old password works (abort's proof would pass now).
-    assert!(env.logs_in("app", "Initial-Passw0rd", "admin"));
+    assert!(env.logs_in_db("app", "Initial-Passw0rd", "admin"));
     // The network delivers what it held.
     proxy.resume();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let old = env.logs_in("app", "Initial-Passw0rd", "admin");
-    let late = env.logs_in("app", "Late-Passw0rd-123", "admin");
+    let old = env.logs_in_db("app", "Initial-Passw0rd", "admin");
+    let late = env.logs_in_db("app", "Late-Passw0rd-123", "admin");
     assert!(
         !old && late,
         "the documented limit changed (a late updateUser no longer lands): old logs in {old}, \
@@ -66,7 +66,7 @@ async fn a_stalled_update_user_fails_in_time_and_lands_late_as_documented() {
 #[tokio::test]
 async fn stalls_fail_login_and_test_before_the_deadline() {
     let (env, proxy) = single_user_behind_proxy();
-    let r = DocumentDbRotator::single_user(env.settings.clone());
+    let r = DocumentDbRotator::single_user(env.connect_settings().clone());
     let current = env.secret_at(proxy.port(), "app", "Initial-Passw0rd", None);
     // Login: the server accepts TCP and never answers.
     proxy.stall();
@@ -103,8 +103,8 @@ async fn stalls_fail_login_and_test_before_the_deadline() {
 /// in another database: single user rotates each.
 #[tokio::test]
 async fn more_hostile_user_names_rotate() {
-    let env = Env::start(false);
-    env.db.create_self_service_role().unwrap();
+    let env = common::start(false);
+    env.db().create_self_service_role().unwrap();
     let names = [
         // `,` and `=` (SCRAM's =2C / =3D escapes) are left out: SecantusDB itself refuses
         // pymongo's login for such names, so it cannot judge the engine there.
@@ -117,7 +117,9 @@ async fn more_hostile_user_names_rotate() {
         "$where".to_string(),
         "a.b.$c".to_string(),
     ];
-    let r = env.rotation(DocumentDbRotator::single_user(env.settings.clone()));
+    let r = env.rotation(DocumentDbRotator::single_user(
+        env.connect_settings().clone(),
+    ));
     let mut skipped = vec![];
     for (i, name) in names.iter().enumerate() {
         let db = if name == "root" { "appdb" } else { "admin" };
@@ -126,7 +128,7 @@ async fn more_hostile_user_names_rotate() {
             skipped.push(name.chars().take(20).collect::<String>());
             continue;
         }
-        let initial = env.secret(name, &pw, Some(db));
+        let initial = env.secret_in(name, &pw, Some(db));
         let id = format!("s{i}");
         json::put(&env.store, &id, &initial).await;
         r.rotate(&id).await.unwrap_or_else(|e| {
@@ -140,7 +142,7 @@ async fn more_hostile_user_names_rotate() {
         let new = now["password"].as_str().unwrap();
         if name.contains('\0') {
             // The independent check passes credentials in the environment: no NUL there.
-            let engine = DocumentDbRotator::single_user(env.settings.clone());
+            let engine = DocumentDbRotator::single_user(env.connect_settings().clone());
             assert!(json::logs_in(&engine, &now).await, "{name:?}: new logs in");
             assert!(
                 !json::logs_in(&engine, &initial).await,
@@ -148,11 +150,11 @@ async fn more_hostile_user_names_rotate() {
             );
             continue;
         }
-        assert!(env.logs_in(name, new, db), "{name:.20}: new logs in");
-        assert!(!env.logs_in(name, &pw, db), "{name:.20}: old refused");
+        assert!(env.logs_in_db(name, new, db), "{name:.20}: new logs in");
+        assert!(!env.logs_in_db(name, &pw, db), "{name:.20}: old refused");
     }
     // The admin was not touched by the `root` of appdb.
-    assert!(env.logs_in(env.db.admin(), env.db.admin_password(), "admin"));
+    assert!(env.logs_in_db(env.db().admin(), env.db().admin_password(), "admin"));
     // The two café users are distinct and the other one was not changed by the first.
     eprintln!("names the server refused to create: {skipped:?}");
 }
@@ -163,19 +165,21 @@ async fn more_hostile_user_names_rotate() {
 /// nothing changes. Asserted as it is, so that a change of it fails here.
 #[tokio::test]
 async fn a_pair_named_like_the_master_in_another_database_is_refused_and_changes_nothing() {
-    let env = Env::start(true);
-    env.create_user(
+    let env = common::start(true);
+    env.create_user_in(
         "root",
         "Initial-Passw0rd",
         "appdb",
         "[{'role': 'readWrite', 'db': 'appdb'}]",
     );
-    let master = env.secret(env.db.admin(), env.db.admin_password(), None);
+    let master = env.secret_in(env.db().admin(), env.db().admin_password(), None);
     json::put(&env.store, "master", &master).await;
-    let mut initial = env.secret("root", "Initial-Passw0rd", Some("appdb"));
+    let mut initial = env.secret_in("root", "Initial-Passw0rd", Some("appdb"));
     initial["masterarn"] = json!("master");
     json::put(&env.store, "app", &initial).await;
-    let r = env.rotation(DocumentDbRotator::alternating_users(env.settings.clone()));
+    let r = env.rotation(DocumentDbRotator::alternating_users(
+        env.connect_settings().clone(),
+    ));
     let e = r
         .rotate("app")
         .await
@@ -186,8 +190,8 @@ async fn a_pair_named_like_the_master_in_another_database_is_refused_and_changes
         "{}",
         rotation_core::error_chain(&e)
     );
-    assert!(env.logs_in("root", "Initial-Passw0rd", "appdb"));
-    assert!(env.logs_in(env.db.admin(), env.db.admin_password(), "admin"));
+    assert!(env.logs_in_db("root", "Initial-Passw0rd", "appdb"));
+    assert!(env.logs_in_db(env.db().admin(), env.db().admin_password(), "admin"));
     assert_eq!(
         json::at(&env.store, "app", Stage::Current).await["password"],
         "Initial-Passw0rd"
@@ -198,31 +202,33 @@ async fn a_pair_named_like_the_master_in_another_database_is_refused_and_changes
 /// someone) loses them when it is set; a clone in another database is not the pair's.
 #[tokio::test]
 async fn a_planted_clone_loses_its_extra_roles_and_another_databases_clone_is_ignored() {
-    let env = Env::start(true);
-    env.create_user(
+    let env = common::start(true);
+    env.create_user_in(
         "app",
         "Initial-Passw0rd",
         "appdb",
         "[{'role': 'readWrite', 'db': 'appdb'}]",
     );
-    env.create_user(
+    env.create_user_in(
         "app_clone",
         "Planted-Passw0rd",
         "appdb",
         "[{'role': 'readWrite', 'db': 'appdb'}, {'role': 'root', 'db': 'admin'}]",
     );
-    env.create_user(
+    env.create_user_in(
         "app_clone",
         "Other-Db-Passw0rd",
         "admin",
         "[{'role': 'root', 'db': 'admin'}]",
     );
-    let master = env.secret(env.db.admin(), env.db.admin_password(), None);
+    let master = env.secret_in(env.db().admin(), env.db().admin_password(), None);
     json::put(&env.store, "master", &master).await;
-    let mut initial = env.secret("app", "Initial-Passw0rd", Some("appdb"));
+    let mut initial = env.secret_in("app", "Initial-Passw0rd", Some("appdb"));
     initial["masterarn"] = json!("master");
     json::put(&env.store, "app", &initial).await;
-    let r = env.rotation(DocumentDbRotator::alternating_users(env.settings.clone()));
+    let r = env.rotation(DocumentDbRotator::alternating_users(
+        env.connect_settings().clone(),
+    ));
     r.rotate("app").await.expect("rotation");
     let now = json::at(&env.store, "app", Stage::Current).await;
     assert_eq!(now["username"], "app_clone");
@@ -232,39 +238,41 @@ async fn a_planted_clone_loses_its_extra_roles_and_another_databases_clone_is_ig
         env.roles("app", "appdb"),
         "the planted clone kept extra roles"
     );
-    assert!(!env.logs_in("app_clone", "Planted-Passw0rd", "appdb"));
+    assert!(!env.logs_in_db("app_clone", "Planted-Passw0rd", "appdb"));
     // The other database's clone is untouched (not the pair's).
-    assert!(env.logs_in("app_clone", "Other-Db-Passw0rd", "admin"));
+    assert!(env.logs_in_db("app_clone", "Other-Db-Passw0rd", "admin"));
 }
 
 /// A master without userAdmin rights: PermissionDenied, nothing created, current still works.
 #[tokio::test]
 async fn a_master_without_user_admin_changes_nothing() {
-    let env = Env::start(true);
-    env.create_user(
+    let env = common::start(true);
+    env.create_user_in(
         "app",
         "Initial-Passw0rd",
         "appdb",
         "[{'role': 'readWrite', 'db': 'appdb'}]",
     );
-    env.create_user(
+    env.create_user_in(
         "weakmaster",
         "Weak-Passw0rd-1",
         "admin",
         "[{'role': 'readAnyDatabase', 'db': 'admin'}]",
     );
-    let master = env.secret("weakmaster", "Weak-Passw0rd-1", None);
+    let master = env.secret_in("weakmaster", "Weak-Passw0rd-1", None);
     json::put(&env.store, "master", &master).await;
-    let mut initial = env.secret("app", "Initial-Passw0rd", Some("appdb"));
+    let mut initial = env.secret_in("app", "Initial-Passw0rd", Some("appdb"));
     initial["masterarn"] = json!("master");
     json::put(&env.store, "app", &initial).await;
-    let r = env.rotation(DocumentDbRotator::alternating_users(env.settings.clone()));
+    let r = env.rotation(DocumentDbRotator::alternating_users(
+        env.connect_settings().clone(),
+    ));
     let e = r.rotate("app").await.expect_err("refused");
     let text = format!("{e:?} {e} {}", rotation_core::error_chain(&e));
     assert!(!text.contains("Weak-Passw0rd-1"), "{text}");
     assert!(!text.contains("Initial-Passw0rd"), "{text}");
     assert!(env.roles("app_clone", "appdb").is_none(), "clone created");
-    assert!(env.logs_in("app", "Initial-Passw0rd", "appdb"));
+    assert!(env.logs_in_db("app", "Initial-Passw0rd", "appdb"));
     let now = json::at(&env.store, "app", Stage::Current).await;
     assert_eq!(now["username"], "app");
 }
@@ -274,9 +282,9 @@ async fn a_master_without_user_admin_changes_nothing() {
 /// login (the driver checks `setName`); the right one logs in.
 #[tokio::test]
 async fn replica_set_key_is_honoured() {
-    let env = Env::with_app_user(true);
-    let r = DocumentDbRotator::single_user(env.settings.clone());
-    let mut s = env.secret("app", "Initial-Passw0rd", None);
+    let env = common::with_app_user(true);
+    let r = DocumentDbRotator::single_user(env.connect_settings().clone());
+    let mut s = env.secret_in("app", "Initial-Passw0rd", None);
     s["replicaSet"] = json!("rs0");
     let sess = r
         .login(&parse(&s), Deadline::after(Duration::from_secs(10)))
@@ -306,8 +314,8 @@ async fn replica_set_key_is_honoured() {
 /// plaintext-only server they must all fail (never a quiet plaintext login).
 #[tokio::test]
 async fn odd_ssl_values_never_mean_plaintext() {
-    let env = Env::with_app_user(false);
-    let r = DocumentDbRotator::single_user(env.settings.clone());
+    let env = common::with_app_user(false);
+    let r = DocumentDbRotator::single_user(env.connect_settings().clone());
     for v in [
         json!("no"),
         json!(0),
@@ -319,7 +327,7 @@ async fn odd_ssl_values_never_mean_plaintext() {
         json!([false]),
         json!("off"),
     ] {
-        let mut s = env.secret("app", "Initial-Passw0rd", None);
+        let mut s = env.secret_in("app", "Initial-Passw0rd", None);
         s["ssl"] = v.clone();
         let started = Instant::now();
         match r
@@ -349,17 +357,17 @@ async fn odd_ssl_values_never_mean_plaintext() {
 /// not after the connect timeout. Without the setting, the same login is a TLS error.
 #[tokio::test]
 async fn plaintext_fallback_is_prompt_and_only_when_allowed() {
-    let env = Env::with_app_user(false);
-    let secret = env.secret("app", "Initial-Passw0rd", None);
+    let env = common::with_app_user(false);
+    let secret = env.secret_in("app", "Initial-Passw0rd", None);
     let mut with_tls = secret.clone();
     with_tls.as_object_mut().unwrap().remove("ssl");
-    let strict = DocumentDbRotator::single_user(env.settings.clone());
+    let strict = DocumentDbRotator::single_user(env.connect_settings().clone());
     let e = strict
         .login(&parse(&with_tls), Deadline::after(Duration::from_secs(10)))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
-    let mut settings = env.settings.clone();
+    let mut settings = env.connect_settings().clone();
     settings.allow_plaintext_fallback = true;
     let lenient = DocumentDbRotator::single_user(settings);
     let started = Instant::now();

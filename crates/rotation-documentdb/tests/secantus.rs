@@ -11,27 +11,29 @@ use rotation_trust::ConnectSettings;
 use serde_json::json;
 
 mod common;
-use common::{Env, parse};
+use common::{DocumentDbEnv, parse};
 
 #[tokio::test]
 async fn single_user_rotates_over_verified_tls() {
-    let env = Env::start(true);
-    env.db
+    let env = common::start(true);
+    env.db()
         .create_self_service_role()
         .expect("create the self-service role");
-    env.create_user(
+    env.create_user_in(
         "app",
         "Initial-Passw0rd",
         "admin",
         "[{'role': 'readWrite', 'db': 'appdb'}, {'role': 'selfService', 'db': 'admin'}]",
     );
-    let initial = env.secret("app", "Initial-Passw0rd", None);
+    let initial = env.secret_in("app", "Initial-Passw0rd", None);
     assert!(
         env.secret_logs_in(&initial).await,
         "the initial password logs in"
     );
     env.put("app", &initial).await;
-    let r = env.rotation(DocumentDbRotator::single_user(env.settings.clone()));
+    let r = env.rotation(DocumentDbRotator::single_user(
+        env.connect_settings().clone(),
+    ));
     r.rotate("app")
         .await
         .unwrap_or_else(|e| panic!("{}", rotation_core::error_chain(&e)));
@@ -45,19 +47,21 @@ async fn single_user_rotates_over_verified_tls() {
 
 #[tokio::test]
 async fn alternating_users_create_the_clone_with_the_roles_and_keep_them_in_line() {
-    let env = Env::start(true);
-    env.create_user(
+    let env = common::start(true);
+    env.create_user_in(
         "app",
         "Initial-Passw0rd",
         "appdb",
         "[{'role': 'readWrite', 'db': 'appdb'}, {'role': 'read', 'db': 'reports'}]",
     );
-    let master = env.secret(env.db.admin(), env.db.admin_password(), None);
+    let master = env.secret_in(env.db().admin(), env.db().admin_password(), None);
     env.put("master", &master).await;
-    let mut initial = env.secret("app", "Initial-Passw0rd", Some("appdb"));
+    let mut initial = env.secret_in("app", "Initial-Passw0rd", Some("appdb"));
     initial["masterarn"] = json!("master");
     env.put("app", &initial).await;
-    let r = env.rotation(DocumentDbRotator::alternating_users(env.settings.clone()));
+    let r = env.rotation(DocumentDbRotator::alternating_users(
+        env.connect_settings().clone(),
+    ));
 
     r.rotate("app").await.expect("first rotation");
     let now = env.value("app", Stage::Current).await;
@@ -73,7 +77,7 @@ async fn alternating_users_create_the_clone_with_the_roles_and_keep_them_in_line
 
     // A role granted to the original between rotations reaches the clone (in use: it only
     // gains); a role the original loses leaves the clone when the clone is next set.
-    env.db
+    env.db()
         .python("db['appdb'].command('grantRolesToUser', 'app', roles=[{'role': 'dbAdmin', 'db': 'appdb'}]); db['appdb'].command('revokeRolesFromUser', 'app', roles=[{'role': 'read', 'db': 'reports'}])")
         .unwrap();
     r.rotate("app").await.expect("second rotation");
@@ -101,8 +105,8 @@ async fn alternating_users_create_the_clone_with_the_roles_and_keep_them_in_line
 
 #[tokio::test]
 async fn hostile_user_names_and_passwords_rotate() {
-    let env = Env::start(false);
-    env.db.create_self_service_role().unwrap();
+    let env = common::start(false);
+    env.db().create_self_service_role().unwrap();
     let names = [
         "Mixed Case",
         "quote\"in",
@@ -130,16 +134,18 @@ async fn hostile_user_names_and_passwords_rotate() {
         "Aa1~!#^&*()",
         "Aa1+=,.",
     ];
-    let r = env.rotation(DocumentDbRotator::single_user(env.settings.clone()));
+    let r = env.rotation(DocumentDbRotator::single_user(
+        env.connect_settings().clone(),
+    ));
     for (i, name) in names.iter().enumerate() {
         let pw = passwords[i % passwords.len()];
-        env.create_user(
+        env.create_user_in(
             name,
             pw,
             "admin",
             "[{'role': 'selfService', 'db': 'admin'}]",
         );
-        let initial = env.secret(name, pw, None);
+        let initial = env.secret_in(name, pw, None);
         assert!(
             env.secret_logs_in(&initial).await,
             "{name:?} logs in with {pw:?}"
@@ -160,9 +166,9 @@ async fn hostile_user_names_and_passwords_rotate() {
 
 #[tokio::test]
 async fn bad_input_changes_nothing_and_errors_are_told_apart() {
-    let env = Env::with_app_user(true);
-    let current = env.secret("app", "Initial-Passw0rd", None);
-    let r = DocumentDbRotator::single_user(env.settings.clone());
+    let env = common::with_app_user(true);
+    let current = env.secret_in("app", "Initial-Passw0rd", None);
+    let r = DocumentDbRotator::single_user(env.connect_settings().clone());
     let deadline = || Deadline::after(Duration::from_secs(10));
     // Passwords DocumentDB refuses: nothing is sent.
     for bad in [
@@ -174,7 +180,7 @@ async fn bad_input_changes_nothing_and_errors_are_told_apart() {
     ] {
         let mut s = r.login(&parse(&current), deadline()).await.unwrap();
         let e = r
-            .set_own_password(&mut s, &parse(&env.secret("app", bad, None)))
+            .set_own_password(&mut s, &parse(&env.secret_in("app", bad, None)))
             .await
             .expect_err("refused");
         r.close(s).await;
@@ -184,7 +190,7 @@ async fn bad_input_changes_nothing_and_errors_are_told_apart() {
     }
     // A wrong password, an untrusted certificate, plaintext to a TLS server, nothing
     // listening: four different kinds, no secret in the messages.
-    let wrong = env.secret("app", "Wrong-Passw0rd", None);
+    let wrong = env.secret_in("app", "Wrong-Passw0rd", None);
     let e = r.login(&parse(&wrong), deadline()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AuthFailed, "{e}");
     let untrusted = DocumentDbRotator::single_user(ConnectSettings::default());

@@ -17,6 +17,21 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::connect::Dialect;
 
+/// How an operator makes an application role on PostgreSQL (psql variables `u` and `pw`).
+const CREATE_APP_ROLE: &str =
+    "CREATE ROLE :\"u\" LOGIN PASSWORD :'pw'; GRANT CREATE ON SCHEMA public TO :\"u\";";
+
+impl Postgres {
+    /// A server for this engine on a cluster started with `options` (a statement log, other
+    /// certificate names, md5: what only this engine's own suites ask for).
+    pub fn server(options: PgOptions) -> Result<PgServer, TestkitError> {
+        Ok(PgServer::from_cluster(
+            PgCluster::start(options)?,
+            CREATE_APP_ROLE,
+        ))
+    }
+}
+
 /// Amazon RDS / Aurora PostgreSQL, on the testkit's PostgreSQL cluster (SCRAM).
 #[derive(Debug)]
 pub struct Postgres;
@@ -30,13 +45,8 @@ impl TestEngine for Postgres {
     }
 
     fn start(&self, options: ServerOptions) -> Result<Box<dyn TestServer>, TestkitError> {
-        PgServer::start(
-            options,
-            PgAuth::Scram,
-            None,
-            "CREATE ROLE :\"u\" LOGIN PASSWORD :'pw'; GRANT CREATE ON SCHEMA public TO :\"u\";",
-        )
-        .map(|s| Box::new(s) as Box<dyn TestServer>)
+        PgServer::start(options, PgAuth::Scram, None, CREATE_APP_ROLE)
+            .map(|s| Box::new(s) as Box<dyn TestServer>)
     }
 
     fn secret(&self, port: u16, username: &str, password: &str) -> Value {
@@ -118,6 +128,11 @@ impl PgServer {
             pg.psql(&format!("CREATE DATABASE {db}"))?;
         }
         Ok(PgServer { pg, create_user })
+    }
+
+    /// A server on a cluster already started; `create_user` as for [`PgServer::start`].
+    pub fn from_cluster(pg: PgCluster, create_user: &'static str) -> PgServer {
+        PgServer { pg, create_user }
     }
 
     /// The cluster.

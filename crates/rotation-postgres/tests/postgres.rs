@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Env, parse};
+use common::{Env, PgEnv, parse};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn client_side_scram_verifier_matches_the_server() {
-    let env = Env::plain();
-    env.create_role("verifier_check", "p@ss w'rd\\ü");
+    let env = common::plain();
+    env.create_user("verifier_check", "p@ss w'rd\\ü");
     let stored = env
-        .pg
+        .pg()
         .psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'verifier_check'")
         .unwrap();
     // SCRAM-SHA-256$<iter>:<salt>$<stored>:<server>
@@ -42,7 +42,7 @@ async fn client_side_scram_verifier_matches_the_server() {
 }
 
 async fn single_user_round(env: &Env, ssl: Option<Value>) {
-    env.create_role("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1");
     let initial = env.secret("app", "Initial-pw-1", ssl);
     env.put("app", &initial).await;
     let rotation = env.single();
@@ -55,7 +55,7 @@ async fn single_user_round(env: &Env, ssl: Option<Value>) {
     assert!(env.logs_in(&current).await, "new password logs in");
     assert!(!env.logs_in(&initial).await, "old password no longer does");
     assert_eq!(
-        env.pg
+        env.pg()
             .psql("SELECT substr(rolpassword, 1, 14) FROM pg_authid WHERE rolname = 'app'")
             .unwrap(),
         "SCRAM-SHA-256$"
@@ -68,31 +68,31 @@ async fn single_user_round(env: &Env, ssl: Option<Value>) {
 
 #[tokio::test]
 async fn single_user_with_tls_verify_full() {
-    single_user_round(&Env::tls(), Some(json!(true))).await;
+    single_user_round(&common::tls(), Some(json!(true))).await;
 }
 
 #[tokio::test]
 async fn single_user_tls_is_the_default_when_ssl_is_absent() {
-    single_user_round(&Env::tls(), None).await;
+    single_user_round(&common::tls(), None).await;
 }
 
 #[tokio::test]
 async fn single_user_with_ssl_false() {
-    single_user_round(&Env::plain(), Some(json!(false))).await;
+    single_user_round(&common::plain(), Some(json!(false))).await;
 }
 
 #[tokio::test]
 async fn no_silent_downgrade_without_opt_in() {
-    let env = Env::plain(); // a server without TLS
-    env.create_role("app", "Initial-pw-1");
+    let env = common::plain(); // a server without TLS
+    env.create_user("app", "Initial-pw-1");
     let secret = parse(&env.secret("app", "Initial-pw-1", None));
-    let strict = PostgresRotator::single_user(env.config.clone());
+    let strict = PostgresRotator::single_user(env.config().clone());
     let e = strict.check_login(&secret).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
     // AWS's fallback, only when asked for.
     let lenient = PostgresRotator::single_user(PgConfig {
         allow_plaintext_fallback: true,
-        ..env.config.clone()
+        ..env.config().clone()
     });
     lenient.check_login(&secret).await.unwrap();
     // An explicit "ssl": true never falls back.
@@ -105,12 +105,12 @@ async fn no_silent_downgrade_without_opt_in() {
 
 #[tokio::test]
 async fn certificate_for_another_host_is_refused() {
-    let env = Env::start(PgOptions {
+    let env = common::start(PgOptions {
         tls_names: Some(vec!["db.example.test".into()]),
         ..PgOptions::default()
     });
-    env.create_role("app", "Initial-pw-1");
-    let rotator = PostgresRotator::single_user(env.config.clone());
+    env.create_user("app", "Initial-pw-1");
+    let rotator = PostgresRotator::single_user(env.config().clone());
     for host in ["localhost", "127.0.0.1"] {
         let mut v = env.secret("app", "Initial-pw-1", Some(json!(true)));
         v["host"] = json!(host);
@@ -133,10 +133,10 @@ async fn certificate_for_another_host_is_refused() {
 #[tokio::test]
 async fn alternating_users_create_clone_and_keep_privileges() {
     for tls in [true, false] {
-        let env = if tls { Env::tls() } else { Env::plain() };
+        let env = if tls { common::tls() } else { common::plain() };
         let ssl = Some(json!(tls));
-        env.create_role("app", "Initial-pw-1");
-        env.pg.psql("CREATE TABLE app_data (x int); ALTER TABLE app_data OWNER TO app; INSERT INTO app_data VALUES (7)").unwrap();
+        env.create_user("app", "Initial-pw-1");
+        env.pg().psql("CREATE TABLE app_data (x int); ALTER TABLE app_data OWNER TO app; INSERT INTO app_data VALUES (7)").unwrap();
         let master = env.put("master", &env.master_secret(ssl.clone())).await;
         let mut initial = env.secret("app", "Initial-pw-1", ssl.clone());
         initial["masterarn"] = json!(master);
@@ -151,14 +151,14 @@ async fn alternating_users_create_clone_and_keep_privileges() {
             "both users work"
         );
         assert_eq!(
-            env.pg
+            env.pg()
                 .psql("SELECT pg_has_role('app_clone', 'app', 'MEMBER')")
                 .unwrap(),
             "t"
         );
         // The clone reaches the original's data through membership.
         let clone = parse(&first);
-        let mut conn = rotation_postgres::connect::connect(&clone, &env.config)
+        let mut conn = rotation_postgres::connect::connect(&clone, &env.config())
             .await
             .unwrap();
         let x: i32 = sqlx::query_scalar("SELECT x FROM app_data")
@@ -177,10 +177,10 @@ async fn alternating_users_create_clone_and_keep_privileges() {
         );
 
         // Drift: membership revoked by hand; the next rotation (to the clone) restores it (W7).
-        env.pg.psql("REVOKE app FROM app_clone").unwrap();
+        env.pg().psql("REVOKE app FROM app_clone").unwrap();
         rotation.rotate("app").await.unwrap();
         assert_eq!(
-            env.pg
+            env.pg()
                 .psql("SELECT pg_has_role('app_clone', 'app', 'MEMBER')")
                 .unwrap(),
             "t"
@@ -195,8 +195,8 @@ async fn alternating_users_create_clone_and_keep_privileges() {
 
 #[tokio::test]
 async fn alternating_test_secret_detects_drift() {
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
+    let env = common::plain();
+    env.create_user("app", "Initial-pw-1");
     let master = env
         .put("master", &env.master_secret(Some(json!(false))))
         .await;
@@ -209,7 +209,7 @@ async fn alternating_test_secret_detects_drift() {
     let ev = |s| rotation_core::RotationEvent::new(s, "app", &t);
     rotation.handle(&ev(Step::CreateSecret)).await.unwrap();
     rotation.handle(&ev(Step::SetSecret)).await.unwrap();
-    env.pg.psql("REVOKE app FROM app_clone").unwrap();
+    env.pg().psql("REVOKE app FROM app_clone").unwrap();
     let e = rotation.handle(&ev(Step::TestSecret)).await.unwrap_err();
     assert_eq!(e.kind(), "PendingTestFailed");
     assert_eq!(e.engine_kind(), Some(ErrorKind::PermissionDenied), "{e}");
@@ -227,12 +227,12 @@ fn uuid_token() -> String {
 
 #[tokio::test]
 async fn server_log_never_holds_a_password() {
-    let env = Env::start(PgOptions {
+    let env = common::start(PgOptions {
         log_statements: true,
         ..PgOptions::default()
     });
-    env.create_role("app", "Initial-pw-1");
-    env.create_role("solo", "Initial-pw-2");
+    env.create_user("app", "Initial-pw-1");
+    env.create_user("solo", "Initial-pw-2");
     let master = env
         .put("master", &env.master_secret(Some(json!(false))))
         .await;
@@ -257,7 +257,7 @@ async fn server_log_never_holds_a_password() {
             );
         }
     }
-    let log = env.pg.server_log();
+    let log = env.pg().server_log();
     assert!(log.contains("ALTER ROLE"), "statements were logged");
     assert!(
         log.contains("SCRAM-SHA-256$"),
@@ -304,15 +304,15 @@ const HOSTILE_PASSWORDS: [&str; 11] = [
 
 #[tokio::test]
 async fn hostile_usernames_and_passwords_rotate() {
-    let env = Env::plain();
-    let rotator = PostgresRotator::single_user(env.config.clone());
+    let env = common::plain();
+    let rotator = PostgresRotator::single_user(env.config().clone());
     for (i, user) in HOSTILE_USERS.iter().enumerate() {
         let initial_pw = HOSTILE_PASSWORDS[i % HOSTILE_PASSWORDS.len()];
-        env.create_role(user, initial_pw);
+        env.create_user(user, initial_pw);
         let name = format!("secret-{i}");
         let initial = env.secret(user, initial_pw, Some(json!(false)));
         env.put(&name, &initial).await;
-        if let Err(e) = rotation_postgres::connect::check(&parse(&initial), &env.config).await {
+        if let Err(e) = rotation_postgres::connect::check(&parse(&initial), &env.config()).await {
             panic!("{user}: initial login: {}", rotation_core::error_chain(&e));
         }
         env.single()
@@ -324,7 +324,7 @@ async fn hostile_usernames_and_passwords_rotate() {
         assert!(!env.logs_in(&initial).await, "{user}");
     }
     // Every hostile password, set by the engine, logs in.
-    env.create_role("pwtest", "start");
+    env.create_user("pwtest", "start");
     let mut acting = env.secret("pwtest", "start", Some(json!(false)));
     for pw in HOSTILE_PASSWORDS {
         let target = env.secret("pwtest", pw, Some(json!(false)));
@@ -347,7 +347,7 @@ async fn hostile_usernames_and_passwords_rotate() {
         let name = format!("alt-{i}");
         let user = &format!("A{user}");
         let pw = HOSTILE_PASSWORDS[i % HOSTILE_PASSWORDS.len()];
-        env.create_role(user, pw);
+        env.create_user(user, pw);
         let mut v = env.secret(user, pw, Some(json!(false)));
         v["masterarn"] = json!(master);
         env.put(&name, &v).await;
@@ -366,12 +366,12 @@ async fn hostile_usernames_and_passwords_rotate() {
 
 #[tokio::test]
 async fn errors_tell_apart_what_went_wrong() {
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
-    env.create_role("weak", "Weak-pw-1");
+    let env = common::plain();
+    env.create_user("app", "Initial-pw-1");
+    env.create_user("weak", "Weak-pw-1");
     let rotator = PostgresRotator::single_user(PgConfig {
         connect_timeout: std::time::Duration::from_secs(1),
-        ..env.config.clone()
+        ..env.config().clone()
     });
     let base = env.secret("app", "Initial-pw-1", Some(json!(false)));
     let kind = |v: Value| {
@@ -423,8 +423,8 @@ async fn errors_tell_apart_what_went_wrong() {
 
 #[tokio::test]
 async fn aws_layout_secrets_rotate_unchanged_but_for_the_password() {
-    let env = Env::plain();
-    env.create_role("app", "Initial-pw-1");
+    let env = common::plain();
+    env.create_user("app", "Initial-pw-1");
     let mut aws = env.secret("app", "Initial-pw-1", Some(json!("false")));
     aws["engine"] = json!("aurora-postgresql");
     aws["dbInstanceIdentifier"] = json!("db-1");
@@ -444,11 +444,11 @@ async fn aws_layout_secrets_rotate_unchanged_but_for_the_password() {
 #[tokio::test]
 async fn md5_server_accepts_scram_verifiers() {
     // RDS clusters with password_encryption=md5 still accept the SCRAM verifier we send.
-    let env = Env::start(PgOptions {
+    let env = common::start(PgOptions {
         auth: PgAuth::Md5,
         ..PgOptions::default()
     });
-    env.create_role("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1");
     env.put(
         "app",
         &env.secret("app", "Initial-pw-1", Some(json!(false))),
@@ -462,9 +462,9 @@ async fn md5_server_accepts_scram_verifiers() {
 async fn names_sqlx_cannot_log_in_with_fail_clearly() {
     // sqlx SASLpreps the user name and the password on the client and refuses characters that
     // SASLprep prohibits (emoji are unassigned in its Unicode 3.2 tables). The error says so.
-    let env = Env::plain();
-    env.create_role("emoji😀", "Plain-pw-1");
-    let rotator = PostgresRotator::single_user(env.config.clone());
+    let env = common::plain();
+    env.create_user("emoji😀", "Plain-pw-1");
+    let rotator = PostgresRotator::single_user(env.config().clone());
     let e = rotator
         .check_login(&parse(&env.secret(
             "emoji😀",
@@ -481,14 +481,14 @@ async fn names_sqlx_cannot_log_in_with_fail_clearly() {
 async fn tls_server_name_verifies_a_host_alias_against_the_certificate_name() {
     // W2: the secret's host is an alias (here the address) of the name the certificate
     // carries; `tls_server_name` names the endpoint to connect to and verify.
-    let env = Env::start(PgOptions {
+    let env = common::start(PgOptions {
         tls_names: Some(vec!["localhost".into()]),
         ..PgOptions::tls()
     });
-    env.create_role("app", "Initial-pw-1");
+    env.create_user("app", "Initial-pw-1");
     let mut v = env.secret("app", "Initial-pw-1", Some(json!(true)));
     v["host"] = json!("127.0.0.1");
-    let rotator = PostgresRotator::single_user(env.config.clone());
+    let rotator = PostgresRotator::single_user(env.config().clone());
     let e = rotator.check_login(&parse(&v)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
     v["tls_server_name"] = json!("localhost");
@@ -505,9 +505,9 @@ async fn tls_server_name_verifies_a_host_alias_against_the_certificate_name() {
 async fn an_rds_style_chain_is_trusted_through_the_embedded_bundle_path() {
     // The test CA stands in for Amazon RDS's: it goes where the embedded bundle goes, with no
     // CA_BUNDLE_PATH, and verify-full succeeds.
-    let env = Env::tls();
-    env.create_role("app", "Initial-pw-1");
-    let ca = std::fs::read(env.pg.ca_pem().unwrap()).unwrap();
+    let env = common::tls();
+    env.create_user("app", "Initial-pw-1");
+    let ca = std::fs::read(env.pg().ca_pem().unwrap()).unwrap();
     let config = PgConfig {
         trust: Arc::new(Trust::with_rds_bundle(&ca, None).unwrap()),
         ..PgConfig::default()

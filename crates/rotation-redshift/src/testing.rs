@@ -5,11 +5,35 @@
 use rotation_core::{DatabaseSecret, Engine};
 use rotation_postgres::testing::PgServer;
 use rotation_testkit::{
-    Limits, PgAuth, RightsCheck, ServerOptions, TestEngine, TestServer, TestkitError, Wire,
+    Limits, PgAuth, PgCluster, PgOptions, RightsCheck, ServerOptions, TestEngine, TestServer,
+    TestkitError, Wire,
 };
 use serde_json::{Value, json};
 
 use crate::DIALECT;
+
+/// How an operator makes a user on Redshift (psql variables `u` and `pw`).
+const CREATE_USER: &str = "CREATE USER :\"u\" PASSWORD :'pw';";
+
+impl Redshift {
+    /// A stand-in, TLS-only with a generated CA when `tls`, logging every statement when
+    /// `log_statements` (a cluster of its own even when a variable names one): what only this
+    /// engine's own suites ask for.
+    pub fn server(tls: bool, log_statements: bool) -> Result<PgServer, TestkitError> {
+        let base = if tls {
+            PgOptions::tls()
+        } else {
+            PgOptions::default()
+        };
+        let pg = PgCluster::start(PgOptions {
+            auth: PgAuth::Md5,
+            log_statements,
+            ..base
+        })?;
+        pg.psql(&format!("CREATE DATABASE {}", DIALECT.default_dbname))?;
+        Ok(PgServer::from_cluster(pg, CREATE_USER))
+    }
+}
 
 /// Amazon Redshift, on the stand-in.
 #[derive(Debug)]
@@ -28,7 +52,7 @@ impl TestEngine for Redshift {
             options,
             PgAuth::Md5,
             Some(DIALECT.default_dbname),
-            "CREATE USER :\"u\" PASSWORD :'pw';",
+            CREATE_USER,
         )
         .map(|s| Box::new(s) as Box<dyn TestServer>)
     }

@@ -12,6 +12,8 @@ use rotation_testkit::TcpProxy;
 use serde_json::json;
 
 mod common;
+#[allow(unused_imports)]
+use common::Env;
 use common::{Standin, parse};
 
 fn chain<T>(r: &Result<T, RotationError>) -> String {
@@ -21,10 +23,10 @@ fn chain<T>(r: &Result<T, RotationError>) -> String {
     }
 }
 
-fn with_timeout(
-    r: Rotation<LocalSecretStore, RedshiftRotator>,
+fn with_timeout<R: Rotator>(
+    r: Rotation<LocalSecretStore, R>,
     secs: u64,
-) -> Rotation<LocalSecretStore, RedshiftRotator> {
+) -> Rotation<LocalSecretStore, R> {
     r.with_options(Options {
         step_timeout: Duration::from_secs(secs),
         ..Options::default()
@@ -52,14 +54,14 @@ GRANT SELECT ON s1.t2 TO GROUP readers;
 /// that cache the secret stop using it).
 #[tokio::test]
 async fn a_current_user_named_like_a_clone_keeps_its_privileges() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("etl_clone", "Initial-Passw0rd");
-    env.pg.psql_db("dev", APP_GRANTS).unwrap();
+    env.pg().psql_db("dev", APP_GRANTS).unwrap();
     let before = env.privileges("etl_clone");
     assert!(before.contains("table s1.t1 INSERT"), "{before:?}");
     assert!(before.contains("group readers"), "{before:?}");
     env.put("master", &env.master()).await;
-    let mut v = env.secret("etl_clone", "Initial-Passw0rd");
+    let mut v = env.standin_secret("etl_clone", "Initial-Passw0rd");
     v["masterarn"] = json!("master");
     env.put("etl", &v).await;
 
@@ -87,7 +89,7 @@ async fn a_current_user_named_like_a_clone_keeps_its_privileges() {
 /// the clone ends up with exactly the original's privileges.
 #[tokio::test]
 async fn hostile_object_and_group_names_are_synchronised_exactly() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
     let long = "l".repeat(63);
     let names = [
@@ -102,7 +104,7 @@ async fn hostile_object_and_group_names_are_synchronised_exactly() {
         long.as_str(),
     ];
     for (i, n) in names.iter().enumerate() {
-        env.pg
+        env.pg()
             .psql_vars(
                 "\\c dev\nCREATE SCHEMA :\"n\"; CREATE TABLE :\"n\".:\"n\" (x int); \
                  CREATE VIEW :\"n\".:\"v\" AS SELECT 1 AS x; CREATE GROUP :\"n\"; \
@@ -113,7 +115,7 @@ async fn hostile_object_and_group_names_are_synchronised_exactly() {
             .unwrap_or_else(|e| panic!("{n:?}: {e}"));
     }
     env.put("master", &env.master()).await;
-    let mut v = env.secret("app", "Initial-Passw0rd");
+    let mut v = env.standin_secret("app", "Initial-Passw0rd");
     v["masterarn"] = json!("master");
     env.put("app", &v).await;
     let r = env.alternating();
@@ -125,7 +127,7 @@ async fn hostile_object_and_group_names_are_synchronised_exactly() {
     // The original loses them again; the next rotation (back to app) revokes them from the
     // clone.
     for n in names {
-        env.pg
+        env.pg()
             .psql_vars(
                 "\\c dev\nREVOKE UPDATE ON :\"n\".:\"n\" FROM app; ALTER GROUP :\"n\" DROP USER app;",
                 &[("n", n)],
@@ -147,16 +149,16 @@ async fn hostile_object_and_group_names_are_synchronised_exactly() {
 /// Thousands of tables: the statements stay bounded and the step ends well within 60 s.
 #[tokio::test]
 async fn five_thousand_tables_synchronise_within_the_step() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
-    env.pg
+    env.pg()
         .psql_db(
             "dev",
             "CREATE SCHEMA big; GRANT USAGE ON SCHEMA big TO app;",
         )
         .unwrap();
     for batch in 0..10 {
-        env.pg
+        env.pg()
             .psql_db(
                 "dev",
                 &format!(
@@ -171,7 +173,7 @@ async fn five_thousand_tables_synchronise_within_the_step() {
             .unwrap();
     }
     env.put("master", &env.master()).await;
-    let mut v = env.secret("app", "Initial-Passw0rd");
+    let mut v = env.standin_secret("app", "Initial-Passw0rd");
     v["masterarn"] = json!("master");
     env.put("app", &v).await;
     let started = Instant::now();
@@ -217,19 +219,19 @@ fn rotate_cmd(store: &std::path::Path, args: &[&str]) -> std::process::Command {
 /// hash of one (which logs in as well as the password under md5 authentication).
 #[tokio::test]
 async fn verbose_cli_output_carries_no_secret() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("single", "Initial-Passw0rd");
     env.create_user("pair", "Initial-Passw0rd");
     env.put("master", &env.master()).await;
-    env.put("single", &env.secret("single", "Initial-Passw0rd"))
+    env.put("single", &env.standin_secret("single", "Initial-Passw0rd"))
         .await;
-    let mut p = env.secret("pair", "Initial-Passw0rd");
+    let mut p = env.standin_secret("pair", "Initial-Passw0rd");
     p["masterarn"] = json!("master");
     env.put("pair", &p).await;
     let store = env.store_path();
     let mut secrets: Vec<String> = vec![
         "Initial-Passw0rd".into(),
-        env.pg.superuser_password().into(),
+        env.pg().superuser_password().into(),
     ];
     let mut output = String::new();
     for (secret, strategy) in [
@@ -319,11 +321,11 @@ async fn a_stall_during_the_privilege_sync_fails_in_time_and_commits_nothing() {
     assert_eq!(env.privileges("app_clone"), env.privileges("app"));
 }
 
-async fn stalled_pair() -> (Standin, TcpProxy) {
-    let env = Standin::start();
+async fn stalled_pair() -> (Env, TcpProxy) {
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
-    env.pg.psql_db("dev", pair_setup_sql()).unwrap();
-    let proxy = TcpProxy::to_port(env.pg.port()).unwrap();
+    env.pg().psql_db("dev", pair_setup_sql()).unwrap();
+    let proxy = TcpProxy::to_port(env.pg().port()).unwrap();
     let mut m = env.master();
     m["port"] = json!(proxy.port());
     env.put("master", &m).await;
@@ -377,13 +379,13 @@ async fn a_stalled_transaction_blocks_retries_until_its_connection_goes_as_docum
 /// another case), or masterarn names the secret itself: refused before any change.
 #[tokio::test]
 async fn a_master_in_the_pair_or_masterarn_pointing_to_itself_changes_nothing() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
     env.put("master", &env.master()).await;
-    let su = env.pg.superuser().to_string();
+    let su = env.pg().superuser().to_string();
     let before = env.stored_password(&su);
     // masterarn pointing to the secret itself.
-    let mut v = env.secret("app", "Initial-Passw0rd");
+    let mut v = env.standin_secret("app", "Initial-Passw0rd");
     v["masterarn"] = json!("selfref");
     env.put("selfref", &v).await;
     let res = env.alternating().rotate("selfref").await;
@@ -397,7 +399,7 @@ async fn a_master_in_the_pair_or_masterarn_pointing_to_itself_changes_nothing() 
     let res = env.alternating().rotate("m1").await;
     assert!(chain(&res).contains("MasterInPair"), "{}", chain(&res));
     env.create_user(&format!("{su}_clone"), "Clone-Passw0rd1");
-    let mut v = env.secret(&format!("{su}_clone"), "Clone-Passw0rd1");
+    let mut v = env.standin_secret(&format!("{su}_clone"), "Clone-Passw0rd1");
     v["masterarn"] = json!("master");
     env.put("m2", &v).await;
     let res = env.alternating().rotate("m2").await;
@@ -410,10 +412,10 @@ async fn a_master_in_the_pair_or_masterarn_pointing_to_itself_changes_nothing() 
 /// another user, who granted SELECT to the original): what does the rotation do?
 #[tokio::test]
 async fn a_master_that_cannot_grant_on_an_object() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
     env.create_user("owner", "Owner-Passw0rd1");
-    env.pg
+    env.pg()
         .psql_db(
             "dev",
             "CREATE USER admin CREATEROLE PASSWORD 'Admin-Passw0rd1'; \
@@ -421,9 +423,9 @@ async fn a_master_that_cannot_grant_on_an_object() {
              GRANT USAGE ON SCHEMA s TO app; GRANT SELECT ON s.t TO app; RESET ROLE;",
         )
         .unwrap();
-    env.put("master", &env.secret("admin", "Admin-Passw0rd1"))
+    env.put("master", &env.standin_secret("admin", "Admin-Passw0rd1"))
         .await;
-    let mut v = env.secret("app", "Initial-Passw0rd");
+    let mut v = env.standin_secret("app", "Initial-Passw0rd");
     v["masterarn"] = json!("master");
     env.put("app", &v).await;
     let res = env.alternating().rotate("app").await;
@@ -436,19 +438,19 @@ async fn a_master_that_cannot_grant_on_an_object() {
 /// stays so: the rotation hands out a superuser's credentials as the application's.
 #[tokio::test]
 async fn a_superuser_clone_is_refused_or_brought_in_line() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
-    env.pg
+    env.pg()
         .psql("CREATE USER app_clone SUPERUSER PASSWORD 'Clone-Passw0rd1'")
         .unwrap();
     env.put("master", &env.master()).await;
-    let mut v = env.secret("app", "Initial-Passw0rd");
+    let mut v = env.standin_secret("app", "Initial-Passw0rd");
     v["masterarn"] = json!("master");
     env.put("app", &v).await;
     let res = env.alternating().rotate("app").await;
     let now = env.value("app", Stage::Current).await;
     let superuser = env
-        .pg
+        .pg()
         .psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'app_clone'")
         .unwrap();
     // Refused with a message that says why, and AWSCURRENT still names the original.
@@ -465,10 +467,10 @@ async fn a_superuser_clone_is_refused_or_brought_in_line() {
 /// the schema to look the name up).
 #[tokio::test]
 async fn a_private_schema_unrelated_to_the_pair_does_not_block_rotation() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
     env.create_user("someone", "Someone-Passw0rd1");
-    env.pg
+    env.pg()
         .psql_db(
             "dev",
             "CREATE USER admin CREATEROLE PASSWORD 'Admin-Passw0rd1'; \
@@ -477,9 +479,9 @@ async fn a_private_schema_unrelated_to_the_pair_does_not_block_rotation() {
              CREATE SCHEMA private AUTHORIZATION someone; SET ROLE someone; CREATE TABLE private.diary (x int); RESET ROLE;",
         )
         .unwrap();
-    env.put("master", &env.secret("admin", "Admin-Passw0rd1"))
+    env.put("master", &env.standin_secret("admin", "Admin-Passw0rd1"))
         .await;
-    let mut v = env.secret("app", "Initial-Passw0rd");
+    let mut v = env.standin_secret("app", "Initial-Passw0rd");
     v["masterarn"] = json!("master");
     env.put("app", &v).await;
     let res = env.alternating().rotate("app").await;
@@ -491,11 +493,11 @@ async fn a_private_schema_unrelated_to_the_pair_does_not_block_rotation() {
 /// original loses SELECT, the REVOKE fails ("dependent privileges exist") on every rotation.
 #[tokio::test]
 async fn a_clone_that_passed_a_privilege_on() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
     env.create_user("app_clone", "Clone-Passw0rd1");
     env.create_user("third", "Third-Passw0rd1");
-    env.pg
+    env.pg()
         .psql_db(
             "dev",
             "CREATE SCHEMA s; CREATE TABLE s.t (x int); GRANT USAGE ON SCHEMA s TO app, app_clone, third; \
@@ -504,7 +506,7 @@ async fn a_clone_that_passed_a_privilege_on() {
         )
         .unwrap();
     env.put("master", &env.master()).await;
-    let mut v = env.secret("app", "Initial-Passw0rd");
+    let mut v = env.standin_secret("app", "Initial-Passw0rd");
     v["masterarn"] = json!("master");
     env.put("app", &v).await;
     let res = env.alternating().rotate("app").await;
@@ -516,11 +518,11 @@ async fn a_clone_that_passed_a_privilege_on() {
 /// engine override cannot cross engines.
 #[tokio::test]
 async fn cli_applies_redshifts_password_policy_and_engine_checks() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("single", "Initial-Passw0rd");
-    env.put("single", &env.secret("single", "Initial-Passw0rd"))
+    env.put("single", &env.standin_secret("single", "Initial-Passw0rd"))
         .await;
-    let mut pgv = env.secret("single", "Initial-Passw0rd");
+    let mut pgv = env.standin_secret("single", "Initial-Passw0rd");
     pgv["engine"] = json!("postgres");
     env.put("pgsecret", &pgv).await;
     let store = env.store_path();
@@ -666,12 +668,13 @@ async fn login_with_hash(port: u16, user: &str, hash_hex: &str) -> Result<String
 /// text unmasked) logs in as the user without knowing the password.
 #[tokio::test]
 async fn the_md5_form_in_the_statement_log_logs_in() {
-    let env = Standin::logged();
+    let env = common::logged();
     env.create_user("app", "Initial-Passw0rd");
-    env.put("app", &env.secret("app", "Initial-Passw0rd")).await;
-    let r = env.rotation(RedshiftRotator::single_user(env.config.clone()));
+    env.put("app", &env.standin_secret("app", "Initial-Passw0rd"))
+        .await;
+    let r = env.rotation(RedshiftRotator::single_user(env.config().clone()));
     r.rotate("app").await.unwrap();
-    let log = env.pg.server_log();
+    let log = env.pg().server_log();
     let line = log
         .lines()
         .find(|l| l.contains("ALTER USER"))
@@ -683,7 +686,7 @@ async fn the_md5_form_in_the_statement_log_logs_in() {
         .to_string();
     assert!(!log.contains(&pw), "the password itself is not logged");
     // Without the password, from the log line alone:
-    let who = login_with_hash(env.pg.port(), "app", &hex).await;
+    let who = login_with_hash(env.pg().port(), "app", &hex).await;
     eprintln!("login with the logged md5 form: {who:?}");
     assert_eq!(
         who,
@@ -692,7 +695,7 @@ async fn the_md5_form_in_the_statement_log_logs_in() {
     );
     // A wrong hash is refused (the raw client is right).
     assert!(
-        login_with_hash(env.pg.port(), "app", &"0".repeat(32))
+        login_with_hash(env.pg().port(), "app", &"0".repeat(32))
             .await
             .is_err()
     );
@@ -705,16 +708,17 @@ async fn the_md5_form_in_the_statement_log_logs_in() {
 /// password unchanged, and the rotation failing at testSecret.
 #[tokio::test]
 async fn single_user_never_changes_a_lower_case_namesake() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("App", "Initial-Passw0rd");
     env.create_user("app", "Bystander-Passw0rd1");
-    env.pg
+    env.pg()
         .psql("GRANT app TO \"App\"; ALTER ROLE \"App\" IN DATABASE dev SET role = 'app';")
         .unwrap();
-    let bystander = env.secret("app", "Bystander-Passw0rd1");
+    let bystander = env.standin_secret("app", "Bystander-Passw0rd1");
     assert!(env.logs_in(&bystander).await);
-    env.put("s", &env.secret("App", "Initial-Passw0rd")).await;
-    let r = env.rotation(RedshiftRotator::single_user(env.config.clone()));
+    env.put("s", &env.standin_secret("App", "Initial-Passw0rd"))
+        .await;
+    let r = env.rotation(RedshiftRotator::single_user(env.config().clone()));
     let res = r.rotate("s").await;
     eprintln!("rotation of App: {}", chain(&res));
     assert!(
@@ -726,10 +730,10 @@ async fn single_user_never_changes_a_lower_case_namesake() {
 /// Debug output of the secret, the rotator, sessions and errors carries no password.
 #[tokio::test]
 async fn debug_output_carries_no_secret() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
-    let v = env.secret("app", "Initial-Passw0rd");
-    let r = RedshiftRotator::single_user(env.config.clone());
+    let v = env.standin_secret("app", "Initial-Passw0rd");
+    let r = RedshiftRotator::single_user(env.config().clone());
     let mut text = format!("{:?} {:?}", parse(&v), r);
     let s = r
         .login(&parse(&v), Deadline::after(Duration::from_secs(10)))
@@ -770,11 +774,11 @@ async fn debug_output_carries_no_secret() {
 /// use it, and the new AWSCURRENT user never had it.
 #[tokio::test]
 async fn a_grant_to_the_current_clone_is_not_taken_from_it_mid_rotation() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
-    env.pg.psql_db("dev", pair_setup_sql()).unwrap();
+    env.pg().psql_db("dev", pair_setup_sql()).unwrap();
     env.put("master", &env.master()).await;
-    let mut v = env.secret("app", "Initial-Passw0rd");
+    let mut v = env.standin_secret("app", "Initial-Passw0rd");
     v["masterarn"] = json!("master");
     env.put("app", &v).await;
     let r = env.alternating();
@@ -784,7 +788,7 @@ async fn a_grant_to_the_current_clone_is_not_taken_from_it_mid_rotation() {
         "app_clone"
     );
     // The DBA grants the user the application is using now.
-    env.pg
+    env.pg()
         .psql_db(
             "dev",
             "CREATE TABLE s.orders (x int); GRANT SELECT, INSERT ON s.orders TO app_clone;",
@@ -806,7 +810,7 @@ async fn a_grant_to_the_current_clone_is_not_taken_from_it_mid_rotation() {
 /// both directions.
 #[tokio::test]
 async fn hostile_user_names_get_their_privileges_synchronised() {
-    let env = Standin::start();
+    let env = common::start();
     env.put("master", &env.master()).await;
     let r = env.alternating();
     for (i, name) in [
@@ -818,7 +822,7 @@ async fn hostile_user_names_get_their_privileges_synchronised() {
     .enumerate()
     {
         env.create_user(name, "Initial-Passw0rd");
-        env.pg
+        env.pg()
             .psql_vars(
                 "\\c dev\nCREATE SCHEMA :\"s\"; CREATE TABLE :\"s\".t (x int); CREATE GROUP :\"s\"; \
                  GRANT USAGE ON SCHEMA :\"s\" TO :\"u\"; GRANT SELECT, DELETE ON :\"s\".t TO :\"u\"; \
@@ -826,7 +830,7 @@ async fn hostile_user_names_get_their_privileges_synchronised() {
                 &[("u", name), ("s", &format!("s{i}"))],
             )
             .unwrap();
-        let mut v = env.secret(name, "Initial-Passw0rd");
+        let mut v = env.standin_secret(name, "Initial-Passw0rd");
         v["masterarn"] = json!("master");
         let id = format!("h{i}");
         env.put(&id, &v).await;

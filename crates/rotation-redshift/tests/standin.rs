@@ -14,6 +14,8 @@ use secrecy::SecretString;
 use serde_json::json;
 
 mod common;
+#[allow(unused_imports)]
+use common::Env;
 use common::{Standin, parse};
 
 fn check_rules(password: &str) {
@@ -25,13 +27,13 @@ fn check_rules(password: &str) {
 
 #[tokio::test]
 async fn single_user_rotates_a_mixed_case_user_over_verified_tls_with_an_md5_hash() {
-    let env = Standin::tls_logged();
+    let env = common::tls_logged();
     env.create_user("AppUser", "Initial-Passw0rd");
-    let initial = env.secret("AppUser", "Initial-Passw0rd");
+    let initial = env.standin_secret("AppUser", "Initial-Passw0rd");
     assert!(env.logs_in(&initial).await, "the initial password logs in");
     env.put("app", &initial).await;
 
-    let r = env.rotation(RedshiftRotator::single_user(env.config.clone()));
+    let r = env.rotation(RedshiftRotator::single_user(env.config().clone()));
     r.rotate("app").await.expect("rotate");
 
     let now = env.value("app", Stage::Current).await;
@@ -48,7 +50,7 @@ async fn single_user_rotates_a_mixed_case_user_over_verified_tls_with_an_md5_has
         env.stored_password("AppUser"),
         sql::md5_password(&password, "AppUser")
     );
-    let log = env.pg.server_log();
+    let log = env.pg().server_log();
     assert!(log.contains("ALTER USER"), "statements are logged");
     assert!(
         !log.contains(&password),
@@ -62,10 +64,10 @@ async fn single_user_rotates_a_mixed_case_user_over_verified_tls_with_an_md5_has
 
 #[tokio::test]
 async fn a_password_that_breaks_redshifts_rules_changes_nothing() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
-    let current = env.secret("app", "Initial-Passw0rd");
-    let r = RedshiftRotator::single_user(env.config.clone());
+    let current = env.standin_secret("app", "Initial-Passw0rd");
+    let r = RedshiftRotator::single_user(env.config().clone());
     let bad = [
         "Short1a",
         "Has space 1Aa",
@@ -89,7 +91,7 @@ async fn a_password_that_breaks_redshifts_rules_changes_nothing() {
             .await
             .unwrap();
         let e = r
-            .set_own_password(&mut s, &parse(&env.secret("app", pw)))
+            .set_own_password(&mut s, &parse(&env.standin_secret("app", pw)))
             .await
             .expect_err("a password Redshift refuses is refused");
         r.close(s).await;
@@ -104,7 +106,7 @@ async fn a_password_that_breaks_redshifts_rules_changes_nothing() {
 
 #[tokio::test]
 async fn hostile_user_names_and_passwords_rotate() {
-    let env = Standin::start();
+    let env = common::start();
     let names = [
         "Mixed Case",
         "quote\"in",
@@ -132,11 +134,11 @@ async fn hostile_user_names_and_passwords_rotate() {
         "Aa1+=^,.;",
         "Aa1-0123456789-0123456789-0123456789-0123456789-0123456789-01234",
     ];
-    let r = env.rotation(RedshiftRotator::single_user(env.config.clone()));
+    let r = env.rotation(RedshiftRotator::single_user(env.config().clone()));
     for (i, name) in names.iter().enumerate() {
         let pw = passwords[i % passwords.len()];
         env.create_user(name, pw);
-        let initial = env.secret(name, pw);
+        let initial = env.standin_secret(name, pw);
         assert!(env.logs_in(&initial).await, "{name:?} logs in with {pw:?}");
         let id = format!("s{i}");
         env.put(&id, &initial).await;
@@ -157,15 +159,15 @@ async fn hostile_user_names_and_passwords_rotate() {
     let pw = passwords[passwords.len() - 1];
     assert_eq!(pw.len(), 64);
     env.create_user("long_pw", pw);
-    env.put("long", &env.secret("long_pw", pw)).await;
+    env.put("long", &env.standin_secret("long_pw", pw)).await;
     r.rotate("long")
         .await
         .expect("rotate a 64-character password");
 
     // Alternating users with hostile names: the clone is created and logs in.
-    let master = env.secret(env.pg.superuser(), env.pg.superuser_password());
+    let master = env.standin_secret(env.pg().superuser(), env.pg().superuser_password());
     env.put("master", &master).await;
-    let alt = env.rotation(RedshiftRotator::alternating_users(env.config.clone()));
+    let alt = env.rotation(RedshiftRotator::alternating_users(env.config().clone()));
     for (i, name) in ["Mixed Case", "quote\"in", "drop table x;--", "unicodé"]
         .iter()
         .enumerate()
@@ -204,15 +206,15 @@ GRANT SELECT ON s1.t2 TO GROUP g2;
 
 #[tokio::test]
 async fn alternating_users_keep_the_clones_privileges_in_line_with_the_originals() {
-    let env = Standin::tls();
+    let env = common::tls();
     env.create_user("app", "Initial-Passw0rd");
-    env.pg.psql_db("dev", GRANTS).expect("grants");
-    let master = env.secret(env.pg.superuser(), env.pg.superuser_password());
+    env.pg().psql_db("dev", GRANTS).expect("grants");
+    let master = env.standin_secret(env.pg().superuser(), env.pg().superuser_password());
     env.put("master", &master).await;
-    let mut initial = env.secret("app", "Initial-Passw0rd");
+    let mut initial = env.standin_secret("app", "Initial-Passw0rd");
     initial["masterarn"] = json!("master");
     env.put("app", &initial).await;
-    let r = env.rotation(RedshiftRotator::alternating_users(env.config.clone()));
+    let r = env.rotation(RedshiftRotator::alternating_users(env.config().clone()));
     let app_privs = env.privileges("app");
     assert!(app_privs.contains("group g1"), "{app_privs:?}");
     assert!(app_privs.contains("schema empty USAGE"), "{app_privs:?}");
@@ -232,7 +234,7 @@ async fn alternating_users_keep_the_clones_privileges_in_line_with_the_originals
     );
 
     // Between rotations the original gains and loses privileges and groups.
-    env.pg
+    env.pg()
         .psql_db(
             "dev",
             "GRANT DELETE ON s1.t2 TO app; REVOKE INSERT ON s1.t1 FROM app; \
@@ -262,7 +264,7 @@ async fn alternating_users_keep_the_clones_privileges_in_line_with_the_originals
     );
 
     // A table the clone creates stays fully its own after the next rotation.
-    env.pg
+    env.pg()
         .psql_db(
             "dev",
             "SET ROLE app_clone; CREATE TABLE s1.owned (x int); RESET ROLE;",
@@ -303,19 +305,19 @@ async fn alternating_users_keep_the_clones_privileges_in_line_with_the_originals
 async fn a_server_that_keeps_case_never_touches_the_lower_case_namesake() {
     // On the stand-in (as on Redshift with enable_case_sensitive_identifier) `App_clone` and
     // `app_clone` are two users: creating the clone of `App` must not change `app_clone`.
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("App", "Initial-Passw0rd");
     env.create_user("app_clone", "Bystander-Passw0rd");
     let bystander = env.stored_password("app_clone");
     env.put(
         "master",
-        &env.secret(env.pg.superuser(), env.pg.superuser_password()),
+        &env.standin_secret(env.pg().superuser(), env.pg().superuser_password()),
     )
     .await;
-    let mut initial = env.secret("App", "Initial-Passw0rd");
+    let mut initial = env.standin_secret("App", "Initial-Passw0rd");
     initial["masterarn"] = json!("master");
     env.put("app", &initial).await;
-    let r = env.rotation(RedshiftRotator::alternating_users(env.config.clone()));
+    let r = env.rotation(RedshiftRotator::alternating_users(env.config().clone()));
     r.rotate("app").await.expect("rotate");
     let now = env.value("app", Stage::Current).await;
     assert_eq!(now["username"], "App_clone");
@@ -339,12 +341,12 @@ async fn a_server_that_keeps_case_never_touches_the_lower_case_namesake() {
 
 #[tokio::test]
 async fn a_redshift_session_has_only_the_settings_redshift_accepts() {
-    let env = Standin::start();
+    let env = common::start();
     env.create_user("app", "Initial-Passw0rd");
-    let r = RedshiftRotator::single_user(env.config.clone());
+    let r = RedshiftRotator::single_user(env.config().clone());
     let mut s = r
         .login(
-            &parse(&env.secret("app", "Initial-Passw0rd")),
+            &parse(&env.standin_secret("app", "Initial-Passw0rd")),
             Deadline::after(std::time::Duration::from_secs(10)),
         )
         .await

@@ -25,6 +25,7 @@
 #![allow(clippy::print_stderr)]
 
 pub mod engine;
+pub mod env;
 pub mod external;
 mod lambda;
 pub mod mariadb;
@@ -41,6 +42,7 @@ mod tls;
 pub use engine::{
     HeldChange, Limits, NetworkHold, RightsCheck, ServerOptions, TestEngine, TestServer,
 };
+pub use env::Env;
 pub use lambda::LambdaService;
 pub use moto::Moto;
 pub use net::{free_port, wait_for_port};

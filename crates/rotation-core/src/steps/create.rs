@@ -6,7 +6,6 @@
 use secrecy::{ExposeSecret, SecretString};
 use tracing::info;
 
-use super::set::resolve_master;
 use super::{StepContext, StepOutcome};
 use crate::error::{RotationError, Which};
 use crate::rotator::{Rotator, alternate_username};
@@ -64,12 +63,14 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
 
     // Checked before the password is generated, and again on the value a retry builds from.
     let shape = build_pending(ctx, &current, SecretString::from(String::new()))?;
-    if ctx.rotator.profile().needs_master(ctx.rotator.strategy()) {
-        // The master setSecret will use, checked before anything is written (allowed,
-        // readable, valid, not one of the pair, on this server): a value whose `masterarn`
-        // names no usable secret leaves no rotation in flight. AWS's function finds it only
-        // at setSecret.
-        resolve_master(ctx, &current, shape.username().unwrap_or_default()).await?;
+    if let Some(masterarn) = shape
+        .masterarn()
+        .filter(|_| ctx.rotator.profile().needs_master(ctx.rotator.strategy()))
+    {
+        // What can be told of the master without reading it, before anything is written
+        // (checklist 30: the master is read only once the current credentials log in, at
+        // setSecret): a master outside the deployment's allow-list, or the secret itself.
+        check_master_unread(ctx, masterarn, shape.username().unwrap_or_default())?;
     }
     let password = ctx
         .store_call(
@@ -134,6 +135,31 @@ async fn load_current<S: SecretStore, R: Rotator>(
     let (secret, version) = ctx.load_versioned(ctx.arn, Which::Current, None).await?;
     ctx.validate(ctx.arn, Which::Current, &secret)?;
     Ok((secret, version))
+}
+
+/// The master `masterarn` names, refused without reading it: outside the allow-list (W5), or
+/// this secret itself (its own user would be one of the pair).
+fn check_master_unread<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    masterarn: &str,
+    user: &str,
+) -> Result<(), RotationError> {
+    if let Some(list) = &ctx.options.master_allow_list
+        && !list.allows(masterarn)
+    {
+        return Err(RotationError::MasterNotAllowed {
+            masterarn: masterarn.to_string(),
+            secret: ctx.arn.to_string(),
+            env: crate::options::MASTER_ALLOW_LIST_ENV,
+        });
+    }
+    if masterarn == ctx.arn || masterarn == ctx.description.name {
+        return Err(RotationError::MasterInPair {
+            user: user.to_string(),
+            secret: ctx.arn.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The pending value built from `current` with `password`: refused before anything is
