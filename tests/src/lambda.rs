@@ -137,18 +137,20 @@ pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: 
         }
     }
     engine.check_rotated(server.as_ref(), &first, &second);
-    // Each rotation's end is one log line naming the engine and the strategy.
+    // Each rotation's end is one log line naming the engine, the strategy and the rotation's
+    // duration (from its pending version's creation to its promotion).
     let log = lambda.output();
     let ends = log
         .lines()
         .filter(|l| l.contains("rotation complete"))
         .filter(|l| l.contains(&format!("\"engine\":\"{}\"", engine.name())))
         .filter(|l| l.contains(&format!("\"strategy\":\"{}\"", strategy.as_str())))
+        .filter(|l| l.contains("\"rotation_ms\":"))
         .count();
     // (At least: a finishSecret Secrets Manager retries says it again.)
     assert!(
         ends >= 2,
-        "two rotation complete lines with engine and strategy:\n{log}"
+        "two rotation complete lines with engine, strategy and duration:\n{log}"
     );
     drop(lambda);
 }

@@ -280,7 +280,11 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
                 let event = RotationEvent::new(step, arn, token);
                 let deadline = Deadline::after(self.options.step_timeout);
-                let outcome = match self.handle_step(&event, deadline, rollback).await {
+                let outcome = match self
+                    .handle_step(&event, deadline, rollback)
+                    .await
+                    .map(|(outcome, _)| outcome)
+                {
                     Ok(o) => o,
                     // Refused after this run changed the password: say so, not "nothing changed".
                     Err(e) if changed && e.category() == ErrorCategory::Refused => {

@@ -74,6 +74,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             description,
             deadline,
             rollback: false,
+            rotation_started: std::sync::Mutex::new(None),
         }
     }
 
@@ -90,6 +91,16 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         event: &RotationEvent,
         deadline: Deadline,
     ) -> Result<StepOutcome, RotationError> {
+        Ok(self.handle_step(event, deadline, false).await?.0)
+    }
+
+    /// [`Rotation::handle_until`], with, after a finishSecret that promoted a version, when
+    /// that version was created (the rotation's start), where the store said.
+    pub async fn handle_timed(
+        &self,
+        event: &RotationEvent,
+        deadline: Deadline,
+    ) -> Result<(StepOutcome, Option<std::time::SystemTime>), RotationError> {
         self.handle_step(event, deadline, false).await
     }
 
@@ -99,7 +110,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         event: &RotationEvent,
         deadline: Deadline,
         rollback: bool,
-    ) -> Result<StepOutcome, RotationError> {
+    ) -> Result<(StepOutcome, Option<std::time::SystemTime>), RotationError> {
         let span = info_span!(
             "rotation_step",
             secret_id = %event.secret_id,
@@ -115,7 +126,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             let result = Box::pin(self.checked_step(event, deadline, rollback)).await;
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             match &result {
-                Ok(outcome) => info!(outcome = ?outcome, duration_ms, "step finished"),
+                Ok((outcome, _)) => info!(outcome = ?outcome, duration_ms, "step finished"),
                 Err(e) => warn!(
                     error_kind = e.kind(),
                     engine_error = e.engine_kind().map(|k| k.as_str()),
@@ -135,7 +146,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         event: &RotationEvent,
         deadline: Deadline,
         rollback: bool,
-    ) -> Result<StepOutcome, RotationError> {
+    ) -> Result<(StepOutcome, Option<std::time::SystemTime>), RotationError> {
         let token = event.client_request_token.as_str();
         let description = self.describe(&event.secret_id, deadline).await?;
         let arn = description.arn.as_str();
@@ -161,7 +172,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
                 let ctx = self.context(&description, token, deadline);
                 Box::pin(steps::finish::drop_if_due(&ctx)).await;
             }
-            return Ok(StepOutcome::AlreadyCurrent);
+            return Ok((StepOutcome::AlreadyCurrent, None));
         }
         if !stages.has(Stage::Pending) {
             return Err(RotationError::TokenNotPending {
@@ -181,12 +192,17 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         // Work on the ARN from here, as AWS's functions do.
         let mut ctx = self.context(&description, token, deadline);
         ctx.rollback = rollback;
-        match step {
+        let outcome = match step {
             Step::CreateSecret => steps::create::run(&ctx, event.rotation_token.as_deref()).await,
             Step::SetSecret => steps::set::run(&ctx).await,
             Step::TestSecret => steps::test::run(&ctx).await,
             Step::FinishSecret => steps::finish::run(&ctx).await,
-        }
+        }?;
+        let started = *ctx
+            .rotation_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Ok((outcome, started))
     }
 
     pub(crate) async fn describe(

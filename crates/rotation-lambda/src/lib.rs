@@ -263,16 +263,21 @@ pub async fn handle_measured<S: SecretStore, R: Rotator>(
             rotation_core::EventStep::Unknown(_) => "unknown",
         }
         .to_string();
-        let outcome = rotation.handle_until(&event, deadline).await?;
+        let (outcome, rotation_started) = rotation.handle_timed(&event, deadline).await?;
         metrics.outcome = format!("{outcome:?}");
         // A function sees steps only: finishSecret done ends the rotation, its own event.
         if event.step == rotation_core::EventStep::Known(rotation_core::Step::FinishSecret) {
+            // The rotation's duration: from its pending version's creation to its promotion.
+            let rotation_ms = rotation_started
+                .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                .map(|d| d.as_millis() as u64);
             tracing::info!(
                 secret_id = %event.secret_id,
                 token = %event.client_request_token,
                 engine = metrics.engine,
                 strategy = metrics.strategy.as_str(),
                 outcome = "rotated",
+                rotation_ms,
                 "rotation complete"
             );
         }

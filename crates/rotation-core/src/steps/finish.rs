@@ -25,7 +25,11 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     }
     let drops_others = drops_others(ctx);
     let pending = if ctx.options.verify_before_finish || drops_others {
-        Some(ctx.load(Which::Pending, Some(token)).await?)
+        let (pending, created) = ctx.load_timed(Which::Pending, Some(token)).await?;
+        *ctx.rotation_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = created;
+        Some(pending)
     } else {
         None
     };

@@ -69,6 +69,9 @@ pub(crate) struct StepContext<'a, S, R> {
     /// The step belongs to a `rollback` run: its pending version is `AWSPREVIOUS` itself, not
     /// a value built from `AWSCURRENT`.
     pub rollback: bool,
+    /// finishSecret: when the version it promoted was created (the rotation's start), where
+    /// the store said.
+    pub rotation_started: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
@@ -96,7 +99,16 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         which: Which,
         token: Option<&str>,
     ) -> Result<DatabaseSecret, RotationError> {
-        let secret = match self.load_raw(self.arn, which, token).await {
+        Ok(self.load_timed(which, token).await?.0)
+    }
+
+    /// [`StepContext::load`], with when the version was created (where the store says).
+    pub async fn load_timed(
+        &self,
+        which: Which,
+        token: Option<&str>,
+    ) -> Result<(DatabaseSecret, Option<std::time::SystemTime>), RotationError> {
+        let (secret, _, created) = match self.load_versioned_timed(self.arn, which, token).await {
             Ok(secret) => secret,
             // Reading this rotation's version at AWSPENDING is refused once the label has
             // moved to another version (another rotation wrote its pending value after this
@@ -113,7 +125,7 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
             Err(e) => return Err(e),
         };
         self.validate(self.arn, which, &secret)?;
-        Ok(secret)
+        Ok((secret, created))
     }
 
     /// Loads and parses a version of `secret_id` (this secret, or the master).
@@ -133,6 +145,17 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
         which: Which,
         token: Option<&str>,
     ) -> Result<(DatabaseSecret, String), RotationError> {
+        let (secret, version, _) = self.load_versioned_timed(secret_id, which, token).await?;
+        Ok((secret, version))
+    }
+
+    /// [`StepContext::load_versioned`], with when the version was created.
+    async fn load_versioned_timed(
+        &self,
+        secret_id: &str,
+        which: Which,
+        token: Option<&str>,
+    ) -> Result<(DatabaseSecret, String, Option<std::time::SystemTime>), RotationError> {
         let stage = match which {
             Which::Current | Which::Master => Stage::Current,
             Which::Pending => Stage::Pending,
@@ -155,7 +178,7 @@ impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
                 secret: secret_id.to_string(),
                 source,
             })?;
-        Ok((secret, value.version_id))
+        Ok((secret, value.version_id, value.created))
     }
 
     pub fn validate(

@@ -161,6 +161,10 @@ impl SecretStore for AwsSecretStore {
             version_id: out.version_id().unwrap_or_default().to_string(),
             stages: VersionStages::from_labels(out.version_stages()),
             value: SecretString::from(value.to_string()),
+            created: out.created_date().and_then(|d| {
+                let secs = u64::try_from(d.secs()).ok()?;
+                Some(std::time::UNIX_EPOCH + std::time::Duration::new(secs, d.subsec_nanos()))
+            }),
         })
     }
 

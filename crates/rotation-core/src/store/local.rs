@@ -936,6 +936,7 @@ impl SecretStore for LocalSecretStore {
                 version_id: v.id.clone(),
                 stages: VersionStages::from_labels(&v.stages),
                 value: SecretString::from(value),
+                created: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(v.created)),
             })
         })
         .await

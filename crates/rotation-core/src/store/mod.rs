@@ -98,6 +98,8 @@ pub struct SecretValue {
     pub stages: VersionStages,
     /// The `SecretString`.
     pub value: SecretString,
+    /// When the version was created, where the store says (`CreatedDate`).
+    pub created: Option<std::time::SystemTime>,
 }
 
 impl fmt::Debug for SecretValue {
