@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rotation_core::{
-    AbortMode, AnyStore, AwsSecretStore, Credentials, LocalSecretStore, Options, RotationError,
-    SecretStore, Stage, Step, StepOutcome, Strategy,
+    AbortMode, AnyStore, AwsSecretStore, Credentials, LocalSecretStore, Options, RECOVERY_LIMIT,
+    RotationError, RotationEvent, SecretStore, Stage, Step, StepOutcome, Strategy,
 };
 use rotation_testkit::{Moto, TcpProxy};
 use rotation_tests::engines::{Engine, EngineRotation, Env, parse};
 use rotation_tests::{all_engines, token};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 all_engines!(
@@ -29,6 +29,7 @@ all_engines!(
     a_change_queued_when_its_run_died_does_not_land_after_an_immediate_abort,
     a_late_change_on_the_user_in_use_is_recovered_by_resume_where_abort_cannot_prove_it,
     a_late_change_on_the_user_in_use_is_recovered_by_the_next_run,
+    a_late_change_is_recovered_past_many_aborted_rotations,
 );
 
 /// An engine whose server has no lock a client can hold on a user: no password change can wait
@@ -628,4 +629,53 @@ async fn a_late_change_on_the_user_in_use_is_recovered_by_the_next_run(engine: E
     let current = env.value("app", Stage::Current).await;
     assert_eq!(current["username"], "app_clone");
     assert!(env.logs_in(&current).await);
+}
+
+/// A change that lands late, after more aborted rotations than the old ten-version recovery
+/// window: the database holds the oldest aborted version's password, AWSCURRENT no longer logs
+/// in, and the next rotation still finds it and carries on, for every engine.
+async fn a_late_change_is_recovered_past_many_aborted_rotations(engine: Engine) {
+    const ABORTED: usize = 12;
+    let env = Env::plain(engine);
+    env.create_user("app", "Initial-pw-1-long-enough");
+    env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
+        .await;
+    let r = env.single();
+    let mut tokens = Vec::new();
+    for _ in 0..ABORTED {
+        let token = token();
+        env.store.start_rotation("app", &token).await.unwrap();
+        r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
+            .await
+            .unwrap();
+        r.abort("app", AbortMode::Safe).await.expect("safe abort");
+        tokens.push(token);
+    }
+    // The first rotation's change lands now, as a COMMIT or an updateUser held in the network
+    // would.
+    let oldest = env
+        .store
+        .get_value(
+            "app",
+            rotation_core::VersionSelector {
+                version_id: Some(&tokens[0]),
+                stage: None,
+            },
+        )
+        .await
+        .unwrap();
+    let oldest: Value = serde_json::from_str(oldest.value.expose_secret()).unwrap();
+    env.set_password("app", oldest["password"].as_str().unwrap());
+    let current = env.value("app", Stage::Current).await;
+    assert!(!env.logs_in(&current).await, "the late change took effect");
+    const { assert!(ABORTED > 10 && ABORTED < RECOVERY_LIMIT) };
+
+    r.rotate("app").await.expect("the next rotation recovers");
+    let current = env.value("app", Stage::Current).await;
+    assert!(env.logs_in(&current).await, "AWSCURRENT logs in again");
+    assert_eq!(
+        env.value("app", Stage::Previous).await["password"],
+        "Initial-pw-1-long-enough",
+        "AWSPREVIOUS moved from the version that was AWSCURRENT"
+    );
 }

@@ -14,7 +14,6 @@ mod faults;
 mod hostile;
 mod kill;
 mod late_change;
-mod late_commit;
 mod local_store;
 mod local_store_concurrency;
 mod no_secret_leaks;

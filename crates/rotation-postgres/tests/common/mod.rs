@@ -7,6 +7,7 @@
 use rotation_core::{LocalSecretStore, Rotation};
 use rotation_postgres::testing::{POSTGRES, PgServer, Postgres};
 use rotation_postgres::{PgConfig, PostgresRotator};
+#[allow(unused_imports)]
 pub use rotation_testkit::env::{Env, parse};
 use rotation_testkit::{PgCluster, PgOptions};
 

@@ -1,26 +1,24 @@
-//! A lockout found by the hostile review of issue 19: a single-user `COMMIT` held in the network
-//! past the step's deadline still commits when it reaches the server, which keeps the session
-//! open in its transaction until its own `idle_in_transaction_session_timeout`. A safe `abort`
-//! in between proved `AWSCURRENT` logs in and removed `AWSPENDING`; then the late `COMMIT`
-//! landed and `AWSCURRENT` no longer logged in. Now a login ends the user's earlier rotation
-//! sessions still inside a transaction (`rotation_postgres::connect::fence_sql`), so the late
-//! `COMMIT` finds no session.
-//!
-//! Engines whose limits name no server lock have no such fence (see RELIABILITY.md): there, a change that lands
-//! late leaves the database on the password of a version that lost its label. The second test
-//! holds every engine to what still protects them: the next rotation finds that version,
-//! however many aborted rotations came after it.
+//! PostgreSQL's fence against a late `COMMIT` (RELIABILITY.md, section 3): a single-user
+//! `COMMIT` held in the network past the step's deadline still commits when it reaches the
+//! server, which keeps the session open in its transaction. A safe `abort` in between proved
+//! `AWSCURRENT` logs in and removed `AWSPENDING`; then the late `COMMIT` landed and
+//! `AWSCURRENT` no longer logged in. Now a login ends the user's earlier rotation sessions
+//! still inside a transaction past their step's deadline (`rotation_postgres::connect::fence_sql`),
+//! `abort` with the file store's exclusive claim ends those of runs that died, and rotations
+//! sharing a master never end each other's live transactions.
 
 use std::time::Duration;
 
-use rotation_core::store::{SecretStore, VersionSelector};
-use rotation_core::{
-    AbortMode, EngineSettings, Options, RECOVERY_LIMIT, RotationEvent, Stage, Step, Strategy,
-};
-use rotation_tests::engines::{self, Engine, Env};
-use secrecy::ExposeSecret;
-use serde_json::Value;
+use rotation_core::{AbortMode, EngineSettings, Options, RotationEvent, Stage, Step, Strategy};
+use rotation_testkit::env::EngineRotation;
 use serde_json::json;
+
+mod common;
+use common::Env;
+
+fn token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
 
 #[tokio::test]
 async fn a_commit_delayed_past_the_deadline_does_not_land_after_an_abort() {
@@ -43,7 +41,7 @@ async fn control_without_the_fence_the_late_commit_lands() {
 /// A single-user setSecret whose COMMIT a proxy holds past the step's deadline, a safe abort,
 /// then the COMMIT released. Returns whether AWSCURRENT still logs in.
 async fn late_commit_after_abort(fence: bool) -> bool {
-    let env = Env::plain(engines::POSTGRES);
+    let env = common::plain();
     let proxy = app_behind_a_proxy(&env).await;
     let mut config = rotation_postgres::PgConfig::default();
     config.dialect.fence_stale_sessions = fence;
@@ -84,7 +82,7 @@ async fn late_commit_after_abort(fence: bool) -> bool {
 /// at once and the `COMMIT` landed seconds later: `AWSCURRENT` failed until the next run.
 #[tokio::test]
 async fn a_commit_held_when_its_run_died_does_not_land_after_an_immediate_abort() {
-    let env = Env::plain(engines::POSTGRES);
+    let env = common::plain();
     let proxy = app_behind_a_proxy(&env).await;
     let r = env.single().with_options(Options {
         step_timeout: Duration::from_secs(60),
@@ -123,57 +121,6 @@ async fn a_commit_held_when_its_run_died_does_not_land_after_an_immediate_abort(
     );
 }
 
-/// A change that lands late, after more aborted rotations than the old ten-version recovery
-/// window: the database holds the oldest aborted version's password, AWSCURRENT no longer logs
-/// in, and the next rotation still finds it and carries on, for every engine.
-async fn a_late_change_is_recovered_past_many_aborted_rotations(engine: Engine) {
-    const ABORTED: usize = 12;
-    let env = Env::plain(engine);
-    env.create_user("app", "Initial-pw-1-long-enough");
-    env.put("app", &env.plain_secret("app", "Initial-pw-1-long-enough"))
-        .await;
-    let r = env.single();
-    let mut tokens = Vec::new();
-    for _ in 0..ABORTED {
-        let token = rotation_tests::token();
-        env.store.start_rotation("app", &token).await.unwrap();
-        r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
-            .await
-            .unwrap();
-        r.abort("app", AbortMode::Safe).await.expect("safe abort");
-        tokens.push(token);
-    }
-    // The first rotation's change lands now, as a COMMIT or an updateUser held in the network
-    // would.
-    let oldest = env
-        .store
-        .get_value(
-            "app",
-            VersionSelector {
-                version_id: Some(&tokens[0]),
-                stage: None,
-            },
-        )
-        .await
-        .unwrap();
-    let oldest: Value = serde_json::from_str(oldest.value.expose_secret()).unwrap();
-    env.set_password("app", oldest["password"].as_str().unwrap());
-    let current = env.value("app", Stage::Current).await;
-    assert!(!env.logs_in(&current).await, "the late change took effect");
-    const { assert!(ABORTED > 10 && ABORTED < RECOVERY_LIMIT) };
-
-    r.rotate("app").await.expect("the next rotation recovers");
-    let current = env.value("app", Stage::Current).await;
-    assert!(env.logs_in(&current).await, "AWSCURRENT logs in again");
-    assert_eq!(
-        env.value("app", Stage::Previous).await["password"],
-        "Initial-pw-1-long-enough",
-        "AWSPREVIOUS moved from the version that was AWSCURRENT"
-    );
-}
-
-rotation_tests::all_engines!(a_late_change_is_recovered_past_many_aborted_rotations);
-
 /// The fence ends only sessions past their step's deadline: rotations that share a master (or
 /// run side by side in a fleet) never end each other's live transactions. Found by a hostile
 /// review: with a fence on every idle-in-transaction session of the user, 29 of 40 alternating
@@ -181,7 +128,7 @@ rotation_tests::all_engines!(a_late_change_is_recovered_past_many_aborted_rotati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_sharing_a_master_at_once_all_succeed() {
     const SECRETS: usize = 16;
-    let env = Env::plain(engines::POSTGRES);
+    let env = common::plain();
     secrets_sharing_a_master(&env, SECRETS).await;
     let r = env.alternating();
     for round in 0..2 {
@@ -207,7 +154,7 @@ async fn rotations_sharing_a_master_at_once_all_succeed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborting_the_masters_own_rotation_leaves_rotations_using_the_master_alone() {
     const SECRETS: usize = 8;
-    let env = Env::plain(engines::POSTGRES);
+    let env = common::plain();
     // Only createSecret of the master's own rotation runs: its password never changes.
     secrets_sharing_a_master(&env, SECRETS).await;
     let r = env.alternating();
@@ -220,7 +167,7 @@ async fn aborting_the_masters_own_rotation_leaves_rotations_using_the_master_alo
         // The master's own rotation started and aborted again and again while they run.
         let aborts = async {
             for _ in 0..6 {
-                let token = rotation_tests::token();
+                let token = token();
                 env.store.start_rotation("master", &token).await.unwrap();
                 own.handle(&RotationEvent::new(Step::CreateSecret, "master", &token))
                     .await
@@ -250,8 +197,8 @@ async fn app_behind_a_proxy(env: &Env) -> rotation_testkit::TcpProxy {
 }
 
 /// A rotation of `app` started (RotateSecret) and its createSecret run by `r`; its token.
-async fn pending_created(env: &Env, r: &engines::EngineRotation) -> String {
-    let token = rotation_tests::token();
+async fn pending_created(env: &Env, r: &EngineRotation) -> String {
+    let token = token();
     env.store.start_rotation("app", &token).await.unwrap();
     r.handle(&RotationEvent::new(Step::CreateSecret, "app", &token))
         .await
