@@ -195,8 +195,8 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         }
         // The same database too, as setSecret requires.
         crate::steps::set::check_same_database(&target, &current)?;
-        // A password setSecret would refuse to set (the engine's rules): the fault is in the
-        // value, said before anything is written.
+        // A password that breaks the engine's rules (which setSecret refuses to set where the
+        // engine enforces them): the fault is in the value, said before anything is written.
         self.rotator
             .profile()
             .password_to_set(&target)

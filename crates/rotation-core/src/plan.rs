@@ -445,7 +445,7 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             // As setSecret: the master is used only for a secret whose own credentials work.
             plan.checks.push(skip(
                 "master",
-                "needs AWSCURRENT to log in first (the master is used only for a secret whose own credentials work)",
+                "needs AWSCURRENT to log in first (the master is used only for a secret whose own credentials work; a rotation also takes a version without a label that logs in as the user as that proof)",
             ));
             plan.checks
                 .push(skip("master-login", "needs a usable master secret"));

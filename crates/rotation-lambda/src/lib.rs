@@ -268,9 +268,14 @@ pub async fn handle_measured<S: SecretStore, R: Rotator>(
         // A function sees steps only: finishSecret done ends the rotation, its own event.
         if event.step == rotation_core::EventStep::Known(rotation_core::Step::FinishSecret) {
             // The rotation's duration: from its pending version's creation to its promotion.
-            let rotation_ms = rotation_started
-                .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-                .map(|d| d.as_millis() as u64);
+            // (None on a retried finishSecret, which promotes nothing; a creation time ahead of
+            // this clock counts as 0.)
+            let rotation_ms = rotation_started.map(|t| {
+                std::time::SystemTime::now()
+                    .duration_since(t)
+                    .unwrap_or_default()
+                    .as_millis() as u64
+            });
             tracing::info!(
                 secret_id = %event.secret_id,
                 token = %event.client_request_token,

@@ -96,12 +96,22 @@ async fn stalled_set_secret(engine: Engine, stall: impl Fn(&TcpProxy, &Env), cha
         .expect_err("the step cannot succeed");
     let took = started.elapsed();
     eprintln!("setSecret failed after {took:?}: {failure}");
+    let budget = INVOCATION - DEADLINE_MARGIN;
     assert!(
-        took <= INVOCATION - DEADLINE_MARGIN + SLACK,
-        "the step ran {took:?}, past its budget of {:?}\n{}",
-        INVOCATION - DEADLINE_MARGIN,
+        took <= budget + SLACK,
+        "the step ran {took:?}, past its budget of {budget:?}\n{}",
         lambda.output()
     );
+    // It failed by running out of time at the stall, not at once for another reason.
+    assert!(
+        took + SLACK >= budget,
+        "the step failed after {took:?}, well before its budget of {budget:?}: {failure}"
+    );
+    assert!(
+        proxy.stalls_triggered() > 0 || !change_held,
+        "the change was not held"
+    );
+    assert!(failure.contains("Timeout"), "{failure}");
     let failure: Value = serde_json::from_str(&failure).expect("the function's own error");
     let kind = failure["errorType"].as_str().unwrap_or_default();
     assert!(

@@ -70,7 +70,7 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         // What can be told of the master without reading it, before anything is written
         // (checklist 30: the master is read only once the current credentials log in, at
         // setSecret): a master outside the deployment's allow-list, or the secret itself.
-        check_master_unread(ctx, masterarn, shape.username().unwrap_or_default())?;
+        check_master_unread(ctx, masterarn, current.username().unwrap_or_default())?;
     }
     let password = ctx
         .store_call(
@@ -138,21 +138,13 @@ async fn load_current<S: SecretStore, R: Rotator>(
 }
 
 /// The master `masterarn` names, refused without reading it: outside the allow-list (W5), or
-/// this secret itself (its own user would be one of the pair).
+/// this secret itself (its own user, `user`, would be one of the pair).
 fn check_master_unread<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     masterarn: &str,
     user: &str,
 ) -> Result<(), RotationError> {
-    if let Some(list) = &ctx.options.master_allow_list
-        && !list.allows(masterarn)
-    {
-        return Err(RotationError::MasterNotAllowed {
-            masterarn: masterarn.to_string(),
-            secret: ctx.arn.to_string(),
-            env: crate::options::MASTER_ALLOW_LIST_ENV,
-        });
-    }
+    super::set::check_master_allowed(ctx, masterarn)?;
     if masterarn == ctx.arn || masterarn == ctx.description.name {
         return Err(RotationError::MasterInPair {
             user: user.to_string(),

@@ -394,6 +394,22 @@ pub(crate) fn check_same_database(
     Ok(())
 }
 
+/// W5: a master outside the deployment's allow-list (`ALLOWED_MASTER_SECRETS`) is refused,
+/// unread.
+pub(crate) fn check_master_allowed<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+    masterarn: &str,
+) -> Result<(), RotationError> {
+    match &ctx.options.master_allow_list {
+        Some(list) if !list.allows(masterarn) => Err(RotationError::MasterNotAllowed {
+            masterarn: masterarn.to_string(),
+            secret: ctx.arn.to_string(),
+            env: crate::options::MASTER_ALLOW_LIST_ENV,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Alternating users: the master secret `current` names, checked and completed before use: in
 /// the deployment's allow-list (W5), readable, completed by the engine (managed masters),
 /// valid, not one of the pair (`current`'s user and `pending_user`), and on the same server as
@@ -414,15 +430,7 @@ pub(crate) async fn resolve_master<S: SecretStore, R: Rotator>(
         .to_string();
     // W5: the secret's author chose the master; the deployment says which it may use, checked
     // before the master secret is even read.
-    if let Some(list) = &ctx.options.master_allow_list
-        && !list.allows(&masterarn)
-    {
-        return Err(RotationError::MasterNotAllowed {
-            masterarn,
-            secret: arn.to_string(),
-            env: crate::options::MASTER_ALLOW_LIST_ENV,
-        });
-    }
+    check_master_allowed(ctx, &masterarn)?;
     let mut master = ctx.load_raw(&masterarn, Which::Master, None).await?;
     let tags = if master.host().is_none() {
         let description = ctx

@@ -98,7 +98,8 @@ pub struct SecretValue {
     pub stages: VersionStages,
     /// The `SecretString`.
     pub value: SecretString,
-    /// When the version was created, where the store says (`CreatedDate`).
+    /// When the version was created, where the store says (`CreatedDate`; whole seconds on
+    /// the local store and moto).
     pub created: Option<std::time::SystemTime>,
 }
 
