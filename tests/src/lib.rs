@@ -199,6 +199,39 @@ impl Service {
 }
 
 /// A 36-character token (uuid), as the SDK makes them.
+/// Stores in moto, as secret `name`, `user`'s value on `env`'s server with `"ssl": false` and
+/// its port set to `port` (a proxy's in front of the server, say); for an engine whose single
+/// user acts through a master ([`rotation_core::EngineProfile::single_user_master`]), the
+/// administrator's secret stored beside it (`<name>-master`, through the same port) and named
+/// as its `masterarn`. Returns the value stored.
+pub fn moto_user_secret(
+    moto: &Moto,
+    env: &engines::Env,
+    name: &str,
+    user: &str,
+    password: &str,
+    port: u16,
+) -> serde_json::Value {
+    let create = |name: &str, value: &serde_json::Value| {
+        moto.python(&format!(
+            "print(sm.create_secret(Name={name:?}, SecretString={:?})['ARN'])",
+            value.to_string()
+        ))
+        .unwrap_or_else(|e| panic!("store {name} in moto: {e}"))
+        .trim()
+        .to_string()
+    };
+    let mut value = env.plain_secret(user, password);
+    value["port"] = serde_json::json!(port);
+    if env.engine_master.is_some() {
+        let mut master = env.master_secret(Some(serde_json::json!(false)));
+        master["port"] = serde_json::json!(port);
+        value["masterarn"] = serde_json::json!(create(&format!("{name}-master"), &master));
+    }
+    create(name, &value);
+    value
+}
+
 pub fn token() -> String {
     uuid::Uuid::new_v4().to_string()
 }

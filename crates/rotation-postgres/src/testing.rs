@@ -140,6 +140,14 @@ impl PgServer {
         &self.pg
     }
 
+    /// The engine's connection settings, trusting the cluster's CA when it has one.
+    pub fn config(&self) -> crate::PgConfig {
+        match self.pg.ca_pem() {
+            Some(ca) => crate::PgConfig::with_ca_bundle(ca).expect("the test CA loads"),
+            None => crate::PgConfig::default(),
+        }
+    }
+
     fn psql_vars(&self, script: &str, vars: &[(&str, &str)]) -> String {
         self.pg
             .psql_vars(script, vars)

@@ -58,25 +58,7 @@ async fn stalled_set_secret(engine: Engine, stall: impl Fn(&TcpProxy, &Env), cha
         .start(Path::new(env!("CARGO_BIN_EXE_lambda_all")), &vars)
         .expect("start the rotation function");
 
-    let mut value = env.plain_secret("app", INITIAL);
-    value["port"] = json!(proxy.port());
-    if env.engine_master.is_some() {
-        // The master that changes the user's password, in moto, through the proxy too.
-        let mut master = env.master_secret(Some(json!(false)));
-        master["port"] = json!(proxy.port());
-        let arn = moto
-            .python(&format!(
-                "print(sm.create_secret(Name='app-master', SecretString={:?})['ARN'])",
-                master.to_string()
-            ))
-            .unwrap();
-        value["masterarn"] = json!(arn.trim());
-    }
-    moto.python(&format!(
-        "sm.create_secret(Name='app', SecretString={:?})",
-        value.to_string()
-    ))
-    .unwrap();
+    rotation_tests::moto_user_secret(&moto, &env, "app", "app", INITIAL, proxy.port());
     let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
     let function = moto.create_function(name).expect("register the function");
     Moto::rotate_secret(&client, "app", TOKEN, &function)

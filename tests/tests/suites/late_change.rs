@@ -353,26 +353,14 @@ async fn aws_abort_racing_a_resume_is_recovered(engine: Engine) {
     env.create_user("app", "Initial-pw-1-long-enough");
     let moto = Moto::start().unwrap();
     let store = AnyStore::Aws(AwsSecretStore::from_sdk_config(&moto.sdk_config().await));
-    let mut current = env.plain_secret("app", "Initial-pw-1-long-enough");
-    current["port"] = json!(proxy.port());
-    if env.engine_master.is_some() {
-        // The master that changes the user's password (single user too), in this store, and
-        // through the proxy, so that its password change is the one held.
-        let mut master = env.master_secret(Some(json!(false)));
-        master["port"] = json!(proxy.port());
-        let arn = moto
-            .python(&format!(
-                "print(sm.create_secret(Name='app-master', SecretString={:?})['ARN'])",
-                master.to_string()
-            ))
-            .unwrap();
-        current["masterarn"] = json!(arn.trim());
-    }
-    moto.python(&format!(
-        "sm.create_secret(Name='app', SecretString={:?})",
-        current.to_string()
-    ))
-    .unwrap();
+    let current = rotation_tests::moto_user_secret(
+        &moto,
+        &env,
+        "app",
+        "app",
+        "Initial-pw-1-long-enough",
+        proxy.port(),
+    );
     let rotation = |secs| with_timeout(env.rotation_on(store.clone(), Strategy::SingleUser), secs);
     // A rotation in flight after createSecret.
     let mut pending = current.clone();

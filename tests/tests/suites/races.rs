@@ -399,30 +399,12 @@ async fn two_rotations_of_one_secret_on_secrets_manager_never_lock_out(
     let store = AnyStore::Aws(rotation_core::AwsSecretStore::from_sdk_config(
         &moto.sdk_config().await,
     ));
-    let masterarn = env.engine_master.as_ref().map(|_| {
-        let master = env.master_secret(Some(json!(false)));
-        moto.python(&format!(
-            "print(sm.create_secret(Name='race-master', SecretString={:?})['ARN'])",
-            master.to_string()
-        ))
-        .unwrap()
-        .trim()
-        .to_string()
-    });
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for run in 0..RUNS_PER_ORDER {
         for paused in [0, 1] {
             let user = format!("race{paused}x{run}");
             env.create_user(&user, INITIAL);
-            let mut value = env.plain_secret(&user, INITIAL);
-            if let Some(arn) = &masterarn {
-                value["masterarn"] = json!(arn);
-            }
-            moto.python(&format!(
-                "sm.create_secret(Name={user:?}, SecretString={:?})",
-                value.to_string()
-            ))
-            .unwrap();
+            rotation_tests::moto_user_secret(&moto, &env, &user, &user, INITIAL, env.port());
             let stores = [
                 rotation_core::testing::RecordingStore::new(store.clone()),
                 rotation_core::testing::RecordingStore::new(store.clone()),

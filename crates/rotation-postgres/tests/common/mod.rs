@@ -43,10 +43,7 @@ impl PgEnv for Env {
     }
 
     fn config(&self) -> PgConfig {
-        match self.ca_pem() {
-            Some(ca) => PgConfig::with_ca_bundle(ca).expect("the test CA loads"),
-            None => PgConfig::default(),
-        }
+        self.server_as::<PgServer>().config()
     }
 
     fn rotation(&self, rotator: PostgresRotator) -> Rotation<LocalSecretStore, PostgresRotator> {

@@ -77,10 +77,7 @@ impl Standin for Env {
     }
 
     fn config(&self) -> PgConfig {
-        match self.ca_pem() {
-            Some(ca) => PgConfig::with_ca_bundle(ca).expect("the test CA loads"),
-            None => PgConfig::default(),
-        }
+        self.server_as::<PgServer>().config()
     }
 
     fn standin_secret(&self, user: &str, password: &str) -> Value {
