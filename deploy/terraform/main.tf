@@ -148,11 +148,17 @@ data "aws_iam_policy_document" "rotation" {
 resource "aws_cloudwatch_log_group" "rotation" {
   name              = "/aws/lambda/${var.function_name}"
   retention_in_days = var.log_retention_days
+  # The rotation history outlives the module, as with the SAM template's Retain.
+  skip_destroy = true
+  tags         = var.tags
 }
 
 resource "aws_iam_role" "rotation" {
-  name_prefix        = "${substr(var.function_name, 0, 32)}-"
-  assume_role_policy = data.aws_iam_policy_document.assume.json
+  name_prefix          = "${substr(var.function_name, 0, 32)}-"
+  path                 = var.role_path
+  permissions_boundary = var.permissions_boundary
+  assume_role_policy   = data.aws_iam_policy_document.assume.json
+  tags                 = var.tags
 }
 
 resource "aws_iam_role_policy" "rotation" {
@@ -169,10 +175,11 @@ resource "aws_lambda_function" "rotation" {
   runtime          = "provided.al2023"
   handler          = "bootstrap"
   architectures    = [var.architecture]
-  memory_size      = 128
-  timeout          = 60
+  memory_size      = var.memory_size
+  timeout          = var.timeout
   role             = aws_iam_role.rotation.arn
   layers           = var.layers
+  tags             = var.tags
 
   dynamic "vpc_config" {
     for_each = length(var.subnet_ids) > 0 ? [1] : []

@@ -165,6 +165,36 @@ variable "log_retention_days" {
   default     = 90
 }
 
+variable "memory_size" {
+  description = "The function's memory in MiB (128 is enough: a rotation peaks near 12 MiB)."
+  type        = number
+  default     = 128
+}
+
+variable "timeout" {
+  description = "The function's timeout in seconds; each step ends 3 s before it."
+  type        = number
+  default     = 60
+}
+
+variable "permissions_boundary" {
+  description = "The ARN of a permissions boundary policy for the function's role (null: none)."
+  type        = string
+  default     = null
+}
+
+variable "role_path" {
+  description = "The path of the function's role."
+  type        = string
+  default     = "/"
+}
+
+variable "tags" {
+  description = "Tags for the function, its role and its log group."
+  type        = map(string)
+  default     = {}
+}
+
 variable "ca_bundle_path" {
   description = "CA_BUNDLE_PATH, a PEM file in one of the layers (/opt/...) (empty: the embedded RDS bundle and the system store)."
   type        = string
