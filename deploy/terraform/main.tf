@@ -230,3 +230,21 @@ resource "aws_secretsmanager_secret_rotation" "schedule" {
   }
   depends_on = [aws_lambda_permission.secrets_manager]
 }
+
+# A failed step is an invocation error: one alarm per function, whatever its secrets.
+resource "aws_cloudwatch_metric_alarm" "failure" {
+  count               = var.alarm_topic_arn == null ? 0 : 1
+  alarm_name          = "${var.function_name}-rotation-failed"
+  alarm_description   = "A rotation step of ${var.function_name} failed: its log line has the errorType (docs/errors.md)"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.rotation.function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [var.alarm_topic_arn]
+  tags                = var.tags
+}

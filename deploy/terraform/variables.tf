@@ -195,6 +195,12 @@ variable "tags" {
   default     = {}
 }
 
+variable "alarm_topic_arn" {
+  description = "An SNS topic an alarm tells when a rotation step fails (the function's Errors; the log line has the errorType). Null: no alarm."
+  type        = string
+  default     = null
+}
+
 variable "ca_bundle_path" {
   description = "CA_BUNDLE_PATH, a PEM file in one of the layers (/opt/...) (empty: the embedded RDS bundle and the system store)."
   type        = string
