@@ -168,10 +168,19 @@ resource "aws_iam_role_policy" "rotation" {
 }
 
 resource "aws_lambda_function" "rotation" {
+  lifecycle {
+    precondition {
+      condition     = (var.zip_path != null) != (var.code_bucket != null && var.code_key != null)
+      error_message = "Give the engine's zip as zip_path, or as code_bucket and code_key: one of the two."
+    }
+  }
+
   function_name    = var.function_name
   description      = "Secrets Manager rotation (${var.engine}, ${var.strategy})"
   filename         = var.zip_path
-  source_code_hash = filebase64sha256(var.zip_path)
+  source_code_hash = var.zip_path == null ? null : filebase64sha256(var.zip_path)
+  s3_bucket        = var.zip_path == null ? var.code_bucket : null
+  s3_key           = var.zip_path == null ? var.code_key : null
   runtime          = "provided.al2023"
   handler          = "bootstrap"
   architectures    = [var.architecture]

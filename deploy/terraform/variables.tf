@@ -27,8 +27,21 @@ variable "function_name" {
 }
 
 variable "zip_path" {
-  description = "The engine's bootstrap zip (scripts/package: target/lambda-zips/ENGINE/bootstrap.zip)."
+  description = "The engine's bootstrap zip on this machine (scripts/package: target/lambda-zips/ENGINE/bootstrap.zip); or code_bucket and code_key."
   type        = string
+  default     = null
+}
+
+variable "code_bucket" {
+  description = "The S3 bucket of the engine's zip, with code_key (in place of zip_path)."
+  type        = string
+  default     = null
+}
+
+variable "code_key" {
+  description = "The S3 key of the engine's zip, a new key per build (in place of zip_path)."
+  type        = string
+  default     = null
 }
 
 variable "architecture" {
