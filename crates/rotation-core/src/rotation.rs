@@ -74,7 +74,6 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             description,
             deadline,
             rollback: false,
-            rotation_started: std::sync::Mutex::new(None),
         }
     }
 
@@ -192,17 +191,14 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
         // Work on the ARN from here, as AWS's functions do.
         let mut ctx = self.context(&description, token, deadline);
         ctx.rollback = rollback;
-        let outcome = match step {
-            Step::CreateSecret => steps::create::run(&ctx, event.rotation_token.as_deref()).await,
-            Step::SetSecret => steps::set::run(&ctx).await,
-            Step::TestSecret => steps::test::run(&ctx).await,
+        match step {
+            Step::CreateSecret => steps::create::run(&ctx, event.rotation_token.as_deref())
+                .await
+                .map(|o| (o, None)),
+            Step::SetSecret => steps::set::run(&ctx).await.map(|o| (o, None)),
+            Step::TestSecret => steps::test::run(&ctx).await.map(|o| (o, None)),
             Step::FinishSecret => steps::finish::run(&ctx).await,
-        }?;
-        let started = *ctx
-            .rotation_started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        Ok((outcome, started))
+        }
     }
 
     pub(crate) async fn describe(

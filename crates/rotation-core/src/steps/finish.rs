@@ -13,25 +13,24 @@ use crate::secret::DatabaseSecret;
 use crate::stage::{Stage, Strategy};
 use crate::store::{SecretStore, StageMove};
 
+/// The outcome, and, where the store said, when the promoted version was created (the
+/// rotation's start).
 pub(crate) async fn run<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
-) -> Result<StepOutcome, RotationError> {
+) -> Result<(StepOutcome, Option<std::time::SystemTime>), RotationError> {
     let (arn, token) = (ctx.arn, ctx.token);
     // The description read by the entry checks of this invocation.
     let current = ctx.description.version_with(Stage::Current);
     if current == Some(token) {
         info!("finishSecret: Version {token} already marked as AWSCURRENT for {arn}");
-        return Ok(StepOutcome::AlreadyCurrent);
+        return Ok((StepOutcome::AlreadyCurrent, None));
     }
     let drops_others = drops_others(ctx);
-    let pending = if ctx.options.verify_before_finish || drops_others {
+    let (pending, created) = if ctx.options.verify_before_finish || drops_others {
         let (pending, created) = ctx.load_timed(Which::Pending, Some(token)).await?;
-        *ctx.rotation_started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = created;
-        Some(pending)
+        (Some(pending), created)
     } else {
-        None
+        (None, None)
     };
     if let Some(pending) = pending
         .as_ref()
@@ -64,7 +63,7 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     if let Some(current) = pending.filter(|_| drops_others) {
         drop_other_passwords(ctx, &current).await;
     }
-    Ok(StepOutcome::Promoted)
+    Ok((StepOutcome::Promoted, created))
 }
 
 /// Whether finishSecret drops the user's other passwords: single user on an engine whose

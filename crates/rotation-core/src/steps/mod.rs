@@ -69,9 +69,6 @@ pub(crate) struct StepContext<'a, S, R> {
     /// The step belongs to a `rollback` run: its pending version is `AWSPREVIOUS` itself, not
     /// a value built from `AWSCURRENT`.
     pub rollback: bool,
-    /// finishSecret: when the version it promoted was created (the rotation's start), where
-    /// the store said.
-    pub rotation_started: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {
