@@ -91,8 +91,8 @@ impl TestEngine for Redis {
     }
 }
 
-/// `redis-server` behind its front proxy.
-struct RedisTestServer {
+/// `redis-server` behind its front proxy, which every secret of the tests names.
+pub struct RedisTestServer {
     server: RedisServer,
     front: Arc<TcpProxy>,
 }
@@ -107,7 +107,18 @@ impl fmt::Debug for RedisTestServer {
 }
 
 impl RedisTestServer {
-    fn cli(&self, args: &[&str]) -> String {
+    /// The server itself.
+    pub fn redis(&self) -> &RedisServer {
+        &self.server
+    }
+
+    /// The proxy in front of the server: the port secrets name.
+    pub fn front(&self) -> &TcpProxy {
+        &self.front
+    }
+
+    /// `redis-cli` as the admin; panics on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
         self.server
             .cli(args)
             .unwrap_or_else(|e| panic!("redis-cli {}: {e}", args.first().unwrap_or(&"")))

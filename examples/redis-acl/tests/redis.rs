@@ -1,151 +1,84 @@
 //! The Redis ACL engine against a real `redis-server` (ACLs on, password authentication,
-//! started by the testkit): both strategies, step by step with `AWSCURRENT` checked after each
+//! started by the testkit), on the one test environment (`rotation_testkit::Env`) that the
+//! built-in engines' suites use, through this engine's `testing` server: both strategies, step by step with `AWSCURRENT` checked after each
 //! step, over verified TLS with the preflight, a master without the right, and `ACL SETUSER`
 //! commands held in the network and delivered after a newer rotation. The toolkit's promise
 //! suites, its kill -9 sweep and its end-to-end run hold it too (`tests/`, through
 //! `src/testing.rs`), through `rotation_cli::main` and `rotation_lambda::run` over this engine:
 //! the calls `redis-acl-rotate` and `redis-acl` (its Lambda function) are.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_acl_rotation::{PROFILE, RedisAclRotator};
+use redis_acl_rotation::RedisAclRotator;
+use redis_acl_rotation::testing::{REDIS, RedisTestServer};
 use rotation_core::plan::CheckStatus;
 use rotation_core::{
-    AbortMode, EventStep, LocalSecretStore, Options, PasswordPolicy, Rotation, RotationEvent,
-    SecretStore, Stage, Step, Strategy, VersionSelector,
+    AbortMode, EventStep, LocalSecretStore, Options, Rotation, RotationEvent, Stage, Step, Strategy,
 };
-use rotation_testkit::{RedisServer, TcpProxy, Wire};
-use rotation_trust::{ConnectSettings, Trust};
-use secrecy::{ExposeSecret, SecretString};
+use rotation_testkit::TcpProxy;
+use rotation_testkit::env::{Engine, EngineRotation, Env};
+use rotation_trust::ConnectSettings;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const INITIAL: &str = "Initial-pw-1-long-enough";
 
-struct Setup {
-    server: RedisServer,
-    /// In front of the server for the master secret's connections (`Setup::proxied`).
-    proxy: Option<TcpProxy>,
-    store: LocalSecretStore,
-    settings: ConnectSettings,
-    _dir: tempfile::TempDir,
+/// A server with user `app` (its own keys, read and write commands) and secret `app` naming
+/// the admin's secret as its master; every secret reaches the server through its front proxy,
+/// so that a test can hold the master's `ACL SETUSER` in the network.
+async fn start(tls: bool) -> Env {
+    let env = Env::start(&REDIS as Engine, tls);
+    env.create_user("app", INITIAL);
+    env.put("app", &env.secret("app", INITIAL, Some(json!(tls))))
+        .await;
+    env
 }
 
-impl Setup {
-    /// A server with user `app` (its own keys, read and write commands) and secrets `master`
-    /// (the admin) and `app` (naming the master).
-    async fn start(tls: bool) -> Setup {
-        Setup::start_with(tls, false).await
+/// What this suite needs of the environment beyond every engine's.
+trait RedisEnv {
+    fn redis(&self) -> &RedisTestServer;
+    /// The proxy every secret names.
+    fn front(&self) -> &TcpProxy;
+    /// A rotation whose steps give up after 2 s, so a step whose command the proxy holds
+    /// fails soon.
+    fn short_steps(&self, strategy: Strategy) -> EngineRotation;
+    /// Whether a secret value's credentials log in (checked with redis-cli).
+    fn cli_logs_in(&self, v: &Value) -> bool;
+    /// `user`'s rules as `ACL LIST` shows them, passwords left out.
+    fn rules(&self, user: &str) -> String;
+    /// `user`'s rights as `ACL GETUSER` shows them: commands, keys, channels, selectors (its
+    /// flags and passwords left out).
+    fn rights(&self, user: &str) -> String;
+    /// How many passwords `user` has.
+    fn passwords(&self, user: &str) -> usize;
+}
+
+impl RedisEnv for Env {
+    fn redis(&self) -> &RedisTestServer {
+        self.server_as::<RedisTestServer>()
     }
 
-    /// A plaintext server whose secrets connect through a RESP-aware proxy, so that a test can
-    /// hold the master's `ACL SETUSER` in the network.
-    async fn proxied() -> Setup {
-        Setup::start_with(false, true).await
+    fn front(&self) -> &TcpProxy {
+        self.redis().front()
     }
 
-    async fn start_with(tls: bool, proxied: bool) -> Setup {
-        let server =
-            RedisServer::start(tls).expect("start redis-server (scripts/setup installs it)");
-        server
-            .cli(&[
-                "ACL",
-                "SETUSER",
-                "app",
-                "on",
-                &format!(">{INITIAL}"),
-                "~app:*",
-                "&*",
-                "-@all",
-                "+@read",
-                "+@write",
-                "+ping",
-            ])
-            .unwrap();
-        let settings = match server.ca_pem() {
-            Some(ca) => ConnectSettings::with_trust(Arc::new(Trust::load(Some(ca)).unwrap())),
-            None => ConnectSettings::default(),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalSecretStore::new(dir.path().join("secrets.json"));
-        let proxy = proxied
-            .then(|| TcpProxy::to_port_with(server.port(), Wire::Resp).expect("start the proxy"));
-        let setup = Setup {
-            server,
-            proxy,
-            store,
-            settings,
-            _dir: dir,
-        };
-        let master = setup.secret(setup.server.admin(), setup.server.admin_password(), None);
-        let arn = setup.put("master", &master).await;
-        setup
-            .put("app", &setup.secret("app", INITIAL, Some(&arn)))
-            .await;
-        setup
+    fn short_steps(&self, strategy: Strategy) -> EngineRotation {
+        self.rotation_on(self.store.clone(), strategy)
+            .with_options(Options {
+                step_timeout: Duration::from_secs(2),
+                ..Options::default()
+            })
     }
 
-    fn secret(&self, user: &str, password: &str, masterarn: Option<&str>) -> Value {
-        let tls = self.server.ca_pem().is_some();
-        let mut v = json!({"engine": "redis", "host": if tls { self.server.tls_host() } else { self.server.host() },
-            "port": self.server.port(), "username": user, "password": password, "ssl": tls});
-        if let Some(proxy) = &self.proxy {
-            v["host"] = json!("127.0.0.1");
-            v["port"] = json!(proxy.port());
-        }
-        if let Some(arn) = masterarn {
-            v["masterarn"] = json!(arn);
-        }
-        v
-    }
-
-    async fn put(&self, name: &str, value: &Value) -> String {
-        self.store
-            .create_secret(name, &SecretString::from(value.to_string()))
-            .await
-            .unwrap()
-    }
-
-    fn rotation(&self, strategy: Strategy) -> Rotation<LocalSecretStore, RedisAclRotator> {
-        Rotation::new(
-            self.store.clone(),
-            RedisAclRotator::new(strategy, self.settings.clone()),
-            PasswordPolicy::defaults(&PROFILE.password),
+    fn cli_logs_in(&self, v: &Value) -> bool {
+        self.server.logs_in_with_own_client(
+            v["username"].as_str().unwrap(),
+            v["password"].as_str().unwrap(),
         )
     }
 
-    /// A rotation whose steps give up after 2 s, so a step whose command the proxy holds
-    /// fails soon.
-    fn short_steps(&self, strategy: Strategy) -> Rotation<LocalSecretStore, RedisAclRotator> {
-        self.rotation(strategy).with_options(Options {
-            step_timeout: Duration::from_secs(2),
-            ..Options::default()
-        })
-    }
-
-    async fn value(&self, name: &str, stage: Stage) -> Value {
-        let v = self
-            .store
-            .get_value(name, VersionSelector::stage(stage))
-            .await
-            .unwrap();
-        serde_json::from_str(v.value.expose_secret()).unwrap()
-    }
-
-    /// Whether a secret value's credentials log in (checked with redis-cli).
-    fn logs_in(&self, v: &Value) -> bool {
-        self.server
-            .logs_in(
-                v["username"].as_str().unwrap(),
-                v["password"].as_str().unwrap(),
-            )
-            .unwrap()
-    }
-
-    /// `user`'s rules as `ACL LIST` shows them, passwords left out.
     fn rules(&self, user: &str) -> String {
-        let list = self.server.cli(&["ACL", "LIST"]).unwrap();
+        let list = self.redis().cli(&["ACL", "LIST"]);
         let line = list
             .lines()
             .find(|l| l.starts_with(&format!("user {user} ")))
@@ -157,19 +90,16 @@ impl Setup {
             .join(" ")
     }
 
-    /// `user`'s rights as `ACL GETUSER` shows them: commands, keys, channels, selectors (its
-    /// flags and passwords left out).
     fn rights(&self, user: &str) -> String {
-        let out = self.server.cli(&["ACL", "GETUSER", user]).unwrap();
+        let out = self.redis().cli(&["ACL", "GETUSER", user]);
         let at = out
             .find("commands\n")
             .unwrap_or_else(|| panic!("no user {user}: {out}"));
         out[at..].to_string()
     }
 
-    /// How many passwords `user` has.
     fn passwords(&self, user: &str) -> usize {
-        let list = self.server.cli(&["ACL", "LIST"]).unwrap();
+        let list = self.redis().cli(&["ACL", "LIST"]);
         let line = list
             .lines()
             .find(|l| l.starts_with(&format!("user {user} ")))
@@ -187,8 +117,8 @@ fn sha256_hex(password: &str) -> String {
 }
 
 /// How many `ACL SETUSER` calls the server has refused (`INFO commandstats`).
-fn failed_setusers(s: &Setup) -> u64 {
-    let info = s.server.cli(&["INFO", "commandstats"]).unwrap();
+fn failed_setusers(s: &Env) -> u64 {
+    let info = s.redis().cli(&["INFO", "commandstats"]);
     info.lines()
         .find(|l| l.starts_with("cmdstat_acl|setuser:"))
         .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("failed_calls=")))
@@ -197,7 +127,7 @@ fn failed_setusers(s: &Setup) -> u64 {
 
 /// Releases the command the proxy holds and waits until Redis has refused it (one more failed
 /// `ACL SETUSER` in `INFO commandstats`): the late command reached the server.
-async fn deliver_late_and_see_it_refused(s: &Setup, proxy: &TcpProxy) {
+async fn deliver_late_and_see_it_refused(s: &Env, proxy: &TcpProxy) {
     let refused = failed_setusers(s);
     proxy.resume();
     let started = Instant::now();
@@ -221,8 +151,8 @@ fn token(i: u64) -> String {
 
 #[tokio::test]
 async fn single_user_adds_then_drops_and_awscurrent_never_fails() {
-    let s = Setup::start(false).await;
-    let rotation = s.rotation(Strategy::SingleUser);
+    let s = start(false).await;
+    let rotation = s.single();
     let before = s.value("app", Stage::Current).await;
     let rules = s.rules("app");
     for round in 0..2 {
@@ -242,31 +172,34 @@ async fn single_user_adds_then_drops_and_awscurrent_never_fails() {
             };
             rotation.handle(&event).await.unwrap();
             let current = s.value("app", Stage::Current).await;
-            assert!(s.logs_in(&current), "AWSCURRENT fails after {step:?}");
+            assert!(s.cli_logs_in(&current), "AWSCURRENT fails after {step:?}");
             if step == Step::SetSecret {
                 // Both passwords work between setSecret and finishSecret.
                 let pending = s.value("app", Stage::Pending).await;
-                assert!(s.logs_in(&pending));
+                assert!(s.cli_logs_in(&pending));
                 assert_eq!(s.passwords("app"), 2);
             }
         }
         // After finishSecret only the new password works.
         assert_eq!(s.passwords("app"), 1);
         let previous = s.value("app", Stage::Previous).await;
-        assert!(!s.logs_in(&previous), "the replaced password still works");
+        assert!(
+            !s.cli_logs_in(&previous),
+            "the replaced password still works"
+        );
     }
     let after = s.value("app", Stage::Current).await;
     assert_ne!(after["password"], before["password"]);
     // The user's rules are untouched; Redis holds the password only as a hash.
     assert_eq!(s.rules("app"), rules);
-    let list = s.server.cli(&["ACL", "LIST"]).unwrap();
+    let list = s.redis().cli(&["ACL", "LIST"]);
     assert!(!list.contains(after["password"].as_str().unwrap()));
 }
 
 #[tokio::test]
 async fn alternating_users_make_the_clone_from_the_original() {
-    let s = Setup::start(false).await;
-    let rotation = s.rotation(Strategy::AlternatingUsers);
+    let s = start(false).await;
+    let rotation = s.alternating();
     let mut previous = s.value("app", Stage::Current).await;
     for (round, user) in ["app_clone", "app", "app_clone"].into_iter().enumerate() {
         rotation
@@ -275,24 +208,24 @@ async fn alternating_users_make_the_clone_from_the_original() {
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         let current = s.value("app", Stage::Current).await;
         assert_eq!(current["username"], json!(user));
-        assert!(s.logs_in(&current), "round {round}");
+        assert!(s.cli_logs_in(&current), "round {round}");
         // The previous user keeps working until the next rotation.
         assert!(
-            s.logs_in(&previous),
+            s.cli_logs_in(&previous),
             "round {round}: AWSPREVIOUS stopped working"
         );
         assert_eq!(s.rights("app_clone"), s.rights("app"), "round {round}");
         previous = current;
     }
     // The original's first password was replaced in the second round.
-    assert!(!s.server.logs_in("app", INITIAL).unwrap());
+    assert!(!s.server.logs_in_with_own_client("app", INITIAL));
 }
 
 #[tokio::test]
 async fn verified_tls_and_the_preflight() {
-    let s = Setup::start(true).await;
+    let s = start(true).await;
     for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
-        let rotation = s.rotation(strategy);
+        let rotation = s.rotation_on(s.store.clone(), strategy);
         let plan = rotation.plan("app").await;
         assert!(plan.passed(), "{strategy}: {:#?}", plan.checks);
         let tls = plan.check("tls").unwrap();
@@ -305,14 +238,13 @@ async fn verified_tls_and_the_preflight() {
             );
         }
         rotation.rotate("app").await.unwrap();
-        assert!(s.logs_in(&s.value("app", Stage::Current).await));
+        assert!(s.cli_logs_in(&s.value("app", Stage::Current).await));
     }
     // Without the test CA, TLS does not verify and nothing changes.
-    let untrusting = Rotation::new(
-        s.store.clone(),
-        RedisAclRotator::new(Strategy::SingleUser, ConnectSettings::default()),
-        PasswordPolicy::defaults(&PROFILE.password),
-    );
+    let untrusting: Rotation<LocalSecretStore, _> = s.rotation_with(RedisAclRotator::new(
+        Strategy::SingleUser,
+        ConnectSettings::default(),
+    ));
     let plan = untrusting.plan("app").await;
     assert_eq!(plan.check("tls").unwrap().status, CheckStatus::Fail);
     assert_eq!(
@@ -322,70 +254,61 @@ async fn verified_tls_and_the_preflight() {
     let before = s.value("app", Stage::Current).await;
     assert!(untrusting.rotate("app").await.is_err());
     assert_eq!(s.value("app", Stage::Current).await, before);
-    assert!(s.logs_in(&before));
+    assert!(s.cli_logs_in(&before));
 }
 
 #[tokio::test]
 async fn a_master_without_acl_rights_is_reported_and_changes_nothing() {
-    let s = Setup::start(false).await;
-    s.server
-        .cli(&[
-            "ACL",
-            "SETUSER",
-            "weak",
-            "on",
-            ">Weak-pw-1-long-enough",
-            "~*",
-            "+@all",
-            "-@admin",
-        ])
-        .unwrap();
-    let weak = s
-        .put("weak", &s.secret("weak", "Weak-pw-1-long-enough", None))
-        .await;
-    s.put("app-weak", &s.secret("app", INITIAL, Some(&weak)))
-        .await;
-    let rotation = s.rotation(Strategy::SingleUser);
+    let s = start(false).await;
+    s.redis().cli(&[
+        "ACL",
+        "SETUSER",
+        "weak",
+        "on",
+        ">Weak-pw-1-long-enough",
+        "~*",
+        "+@all",
+        "-@admin",
+    ]);
+    let mut weak = s.plain_secret("weak", "Weak-pw-1-long-enough");
+    weak.as_object_mut().unwrap().remove("masterarn");
+    let weak = s.put("weak", &weak).await;
+    let mut app = s.plain_secret("app", INITIAL);
+    app["masterarn"] = json!(weak);
+    s.put("app-weak", &app).await;
+    let rotation = s.single();
     let plan = rotation.plan("app-weak").await;
     let rights = plan.check("rights").unwrap();
     assert_eq!(rights.status, CheckStatus::Fail, "{:#?}", plan.checks);
     assert_eq!(rights.kind.as_deref(), Some("PermissionDenied"));
     let e = rotation.rotate("app-weak").await.unwrap_err();
     assert_eq!(e.kind(), "SetPasswordFailed", "{e}");
-    assert!(s.server.logs_in("app", INITIAL).unwrap());
+    assert!(s.server.logs_in_with_own_client("app", INITIAL));
     assert_eq!(s.passwords("app"), 1);
 }
 
 #[tokio::test]
 async fn the_clone_gets_exactly_odd_rules() {
-    let s = Setup::start(false).await;
+    let s = start(false).await;
     // A selector whose key pattern holds a `)`, read-only key patterns, channels reset: the
     // clone must get exactly these rights and no more.
-    s.server
-        .cli(&[
-            "ACL",
-            "SETUSER",
-            "app",
-            "reset",
-            "on",
-            &format!(">{INITIAL}"),
-            "~app:*",
-            "%R~ro:*",
-            "+@read",
-            "+ping",
-            "(~tmp:) +ping +del +unlink +get|x)",
-        ])
-        .unwrap();
-    s.rotation(Strategy::AlternatingUsers)
-        .rotate("app")
-        .await
-        .unwrap();
+    s.redis().cli(&[
+        "ACL",
+        "SETUSER",
+        "app",
+        "reset",
+        "on",
+        &format!(">{INITIAL}"),
+        "~app:*",
+        "%R~ro:*",
+        "+@read",
+        "+ping",
+        "(~tmp:) +ping +del +unlink +get|x)",
+    ]);
+    s.alternating().rotate("app").await.unwrap();
     assert_eq!(s.rights("app_clone"), s.rights("app"));
     for user in ["app", "app_clone"] {
-        let del = s
-            .server
-            .cli(&["ACL", "DRYRUN", user, "DEL", "app:victim"])
-            .unwrap();
+        let del = s.redis().cli(&["ACL", "DRYRUN", user, "DEL", "app:victim"]);
         assert!(
             !del.trim().starts_with("OK"),
             "{user} may DEL app:victim: {del}"
@@ -399,8 +322,8 @@ async fn the_clone_gets_exactly_odd_rules() {
 /// have left the user only the older rotation's password.
 #[tokio::test]
 async fn late_drop_of_the_other_passwords_cannot_lock_out() {
-    let s = Setup::proxied().await;
-    let proxy = s.proxy.as_ref().unwrap();
+    let s = start(false).await;
+    let proxy = s.front();
     let rotation = s.short_steps(Strategy::SingleUser);
     rotation.rotate("app").await.expect("first rotation");
     let first = s.value("app", Stage::Current).await;
@@ -414,15 +337,18 @@ async fn late_drop_of_the_other_passwords_cannot_lock_out() {
     assert_eq!(proxy.stalls_triggered(), 1, "the drop was held");
     let second = s.value("app", Stage::Current).await;
     assert!(
-        s.logs_in(&second) && s.logs_in(&first),
+        s.cli_logs_in(&second) && s.cli_logs_in(&first),
         "the drop did not land"
     );
     // A newer rotation drops both older passwords (its command has 5 arguments: not held).
     rotation.rotate("app").await.expect("third rotation");
     let third = s.value("app", Stage::Current).await;
-    assert!(!s.logs_in(&first) && !s.logs_in(&second));
+    assert!(!s.cli_logs_in(&first) && !s.cli_logs_in(&second));
     deliver_late_and_see_it_refused(&s, proxy).await;
-    assert!(s.logs_in(&third), "AWSCURRENT logs in after the late drop");
+    assert!(
+        s.cli_logs_in(&third),
+        "AWSCURRENT logs in after the late drop"
+    );
     assert_eq!(s.passwords("app"), 1);
 }
 
@@ -432,8 +358,8 @@ async fn late_drop_of_the_other_passwords_cannot_lock_out() {
 /// refuses all of it (with `resetpass` it would have replaced the clone's current password).
 #[tokio::test]
 async fn late_clone_update_from_an_aborted_rotation_cannot_lock_out() {
-    let s = Setup::proxied().await;
-    let proxy = s.proxy.as_ref().unwrap();
+    let s = start(false).await;
+    let proxy = s.front();
     let rotation = s.short_steps(Strategy::AlternatingUsers);
     // app_clone, then app again: the clone has a password of its own.
     rotation.rotate("app").await.expect("first rotation");
@@ -464,14 +390,14 @@ async fn late_clone_update_from_an_aborted_rotation_cannot_lock_out() {
     rotation.rotate("app").await.expect("fourth rotation");
     let current = s.value("app", Stage::Current).await;
     assert_eq!(current["username"], "app_clone");
-    assert!(s.logs_in(&current));
+    assert!(s.cli_logs_in(&current));
     deliver_late_and_see_it_refused(&s, proxy).await;
     assert!(
-        s.logs_in(&current),
+        s.cli_logs_in(&current),
         "AWSCURRENT logs in after the late command"
     );
     assert!(
-        !s.logs_in(&aborted),
+        !s.cli_logs_in(&aborted),
         "the aborted version's password was not added"
     );
     assert_eq!(s.passwords("app_clone"), 1);
@@ -484,8 +410,8 @@ async fn late_clone_update_from_an_aborted_rotation_cannot_lock_out() {
 /// that time come back.
 #[tokio::test]
 async fn late_first_clone_remake_cannot_change_the_clone() {
-    let s = Setup::proxied().await;
-    let proxy = s.proxy.as_ref().unwrap();
+    let s = start(false).await;
+    let proxy = s.front();
     let rotation = s.short_steps(Strategy::AlternatingUsers);
     let t = token(1);
     s.store.start_rotation("app", &t).await.unwrap();
@@ -509,18 +435,18 @@ async fn late_first_clone_remake_cannot_change_the_clone() {
         .await
         .expect("abort: AWSCURRENT (app) logs in");
     // The original loses a right; a newer rotation makes the clone AWSCURRENT with it.
-    s.server.cli(&["ACL", "SETUSER", "app", "-del"]).unwrap();
+    s.redis().cli(&["ACL", "SETUSER", "app", "-del"]);
     rotation.rotate("app").await.expect("newer rotation");
     let current = s.value("app", Stage::Current).await;
     assert_eq!(current["username"], "app_clone");
     let rights = s.rights("app_clone");
     deliver_late_and_see_it_refused(&s, proxy).await;
     assert!(
-        s.logs_in(&current),
+        s.cli_logs_in(&current),
         "AWSCURRENT logs in after the late remake"
     );
     assert!(
-        !s.logs_in(&aborted),
+        !s.cli_logs_in(&aborted),
         "the aborted version's password came back"
     );
     assert_eq!(s.rights("app_clone"), rights, "the clone's rights changed");
@@ -532,8 +458,8 @@ async fn late_first_clone_remake_cannot_change_the_clone() {
 /// rotation is in flight leaves the newer pending password alone.
 #[tokio::test]
 async fn a_replayed_finish_spares_a_newer_rotations_password() {
-    let s = Setup::start(false).await;
-    let rotation = s.rotation(Strategy::SingleUser);
+    let s = start(false).await;
+    let rotation = s.single();
     let run = |step: Step, t: &str| {
         let event = RotationEvent::new(step, "app", t);
         let rotation = &rotation;
@@ -554,16 +480,16 @@ async fn a_replayed_finish_spares_a_newer_rotations_password() {
     run(Step::CreateSecret, &second).await.unwrap();
     run(Step::SetSecret, &second).await.unwrap();
     let pending = s.value("app", Stage::Pending).await;
-    assert!(s.logs_in(&pending));
+    assert!(s.cli_logs_in(&pending));
     // The earlier finishSecret, delivered again.
     run(Step::FinishSecret, &first).await.unwrap();
     assert!(
-        s.logs_in(&pending),
+        s.cli_logs_in(&pending),
         "the replay dropped the newer pending password"
     );
     run(Step::TestSecret, &second).await.unwrap();
     run(Step::FinishSecret, &second).await.unwrap();
-    assert!(s.logs_in(&s.value("app", Stage::Current).await));
+    assert!(s.cli_logs_in(&s.value("app", Stage::Current).await));
     assert_eq!(s.passwords("app"), 1);
 }
 
@@ -571,8 +497,8 @@ async fn a_replayed_finish_spares_a_newer_rotations_password() {
 /// proves `AWSCURRENT` logs in, then drops the abandoned password through the master.
 #[tokio::test]
 async fn single_user_abort_drops_the_abandoned_password() {
-    let s = Setup::start(false).await;
-    let rotation = s.rotation(Strategy::SingleUser);
+    let s = start(false).await;
+    let rotation = s.single();
     let t = token(1);
     s.store.start_rotation("app", &t).await.unwrap();
     for step in [Step::CreateSecret, Step::SetSecret] {
@@ -582,12 +508,15 @@ async fn single_user_abort_drops_the_abandoned_password() {
             .unwrap();
     }
     let abandoned = s.value("app", Stage::Pending).await;
-    assert!(s.logs_in(&abandoned));
+    assert!(s.cli_logs_in(&abandoned));
     assert_eq!(s.passwords("app"), 2);
     let report = rotation.abort("app", AbortMode::Safe).await.unwrap();
     assert!(report.current_verified);
-    assert!(!s.logs_in(&abandoned), "the abandoned password still works");
-    assert!(s.logs_in(&s.value("app", Stage::Current).await));
+    assert!(
+        !s.cli_logs_in(&abandoned),
+        "the abandoned password still works"
+    );
+    assert!(s.cli_logs_in(&s.value("app", Stage::Current).await));
     assert_eq!(s.passwords("app"), 1);
 }
 
@@ -596,9 +525,9 @@ async fn single_user_abort_drops_the_abandoned_password() {
 /// clone never gets the new password; the retried setSecret remakes it with the right rights.
 #[tokio::test]
 async fn a_clone_with_other_rights_never_gets_the_password() {
-    let s = Setup::proxied().await;
-    let proxy = s.proxy.as_ref().unwrap();
-    let rotation = s.rotation(Strategy::AlternatingUsers);
+    let s = start(false).await;
+    let proxy = s.front();
+    let rotation = s.alternating();
     let t = token(1);
     s.store.start_rotation("app", &t).await.unwrap();
     rotation
@@ -616,7 +545,7 @@ async fn a_clone_with_other_rights_never_gets_the_password() {
             while proxy.stalls_triggered() == 0 && started.elapsed() < Duration::from_secs(10) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            s.server.cli(&["ACL", "SETUSER", "app", "-del"]).unwrap();
+            s.redis().cli(&["ACL", "SETUSER", "app", "-del"]);
             proxy.resume();
         };
         tokio::join!(set, revoke).0
@@ -627,7 +556,7 @@ async fn a_clone_with_other_rights_never_gets_the_password() {
         "{e}"
     );
     assert!(
-        !s.logs_in(&pending),
+        !s.cli_logs_in(&pending),
         "a clone with other rights got the password"
     );
     // The retry remakes it from app's rights as they are.
@@ -635,7 +564,7 @@ async fn a_clone_with_other_rights_never_gets_the_password() {
         .handle(&RotationEvent::new(Step::SetSecret, "app", &t))
         .await
         .expect("the retry");
-    assert!(s.logs_in(&pending));
+    assert!(s.cli_logs_in(&pending));
     assert_eq!(s.rights("app_clone"), s.rights("app"));
     assert!(!s.rights("app_clone").contains("+del"));
 }
@@ -643,9 +572,9 @@ async fn a_clone_with_other_rights_never_gets_the_password() {
 /// A `nopass` user logs in with any password: the preflight and the rotation refuse it.
 #[tokio::test]
 async fn a_nopass_user_is_refused() {
-    let s = Setup::start(false).await;
-    s.server.cli(&["ACL", "SETUSER", "app", "nopass"]).unwrap();
-    let rotation = s.rotation(Strategy::SingleUser);
+    let s = start(false).await;
+    s.redis().cli(&["ACL", "SETUSER", "app", "nopass"]);
+    let rotation = s.single();
     let e = rotation.rotate("app").await.expect_err("nopass is refused");
     // setSecret finds the pending password logging in, and a wrong one too.
     assert_eq!(e.kind(), "PasswordsNotChecked", "{e}");
