@@ -64,6 +64,10 @@ impl TestEngine for DocumentDb {
         Wire::Mongo
     }
 
+    fn clone_statement(&self) -> &'static str {
+        "createUser"
+    }
+
     fn password_statement(&self) -> &'static str {
         "updateUser"
     }

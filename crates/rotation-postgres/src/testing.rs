@@ -64,6 +64,10 @@ impl TestEngine for Postgres {
         Wire::Postgres
     }
 
+    fn clone_statement(&self) -> &'static str {
+        "CREATE ROLE"
+    }
+
     fn password_statement(&self) -> &'static str {
         "ALTER ROLE"
     }

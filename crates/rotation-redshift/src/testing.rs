@@ -72,6 +72,10 @@ impl TestEngine for Redshift {
         Wire::Postgres
     }
 
+    fn clone_statement(&self) -> &'static str {
+        "CREATE USER"
+    }
+
     fn password_statement(&self) -> &'static str {
         "ALTER USER"
     }

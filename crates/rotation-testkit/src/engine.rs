@@ -113,6 +113,19 @@ pub trait TestEngine: Send + Sync + 'static {
         None
     }
 
+    /// The start of the statement (or the command) that makes the pair's other user with its
+    /// first password (alternating users); the password change's by default.
+    fn clone_statement(&self) -> &'static str {
+        self.password_statement()
+    }
+
+    /// Engines that keep the current password beside the new one until finishSecret drops it
+    /// ([`Limits::single_user_keeps_current`]): text of the command that drops only the older
+    /// passwords, for a proxy to hold. Such engines must name one.
+    fn old_password_drop(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The database the engine's connection logs in to with `secret` (its default when the
     /// secret names none).
     fn login_database(&self, secret: &DatabaseSecret) -> String;

@@ -52,12 +52,23 @@ impl TestEngine for Redis {
         Wire::Resp
     }
 
+    /// The clone's remake, with the original's rules (`resetkeys` ...): delivered late it must
+    /// change nothing. (The fence before it, delivered late, adds a password no one knows.)
+    fn clone_statement(&self) -> &'static str {
+        "resetkeys"
+    }
+
     fn password_statement(&self) -> &'static str {
         "SETUSER"
     }
 
     fn test_statement(&self) -> &'static str {
         "PING"
+    }
+
+    /// finishSecret's `ACL SETUSER <user> !<hash>...`: a removal by hash (65 bytes).
+    fn old_password_drop(&self) -> Option<&'static str> {
+        Some("\r\n$65\r\n!")
     }
 
     /// Redis has no databases a login names.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rotation_core::{
     AbortMode, AnyStore, AwsSecretStore, Credentials, LocalSecretStore, Options, RECOVERY_LIMIT,
-    RotationError, RotationEvent, SecretStore, Stage, Step, StepOutcome, Strategy,
+    RotationError, RotationEvent, SecretStore, Stage, Step, StepOutcome, Strategy, VersionSelector,
 };
 use rotation_testkit::{Moto, TcpProxy};
 use rotation_tests::engines::{Engine, EngineRotation, Env, parse};
@@ -30,6 +30,8 @@ all_engines!(
     a_late_change_on_the_user_in_use_is_recovered_by_resume_where_abort_cannot_prove_it,
     a_late_change_on_the_user_in_use_is_recovered_by_the_next_run,
     a_late_change_is_recovered_past_many_aborted_rotations,
+    a_late_change_making_the_clone_does_not_land_after_a_newer_rotation,
+    a_late_drop_of_the_old_password_cannot_lock_out,
 );
 
 /// An engine whose server has no lock a client can hold on a user: no password change can wait
@@ -506,6 +508,12 @@ async fn a_local_write_in_progress_at_the_deadline_does_not_land() {
 /// the secret's proxy, whether the change landed (AWSCURRENT no longer logs in: an engine
 /// whose limits say a late change can land).
 async fn a_late_change_lands_on_the_user_in_use(env: &Env) -> (TcpProxy, bool) {
+    late_change_after_a_newer_rotation(env, true).await
+}
+
+/// The secret "app" (alternating users) with its master, both reaching the server through a
+/// new proxy, which this returns.
+async fn alternating_through_a_proxy(env: &Env) -> TcpProxy {
     let proxy = env.proxy();
     env.create_user("app", "Initial-pw-1-long-enough");
     // The master acts through the proxy too, so that its password change is the one held.
@@ -516,20 +524,41 @@ async fn a_late_change_lands_on_the_user_in_use(env: &Env) -> (TcpProxy, bool) {
     v["port"] = json!(proxy.port());
     v["masterarn"] = json!(master_arn);
     env.put("app", &v).await;
-    // The pair: app_clone made and in use.
-    env.alternating().rotate("app").await.unwrap();
-    assert_eq!(
-        env.value("app", Stage::Current).await["username"],
-        "app_clone"
-    );
+    proxy
+}
 
-    proxy.stall_on_query(env.password_statement());
+/// [`a_late_change_lands_on_the_user_in_use`] when `pair_made`; otherwise rotation A is the
+/// first, whose held change is the one that makes the clone, and B makes the clone AWSCURRENT.
+async fn late_change_after_a_newer_rotation(env: &Env, pair_made: bool) -> (TcpProxy, bool) {
+    let proxy = alternating_through_a_proxy(env).await;
+    let (held_user, in_use) = if pair_made {
+        // The pair: app_clone made and in use.
+        env.alternating().rotate("app").await.unwrap();
+        assert_eq!(
+            env.value("app", Stage::Current).await["username"],
+            "app_clone"
+        );
+        ("app", "app")
+    } else {
+        ("app_clone", "app_clone")
+    };
+
+    proxy.stall_on_query(if pair_made {
+        env.password_statement()
+    } else {
+        env.engine.clone_statement()
+    });
     let a = with_timeout(env.alternating(), 2).rotate("app").await;
     eprintln!("rotation A: {}", chain(&a));
     assert!(
         a.is_err() && proxy.stalls_triggered() > 0,
-        "A's change was not held"
+        "A's change of {held_user} was not held"
     );
+    let aborted = env
+        .store
+        .get_value("app", VersionSelector::stage(Stage::Pending))
+        .await
+        .map(|v| serde_json::from_str::<Value>(v.value.expose_secret()).unwrap());
     // The held connection stays held; others go through.
     proxy.stall_on_query("no statement contains this text");
     let abort = env.alternating().abort("app", AbortMode::Safe).await;
@@ -539,18 +568,92 @@ async fn a_late_change_lands_on_the_user_in_use(env: &Env) -> (TcpProxy, bool) {
     eprintln!("rotation B: {}", chain(&b));
     b.unwrap();
     let current = env.value("app", Stage::Current).await;
-    assert_eq!(current["username"], "app");
+    assert_eq!(current["username"], in_use);
+    let after_b = env.fingerprint();
     proxy.resume();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let landed = !env.logs_in(&current).await;
+    // A late statement that creates the clone fails once B has made it, on every engine.
+    let creates = !pair_made && env.engine.clone_statement() != env.password_statement();
     assert_eq!(
         landed,
-        env.engine.limits().late_change_lands_after_abort,
+        env.engine.limits().late_change_lands_after_abort && !creates,
         "{}'s limits say whether a late change lands after abort, and this one {}",
         env.engine,
         if landed { "did" } else { "did not" }
     );
+    if !landed {
+        // Neither the aborted password nor the rights of A's time came back.
+        assert_eq!(env.fingerprint(), after_b, "the late change changed users");
+        if let Ok(aborted) = aborted {
+            assert!(
+                !env.logs_in(&aborted).await,
+                "the aborted rotation's password works for {held_user}"
+            );
+        }
+    }
     (proxy, landed)
+}
+
+/// Alternating users, the first rotation: its change that makes the clone (the clone has no
+/// password of its own yet) is held in the network past its step; abort; a newer rotation makes
+/// the clone AWSCURRENT; then the held change arrives. It must not take effect (AWSCURRENT
+/// logs in, the aborted password does not), or, where the engine's limits say a late change
+/// lands, the next rotation recovers.
+async fn a_late_change_making_the_clone_does_not_land_after_a_newer_rotation(engine: Engine) {
+    let env = Env::plain(engine);
+    let (_proxy, landed) = late_change_after_a_newer_rotation(&env, false).await;
+    if landed {
+        let run = env.alternating().rotate("app").await;
+        eprintln!("next rotation: {}", chain(&run));
+        run.unwrap();
+    }
+    assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
+}
+
+/// Single user on an engine that keeps the current password beside the new one until
+/// finishSecret drops it (`single_user_keeps_current`): that drop, held in the network until a
+/// newer rotation has finished, then delivered, must not remove the newer password. Engines
+/// that replace the password at setSecret drop nothing at finishSecret, and name no drop.
+async fn a_late_drop_of_the_old_password_cannot_lock_out(engine: Engine) {
+    let Some(drop) = engine.old_password_drop() else {
+        assert!(
+            !engine.limits().single_user_keeps_current,
+            "{engine} keeps the current password beside the new one, but its TestEngine names \
+             no command that drops it (old_password_drop)"
+        );
+        return;
+    };
+    let env = Env::plain(engine);
+    let proxy = env.proxy();
+    env.create_user("app", "Initial-pw-1-long-enough");
+    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
+    v["port"] = json!(proxy.port());
+    env.put("app", &v).await;
+    let r = with_timeout(env.single(), 2);
+    r.rotate("app").await.expect("first rotation");
+    let first = env.value("app", Stage::Current).await;
+    proxy.stall_on_query(drop);
+    let second = r.rotate("app").await;
+    eprintln!("second rotation: {}", chain(&second));
+    second.expect("a drop that did not answer is not the step's failure");
+    assert!(proxy.stalls_triggered() > 0, "the drop was not held");
+    let second = env.value("app", Stage::Current).await;
+    assert!(
+        env.logs_in(&second).await && env.logs_in(&first).await,
+        "the held drop landed"
+    );
+    // A newer rotation: its drop goes through.
+    proxy.stall_on_query("no statement contains this text");
+    r.rotate("app").await.expect("third rotation");
+    let third = env.value("app", Stage::Current).await;
+    assert!(!env.logs_in(&first).await && !env.logs_in(&second).await);
+    proxy.resume();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        env.logs_in(&third).await,
+        "the late drop removed AWSCURRENT's password"
+    );
 }
 
 /// "No stranded password" for alternating users, with a rotation in flight when the late
