@@ -1,23 +1,101 @@
-//! Rotation strategies for Amazon DocumentDB (and MongoDB) over the MongoDB wire protocol; used
-//! by the rotation-lambda binaries and the `rotate` CLI.
+//! Rotation strategies for Amazon DocumentDB (and MongoDB) over the MongoDB wire protocol
+//! (secrets whose `engine` is `mongo`); used by the `documentdb` Lambda binary and the `rotate`
+//! CLI.
 //!
 //! - [`DocumentDbRotator::single_user`]: the user in the secret changes its own password with
-//!   `updateUser` (logged in with the current, else the previous credentials).
-//! - [`DocumentDbRotator::alternating_users`]: the master secret from `masterarn` creates the
-//!   other user of the `name` / `name_clone` pair in the current user's authentication
-//!   database (AWS's function uses the master's: W8) with the current user's roles, or sets its
-//!   password; the pair's roles are kept in line on every rotation by core's [`Direction`]
-//!   rule (the user in use never loses a role mid-rotation).
+//!   `updateUser` (logged in with the current, else the previous credentials; the user needs
+//!   `changeOwnPassword`, as on DocumentDB and MongoDB).
+//! - [`DocumentDbRotator::alternating_users`]: the master secret from `masterarn` (its own
+//!   `dbname`, default `admin`) creates the other user of the `name` / `name_clone` pair in the
+//!   current user's authentication database (AWS's function uses the master's: W8) with the
+//!   current user's roles, or sets its password; the pair's roles are kept in line on every
+//!   rotation by core's [`Direction`] rule (`updateUser ... roles`: the original is the source
+//!   of truth, the user in use never loses a role mid-rotation).
+//!
+//! testSecret runs `connectionStatus` as the pending user and checks it is authenticated as
+//! that user. AWS's function runs `usersInfo` on itself, which needs `viewUser` on servers that
+//! enforce it.
+//!
+//! # What it connects to
+//!
+//! The official `mongodb` driver (3.9), on rustls with aws-lc-rs, the same crypto provider as
+//! the other engines; no DNS-SRV resolver.
 //!
 //! Clients are built from the secret alone, field by field (no URI, so any password works):
-//! directly to the secret's host as AWS's function does (DocumentDB's cluster endpoint routes to
-//! the primary), replica-set discovery only when the secret has a `replicaSet` key,
-//! `retryWrites` off, one connection, a polling monitor, connect and server-selection timeouts
-//! within the step's deadline. TLS is verified by default with the shared trust sources (the
-//! embedded RDS bundle covers DocumentDB), `"ssl": false` for plaintext, and no multi-second
-//! fallback. The authentication mechanism is negotiated (DocumentDB 4.0 speaks SCRAM-SHA-1,
-//! 5.0 and later SCRAM-SHA-256 too). Every command carries `maxTimeMS` cut to the step's time
-//! left, so the server gives up no later than the client.
+//! `host` and `port` (default 27017), and `dbname` as the authentication database (default
+//! `admin`). The connection goes directly to the secret's host, as AWS's function does
+//! (DocumentDB's cluster endpoint routes to the primary); replica-set discovery only when the
+//! secret has a `replicaSet` key. The authentication mechanism is negotiated (DocumentDB 4.0
+//! speaks SCRAM-SHA-1, 5.0 and later SCRAM-SHA-256 too).
+//!
+//! - `retryWrites` and `retryReads` off, one pooled connection and no idle pool.
+//! - A polling monitor on its own connection, which never authenticates: two TCP connections
+//!   per login.
+//! - Connect and server-selection timeouts within the step's deadline
+//!   (`CONNECT_TIMEOUT_SECONDS`, default 5 s).
+//! - Every command carries `maxTimeMS` cut to the step's time left, so the server gives up no
+//!   later than the client. A server that refuses the field on a command gets the command
+//!   again without it; the client's deadline still bounds it.
+//! - On a direct connection the monitor's first failed heartbeat ends the login at once, typed:
+//!   nothing listening (`Unreachable`), an untrusted certificate or a server without TLS
+//!   (`Tls`, so `ALLOW_PLAINTEXT_FALLBACK` applies). These come back in milliseconds, not after
+//!   the driver's server-selection timeout.
+//!
+//! TLS is verified by default with the same `ssl` semantics and trust sources as the other
+//! engines (the embedded RDS bundle covers DocumentDB). `"ssl": false` means plaintext. There is
+//! no silent fallback, and none of the 15-20 s AWS's function spends on a server without TLS.
+//!
+//! The driver takes only a CA file, which replaces its own roots. So the trust store writes one
+//! private temporary file (mode 0600) per process: the RDS bundle, `CA_BUNDLE_PATH` and the
+//! system store. Unlike the PostgreSQL engines, the system store is then trusted for every host
+//! (not only outside AWS's database domains). A platform without one (Lambda's images have it)
+//! trusts only the RDS bundle and `CA_BUNDLE_PATH`.
+//!
+//! Passwords follow DocumentDB's rules, in generation and before any change: 8 to 100
+//! printable ASCII characters, none of `/ @ "` or space (AWS's default `EXCLUDE_CHARACTERS` is
+//! kept).
+//!
+//! # Known limits
+//!
+//! - **A late change can land.** `updateUser` cannot run in a transaction, and `maxTimeMS`
+//!   counts from the command's arrival. So a password change held in the network past the
+//!   step's deadline can still land later, even after `abort` proved `AWSCURRENT` logs in.
+//!
+//!   Nothing is stranded for good: the aborted version keeps the password without a label,
+//!   and the next rotation's recovery of unlabelled versions logs in with it
+//!   (`a_password_change_landing_after_abort_is_recovered`, on every engine).
+//!   `an_alter_role_still_in_the_network_does_not_land_after_abort` asserts on DocumentDB that
+//!   the change lands, as its test engine's `Limits` say.
+//! - **A dead backend looks like a TLS mismatch.** A connection closed before the server ever
+//!   answered is read as a TLS mismatch: a server without TLS drops a TLS handshake, and a
+//!   TLS-only one drops a plaintext hello. A TCP forwarder (a load balancer, a tunnel) with
+//!   nothing behind it looks the same: it is reported as a TLS error and, with
+//!   `ALLOW_PLAINTEXT_FALLBACK`, retried in plaintext.
+//!
+//!   Once the server has answered a heartbeat, a closed connection is a network failure
+//!   (`Unreachable`) and never leads to plaintext. `dead_backend_behind_a_forwarder_is_not_tls`
+//!   is ignored for this reason.
+//! - **The master-in-pair check compares names only.** MongoDB users are a name and a
+//!   database, so a pair named like the master in another database (`appdb.root` beside the
+//!   master `admin.root`) is refused with `MasterInPair` though it is another user. It refuses
+//!   more than needed and changes nothing
+//!   (`a_pair_named_like_the_master_in_another_database_rotates` is ignored for this reason).
+//!
+//! # Verified against SecantusDB, and what only a real DocumentDB could show
+//!
+//! SecantusDB is a MongoDB-wire server with SCRAM-SHA-256 and user management, run with TLS
+//! from a generated CA and the replica-set name `rs0`. Verified on it:
+//!
+//! - both strategies, and the old password refused after single user;
+//! - the clone created in the current user's database with its roles, and a role granted to
+//!   and revoked from the original reaching the clone;
+//! - 12 hostile user names and 11 hostile passwords (`@ : / %`, quotes, `$`-operators);
+//! - passwords breaking the rules refused before anything is sent;
+//! - wrong password, untrusted certificate and nothing listening told apart.
+//!
+//! SecantusDB is not DocumentDB. Only a real DocumentDB could show SCRAM-SHA-1 (4.0), its error
+//! codes and limits, `changeOwnPassword` as DocumentDB grants it, `maxTimeMS` on user commands,
+//! and the cluster endpoint's routing to the primary.
 
 pub mod connect;
 #[cfg(feature = "testing")]

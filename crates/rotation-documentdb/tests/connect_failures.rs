@@ -286,7 +286,7 @@ async fn stall_mid_login_times_out() {
 }
 
 /// A server that is down behind a TCP forwarder (NLB, SSH tunnel, sidecar): the forwarder
-/// accepts and then closes. The known limit (README): this is indistinguishable at the TCP
+/// accepts and then closes. The known limit (the crate docs): this is indistinguishable at the TCP
 /// level from a server dropping a handshake of the other kind, so it is classified `Tls`, and
 /// with TLS and `ALLOW_PLAINTEXT_FALLBACK` a plaintext attempt follows (which fails too, so
 /// nothing is sent in plaintext to a server). Asserted as it is, so that a change of it fails

@@ -23,7 +23,7 @@ fn single_user_behind_proxy() -> (Env, TcpProxy) {
 }
 
 /// A network that stalls while `updateUser` is in flight: the step fails by its deadline. The
-/// known limit (README, DocumentDB; the test engine's `Limits`): the held `updateUser` reaches
+/// known limit (the crate docs; the test engine's `Limits`): the held `updateUser` reaches
 /// the server after the step failed and the client closed, and the server applies it, so the
 /// old (AWSCURRENT) password stops working although the step said it failed; the next
 /// rotation recovers the password from the unlabelled version (the shared `late_change`
@@ -58,7 +58,7 @@ async fn a_stalled_update_user_fails_in_time_and_lands_late_as_documented() {
     assert!(
         !old && late,
         "the documented limit changed (a late updateUser no longer lands): old logs in {old}, \
-         late logs in {late}; update README, RELIABILITY.md and the test engine's Limits"
+         late logs in {late}; update the crate docs, RELIABILITY.md and the test engine's Limits"
     );
 }
 
@@ -277,7 +277,7 @@ async fn a_master_without_user_admin_changes_nothing() {
     assert_eq!(now["username"], "app");
 }
 
-/// README: "a `replicaSet` key in the secret asks for replica-set discovery instead" (the key
+/// The crate docs: "a `replicaSet` key in the secret asks for replica-set discovery instead" (the key
 /// is read from the secret's raw JSON). A set name the server does not have must fail the
 /// login (the driver checks `setName`); the right one logs in.
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! DocumentDB rotation against SecantusDB (a MongoDB-wire server with SCRAM-SHA-256 and user
 //! management) over verified TLS: both strategies, old and new credentials, roles of the pair,
 //! hostile user names and passwords. What only a real DocumentDB could show (SCRAM-SHA-1 on
-//! 4.0, its error codes and limits) is listed in the README.
+//! 4.0, its error codes and limits) is listed in the crate docs.
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! Rotation strategies for Amazon RDS / Aurora MySQL and MariaDB (secrets whose `engine` is
-//! `mysql`, `aurora-mysql` or `mariadb`); used by the `rds-mysql` Lambda binary and `rotate`.
+//! `mysql`, `aurora-mysql` or `mariadb`), on sqlx's MySQL driver; used by the `rds-mysql`
+//! Lambda binary and `rotate`. The secret's keys and the function's variables are AWS's, with
+//! `USERNAME_CHARACTER_LIMIT`.
 //!
 //! - [`MysqlRotator::single_user`]: the user in the secret sets its own password
 //!   (`SET PASSWORD`), logged in with the current, else the previous credentials.
@@ -63,8 +65,8 @@
 //! (read by the same parser, whose forms are tested from MySQL's documentation: 5.7's
 //! quoting, several roles on one line, `DEFAULT ROLE` and the password clauses in
 //! `SHOW CREATE USER`), and the single-user path above. An external server for the suites
-//! (`ROTATION_TEST_MYSQL_URL`, README "External targets") must be MariaDB: the testkit's
-//! reset and operator checks read MariaDB's tables.
+//! (`ROTATION_TEST_MYSQL_URL`, CONTRIBUTING.md "External targets") must be MariaDB: the
+//! testkit's reset and operator checks read MariaDB's tables.
 
 pub mod connect;
 pub mod sql;

@@ -1,5 +1,5 @@
-//! Rotation strategies for Amazon RDS / Aurora PostgreSQL; used by the rotation-lambda binaries
-//! and the `rotate` CLI.
+//! Rotation strategies for Amazon RDS / Aurora PostgreSQL (secrets whose `engine` is `postgres`
+//! or `aurora-postgresql`); used by the `rds-postgres` Lambda binary and the `rotate` CLI.
 //!
 //! - [`PostgresRotator::single_user`]: the user in the secret changes its own password (logged
 //!   in with the current, else the previous credentials).
@@ -7,10 +7,44 @@
 //!   updates the other user of the `name` / `name_clone` pair, which holds membership of the
 //!   original role (re-asserted on every rotation, W7).
 //!
+//! # What it connects to
+//!
 //! Connections come from the secret alone (host, port as number or string, `dbname` default
-//! `postgres`), with verified TLS unless the secret says `"ssl": false` (W1, W2). The new
-//! password reaches the server only as a SCRAM-SHA-256 verifier computed here (W3); identifiers
-//! are quoted by the server's `quote_ident`.
+//! `postgres`). The engine refuses to run when `PGSSLCERT`, `PGSSLKEY`, `PGOPTIONS` or
+//! `PGSSLROOTCERT` is set, since the driver would pick them up.
+//!
+//! - TLS: `ssl` absent or true means verify-full (chain and host name), with no fallback (W1,
+//!   W2); `"ssl": false` means plaintext, logged as a warning.
+//! - One connection per login. setSecret tries its logins in order until one succeeds, and
+//!   changes the password on that same connection; testSecret and the finishSecret check use
+//!   one each. Every connection is closed with Terminate. A single-user rotation logs in 4
+//!   times: pending (refused), current, pending in testSecret, pending in finishSecret.
+//! - RDS-managed master secrets (only `username` and `password`) and users on a read replica
+//!   or an Aurora reader go through the RDS API (the `rotation-rds` crate; Lambda and
+//!   `rotate --store aws` only).
+//!
+//! # Its SQL
+//!
+//! - The new password reaches the server only as a SCRAM-SHA-256 verifier computed here (W3),
+//!   so it never appears in server logs or `pg_stat_statements`. Role names are quoted by the
+//!   server's `quote_ident`.
+//! - Sessions run with `lock_timeout` 5 s and `statement_timeout` 15 s (W24), each cut to the
+//!   step's time left, and `idle_in_transaction_session_timeout` at the statement limit. A
+//!   password change commits only once it has answered in time.
+//! - Alternating users: the clone is created with `CREATE ROLE ... LOGIN` and granted
+//!   membership of the original in one transaction. Membership is re-asserted on every
+//!   rotation, and testSecret fails when the pair's membership has drifted.
+//! - The fence: every login first ends the same user's rotation sessions left inside a
+//!   transaction past their step's deadline (`connect::fence_sql`), so a late `COMMIT` finds
+//!   no session. `docs/state-machine.md` in the repository says what that guarantees, and why
+//!   rotations must not go through a connection pooler.
+//!
+//! Errors are told apart: `Unreachable`, `Timeout`, `TlsFailed`, `AuthenticationFailed`,
+//! `UnknownDatabase`, `PermissionDenied`.
+//!
+//! Known limit: user names or passwords with characters SASLprep prohibits (control
+//! characters, emoji) cannot log in through sqlx, and say so (`InvalidInput`, before any
+//! connection).
 
 pub mod config;
 pub mod connect;

@@ -8,12 +8,140 @@
 //!   schema and table privileges and group memberships in line with the original's, on every
 //!   rotation (W7).
 //!
-//! The connection code is rotation-postgres's, with Redshift's [`DIALECT`]: port 5439,
-//! database `dev`, verified TLS unless the secret says `"ssl": false` (AWS's functions never
-//! ask for TLS on Redshift: W1), no `lock_timeout` (Redshift has none), `statement_timeout` set
-//! after login, no `extra_float_digits` (Redshift refuses sqlx's default). The new password
-//! reaches the server only in Redshift's `md5` hash form (W3); names are quoted by the
-//! server's `quote_ident`.
+//! The connection and session code is rotation-postgres's, with Redshift's [`DIALECT`]. So
+//! TLS, the trust store, deadlines, error kinds and the rule that a change commits only once it
+//! has answered in time are the same as PostgreSQL's.
+//!
+//! # What it connects to
+//!
+//! - Port 5439 and database `dev` by default. TLS is verified unless the secret says
+//!   `"ssl": false`, where AWS's functions never ask for TLS (libpq's `prefer`: W1). Redshift's
+//!   certificates chain to Amazon's public roots, which the trust store has.
+//! - Session settings: only those Redshift documents. No `lock_timeout` (Redshift has none);
+//!   `statement_timeout`, cut to the step's time left, is `SET` right after login rather than
+//!   sent in the startup packet; no `extra_float_digits` (Redshift refuses sqlx's default of
+//!   3) and no `application_name`.
+//! - sqlx always sends `DateStyle`, `client_encoding` and `TimeZone` in the startup packet (not
+//!   configurable in 0.8.6). Redshift documents `datestyle` and `timezone`, not
+//!   `client_encoding` (see the end).
+//! - Before the alternating users' synchronisation, the session sets
+//!   `enable_case_sensitive_identifier`, so that quoted schema and table names created with it
+//!   on are found. A server without the setting, like the stand-in, is left as it is.
+//! - Redshift-managed admin secrets (only `username` and `password`): the endpoint comes from
+//!   the Redshift APIs (the `api` module, every page: W12). An admin secret that has a `host`
+//!   is used as it is (AWS's function always asks the API). Host equality with the admin is
+//!   strict, as AWS's.
+//!
+//! # Passwords
+//!
+//! - Generated within Redshift's rules: 8-64 characters, at least one upper, lower and digit,
+//!   none of `' " \ / @` or space. `PASSWORD_LENGTH` outside 8-64, or an `EXCLUDE_CHARACTERS`
+//!   that leaves no digit (or no upper or lower letter), stops the function at start.
+//! - As AWS's function does, `EXCLUDE_NUMBERS`, `EXCLUDE_UPPERCASE` and `EXCLUDE_LOWERCASE` are
+//!   never sent. Unlike it, setting them logs a warning at start; the forbidden characters are
+//!   always excluded (with a warning when `EXCLUDE_CHARACTERS` omitted them); and
+//!   `REQUIRE_EACH_INCLUDED_TYPE=false` is overridden.
+//! - A generated password is checked against the rules before it is stored, and a pending
+//!   password is checked again before any change.
+//! - The new password reaches the server only in Redshift's `md5` form: `md5` + hex MD5 of the
+//!   password followed by the user name (AWS's function sends it in clear: W3). Single user
+//!   salts with `session_user`, the user that logged in. The md5 form does not reveal the
+//!   password, but md5 authentication accepts it as is: treat statement logs that show it as
+//!   holding a credential.
+//! - The name is the one the secret holds, exactly. Redshift keeps the case of a quoted user
+//!   name whatever `enable_case_sensitive_identifier` says, and `quote_ident` quotes any name
+//!   with a capital. So `App_clone` and `app_clone` are two users, and only the one the secret
+//!   names is touched. The current user must exist under that exact name; a user created
+//!   unquoted is stored in lower case.
+//!
+//! # Its SQL
+//!
+//! SQL in the subset both Redshift and PostgreSQL accept (`||`, aliased subqueries), names
+//! quoted by the server's `quote_ident`, user names up to 127 bytes. The statement text is
+//! pinned by unit tests (the `sql` module). testSecret is `SELECT 1` as the pending user; the
+//! synchronisation is setSecret's.
+//!
+//! # The clone's privileges (alternating users)
+//!
+//! The other user is created (`CREATE USER ... PASSWORD 'md5...'`) with the current user's
+//! privileges. On every rotation the pair's privileges are brought in line (the `privileges`
+//! module says how they are read):
+//!
+//! - database CREATE/TEMP, one statement per database, as Redshift requires for datashare
+//!   databases;
+//! - schema USAGE/CREATE, on all schemas, not only those with tables;
+//! - SELECT/INSERT/UPDATE/DELETE/REFERENCES on tables and views outside `pg_*` schemas (so
+//!   never `pg_internal` or `pg_automv`);
+//! - group memberships.
+//!
+//! The original (the name without `_clone`) is the source of truth: the clone gains what the
+//! original gained and loses what it lost. The user `AWSCURRENT` names, which applications use
+//! during the rotation, never loses anything mid-rotation. When the clone is current it only
+//! gains; its losses wait for the next rotation, where it is the pending user. So grant to the
+//! original: a grant made to the clone alone is removed when the clone is next set. AWS's
+//! function copies a snapshot once and never again (W7).
+//!
+//! - What the clone owns it keeps.
+//! - A privilege the clone passed on `WITH GRANT OPTION` makes the revoke fail with the
+//!   server's "dependent privileges exist" until an operator resolves it.
+//! - The admin's own user (`session_user`) is never one of the pair. A superuser on one side
+//!   of the pair only is refused the same way.
+//! - Tables in schemas the admin may not use are left out: it could neither look them up nor
+//!   grant on them. Redshift's admin user is a superuser and sees all.
+//! - Not covered, as in AWS's: Redshift RBAC roles, functions and procedures, default
+//!   privileges, user attributes, ownership, objects in databases other than the secret's.
+//!
+//! # A stalled attempt
+//!
+//! Every call is bounded by the step's deadline as for PostgreSQL, and the change commits only
+//! once it has answered. Redshift has no `idle_in_transaction_session_timeout`, so the server
+//! keeps a silent client's open transaction (and its locks on the users) until it drops the
+//! connection. A retry in that window fails with a timeout that says it may be waiting for
+//! another session's lock. Redshift has no fence against a late `COMMIT` either
+//! (RELIABILITY.md, "Found, and what is still open").
+//!
+//! # Verified against a PostgreSQL 15 stand-in
+//!
+//! The stand-in has md5 authentication, `password_encryption = md5`, a `dev` database and TLS
+//! with a generated CA. On it:
+//!
+//! - both strategies rotate; the old password is refused (single user) or keeps working
+//!   (alternating);
+//! - the stored hash is the md5 form of the new password, and the server log never shows the
+//!   password;
+//! - 12 hostile user names and 11 hostile passwords; passwords breaking the rules change
+//!   nothing;
+//! - the clone's privileges after the first and later rotations, with grants and group
+//!   memberships added and removed in between;
+//! - `tests/clone_privileges.rs`: user names ending in `_clone`, case namesakes, a superuser
+//!   clone, private schemas, hostile object and group names, 5,000 tables, a stall in the
+//!   middle of the synchronisation (kill -9 of `rotate` and two runs at once: the shared kill
+//!   sweep);
+//! - Redshift-managed admin secrets through moto's `DescribeClusters`, and a paging wrapped
+//!   client for Serverless (moto has no Serverless API);
+//! - both Lambda strategies end to end through moto's RotateSecret and the Lambda Runtime API,
+//!   and the CLI choosing Redshift from the secret;
+//! - every "No stranded password" regression that involves a database, the same scenarios as
+//!   PostgreSQL's: stalls and resets at each step, password changes held behind locks or in
+//!   the network past the deadline, abort with the database down, recovery of unlabelled
+//!   versions, pending, previous and master values on another port, database or
+//!   `tls_server_name`, the master in the pair.
+//!
+//! # What only a real Redshift could show
+//!
+//! - that it accepts sqlx's startup packet (including `client_encoding`) and binary results;
+//! - `statement_timeout` set after login;
+//! - `has_*_privilege`, `ANY(grolist)` and `session_user` on its leader node;
+//! - that `CREATE USER`, `ALTER GROUP`, `GRANT` and `REVOKE` roll back together with the
+//!   transaction when a step gives up (the stand-in shows it for PostgreSQL; spec §15);
+//! - that its `quote_ident` quotes its own reserved words;
+//! - `enable_case_sensitive_identifier` set per session;
+//! - how it treats a login name whose case differs from the stored one (a user created
+//!   unquoted);
+//! - its own password checks (the stand-in accepts anything);
+//! - names longer than PostgreSQL's 63 bytes;
+//! - datashare databases;
+//! - `GRANT ... ON SCHEMA` for external schemas.
 
 pub mod api;
 pub mod privileges;

@@ -336,7 +336,7 @@ async fn stalled_pair() -> (Env, TcpProxy) {
     (env, proxy)
 }
 
-/// The known limit (README): after a stall, the abandoned session's uncommitted CREATE USER
+/// The known limit (the crate docs): after a stall, the abandoned session's uncommitted CREATE USER
 /// stays open on the server for as long as the server keeps the connection (here: the proxy
 /// holds it, as a half-dead network path does; the server's TCP keepalive defaults to hours).
 /// Every resume until then queues behind it and fails by its deadline, changing nothing;
@@ -361,7 +361,7 @@ async fn a_stalled_transaction_blocks_retries_until_its_connection_goes_as_docum
     assert!(
         res.is_err(),
         "the documented limit changed (a resume went through while the stalled transaction \
-         lingered): update README and this test"
+         lingered): update the crate docs and this test"
     );
     assert!(
         started.elapsed() < Duration::from_secs(6),
@@ -661,7 +661,7 @@ async fn login_with_hash(port: u16, user: &str, hash_hex: &str) -> Result<String
     }
 }
 
-/// The README says the server "never saw the password" and its log never shows it. Under md5
+/// The crate docs say the server "never saw the password" and its log never shows it. Under md5
 /// authentication (Redshift's and the stand-in's), the md5 form that the engine sends in
 /// `ALTER USER ... PASSWORD 'md5...'` is itself a login credential: whoever reads the statement
 /// log (the stand-in's log_statement; on Redshift any statement or audit log that keeps DDL
@@ -798,7 +798,7 @@ async fn a_grant_to_the_current_clone_is_not_taken_from_it_mid_rotation() {
     let clone = env.privileges("app_clone");
     let app = env.privileges("app");
     // The clone was in use during that rotation: it keeps the grant (the original, which is
-    // the pair's source of truth, does not get it; README).
+    // the pair's source of truth, does not get it; the crate docs).
     assert!(
         clone.contains("table s.orders INSERT"),
         "the user in use lost a grant mid-rotation: app_clone {clone:?}, app {app:?}"

@@ -1,7 +1,7 @@
 //! Redshift rotation against the PostgreSQL stand-in (test-infra §4): md5 authentication with
 //! `password_encryption = md5`, a `dev` database, verified TLS where the test says so. What
 //! only a real Redshift could show (its password checks, name folding at login, its catalog's
-//! leader-node functions) is listed in the README; the Redshift-only statement text is pinned by
+//! leader-node functions) is listed in the crate docs; the Redshift-only statement text is pinned by
 //! the unit tests in `src/sql.rs`.
 
 use std::collections::BTreeSet;

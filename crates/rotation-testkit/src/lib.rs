@@ -19,7 +19,7 @@
 //!
 //! Environment variables can name servers the tests did not start (containers, or the ones
 //! `scripts/test-external` starts): PostgreSQL (SCRAM or md5, with or without TLS), a
-//! MongoDB-wire server, Redis and moto; see [`external`] for the variables and the README's
+//! MongoDB-wire server, Redis and moto; see [`external`] for the variables and CONTRIBUTING.md's
 //! "External targets" for what each serves. The handles are the same types.
 
 #![allow(clippy::print_stderr)]

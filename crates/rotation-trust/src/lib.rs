@@ -69,7 +69,7 @@
 //! `RootCertStore` from the Mozilla roots, decode and add every certificate, about 4.2 µs each.
 //! The PEM for RDS endpoints is byte for byte the published bundle (it is already canonical
 //! PEM), so re-encoding costs nothing per connection. For comparison, a verified-TLS login
-//! through sqlx takes tens of milliseconds (see the workspace README).
+//! through sqlx takes tens of milliseconds (see the workspace BENCHMARKS.md).
 
 mod host;
 pub mod probe;

@@ -61,7 +61,7 @@ fn with_timeout<S: SecretStore>(r: EngineRotation<S>, secs: u64) -> EngineRotati
     })
 }
 
-/// README: "The server's own lock_timeout and statement_timeout are cut to the time left, so a
+/// docs/state-machine.md: "The server's own lock_timeout and statement_timeout are cut to the time left, so a
 /// statement still queued when the step gives up never commits later."
 ///
 /// The limit is computed once, when the session is opened (PostgreSQL: startup `options`;
@@ -190,7 +190,7 @@ async fn abort_then_the_network_heals(env: &Env) -> (TcpProxy, bool) {
     (proxy, current_ok)
 }
 
-/// README: "A run that died or timed out cannot change the password after this proof: the
+/// docs/state-machine.md: "A run that died or timed out cannot change the password after this proof: the
 /// engine makes a password change in a transaction committed only once the change has answered
 /// in time".
 ///
@@ -243,7 +243,7 @@ async fn a_password_change_landing_after_abort_is_recovered(engine: Engine) {
     assert!(env.logs_in(&env.value("app", Stage::Current).await).await);
 }
 
-/// README: "abort changes nothing unless it proves the AWSCURRENT credentials log in
+/// docs/state-machine.md: "abort changes nothing unless it proves the AWSCURRENT credentials log in
 /// afterwards." A role that cannot change its own password (here: `default_transaction_read_only`
 /// on the role; on RDS `rds.restrict_password_commands`, or a server password policy that
 /// refuses re-using a password, e.g. credcheck's reuse history) gets stuck in flight after a
@@ -312,7 +312,7 @@ async fn an_omitted_default_port_names_the_same_server(engine: Engine) {
     );
 }
 
-/// README "Only the server the secret names". Alternating users: the master secret is only
+/// docs/state-machine.md "Only the server the secret names". Alternating users: the master secret is only
 /// compared by `host`; a master on another server of the same host (another port) logs in
 /// there and creates `app_clone` (LOGIN, member of `app`) on that other server. A rotation of
 /// one secret changes another database.
@@ -342,7 +342,7 @@ async fn alternating_master_on_another_port_changes_nothing_there(engine: Engine
 /// Secrets Manager (no claim): abort's re-assertion racing a live `resume`. The resume passed
 /// its re-check of the stages (AWSPENDING still there) and its ALTER ROLE is on the wire (held by
 /// the network for a moment); abort re-asserts AWSCURRENT, proves it, removes AWSPENDING and
-/// reports success; the resume's ALTER ROLE then arrives and commits. README: on Secrets Manager
+/// reports success; the resume's ALTER ROLE then arrives and commits. docs/state-machine.md: on Secrets Manager
 /// exclusivity cannot be proven; the guarantee is no lockout (a late writer is caught by
 /// recovery) and a run whose own setSecret changed the password and then finds another rotation
 /// took the secret says `RotationSuperseded`. Checks those two.
@@ -416,7 +416,7 @@ async fn aws_abort_racing_a_resume_is_recovered(engine: Engine) {
     }
 }
 
-/// README: "a local store write abandoned at the deadline never lands". The abandoned flag is
+/// docs/state-machine.md: "a local store write abandoned at the deadline never lands". The abandoned flag is
 /// read once, before the state is serialised, written, fsynced and renamed into place; a
 /// deadline that passes during that write is reported as a timeout and the write lands anyway.
 /// A big store (or a slow disk: fsync) makes the window as wide as the write.

@@ -243,7 +243,7 @@ impl SecretStore for AwsSecretStore {
     }
 
     async fn claim(&self, _arn: &str) -> Result<Claim, StoreError> {
-        // Secrets Manager offers no lock: exclusivity cannot be proven (see the README).
+        // Secrets Manager offers no lock: exclusivity cannot be proven (docs/state-machine.md).
         Ok(Claim::none())
     }
 
