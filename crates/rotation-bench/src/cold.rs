@@ -46,6 +46,102 @@ pub struct ColdSample {
     pub hwm_kib: u64,
     /// TCP connections during the rotation.
     pub connections: Connections,
+    /// Each store call and engine operation, in order ([`Mode::Traced`] only).
+    pub calls: Vec<Call>,
+    /// Instructions the function ran, start to exit, and its top functions by instructions
+    /// (self), as `callgrind_annotate` lists them ([`Mode::Callgrind`] only).
+    pub instructions: Option<(u64, Vec<String>)>,
+}
+
+/// How a cold run is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Measured as deployed.
+    Measured,
+    /// With each call's timing logged ([`ColdSample::calls`]).
+    Traced,
+    /// Under `valgrind --tool=callgrind` ([`ColdSample::instructions`]); its times and memory
+    /// are valgrind's.
+    Callgrind,
+}
+
+/// The total instructions of a callgrind output file, and its top functions.
+fn instructions_of(out: &Path) -> anyhow::Result<(u64, Vec<String>)> {
+    let text = fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    let total = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no totals in the callgrind output")?;
+    let annotate = Command::new("callgrind_annotate")
+        .arg("--inclusive=no")
+        .arg(out)
+        .output()
+        .context("callgrind_annotate")?;
+    let listing = String::from_utf8_lossy(&annotate.stdout);
+    let top = listing
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && l.contains('(')
+                && !l.contains("PROGRAM TOTALS")
+        })
+        .take(12)
+        .map(|l| l.trim().to_string())
+        .collect();
+    Ok((total, top))
+}
+
+/// One Secrets Manager call or engine operation of a traced cold rotation, as the function
+/// logged it (`rotation_core::calls`).
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The step (index into [`STEPS`]).
+    pub step: usize,
+    /// Its name: the API operation, or the rotator's (`login`, `set_password_as_master`, ...).
+    pub name: String,
+    /// Its start, from the step's event being handed over (ms).
+    pub start: f64,
+    /// Its length (ms).
+    pub ms: f64,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
+/// The calls the function logged in `log`, placed in the steps that began at `step_starts`
+/// (microseconds since the Unix epoch).
+fn calls_of(log: &Path, step_starts: &[u64; 4]) -> Vec<Call> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let mut calls: Vec<Call> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            // The function's JSON lines carry no target: a call is its message and fields.
+            let f = if v["fields"].is_object() {
+                &v["fields"]
+            } else {
+                &v
+            };
+            if f["message"] != rotation_core::calls::MESSAGE {
+                return None;
+            }
+            let at = f["at_us"].as_u64()?;
+            let step = step_starts.iter().rposition(|s| *s <= at)?;
+            Some(Call {
+                step,
+                name: f["call"].as_str()?.to_string(),
+                start: (at - step_starts[step]) as f64 / 1000.0,
+                ms: f["us"].as_u64()? as f64 / 1000.0,
+                ok: f["ok"].as_bool().unwrap_or(false),
+            })
+        })
+        .collect();
+    calls.sort_by(|a, b| (a.step, a.start).partial_cmp(&(b.step, b.start)).unwrap());
+    calls
 }
 
 /// Kills the function if the bench bails out early.
@@ -71,6 +167,13 @@ fn vm_hwm_kib(pid: u32) -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmHWM in /proc/PID/status")
+}
+
+fn epoch_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn epoch_ms() -> u64 {
@@ -113,7 +216,13 @@ fn wait_next(api: &RuntimeApi, f: &mut Function, log: &Path) -> anyhow::Result<I
 }
 
 /// The environment the function gets (and nothing else from the bench's own).
-fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String, String)> {
+fn environment(
+    lab: &Lab,
+    db: &Db,
+    strategy: Strategy,
+    api: &str,
+    trace: bool,
+) -> Vec<(String, String)> {
     let strategy = match strategy {
         Strategy::SingleUser => "single-user",
         Strategy::AlternatingUsers => "alternating-users",
@@ -137,7 +246,14 @@ fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ("AWS_LAMBDA_LOG_GROUP_NAME", &log_group),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
-        ("AWS_LAMBDA_LOG_LEVEL", "warn"),
+        (
+            "AWS_LAMBDA_LOG_LEVEL",
+            if trace {
+                "warn,rotation::calls=debug"
+            } else {
+                "warn"
+            },
+        ),
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),
         ("LANG", "C.UTF-8"),
         ("TZ", ":UTC"),
@@ -151,13 +267,15 @@ fn environment(lab: &Lab, db: &Db, strategy: Strategy, api: &str) -> Vec<(String
     env
 }
 
-/// One cold rotation of `subject` by `bin` (the function of `db`'s engine), verified afterwards.
+/// One cold rotation of `subject` by `bin` (the function of `db`'s engine), verified
+/// afterwards, made as `mode` says.
 pub fn run(
     rt: &Runtime,
     lab: &Lab,
     db: &Db,
     subject: &Subject,
     bin: &Path,
+    mode: Mode,
 ) -> anyhow::Result<ColdSample> {
     let token = uuid::Uuid::new_v4().to_string();
     let before = rt.block_on(lab.current(&subject.arn))?;
@@ -167,9 +285,25 @@ pub fn run(
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("function.log");
     let out = fs::File::create(&log)?;
-    let mut cmd = Command::new(bin);
+    let trace = mode == Mode::Traced;
+    let callgrind_out = dir.path().join("callgrind.out");
+    let mut cmd = if mode == Mode::Callgrind {
+        let mut c = Command::new("valgrind");
+        c.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", callgrind_out.display()))
+            .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
     cmd.env_clear()
-        .envs(environment(lab, db, subject.strategy, &api.address()))
+        .envs(environment(
+            lab,
+            db,
+            subject.strategy,
+            &api.address(),
+            trace,
+        ))
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
@@ -184,6 +318,7 @@ pub fn run(
     );
     let ready = wait_next(&api, &mut f, &log)?;
     let mut steps = [0.0; 4];
+    let mut step_starts = [0u64; 4];
     let mut last = ready;
     for (i, step) in STEPS.iter().enumerate() {
         if i > 0 {
@@ -192,6 +327,7 @@ pub fn run(
         let request_id = format!("{}-{i}", &token[..8]);
         let body = json!({"Step": step, "SecretId": subject.arn, "ClientRequestToken": token});
         let sent = Instant::now();
+        step_starts[i] = epoch_us();
         api.invoke(Invocation {
             request_id: request_id.clone(),
             body: body.to_string(),
@@ -225,6 +361,15 @@ pub fn run(
         }
     }
     let hwm_kib = vm_hwm_kib(f.0.id())?;
+    if mode == Mode::Callgrind {
+        // A fatal signal, not a kill: valgrind writes the profile as the function ends.
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(f.0.id().to_string())
+            .status()
+            .context("kill -TERM")?;
+        f.0.wait()?;
+    }
     drop(f);
     let cpu_after = children_cpu()?;
     let connections = db.connections_since(opened_before);
@@ -238,5 +383,22 @@ pub fn run(
         sys: cpu_after.1 - cpu_before.1,
         hwm_kib,
         connections,
+        calls: if trace {
+            let calls = calls_of(&log, &step_starts);
+            if calls.is_empty() {
+                bail!(
+                    "the traced run logged no call (rotation::calls at DEBUG):\n{}",
+                    output_of(&log)
+                );
+            }
+            calls
+        } else {
+            Vec::new()
+        },
+        instructions: if mode == Mode::Callgrind {
+            Some(instructions_of(&callgrind_out)?)
+        } else {
+            None
+        },
     })
 }

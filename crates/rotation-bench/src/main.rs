@@ -13,6 +13,9 @@
 //! - warm: many rotations in one process through the library (the Lambda contract,
 //!   `Rotation::handle`, and the driver, `Rotation::rotate`), with Secrets Manager calls and
 //!   TCP connections counted;
+//! - where a cold rotation's time goes: one more cold run per case with each call timed by the
+//!   function itself (`rotation_core::calls`), and with `--callgrind` one under callgrind
+//!   (instructions, top functions);
 //! - login time, plaintext and TLS;
 //! - the floor: the calls a rotation cannot avoid, issued by a plain loop.
 //!
@@ -37,7 +40,7 @@ use rotation_tests::engines::{ALL, Engine};
 use crate::lab::Lab;
 use crate::report::{Results, Scenario};
 
-const USAGE_TEMPLATE: &str = "usage: rotation-bench [--engine NAME]... [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME] [--list-functions]
+const USAGE_TEMPLATE: &str = "usage: rotation-bench [--engine NAME]... [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME] [--callgrind] [--list-functions]
 
   --engine NAME      a registered engine, by its name or its function's ({engines}), or
                      all (the default); repeat it for several
@@ -48,6 +51,8 @@ const USAGE_TEMPLATE: &str = "usage: rotation-bench [--engine NAME]... [--quick]
   --lambda-dir DIR   where the built Lambda binaries are, each named for its function
                      (default: the directory of this binary)
   --lambda-profile NAME  the cargo profile they were built with, for the report (default release)
+  --callgrind        one more cold run per case under valgrind's callgrind: instructions per
+                     rotation (stable on a busy machine) and the top functions
   --list-functions   print the chosen engines' function names (their binaries' names) and stop";
 
 /// The usage text, naming the registered engines.
@@ -74,6 +79,8 @@ pub struct Args {
     /// Print the chosen engines' function names, one per line, and stop (for the script that
     /// builds them).
     pub list_functions: bool,
+    /// One more cold run per case under callgrind: instructions and the top functions.
+    pub callgrind: bool,
 }
 
 impl Args {
@@ -95,6 +102,7 @@ fn parse_args() -> anyhow::Result<Args> {
             .to_path_buf(),
         lambda_profile: "release".into(),
         list_functions: false,
+        callgrind: false,
     };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, flag: &str| -> anyhow::Result<usize> {
@@ -134,6 +142,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 args.lambda_profile = it.next().context("--lambda-profile takes a name")?;
             }
             "--list-functions" => args.list_functions = true,
+            "--callgrind" => args.callgrind = true,
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -219,9 +228,21 @@ fn main() -> anyhow::Result<()> {
             let subject = rt.block_on(lab.subject(db, &format!("cold_{tag}"), strategy))?;
             for i in 1..=args.cold_runs {
                 progress(&format!("{case}: cold run {i}/{}", args.cold_runs));
-                let sample = cold::run(&rt, &lab, db, &subject, &bin)
+                let sample = cold::run(&rt, &lab, db, &subject, &bin, cold::Mode::Measured)
                     .with_context(|| format!("cold run of {case}"))?;
                 scenario.cold.push(sample);
+            }
+            progress(&format!("{case}: one cold run with each call timed"));
+            scenario.traced = Some(
+                cold::run(&rt, &lab, db, &subject, &bin, cold::Mode::Traced)
+                    .with_context(|| format!("traced cold run of {case}"))?,
+            );
+            if args.callgrind {
+                progress(&format!("{case}: one cold run under callgrind"));
+                scenario.callgrind = Some(
+                    cold::run(&rt, &lab, db, &subject, &bin, cold::Mode::Callgrind)
+                        .with_context(|| format!("cold run of {case} under callgrind"))?,
+                );
             }
 
             progress(&format!("{case}: warm Lambda path x {}", args.warm));

@@ -60,6 +60,10 @@ pub struct Scenario {
     pub floor_calls: u64,
     pub floor: Vec<FloorSample>,
     pub cold: Vec<ColdSample>,
+    /// One more cold run, with each call's timing logged.
+    pub traced: Option<ColdSample>,
+    /// One more cold run under callgrind (`--callgrind`).
+    pub callgrind: Option<ColdSample>,
     pub lambda: Vec<WarmSample>,
     pub driver: Vec<WarmSample>,
 }
@@ -73,6 +77,8 @@ impl Scenario {
             floor_calls: crate::floor::store_calls(db, strategy),
             floor: vec![],
             cold: vec![],
+            traced: None,
+            callgrind: None,
             lambda: vec![],
             driver: vec![],
         }
@@ -363,6 +369,8 @@ impl Results {
         self.render_overhead(w);
         self.render_connections(w);
         self.render_calls(w);
+        self.render_timeline(w);
+        self.render_instructions(w);
         self.render_targets(w);
         o
     }
@@ -438,6 +446,83 @@ impl Results {
                 peak(&mut s.cold.iter().map(|x| x.connections)),
                 peak(&mut s.lambda.iter().map(|x| x.connections)),
             );
+        }
+    }
+
+    /// Where one cold rotation's time goes: each step's calls in order, each with its length
+    /// and the time since the previous call ended (the step's own work between calls).
+    fn render_timeline(&self, w: &mut String) {
+        let _ = writeln!(
+            w,
+            "\n## Where a cold rotation's time goes (one more cold run per case, each call timed by the function: `rotation::calls`)\n\nEach step: its time from the event handed over to its response, then each call as `name length (+gap before it)` in ms; a login includes its TCP connect and its handshakes (TLS, authentication); what is left is the step's own work and the response.\n\n| case | step | ms | calls |\n|---|---|---:|---|"
+        );
+        for s in &self.scenarios {
+            let Some(t) = &s.traced else { continue };
+            for (i, step) in crate::cold::STEPS.iter().enumerate() {
+                let mut end = 0.0_f64;
+                let calls: Vec<String> = t
+                    .calls
+                    .iter()
+                    .filter(|c| c.step == i)
+                    .map(|c| {
+                        let gap = (c.start - end).max(0.0);
+                        end = end.max(c.start + c.ms);
+                        format!(
+                            "{} {:.1} (+{gap:.1}){}",
+                            c.name,
+                            c.ms,
+                            if c.ok { "" } else { " failed" }
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    w,
+                    "| {} | {step} | {:.1} | {} (+{:.1} to the response) |",
+                    s.name(),
+                    t.steps[i],
+                    calls.join(", "),
+                    (t.steps[i] - end).max(0.0)
+                );
+            }
+        }
+    }
+
+    /// Instructions per cold rotation (callgrind: the same for the same binary and inputs,
+    /// whatever else the machine runs), beside the measured CPU time, and the top functions.
+    fn render_instructions(&self, w: &mut String) {
+        if self.scenarios.iter().all(|s| s.callgrind.is_none()) {
+            return;
+        }
+        let _ = writeln!(
+            w,
+            "\n## Instructions per cold rotation (one more cold run per case under `valgrind --tool=callgrind`: start to exit, the runtime's wait for events included)\n\n| case | instructions (millions) | cold CPU median ms (user + sys) |\n|---|---:|---:|"
+        );
+        for s in &self.scenarios {
+            let Some((total, _)) = s.callgrind.as_ref().and_then(|c| c.instructions.as_ref())
+            else {
+                continue;
+            };
+            let cpu = Dist::of(s.cold.iter().map(|c| c.user + c.sys)).median;
+            let _ = writeln!(
+                w,
+                "| {} | {:.1} | {cpu:.1} |",
+                s.name(),
+                *total as f64 / 1e6
+            );
+        }
+        for s in &self.scenarios {
+            let Some((_, top)) = s.callgrind.as_ref().and_then(|c| c.instructions.as_ref()) else {
+                continue;
+            };
+            let _ = writeln!(
+                w,
+                "\nTop functions by instructions (self), {}:\n\n```text",
+                s.name()
+            );
+            for line in top {
+                let _ = writeln!(w, "{line}");
+            }
+            let _ = writeln!(w, "```");
         }
     }
 

@@ -6,6 +6,7 @@
 //! An engine crate exports one `const ENGINE: Engine`; the binaries are handed a list of them
 //! (the built-in engines are `rotation_engines::builtin()`).
 
+use crate::calls::Timed;
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
@@ -568,14 +569,17 @@ impl Rotator for AnyRotator {
         secret: &DatabaseSecret,
         deadline: Deadline,
     ) -> Result<DynSession, EngineError> {
-        self.0.dyn_login(secret, deadline).await
+        self.0.dyn_login(secret, deadline).timed("login").await
     }
     async fn set_own_password(
         &self,
         session: &mut DynSession,
         target: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        self.0.dyn_set_own_password(session, target).await
+        self.0
+            .dyn_set_own_password(session, target)
+            .timed("set_own_password")
+            .await
     }
     async fn set_password_as_master(
         &self,
@@ -585,6 +589,7 @@ impl Rotator for AnyRotator {
     ) -> Result<(), EngineError> {
         self.0
             .dyn_set_password_as_master(session, current, target)
+            .timed("set_password_as_master")
             .await
     }
     async fn test_session(
@@ -593,10 +598,18 @@ impl Rotator for AnyRotator {
         pending: &DatabaseSecret,
         partner: Option<&str>,
     ) -> Result<(), EngineError> {
-        self.0.dyn_test_session(session, pending, partner).await
+        self.0
+            .dyn_test_session(session, pending, partner)
+            .timed("test_session")
+            .await
     }
     async fn close(&self, session: DynSession) {
-        self.0.dyn_close(session).await
+        let _ = async {
+            self.0.dyn_close(session).await;
+            Ok::<(), ()>(())
+        }
+        .timed("close")
+        .await;
     }
     async fn resolve_master(
         &self,
@@ -604,34 +617,49 @@ impl Rotator for AnyRotator {
         current: &DatabaseSecret,
         tags: Option<&[(String, String)]>,
     ) -> Result<DatabaseSecret, EngineError> {
-        self.0.dyn_resolve_master(master, current, tags).await
+        self.0
+            .dyn_resolve_master(master, current, tags)
+            .timed("resolve_master")
+            .await
     }
     async fn check_rights(
         &self,
         session: &mut DynSession,
         current: &DatabaseSecret,
     ) -> Result<Option<String>, EngineError> {
-        self.0.dyn_check_rights(session, current).await
+        self.0
+            .dyn_check_rights(session, current)
+            .timed("check_rights")
+            .await
     }
     async fn drop_other_passwords(
         &self,
         session: &mut DynSession,
         current: &DatabaseSecret,
     ) -> Result<(), EngineError> {
-        self.0.dyn_drop_other_passwords(session, current).await
+        self.0
+            .dyn_drop_other_passwords(session, current)
+            .timed("drop_other_passwords")
+            .await
     }
     async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
-        self.0.dyn_check_tls(current).await
+        self.0.dyn_check_tls(current).timed("check_tls").await
     }
     async fn is_replica_of(
         &self,
         current: &DatabaseSecret,
         master: &DatabaseSecret,
     ) -> Result<bool, EngineError> {
-        self.0.dyn_is_replica_of(current, master).await
+        self.0
+            .dyn_is_replica_of(current, master)
+            .timed("is_replica_of")
+            .await
     }
     async fn end_dead_sessions(&self, session: &mut DynSession) -> Result<bool, EngineError> {
-        self.0.dyn_end_dead_sessions(session).await
+        self.0
+            .dyn_end_dead_sessions(session)
+            .timed("end_dead_sessions")
+            .await
     }
 }
 

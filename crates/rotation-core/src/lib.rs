@@ -219,6 +219,7 @@
 
 #![warn(missing_docs)]
 
+pub mod calls;
 pub mod deadline;
 mod driver;
 pub mod engine;

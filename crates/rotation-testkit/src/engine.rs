@@ -113,8 +113,9 @@ pub trait TestEngine: Send + Sync + 'static {
         None
     }
 
-    /// The start of the statement (or the command) that makes the pair's other user with its
-    /// first password (alternating users); the password change's by default.
+    /// Text of the statement (or the command) by which the first alternating rotation makes
+    /// the pair's other user, for a proxy to hold (the one whose late arrival matters most);
+    /// the password change's by default.
     fn clone_statement(&self) -> &'static str {
         self.password_statement()
     }

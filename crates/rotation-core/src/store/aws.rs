@@ -1,5 +1,6 @@
 //! [`SecretStore`] over the AWS SDK's Secrets Manager client.
 
+use crate::calls::Timed;
 use std::fmt;
 
 use aws_sdk_secretsmanager::Client;
@@ -111,6 +112,7 @@ impl SecretStore for AwsSecretStore {
             .describe_secret()
             .secret_id(secret_id)
             .send()
+            .timed("DescribeSecret")
             .await
             .map_err(|e| map_err("DescribeSecret", e))?;
         Ok(SecretDescription {
@@ -150,6 +152,7 @@ impl SecretStore for AwsSecretStore {
             .set_version_id(which.version_id.map(str::to_string))
             .set_version_stage(which.stage.map(|s| s.as_str().to_string()))
             .send()
+            .timed("GetSecretValue")
             .await
             .map_err(|e| map_err("GetSecretValue", e))?;
         let value = out.secret_string().ok_or_else(|| {
@@ -186,6 +189,7 @@ impl SecretStore for AwsSecretStore {
             ))
             .set_rotation_token(rotation_token.map(str::to_string))
             .send()
+            .timed("PutSecretValue")
             .await
             .map_err(|e| map_err("PutSecretValue", e))?;
         Ok(())
@@ -199,6 +203,7 @@ impl SecretStore for AwsSecretStore {
             .set_move_to_version_id(change.move_to.map(str::to_string))
             .set_remove_from_version_id(change.remove_from.map(str::to_string))
             .send()
+            .timed("UpdateSecretVersionStage")
             .await
             .map_err(|e| map_err("UpdateSecretVersionStage", e))?;
         Ok(())
@@ -216,6 +221,7 @@ impl SecretStore for AwsSecretStore {
             .set_exclude_lowercase(policy.exclude_lowercase)
             .require_each_included_type(policy.require_each_included_type)
             .send()
+            .timed("GetRandomPassword")
             .await
             .map_err(|e| map_err("GetRandomPassword", e))?;
         out.random_password()
@@ -260,6 +266,7 @@ impl SecretStore for AwsSecretStore {
                 .max_results(100)
                 .set_next_token(next.take())
                 .send()
+                .timed("ListSecretVersionIds")
                 .await
                 .map_err(|e| map_err("ListSecretVersionIds", e))?;
             for v in out.versions() {

@@ -1,0 +1,58 @@
+//! Per-call timings: each Secrets Manager call and each engine operation (a login with its
+//! handshakes, a password change, testSecret's check, a close) as a DEBUG event of target
+//! [`TARGET`] and message [`MESSAGE`], with the call's name, its start (`at_us`, microseconds
+//! since the Unix epoch), its length (`us`) and whether it succeeded (`ok`); no secret value
+//! (as every line of a step, it carries the step's span: the secret's ARN and the token). Off
+//! unless the log filter enables the target (`AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`
+//! `info,rotation::calls=debug`), and then read by `scripts/bench` to say where a rotation's
+//! time goes.
+
+use std::future::Future;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The events' target.
+pub const TARGET: &str = "rotation::calls";
+
+/// The events' message.
+pub const MESSAGE: &str = "call";
+
+/// Runs `fut`, logging its timing as call `call` when [`TARGET`] is enabled.
+pub async fn timed<T, E>(
+    call: &'static str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    if !tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
+        return fut.await;
+    }
+    let at_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let started = Instant::now();
+    let r = fut.await;
+    let us = started.elapsed().as_micros() as u64;
+    tracing::debug!(target: TARGET, call, at_us, us, ok = r.is_ok(), "{MESSAGE}");
+    r
+}
+
+/// [`timed`] as a method of any future of a result.
+pub trait Timed<T, E>: Future<Output = Result<T, E>> + Sized {
+    /// [`timed`]`(call, self)`.
+    fn timed(self, call: &'static str) -> impl Future<Output = Result<T, E>> {
+        timed(call, self)
+    }
+}
+
+impl<T, E, F: Future<Output = Result<T, E>>> Timed<T, E> for F {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_timed_call_returns_what_it_wraps_with_or_without_the_target() {
+        let ok: Result<u8, ()> = timed("one", async { Ok(1) }).await;
+        assert_eq!(ok, Ok(1));
+        let err: Result<u8, &str> = timed("two", async { Err("no") }).await;
+        assert_eq!(err, Err("no"));
+    }
+}
