@@ -154,7 +154,7 @@ impl Drop for Function {
     }
 }
 
-fn children_cpu() -> anyhow::Result<(f64, f64)> {
+pub(crate) fn children_cpu() -> anyhow::Result<(f64, f64)> {
     let u = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
     let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
     Ok((ms(u.user_time()), ms(u.system_time())))
@@ -216,7 +216,7 @@ fn wait_next(api: &RuntimeApi, f: &mut Function, log: &Path) -> anyhow::Result<I
 }
 
 /// The environment the function gets (and nothing else from the bench's own).
-fn environment(
+pub(crate) fn environment(
     lab: &Lab,
     db: &Db,
     strategy: Strategy,

@@ -17,7 +17,7 @@
 //!   function itself (`rotation_core::calls`), and with `--callgrind` one under callgrind
 //!   (instructions, top functions);
 //! - login time, plaintext and TLS;
-//! - the floor: the calls a rotation cannot avoid, issued by a plain loop.
+//! - the floor: the calls the four invocations require, issued by a plain loop, warm and cold.
 //!
 //! Every rotation is verified afterwards (the new `AWSCURRENT` logs in; single user: the old
 //! password is refused; alternating users: the user changed).
@@ -176,6 +176,9 @@ fn progress(what: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
+    if let Ok(spec) = std::env::var(floor::CHILD_ENV) {
+        return floor::child(&spec);
+    }
     let args = parse_args()?;
     if args.list_functions {
         for engine in &args.engines {
@@ -224,6 +227,9 @@ fn main() -> anyhow::Result<()> {
 
             progress(&format!("{case}: floor x {}", args.warm));
             scenario.floor = rt.block_on(floor::run(&lab, db, strategy, args.warm))?;
+            progress(&format!("{case}: cold floor x {}", args.cold_runs));
+            scenario.floor_cold = floor::cold(&rt, &lab, db, strategy, args.cold_runs)
+                .with_context(|| format!("cold floor of {case}"))?;
 
             let subject = rt.block_on(lab.subject(db, &format!("cold_{tag}"), strategy))?;
             for i in 1..=args.cold_runs {

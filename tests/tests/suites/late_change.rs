@@ -502,6 +502,23 @@ async fn a_local_write_in_progress_at_the_deadline_does_not_land() {
     );
 }
 
+/// Releases the statement `proxy` holds and waits until the proxy has written it to the
+/// server (nothing else is in flight), then a second for the server to act on it: the late
+/// statement did arrive, so a test that sees no change proves something.
+async fn deliver_late(proxy: &TcpProxy) {
+    let sent = proxy.bytes_client_to_target();
+    proxy.resume();
+    let started = Instant::now();
+    while proxy.bytes_client_to_target() == sent {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the held statement never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+}
+
 /// Alternating users: rotation A's password change of `app` (the original, pending while the
 /// clone is in use) is held in the network past its 2 s step; abort; rotation B sets `app`'s
 /// password and makes it AWSCURRENT; then the network heals and A's change arrives. Returns
@@ -570,8 +587,7 @@ async fn late_change_after_a_newer_rotation(env: &Env, pair_made: bool) -> (TcpP
     let current = env.value("app", Stage::Current).await;
     assert_eq!(current["username"], in_use);
     let after_b = env.fingerprint();
-    proxy.resume();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    deliver_late(&proxy).await;
     let landed = !env.logs_in(&current).await;
     // Held while the clone was being made, the late statement finds it made by B, on every
     // engine: refused, or fenced off; a late change of a user that exists lands where the
@@ -650,8 +666,7 @@ async fn a_late_drop_of_the_old_password_cannot_lock_out(engine: Engine) {
     let third = env.value("app", Stage::Current).await;
     assert!(!env.logs_in(&first).await && !env.logs_in(&second).await);
     let before = env.fingerprint();
-    proxy.resume();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    deliver_late(&proxy).await;
     assert_eq!(env.fingerprint(), before, "the late drop changed users");
     assert!(
         env.logs_in(&third).await,
