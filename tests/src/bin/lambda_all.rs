@@ -6,7 +6,7 @@
 
 #![recursion_limit = "256"]
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     rotation_lambda::init_tracing();
     let name = std::env::var(rotation_core::ENGINE_ENV).unwrap_or_default();

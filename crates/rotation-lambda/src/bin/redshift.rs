@@ -7,7 +7,7 @@
 
 #![recursion_limit = "256"]
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     rotation_lambda::init_tracing();
     rotation_lambda::run(rotation_engines::REDSHIFT).await

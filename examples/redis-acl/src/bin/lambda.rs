@@ -8,7 +8,7 @@
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     rotation_lambda::init_tracing();
     rotation_lambda::run(redis_acl_rotation::ENGINE).await
