@@ -26,6 +26,7 @@
 
 mod cold;
 mod counting;
+mod document;
 mod floor;
 mod lab;
 mod report;
@@ -40,7 +41,7 @@ use rotation_tests::engines::{ALL, Engine};
 use crate::lab::Lab;
 use crate::report::{Results, Scenario};
 
-const USAGE_TEMPLATE: &str = "usage: rotation-bench [--engine NAME]... [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME] [--callgrind] [--list-functions]
+const USAGE_TEMPLATE: &str = "usage: rotation-bench [--engine NAME]... [--quick] [--cold-runs N] [--warm N] [--logins N] [--lambda-dir DIR] [--lambda-profile NAME] [--callgrind] [--markdown PATH] [--list-functions]
 
   --engine NAME      a registered engine, by its name or its function's ({engines}), or
                      all (the default); repeat it for several
@@ -53,6 +54,8 @@ const USAGE_TEMPLATE: &str = "usage: rotation-bench [--engine NAME]... [--quick]
   --lambda-profile NAME  the cargo profile they were built with, for the report (default release)
   --callgrind        one more cold run per case under valgrind's callgrind: instructions per
                      rotation (stable on a busy machine) and the top functions
+  --markdown PATH    also write the run as PATH (BENCHMARKS.md), replacing it; its fleet
+                     section (scripts/bench-fleet) is kept
   --list-functions   print the chosen engines' function names (their binaries' names) and stop";
 
 /// The usage text, naming the registered engines.
@@ -81,6 +84,8 @@ pub struct Args {
     pub list_functions: bool,
     /// One more cold run per case under callgrind: instructions and the top functions.
     pub callgrind: bool,
+    /// Write BENCHMARKS.md here too.
+    pub markdown: Option<PathBuf>,
 }
 
 impl Args {
@@ -103,6 +108,7 @@ fn parse_args() -> anyhow::Result<Args> {
         lambda_profile: "release".into(),
         list_functions: false,
         callgrind: false,
+        markdown: None,
     };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, flag: &str| -> anyhow::Result<usize> {
@@ -143,6 +149,9 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--list-functions" => args.list_functions = true,
             "--callgrind" => args.callgrind = true,
+            "--markdown" => {
+                args.markdown = Some(it.next().context("--markdown takes a path")?.into());
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -267,5 +276,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     print!("{}", results.render());
+    if let Some(path) = &args.markdown {
+        document::write(&results, path).with_context(|| format!("writing {}", path.display()))?;
+        progress(&format!("wrote {}", path.display()));
+    }
     Ok(())
 }

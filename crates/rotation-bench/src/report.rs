@@ -86,7 +86,7 @@ impl Scenario {
             driver: vec![],
         }
     }
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         format!(
             "{} | {} | {}",
             short(self.strategy),
@@ -221,7 +221,7 @@ impl Results {
             .map_or(1.0, |(_, _, n)| n.max(1.0))
     }
 
-    fn scenario(&self, engine: &str, strategy: Strategy, tls: bool) -> Option<&Scenario> {
+    pub fn scenario(&self, engine: &str, strategy: Strategy, tls: bool) -> Option<&Scenario> {
         self.scenarios
             .iter()
             .find(|s| s.engine == engine && s.strategy == strategy && s.tls == tls)
