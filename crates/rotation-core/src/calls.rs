@@ -16,7 +16,9 @@ pub const TARGET: &str = "rotation::calls";
 /// The events' message.
 pub const MESSAGE: &str = "call";
 
-/// Runs `fut`, logging its timing as call `call` when [`TARGET`] is enabled.
+/// Runs `fut`, logging its timing as call `call` when [`TARGET`] is enabled. A call whose
+/// future is dropped before it ends (the step's deadline) is logged too, with `ok = false`
+/// and `cancelled = true`. A Secrets Manager call's length includes the SDK's retries.
 pub async fn timed<T, E>(
     call: &'static str,
     fut: impl Future<Output = Result<T, E>>,
@@ -24,14 +26,45 @@ pub async fn timed<T, E>(
     if !tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
         return fut.await;
     }
-    let at_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    let started = Instant::now();
+    let mut timing = Timing {
+        call,
+        at_us: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64),
+        started: Instant::now(),
+        ok: None,
+    };
     let r = fut.await;
-    let us = started.elapsed().as_micros() as u64;
-    tracing::debug!(target: TARGET, call, at_us, us, ok = r.is_ok(), "{MESSAGE}");
+    timing.ok = Some(r.is_ok());
     r
+}
+
+/// One call's timing, logged when dropped: when the call ended, or when it was cancelled.
+struct Timing {
+    call: &'static str,
+    at_us: u64,
+    started: Instant,
+    /// `None` until the call ends.
+    ok: Option<bool>,
+}
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        let us = self.started.elapsed().as_micros() as u64;
+        let (call, at_us) = (self.call, self.at_us);
+        match self.ok {
+            Some(ok) => tracing::debug!(target: TARGET, call, at_us, us, ok, "{MESSAGE}"),
+            None => tracing::debug!(
+                target: TARGET,
+                call,
+                at_us,
+                us,
+                ok = false,
+                cancelled = true,
+                "{MESSAGE}"
+            ),
+        }
+    }
 }
 
 /// [`timed`] as a method of any future of a result.

@@ -6,8 +6,13 @@
 //!    root CAs of the commercial partition; see `data/README.md` for its origin and how to
 //!    refresh it). It covers RDS, Aurora and DocumentDB.
 //! 2. **The system trust store**, where the platform has one (what AWS's Python rotation
-//!    functions trust), read with `rustls-native-certs`. Its absence is not an error: the
-//!    source counts 0 and a log line says so.
+//!    functions trust). `SSL_CERT_FILE` / `SSL_CERT_DIR` when set; otherwise, on Linux, the
+//!    platform's bundle file (`/etc/ssl/certs/ca-certificates.crt`,
+//!    `/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem`, ...) and any regular file placed by
+//!    hand in the certificate directories (`/etc/ssl/certs`, `/etc/pki/tls/certs`, ...), whose
+//!    links to the bundle's own certificates are not read again; elsewhere, or without a
+//!    bundle, what `rustls-native-certs` reads. Its absence is not an error: the source counts
+//!    0 and a log line says so.
 //! 3. **`CA_BUNDLE_PATH`**, a PEM file of extra CAs (GovCloud and China RDS bundles, private
 //!    CAs). A file that cannot be read, is not PEM, holds no certificate or holds a certificate
 //!    that cannot be a trust anchor is a [`TrustError`] at load time, so binaries fail at start.
@@ -64,10 +69,9 @@
 //! | Per connection, other-host PEM (157 certificates, 240 KB) | 650-700 µs |
 //! | Per connection, 3 certificates (one region's RDS roots) | 11 µs |
 //!
-//! The system store is read from the platform's bundle file alone when there is one (the
-//! certificate directory beside it, which `rustls_native_certs::load_native_certs` reads too,
-//! holds the same certificates): on a later run of the example, `Trust::load(None)` took
-//! 5.1 ms of CPU instead of 6.5 ms, with the same 145 system certificates.
+//! Reading the bundle file and the directories' own files instead of every link in the
+//! directories (`rustls_native_certs::load_native_certs`) took `Trust::load(None)` from 6.5 to
+//! 5.1 ms of CPU in one run of the example each.
 //!
 //! Per-connection figures are medians over 200 runs (CPU time agrees within a few percent) of
 //! what sqlx 0.8.6 and 0.9.0 do with `ssl_root_cert_from_pem`: clone the PEM, build a
@@ -566,17 +570,62 @@ impl SourceCount {
 }
 
 /// The system trust store. `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set (as
-/// `rustls-native-certs` reads them); else the platform's bundle file, the one OpenSSL reads as
-/// its CA file, when there is one: the certificate directory beside it holds the same
-/// certificates one file each, and reading both (as `load_native_certs` does) doubled the
-/// start's file reads and parsing (about 300 files opened here); else the directories.
+/// `rustls-native-certs` reads them). Otherwise, on Linux and the BSDs, the platform's bundle
+/// file (the one OpenSSL reads as its CA file) and the files placed by hand in the certificate
+/// directories ([`bundle_and_loose_files`]), when the bundle gives certificates without an
+/// error; else, and on other platforms, `rustls_native_certs::load_native_certs`.
 fn load_system() -> rustls_native_certs::CertificateResult {
     let from_env =
         std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
-    if !from_env && let Some(file) = openssl_probe::probe().cert_file {
-        return rustls_native_certs::load_certs_from_paths(Some(&file), None);
+    #[cfg(all(unix, not(target_os = "macos")))]
+    if !from_env {
+        let probe = openssl_probe::probe();
+        if let Some(file) = &probe.cert_file
+            && let Some(found) = bundle_and_loose_files(file, &probe.cert_dir)
+        {
+            return found;
+        }
     }
+    let _ = from_env;
     rustls_native_certs::load_native_certs()
+}
+
+/// The certificates of `bundle`, and of the regular files (not links) in `dirs` other than the
+/// bundle; `None` when the bundle gives none or an error. A certificate directory holds links
+/// to the certificates the bundle is built from (`update-ca-certificates`, `update-ca-trust`,
+/// `c_rehash`): reading them as well, as `load_native_certs` does, opened about 300 files here
+/// and parsed every system certificate twice. A file copied into the directory by hand is not
+/// a link, and is read.
+fn bundle_and_loose_files(
+    bundle: &Path,
+    dirs: &[PathBuf],
+) -> Option<rustls_native_certs::CertificateResult> {
+    let mut found = rustls_native_certs::load_certs_from_paths(Some(bundle), None);
+    if found.certs.is_empty() || !found.errors.is_empty() {
+        return None;
+    }
+    let bundle = std::fs::canonicalize(bundle).ok();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_file())
+                || std::fs::canonicalize(&path).ok() == bundle
+            {
+                continue;
+            }
+            let more = rustls_native_certs::load_certs_from_paths(Some(&path), None);
+            found.certs.extend(more.certs);
+            found.errors.extend(more.errors);
+        }
+    }
+    found
+        .certs
+        .sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    found.certs.dedup();
+    Some(found)
 }
 
 /// The value of `CA_BUNDLE_PATH` as a path: trimmed, empty meaning unset (a value that is not

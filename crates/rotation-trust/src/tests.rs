@@ -341,3 +341,26 @@ fn a_ca_bundle_that_never_ends_or_blocks_is_refused_at_once() {
         started.elapsed()
     );
 }
+
+#[cfg(all(unix, not(target_os = "macos")))]
+#[test]
+fn the_system_store_reads_the_bundle_and_the_files_placed_by_hand_not_the_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca-certificates.crt");
+    std::fs::write(&bundle, TEST_CA_1).unwrap();
+    // A link to a certificate the bundle holds (not read again), and a file copied in by hand.
+    let linked = dir.path().join("linked.pem");
+    std::fs::write(&linked, MOZILLA_ROOT).unwrap();
+    std::os::unix::fs::symlink(&linked, dir.path().join("abcd1234.0")).unwrap();
+    std::fs::remove_file(&linked).unwrap();
+    std::os::unix::fs::symlink(&bundle, &linked).unwrap();
+    std::fs::write(dir.path().join("by-hand.pem"), TEST_CA_2).unwrap();
+    let found = bundle_and_loose_files(&bundle, &[dir.path().to_path_buf()]).unwrap();
+    let mut want = vec![der(TEST_CA_1), der(TEST_CA_2)];
+    want.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    assert_eq!(found.certs, want);
+    assert!(found.errors.is_empty());
+    // A bundle without a certificate leaves the choice to rustls-native-certs.
+    std::fs::write(&bundle, b"").unwrap();
+    assert!(bundle_and_loose_files(&bundle, &[dir.path().to_path_buf()]).is_none());
+}
