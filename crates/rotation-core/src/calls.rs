@@ -10,6 +10,8 @@
 use std::future::Future;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::BoxFuture;
+
 /// The events' target.
 pub const TARGET: &str = "rotation::calls";
 
@@ -19,24 +21,29 @@ pub const MESSAGE: &str = "call";
 /// Runs `fut`, logging its timing as call `call` when [`TARGET`] is enabled. A call whose
 /// future is dropped before it ends (the step's deadline) is logged too, with `ok = false`
 /// and `cancelled = true`. A Secrets Manager call's length includes the SDK's retries.
-pub async fn timed<T, E>(
+///
+/// The call is boxed: its future (an SDK call's is tens of kilobytes) then sits on the heap,
+/// not in every future that awaits it (unoptimised builds overflowed test threads' stacks).
+pub fn timed<'a, T: 'a, E: 'a>(
     call: &'static str,
-    fut: impl Future<Output = Result<T, E>>,
-) -> Result<T, E> {
-    if !tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
-        return fut.await;
-    }
-    let mut timing = Timing {
-        call,
-        at_us: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64),
-        started: Instant::now(),
-        ok: None,
-    };
-    let r = fut.await;
-    timing.ok = Some(r.is_ok());
-    r
+    fut: impl Future<Output = Result<T, E>> + Send + 'a,
+) -> BoxFuture<'a, Result<T, E>> {
+    Box::pin(async move {
+        if !tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
+            return fut.await;
+        }
+        let mut timing = Timing {
+            call,
+            at_us: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            started: Instant::now(),
+            ok: None,
+        };
+        let r = fut.await;
+        timing.ok = Some(r.is_ok());
+        r
+    })
 }
 
 /// One call's timing, logged when dropped: when the call ended, or when it was cancelled.
@@ -68,14 +75,14 @@ impl Drop for Timing {
 }
 
 /// [`timed`] as a method of any future of a result.
-pub trait Timed<T, E>: Future<Output = Result<T, E>> + Sized {
+pub trait Timed<'a, T: 'a, E: 'a>: Future<Output = Result<T, E>> + Send + Sized + 'a {
     /// [`timed`]`(call, self)`.
-    fn timed(self, call: &'static str) -> impl Future<Output = Result<T, E>> {
+    fn timed(self, call: &'static str) -> BoxFuture<'a, Result<T, E>> {
         timed(call, self)
     }
 }
 
-impl<T, E, F: Future<Output = Result<T, E>>> Timed<T, E> for F {}
+impl<'a, T: 'a, E: 'a, F: Future<Output = Result<T, E>> + Send + 'a> Timed<'a, T, E> for F {}
 
 #[cfg(test)]
 mod tests {
