@@ -7,9 +7,11 @@ terraform {
   required_version = ">= 1.2"
   required_providers {
     aws = {
-      # rotate_immediately of aws_secretsmanager_secret_rotation: 5.37 and later.
+      # 5.x from 5.100 (the `region` attribute of data.aws_region, which 6.0 asks for in
+      # place of `name`; rotate_immediately of the rotation needs 5.37) and 6.x. Not validated
+      # here: the provider cannot be downloaded on the machines that build this repository.
       source  = "hashicorp/aws"
-      version = ">= 5.37, < 6.0"
+      version = ">= 5.100, < 7.0"
     }
   }
 }
@@ -20,7 +22,7 @@ data "aws_caller_identity" "current" {}
 
 locals {
   alternating  = var.strategy == "alternating-users"
-  function_arn = "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:function:${var.function_name}"
+  function_arn = "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:function:${var.function_name}"
   environment = { for k, v in {
     ROTATION_ENGINE            = var.engine
     ROTATION_STRATEGY          = var.strategy
@@ -123,7 +125,7 @@ data "aws_iam_policy_document" "rotation" {
       condition {
         test     = "StringEquals"
         variable = "kms:ViaService"
-        values   = ["secretsmanager.${data.aws_region.current.name}.${data.aws_partition.current.dns_suffix}"]
+        values   = ["secretsmanager.${data.aws_region.current.region}.${data.aws_partition.current.dns_suffix}"]
       }
     }
   }
