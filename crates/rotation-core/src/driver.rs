@@ -9,7 +9,7 @@ use crate::deadline::Deadline;
 use crate::error::{Attempts, CredentialSource, ErrorCategory, RotationError, Which};
 use crate::event::{RotationEvent, Step};
 use crate::rotation::Rotation;
-use crate::rotator::{EngineError, ErrorKind, Rotator};
+use crate::rotator::{DeadSessions, EngineError, ErrorKind, Rotator};
 use crate::stage::{Stage, Strategy};
 use crate::steps::recover::login_with_unlabelled;
 use crate::steps::set::{check_same_host, check_same_user};
@@ -401,11 +401,16 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
 /// Proves that the `AWSCURRENT` credentials log in, restoring them first where the strategy
 /// allows. Returns whose credentials restored the password, if that was needed. `exclusive`:
 /// the claim proves no other run of the secret is alive, so the sessions of runs that died are
-/// ended first ([`Rotator::end_dead_sessions`]).
+/// ended at once; otherwise they are waited out ([`Rotator::end_dead_sessions`]).
 async fn prove_current<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     exclusive: bool,
 ) -> Result<Option<Credentials>, RotationError> {
+    let which = if exclusive {
+        DeadSessions::Any
+    } else {
+        DeadSessions::PastDeadline
+    };
     let current = ctx.load(Which::Current, None).await?;
     let mut attempts = Attempts::default();
     match ctx.login(&CredentialSource::Current, &current).await {
@@ -413,13 +418,9 @@ async fn prove_current<S: SecretStore, R: Rotator>(
             // Engines commit a password change only once it has answered in time, so a run that
             // timed out cannot change the password after this proof; a run that died may have
             // left its change on its way in an open session, which ends here first.
-            if exclusive {
-                end_dead_sessions(ctx, &mut session).await;
-            }
+            let fenced = end_dead_sessions(ctx, &mut session, which).await;
             ctx.rotator.close(session).await;
-            if !exclusive {
-                return Ok(None);
-            }
+            fenced?;
             // A dead run's change could have landed after that login, before its session was
             // ended: the proof comes after. Should it fail now, the change landed, and the
             // credentials that restore the password are looked for below.
@@ -490,9 +491,10 @@ async fn prove_current<S: SecretStore, R: Rotator>(
     let Some((mut session, via)) = found else {
         return Err(unsafe_abort(attempts));
     };
-    if exclusive {
-        // A dead run's change still on its way would wait on this restore, then land after it.
-        end_dead_sessions(ctx, &mut session).await;
+    // A dead run's change still on its way would wait on this restore, then land after it.
+    if let Err(e) = end_dead_sessions(ctx, &mut session, which).await {
+        ctx.rotator.close(session).await;
+        return Err(e);
     }
     let restore = ctx
         .engine_call(
@@ -517,25 +519,36 @@ async fn prove_current<S: SecretStore, R: Rotator>(
     Ok(Some(via))
 }
 
-/// [`Rotator::end_dead_sessions`] on `session`. A failure is logged: the proof goes on as
-/// without it.
+/// [`Rotator::end_dead_sessions`] on `session`. With the claim exclusive ([`DeadSessions::Any`])
+/// a failure is logged and the proof goes on as without it; otherwise a run of the secret may be
+/// alive, and a session the engine could not wait out refuses the abort.
 async fn end_dead_sessions<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     session: &mut R::Session,
-) {
+    which: DeadSessions,
+) -> Result<(), RotationError> {
     match ctx
         .engine_call(
             "ending the sessions of rotation runs that died",
-            ctx.rotator.end_dead_sessions(session),
+            ctx.rotator.end_dead_sessions(session, which),
         )
         .await
     {
         Ok(true) => warn!(
-            "abort: ended the sessions a rotation run that died had left open (a password change it sent could have landed after this abort)"
+            ?which,
+            "abort: ended or waited out the rotation sessions of the user still inside a transaction (a password change one held could have landed after this abort)"
         ),
         Ok(false) => {}
-        Err(e) => {
+        Err(e) if which == DeadSessions::Any => {
             warn!(error = %crate::error_chain(&e), "abort: could not end the sessions of rotation runs that died");
         }
+        Err(source) => {
+            return Err(RotationError::SessionsOpen {
+                token: ctx.token.to_string(),
+                secret: ctx.arn.to_string(),
+                source,
+            });
+        }
     }
+    Ok(())
 }

@@ -17,7 +17,9 @@ use crate::deadline::Deadline;
 use crate::options::{AllowListError, MasterAllowList, Options};
 use crate::policy::{PasswordPolicy, PolicyError};
 use crate::rotation::Rotation;
-use crate::rotator::{BoxError, EngineError, EngineProfile, ErrorKind, Rotator, UsernameLimit};
+use crate::rotator::{
+    BoxError, DeadSessions, EngineError, EngineProfile, ErrorKind, Rotator, UsernameLimit,
+};
 use crate::secret::DatabaseSecret;
 use crate::stage::Strategy;
 use crate::store::SecretStore;
@@ -421,6 +423,7 @@ pub trait DynRotator: Send + Sync {
     fn dyn_end_dead_sessions<'a>(
         &'a self,
         session: &'a mut DynSession,
+        which: DeadSessions,
     ) -> BoxFuture<'a, Result<bool, EngineError>>;
 }
 
@@ -523,8 +526,9 @@ where
     fn dyn_end_dead_sessions<'a>(
         &'a self,
         session: &'a mut DynSession,
+        which: DeadSessions,
     ) -> BoxFuture<'a, Result<bool, EngineError>> {
-        Box::pin(async move { Rotator::end_dead_sessions(self, session.get()?).await })
+        Box::pin(async move { Rotator::end_dead_sessions(self, session.get()?, which).await })
     }
 }
 
@@ -655,9 +659,13 @@ impl Rotator for AnyRotator {
             .timed("is_replica_of")
             .await
     }
-    async fn end_dead_sessions(&self, session: &mut DynSession) -> Result<bool, EngineError> {
+    async fn end_dead_sessions(
+        &self,
+        session: &mut DynSession,
+        which: DeadSessions,
+    ) -> Result<bool, EngineError> {
         self.0
-            .dyn_end_dead_sessions(session)
+            .dyn_end_dead_sessions(session, which)
             .timed("end_dead_sessions")
             .await
     }

@@ -435,6 +435,21 @@ pub enum RotationError {
         #[source]
         source: EngineError,
     },
+    /// An abort found a rotation session of the user that could still commit a password change
+    /// after its proof, for longer than the abort had time to wait (the store's claim excludes
+    /// nothing, so the run that opened it may be alive).
+    #[error(
+        "abort: refusing to abandon version {token} of secret {secret} now: a password change a rotation run sent could land after the proof; nothing was removed; abort again once that run's step has ended (or with a longer --timeout), or resume the rotation: {source}"
+    )]
+    SessionsOpen {
+        /// Token.
+        token: String,
+        /// Secret ARN.
+        secret: String,
+        /// What the engine found.
+        #[source]
+        source: EngineError,
+    },
     /// The claim on the secret is held by another process (driver).
     #[error(
         "another rotate command is working on secret {secret} right now; try again when it has finished"
@@ -532,6 +547,7 @@ impl RotationError {
             NoRotationInFlight { .. } => "NoRotationInFlight",
             NoPreviousVersion { .. } => "NoPreviousVersion",
             RollbackFailed { .. } => "RollbackFailed",
+            SessionsOpen { .. } => "RotationSessionsOpen",
             Store { source, .. } => match source {
                 StoreError::NotFound(_) => "SecretNotFound",
                 StoreError::AccessDenied(_) => "SecretsManagerAccessDenied",
@@ -559,7 +575,8 @@ impl RotationError {
             | Busy { .. }
             | PendingMoved { .. }
             | SecretChanged { .. }
-            | AbortUnsafe { .. } => ErrorCategory::Refused,
+            | AbortUnsafe { .. }
+            | SessionsOpen { .. } => ErrorCategory::Refused,
             Event(_)
             | InvalidStep { .. }
             | InvalidSecret { .. }
@@ -605,6 +622,7 @@ impl RotationError {
             | PendingTestFailed { source, .. }
             | PendingNotVerified { source, .. }
             | RollbackFailed { source, .. }
+            | SessionsOpen { source, .. }
             | Engine(source) => Some(source.kind()),
             _ => None,
         }

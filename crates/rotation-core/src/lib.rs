@@ -254,7 +254,8 @@ pub use options::{
 pub use policy::{CharClass, PasswordDefaults, PasswordPolicy, PasswordRuleError, PolicyError};
 pub use rotation::Rotation;
 pub use rotator::{
-    Direction, EngineError, EngineProfile, ErrorKind, RightsAdvice, Rotator, UsernameLimit,
+    DeadSessions, Direction, EngineError, EngineProfile, ErrorKind, RightsAdvice, Rotator,
+    UsernameLimit,
 };
 pub use secret::{DatabaseSecret, DbName, SecretError, SslKey};
 pub use stage::{Stage, Strategy};

@@ -251,19 +251,18 @@ pub trait Rotator: Send + Sync {
         async { Ok(None) }
     }
 
-    /// `abort`, when its store claim is exclusive (no other run of the secret can be alive, as
-    /// with the file store): on a session logged in as the user whose password abort proves
-    /// or restores, ends that user's sessions left by rotation runs that died (killed while a
-    /// password change was on its way), whatever their step's deadline, so that a change one
-    /// of them still holds cannot land after abort's proof (abort logs in again for its proof
-    /// after this call). `Ok(true)` when it ended any. A live run's session (another secret's
-    /// rotation acting as the same user, say through a shared master) must be told apart and
-    /// left alone, or at worst fail its step; nothing else is touched. The default ends nothing
-    /// (an engine whose changes cannot wait in an open session, or whose limits say a late
-    /// change may land: RELIABILITY.md).
+    /// `abort`, before its proof, on a session logged in as the user whose password abort
+    /// proves or restores: makes sure no password change a rotation run of that user sent can
+    /// still land after the proof, which abort makes after this call. `which` says which runs
+    /// can still be alive ([`DeadSessions`]). `Ok(true)` when it ended or waited for any
+    /// session. A live run's session (another secret's rotation acting as the same user, say
+    /// through a shared master) must be told apart and left alone, or at worst fail its step;
+    /// nothing else is touched. The default does nothing (an engine whose changes cannot wait
+    /// in an open session, or whose limits say a late change may land: RELIABILITY.md).
     fn end_dead_sessions(
         &self,
         _session: &mut Self::Session,
+        _which: DeadSessions,
     ) -> impl Future<Output = Result<bool, EngineError>> + Send {
         async { Ok(false) }
     }
@@ -277,6 +276,27 @@ pub trait Rotator: Send + Sync {
     ) -> impl Future<Output = Result<bool, EngineError>> + Send {
         async { Ok(false) }
     }
+}
+
+/// Which of the user's rotation sessions `abort` deals with before its proof
+/// ([`Rotator::end_dead_sessions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadSessions {
+    /// The store's claim is exclusive (the file store): no other run of the secret can be
+    /// alive, so every session such a run left with a password change on its way is ended at
+    /// once, whatever its step's deadline.
+    Any,
+    /// The store's claim excludes nothing (Secrets Manager): a run of the secret may still be
+    /// alive. Each such session is waited for until it has left its transaction, or until its
+    /// step's deadline has passed and it is ended. When the wait would outlast the time the
+    /// abort has left, the engine fails at once (saying how long is left) and abort refuses.
+    PastDeadline,
+}
+
+impl DeadSessions {
+    /// The time [`DeadSessions::PastDeadline`] leaves the abort after its wait, for the proof
+    /// that follows (a login, and a restore for a single user).
+    pub const PROOF_RESERVE: std::time::Duration = std::time::Duration::from_secs(2);
 }
 
 /// For alternating users, which of the pair's privileges (grants, roles, groups) are copied to

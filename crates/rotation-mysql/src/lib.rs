@@ -77,8 +77,8 @@ use std::sync::Arc;
 
 use rotation_core::rotator::BoxError;
 use rotation_core::{
-    AnyRotator, DatabaseSecret, Deadline, Direction, Engine, EngineConfig, EngineEnv, EngineError,
-    EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy, UsernameLimit,
+    AnyRotator, DatabaseSecret, DeadSessions, Deadline, Direction, Engine, EngineConfig, EngineEnv,
+    EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy, UsernameLimit,
 };
 use rotation_rds::Rds;
 use rotation_trust::ConnectSettings;
@@ -986,11 +986,16 @@ impl Rotator for MysqlRotator {
     }
 
     /// The user's own threads running a password change ([`sql::PASSWORD_CHANGES`]), as one a
-    /// run that died left queued behind a lock on the account tables, are ended: a user sees
-    /// and may end its own threads, and with the claim exclusive no live run of the secret
-    /// sends one (an application that changes its own password at that moment would lose that
-    /// change, which would break its rotation anyway).
-    async fn end_dead_sessions(&self, session: &mut MysqlSession) -> Result<bool, EngineError> {
+    /// run that died left queued behind a lock on the account tables: with the claim exclusive
+    /// ([`DeadSessions::Any`]) no live run of the secret sends one, so they are ended (a user
+    /// sees and may end its own threads; an application that changes its own password at that
+    /// moment would lose that change, which would break its rotation anyway). Otherwise they
+    /// are waited for: each ends by its own time limit, the time its step had left.
+    async fn end_dead_sessions(
+        &self,
+        session: &mut MysqlSession,
+        which: DeadSessions,
+    ) -> Result<bool, EngineError> {
         // Constants of capitals and spaces (a unit test holds them to that).
         let rows = session
             .rows(
@@ -1009,6 +1014,36 @@ impl Rotator for MysqlRotator {
         if ids.is_empty() {
             return Ok(false);
         }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        if which == DeadSessions::PastDeadline {
+            let allowed = session
+                .deadline
+                .remaining()
+                .saturating_sub(DeadSessions::PROOF_RESERVE);
+            tracing::info!(
+                threads = ids.len(),
+                "abort: waiting for this user's queued password changes to end by their own time limit"
+            );
+            let wait = async {
+                while threads_left(session, &list).await? > 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(true)
+            };
+            return match tokio::time::timeout(allowed, wait).await {
+                Ok(done) => done,
+                Err(_) => Err(EngineError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{} password change(s) of this user, queued in the server by a rotation \
+                         run, were still waiting after {:.1} s (each ends by its own time limit, \
+                         the time its step had left)",
+                        ids.len(),
+                        allowed.as_secs_f64()
+                    ),
+                )),
+            };
+        }
         for id in &ids {
             // Gone in between ("unknown thread"): nothing left to end.
             if let Err(e) = session
@@ -1021,19 +1056,7 @@ impl Rotator for MysqlRotator {
                 tracing::info!(thread = id, error = %e, "the dead run's thread was already gone");
             }
         }
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        loop {
-            let left = session
-                .rows(
-                    &format!(
-                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID IN ({list})"
-                    ),
-                    "waiting for the ended threads to go",
-                )
-                .await?;
-            if left.first().and_then(|r| r.try_get::<i64, _>(0).ok()) == Some(0) {
-                break;
-            }
+        while threads_left(session, &list).await? > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::warn!(
@@ -1128,4 +1151,17 @@ impl Rotator for MysqlRotator {
             ))
         }
     }
+}
+
+/// How many of the threads `list` (ids, comma-separated) are still in the server.
+async fn threads_left(session: &mut MysqlSession, list: &str) -> Result<i64, EngineError> {
+    let left = session
+        .rows(
+            &format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID IN ({list})"),
+            "waiting for the threads of rotation runs to go",
+        )
+        .await?;
+    left.first()
+        .and_then(|r| r.try_get::<i64, _>(0).ok())
+        .ok_or_else(|| EngineError::new(ErrorKind::Server, "counting threads: no number"))
 }

@@ -58,8 +58,8 @@ use std::time::Duration;
 
 use rotation_core::rotator::{BoxError, is_clone_of};
 use rotation_core::{
-    AnyRotator, DatabaseSecret, Deadline, Engine, EngineConfig, EngineEnv, EngineError,
-    EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
+    AnyRotator, DatabaseSecret, DeadSessions, Deadline, Engine, EngineConfig, EngineEnv,
+    EngineError, EngineProfile, ErrorKind, PasswordDefaults, Rotator, Strategy,
 };
 use rotation_rds as rds;
 use sqlx::postgres::PgConnection;
@@ -443,9 +443,16 @@ impl Rotator for PostgresRotator {
         rotation_rds::is_replica_of(self.rds.as_ref(), current, master).await
     }
 
-    async fn end_dead_sessions(&self, session: &mut PgSession) -> Result<bool, EngineError> {
+    async fn end_dead_sessions(
+        &self,
+        session: &mut PgSession,
+        which: DeadSessions,
+    ) -> Result<bool, EngineError> {
         if !self.config.dialect.fence_stale_sessions {
             return Ok(false);
+        }
+        if which == DeadSessions::PastDeadline {
+            return wait_out_open_sessions(session).await;
         }
         let deadline = session.deadline();
         // A run's session that has just gone idle inside its transaction may be live: wait, a
@@ -469,5 +476,79 @@ impl Rotator for PostgresRotator {
             ));
         }
         Ok(connect::fence(session.connection(), deadline, connect::Fence::Every).await)
+    }
+}
+
+/// [`DeadSessions::PastDeadline`]: the user's rotation sessions inside a transaction now are
+/// waited for until each has left that transaction or passed its named deadline, when the
+/// login fence ([`connect::Fence::Stale`]) ends it; the abort keeps
+/// [`DeadSessions::PROOF_RESERVE`]. A session idle in its transaction (no live step is), whose
+/// deadline is further off than that wait allows, fails it at once, saying how far; one running
+/// a statement (queued behind a lock, or a live step's) is waited for as long as allowed.
+async fn wait_out_open_sessions(session: &mut PgSession) -> Result<bool, EngineError> {
+    let deadline = session.deadline();
+    let open: Vec<(i32, i64, bool, i64)> = connect::bounded(
+        deadline,
+        "listing the user's rotation sessions inside a transaction",
+        sqlx::query_as(&connect::open_sessions_sql()).fetch_all(session.connection()),
+    )
+    .await?;
+    if open.is_empty() {
+        return Ok(false);
+    }
+    let allowed = deadline
+        .remaining()
+        .saturating_sub(DeadSessions::PROOF_RESERVE);
+    // A session counts as past its deadline half a second before it (the fence's margin).
+    let stuck_for = open
+        .iter()
+        .filter(|(_, _, idle, _)| *idle)
+        .map(|(_, left_ms, _, _)| {
+            std::time::Duration::from_millis(left_ms.saturating_sub(500).max(0) as u64)
+        })
+        .max();
+    if let Some(needed) = stuck_for.filter(|needed| *needed > allowed) {
+        return Err(EngineError::new(
+            ErrorKind::Timeout,
+            format!(
+                "a rotation session of this user is idle inside a transaction until its step's \
+                 deadline, {:.1} s from now, longer than the {:.1} s this abort can wait",
+                needed.as_secs_f64(),
+                allowed.as_secs_f64()
+            ),
+        ));
+    }
+    tracing::info!(
+        sessions = open.len(),
+        "abort: waiting for the user's rotation sessions inside a transaction to end or pass their deadline"
+    );
+    let (pids, starts): (Vec<i32>, Vec<i64>) = open.iter().map(|(p, _, _, x)| (*p, *x)).unzip();
+    let wait = async {
+        loop {
+            connect::fence(session.connection(), deadline, connect::Fence::Stale).await;
+            let left: i64 = connect::bounded(
+                deadline,
+                "counting the user's rotation sessions still inside their transaction",
+                sqlx::query_scalar(connect::STILL_OPEN_SQL)
+                    .bind(&pids)
+                    .bind(&starts)
+                    .fetch_one(session.connection()),
+            )
+            .await?;
+            if left == 0 {
+                return Ok(true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    match tokio::time::timeout(allowed, wait).await {
+        Ok(result) => result,
+        Err(_) => Err(EngineError::new(
+            ErrorKind::Timeout,
+            format!(
+                "rotation session(s) of this user were still inside a transaction after {:.1} s",
+                allowed.as_secs_f64()
+            ),
+        )),
     }
 }

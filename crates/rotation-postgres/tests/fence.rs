@@ -7,9 +7,13 @@
 //! `abort` with the file store's exclusive claim ends those of runs that died, and rotations
 //! sharing a master never end each other's live transactions.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rotation_core::{AbortMode, EngineSettings, Options, RotationEvent, Stage, Step, Strategy};
+use rotation_core::{
+    AbortMode, AwsSecretStore, EngineSettings, Options, RotationEvent, SecretStore, Stage, Step,
+    Strategy, VersionSelector,
+};
+use rotation_testkit::Moto;
 use rotation_testkit::env::EngineRotation;
 use serde_json::json;
 
@@ -121,6 +125,73 @@ async fn a_commit_held_when_its_run_died_does_not_land_after_an_immediate_abort(
     );
 }
 
+/// The same dead run on Secrets Manager, whose claim excludes nothing: the run could be alive,
+/// so abort may not end its session at once. It waits until the session's named deadline has
+/// passed, ends it, then proves; given less time than that, it refuses (`RotationSessionsOpen`)
+/// and removes nothing. Before, it proved `AWSCURRENT` at once and the `COMMIT` landed after.
+#[tokio::test]
+async fn on_secrets_manager_abort_waits_out_a_commit_held_when_its_run_died() {
+    let env = common::plain();
+    let proxy = app_behind_a_proxy(&env).await;
+    let moto = Moto::start().expect("start moto (scripts/setup installs it)");
+    let value = env.value("app", Stage::Current).await.to_string();
+    moto.python(&format!(
+        "print(sm.create_secret(Name='app', SecretString={value:?})['ARN'])"
+    ))
+    .expect("store the secret in moto");
+    let store = AwsSecretStore::from_sdk_config(&moto.sdk_config().await);
+    let on_aws = |secs| {
+        env.rotation_on(store.clone(), Strategy::SingleUser)
+            .with_options(Options {
+                step_timeout: Duration::from_secs(secs),
+                ..Options::default()
+            })
+    };
+    proxy.stall_on_query("COMMIT");
+    let r = on_aws(8);
+    let run = tokio::spawn(async move { r.rotate("app").await.map(|_| ()) });
+    let held = Instant::now();
+    while proxy.stalls_triggered() == 0 {
+        assert!(held.elapsed() < Duration::from_secs(8), "COMMIT never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The run dies; the COMMIT stays in the network, its session open until its deadline.
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    proxy.stall_on_query("no statement contains this text");
+    let refused = on_aws(3).abort("app", AbortMode::Safe).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == "RotationSessionsOpen"),
+        "an abort with less time than the held session has left must refuse: {refused:?}"
+    );
+    assert!(
+        store
+            .describe("app")
+            .await
+            .unwrap()
+            .rotation_in_flight()
+            .is_some(),
+        "the refused abort removed AWSPENDING"
+    );
+    let report = on_aws(30)
+        .abort("app", AbortMode::Safe)
+        .await
+        .expect("abort waits the session out, then proves AWSCURRENT logs in");
+    assert!(report.current_verified);
+    proxy.resume();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let current = store
+        .get_value("app", VersionSelector::stage(Stage::Current))
+        .await
+        .unwrap();
+    let current: serde_json::Value =
+        serde_json::from_str(secrecy::ExposeSecret::expose_secret(&current.value)).unwrap();
+    assert!(
+        env.logs_in(&current).await,
+        "the dead run's COMMIT landed after abort: AWSCURRENT no longer logs in"
+    );
+}
+
 /// The fence ends only sessions past their step's deadline: rotations that share a master (or
 /// run side by side in a fleet) never end each other's live transactions. Found by a hostile
 /// review: with a fence on every idle-in-transaction session of the user, 29 of 40 alternating
@@ -153,12 +224,28 @@ async fn rotations_sharing_a_master_at_once_all_succeed() {
 /// idle inside their transaction for a second, which no live step is).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborting_the_masters_own_rotation_leaves_rotations_using_the_master_alone() {
+    masters_own_abort_beside_rotations_using_the_master(false).await;
+}
+
+/// The same on Secrets Manager, whose claim excludes nothing: abort waits for the master's
+/// sessions inside a transaction instead of ending them, and the live rotations' sessions, each
+/// in its transaction for milliseconds, neither fail nor make abort refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_secrets_manager_aborting_the_masters_own_rotation_waits_only_for_live_rotations() {
+    masters_own_abort_beside_rotations_using_the_master(true).await;
+}
+
+async fn masters_own_abort_beside_rotations_using_the_master(claiming_nothing: bool) {
     const SECRETS: usize = 8;
     let env = common::plain();
     // Only createSecret of the master's own rotation runs: its password never changes.
     secrets_sharing_a_master(&env, SECRETS).await;
     let r = env.alternating();
-    let own = env.single();
+    let mut store = rotation_core::testing::RecordingStore::new(env.store.clone());
+    if claiming_nothing {
+        store = store.claiming_nothing();
+    }
+    let own = env.rotation_on(store, Strategy::SingleUser);
     for round in 0..2 {
         let runs = (0..SECRETS).map(|i| {
             let r = &r;

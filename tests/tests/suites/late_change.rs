@@ -27,6 +27,7 @@ all_engines!(
     aws_abort_racing_a_resume_is_recovered,
     a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline,
     a_change_queued_when_its_run_died_does_not_land_after_an_immediate_abort,
+    a_change_queued_when_its_run_died_is_waited_out_by_an_abort_on_secrets_manager,
     a_late_change_on_the_user_in_use_is_recovered_by_resume_where_abort_cannot_prove_it,
     a_late_change_on_the_user_in_use_is_recovered_by_the_next_run,
     a_late_change_is_recovered_past_many_aborted_rotations,
@@ -145,6 +146,65 @@ async fn a_change_queued_when_its_run_died_does_not_land_after_an_immediate_abor
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         env.logs_in(&env.value("app", Stage::Current).await).await,
+        "the dead run's queued password change landed after abort: AWSCURRENT no longer logs in"
+    );
+}
+
+/// The same dead run on Secrets Manager, whose claim excludes nothing: the run that queued the
+/// change could be alive, so abort may not end it. Either the engine makes the change in a
+/// transaction the dead connection rolls back (abort proves at once), or abort waits until the
+/// change has ended by its own time limit (its step's deadline) before its proof; given less
+/// time than that, it refuses (`RotationSessionsOpen`) and removes nothing. Before, it proved
+/// `AWSCURRENT` at once and a change queued outside a transaction (MySQL) landed after it.
+async fn a_change_queued_when_its_run_died_is_waited_out_by_an_abort_on_secrets_manager(
+    engine: Engine,
+) {
+    const INITIAL: &str = "Initial-pw-1-long-enough";
+    let env = Env::plain(engine);
+    let Some(blocker) = env.server.hold_in_server("app") else {
+        return no_server_lock(engine);
+    };
+    env.create_user("app", INITIAL);
+    let moto = Moto::start().expect("start moto (scripts/setup installs it)");
+    let store = AnyStore::Aws(AwsSecretStore::from_sdk_config(&moto.sdk_config().await));
+    rotation_tests::moto_user_secret(&moto, &env, "app", "app", INITIAL, env.port());
+    let blocker = blocker.await;
+    let on_aws = |secs| with_timeout(env.rotation_on(store.clone(), Strategy::SingleUser), secs);
+    let r = on_aws(8);
+    let run = tokio::spawn(async move { r.rotate("app").await.map(|_| ()) });
+    env.wait_until_held(blocker.as_ref()).await;
+    let held = Instant::now();
+    // The run dies; its change stays queued in the server until its step's deadline.
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    let first = on_aws(3).abort("app", AbortMode::Safe).await;
+    eprintln!("abort with 3 s: {}", chain(&first));
+    if let Err(e) = &first {
+        assert_eq!(
+            e.kind(),
+            "RotationSessionsOpen",
+            "an abort with less time than the queued change has left refuses, saying so: {e}"
+        );
+        let d = store.describe("app").await.unwrap();
+        assert!(
+            d.rotation_in_flight().is_some(),
+            "the refused abort removed AWSPENDING"
+        );
+        let report = on_aws(30).abort("app", AbortMode::Safe).await;
+        eprintln!("abort after {:?}: {}", held.elapsed(), chain(&report));
+        assert!(report.unwrap().current_verified);
+    } else {
+        assert!(first.unwrap().current_verified);
+    }
+    blocker.release().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let current = store
+        .get_value("app", VersionSelector::stage(Stage::Current))
+        .await
+        .unwrap();
+    let current: Value = serde_json::from_str(current.value.expose_secret()).unwrap();
+    assert!(
+        env.logs_in(&current).await,
         "the dead run's queued password change landed after abort: AWSCURRENT no longer logs in"
     );
 }

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 
 use crate::deadline::Deadline;
 use crate::policy::PasswordPolicy;
-use crate::rotator::{EngineError, EngineProfile, ErrorKind, Rotator};
+use crate::rotator::{DeadSessions, EngineError, EngineProfile, ErrorKind, Rotator};
 use crate::secret::DatabaseSecret;
 use crate::stage::{Stage, Strategy};
 use crate::store::{
@@ -395,12 +395,16 @@ impl<R: Rotator> Rotator for FaultyRotator<R> {
             .await
     }
 
-    async fn end_dead_sessions(&self, session: &mut Self::Session) -> Result<bool, EngineError> {
+    async fn end_dead_sessions(
+        &self,
+        session: &mut Self::Session,
+        which: DeadSessions,
+    ) -> Result<bool, EngineError> {
         let call = "end_dead_sessions";
         self.plan
             .run(
                 call,
-                self.inner.end_dead_sessions(session),
+                self.inner.end_dead_sessions(session, which),
                 engine_error(call),
             )
             .await

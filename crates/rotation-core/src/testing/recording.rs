@@ -201,6 +201,7 @@ struct Shared {
     log: Mutex<Log>,
     pause: Mutex<Option<Pause>>,
     generated: Mutex<Option<String>>,
+    claims_nothing: std::sync::atomic::AtomicBool,
 }
 
 /// Wraps any [`SecretStore`] and records every call made through it, for tests that assert
@@ -276,6 +277,16 @@ impl<S> RecordingStore<S> {
             inner,
             shared: Arc::default(),
         }
+    }
+
+    /// From now on, its claims exclude nothing, as Secrets Manager's do ([`Claim::none`]), whatever
+    /// the wrapped store offers: a file store's secrets handled as rotations handle those of
+    /// Secrets Manager.
+    pub fn claiming_nothing(self) -> Self {
+        self.shared
+            .claims_nothing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self
     }
 
     /// From now on, `GetRandomPassword` returns `password` instead of asking the wrapped store
@@ -473,6 +484,13 @@ impl<S: SecretStore> SecretStore for RecordingStore<S> {
     }
 
     async fn claim(&self, arn: &str) -> Result<Claim, StoreError> {
+        if self
+            .shared
+            .claims_nothing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(Claim::none());
+        }
         self.inner.claim(arn).await
     }
 }
