@@ -209,7 +209,7 @@ variable "tags" {
 }
 
 variable "alarm_topic_arn" {
-  description = "An SNS topic an alarm tells when a rotation step fails (the function's Errors; the log line has the errorType). Null: no alarm."
+  description = "An SNS topic an alarm tells when a rotation step fails (the function's RotationFailed metric, or Lambda's Errors for a timeout or crash; the log line has the errorType). Null: no alarm."
   type        = string
   default     = null
 }

@@ -251,6 +251,7 @@ pub async fn handle_measured<S: SecretStore, R: Rotator>(
         outcome: "failed".into(),
         error_kind: None,
         duration_ms: 0.0,
+        function: std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok(),
     };
     let result: Result<Value, Failure> = async {
         let event = RotationEvent::from_json(payload).map_err(|e| {

@@ -5,8 +5,9 @@
 //! - `RotationDuration` (milliseconds): how long the step took;
 //! - `RotationFailed` (count, 0 or 1): whether it failed.
 //!
-//! Both by `Engine`, `Strategy` and `Step`; a failed step's line adds the dimension set
-//! `Engine`, `Strategy`, `Step`, `ErrorKind` (the stable kind of the error, as in the Lambda
+//! Both by `Engine`, `Strategy` and `Step`, and by `FunctionName` alone (one alarm per function,
+//! whatever its steps: the deployment templates' alarm); a failed step's line adds the dimension
+//! set `Engine`, `Strategy`, `Step`, `ErrorKind` (the stable kind of the error, as in the Lambda
 //! `errorType`). The secret's ARN, the version and the outcome ride along as properties (found
 //! in the log line, not dimensions: a dimension per secret would make a metric per secret). No
 //! secret value is ever in a line: every field is a name, a kind or a number.
@@ -38,6 +39,8 @@ pub struct StepMetrics {
     pub error_kind: Option<&'static str>,
     /// How long the step took.
     pub duration_ms: f64,
+    /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`), when known.
+    pub function: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -53,6 +56,9 @@ impl StepMetrics {
     pub fn emf(&self, timestamp_ms: u64) -> Value {
         let base = ["Engine", "Strategy", "Step"];
         let mut dimensions = vec![json!(base)];
+        if self.function.is_some() {
+            dimensions.push(json!(["FunctionName"]));
+        }
         if self.error_kind.is_some() {
             dimensions.push(json!(["Engine", "Strategy", "Step", "ErrorKind"]));
         }
@@ -80,6 +86,9 @@ impl StepMetrics {
         if let Some(kind) = self.error_kind {
             doc["ErrorKind"] = json!(kind);
         }
+        if let Some(function) = &self.function {
+            doc["FunctionName"] = json!(function);
+        }
         doc
     }
 
@@ -103,6 +112,7 @@ mod tests {
             outcome: "failed".into(),
             error_kind,
             duration_ms: 12.345_678,
+            function: None,
         }
     }
 
@@ -121,5 +131,16 @@ mod tests {
         assert_eq!(dims[1], json!(["Engine", "Strategy", "Step", "ErrorKind"]));
         assert_eq!(failed["RotationFailed"], json!(1));
         assert_eq!(failed["ErrorKind"], json!("SetPasswordFailed"));
+    }
+
+    #[test]
+    fn under_lambda_the_metrics_are_also_by_function_name_alone() {
+        let mut m = sample(Some("SetPasswordFailed"));
+        m.function = Some("rotation-postgres".into());
+        let doc = m.emf(1_700_000_000_000);
+        let dims = &doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
+        assert_eq!(dims[1], json!(["FunctionName"]));
+        assert_eq!(dims[2], json!(["Engine", "Strategy", "Step", "ErrorKind"]));
+        assert_eq!(doc["FunctionName"], json!("rotation-postgres"));
     }
 }
