@@ -540,6 +540,7 @@ async fn run(cli: Cli, engines: &Engines) -> anyhow::Result<()> {
                 value_file: value_file.as_deref(),
                 password_stdin,
                 pairs: &pairs,
+                timeout: Duration::from_secs(cli.timeout),
             };
             let (value, expected) = put::build_value(&store, &req).await?;
             put::check(&secret, &value, strategy, engines)?;

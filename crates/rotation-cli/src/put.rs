@@ -29,6 +29,34 @@ pub struct PutRequest<'a> {
     pub value_file: Option<&'a Path>,
     pub password_stdin: bool,
     pub pairs: &'a [String],
+    /// How long reading the value file or standard input may take (`--timeout`).
+    pub timeout: std::time::Duration,
+}
+
+/// Runs `read` on a thread of its own and waits for it at most `timeout`: a value file that is a
+/// pipe nobody writes to, or a terminal nobody types into, fails the command with a usage error
+/// instead of blocking it for ever. (The thread is left behind, blocked; the command exits.)
+async fn within<T: Send + 'static>(
+    what: &str,
+    timeout: std::time::Duration,
+    read: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("rotate-put-read".into())
+        .spawn(move || {
+            let _ = tx.send(read());
+        })
+        .map_err(|e| UsageError(format!("reading {what}: {e}")))?;
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(UsageError(format!("reading {what}: the reader stopped")).into()),
+        Err(_) => Err(UsageError(format!(
+            "reading {what}: nothing to read within --timeout ({} s); a pipe with no writer?",
+            timeout.as_secs()
+        ))
+        .into()),
+    }
 }
 
 /// Reads at most [`MAX_VALUE_BYTES`] from `r`.
@@ -80,11 +108,20 @@ pub async fn build_value(
     };
     let expected = current.as_ref().map(|v| v.version_id.clone());
     let base: SecretString = match req.value_file {
-        Some(p) if p == Path::new("-") => read_limited(std::io::stdin(), "standard input")?.into(),
+        Some(p) if p == Path::new("-") => within("standard input", req.timeout, || {
+            read_limited(std::io::stdin(), "standard input")
+        })
+        .await?
+        .into(),
         Some(p) => {
-            let f = std::fs::File::open(p)
-                .map_err(|e| UsageError(format!("opening {}: {e}", p.display())))?;
-            read_limited(f, &p.display().to_string())?.into()
+            let (path, what) = (p.to_path_buf(), p.display().to_string());
+            within(&what.clone(), req.timeout, move || {
+                let f = std::fs::File::open(&path)
+                    .map_err(|e| UsageError(format!("opening {what}: {e}")))?;
+                read_limited(f, &what)
+            })
+            .await?
+            .into()
         }
         None => match current {
             Some(v) => v.value,
@@ -146,12 +183,18 @@ pub async fn build_value(
             })?;
     }
     if req.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .take(MAX_VALUE_BYTES)
-            .read_line(&mut line)
-            .map_err(|e| UsageError(format!("reading the password from standard input: {e}")))?;
+        let line = within("the password from standard input", req.timeout, || {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .take(MAX_VALUE_BYTES)
+                .read_line(&mut line)
+                .map_err(|e| {
+                    UsageError(format!("reading the password from standard input: {e}"))
+                })?;
+            Ok(line)
+        })
+        .await?;
         let password = line.strip_suffix('\n').unwrap_or(&line);
         let password = password.strip_suffix('\r').unwrap_or(password);
         if password.is_empty() {

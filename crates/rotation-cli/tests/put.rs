@@ -617,6 +617,39 @@ fn put_waits_for_a_held_store_lock_no_longer_than_its_timeout() {
 }
 
 #[test]
+fn a_value_file_nobody_writes_to_fails_within_the_timeout() {
+    let store = Store::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("value.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    let o = store.rotate(
+        &[
+            "--timeout",
+            "2",
+            "put",
+            "db",
+            "--value-file",
+            fifo.to_str().unwrap(),
+        ],
+        "",
+    );
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("nothing to read within --timeout"), "{said}");
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(6),
+        "waited {took:?} with --timeout 2"
+    );
+    assert!(!store.path.exists(), "a refused put created the store");
+}
+
+#[test]
 fn odd_json_in_other_keys_is_kept_as_the_rotations_read_it() {
     // A number beyond f64, a lone surrogate, deep nesting: the rotations keep other keys as
     // raw JSON, so `put` takes them too (it used to call them a missing engine).

@@ -521,7 +521,8 @@ async fn prove_current<S: SecretStore, R: Rotator>(
 
 /// [`Rotator::end_dead_sessions`] on `session`. With the claim exclusive ([`DeadSessions::Any`])
 /// a failure is logged and the proof goes on as without it; otherwise a run of the secret may be
-/// alive, and a session the engine could not wait out refuses the abort.
+/// alive: a session the engine could not wait out in time (a `Timeout`) refuses the abort, and
+/// any other failure fails it.
 async fn end_dead_sessions<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     session: &mut R::Session,
@@ -542,13 +543,14 @@ async fn end_dead_sessions<S: SecretStore, R: Rotator>(
         Err(e) if which == DeadSessions::Any => {
             warn!(error = %crate::error_chain(&e), "abort: could not end the sessions of rotation runs that died");
         }
-        Err(source) => {
+        Err(source) if source.kind() == ErrorKind::Timeout => {
             return Err(RotationError::SessionsOpen {
                 token: ctx.token.to_string(),
                 secret: ctx.arn.to_string(),
                 source,
             });
         }
+        Err(e) => return Err(RotationError::Engine(e)),
     }
     Ok(())
 }

@@ -288,14 +288,15 @@ pub enum DeadSessions {
     Any,
     /// The store's claim excludes nothing (Secrets Manager): a run of the secret may still be
     /// alive. Each such session is waited for until it has left its transaction, or until its
-    /// step's deadline has passed and it is ended. When the wait would outlast the time the
-    /// abort has left, the engine fails at once (saying how long is left) and abort refuses.
+    /// step's deadline has passed and it is ended. When the wait outlasts the time the abort
+    /// has for it (at once, where the engine can tell it will), the engine fails with a
+    /// `Timeout` saying so, and abort refuses (`RotationSessionsOpen`).
     PastDeadline,
 }
 
 impl DeadSessions {
     /// The time [`DeadSessions::PastDeadline`] leaves the abort after its wait, for the proof
-    /// that follows (a login, and a restore for a single user).
+    /// that follows (a login, and a restore for a single user); at most half its time.
     pub const PROOF_RESERVE: std::time::Duration = std::time::Duration::from_secs(2);
 }
 

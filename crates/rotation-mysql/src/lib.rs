@@ -990,22 +990,19 @@ impl Rotator for MysqlRotator {
     /// ([`DeadSessions::Any`]) no live run of the secret sends one, so they are ended (a user
     /// sees and may end its own threads; an application that changes its own password at that
     /// moment would lose that change, which would break its rotation anyway). Otherwise they
-    /// are waited for: each ends by its own time limit, the time its step had left.
+    /// are waited for until they no longer run a password change: MariaDB ends each once the
+    /// time its step had left is over (MySQL bounds each of its lock waits by that time).
     async fn end_dead_sessions(
         &self,
         session: &mut MysqlSession,
         which: DeadSessions,
     ) -> Result<bool, EngineError> {
-        // Constants of capitals and spaces (a unit test holds them to that).
         let rows = session
             .rows(
                 &format!(
                     "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
-                     AND USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) \
-                     AND COMMAND = 'Query' AND ({})",
-                    sql::PASSWORD_CHANGES
-                        .map(|start| format!("LEFT(INFO, {}) = '{start}'", start.len()))
-                        .join(" OR ")
+                     AND USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND {}",
+                    running_a_password_change()
                 ),
                 "listing the changes of rotation runs that died",
             )
@@ -1016,16 +1013,16 @@ impl Rotator for MysqlRotator {
         }
         let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         if which == DeadSessions::PastDeadline {
-            let allowed = session
-                .deadline
-                .remaining()
-                .saturating_sub(DeadSessions::PROOF_RESERVE);
+            let remaining = session.deadline.remaining();
+            let allowed = remaining
+                .saturating_sub(DeadSessions::PROOF_RESERVE)
+                .max(remaining / 2);
             tracing::info!(
                 threads = ids.len(),
                 "abort: waiting for this user's queued password changes to end by their own time limit"
             );
             let wait = async {
-                while threads_left(session, &list).await? > 0 {
+                while threads_left(session, &list, true).await? > 0 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Ok(true)
@@ -1036,8 +1033,9 @@ impl Rotator for MysqlRotator {
                     ErrorKind::Timeout,
                     format!(
                         "{} password change(s) of this user, queued in the server by a rotation \
-                         run, were still waiting after {:.1} s (each ends by its own time limit, \
-                         the time its step had left)",
+                         run, were still running after the {:.1} s this abort could wait \
+                         (MariaDB ends each once the time its step had left is over; MySQL \
+                         bounds each of its lock waits by that time)",
                         ids.len(),
                         allowed.as_secs_f64()
                     ),
@@ -1056,7 +1054,7 @@ impl Rotator for MysqlRotator {
                 tracing::info!(thread = id, error = %e, "the dead run's thread was already gone");
             }
         }
-        while threads_left(session, &list).await? > 0 {
+        while threads_left(session, &list, false).await? > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::warn!(
@@ -1153,11 +1151,35 @@ impl Rotator for MysqlRotator {
     }
 }
 
-/// How many of the threads `list` (ids, comma-separated) are still in the server.
-async fn threads_left(session: &mut MysqlSession, list: &str) -> Result<i64, EngineError> {
+/// The `PROCESSLIST` condition of a thread running a password change
+/// ([`sql::PASSWORD_CHANGES`]); constants of capitals and spaces (a unit test holds them to
+/// that).
+fn running_a_password_change() -> String {
+    format!(
+        "COMMAND = 'Query' AND ({})",
+        sql::PASSWORD_CHANGES
+            .map(|start| format!("LEFT(INFO, {}) = '{start}'", start.len()))
+            .join(" OR ")
+    )
+}
+
+/// How many of the threads `list` (ids, comma-separated) are still in the server, or, with
+/// `changing`, still running a password change (a live run's thread stays after its change).
+async fn threads_left(
+    session: &mut MysqlSession,
+    list: &str,
+    changing: bool,
+) -> Result<i64, EngineError> {
+    let still = if changing {
+        format!(" AND {}", running_a_password_change())
+    } else {
+        String::new()
+    };
     let left = session
         .rows(
-            &format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID IN ({list})"),
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID IN ({list}){still}"
+            ),
             "waiting for the threads of rotation runs to go",
         )
         .await?;

@@ -109,28 +109,25 @@ pub fn young_sessions_sql() -> String {
 }
 
 /// The user's other rotation sessions inside a transaction (a statement running, or idle in
-/// it): each one's process id, the milliseconds left to its named deadline (negative once past),
-/// whether it has been idle in its transaction for [`DEAD_AFTER_MS`] (no live step is), and its
-/// transaction's start in microseconds since the epoch, which tells that transaction apart from
-/// a later one of the same session. The cast runs only on rows the filter kept.
-pub fn open_sessions_sql() -> String {
-    format!(
-        "SELECT pid, \
-         split_part(application_name, ':', 2)::bigint \
-           - (extract(epoch FROM clock_timestamp()) * 1000)::bigint, \
-         state LIKE 'idle in transaction%' \
-           AND state_change < clock_timestamp() - interval '{DEAD_AFTER_MS} milliseconds', \
-         (extract(epoch FROM xact_start) * 1000000)::bigint \
-         FROM (SELECT pid, application_name, state, state_change, xact_start \
-           FROM pg_stat_activity \
-           WHERE usename = current_user AND pid <> pg_backend_pid() AND xact_start IS NOT NULL \
-           AND application_name ~ '^rotation:[0-9]{{1,15}}$' OFFSET 0) AS open"
-    )
-}
+/// it): each one's process id and its transaction's start in microseconds since the epoch,
+/// which tells that transaction apart from a later one of the same session.
+pub const OPEN_SESSIONS_SQL: &str = "SELECT pid, (extract(epoch FROM xact_start) * 1000000)::bigint \
+     FROM pg_stat_activity \
+     WHERE usename = current_user AND pid <> pg_backend_pid() AND xact_start IS NOT NULL \
+     AND application_name ~ '^rotation:[0-9]{1,15}$'";
 
-/// How many of the transactions listed by [`open_sessions_sql`] (`$1` their process ids, `$2`
-/// their starts) are still open.
-pub const STILL_OPEN_SQL: &str = "SELECT count(*) FROM pg_stat_activity AS a \
+/// Of the transactions listed by [`OPEN_SESSIONS_SQL`] (`$1` their process ids, `$2` their
+/// starts), those still open: for each, the milliseconds left to its session's named deadline
+/// (negative once past; null if renamed) and, when it is idle in its transaction, for how many
+/// milliseconds it has been (else -1).
+pub const STILL_OPEN_SQL: &str = "SELECT \
+     CASE WHEN a.application_name ~ '^rotation:[0-9]{1,15}$' \
+       THEN split_part(a.application_name, ':', 2)::bigint \
+         - (extract(epoch FROM clock_timestamp()) * 1000)::bigint END, \
+     CASE WHEN a.state LIKE 'idle in transaction%' \
+       THEN (extract(epoch FROM clock_timestamp() - a.state_change) * 1000)::bigint \
+       ELSE -1 END \
+     FROM pg_stat_activity AS a \
      JOIN unnest($1::int4[], $2::int8[]) AS s(pid, xact_us) ON a.pid = s.pid \
      WHERE (extract(epoch FROM a.xact_start) * 1000000)::bigint = s.xact_us";
 

@@ -452,7 +452,7 @@ impl Rotator for PostgresRotator {
             return Ok(false);
         }
         if which == DeadSessions::PastDeadline {
-            return wait_out_open_sessions(session).await;
+            return wait_out_open_sessions(session, self.config.statement_timeout).await;
         }
         let deadline = session.deadline();
         // A run's session that has just gone idle inside its transaction may be live: wait, a
@@ -480,75 +480,89 @@ impl Rotator for PostgresRotator {
 }
 
 /// [`DeadSessions::PastDeadline`]: the user's rotation sessions inside a transaction now are
-/// waited for until each has left that transaction or passed its named deadline, when the
-/// login fence ([`connect::Fence::Stale`]) ends it; the abort keeps
-/// [`DeadSessions::PROOF_RESERVE`]. A session idle in its transaction (no live step is), whose
-/// deadline is further off than that wait allows, fails it at once, saying how far; one running
-/// a statement (queued behind a lock, or a live step's) is waited for as long as allowed.
-async fn wait_out_open_sessions(session: &mut PgSession) -> Result<bool, EngineError> {
+/// waited for until each has left that transaction, or has passed its named deadline and the
+/// login fence ([`connect::Fence::Stale`]) ends it, or the server's own idle limit
+/// (`idle_limit`, the engine's statement limit, which a run's session keeps at most) ends it.
+/// The abort keeps [`DeadSessions::PROOF_RESERVE`] (at most half its time) for its proof. A
+/// session idle in its transaction for [`connect::DEAD_AFTER_MS`] (no live step is), which
+/// would outlast that, fails the wait at once; so does the time running out. Each failure is a
+/// `Timeout` naming how long the longest session may still stay. `Ok(true)` when the fence
+/// ended one.
+async fn wait_out_open_sessions(
+    session: &mut PgSession,
+    idle_limit: std::time::Duration,
+) -> Result<bool, EngineError> {
     let deadline = session.deadline();
-    let open: Vec<(i32, i64, bool, i64)> = connect::bounded(
+    let open: Vec<(i32, i64)> = connect::bounded(
         deadline,
         "listing the user's rotation sessions inside a transaction",
-        sqlx::query_as(&connect::open_sessions_sql()).fetch_all(session.connection()),
+        sqlx::query_as(connect::OPEN_SESSIONS_SQL).fetch_all(session.connection()),
     )
     .await?;
     if open.is_empty() {
         return Ok(false);
     }
-    let allowed = deadline
-        .remaining()
-        .saturating_sub(DeadSessions::PROOF_RESERVE);
-    // A session counts as past its deadline half a second before it (the fence's margin).
-    let stuck_for = open
-        .iter()
-        .filter(|(_, _, idle, _)| *idle)
-        .map(|(_, left_ms, _, _)| {
-            std::time::Duration::from_millis(left_ms.saturating_sub(500).max(0) as u64)
-        })
-        .max();
-    if let Some(needed) = stuck_for.filter(|needed| *needed > allowed) {
-        return Err(EngineError::new(
-            ErrorKind::Timeout,
-            format!(
-                "a rotation session of this user is idle inside a transaction until its step's \
-                 deadline, {:.1} s from now, longer than the {:.1} s this abort can wait",
-                needed.as_secs_f64(),
-                allowed.as_secs_f64()
-            ),
-        ));
-    }
+    let remaining = deadline.remaining();
+    let allowed = remaining
+        .saturating_sub(DeadSessions::PROOF_RESERVE)
+        .max(remaining / 2);
+    let waited = std::time::Instant::now();
     tracing::info!(
         sessions = open.len(),
-        "abort: waiting for the user's rotation sessions inside a transaction to end or pass their deadline"
+        "abort: waiting for the user's rotation sessions inside a transaction to leave it or pass their deadline"
     );
-    let (pids, starts): (Vec<i32>, Vec<i64>) = open.iter().map(|(p, _, _, x)| (*p, *x)).unzip();
-    let wait = async {
-        loop {
-            connect::fence(session.connection(), deadline, connect::Fence::Stale).await;
-            let left: i64 = connect::bounded(
-                deadline,
-                "counting the user's rotation sessions still inside their transaction",
-                sqlx::query_scalar(connect::STILL_OPEN_SQL)
-                    .bind(&pids)
-                    .bind(&starts)
-                    .fetch_one(session.connection()),
-            )
-            .await?;
-            if left == 0 {
-                return Ok(true);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (pids, starts): (Vec<i32>, Vec<i64>) = open.into_iter().unzip();
+    let idle_limit_ms = idle_limit.as_millis() as i64;
+    let mut ended = false;
+    loop {
+        ended |= connect::fence(session.connection(), deadline, connect::Fence::Stale).await;
+        let still: Vec<(Option<i64>, i64)> = connect::bounded(
+            deadline,
+            "reading the user's rotation sessions still inside their transaction",
+            sqlx::query_as(connect::STILL_OPEN_SQL)
+                .bind(&pids)
+                .bind(&starts)
+                .fetch_all(session.connection()),
+        )
+        .await?;
+        if still.is_empty() {
+            return Ok(ended);
         }
-    };
-    match tokio::time::timeout(allowed, wait).await {
-        Ok(result) => result,
-        Err(_) => Err(EngineError::new(
-            ErrorKind::Timeout,
-            format!(
-                "rotation session(s) of this user were still inside a transaction after {:.1} s",
-                allowed.as_secs_f64()
-            ),
-        )),
+        // How long each may still stay: to its deadline (less the fence's half second), and,
+        // idle, no longer than the server's idle limit.
+        let stays = |(left_ms, idle_ms): &(Option<i64>, i64)| {
+            let to_deadline = left_ms.map_or(i64::MAX, |l| l - 500);
+            let to_idle_limit = if *idle_ms >= 0 {
+                idle_limit_ms - idle_ms
+            } else {
+                i64::MAX
+            };
+            to_deadline.min(to_idle_limit).max(0)
+        };
+        let longest = still.iter().map(stays).max().unwrap_or(0);
+        let stuck = still
+            .iter()
+            .filter(|(_, idle_ms)| *idle_ms >= connect::DEAD_AFTER_MS as i64)
+            .map(stays)
+            .max();
+        let left = allowed.saturating_sub(waited.elapsed());
+        if stuck.is_some_and(|ms| ms as u128 > left.as_millis()) || left.is_zero() {
+            let longest = if longest == i64::MAX {
+                "until it ends".to_string()
+            } else {
+                format!("for up to {:.1} s more", longest as f64 / 1000.0)
+            };
+            return Err(EngineError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{} rotation session(s) of this user are inside a transaction, one {longest} \
+                     (its step's deadline or the server's idle limit), past the {:.1} s this \
+                     abort could wait",
+                    still.len(),
+                    allowed.as_secs_f64()
+                ),
+            ));
+        }
+        tokio::time::sleep(left.min(std::time::Duration::from_millis(100))).await;
     }
 }

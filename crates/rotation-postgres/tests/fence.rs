@@ -152,7 +152,10 @@ async fn on_secrets_manager_abort_waits_out_a_commit_held_when_its_run_died() {
     let run = tokio::spawn(async move { r.rotate("app").await.map(|_| ()) });
     let held = Instant::now();
     while proxy.stalls_triggered() == 0 {
-        assert!(held.elapsed() < Duration::from_secs(8), "COMMIT never sent");
+        assert!(
+            held.elapsed() < Duration::from_secs(30),
+            "COMMIT never sent"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The run dies; the COMMIT stays in the network, its session open until its deadline.
@@ -227,9 +230,10 @@ async fn aborting_the_masters_own_rotation_leaves_rotations_using_the_master_alo
     masters_own_abort_beside_rotations_using_the_master(false).await;
 }
 
-/// The same on Secrets Manager, whose claim excludes nothing: abort waits for the master's
-/// sessions inside a transaction instead of ending them, and the live rotations' sessions, each
-/// in its transaction for milliseconds, neither fail nor make abort refuse.
+/// The same on Secrets Manager, whose claim excludes nothing: abort waits for whatever of the
+/// master's sessions it finds inside a transaction instead of ending them, and the live
+/// rotations' sessions, each in its transaction for milliseconds, neither fail nor make abort
+/// refuse.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_secrets_manager_aborting_the_masters_own_rotation_waits_only_for_live_rotations() {
     masters_own_abort_beside_rotations_using_the_master(true).await;
