@@ -25,12 +25,16 @@ use tokio::task::JoinSet;
 const RUNS_PER_ORDER: usize = 50;
 const PARALLEL_RUNS: usize = 10;
 
-rotation_tests::all_engines!(two_rotations_of_one_secret_on_secrets_manager_never_lock_out);
+rotation_tests::all_engines!(
+    two_rotations_of_one_secret_on_secrets_manager_never_lock_out,
+    the_function_and_a_resume_of_its_rotation_at_once_never_lock_out,
+);
 
 both_stores!(
     two_rotations_at_once_never_lock_out,
     pending_moved_under_a_step_is_a_refusal,
-    a_value_put_during_a_rotation_is_never_undone
+    a_value_put_during_a_rotation_is_never_undone,
+    a_finish_racing_another_finish_of_its_rotation_reports_it_done
 );
 
 /// What one run ended in.
@@ -201,6 +205,10 @@ enum Interference {
     /// Right before the first write of a pending value, a new `AWSCURRENT` value (an operator's
     /// put landing between createSecret's read of `AWSCURRENT` and its write).
     PutCurrentBeforePendingWrite { token: String, value: SecretString },
+    /// Right before the first move of `AWSCURRENT`, the same move made by another invocation of
+    /// the same rotation (Secrets Manager's retry, an operator's resume), so that the step's
+    /// own move no longer finds `AWSCURRENT` where it read it.
+    SameMoveBefore,
 }
 
 impl SecretStore for Interfering {
@@ -237,6 +245,21 @@ impl SecretStore for Interfering {
             .await
     }
     async fn update_stage(&self, secret_id: &str, change: StageMove<'_>) -> Result<(), StoreError> {
+        if let Interference::SameMoveBefore = &self.act
+            && change.stage == Stage::Current
+            && self.armed.swap(false, Ordering::SeqCst)
+        {
+            self.inner
+                .update_stage(
+                    secret_id,
+                    StageMove {
+                        stage: change.stage,
+                        move_to: change.move_to,
+                        remove_from: change.remove_from,
+                    },
+                )
+                .await?;
+        }
         self.inner.update_stage(secret_id, change).await
     }
     async fn random_password(&self, policy: &PasswordPolicy) -> Result<SecretString, StoreError> {
@@ -319,6 +342,36 @@ async fn pending_moved_under_a_step_is_a_refusal(kind: Kind) {
         assert_eq!(stages[&other], vec![Stage::Pending], "{step}");
         assert!(!stages.contains_key(&t), "{step}: {stages:?}");
     }
+}
+
+async fn a_finish_racing_another_finish_of_its_rotation_reports_it_done(kind: Kind) {
+    // Two invocations of one rotation's finishSecret at once (Secrets Manager's retry, or an
+    // operator's resume beside the function): the other moves AWSCURRENT to the token between
+    // this one's read of the stages and its own move, which then fails on the stale version.
+    // The stage is where the step puts it: the step reports it done, not a store failure.
+    let svc = Arc::new(Service::start(kind).await);
+    let f = Fixture::on(svc, "finish-race", Strategy::SingleUser).await;
+    let t = rotation_tests::token();
+    f.svc.start_rotation(&f.secret, &t).await;
+    for step in [Step::CreateSecret, Step::SetSecret, Step::TestSecret] {
+        f.step(step, &t).await.unwrap();
+    }
+    let rotation = Rotation::new(
+        Interfering {
+            inner: f.svc.store(),
+            act: Interference::SameMoveBefore,
+            armed: AtomicBool::new(true),
+        },
+        FakeRotator::new(f.db.clone(), Strategy::SingleUser),
+        PasswordPolicy::defaults(&FAKE_PROFILE.password),
+    );
+    let outcome = rotation
+        .handle(&RotationEvent::new(Step::FinishSecret, &f.secret, &t))
+        .await
+        .unwrap_or_else(|e| panic!("{kind:?}: {e} [{}]", e.kind()));
+    assert_eq!(outcome, StepOutcome::AlreadyCurrent, "{kind:?}");
+    let stages = f.svc.stages(&f.secret).await;
+    assert!(stages[&t].contains(&Stage::Current), "{kind:?}: {stages:?}");
 }
 
 async fn a_value_put_during_a_rotation_is_never_undone(kind: Kind) {
@@ -474,5 +527,135 @@ async fn two_rotations_of_one_secret_on_secrets_manager_never_lock_out(
     assert!(
         !outcomes.keys().any(|k| k.ends_with("LOCKOUT")),
         "{outcomes:#?}"
+    );
+}
+
+/// Secrets Manager's calls of the rotation function (the built binary, `lambda_all`, behind a
+/// Lambda Runtime API, on moto after `RotateSecret`) and an operator's `rotate resume` of the
+/// same rotation at once, the resume held back 0-60 ms (a warm function's whole rotation takes
+/// about as long), a few runs per engine (each its own user). No run may end in a lockout: `AWSCURRENT` logs in (checked with the server's own
+/// client), or the next `resume` / `rotate` makes it; and a rotation after the race succeeds.
+async fn the_function_and_a_resume_of_its_rotation_at_once_never_lock_out(
+    engine: rotation_tests::engines::Engine,
+) {
+    const RUNS: usize = 4;
+    const INITIAL: &str = "Initial-pw-1-Long-enough";
+    let env = rotation_tests::engines::Env::plain(engine);
+    let moto = rotation_testkit::Moto::start().expect("start moto (scripts/setup installs it)");
+    let name = engine.engine().function_name;
+    let mut lambda = rotation_testkit::LambdaService::new(name).expect("serve the function");
+    let mut vars = moto.env();
+    vars.push((rotation_core::ENGINE_ENV.into(), engine.name().into()));
+    vars.push((rotation_core::STRATEGY_ENV.into(), "single-user".into()));
+    lambda
+        .start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_lambda_all")),
+            &vars,
+        )
+        .expect("start the rotation function");
+    let lambda = Arc::new(lambda);
+    let function = moto.create_function(name).expect("register the function");
+    let sdk = moto.sdk_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let store = AnyStore::Aws(rotation_core::AwsSecretStore::from_sdk_config(&sdk));
+    let own = |v: &serde_json::Value| {
+        env.server.logs_in_with_own_client(
+            v["username"].as_str().unwrap_or_default(),
+            v["password"].as_str().unwrap_or_default(),
+        )
+    };
+    let current = |user: &str| {
+        let (store, user) = (store.clone(), user.to_string());
+        async move {
+            let v = store
+                .get_value(&user, VersionSelector::stage(Stage::Current))
+                .await
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(secrecy::ExposeSecret::expose_secret(
+                &v.value,
+            ))
+            .unwrap()
+        }
+    };
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for run in 0..RUNS {
+        let user = format!("fn{run}");
+        env.create_user(&user, INITIAL);
+        rotation_tests::moto_user_secret(&moto, &env, &user, &user, INITIAL, env.port());
+        let token = uuid::Uuid::new_v4().to_string();
+        rotation_testkit::Moto::rotate_secret(&client, &user, &token, &function)
+            .await
+            .expect("RotateSecret (the AWSPENDING stub)");
+        let steps = {
+            let (lambda, user, token) = (Arc::clone(&lambda), user.clone(), token.clone());
+            tokio::task::spawn_blocking(move || {
+                for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+                    let event =
+                        json!({"Step": step, "SecretId": user, "ClientRequestToken": token});
+                    if let Err(e) = lambda.invoke(&event.to_string(), Duration::from_secs(60)) {
+                        let kind = serde_json::from_str::<serde_json::Value>(&e)
+                            .ok()
+                            .and_then(|v| v["errorType"].as_str().map(str::to_string))
+                            .unwrap_or_else(|| e.chars().take(60).collect());
+                        return format!("function: {step} {kind}");
+                    }
+                }
+                "function: rotated".to_string()
+            })
+        };
+        let jitter = (uuid::Uuid::new_v4().as_u128() % 61) as u64;
+        let resume = async {
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            env.rotation_on(store.clone(), Strategy::SingleUser)
+                .resume(&user)
+                .await
+        };
+        let (function_said, resumed) = tokio::join!(steps, resume);
+        let function_said = function_said.expect("the function's invocations");
+        let resumed = match &resumed {
+            Ok(_) => "resume: rotated".to_string(),
+            Err(e) => format!("resume: {}", e.kind()),
+        };
+        let end = if own(&current(&user).await) {
+            "current"
+        } else {
+            let next = env.rotation_on(store.clone(), Strategy::SingleUser);
+            let recovered = match next.resume(&user).await {
+                Err(RotationError::NoRotationInFlight { .. }) => next.rotate(&user).await,
+                other => other,
+            };
+            match recovered {
+                Ok(_) if own(&current(&user).await) => "recovered by the next run",
+                _ => "LOCKOUT",
+            }
+        };
+        // Both sides may have failed their step, leaving the rotation in flight: Secrets
+        // Manager's retry (here a resume) finishes it; then a new rotation goes through.
+        let after = env.rotation_on(store.clone(), Strategy::SingleUser);
+        if let Err(e) = after.resume(&user).await {
+            assert!(
+                matches!(e, RotationError::NoRotationInFlight { .. }),
+                "{user}: the retry after the race: {e}"
+            );
+        }
+        after
+            .rotate(&user)
+            .await
+            .unwrap_or_else(|e| panic!("{user}: a rotation after the race: {e}"));
+        assert!(
+            own(&current(&user).await),
+            "{user}: AWSCURRENT does not log in after a rotation that followed the race"
+        );
+        *outcomes
+            .entry(format!("{function_said} / {resumed} -> {end}"))
+            .or_default() += 1;
+    }
+    for (k, n) in &outcomes {
+        println!("{engine}: {n} x {k}");
+    }
+    assert!(
+        !outcomes.keys().any(|k| k.ends_with("LOCKOUT")),
+        "{outcomes:#?}\n{}",
+        lambda.output()
     );
 }

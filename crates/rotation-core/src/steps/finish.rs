@@ -46,19 +46,39 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
             })?;
         ctx.rotator.close(session).await;
     }
-    ctx.store_call(
-        "UpdateSecretVersionStage",
-        || format!("moving AWSCURRENT to version {token} of secret {arn}"),
-        ctx.store.update_stage(
-            arn,
-            StageMove {
-                stage: Stage::Current,
-                move_to: Some(token),
-                remove_from: current,
-            },
-        ),
-    )
-    .await?;
+    let moved = ctx
+        .store_call(
+            "UpdateSecretVersionStage",
+            || format!("moving AWSCURRENT to version {token} of secret {arn}"),
+            ctx.store.update_stage(
+                arn,
+                StageMove {
+                    stage: Stage::Current,
+                    move_to: Some(token),
+                    remove_from: current,
+                },
+            ),
+        )
+        .await;
+    if let Err(e) = moved {
+        // Another invocation of this rotation (Secrets Manager's retry, an operator's resume)
+        // may have promoted the token in between, so that `current` no longer held the stage:
+        // the stage is where this step puts it, and the step is done.
+        let now = ctx
+            .store_call(
+                "DescribeSecret",
+                || format!("re-reading the stages of secret {arn}"),
+                ctx.store.describe(arn),
+            )
+            .await;
+        if now.is_ok_and(|d| d.version_with(Stage::Current) == Some(token)) {
+            info!(
+                "finishSecret: version {token} of secret {arn} was made AWSCURRENT meanwhile by another invocation of this rotation"
+            );
+            return Ok((StepOutcome::AlreadyCurrent, created));
+        }
+        return Err(e);
+    }
     info!("finishSecret: Successfully set AWSCURRENT stage to version {token} for secret {arn}.");
     if let Some(current) = pending.filter(|_| drops_others) {
         drop_other_passwords(ctx, &current).await;
