@@ -21,6 +21,10 @@ data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 
 locals {
+  makes_security_group = length(var.subnet_ids) > 0 && var.vpc_id != null
+  database_port = coalesce(var.database_port, lookup({
+    "rds-postgres" = 5432, "redshift" = 5439, "documentdb" = 27017, "rds-mysql" = 3306
+  }, var.engine))
   alternating  = var.strategy == "alternating-users"
   function_arn = "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:function:${var.function_name}"
   environment = { for k, v in {
@@ -203,7 +207,7 @@ resource "aws_lambda_function" "rotation" {
     for_each = length(var.subnet_ids) > 0 ? [1] : []
     content {
       subnet_ids         = var.subnet_ids
-      security_group_ids = var.security_group_ids
+      security_group_ids = concat(var.security_group_ids, aws_security_group.function[*].id)
     }
   }
 
@@ -219,14 +223,63 @@ resource "aws_lambda_function" "rotation" {
       error_message = "Alternating users need master_secret_arns."
     }
     precondition {
-      condition     = length(var.subnet_ids) == 0 || length(var.security_group_ids) > 0
-      error_message = "The subnet_ids need security_group_ids."
+      condition     = length(var.subnet_ids) == 0 || length(var.security_group_ids) > 0 || var.vpc_id != null
+      error_message = "The subnet_ids need security_group_ids, or vpc_id to create the function's own."
+    }
+    precondition {
+      condition     = var.database_security_group_id == null || local.makes_security_group
+      error_message = "The database_security_group_id needs vpc_id and subnet_ids (the rule's source is the security group the module creates)."
     }
     precondition {
       condition     = !var.attach_secret || var.secret_arn != ""
       error_message = "The attach_secret needs secret_arn."
     }
   }
+}
+
+# Optional (vpc_id): the function's own security group. Egress: HTTPS anywhere (Secrets
+# Manager's interface endpoint, or the internet through a NAT; RDS's API for alternating users)
+# and the database's port, to the database's security group when given. DNS to the VPC's
+# resolver is not filtered by security groups.
+resource "aws_security_group" "function" {
+  # checkov:skip=CKV2_AWS_5:Attached to the function through vpc_config (concat with its splat), which the check does not follow.
+  count       = local.makes_security_group ? 1 : 0
+  name_prefix = "${substr(var.function_name, 0, 32)}-"
+  description = "Secrets Manager rotation function ${var.function_name}"
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+}
+
+resource "aws_vpc_security_group_egress_rule" "https" {
+  count             = local.makes_security_group ? 1 : 0
+  security_group_id = aws_security_group.function[0].id
+  description       = "Secrets Manager (its endpoint or a NAT), and RDS's API"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_egress_rule" "database" {
+  count                        = local.makes_security_group ? 1 : 0
+  security_group_id            = aws_security_group.function[0].id
+  description                  = "The database"
+  ip_protocol                  = "tcp"
+  from_port                    = local.database_port
+  to_port                      = local.database_port
+  referenced_security_group_id = var.database_security_group_id
+  cidr_ipv4                    = var.database_security_group_id == null ? "0.0.0.0/0" : null
+}
+
+# Optional (database_security_group_id): the database admits the function on its port.
+resource "aws_vpc_security_group_ingress_rule" "database" {
+  count                        = local.makes_security_group && var.database_security_group_id != null ? 1 : 0
+  security_group_id            = var.database_security_group_id
+  description                  = "Secrets Manager rotation function ${var.function_name}"
+  ip_protocol                  = "tcp"
+  from_port                    = local.database_port
+  to_port                      = local.database_port
+  referenced_security_group_id = aws_security_group.function[0].id
 }
 
 # Only Secrets Manager, on behalf of this account (and of the given secret), may invoke it.

@@ -61,9 +61,27 @@ variable "subnet_ids" {
 }
 
 variable "security_group_ids" {
-  description = "Security groups of the function (with subnet_ids)."
+  description = "Security groups of the function (with subnet_ids; or vpc_id, which creates one)."
   type        = list(string)
   default     = []
+}
+
+variable "vpc_id" {
+  description = "With subnet_ids, creates the function's own security group in this VPC (null: none); its egress is HTTPS anywhere (Secrets Manager's endpoint or a NAT) and the database's port."
+  type        = string
+  default     = null
+}
+
+variable "database_security_group_id" {
+  description = "With vpc_id, the database's security group, which gets an ingress rule from the function's on the database's port (null: add the rule yourself, docs/deploy.md section 3)."
+  type        = string
+  default     = null
+}
+
+variable "database_port" {
+  description = "The database's port for the created security group's rules (null: the engine's default)."
+  type        = number
+  default     = null
 }
 
 variable "secrets_manager_endpoint" {
