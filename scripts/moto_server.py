@@ -6,6 +6,9 @@
   LambdaService serves,
   so moto's RotateSecret runs our real function. A function error becomes an
   InvalidRequestException of RotateSecret, as a failed rotation does on AWS.
+- PutSecretValue refuses a value for a version that already holds a different one
+  (ResourceExistsException), as Secrets Manager does; moto lets a put overwrite a version at
+  AWSPENDING, which no real rotation race can do.
 - When the process that started it (the test) dies, the server exits too.
 
 Usage: moto_server.py -H 127.0.0.1 -p PORT
@@ -39,6 +42,28 @@ if forward:
             raise InvalidRequestException(f"Lambda {name} failed: {detail}")
 
     LambdaSimpleBackend.invoke = _invoke
+
+
+from moto.secretsmanager.exceptions import ResourceExistsException  # noqa: E402
+from moto.secretsmanager.models import SecretsManagerBackend  # noqa: E402
+
+_check_versions = SecretsManagerBackend._check_with_existing_secrets_and_versions
+
+
+def _check_versions_as_aws(self, secret_name, client_request_token, secret_string, secret_binary, *args, **kwargs):
+    if client_request_token and secret_name in self.secrets.keys():
+        secret = self.secrets[secret_name]
+        version = getattr(secret, "versions", {}).get(client_request_token)
+        held = version and (version.get("secret_string"), version.get("secret_binary"))
+        if held and held != (None, None) and held != (secret_string, secret_binary):
+            raise ResourceExistsException(
+                f"You can't use ClientRequestToken {client_request_token} because that value is "
+                f"already in use for a version of secret {secret.arn}."
+            )
+    return _check_versions(self, secret_name, client_request_token, secret_string, secret_binary, *args, **kwargs)
+
+
+SecretsManagerBackend._check_with_existing_secrets_and_versions = _check_versions_as_aws
 
 
 def _exit_with_parent():

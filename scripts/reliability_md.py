@@ -4,11 +4,13 @@
     scripts/reliability_md.py LOG RELIABILITY.md COMMIT
 
 Replaces each block between `<!-- generated: NAME -->` and `<!-- end: NAME -->` (summary,
-faults, kills, hostile, races) with what the log shows; the prose around them is left as it is.
-Fails when the log lacks a part, or shows a violation, a lockout or a panic (the run failed).
+faults, kills, hostile) with what the log shows; the prose around them is left as it is.
+Fails when the log lacks a part (a rotator's sweep, a suite's tests), or shows a failed test,
+a violation, a lockout or a panic (the run failed).
 """
 
 import datetime
+import os
 import platform
 import re
 import sys
@@ -40,7 +42,7 @@ def machine():
                 break
     except OSError:
         pass
-    cores = len(re.findall(r"^processor", open("/proc/cpuinfo").read(), re.M))
+    cores = len(os.sched_getaffinity(0))
     return f"{cores} cores ({cpu}), {platform.system()} {platform.release()}"
 
 
@@ -92,6 +94,9 @@ def parse(log):
         if m:
             races.append((m.group(1), m.group(2)))
     panics = len(re.findall(r"panicked at", log))
+    failed = re.findall(r"^\s+(?:FAIL|TIMEOUT|SIGSEGV|SIGABRT) \[.*", log, re.M)
+    if failed:
+        die(f"the run failed: {len(failed)} failed tests, first: {failed[0].strip()}")
     return sweeps, hostile, kills, kill_total, races, panics
 
 
@@ -114,12 +119,17 @@ def blocks(log, commit):
             f"the run failed: {violations} fault-sweep violations, {hostile_failures} hostile "
             f"failures, {kill_total[1]} lockouts, {panics} panics"
         )
+    if set(sweeps) != set(hostile):
+        die(f"rotators swept {sorted(sweeps)} differ from those of the hostile matrix {sorted(hostile)}")
     count = lambda suite: sum(1 for s, _ in races if s == suite)
+    for suite in ("races", "late_change", "deadline"):
+        if count(suite) == 0:
+            die(f"no passed test of the {suite} suite in the log")
     today = datetime.date.today().isoformat()
     scenarios = sum(s["scenarios"] for s in sweeps.values())
     checks = sum(s["checks"] for s in sweeps.values())
     cases = sum(h["cases"] + h["events"] for h in hostile.values())
-    engines = sorted({e for e, _ in sweeps}, key=list(ENGINES).index)
+    engines = sorted({e for e, _ in sweeps}, key=lambda e: (list(ENGINES) + [e]).index(e))
     out = {}
     out["summary"] = "\n".join(
         [
@@ -131,7 +141,7 @@ def blocks(log, commit):
             f"| fault sweep, full plan ({number(len(sweeps))} rotators, {number(scenarios)} scenarios, {number(checks)} checks) | 0 | 0 | 0 |",
             f"| `rotate` killed with SIGKILL ({number(kill_total[0])} runs, `scripts/sweep`) | 0 | 0 | 0 |",
             f"| hostile input ({number(cases)} secrets and events) | 0 | 0 | 0 |",
-            f"| races: two rotations, a resume, an abort or a put at once ({count('races')} tests) | 0 | 0 | 0 |",
+            f"| races: two rotations, the function and a resume, a put during a rotation ({count('races')} tests) | 0 | 0 | 0 |",
             f"| late changes: held in the network, queued in the server, racing an abort ({count('late_change')} tests) | 0 | 0 | 0 |",
             f"| a server that never answers, through the Lambda function ({count('deadline')} tests) | 0 | 0 | 0 |",
         ]
@@ -170,12 +180,10 @@ def main():
     log_path, doc_path, commit = sys.argv[1:]
     doc = open(doc_path).read()
     for name, text in blocks(open(log_path, errors="replace").read(), commit).items():
-        pattern = re.compile(
-            rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S
-        )
+        pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(<!-- end: {name} -->)", re.S)
         if not pattern.search(doc):
             die(f"{doc_path} has no block `<!-- generated: {name} -->`")
-        doc = pattern.sub(lambda m: m.group(1) + text + m.group(2), doc)
+        doc = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc)
     open(doc_path, "w").write(doc)
     print(f"reliability_md: wrote {doc_path}")
 

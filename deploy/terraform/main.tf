@@ -7,9 +7,10 @@ terraform {
   required_version = ">= 1.2"
   required_providers {
     aws = {
-      # 5.x from 5.100 (the `region` attribute of data.aws_region, which 6.0 asks for in
-      # place of `name`; rotate_immediately of the rotation needs 5.37) and 6.x. Not validated
-      # here: the provider cannot be downloaded on the machines that build this repository.
+      # 5.x from 5.100 and 6.x (rotate_immediately of the rotation needs 5.37). The region is
+      # read from the log group's ARN: data.aws_region's `name` is deprecated in 6.0 and its
+      # `region` exists only from 6.0. Not validated here: the provider cannot be downloaded on
+      # the machines that build this repository.
       source  = "hashicorp/aws"
       version = ">= 5.100, < 7.0"
     }
@@ -17,16 +18,18 @@ terraform {
 }
 
 data "aws_partition" "current" {}
-data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 
 locals {
+  # The region, from an ARN of this module (data.aws_region has no attribute for it that both
+  # 5.x and 6.x offer undeprecated).
+  region               = split(":", aws_cloudwatch_log_group.rotation.arn)[3]
   makes_security_group = length(var.subnet_ids) > 0 && var.vpc_id != null
   database_port = coalesce(var.database_port, lookup({
     "rds-postgres" = 5432, "redshift" = 5439, "documentdb" = 27017, "rds-mysql" = 3306
   }, var.engine))
   alternating  = var.strategy == "alternating-users"
-  function_arn = "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:function:${var.function_name}"
+  function_arn = "arn:${data.aws_partition.current.partition}:lambda:${local.region}:${data.aws_caller_identity.current.account_id}:function:${var.function_name}"
   environment = { for k, v in {
     ROTATION_ENGINE            = var.engine
     ROTATION_STRATEGY          = var.strategy
@@ -129,7 +132,7 @@ data "aws_iam_policy_document" "rotation" {
       condition {
         test     = "StringEquals"
         variable = "kms:ViaService"
-        values   = ["secretsmanager.${data.aws_region.current.region}.${data.aws_partition.current.dns_suffix}"]
+        values   = ["secretsmanager.${local.region}.${data.aws_partition.current.dns_suffix}"]
       }
     }
   }
@@ -178,7 +181,7 @@ resource "aws_iam_role_policy" "rotation" {
 resource "aws_lambda_function" "rotation" {
   # checkov:skip=CKV_AWS_116:Secrets Manager invokes the function synchronously; a dead-letter queue serves only asynchronous invocations.
   # checkov:skip=CKV_AWS_115:Rotations of many secrets may run at once (a fleet, a schedule); a reserved limit would throttle them into failed steps.
-  # checkov:skip=CKV_AWS_272:Code signing is the account's policy; releases publish each zip's SHA-256 (source_code_hash).
+  # checkov:skip=CKV_AWS_272:Code signing is the account's policy: code_signing_config_arn takes one, off by default.
   # checkov:skip=CKV_AWS_173:The environment holds settings and ARNs, never a secret value; Lambda encrypts it at rest with its own key.
   # checkov:skip=CKV_AWS_50:Tracing adds nothing the JSON logs and the embedded metrics do not give.
   lifecycle {
@@ -188,20 +191,21 @@ resource "aws_lambda_function" "rotation" {
     }
   }
 
-  function_name    = var.function_name
-  description      = "Secrets Manager rotation (${var.engine}, ${var.strategy})"
-  filename         = var.zip_path
-  source_code_hash = var.zip_path == null ? null : filebase64sha256(var.zip_path)
-  s3_bucket        = var.zip_path == null ? var.code_bucket : null
-  s3_key           = var.zip_path == null ? var.code_key : null
-  runtime          = "provided.al2023"
-  handler          = "bootstrap"
-  architectures    = [var.architecture]
-  memory_size      = var.memory_size
-  timeout          = var.timeout
-  role             = aws_iam_role.rotation.arn
-  layers           = var.layers
-  tags             = var.tags
+  function_name           = var.function_name
+  description             = "Secrets Manager rotation (${var.engine}, ${var.strategy})"
+  filename                = var.zip_path
+  source_code_hash        = var.zip_path == null ? null : filebase64sha256(var.zip_path)
+  s3_bucket               = var.zip_path == null ? var.code_bucket : null
+  s3_key                  = var.zip_path == null ? var.code_key : null
+  runtime                 = "provided.al2023"
+  code_signing_config_arn = var.code_signing_config_arn
+  handler                 = "bootstrap"
+  architectures           = [var.architecture]
+  memory_size             = var.memory_size
+  timeout                 = var.timeout
+  role                    = aws_iam_role.rotation.arn
+  layers                  = var.layers
+  tags                    = var.tags
 
   dynamic "vpc_config" {
     for_each = length(var.subnet_ids) > 0 ? [1] : []
@@ -303,9 +307,11 @@ resource "aws_secretsmanager_secret_rotation" "schedule" {
 }
 
 # One alarm per function, whatever its secrets: a step the function reports failed (its own
-# RotationFailed metric, by FunctionName; the log line has the errorType), or an invocation that
-# ended without a report (Lambda's Errors: a timeout, a crash). A failed step counts in both;
-# any count above zero alarms.
+# RotationFailed metric, by FunctionName; the log line has the errorType), an invocation that
+# ended without a report (Lambda's Errors: a timeout, a crash), or one Lambda throttled. A failed
+# step counts in two; any count above zero alarms. (A call Secrets Manager could not make at
+# all, such as a missing permission, shows in neither: its RotationFailed event in CloudTrail
+# does.)
 resource "aws_cloudwatch_metric_alarm" "failure" {
   count             = var.alarm_topic_arn == null ? 0 : 1
   alarm_name        = "${var.function_name}-rotation-failed"
@@ -331,9 +337,19 @@ resource "aws_cloudwatch_metric_alarm" "failure" {
     }
   }
   metric_query {
+    id = "throttles"
+    metric {
+      namespace   = "AWS/Lambda"
+      metric_name = "Throttles"
+      dimensions  = { FunctionName = aws_lambda_function.rotation.function_name }
+      period      = 300
+      stat        = "Sum"
+    }
+  }
+  metric_query {
     id          = "failures"
-    label       = "failed rotation steps and invocation errors"
-    expression  = "FILL(failed, 0) + FILL(errors, 0)"
+    label       = "failed rotation steps, invocation errors and throttles"
+    expression  = "FILL(failed, 0) + FILL(errors, 0) + FILL(throttles, 0)"
     return_data = true
   }
   evaluation_periods  = 1

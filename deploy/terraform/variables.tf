@@ -227,7 +227,7 @@ variable "tags" {
 }
 
 variable "alarm_topic_arn" {
-  description = "An SNS topic an alarm tells when a rotation step fails (the function's RotationFailed metric, or Lambda's Errors for a timeout or crash; the log line has the errorType). Null: no alarm."
+  description = "An SNS topic an alarm tells when a rotation step fails (the function's RotationFailed metric, or Lambda's Errors or Throttles; the log line has the errorType). Null: no alarm. A topic encrypted with a customer key needs a key policy for cloudwatch.amazonaws.com."
   type        = string
   default     = null
 }
@@ -280,4 +280,10 @@ variable "username_character_limit" {
     condition     = can(regex("^[0-9]*$", var.username_character_limit))
     error_message = "The username_character_limit must be a number of characters."
   }
+}
+
+variable "code_signing_config_arn" {
+  description = "A Lambda code-signing configuration the function's code must satisfy (null: none; the account's policy)."
+  type        = string
+  default     = null
 }

@@ -616,6 +616,13 @@ async fn the_function_and_a_resume_of_its_rotation_at_once_never_lock_out(
             Ok(_) => "resume: rotated".to_string(),
             Err(e) => format!("resume: {}", e.kind()),
         };
+        // Whoever lost says so with a stable kind, never an untyped failure.
+        for side in [&function_said, &resumed] {
+            assert!(
+                !side.ends_with(" Other") && !side.contains('{'),
+                "{user}: an untyped failure: {side}"
+            );
+        }
         let end = if own(&current(&user).await) {
             "current"
         } else {

@@ -62,8 +62,9 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         .await;
     if let Err(e) = moved {
         // Another invocation of this rotation (Secrets Manager's retry, an operator's resume)
-        // may have promoted the token in between, so that `current` no longer held the stage:
-        // the stage is where this step puts it, and the step is done.
+        // may have promoted the token in between, so that `current` no longer held the stage,
+        // or this move took effect and only its answer was lost: the stage is where this step
+        // puts it, and the step is done (as when the entry check finds it so).
         let now = ctx
             .store_call(
                 "DescribeSecret",
@@ -73,9 +74,13 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
             .await;
         if now.is_ok_and(|d| d.version_with(Stage::Current) == Some(token)) {
             info!(
-                "finishSecret: version {token} of secret {arn} was made AWSCURRENT meanwhile by another invocation of this rotation"
+                error = %crate::error_chain(&e),
+                "finishSecret: moving AWSCURRENT failed, yet version {token} of secret {arn} holds it (another invocation of this rotation moved it, or the answer was lost)"
             );
-            return Ok((StepOutcome::AlreadyCurrent, created));
+            if let Some(current) = pending.filter(|_| drops_others) {
+                drop_other_passwords(ctx, &current).await;
+            }
+            return Ok((StepOutcome::AlreadyCurrent, None));
         }
         return Err(e);
     }
