@@ -670,15 +670,24 @@ fn odd_json_in_other_keys_is_kept_as_the_rotations_read_it() {
             .to_string();
         assert!(stored.contains(odd), "{stored}");
     }
-    // Text that is not JSON is said to be so.
-    let o = store.rotate(
-        &["put", "bad", "--value-file", "-"],
-        "{\"engine\": \"postgres\",",
+    // Text that is not JSON is said to be so, and so is nesting deeper than any JSON reader of
+    // the rotations takes (128 levels), rather than a missing engine key.
+    let too_deep = format!(
+        r#"{{"engine":"postgres","host":"h.example.com","username":"app","odd":{}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
     );
-    assert!(!o.status.success());
-    let said = text(&o);
-    assert!(!said.contains("engine key is missing"), "{said}");
-    assert!(said.to_lowercase().contains("json"), "{said}");
+    for bad in ["{\"engine\": \"postgres\",", too_deep.as_str()] {
+        let o = store.rotate(&["put", "bad", "--value-file", "-"], bad);
+        assert!(!o.status.success());
+        let said = text(&o);
+        assert!(!said.contains("engine key is missing"), "{said}");
+        assert!(said.to_lowercase().contains("json"), "{said}");
+    }
+    assert!(
+        store.file()["secrets"].get("bad").is_none(),
+        "a refused put stored the secret"
+    );
 }
 
 #[test]

@@ -34,7 +34,8 @@ both_stores!(
     two_rotations_at_once_never_lock_out,
     pending_moved_under_a_step_is_a_refusal,
     a_value_put_during_a_rotation_is_never_undone,
-    a_finish_racing_another_finish_of_its_rotation_reports_it_done
+    a_finish_racing_another_finish_of_its_rotation_reports_it_done,
+    a_create_racing_another_create_of_its_rotation_keeps_the_first_value
 );
 
 /// What one run ended in.
@@ -205,6 +206,9 @@ enum Interference {
     /// Right before the first write of a pending value, a new `AWSCURRENT` value (an operator's
     /// put landing between createSecret's read of `AWSCURRENT` and its write).
     PutCurrentBeforePendingWrite { token: String, value: SecretString },
+    /// Right before the first write of a pending value, another invocation of the same rotation
+    /// stores its own pending value (another password) under the same token.
+    PendingStoredFirst,
     /// Right before the first move of `AWSCURRENT`, the same move made by another invocation of
     /// the same rotation (Secrets Manager's retry, an operator's resume), so that the step's
     /// own move no longer finds `AWSCURRENT` where it read it.
@@ -276,6 +280,22 @@ impl SecretStore for Interfering {
         built_from: &str,
         rotation_token: Option<&str>,
     ) -> Result<(), StoreError> {
+        if let Interference::PendingStoredFirst = &self.act
+            && self.armed.swap(false, Ordering::SeqCst)
+        {
+            let mut other: serde_json::Value =
+                serde_json::from_str(secrecy::ExposeSecret::expose_secret(value)).unwrap();
+            other["password"] = json!(OTHER_PENDING_PASSWORD);
+            self.inner
+                .put_value(
+                    secret_id,
+                    token,
+                    &SecretString::from(other.to_string()),
+                    &[Stage::Pending],
+                    rotation_token,
+                )
+                .await?;
+        }
         if let Interference::PutCurrentBeforePendingWrite { token, value } = &self.act
             && self.armed.swap(false, Ordering::SeqCst)
         {
@@ -341,6 +361,48 @@ async fn pending_moved_under_a_step_is_a_refusal(kind: Kind) {
         let stages = f.svc.stages(&f.secret).await;
         assert_eq!(stages[&other], vec![Stage::Pending], "{step}");
         assert!(!stages.contains_key(&t), "{step}: {stages:?}");
+    }
+}
+
+/// The password another invocation of the same rotation stored first.
+const OTHER_PENDING_PASSWORD: &str = "Other-pending-pw-1-Long-enough";
+
+async fn a_create_racing_another_create_of_its_rotation_keeps_the_first_value(kind: Kind) {
+    // Two invocations of one rotation's createSecret at once (Secrets Manager's retry, or an
+    // operator's resume beside the function): the other stores its pending value between this
+    // one's check for it and its own write, which the store refuses (a version's value never
+    // changes). The step's work is done: the value stored first stays, and the step says so
+    // instead of failing.
+    let svc = Arc::new(Service::start(kind).await);
+    let f = Fixture::on(svc, "create-race", Strategy::SingleUser).await;
+    let t = rotation_tests::token();
+    f.svc.start_rotation(&f.secret, &t).await;
+    let rotation = Rotation::new(
+        Interfering {
+            inner: f.svc.store(),
+            act: Interference::PendingStoredFirst,
+            armed: AtomicBool::new(true),
+        },
+        FakeRotator::new(f.db.clone(), Strategy::SingleUser),
+        PasswordPolicy::defaults(&FAKE_PROFILE.password),
+    );
+    let outcome = rotation
+        .handle(&RotationEvent::new(Step::CreateSecret, &f.secret, &t))
+        .await
+        .unwrap_or_else(|e| panic!("{kind:?}: {e} [{}]", e.kind()));
+    assert_eq!(outcome, StepOutcome::PendingExists, "{kind:?}");
+    let pending = f
+        .svc
+        .store()
+        .get_value(&f.secret, VersionSelector::version_at(&t, Stage::Pending))
+        .await
+        .unwrap();
+    let pending: serde_json::Value =
+        serde_json::from_str(secrecy::ExposeSecret::expose_secret(&pending.value)).unwrap();
+    assert_eq!(pending["password"], OTHER_PENDING_PASSWORD, "{kind:?}");
+    // The rotation goes on from that value.
+    for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
+        f.step(step, &t).await.unwrap();
     }
 }
 

@@ -21,33 +21,9 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     // Checklist 9: current is loaded and validated first, even if pending exists.
     let (mut current, mut built_from) = load_current(ctx).await?;
 
-    let existing = ctx
-        .store_call(
-            "GetSecretValue",
-            || format!("reading version {token} of secret {arn}"),
-            ctx.store
-                .get_value(arn, VersionSelector::version_at(token, Stage::Pending)),
-        )
-        .await;
-    match existing {
-        Ok(value) => {
-            // Checklist 12: an existing but unusable pending value fails the step.
-            let pending = DatabaseSecret::parse(&value.value).map_err(|source| {
-                RotationError::InvalidSecret {
-                    which: Which::Pending,
-                    secret: arn.to_string(),
-                    source,
-                }
-            })?;
-            ctx.validate(arn, Which::Pending, &pending)?;
-            info!("createSecret: Successfully retrieved secret for {arn}.");
-            return Ok(StepOutcome::PendingExists);
-        }
-        Err(RotationError::Store {
-            source: StoreError::NotFound(_),
-            ..
-        }) => {}
-        Err(e) => return Err(e),
+    if pending_exists(ctx).await? {
+        info!("createSecret: Successfully retrieved secret for {arn}.");
+        return Ok(StepOutcome::PendingExists);
     }
 
     // Secrets Manager has no conditional write: refuse here when the description read at the
@@ -120,6 +96,18 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
                 rebuilt = true;
                 (current, built_from) = load_current(ctx).await?;
             }
+            // Another invocation of this rotation (Secrets Manager's retry, an operator's
+            // resume) stored the version's value in between: the step's work is done, as when
+            // the check above finds it.
+            Err(RotationError::Store {
+                source: StoreError::VersionExists(_),
+                ..
+            }) if pending_exists(ctx).await? => {
+                info!(
+                    "createSecret: version {token} of secret {arn} was stored meanwhile by another invocation of this rotation"
+                );
+                return Ok(StepOutcome::PendingExists);
+            }
             // A second move: refused as the store said, nothing written.
             Err(e) => return Err(e),
         }
@@ -178,4 +166,38 @@ fn build_pending<S: SecretStore, R: Rotator>(
         }
     };
     Ok(current.with_username(&username).with_password(password))
+}
+
+/// Whether the token's version already holds a pending value (checklist 12: one that is
+/// unusable fails the step).
+async fn pending_exists<S: SecretStore, R: Rotator>(
+    ctx: &StepContext<'_, S, R>,
+) -> Result<bool, RotationError> {
+    let (arn, token) = (ctx.arn, ctx.token);
+    let existing = ctx
+        .store_call(
+            "GetSecretValue",
+            || format!("reading version {token} of secret {arn}"),
+            ctx.store
+                .get_value(arn, VersionSelector::version_at(token, Stage::Pending)),
+        )
+        .await;
+    match existing {
+        Ok(value) => {
+            let pending = DatabaseSecret::parse(&value.value).map_err(|source| {
+                RotationError::InvalidSecret {
+                    which: Which::Pending,
+                    secret: arn.to_string(),
+                    source,
+                }
+            })?;
+            ctx.validate(arn, Which::Pending, &pending)?;
+            Ok(true)
+        }
+        Err(RotationError::Store {
+            source: StoreError::NotFound(_),
+            ..
+        }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
