@@ -191,6 +191,20 @@ async fn two_rotations_at_once_never_lock_out(kind: Kind) {
     }
 }
 
+/// A single-user rotation of the fake engine on `f`'s secret through a store that acts once, as
+/// `act` says.
+fn interfering(f: &Fixture, act: Interference) -> Rotation<Interfering, FakeRotator> {
+    Rotation::new(
+        Interfering {
+            inner: f.svc.store(),
+            act,
+            armed: AtomicBool::new(true),
+        },
+        FakeRotator::new(f.db.clone(), Strategy::SingleUser),
+        PasswordPolicy::defaults(&FAKE_PROFILE.password),
+    )
+}
+
 /// A store that acts once, at one moment of a step, as another writer would.
 struct Interfering {
     inner: AnyStore,
@@ -338,15 +352,7 @@ async fn pending_moved_under_a_step_is_a_refusal(kind: Kind) {
             f.step(*earlier, &t).await.unwrap();
         }
         let other = rotation_tests::token();
-        let rotation = Rotation::new(
-            Interfering {
-                inner: f.svc.store(),
-                act: Interference::MovePendingOnRead { to: other.clone() },
-                armed: AtomicBool::new(true),
-            },
-            FakeRotator::new(f.db.clone(), Strategy::SingleUser),
-            PasswordPolicy::defaults(&FAKE_PROFILE.password),
-        );
+        let rotation = interfering(&f, Interference::MovePendingOnRead { to: other.clone() });
         let changes = f.db.password_changes();
         let e = rotation
             .handle(&RotationEvent::new(step, &f.secret, &t))
@@ -377,15 +383,7 @@ async fn a_create_racing_another_create_of_its_rotation_keeps_the_first_value(ki
     let f = Fixture::on(svc, "create-race", Strategy::SingleUser).await;
     let t = rotation_tests::token();
     f.svc.start_rotation(&f.secret, &t).await;
-    let rotation = Rotation::new(
-        Interfering {
-            inner: f.svc.store(),
-            act: Interference::PendingStoredFirst,
-            armed: AtomicBool::new(true),
-        },
-        FakeRotator::new(f.db.clone(), Strategy::SingleUser),
-        PasswordPolicy::defaults(&FAKE_PROFILE.password),
-    );
+    let rotation = interfering(&f, Interference::PendingStoredFirst);
     let outcome = rotation
         .handle(&RotationEvent::new(Step::CreateSecret, &f.secret, &t))
         .await
@@ -418,15 +416,7 @@ async fn a_finish_racing_another_finish_of_its_rotation_reports_it_done(kind: Ki
     for step in [Step::CreateSecret, Step::SetSecret, Step::TestSecret] {
         f.step(step, &t).await.unwrap();
     }
-    let rotation = Rotation::new(
-        Interfering {
-            inner: f.svc.store(),
-            act: Interference::SameMoveBefore,
-            armed: AtomicBool::new(true),
-        },
-        FakeRotator::new(f.db.clone(), Strategy::SingleUser),
-        PasswordPolicy::defaults(&FAKE_PROFILE.password),
-    );
+    let rotation = interfering(&f, Interference::SameMoveBefore);
     let outcome = rotation
         .handle(&RotationEvent::new(Step::FinishSecret, &f.secret, &t))
         .await
@@ -447,17 +437,12 @@ async fn a_value_put_during_a_rotation_is_never_undone(kind: Kind) {
     let f = Fixture::on(svc, "put-during-rotation", Strategy::SingleUser).await;
     let mut put = f.current().await;
     put["app_note"] = json!("set by the operator's put");
-    let rotation = Rotation::new(
-        Interfering {
-            inner: f.svc.store(),
-            act: Interference::PutCurrentBeforePendingWrite {
-                token: rotation_tests::token(),
-                value: SecretString::from(put.to_string()),
-            },
-            armed: AtomicBool::new(true),
+    let rotation = interfering(
+        &f,
+        Interference::PutCurrentBeforePendingWrite {
+            token: rotation_tests::token(),
+            value: SecretString::from(put.to_string()),
         },
-        FakeRotator::new(f.db.clone(), Strategy::SingleUser),
-        PasswordPolicy::defaults(&FAKE_PROFILE.password),
     );
     let t = rotation_tests::token();
     f.svc.start_rotation(&f.secret, &t).await;
