@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rotation_core::{
     AbortMode, AwsSecretStore, EngineSettings, Options, RotationEvent, SecretStore, Stage, Step,
-    Strategy, VersionSelector,
+    Strategy,
 };
 use rotation_testkit::Moto;
 use rotation_testkit::env::EngineRotation;
@@ -46,7 +46,7 @@ async fn control_without_the_fence_the_late_commit_lands() {
 /// then the COMMIT released. Returns whether AWSCURRENT still logs in.
 async fn late_commit_after_abort(fence: bool) -> bool {
     let env = common::plain();
-    let proxy = app_behind_a_proxy(&env).await;
+    let proxy = env.app_through_a_proxy().await;
     let mut config = rotation_postgres::PgConfig::default();
     config.dialect.fence_stale_sessions = fence;
     // Without the server's own idle limit (the step's time left), so that only the fence can end
@@ -87,7 +87,7 @@ async fn late_commit_after_abort(fence: bool) -> bool {
 #[tokio::test]
 async fn a_commit_held_when_its_run_died_does_not_land_after_an_immediate_abort() {
     let env = common::plain();
-    let proxy = app_behind_a_proxy(&env).await;
+    let proxy = env.app_through_a_proxy().await;
     let r = env.single().with_options(Options {
         step_timeout: Duration::from_secs(60),
         ..Options::default()
@@ -132,7 +132,7 @@ async fn a_commit_held_when_its_run_died_does_not_land_after_an_immediate_abort(
 #[tokio::test]
 async fn on_secrets_manager_abort_waits_out_a_commit_held_when_its_run_died() {
     let env = common::plain();
-    let proxy = app_behind_a_proxy(&env).await;
+    let proxy = env.app_through_a_proxy().await;
     let moto = Moto::start().expect("start moto (scripts/setup installs it)");
     let value = env.value("app", Stage::Current).await.to_string();
     moto.python(&format!(
@@ -183,12 +183,7 @@ async fn on_secrets_manager_abort_waits_out_a_commit_held_when_its_run_died() {
     assert!(report.current_verified);
     proxy.resume();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let current = store
-        .get_value("app", VersionSelector::stage(Stage::Current))
-        .await
-        .unwrap();
-    let current: serde_json::Value =
-        serde_json::from_str(secrecy::ExposeSecret::expose_secret(&current.value)).unwrap();
+    let current = rotation_testkit::env::stage_value(&store, "app", Stage::Current).await;
     assert!(
         env.logs_in(&current).await,
         "the dead run's COMMIT landed after abort: AWSCURRENT no longer logs in"
@@ -275,16 +270,6 @@ async fn masters_own_abort_beside_rotations_using_the_master(claiming_nothing: b
             });
         }
     }
-}
-
-/// User `app` and its secret, which names a proxy in front of the server (returned).
-async fn app_behind_a_proxy(env: &Env) -> rotation_testkit::TcpProxy {
-    let proxy = env.proxy();
-    env.create_user("app", "Initial-pw-1-long-enough");
-    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
-    v["port"] = json!(proxy.port());
-    env.put("app", &v).await;
-    proxy
 }
 
 /// A rotation of `app` started (RotateSecret) and its createSecret run by `r`; its token.

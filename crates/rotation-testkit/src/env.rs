@@ -142,6 +142,17 @@ impl Env {
             .expect("start the proxy")
     }
 
+    /// User "app" and its secret "app" (single user, without TLS), which reaches the server
+    /// through a new proxy, which this returns.
+    pub async fn app_through_a_proxy(&self) -> TcpProxy {
+        let proxy = self.proxy();
+        self.create_user("app", "Initial-pw-1-long-enough");
+        let mut v = self.plain_secret("app", "Initial-pw-1-long-enough");
+        v["port"] = json!(proxy.port());
+        self.put("app", &v).await;
+        proxy
+    }
+
     /// Creates a user that logs in with `password` and may change its own password, as an
     /// operator would on this engine.
     pub fn create_user(&self, name: &str, password: &str) {
@@ -271,12 +282,7 @@ impl Env {
 
     /// The value at `stage` of secret `name`.
     pub async fn value(&self, name: &str, stage: Stage) -> Value {
-        let v = self
-            .store
-            .get_value(name, VersionSelector::stage(stage))
-            .await
-            .unwrap();
-        serde_json::from_str(v.value.expose_secret()).unwrap()
+        stage_value(&self.store, name, stage).await
     }
 
     /// Whether `value`'s credentials log in, through the engine's own login.
@@ -320,6 +326,16 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The value at `stage` of secret `name` in `store` (any store: the file store, or Secrets
+/// Manager on moto).
+pub async fn stage_value<S: SecretStore>(store: &S, name: &str, stage: Stage) -> Value {
+    let v = store
+        .get_value(name, VersionSelector::stage(stage))
+        .await
+        .unwrap();
+    serde_json::from_str(v.value.expose_secret()).unwrap()
 }
 
 /// `engine`'s settings read from `vars` as the binaries read the environment, with

@@ -78,7 +78,7 @@ fn with_timeout<S: SecretStore>(r: EngineRotation<S>, secs: u64) -> EngineRotati
 /// after the step reported failure, unless the change is rolled back with its connection.
 async fn a_statement_sent_late_in_the_step_does_not_commit_after_the_deadline(engine: Engine) {
     let env = Env::plain(engine);
-    let proxy = single_through_a_proxy(&env).await;
+    let proxy = env.app_through_a_proxy().await;
     let Some(blocker) = env.server.hold_in_server("app") else {
         return no_server_lock(engine);
     };
@@ -198,11 +198,7 @@ async fn a_change_queued_when_its_run_died_is_waited_out_by_an_abort_on_secrets_
     }
     blocker.release().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let current = store
-        .get_value("app", VersionSelector::stage(Stage::Current))
-        .await
-        .unwrap();
-    let current: Value = serde_json::from_str(current.value.expose_secret()).unwrap();
+    let current = rotation_testkit::env::stage_value(&store, "app", Stage::Current).await;
     assert!(
         env.logs_in(&current).await,
         "the dead run's queued password change landed after abort: AWSCURRENT no longer logs in"
@@ -215,7 +211,7 @@ async fn a_change_queued_when_its_run_died_is_waited_out_by_an_abort_on_secrets_
 /// the change is still held; then the network heals and the held change reaches the server.
 /// Returns the proxy the secret names and whether AWSCURRENT logs in afterwards.
 async fn abort_then_the_network_heals(env: &Env) -> (TcpProxy, bool) {
-    let proxy = single_through_a_proxy(env).await;
+    let proxy = env.app_through_a_proxy().await;
 
     proxy.stall_on_query(env.password_statement());
     let e = with_timeout(env.single(), 2)
@@ -580,17 +576,6 @@ async fn a_late_change_lands_on_the_user_in_use(env: &Env) -> (TcpProxy, bool) {
     late_change_after_a_newer_rotation(env, true).await
 }
 
-/// User "app" and its secret "app" (without TLS), which reaches the server through a new
-/// proxy, which this returns.
-async fn single_through_a_proxy(env: &Env) -> TcpProxy {
-    let proxy = env.proxy();
-    env.create_user("app", "Initial-pw-1-long-enough");
-    let mut v = env.plain_secret("app", "Initial-pw-1-long-enough");
-    v["port"] = json!(proxy.port());
-    env.put("app", &v).await;
-    proxy
-}
-
 /// The secret "app" (alternating users) with its master, both reaching the server through a
 /// new proxy, which this returns.
 async fn alternating_through_a_proxy(env: &Env) -> TcpProxy {
@@ -705,7 +690,7 @@ async fn a_late_drop_of_the_old_password_cannot_lock_out(engine: Engine) {
         return;
     };
     let env = Env::plain(engine);
-    let proxy = single_through_a_proxy(&env).await;
+    let proxy = env.app_through_a_proxy().await;
     let r = with_timeout(env.single(), 2);
     r.rotate("app").await.expect("first rotation");
     let first = env.value("app", Stage::Current).await;

@@ -15,6 +15,7 @@ use rotation_core::{
     RotationReport, SecretDescription, SecretStore, SecretValue, Stage, StageMove, Step,
     StepOutcome, StoreError, Strategy, VersionInfo, VersionSelector,
 };
+use rotation_testkit::env::stage_value;
 use rotation_tests::fixture::Fixture;
 use rotation_tests::{Kind, Service, both_stores};
 use secrecy::SecretString;
@@ -521,44 +522,13 @@ async fn two_rotations_of_one_secret_on_secrets_manager_never_lock_out(
                 brief(&first),
                 brief(&second)
             );
-            let current = |store: &AnyStore| {
-                let (store, user) = (store.clone(), user.clone());
-                async move {
-                    let v = store
-                        .get_value(&user, VersionSelector::stage(Stage::Current))
-                        .await
-                        .unwrap();
-                    serde_json::from_str::<serde_json::Value>(secrecy::ExposeSecret::expose_secret(
-                        &v.value,
-                    ))
-                    .unwrap()
-                }
-            };
-            // Checked with the server's own client, and rotated: not the initial password.
-            let own = |v: &serde_json::Value| {
-                env.server.logs_in_with_own_client(
-                    v["username"].as_str().unwrap_or_default(),
-                    v["password"].as_str().unwrap_or_default(),
-                )
-            };
-            let now = current(&store).await;
+            // Rotated: not the initial password.
+            let now = stage_value(&store, &user, Stage::Current).await;
             assert_ne!(
                 now["password"], INITIAL,
                 "{user}: AWSCURRENT was not rotated"
             );
-            let end = if own(&now) {
-                "current"
-            } else {
-                let next = env.rotation_on(store.clone(), Strategy::SingleUser);
-                let recovered = match next.resume(&user).await {
-                    Err(RotationError::NoRotationInFlight { .. }) => next.rotate(&user).await,
-                    other => other,
-                };
-                match recovered {
-                    Ok(_) if own(&current(&store).await) => "recovered by the next run",
-                    _ => "LOCKOUT",
-                }
-            };
+            let end = end_of_race(&env, &store, &user).await;
             let key = format!(
                 "{} held back: {} / {} -> {end}",
                 ["first", "second"][paused],
@@ -605,25 +575,6 @@ async fn the_function_and_a_resume_of_its_rotation_at_once_never_lock_out(
     let sdk = moto.sdk_config().await;
     let client = aws_sdk_secretsmanager::Client::new(&sdk);
     let store = AnyStore::Aws(rotation_core::AwsSecretStore::from_sdk_config(&sdk));
-    let own = |v: &serde_json::Value| {
-        env.server.logs_in_with_own_client(
-            v["username"].as_str().unwrap_or_default(),
-            v["password"].as_str().unwrap_or_default(),
-        )
-    };
-    let current = |user: &str| {
-        let (store, user) = (store.clone(), user.to_string());
-        async move {
-            let v = store
-                .get_value(&user, VersionSelector::stage(Stage::Current))
-                .await
-                .unwrap();
-            serde_json::from_str::<serde_json::Value>(secrecy::ExposeSecret::expose_secret(
-                &v.value,
-            ))
-            .unwrap()
-        }
-    };
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     for run in 0..RUNS {
         let user = format!("fn{run}");
@@ -670,19 +621,7 @@ async fn the_function_and_a_resume_of_its_rotation_at_once_never_lock_out(
                 "{user}: an untyped failure: {side}"
             );
         }
-        let end = if own(&current(&user).await) {
-            "current"
-        } else {
-            let next = env.rotation_on(store.clone(), Strategy::SingleUser);
-            let recovered = match next.resume(&user).await {
-                Err(RotationError::NoRotationInFlight { .. }) => next.rotate(&user).await,
-                other => other,
-            };
-            match recovered {
-                Ok(_) if own(&current(&user).await) => "recovered by the next run",
-                _ => "LOCKOUT",
-            }
-        };
+        let end = end_of_race(&env, &store, &user).await;
         // Both sides may have failed their step, leaving the rotation in flight: Secrets
         // Manager's retry (here a resume) finishes it; then a new rotation goes through.
         let after = env.rotation_on(store.clone(), Strategy::SingleUser);
@@ -697,7 +636,7 @@ async fn the_function_and_a_resume_of_its_rotation_at_once_never_lock_out(
             .await
             .unwrap_or_else(|e| panic!("{user}: a rotation after the race: {e}"));
         assert!(
-            own(&current(&user).await),
+            logs_in_with_own_client(&env, &stage_value(&store, &user, Stage::Current).await),
             "{user}: AWSCURRENT does not log in after a rotation that followed the race"
         );
         *outcomes
@@ -712,4 +651,36 @@ async fn the_function_and_a_resume_of_its_rotation_at_once_never_lock_out(
         "{outcomes:#?}\n{}",
         lambda.output()
     );
+}
+
+/// Whether `value`'s credentials log in, checked with the server's own client.
+fn logs_in_with_own_client(env: &rotation_tests::engines::Env, value: &serde_json::Value) -> bool {
+    env.server.logs_in_with_own_client(
+        value["username"].as_str().unwrap_or_default(),
+        value["password"].as_str().unwrap_or_default(),
+    )
+}
+
+/// How a race on `user`'s secret ended: "current" (`AWSCURRENT` logs in, checked with the
+/// server's own client), "recovered by the next run" (the next `resume`, or `rotate` when none
+/// is in flight, made it log in) or "LOCKOUT".
+async fn end_of_race(
+    env: &rotation_tests::engines::Env,
+    store: &AnyStore,
+    user: &str,
+) -> &'static str {
+    if logs_in_with_own_client(env, &stage_value(store, user, Stage::Current).await) {
+        return "current";
+    }
+    let next = env.rotation_on(store.clone(), Strategy::SingleUser);
+    let recovered = match next.resume(user).await {
+        Err(RotationError::NoRotationInFlight { .. }) => next.rotate(user).await,
+        other => other,
+    };
+    match recovered {
+        Ok(_) if logs_in_with_own_client(env, &stage_value(store, user, Stage::Current).await) => {
+            "recovered by the next run"
+        }
+        _ => "LOCKOUT",
+    }
 }
