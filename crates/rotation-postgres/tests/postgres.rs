@@ -512,11 +512,20 @@ async fn an_rds_style_chain_is_trusted_through_the_embedded_bundle_path() {
         trust: Arc::new(Trust::with_rds_bundle(&ca, None).unwrap()),
         ..PgConfig::default()
     };
-    let secret = parse(&env.secret("app", "Initial-pw-1", None));
-    PostgresRotator::single_user(config)
+    let mut v = env.secret("app", "Initial-pw-1", None);
+    let secret = parse(&v);
+    PostgresRotator::single_user(config.clone())
         .check_login(&secret)
         .await
         .unwrap();
+    // Connected by address (which the certificate names too): no RDS certificate names one,
+    // so the RDS CAs are not offered for it.
+    v["host"] = json!("127.0.0.1");
+    let e = PostgresRotator::single_user(config)
+        .check_login(&parse(&v))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
     // Without it, the secret (no `ssl` key: verified TLS) fails, saying what to change.
     let e = PostgresRotator::single_user(PgConfig::default())
         .check_login(&secret)

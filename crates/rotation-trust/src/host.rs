@@ -31,32 +31,37 @@ const PARTITIONS: [&str; 2] = [".amazonaws.com.cn", ".amazonaws.com"];
 /// custom DNS names (a CNAME of your own pointing at an endpoint) are not recognised: they get
 /// the wider trust set, which is always a superset.
 pub fn is_aws_database_host(host: &str) -> bool {
+    aws_database_endpoint(host).is_some()
+}
+
+/// For an AWS database endpoint ([`is_aws_database_host`]), the region its name gives
+/// (`Some(None)` for a name without one: a global writer endpoint); `None` for any other host.
+pub(crate) fn aws_database_endpoint(host: &str) -> Option<Option<String>> {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || !host.is_ascii() {
-        return false;
+        return None;
     }
     let host = host.to_ascii_lowercase();
-    let Some(rest) = PARTITIONS.iter().find_map(|p| host.strip_suffix(p)) else {
-        return false;
-    };
+    let rest = PARTITIONS.iter().find_map(|p| host.strip_suffix(p))?;
     let labels: Vec<&str> = rest.split('.').collect();
     if labels.iter().any(|l| l.is_empty()) {
-        return false;
+        return None;
     }
+    let region = |label: &str| Some(label.to_string()).filter(|l| is_region(l));
     match labels.as_slice() {
         // <endpoint>.<region or "global">.<service>
-        [before @ .., service] if SERVICES.contains(service) => !before.is_empty(),
+        [.., last, service] if SERVICES.contains(service) => Some(region(last)),
         // <endpoint>.<service>.<region>
-        [before @ .., service, region] if SERVICES.contains(service) => {
-            !before.is_empty() && is_region(region)
+        [before @ .., service, last] if SERVICES.contains(service) => {
+            (!before.is_empty() && is_region(last)).then(|| region(last))
         }
-        _ => false,
+        _ => None,
     }
 }
 
 /// `us-east-1`, `cn-northwest-1`, `us-gov-west-1`: lowercase words joined by hyphens, ending in
 /// a number.
-fn is_region(label: &str) -> bool {
+pub(crate) fn is_region(label: &str) -> bool {
     let mut parts = label.split('-');
     let Some(first) = parts.next() else {
         return false;

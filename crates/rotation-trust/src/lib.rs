@@ -33,13 +33,17 @@
 //! hands out the smallest PEM that still trusts everything the host can present, prepared once
 //! at load:
 //!
-//! - RDS, Aurora and DocumentDB endpoints ([`is_aws_database_host`]): the RDS bundle plus
-//!   `CA_BUNDLE_PATH`. Their certificates chain to the RDS CAs, or, for RDS Proxy and DocumentDB
-//!   elastic clusters, to Amazon Trust Services roots, which are Mozilla roots. GovCloud and
-//!   China endpoints are recognised too, so their RDS CAs must come through `CA_BUNDLE_PATH`
-//!   (a CA installed only in the system store is not used for them).
-//! - Any other host: the system store (without the Mozilla duplicates) plus the RDS bundle plus
-//!   `CA_BUNDLE_PATH`.
+//! - RDS, Aurora and DocumentDB endpoints ([`is_aws_database_host`]): the RDS CAs of the region
+//!   the name gives, plus `CA_BUNDLE_PATH`. An endpoint's certificate chains to its region's
+//!   RDS CAs (each region has its own: "Amazon RDS us-east-1 Root CA RSA2048 G1", RSA4096 and
+//!   ECC384), or, for RDS Proxy and DocumentDB elastic clusters, to Amazon Trust Services roots,
+//!   which are Mozilla roots. A name without a region (a global writer endpoint) or with one the
+//!   bundle does not name gets the whole bundle. GovCloud and China endpoints are recognised
+//!   too, so their RDS CAs must come through `CA_BUNDLE_PATH` (a CA installed only in the
+//!   system store is not used for them).
+//! - An IP address: the system store (without the Mozilla duplicates) plus `CA_BUNDLE_PATH`.
+//!   No RDS certificate names an IP address, so the RDS bundle could never verify one.
+//! - Any other host: the system store plus the RDS bundle plus `CA_BUNDLE_PATH`.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -54,40 +58,45 @@
 //!
 //! # Cost
 //!
-//! Measured with `cargo run --release -p rotation-trust --example trust_timing` on a 2-core
-//! Linux build machine (rustls 0.23.46, webpki-roots 1.0.10 with 120 Mozilla roots; Debian
-//! `ca-certificates` giving 145 system certificates, 96 of them Mozilla duplicates and 49 kept:
-//! older public roots that webpki-roots no longer ships, plus a few local CAs):
+//! Measured with `env -i target/release/examples/trust_timing` (built by `cargo build --release
+//! -p rotation-trust --example trust_timing`; `env -i` as on Lambda, where no `SSL_CERT_FILE` or
+//! `SSL_CERT_DIR` is set) on a 2-core Linux build machine (rustls 0.23.46, webpki-roots 1.0.10
+//! with 120 Mozilla roots; Debian `ca-certificates` giving 145 system certificates, 96 of them
+//! Mozilla duplicates and 49 kept: older public roots that webpki-roots no longer ships, plus a
+//! few local CAs):
 //!
 //! | What | Figure |
 //! |---|---|
-//! | `Trust::load(None)`, first call in the process | 4.1-4.7 ms wall, ~4 ms CPU |
-//! | `Trust::load(None)`, later calls | 3.3 ms median, 98% of it CPU |
-//! | of which the system store (file reads) | 2.0 ms |
+//! | `Trust::load(None)`, first call in the process | 2.9 ms wall, 1.7 ms CPU |
+//! | `Trust::load(None)`, later calls | 1.2 ms median, 1.1 ms CPU |
 //! | Per connection, Mozilla roots only (no PEM) | 0.6 µs |
-//! | Per connection, RDS endpoint PEM (108 certificates, 165 KB) | 445-460 µs |
-//! | Per connection, other-host PEM (157 certificates, 240 KB) | 650-700 µs |
-//! | Per connection, 3 certificates (one region's RDS roots) | 11 µs |
+//! | Per connection, an RDS endpoint in us-east-1 (6 certificates, 9 KB) | 18 µs |
+//! | Per connection, an RDS endpoint without a region (108 certificates, 165 KB) | 313 µs |
+//! | Per connection, an IP address (49 certificates, 75 KB) | 143 µs |
+//! | Per connection, another host (157 certificates, 240 KB) | 460 µs |
 //!
-//! Reading the bundle file and the directories' own files instead of every link in the
-//! directories (`rustls_native_certs::load_native_certs`) took `Trust::load(None)` from 6.5 to
-//! 5.1 ms of CPU in one run of the example each.
+//! Certificates are read from PEM with a plain base64 decoder (they are public; the
+//! constant-time one of `rustls-pki-types` is kept for what is not a plain bundle) and each is
+//! encoded back once; with both, and the system directory read once, `Trust::load(None)` went
+//! from 2.2 to 1.5 ms in a loop of 300. Reading the bundle file and the directories' own files
+//! instead of every link in the directories (`rustls_native_certs::load_native_certs`, which
+//! `SSL_CERT_FILE` or `SSL_CERT_DIR` selects) saves about 1 ms more.
 //!
 //! Per-connection figures are medians over 200 runs (CPU time agrees within a few percent) of
 //! what sqlx 0.8.6 and 0.9.0 do with `ssl_root_cert_from_pem`: clone the PEM, build a
-//! `RootCertStore` from the Mozilla roots, decode and add every certificate, about 4.2 µs each.
-//! The PEM for RDS endpoints is byte for byte the published bundle (it is already canonical
-//! PEM), so re-encoding costs nothing per connection. For comparison, a verified-TLS login
-//! through sqlx takes tens of milliseconds (see the workspace BENCHMARKS.md).
+//! `RootCertStore` from the Mozilla roots, decode and add every certificate, about 3 µs each.
+//! For comparison, a verified-TLS login through sqlx takes several milliseconds (see the
+//! workspace BENCHMARKS.md).
 
 mod host;
 pub mod probe;
 pub mod settings;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -262,6 +271,16 @@ pub enum TrustError {
     },
 }
 
+/// The PEMs handed out, by host.
+struct Pems {
+    aws_databases: Pem,
+    /// One region's RDS certificates plus `CA_BUNDLE_PATH`, made on first use.
+    rds_regions: RdsRegions,
+    ip_hosts: Pem,
+    other_hosts: Pem,
+    complete: Pem,
+}
+
 /// A PEM prepared once, with its certificate count.
 #[derive(Clone)]
 struct Pem {
@@ -271,15 +290,16 @@ struct Pem {
 
 impl Pem {
     fn encode<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'static>>) -> Pem {
+        let sections: Vec<Vec<u8>> = certs.into_iter().map(pem_section).collect();
+        Pem::join(sections.iter().map(Vec::as_slice))
+    }
+
+    /// Sections made by [`pem_section`], one after another.
+    fn join<'a>(sections: impl IntoIterator<Item = &'a [u8]>) -> Pem {
         let mut bytes = Vec::new();
         let mut certificates = 0;
-        for cert in certs {
-            bytes.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
-            for line in BASE64.encode(cert.as_ref()).as_bytes().chunks(64) {
-                bytes.extend_from_slice(line);
-                bytes.push(b'\n');
-            }
-            bytes.extend_from_slice(b"-----END CERTIFICATE-----\n");
+        for section in sections {
+            bytes.extend_from_slice(section);
             certificates += 1;
         }
         Pem {
@@ -289,14 +309,25 @@ impl Pem {
     }
 }
 
+/// One certificate as a PEM section (64 characters a line, as the published bundles are).
+fn pem_section(cert: &CertificateDer<'_>) -> Vec<u8> {
+    let base64 = BASE64.encode(cert.as_ref());
+    let mut bytes = Vec::with_capacity(base64.len() + base64.len() / 64 + 60);
+    bytes.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+    for line in base64.as_bytes().chunks(64) {
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+    }
+    bytes.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    bytes
+}
+
 /// The trust store: every source parsed once, the per-host PEMs and the full
 /// [`RootCertStore`] prepared at load. Cheap to clone.
 #[derive(Clone)]
 pub struct Trust {
     sources: Arc<[SourceCount]>,
-    aws_databases: Pem,
-    other_hosts: Pem,
-    complete: Pem,
+    pems: Arc<Pems>,
     complete_file: Arc<OnceLock<Result<tempfile::TempPath, String>>>,
     root_store: Arc<RootCertStore>,
     /// The source of each anchor of `root_store`, index for index.
@@ -309,11 +340,12 @@ impl fmt::Debug for Trust {
             .field("sources", &self.sources)
             .field(
                 "aws_database_pem_certificates",
-                &self.aws_databases.certificates,
+                &self.pems.aws_databases.certificates,
             )
+            .field("ip_host_pem_certificates", &self.pems.ip_hosts.certificates)
             .field(
                 "other_host_pem_certificates",
-                &self.other_hosts.certificates,
+                &self.pems.other_hosts.certificates,
             )
             .field("root_store_len", &self.root_store.len())
             .finish()
@@ -365,12 +397,17 @@ impl Trust {
 
     /// The PEM to give a driver that adds the Mozilla roots itself (sqlx:
     /// `ssl_root_cert_from_pem(pem.to_vec())`), narrowed for `host` (see the crate docs).
-    /// Prepared at load; this only clones an `Arc`.
+    /// Prepared at load (a region's, at its first use); this only clones an `Arc`.
     pub fn pem_for_host(&self, host: &str) -> Arc<[u8]> {
-        if is_aws_database_host(host) {
-            Arc::clone(&self.aws_databases.bytes)
-        } else {
-            Arc::clone(&self.other_hosts.bytes)
+        match host::aws_database_endpoint(host) {
+            Some(Some(region)) => self
+                .pems
+                .rds_regions
+                .pem(&region)
+                .unwrap_or_else(|| Arc::clone(&self.pems.aws_databases.bytes)),
+            Some(None) => Arc::clone(&self.pems.aws_databases.bytes),
+            None if is_ip_address(host) => Arc::clone(&self.pems.ip_hosts.bytes),
+            None => Arc::clone(&self.pems.other_hosts.bytes),
         }
     }
 
@@ -387,7 +424,7 @@ impl Trust {
                         .prefix("rotation-trust-")
                         .suffix(".pem")
                         .tempfile()?;
-                    std::io::Write::write_all(&mut file, &self.complete.bytes)?;
+                    std::io::Write::write_all(&mut file, &self.pems.complete.bytes)?;
                     Ok(file.into_temp_path())
                 };
                 write().map_err(|e| e.to_string())
@@ -426,6 +463,12 @@ impl Trust {
             &[
                 TrustSource::RdsBundle,
                 TrustSource::CaBundle,
+                TrustSource::Mozilla,
+            ]
+        } else if is_ip_address(host) {
+            &[
+                TrustSource::CaBundle,
+                TrustSource::System,
                 TrustSource::Mozilla,
             ]
         } else {
@@ -488,8 +531,8 @@ impl Trust {
             ca_bundle_duplicates = ca.duplicates,
             ca_bundle_path = %ca_path,
             mozilla = mozilla.kept(),
-            pem_aws_databases = self.aws_databases.certificates,
-            pem_other_hosts = self.other_hosts.certificates,
+            pem_aws_databases = self.pems.aws_databases.certificates,
+            pem_other_hosts = self.pems.other_hosts.certificates,
             "TLS trust sources loaded"
         );
     }
@@ -540,21 +583,122 @@ impl Trust {
         if system.is_empty() {
             info!("no system trust store found; continuing without it");
         }
-        let complete = Pem::encode(rds_kept.iter().chain(&ca_kept).chain(&system));
-        let (system_kept, system) = store.add_lenient(system);
+        // Each certificate is encoded once; the PEMs share the sections.
+        let section = |certs: &[CertificateDer<'static>]| -> Vec<Vec<u8>> {
+            certs.iter().map(pem_section).collect()
+        };
+        let (rds_pem, ca_pem, system_pem) =
+            (section(&rds_kept), section(&ca_kept), section(&system));
+        let complete = Pem::join(
+            rds_pem
+                .iter()
+                .chain(&ca_pem)
+                .chain(&system_pem)
+                .map(Vec::as_slice),
+        );
+        let (system_kept, system) = store.add_lenient(&system);
+        let system_kept_pem: Vec<&[u8]> = system_kept
+            .iter()
+            .map(|&i| system_pem[i].as_slice())
+            .collect();
 
-        let aws_databases = Pem::encode(rds_kept.iter().chain(&ca_kept));
-        let other_hosts = Pem::encode(rds_kept.iter().chain(&ca_kept).chain(&system_kept));
+        let aws_databases = Pem::join(rds_pem.iter().chain(&ca_pem).map(Vec::as_slice));
+        let ip_hosts = Pem::join(
+            ca_pem
+                .iter()
+                .map(Vec::as_slice)
+                .chain(system_kept_pem.iter().copied()),
+        );
+        let other_hosts = Pem::join(
+            rds_pem
+                .iter()
+                .chain(&ca_pem)
+                .map(Vec::as_slice)
+                .chain(system_kept_pem.iter().copied()),
+        );
+        // The RDS certificates are the store's first anchors after the Mozilla roots, in order.
+        let rds_subjects = store
+            .anchors
+            .roots
+            .iter()
+            .zip(&store.sources)
+            .filter(|(_, s)| **s == TrustSource::RdsBundle)
+            .map(|(a, _)| a.subject.as_ref());
+        let rds_regions = RdsRegions::new(rds_kept.iter().zip(rds_subjects), ca_kept);
         Ok(Trust {
             sources: Arc::new([rds, system, ca, mozilla]),
-            aws_databases,
-            other_hosts,
-            complete,
+            pems: Arc::new(Pems {
+                aws_databases,
+                rds_regions,
+                ip_hosts,
+                other_hosts,
+                complete,
+            }),
             complete_file: Arc::new(OnceLock::new()),
             anchor_sources: Arc::new(store.sources),
             root_store: Arc::new(store.anchors),
         })
     }
+}
+
+/// The RDS certificates of each region, found by the region their subject names ("Amazon RDS
+/// us-east-1 Root CA RSA2048 G1"), with `CA_BUNDLE_PATH`'s certificates: the PEM for an
+/// endpoint whose name gives its region, encoded on first use.
+struct RdsRegions {
+    by_region: HashMap<String, Vec<CertificateDer<'static>>>,
+    ca: Vec<CertificateDer<'static>>,
+    pems: Mutex<HashMap<String, Arc<[u8]>>>,
+}
+
+impl RdsRegions {
+    fn new<'a>(
+        rds: impl Iterator<Item = (&'a CertificateDer<'static>, &'a [u8])>,
+        ca: Vec<CertificateDer<'static>>,
+    ) -> RdsRegions {
+        let mut by_region: HashMap<String, Vec<CertificateDer<'static>>> = HashMap::new();
+        for (cert, subject) in rds {
+            for region in regions_named(subject) {
+                by_region.entry(region).or_default().push(cert.clone());
+            }
+        }
+        RdsRegions {
+            by_region,
+            ca,
+            pems: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `None` when no RDS certificate names `region` (a region newer than the bundle, or a
+    /// stand-in bundle): the caller gives the whole bundle.
+    fn pem(&self, region: &str) -> Option<Arc<[u8]>> {
+        let certs = self.by_region.get(region)?;
+        let mut pems = self.pems.lock().unwrap_or_else(|e| e.into_inner());
+        let pem = pems
+            .entry(region.to_string())
+            .or_insert_with(|| Pem::encode(certs.iter().chain(&self.ca)).bytes);
+        Some(Arc::clone(pem))
+    }
+}
+
+/// The regions (`us-east-1`) a certificate's subject names, as words of its DER bytes.
+fn regions_named(subject: &[u8]) -> Vec<String> {
+    let mut regions: Vec<String> = subject
+        .split(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-'))
+        .filter_map(|word| std::str::from_utf8(word).ok())
+        .filter(|word| host::is_region(word))
+        .map(str::to_string)
+        .collect();
+    regions.dedup();
+    regions
+}
+
+/// An IP address literal (`10.0.0.5`, `::1`, `[::1]`): no RDS certificate names one.
+fn is_ip_address(host: &str) -> bool {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.parse::<IpAddr>().is_ok()
 }
 
 impl SourceCount {
@@ -600,12 +744,14 @@ fn bundle_and_loose_files(
     bundle: &Path,
     dirs: &[PathBuf],
 ) -> Option<rustls_native_certs::CertificateResult> {
-    let mut found = rustls_native_certs::load_certs_from_paths(Some(bundle), None);
+    let mut found = load_pem_file(bundle);
     if found.certs.is_empty() || !found.errors.is_empty() {
         return None;
     }
     let bundle = std::fs::canonicalize(bundle).ok();
-    for dir in dirs {
+    // The probe may list one directory twice.
+    let mut seen = HashSet::new();
+    for dir in dirs.iter().filter(|d| seen.insert(*d)) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
@@ -616,7 +762,7 @@ fn bundle_and_loose_files(
             {
                 continue;
             }
-            let more = rustls_native_certs::load_certs_from_paths(Some(&path), None);
+            let more = load_pem_file(&path);
             found.certs.extend(more.certs);
             found.errors.extend(more.errors);
         }
@@ -640,6 +786,9 @@ fn path_from_env(value: Option<std::ffi::OsString>) -> Option<PathBuf> {
 
 /// Every certificate of a PEM file; at least one.
 fn parse_pem(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemProblem> {
+    if let Some(certs) = plain_certificates(bytes).filter(|c| !c.is_empty()) {
+        return Ok(certs);
+    }
     let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(PemProblem::Malformed)?;
@@ -647,6 +796,50 @@ fn parse_pem(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemProblem> {
         return Err(PemProblem::NoCertificate);
     }
     Ok(certs)
+}
+
+/// The certificates of a PEM text made only of `CERTIFICATE` sections (and text around them),
+/// as CA bundles are; `None` for anything else (another kind of section, base64 that does not
+/// decode), which [`parse_pem`] then reads with `rustls-pki-types`' parser, for its errors.
+///
+/// Certificates are public, so this decodes with the fast base64 engine; `rustls-pki-types`
+/// decodes in constant time, line by line, for private keys, which cost about half of a cold
+/// start's trust store load (a profile of the Lambda function under callgrind).
+fn plain_certificates(bytes: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
+    const BEGIN: &str = "-----BEGIN ";
+    const HEAD: &str = "-----BEGIN CERTIFICATE-----";
+    const TAIL: &str = "-----END CERTIFICATE-----";
+    let mut rest = std::str::from_utf8(bytes).ok()?;
+    let mut certs = Vec::new();
+    let mut base64 = Vec::new();
+    while let Some(at) = rest.find(BEGIN) {
+        rest = rest[at..].strip_prefix(HEAD)?;
+        let end = rest.find(TAIL)?;
+        base64.clear();
+        for line in rest[..end].split('\n') {
+            base64.extend_from_slice(line.trim_ascii().as_bytes());
+        }
+        let der = BASE64.decode(&base64).ok()?;
+        certs.push(CertificateDer::from(der));
+        rest = &rest[end + TAIL.len()..];
+    }
+    Some(certs)
+}
+
+/// A PEM file's certificates, as `rustls_native_certs::load_certs_from_paths` gives them, read
+/// with [`parse_pem`].
+fn load_pem_file(path: &Path) -> rustls_native_certs::CertificateResult {
+    match std::fs::read(path) {
+        Ok(bytes) => match plain_certificates(&bytes) {
+            Some(certs) => {
+                let mut found = rustls_native_certs::CertificateResult::default();
+                found.certs = certs;
+                found
+            }
+            None => rustls_native_certs::load_certs_from_paths(Some(path), None),
+        },
+        Err(_) => rustls_native_certs::load_certs_from_paths(Some(path), None),
+    }
 }
 
 /// The combined rustls store being built, and the (subject, public key) of every anchor in it.
@@ -723,17 +916,15 @@ impl Store {
         Ok((kept, count))
     }
 
-    /// Adds the system store's certificates, skipping (and counting) those rustls cannot use.
-    fn add_lenient(
-        &mut self,
-        certs: Vec<CertificateDer<'static>>,
-    ) -> (Vec<CertificateDer<'static>>, SourceCount) {
+    /// Adds the system store's certificates, skipping (and counting) those rustls cannot use;
+    /// gives the positions of those kept.
+    fn add_lenient(&mut self, certs: &[CertificateDer<'static>]) -> (Vec<usize>, SourceCount) {
         let mut count = SourceCount::empty(TrustSource::System, None);
         count.loaded = certs.len();
         let mut kept = Vec::new();
-        for cert in certs {
-            match self.add(TrustSource::System, &cert) {
-                Ok(Added::New) => kept.push(cert),
+        for (i, cert) in certs.iter().enumerate() {
+            match self.add(TrustSource::System, cert) {
+                Ok(Added::New) => kept.push(i),
                 Ok(Added::Duplicate) => count.duplicates += 1,
                 Err(error) => {
                     debug!(%error, "system certificate skipped: not usable as a trust anchor");

@@ -12,6 +12,8 @@ const MOZILLA_ROOT: &[u8] = include_bytes!("../testdata/isrg-root-x1.pem");
 const GARBAGE: &[u8] = b"-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n";
 
 const RDS_HOST: &str = "mydb.c9akciq32.us-east-1.rds.amazonaws.com";
+/// An RDS endpoint whose name gives no region: the whole RDS bundle.
+const GLOBAL_HOST: &str = "gdb.global-c9akciq32.global.rds.amazonaws.com";
 
 fn der(pem: &[u8]) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem).expect("one certificate")
@@ -60,8 +62,109 @@ fn embedded_rds_bundle_is_the_published_one() {
     let trust = build(RDS_GLOBAL_BUNDLE, vec![], None);
     let rds = source(&trust, TrustSource::RdsBundle);
     assert_eq!((rds.loaded, rds.duplicates, rds.unusable), (108, 0, 0));
-    // Re-encoded once, certificate for certificate.
-    assert_eq!(ders(&trust.pem_for_host(RDS_HOST)), ders(RDS_GLOBAL_BUNDLE));
+    // Re-encoded once, certificate for certificate (an endpoint without a region gets it all).
+    assert_eq!(
+        ders(&trust.pem_for_host(GLOBAL_HOST)),
+        ders(RDS_GLOBAL_BUNDLE)
+    );
+}
+
+#[test]
+fn an_rds_endpoint_gets_the_rds_roots_of_its_region_only() {
+    let f = bundle_file(&[TEST_CA_1]);
+    let trust = build(RDS_GLOBAL_BUNDLE, vec![der(TEST_CA_2)], Some(f.path()));
+    let subject_of = |cert: &Vec<u8>| {
+        let mut store = RootCertStore::empty();
+        store.add(CertificateDer::from(cert.clone())).unwrap();
+        String::from_utf8_lossy(store.roots[0].subject.as_ref()).into_owned()
+    };
+    let mut covered = HashSet::new();
+    for (host, region, roots) in [
+        (RDS_HOST, "us-east-1", 6), // and the Beta us-east-1 roots
+        (
+            "c.cluster-ro-c9akciq32.eu-west-1.rds.amazonaws.com",
+            "eu-west-1",
+            3,
+        ),
+        (
+            "d.cluster-c9akciq32.ap-southeast-2.docdb.amazonaws.com",
+            "ap-southeast-2",
+            3,
+        ),
+        ("db.c9akciq32.us-east-2.rds.amazonaws.com.", "us-east-2", 6), // and Preview
+        (
+            "MYDB.C9AKCIQ32.AF-SOUTH-1.RDS.AMAZONAWS.COM",
+            "af-south-1",
+            3,
+        ),
+    ] {
+        let pem = ders(&trust.pem_for_host(host));
+        // The region's RSA2048, RSA4096 and ECC384 roots, then CA_BUNDLE_PATH's.
+        assert_eq!(pem.len(), roots + 1, "{host}");
+        assert_eq!(pem.last(), Some(&der(TEST_CA_1).to_vec()), "{host}");
+        for cert in &pem[..roots] {
+            let subject = subject_of(cert);
+            assert!(
+                subject.contains(&format!(" {region} Root CA ")),
+                "{host}: {subject}"
+            );
+            covered.insert(cert.clone());
+        }
+        assert!(
+            !pem.contains(&der(TEST_CA_2).to_vec()),
+            "no system store: {host}"
+        );
+        // Made once per region.
+        assert!(Arc::ptr_eq(
+            &trust.pem_for_host(host),
+            &trust.pem_for_host(host)
+        ));
+    }
+    // Every root of the bundle belongs to a region an endpoint name can give.
+    let mut regions = HashSet::new();
+    for cert in ders(RDS_GLOBAL_BUNDLE) {
+        let subject = subject_of(&cert);
+        let found = regions_named(subject.as_bytes());
+        assert_eq!(found.len(), 1, "{subject}");
+        regions.insert(found[0].clone());
+    }
+    let mut all = 0;
+    for region in &regions {
+        let pem = ders(&trust.pem_for_host(&format!("db.c9akciq32.{region}.rds.amazonaws.com")));
+        all += pem.len() - 1;
+    }
+    assert_eq!(all, 108, "each root in exactly one region's PEM");
+    // A region the bundle does not name, and a name without one: the whole bundle.
+    for host in [
+        "db.c9akciq32.ap-southeast-99.rds.amazonaws.com",
+        "gdb.global-c9akciq32.global.rds.amazonaws.com",
+        "db.c9akciq32.rds.amazonaws.com",
+    ] {
+        assert_eq!(ders(&trust.pem_for_host(host)).len(), 109, "{host}");
+    }
+}
+
+#[test]
+fn an_ip_address_gets_no_rds_roots() {
+    let f = bundle_file(&[TEST_CA_1]);
+    let trust = build(RDS_GLOBAL_BUNDLE, vec![der(TEST_CA_2)], Some(f.path()));
+    for host in ["127.0.0.1", "10.0.0.5", "::1", "[::1]", "fd00::5"] {
+        assert_eq!(
+            ders(&trust.pem_for_host(host)),
+            vec![der(TEST_CA_1).to_vec(), der(TEST_CA_2).to_vec()],
+            "{host}"
+        );
+        assert_eq!(
+            Trust::sources_for_host(host),
+            [
+                TrustSource::CaBundle,
+                TrustSource::System,
+                TrustSource::Mozilla
+            ]
+        );
+    }
+    // A name may be anything, an RDS endpoint through a CNAME included: everything.
+    assert_eq!(ders(&trust.pem_for_host("localhost")).len(), 110);
 }
 
 #[test]
@@ -138,9 +241,15 @@ fn valid_ca_bundle_is_counted_and_trusted_for_every_host() {
     let ca = source(&trust, TrustSource::CaBundle);
     assert_eq!(ca.path.as_deref(), Some(f.path()));
     assert_eq!((ca.loaded, ca.duplicates, ca.kept()), (2, 0, 2));
-    for host in [RDS_HOST, "localhost", "10.0.0.1"] {
+    // The RDS roots of the host's region, of every region, none (an IP address).
+    for (host, rds) in [
+        (RDS_HOST, 6),
+        (GLOBAL_HOST, 108),
+        ("localhost", 108),
+        ("10.0.0.1", 0),
+    ] {
         let pem = ders(&trust.pem_for_host(host));
-        assert_eq!(pem.len(), 110, "{host}");
+        assert_eq!(pem.len(), rds + 2, "{host}");
         assert!(pem.contains(&der(TEST_CA_1).to_vec()), "{host}");
         assert!(pem.contains(&der(TEST_CA_2).to_vec()), "{host}");
     }
@@ -157,7 +266,7 @@ fn ca_bundle_duplicates_are_dropped() {
     let trust = build(RDS_GLOBAL_BUNDLE, vec![], Some(f.path()));
     let ca = source(&trust, TrustSource::CaBundle);
     assert_eq!((ca.loaded, ca.duplicates, ca.kept()), (111, 110, 1));
-    assert_eq!(ders(&trust.pem_for_host(RDS_HOST)).len(), 109);
+    assert_eq!(ders(&trust.pem_for_host(GLOBAL_HOST)).len(), 109);
 }
 
 #[test]
@@ -177,7 +286,6 @@ fn pem_is_narrowed_for_aws_database_hosts() {
     }
     for host in [
         "localhost",
-        "127.0.0.1",
         "db.example.com",
         "wh.c9akciq32.us-east-1.redshift.amazonaws.com",
     ] {
@@ -272,7 +380,8 @@ fn the_machine_store_loads_and_never_fails() {
     );
     assert_eq!(sources[0].kept(), 108);
     assert_eq!(sources[2].path, None);
-    assert_eq!(ders(&trust.pem_for_host(RDS_HOST)).len(), 108);
+    assert_eq!(ders(&trust.pem_for_host(GLOBAL_HOST)).len(), 108);
+    assert_eq!(ders(&trust.pem_for_host(RDS_HOST)).len(), 6);
     assert_eq!(
         ders(&trust.pem_for_host("localhost")).len(),
         108 + sources[1].kept()
@@ -363,4 +472,51 @@ fn the_system_store_reads_the_bundle_and_the_files_placed_by_hand_not_the_links(
     // A bundle without a certificate leaves the choice to rustls-native-certs.
     std::fs::write(&bundle, b"").unwrap();
     assert!(bundle_and_loose_files(&bundle, &[dir.path().to_path_buf()]).is_none());
+}
+
+#[test]
+fn the_fast_pem_reader_reads_what_the_strict_one_reads() {
+    let strict = |pem: &[u8]| -> Vec<Vec<u8>> { ders(pem) };
+    let fast = |pem: &[u8]| -> Option<Vec<Vec<u8>>> {
+        plain_certificates(pem).map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect())
+    };
+    let crlf = String::from_utf8(RDS_GLOBAL_BUNDLE.to_vec())
+        .unwrap()
+        .replace('\n', "\r\n");
+    let mut system = Vec::new();
+    for path in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        if let Ok(bytes) = std::fs::read(path) {
+            system = bytes;
+            break;
+        }
+    }
+    let commented = [
+        b"# a comment before\n".as_slice(),
+        TEST_CA_1,
+        b"text between\n",
+        TEST_CA_2,
+        b"and after",
+    ]
+    .concat();
+    for pem in [
+        RDS_GLOBAL_BUNDLE,
+        crlf.as_bytes(),
+        &system,
+        &commented,
+        b"no certificate here",
+    ] {
+        assert_eq!(fast(pem), Some(strict(pem)));
+    }
+    // Anything else is left to the strict reader, for its errors.
+    let key = b"-----BEGIN PRIVATE KEY-----\nAAECAwQF\n-----END PRIVATE KEY-----\n";
+    assert_eq!(fast(&[TEST_CA_1, key.as_slice()].concat()), None);
+    assert_eq!(
+        fast(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"),
+        None
+    );
+    assert_eq!(fast(b"-----BEGIN CERTIFICATE-----\nAAECAwQF\n"), None);
+    assert_eq!(fast(&[0xff, 0xfe]), None);
 }
