@@ -1087,6 +1087,7 @@ impl Rotator for MysqlRotator {
             sources: rotation_trust::Trust::sources_for_host(rotation_core::tls::server_name(
                 current,
             )),
+            pem_for_host: true,
             handshake: rotation_trust::probe::Handshake::MysqlSslRequest,
             default_port: DEFAULT_PORT,
             allow_plaintext_fallback: self.config.settings.allow_plaintext_fallback,

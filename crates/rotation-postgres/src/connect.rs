@@ -453,6 +453,7 @@ pub async fn check_tls(secret: &DatabaseSecret, config: &PgConfig) -> Result<Str
     let probe = rotation_trust::probe::Probe {
         trust: &config.trust,
         sources: rotation_trust::Trust::sources_for_host(server_name(secret)),
+        pem_for_host: true,
         handshake: rotation_trust::probe::Handshake::PostgresSslRequest,
         default_port: config.dialect.default_port,
         allow_plaintext_fallback: config.allow_plaintext_fallback,

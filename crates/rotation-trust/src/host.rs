@@ -27,9 +27,10 @@ const PARTITIONS: [&str; 2] = [".amazonaws.com.cn", ".amazonaws.com"];
 ///   GovCloud names, for example `db.abc.rds.cn-north-1.amazonaws.com.cn`.
 ///
 /// At least one label must precede the service label, so the service API hosts
-/// (`rds.us-east-1.amazonaws.com`) are not database endpoints. IP addresses, `localhost` and
-/// custom DNS names (a CNAME of your own pointing at an endpoint) are not recognised: they get
-/// the wider trust set, which is always a superset.
+/// (`rds.us-east-1.amazonaws.com`) are not database endpoints. `localhost` and custom DNS
+/// names (a CNAME of your own pointing at an endpoint) are not recognised: they get the wider
+/// trust set, which is always a superset. So are IP addresses, which get no RDS CA at all (no
+/// RDS certificate names an address).
 pub fn is_aws_database_host(host: &str) -> bool {
     aws_database_endpoint(host).is_some()
 }

@@ -22,16 +22,17 @@
 //!    them for drivers that take a [`RootCertStore`].
 //!
 //! Everything is parsed once. Certificates already trusted through another source (same
-//! subject and public key as a Mozilla root, or as a certificate of a source that is always
-//! included with it) are dropped and counted, and so are system certificates that rustls cannot
+//! subject and public key as a Mozilla root or as an earlier source's certificate: one of
+//! `CA_BUNDLE_PATH` that repeats an RDS root is dropped, so it is trusted where that root is)
+//! are dropped and counted, and so are system certificates that rustls cannot
 //! use as trust anchors (sqlx would otherwise fail every connection on them).
 //!
 //! # Per-host PEM
 //!
 //! sqlx re-parses the PEM it is given on every connection (`ssl_root_cert_from_pem`, then one
 //! `RootCertStore::add` per certificate on top of the Mozilla roots), so [`Trust::pem_for_host`]
-//! hands out the smallest PEM that still trusts everything the host can present, prepared once
-//! at load:
+//! hands out the smallest PEM that still trusts everything the host can present, prepared at
+//! load (a region's at its first use):
 //!
 //! - RDS, Aurora and DocumentDB endpoints ([`is_aws_database_host`]): the RDS CAs of the region
 //!   the name gives, plus `CA_BUNDLE_PATH`. An endpoint's certificate chains to its region's
@@ -442,6 +443,32 @@ impl Trust {
         Arc::clone(&self.root_store)
     }
 
+    /// The anchors of `sources` that a driver given [`Trust::pem_for_host`] for `host` trusts
+    /// (the RDS CAs of the host's region only, where it gives one), as one rustls store.
+    pub fn root_store_for_host(&self, host: &str, sources: &[TrustSource]) -> RootCertStore {
+        let region = match host::aws_database_endpoint(host) {
+            Some(Some(region)) if self.pems.rds_regions.by_region.contains_key(&region) => {
+                Some(region)
+            }
+            _ => None,
+        };
+        let roots = self
+            .root_store
+            .roots
+            .iter()
+            .zip(self.anchor_sources.iter())
+            .filter(|(a, s)| {
+                sources.contains(s)
+                    && (**s != TrustSource::RdsBundle
+                        || region
+                            .as_ref()
+                            .is_none_or(|r| regions_named(a.subject.as_ref()).contains(r)))
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        RootCertStore { roots }
+    }
+
     /// The anchors of `sources` only, as one rustls store (for telling which source anchors a
     /// chain: see [`probe`]).
     pub fn root_store_of(&self, sources: &[TrustSource]) -> RootCertStore {
@@ -812,9 +839,19 @@ fn plain_certificates(bytes: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
     let mut rest = std::str::from_utf8(bytes).ok()?;
     let mut certs = Vec::new();
     let mut base64 = Vec::new();
+    // A marker must start a line, as the strict reader has it (an indented section, a byte
+    // order mark: left to it).
+    let line_start =
+        |before: &str, first: bool| before.ends_with('\n') || (first && before.is_empty());
     while let Some(at) = rest.find(BEGIN) {
+        if !line_start(&rest[..at], certs.is_empty()) {
+            return None;
+        }
         rest = rest[at..].strip_prefix(HEAD)?;
         let end = rest.find(TAIL)?;
+        if !line_start(&rest[..end], false) {
+            return None;
+        }
         base64.clear();
         for line in rest[..end].split('\n') {
             base64.extend_from_slice(line.trim_ascii().as_bytes());

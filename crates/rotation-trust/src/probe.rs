@@ -88,6 +88,9 @@ pub struct Probe<'a> {
     /// The sources its driver trusts, in the order to report them
     /// ([`Trust::sources_for_host`], [`Trust::PEM_FILE_SOURCES`]).
     pub sources: &'a [TrustSource],
+    /// Whether the driver is given [`Trust::pem_for_host`], whose RDS CAs are those of the
+    /// host's region: the probe then trusts those only, as the driver does.
+    pub pem_for_host: bool,
     /// How the server starts TLS.
     pub handshake: Handshake,
     /// The port when the secret names none.
@@ -222,7 +225,11 @@ async fn handshake(probe: Probe<'_>, host: &str, port: u16) -> Result<String, En
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(Anchoring::new(probe.trust, probe.sources, &provider)?);
+    let roots = |sources: &[TrustSource]| match probe.pem_for_host {
+        true => probe.trust.root_store_for_host(name, sources),
+        false => probe.trust.root_store_of(sources),
+    };
+    let verifier = Arc::new(Anchoring::new(roots, probe.sources, &provider)?);
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| EngineError::new(ErrorKind::Other, "no TLS version to offer").with_source(e))?
@@ -292,8 +299,9 @@ struct Anchoring {
 }
 
 impl Anchoring {
+    /// `roots` gives the anchors of some sources, as the driver has them.
     fn new(
-        trust: &Trust,
+        roots: impl Fn(&[TrustSource]) -> rustls::RootCertStore,
         sources: &[TrustSource],
         provider: &Arc<CryptoProvider>,
     ) -> Result<Anchoring, EngineError> {
@@ -304,9 +312,9 @@ impl Anchoring {
         };
         let per_source = sources
             .iter()
-            .filter_map(|&s| build(trust.root_store_of(&[s])).map(|v| (s, v)))
+            .filter_map(|&s| build(roots(&[s])).map(|v| (s, v)))
             .collect();
-        let all = build(trust.root_store_of(sources)).ok_or_else(|| {
+        let all = build(roots(sources)).ok_or_else(|| {
             EngineError::new(
                 ErrorKind::Tls,
                 "no trust source holds a certificate: nothing could verify the server",

@@ -519,4 +519,46 @@ fn the_fast_pem_reader_reads_what_the_strict_one_reads() {
     );
     assert_eq!(fast(b"-----BEGIN CERTIFICATE-----\nAAECAwQF\n"), None);
     assert_eq!(fast(&[0xff, 0xfe]), None);
+    // A marker that does not start a line: an indented section, a byte order mark.
+    let indented = String::from_utf8(TEST_CA_1.to_vec())
+        .unwrap()
+        .replace("-----", " -----");
+    assert_eq!(fast(indented.as_bytes()), None);
+    assert_eq!(
+        fast(&[b"\xef\xbb\xbf".as_slice(), TEST_CA_1].concat()),
+        None
+    );
+    assert_eq!(
+        fast(b"x -----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"),
+        None
+    );
+    assert_eq!(
+        fast(&[TEST_CA_1.strip_suffix(b"\n").unwrap(), TEST_CA_2].concat()),
+        None,
+        "a section starting on the line of the previous one's end"
+    );
+}
+
+#[test]
+fn the_probe_trusts_the_rds_cas_the_driver_is_given() {
+    let trust = build(RDS_GLOBAL_BUNDLE, vec![der(TEST_CA_2)], None);
+    let rds = |host: &str| {
+        trust
+            .root_store_for_host(host, Trust::sources_for_host(host))
+            .roots
+            .len()
+            - webpki_roots::TLS_SERVER_ROOTS.len()
+    };
+    // The region's roots; all of them without a region; none for an address (the system
+    // store's one certificate aside).
+    assert_eq!(rds(RDS_HOST), 6);
+    assert_eq!(rds("db.c9akciq32.eu-west-1.rds.amazonaws.com"), 3);
+    assert_eq!(rds(GLOBAL_HOST), 108);
+    assert_eq!(rds("10.0.0.5"), 1);
+    assert_eq!(rds("localhost"), 109);
+    // Each as many as the driver's PEM holds, for the same host.
+    for host in [RDS_HOST, GLOBAL_HOST, "10.0.0.5"] {
+        let pem = ders(&trust.pem_for_host(host)).len();
+        assert_eq!(rds(host), pem, "{host}");
+    }
 }

@@ -723,6 +723,7 @@ impl Rotator for RedisAclRotator {
                 TrustSource::System,
                 TrustSource::Mozilla,
             ],
+            pem_for_host: false,
             handshake: Handshake::Direct,
             default_port: DEFAULT_PORT,
             allow_plaintext_fallback: self.settings.allow_plaintext_fallback,
