@@ -65,14 +65,17 @@ const AWS: &[AwsFigures] = &[
 
 const WHAT: &str = "\
 Every registered engine, both strategies, plaintext (`\"ssl\": false`) and TLS verify-full \
-(the testkit's CA through `CA_BUNDLE_PATH`), against the testkit's servers on 127.0.0.1: moto \
+(the testkit's CA through `CA_BUNDLE_PATH`; the servers are named `localhost`, which gets the \
+widest trust set, the RDS bundle and the system store included, where an RDS endpoint gets its \
+region's RDS CAs: see `rotation-trust`'s docs), against the testkit's servers on 127.0.0.1: moto \
 for Secrets Manager; PostgreSQL 15; Redshift on its stand-in (PostgreSQL with md5 passwords, not \
 a real Redshift); DocumentDB on SecantusDB (the MongoDB wire protocol in Python, whose latency is \
 not DocumentDB's); MySQL/MariaDB on MariaDB; the Redis example on redis-server. Every rotation \
 timed is verified afterwards (the new AWSCURRENT logs in; single user: the old password is \
 refused; alternating users: the user changed).
 
-- **Cold**: a fresh process of the engine's function (the `lambda` profile, as deployed) per \
+- **Cold**: a fresh process of the engine's function (the `lambda` profile, as deployed, with \
+its symbol table kept so that callgrind names functions: `scripts/package` strips the zip's) per \
 rotation, fed the four step events by a local Lambda Runtime API after moto's RotateSecret made \
 the pending stub. CPU is the process's user + system time; RSS its peak.
 - **Floor**: the calls the four invocations require (listed in its section), issued by a plain \

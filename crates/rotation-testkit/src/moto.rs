@@ -1,9 +1,10 @@
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::external::{External, SECRETS_MANAGER_ENDPOINT_ENV, Turn};
+use crate::tls::TestCa;
 use crate::{TestkitError, free_port, run, venv_dir, wait_for_port, workspace_root};
 
 /// A moto server on 127.0.0.1, killed on drop.
@@ -15,6 +16,8 @@ pub struct Moto {
     external: Option<(External, Turn)>,
     port: u16,
     log: PathBuf,
+    /// The CA of its certificate, when it serves HTTPS ([`Moto::start_tls`]).
+    ca: Option<TestCa>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,6 +30,16 @@ impl Moto {
         {
             return Moto::external(external);
         }
+        Moto::spawn(lambda_forward_url, false)
+    }
+
+    /// Starts moto serving HTTPS on 127.0.0.1, with a certificate of a CA of its own
+    /// ([`Moto::ca_pem`]), as Secrets Manager is reached on AWS.
+    pub fn start_tls() -> Result<Moto, TestkitError> {
+        Moto::spawn(None, true)
+    }
+
+    fn spawn(lambda_forward_url: Option<&str>, tls: bool) -> Result<Moto, TestkitError> {
         let python = venv_dir().join("bin/python");
         if !python.exists() {
             return Err(TestkitError::Missing {
@@ -40,6 +53,10 @@ impl Moto {
             .prefix("rotation-moto-")
             .tempdir()?;
         let log = dir.path().join("moto.log");
+        let ca = match tls {
+            true => Some(TestCa::generate(dir.path(), &["127.0.0.1"])?),
+            false => None,
+        };
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -52,6 +69,12 @@ impl Moto {
                 .stdin(Stdio::null())
                 .stdout(fs::File::create(&log)?)
                 .stderr(fs::File::options().append(true).open(&log)?);
+            if let Some(ca) = &ca {
+                cmd.arg("-c")
+                    .arg(&ca.server_pem)
+                    .arg("-k")
+                    .arg(&ca.server_key);
+            }
             match lambda_forward_url {
                 Some(url) => cmd.env("LAMBDA_FORWARD_URL", url),
                 None => cmd.env_remove("LAMBDA_FORWARD_URL"),
@@ -63,6 +86,7 @@ impl Moto {
                     external: None,
                     port,
                     log,
+                    ca,
                     _dir: dir,
                 });
             }
@@ -93,6 +117,7 @@ impl Moto {
             child: None,
             port: external.port,
             log: dir.path().join("moto.log"),
+            ca: None,
             external: Some((external, turn)),
             _dir: dir,
         };
@@ -114,10 +139,17 @@ impl Moto {
         self.external.is_some()
     }
 
-    /// `http://127.0.0.1:PORT` (an external server's own host).
+    /// `http://127.0.0.1:PORT` (an external server's own host; `https` for
+    /// [`Moto::start_tls`]).
     pub fn endpoint(&self) -> String {
         let host = crate::external::host_or_local(&self.external);
-        format!("http://{host}:{}", self.port)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}:{}", self.port)
+    }
+
+    /// The CA that issued its certificate, when it serves HTTPS.
+    pub fn ca_pem(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|ca| ca.ca_pem.as_path())
     }
 
     /// The port.
@@ -167,9 +199,11 @@ impl Moto {
              rds = boto3.client('rds', **kw)\n",
             self.endpoint()
         );
-        run(Command::new(venv_dir().join("bin/python"))
-            .arg("-c")
-            .arg(format!("{prelude}{code}")))
+        let mut python = Command::new(venv_dir().join("bin/python"));
+        if let Some(ca) = self.ca_pem() {
+            python.env("AWS_CA_BUNDLE", ca);
+        }
+        run(python.arg("-c").arg(format!("{prelude}{code}")))
     }
 
     /// Registers a Lambda function in moto (needed before RotateSecret) and returns its ARN.

@@ -68,7 +68,7 @@
 //!
 //! | What | Figure |
 //! |---|---|
-//! | `Trust::load(None)`, first call in the process | 2.9 ms wall, 1.7 ms CPU |
+//! | `Trust::load(None)`, first call in the process | 2.9 ms wall, 1.7 ms CPU (tick-granular) |
 //! | `Trust::load(None)`, later calls | 1.2 ms median, 1.1 ms CPU |
 //! | Per connection, Mozilla roots only (no PEM) | 0.6 µs |
 //! | Per connection, an RDS endpoint in us-east-1 (6 certificates, 9 KB) | 18 µs |
@@ -78,10 +78,10 @@
 //!
 //! Certificates are read from PEM with a plain base64 decoder (they are public; the
 //! constant-time one of `rustls-pki-types` is kept for what is not a plain bundle) and each is
-//! encoded back once; with both, and the system directory read once, `Trust::load(None)` went
-//! from 2.2 to 1.5 ms in a loop of 300. Reading the bundle file and the directories' own files
-//! instead of every link in the directories (`rustls_native_certs::load_native_certs`, which
-//! `SSL_CERT_FILE` or `SSL_CERT_DIR` selects) saves about 1 ms more.
+//! encoded back once. Reading the bundle file and the directories' own files instead of every
+//! link in the directories (`rustls_native_certs::load_native_certs`, which `SSL_CERT_FILE` or
+//! `SSL_CERT_DIR` selects) saves about 2 ms: the example's "later calls" take 3.2 ms with both
+//! variables set.
 //!
 //! Per-connection figures are medians over 200 runs (CPU time agrees within a few percent) of
 //! what sqlx 0.8.6 and 0.9.0 do with `ssl_root_cert_from_pem`: clone the PEM, build a
@@ -373,9 +373,13 @@ impl Trust {
         rds_pem: &[u8],
         ca_bundle_path: Option<&Path>,
     ) -> Result<Trust, TrustError> {
-        let system = load_system();
-        let errors: Vec<String> = system.errors.iter().map(ToString::to_string).collect();
-        Trust::build(rds_pem, system.certs, &errors, ca_bundle_path)
+        let system = system_store();
+        Trust::build(
+            rds_pem,
+            system.certs.clone(),
+            &system.errors,
+            ca_bundle_path,
+        )
     }
 
     /// The process-wide trust store: the one given to [`Trust::set_global`], else
@@ -738,6 +742,47 @@ impl SourceCount {
             unusable: 0,
         }
     }
+}
+
+/// The system trust store as read once per process: every trust store built here and the AWS
+/// SDK's HTTPS client ([`system_store_pem`]) share it.
+struct SystemStore {
+    certs: Vec<CertificateDer<'static>>,
+    errors: Vec<String>,
+    pem: OnceLock<Arc<[u8]>>,
+}
+
+fn system_store() -> &'static SystemStore {
+    static SYSTEM: OnceLock<SystemStore> = OnceLock::new();
+    SYSTEM.get_or_init(|| {
+        let found = load_system();
+        SystemStore {
+            certs: found.certs,
+            errors: found.errors.iter().map(ToString::to_string).collect(),
+            pem: OnceLock::new(),
+        }
+    })
+}
+
+/// Every certificate of the system trust store, as one PEM (read once per process, encoded
+/// once): what a client that trusts the platform's store trusts, for clients that take a PEM
+/// (the AWS SDK's). `None` when the platform has no store.
+///
+/// The SDK's own default (`rustls-native-certs`) reads the bundle file and then every file the
+/// certificate directory links to, parsing most certificates two or three times at each cold
+/// start; this reads the bundle and the directory's own files ([`Trust`]'s crate docs).
+pub fn system_store_pem() -> Option<Arc<[u8]>> {
+    let system = system_store();
+    let pem = system.pem.get_or_init(|| {
+        // Only what rustls can use as an anchor: the SDK fails on anything else.
+        let mut check = RootCertStore::empty();
+        let usable = system.certs.iter().filter(|c| {
+            check.roots.clear();
+            check.add(CertificateDer::from(c.as_ref())).is_ok()
+        });
+        Pem::encode(usable).bytes
+    });
+    (!pem.is_empty()).then(|| Arc::clone(pem))
 }
 
 /// The system trust store. `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set (as
