@@ -76,10 +76,9 @@ pub fn check_engine_env(
 /// The SDK configuration for a function: Lambda hands its role's credentials over in the
 /// environment, so when they are there the SDK reads them directly instead of building its
 /// default chain (which sets up STS and web-identity clients, a measurable part of a cold
-/// start); otherwise the default chain. Its HTTPS client is the SDK's default one given the
-/// system trust store as `rotation-trust` reads it ([`with_https_client`]).
+/// start); otherwise the default chain.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let loader = with_https_client(aws_config::from_env());
+    let loader = aws_config::from_env();
     let from_env = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
         && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some();
     if from_env {
@@ -92,42 +91,6 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     } else {
         loader.load().await
     }
-}
-
-/// The SDK's default HTTPS client (rustls with aws-lc, proxies from the environment), trusting
-/// the system store that `rotation-trust` has read once for the engines
-/// ([`rotation_trust::system_store_pem`]). The default would read it again through
-/// `rustls-native-certs`, which parses the bundle and then every certificate the directory
-/// links to: the largest item of a plaintext cold start after the logins' key derivation, in a
-/// profile under callgrind. The trust is the same store; `None` (the SDK's default) when the
-/// platform has none.
-pub fn with_https_client(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
-    use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
-    use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
-    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
-    let Some(pem) = rotation_trust::system_store_pem() else {
-        return loader;
-    };
-    let Ok(tls) = TlsContext::builder()
-        .with_trust_store(TrustStore::empty().with_pem_certificate(pem.to_vec()))
-        .build()
-    else {
-        return loader;
-    };
-    // As aws-smithy-runtime builds its default client, with this trust.
-    loader.http_client(
-        Builder::new().build_with_connector_fn(move |settings, components| {
-            let mut connector = ConnectorBuilder::default()
-                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-                .tls_context(tls.clone());
-            connector.set_connector_settings(settings.cloned());
-            if let Some(components) = components {
-                connector.set_sleep_impl(components.sleep_impl());
-            }
-            connector.set_proxy_config(Some(ProxyConfig::from_env()));
-            connector.build()
-        }),
-    )
 }
 
 impl StartupError {

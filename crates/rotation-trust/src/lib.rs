@@ -9,9 +9,10 @@
 //!    functions trust). `SSL_CERT_FILE` / `SSL_CERT_DIR` when set; otherwise, on Linux, the
 //!    platform's bundle file (`/etc/ssl/certs/ca-certificates.crt`,
 //!    `/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem`, ...) and any regular file placed by
-//!    hand in the certificate directories (`/etc/ssl/certs`, `/etc/pki/tls/certs`, ...), whose
-//!    links to the bundle's own certificates are not read again; elsewhere, or without a
-//!    bundle, what `rustls-native-certs` reads. Its absence is not an error: the source counts
+//!    hand in the certificate directories (`/etc/ssl/certs`, `/etc/pki/tls/certs`, ...); links
+//!    there are not followed (they lead to the bundle's own certificates; a CA only linked
+//!    there belongs in `CA_BUNDLE_PATH`); elsewhere, or without a bundle, what
+//!    `rustls-native-certs` reads. Its absence is not an error: the source counts
 //!    0 and a log line says so.
 //! 3. **`CA_BUNDLE_PATH`**, a PEM file of extra CAs (GovCloud and China RDS bundles, private
 //!    CAs). A file that cannot be read, is not PEM, holds no certificate or holds a certificate
@@ -373,13 +374,9 @@ impl Trust {
         rds_pem: &[u8],
         ca_bundle_path: Option<&Path>,
     ) -> Result<Trust, TrustError> {
-        let system = system_store();
-        Trust::build(
-            rds_pem,
-            system.certs.clone(),
-            &system.errors,
-            ca_bundle_path,
-        )
+        let system = load_system();
+        let errors: Vec<String> = system.errors.iter().map(ToString::to_string).collect();
+        Trust::build(rds_pem, system.certs, &errors, ca_bundle_path)
     }
 
     /// The process-wide trust store: the one given to [`Trust::set_global`], else
@@ -742,47 +739,6 @@ impl SourceCount {
             unusable: 0,
         }
     }
-}
-
-/// The system trust store as read once per process: every trust store built here and the AWS
-/// SDK's HTTPS client ([`system_store_pem`]) share it.
-struct SystemStore {
-    certs: Vec<CertificateDer<'static>>,
-    errors: Vec<String>,
-    pem: OnceLock<Arc<[u8]>>,
-}
-
-fn system_store() -> &'static SystemStore {
-    static SYSTEM: OnceLock<SystemStore> = OnceLock::new();
-    SYSTEM.get_or_init(|| {
-        let found = load_system();
-        SystemStore {
-            certs: found.certs,
-            errors: found.errors.iter().map(ToString::to_string).collect(),
-            pem: OnceLock::new(),
-        }
-    })
-}
-
-/// Every certificate of the system trust store, as one PEM (read once per process, encoded
-/// once): what a client that trusts the platform's store trusts, for clients that take a PEM
-/// (the AWS SDK's). `None` when the platform has no store.
-///
-/// The SDK's own default (`rustls-native-certs`) reads the bundle file and then every file the
-/// certificate directory links to, parsing most certificates two or three times at each cold
-/// start; this reads the bundle and the directory's own files ([`Trust`]'s crate docs).
-pub fn system_store_pem() -> Option<Arc<[u8]>> {
-    let system = system_store();
-    let pem = system.pem.get_or_init(|| {
-        // Only what rustls can use as an anchor: the SDK fails on anything else.
-        let mut check = RootCertStore::empty();
-        let usable = system.certs.iter().filter(|c| {
-            check.roots.clear();
-            check.add(CertificateDer::from(c.as_ref())).is_ok()
-        });
-        Pem::encode(usable).bytes
-    });
-    (!pem.is_empty()).then(|| Arc::clone(pem))
 }
 
 /// The system trust store. `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set (as

@@ -562,22 +562,3 @@ fn the_probe_trusts_the_rds_cas_the_driver_is_given() {
         assert_eq!(rds(host), pem, "{host}");
     }
 }
-
-#[test]
-fn the_sdk_is_handed_the_system_store_as_read_once() {
-    let pem = system_store_pem().expect("this machine has a system trust store");
-    let trust = Trust::load(None).unwrap();
-    let system = source(&trust, TrustSource::System);
-    // Every certificate rustls can use, duplicates of the Mozilla roots included (the SDK
-    // trusts nothing else), each a usable anchor.
-    let certs = ders(&pem);
-    assert_eq!(certs.len(), system.loaded - system.unusable);
-    let mut store = RootCertStore::empty();
-    for cert in certs {
-        store
-            .add(CertificateDer::from(cert))
-            .expect("usable anchor");
-    }
-    // Read and encoded once per process.
-    assert!(Arc::ptr_eq(&pem, &system_store_pem().unwrap()));
-}

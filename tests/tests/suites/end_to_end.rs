@@ -16,9 +16,9 @@ async fn moto_rotate_secret_runs_the_lambda(engine: Engine, strategy: Strategy) 
 
 rotation_tests::all_rotators!(moto_rotate_secret_runs_the_lambda);
 
-/// On AWS the function reaches Secrets Manager over HTTPS, trusting the platform's store (read
-/// once, for the engines and the SDK alike). Here moto serves HTTPS with a certificate of its
-/// own CA, which the function's platform store (`SSL_CERT_FILE`) holds, or not.
+/// On AWS the function reaches Secrets Manager over HTTPS, verified against the platform's
+/// store (the SDK's client reads it). Here moto serves HTTPS with a certificate of its own CA,
+/// which the function's platform store (`SSL_CERT_FILE`) holds, or not.
 #[test]
 fn the_function_reaches_secrets_manager_over_tls_verified_by_the_system_store() {
     use rotation_testkit::{LambdaService, Moto, TestCa};
@@ -51,9 +51,9 @@ fn the_function_reaches_secrets_manager_over_tls_verified_by_the_system_store() 
             // Secrets Manager's answer was read: the token is no version of the secret.
             assert!(err.contains("TokenNotStaged"), "{err}\n{output}");
         } else {
-            // Its certificate is not trusted: no answer, a Secrets Manager error.
+            // Its certificate is not trusted: no answer, a Secrets Manager error saying why.
             assert!(
-                !err.contains("TokenNotStaged") && err.contains("SecretsManager"),
+                err.contains("\"SecretsManagerError\"") && err.contains("invalid peer certificate"),
                 "{err}\n{output}"
             );
         }
