@@ -291,11 +291,6 @@ struct Pem {
 }
 
 impl Pem {
-    fn encode<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'static>>) -> Pem {
-        let sections: Vec<Vec<u8>> = certs.into_iter().map(pem_section).collect();
-        Pem::join(sections.iter().map(Vec::as_slice))
-    }
-
     /// Sections made by [`pem_section`], one after another.
     fn join<'a>(sections: impl IntoIterator<Item = &'a [u8]>) -> Pem {
         let mut bytes = Vec::new();
@@ -401,15 +396,15 @@ impl Trust {
     /// `ssl_root_cert_from_pem(pem.to_vec())`), narrowed for `host` (see the crate docs).
     /// Prepared at load (a region's, at its first use); this only clones an `Arc`.
     pub fn pem_for_host(&self, host: &str) -> Arc<[u8]> {
-        match host::aws_database_endpoint(host) {
-            Some(Some(region)) => self
-                .pems
-                .rds_regions
-                .pem(&region)
-                .unwrap_or_else(|| Arc::clone(&self.pems.aws_databases.bytes)),
-            Some(None) => Arc::clone(&self.pems.aws_databases.bytes),
-            None if is_ip_address(host) => Arc::clone(&self.pems.ip_hosts.bytes),
-            None => Arc::clone(&self.pems.other_hosts.bytes),
+        let pems = &self.pems;
+        if let Some((region, positions)) = pems.rds_regions.for_host(host) {
+            pems.rds_regions.pem(region, positions)
+        } else if is_aws_database_host(host) {
+            Arc::clone(&pems.aws_databases.bytes)
+        } else if is_ip_address(host) {
+            Arc::clone(&pems.ip_hosts.bytes)
+        } else {
+            Arc::clone(&pems.other_hosts.bytes)
         }
     }
 
@@ -447,23 +442,20 @@ impl Trust {
     /// The anchors of `sources` that a driver given [`Trust::pem_for_host`] for `host` trusts
     /// (the RDS CAs of the host's region only, where it gives one), as one rustls store.
     pub fn root_store_for_host(&self, host: &str, sources: &[TrustSource]) -> RootCertStore {
-        let region = match host::aws_database_endpoint(host) {
-            Some(Some(region)) if self.pems.rds_regions.by_region.contains_key(&region) => {
-                Some(region)
-            }
-            _ => None,
-        };
+        let region = self.pems.rds_regions.for_host(host).map(|(_, p)| p);
+        // The RDS anchors are the kept RDS certificates, in their order.
+        let mut rds = 0..;
         let roots = self
             .root_store
             .roots
             .iter()
             .zip(self.anchor_sources.iter())
-            .filter(|(a, s)| {
-                sources.contains(s)
-                    && (**s != TrustSource::RdsBundle
-                        || region
-                            .as_ref()
-                            .is_none_or(|r| regions_named(a.subject.as_ref()).contains(r)))
+            .filter(|(_, s)| match **s {
+                TrustSource::RdsBundle => {
+                    let i = rds.next().expect("unbounded");
+                    sources.contains(s) && region.is_none_or(|p| p.contains(&i))
+                }
+                _ => sources.contains(s),
             })
             .map(|(a, _)| a.clone())
             .collect();
@@ -652,7 +644,7 @@ impl Trust {
             .zip(&store.sources)
             .filter(|(_, s)| **s == TrustSource::RdsBundle)
             .map(|(a, _)| a.subject.as_ref());
-        let rds_regions = RdsRegions::new(rds_kept.iter().zip(rds_subjects), ca_kept);
+        let rds_regions = RdsRegions::new(rds_subjects, rds_pem, ca_pem);
         Ok(Trust {
             sources: Arc::new([rds, system, ca, mozilla]),
             pems: Arc::new(Pems {
@@ -670,41 +662,55 @@ impl Trust {
 }
 
 /// The RDS certificates of each region, found by the region their subject names ("Amazon RDS
-/// us-east-1 Root CA RSA2048 G1"), with `CA_BUNDLE_PATH`'s certificates: the PEM for an
-/// endpoint whose name gives its region, encoded on first use.
+/// us-east-1 Root CA RSA2048 G1"), as positions among the kept RDS certificates (their PEM
+/// sections, and their anchors in the store, in the same order), with `CA_BUNDLE_PATH`'s
+/// sections: the PEM for an endpoint whose name gives its region, joined on first use.
 struct RdsRegions {
-    by_region: HashMap<String, Vec<CertificateDer<'static>>>,
-    ca: Vec<CertificateDer<'static>>,
+    by_region: HashMap<String, Vec<usize>>,
+    rds: Vec<Vec<u8>>,
+    ca: Vec<Vec<u8>>,
     pems: Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
 impl RdsRegions {
+    /// `subjects`: the kept RDS certificates' subjects, in the order of `rds`.
     fn new<'a>(
-        rds: impl Iterator<Item = (&'a CertificateDer<'static>, &'a [u8])>,
-        ca: Vec<CertificateDer<'static>>,
+        subjects: impl Iterator<Item = &'a [u8]>,
+        rds: Vec<Vec<u8>>,
+        ca: Vec<Vec<u8>>,
     ) -> RdsRegions {
-        let mut by_region: HashMap<String, Vec<CertificateDer<'static>>> = HashMap::new();
-        for (cert, subject) in rds {
+        let mut by_region: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, subject) in subjects.enumerate() {
             for region in regions_named(subject) {
-                by_region.entry(region).or_default().push(cert.clone());
+                by_region.entry(region).or_default().push(i);
             }
         }
         RdsRegions {
             by_region,
+            rds,
             ca,
             pems: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `None` when no RDS certificate names `region` (a region newer than the bundle, or a
-    /// stand-in bundle): the caller gives the whole bundle.
-    fn pem(&self, region: &str) -> Option<Arc<[u8]>> {
-        let certs = self.by_region.get(region)?;
+    /// The region and the positions of the RDS certificates `host` is given, when its name
+    /// gives a region the bundle names; `None` for all of them (no region, a region newer
+    /// than the bundle, a stand-in bundle).
+    fn for_host(&self, host: &str) -> Option<(&str, &[usize])> {
+        let region = host::aws_database_endpoint(host)??;
+        self.by_region
+            .get_key_value(&region)
+            .map(|(r, positions)| (r.as_str(), positions.as_slice()))
+    }
+
+    /// The PEM of `region`'s certificates (`positions`) and `CA_BUNDLE_PATH`'s.
+    fn pem(&self, region: &str, positions: &[usize]) -> Arc<[u8]> {
         let mut pems = self.pems.lock().unwrap_or_else(|e| e.into_inner());
-        let pem = pems
-            .entry(region.to_string())
-            .or_insert_with(|| Pem::encode(certs.iter().chain(&self.ca)).bytes);
-        Some(Arc::clone(pem))
+        let pem = pems.entry(region.to_string()).or_insert_with(|| {
+            let rds = positions.iter().map(|&i| self.rds[i].as_slice());
+            Pem::join(rds.chain(self.ca.iter().map(Vec::as_slice))).bytes
+        });
+        Arc::clone(pem)
     }
 }
 
