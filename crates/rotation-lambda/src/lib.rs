@@ -76,9 +76,14 @@ pub fn check_engine_env(
 /// The SDK configuration for a function: Lambda hands its role's credentials over in the
 /// environment, so when they are there the SDK reads them directly instead of building its
 /// default chain (which sets up STS and web-identity clients, a measurable part of a cold
-/// start); otherwise the default chain.
+/// start); otherwise the default chain. Its HTTPS client trusts the system store that
+/// `rotation-trust` reads once for the whole process ([`rotation_trust::sdk::https_client`];
+/// the SDK's own client, which reads it again, when a proxy variable is set).
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let loader = aws_config::from_env();
+    let mut loader = aws_config::from_env();
+    if let Some(client) = rotation_trust::sdk::https_client() {
+        loader = loader.http_client(client);
+    }
     let from_env = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
         && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some();
     if from_env {

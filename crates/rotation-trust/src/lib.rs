@@ -92,6 +92,7 @@
 
 mod host;
 pub mod probe;
+pub mod sdk;
 pub mod settings;
 
 use std::collections::{HashMap, HashSet};
@@ -369,9 +370,13 @@ impl Trust {
         rds_pem: &[u8],
         ca_bundle_path: Option<&Path>,
     ) -> Result<Trust, TrustError> {
-        let system = load_system();
-        let errors: Vec<String> = system.errors.iter().map(ToString::to_string).collect();
-        Trust::build(rds_pem, system.certs, &errors, ca_bundle_path)
+        let system = system_store();
+        Trust::build(
+            rds_pem,
+            system.certs.clone(),
+            &system.errors,
+            ca_bundle_path,
+        )
     }
 
     /// The process-wide trust store: the one given to [`Trust::set_global`], else
@@ -745,6 +750,33 @@ impl SourceCount {
             unusable: 0,
         }
     }
+}
+
+/// The system trust store as [`load_system`] read it at its first use in the process (the
+/// platform's store does not change under a running function; reading it again cost as much
+/// as the rest of a load).
+struct SystemStore {
+    certs: Vec<CertificateDer<'static>>,
+    errors: Vec<String>,
+}
+
+fn system_store() -> &'static SystemStore {
+    static SYSTEM: OnceLock<SystemStore> = OnceLock::new();
+    SYSTEM.get_or_init(|| {
+        let found = load_system();
+        SystemStore {
+            certs: found.certs,
+            errors: found.errors.iter().map(ToString::to_string).collect(),
+        }
+    })
+}
+
+/// The system store's certificates that rustls can use as anchors, as one store (for the AWS
+/// SDK's client: [`sdk::https_client`]).
+fn system_root_store() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(system_store().certs.iter().cloned());
+    roots
 }
 
 /// The system trust store. `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set (as
