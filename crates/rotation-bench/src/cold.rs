@@ -396,9 +396,42 @@ pub fn run(
             Vec::new()
         },
         instructions: if mode == Mode::Callgrind {
+            keep_profile(&callgrind_out, &subject.arn, bin)?;
             Some(instructions_of(&callgrind_out)?)
         } else {
             None
         },
     })
+}
+
+/// `ROTATION_BENCH_PROFILES`: a directory where each callgrind profile is kept (named by the
+/// function and the secret), for `callgrind_annotate --inclusive=yes` or a call tree.
+pub const PROFILES_ENV: &str = "ROTATION_BENCH_PROFILES";
+
+fn keep_profile(profile: &Path, secret: &str, bin: &Path) -> anyhow::Result<()> {
+    let Some(dir) = std::env::var_os(PROFILES_ENV).filter(|d| !d.is_empty()) else {
+        return Ok(());
+    };
+    let dir = Path::new(&dir);
+    fs::create_dir_all(dir)?;
+    let function = bin
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("function");
+    let secret: String = secret
+        .rsplit(':')
+        .next()
+        .unwrap_or(secret)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let kept = dir.join(format!("callgrind.{function}.{secret}"));
+    fs::copy(profile, &kept).with_context(|| format!("keep the profile as {}", kept.display()))?;
+    Ok(())
 }

@@ -96,7 +96,7 @@ fn main() {
         Trust::load(None).expect("load");
     });
     println!(
-        "Trust::load(None), later calls: median {}, mean {}; {}",
+        "Trust::load(None), later calls (the system store as read by the first): median {}, mean {}; {}",
         ms(median),
         ms(mean),
         cpu_per_run(Duration::from_millis(500), || {

@@ -63,19 +63,14 @@ pub(crate) fn aws_database_endpoint(host: &str) -> Option<Option<String>> {
 /// `us-east-1`, `cn-northwest-1`, `us-gov-west-1`: lowercase words joined by hyphens, ending in
 /// a number.
 pub(crate) fn is_region(label: &str) -> bool {
-    let mut parts = label.split('-');
-    let Some(first) = parts.next() else {
+    let Some((words, number)) = label.rsplit_once('-') else {
         return false;
     };
-    let rest: Vec<&str> = parts.collect();
-    let Some((last, middle)) = rest.split_last() else {
-        return false;
-    };
-    let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
-    word(first)
-        && middle.iter().all(|m| word(m))
-        && !last.is_empty()
-        && last.bytes().all(|b| b.is_ascii_digit())
+    !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && words
+            .split('-')
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@
 //!
 //! sqlx re-parses the PEM it is given on every connection (`ssl_root_cert_from_pem`, then one
 //! `RootCertStore::add` per certificate on top of the Mozilla roots), so [`Trust::pem_for_host`]
-//! hands out the smallest PEM that still trusts everything the host can present, prepared at
-//! load (a region's at its first use):
+//! hands out the smallest PEM that still trusts everything the host can present, joined at its
+//! first use (each certificate is encoded at most once):
 //!
 //! - RDS, Aurora and DocumentDB endpoints ([`is_aws_database_host`]): the RDS CAs of the region
 //!   the name gives, plus `CA_BUNDLE_PATH`. An endpoint's certificate chains to its region's
@@ -69,8 +69,8 @@
 //!
 //! | What | Figure |
 //! |---|---|
-//! | `Trust::load(None)`, first call in the process | 2.9 ms wall, 1.7 ms CPU (tick-granular) |
-//! | `Trust::load(None)`, later calls | 1.2 ms median, 1.1 ms CPU |
+//! | `Trust::load(None)`, first call in the process | 1.8-2.2 ms wall (two runs) |
+//! | `Trust::load(None)`, later calls (the system store as the first read it) | 0.65-0.75 ms median |
 //! | Per connection, Mozilla roots only (no PEM) | 0.6 µs |
 //! | Per connection, an RDS endpoint in us-east-1 (6 certificates, 9 KB) | 18 µs |
 //! | Per connection, an RDS endpoint without a region (108 certificates, 165 KB) | 313 µs |
@@ -79,10 +79,11 @@
 //!
 //! Certificates are read from PEM with a plain base64 decoder (they are public; the
 //! constant-time one of `rustls-pki-types` is kept for what is not a plain bundle) and each is
-//! encoded back once. Reading the bundle file and the directories' own files instead of every
-//! link in the directories (`rustls_native_certs::load_native_certs`, which `SSL_CERT_FILE` or
-//! `SSL_CERT_DIR` selects) saves about 2 ms: the example's "later calls" take 3.2 ms with both
-//! variables set.
+//! encoded back at most once, when a PEM that holds it is first asked for. The system store is
+//! read once per process, and the AWS SDK's HTTPS client of the functions trusts the same
+//! ([`sdk`]). Reading the bundle file and the directories' own files instead of every link in
+//! the directories (`rustls_native_certs::load_native_certs`, which `SSL_CERT_FILE` or
+//! `SSL_CERT_DIR` selects) saves about 2 ms: `load_native_certs` alone takes 3.2-4.2 ms here.
 //!
 //! Per-connection figures are medians over 200 runs (CPU time agrees within a few percent) of
 //! what sqlx 0.8.6 and 0.9.0 do with `ssl_root_cert_from_pem`: clone the PEM, build a
@@ -276,6 +277,12 @@ pub enum TrustError {
 
 /// The PEMs handed out, by host.
 struct Pems {
+    rds: Sections,
+    ca: Sections,
+    /// The whole system store (the CA file replaces a driver's own roots).
+    system: Sections,
+    /// The system certificates that are not Mozilla roots or another source's, by position.
+    system_kept: Vec<usize>,
     aws_databases: Pem,
     /// One region's RDS certificates plus `CA_BUNDLE_PATH`, made on first use.
     rds_regions: RdsRegions,
@@ -284,26 +291,92 @@ struct Pems {
     complete: Pem,
 }
 
-/// A PEM prepared once, with its certificate count.
-#[derive(Clone)]
+impl Pems {
+    /// `pem`, joined from the sections `parts` names at its first use.
+    fn get<'a>(&'a self, pem: &'a Pem, parts: impl FnOnce(&'a Self) -> Vec<&'a [u8]>) -> Arc<[u8]> {
+        Arc::clone(pem.bytes.get_or_init(|| join(parts(self))))
+    }
+
+    fn aws_databases(&self) -> Arc<[u8]> {
+        self.get(&self.aws_databases, |p| {
+            p.rds.all().chain(p.ca.all()).collect()
+        })
+    }
+
+    fn ip_hosts(&self) -> Arc<[u8]> {
+        self.get(&self.ip_hosts, |p| {
+            p.ca.all().chain(p.system_kept()).collect()
+        })
+    }
+
+    fn other_hosts(&self) -> Arc<[u8]> {
+        self.get(&self.other_hosts, |p| {
+            p.rds
+                .all()
+                .chain(p.ca.all())
+                .chain(p.system_kept())
+                .collect()
+        })
+    }
+
+    fn complete(&self) -> Arc<[u8]> {
+        self.get(&self.complete, |p| {
+            p.rds
+                .all()
+                .chain(p.ca.all())
+                .chain(p.system.all())
+                .collect()
+        })
+    }
+
+    fn system_kept(&self) -> impl Iterator<Item = &[u8]> {
+        self.system_kept.iter().map(|&i| self.system.section(i))
+    }
+}
+
+/// A PEM joined at its first use, with its certificate count (known at load).
 struct Pem {
-    bytes: Arc<[u8]>,
+    bytes: OnceLock<Arc<[u8]>>,
     certificates: usize,
 }
 
 impl Pem {
-    /// Sections made by [`pem_section`], one after another.
-    fn join<'a>(sections: impl IntoIterator<Item = &'a [u8]>) -> Pem {
-        let mut bytes = Vec::new();
-        let mut certificates = 0;
-        for section in sections {
-            bytes.extend_from_slice(section);
-            certificates += 1;
-        }
+    fn of(certificates: usize) -> Pem {
         Pem {
-            bytes: Arc::from(bytes),
+            bytes: OnceLock::new(),
             certificates,
         }
+    }
+}
+
+/// Sections made by [`pem_section`], one after another.
+fn join(sections: Vec<&[u8]>) -> Arc<[u8]> {
+    Arc::from(sections.concat())
+}
+
+/// One source's certificates, each encoded as a PEM section at its first use (a plaintext
+/// connection, or an endpoint that gets its region's RDS certificates, needs few or none).
+struct Sections {
+    certs: Vec<CertificateDer<'static>>,
+    pem: Vec<OnceLock<Vec<u8>>>,
+}
+
+impl Sections {
+    fn new(certs: Vec<CertificateDer<'static>>) -> Sections {
+        let pem = certs.iter().map(|_| OnceLock::new()).collect();
+        Sections { certs, pem }
+    }
+
+    fn len(&self) -> usize {
+        self.certs.len()
+    }
+
+    fn section(&self, i: usize) -> &[u8] {
+        self.pem[i].get_or_init(|| pem_section(&self.certs[i]))
+    }
+
+    fn all(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len()).map(|i| self.section(i))
     }
 }
 
@@ -399,17 +472,18 @@ impl Trust {
 
     /// The PEM to give a driver that adds the Mozilla roots itself (sqlx:
     /// `ssl_root_cert_from_pem(pem.to_vec())`), narrowed for `host` (see the crate docs).
-    /// Prepared at load (a region's, at its first use); this only clones an `Arc`.
+    /// Joined at its first use (each certificate encoded once per process); later calls only
+    /// clone an `Arc`.
     pub fn pem_for_host(&self, host: &str) -> Arc<[u8]> {
         let pems = &self.pems;
         if let Some((region, positions)) = pems.rds_regions.for_host(host) {
-            pems.rds_regions.pem(region, positions)
+            pems.rds_regions.pem(region, positions, &pems.rds, &pems.ca)
         } else if is_aws_database_host(host) {
-            Arc::clone(&pems.aws_databases.bytes)
+            pems.aws_databases()
         } else if is_ip_address(host) {
-            Arc::clone(&pems.ip_hosts.bytes)
+            pems.ip_hosts()
         } else {
-            Arc::clone(&pems.other_hosts.bytes)
+            pems.other_hosts()
         }
     }
 
@@ -426,7 +500,7 @@ impl Trust {
                         .prefix("rotation-trust-")
                         .suffix(".pem")
                         .tempfile()?;
-                    std::io::Write::write_all(&mut file, &self.pems.complete.bytes)?;
+                    std::io::Write::write_all(&mut file, &self.pems.complete())?;
                     Ok(file.into_temp_path())
                 };
                 write().map_err(|e| e.to_string())
@@ -608,39 +682,10 @@ impl Trust {
         if system.is_empty() {
             info!("no system trust store found; continuing without it");
         }
-        // Each certificate is encoded once; the PEMs share the sections.
-        let section = |certs: &[CertificateDer<'static>]| -> Vec<Vec<u8>> {
-            certs.iter().map(pem_section).collect()
-        };
-        let (rds_pem, ca_pem, system_pem) =
-            (section(&rds_kept), section(&ca_kept), section(&system));
-        let complete = Pem::join(
-            rds_pem
-                .iter()
-                .chain(&ca_pem)
-                .chain(&system_pem)
-                .map(Vec::as_slice),
-        );
-        let (system_kept, system) = store.add_lenient(&system);
-        let system_kept_pem: Vec<&[u8]> = system_kept
-            .iter()
-            .map(|&i| system_pem[i].as_slice())
-            .collect();
-
-        let aws_databases = Pem::join(rds_pem.iter().chain(&ca_pem).map(Vec::as_slice));
-        let ip_hosts = Pem::join(
-            ca_pem
-                .iter()
-                .map(Vec::as_slice)
-                .chain(system_kept_pem.iter().copied()),
-        );
-        let other_hosts = Pem::join(
-            rds_pem
-                .iter()
-                .chain(&ca_pem)
-                .map(Vec::as_slice)
-                .chain(system_kept_pem.iter().copied()),
-        );
+        let (system_kept, system_count) = store.add_lenient(&system);
+        // Each certificate is encoded at most once, at its first use; the PEMs share the
+        // sections.
+        let (rds_n, ca_n, kept_n) = (rds_kept.len(), ca_kept.len(), system_kept.len());
         // The RDS certificates are the store's first anchors after the Mozilla roots, in order.
         let rds_subjects = store
             .anchors
@@ -649,15 +694,19 @@ impl Trust {
             .zip(&store.sources)
             .filter(|(_, s)| **s == TrustSource::RdsBundle)
             .map(|(a, _)| a.subject.as_ref());
-        let rds_regions = RdsRegions::new(rds_subjects, rds_pem, ca_pem);
+        let rds_regions = RdsRegions::new(rds_subjects);
         Ok(Trust {
-            sources: Arc::new([rds, system, ca, mozilla]),
+            sources: Arc::new([rds, system_count, ca, mozilla]),
             pems: Arc::new(Pems {
-                aws_databases,
+                aws_databases: Pem::of(rds_n + ca_n),
                 rds_regions,
-                ip_hosts,
-                other_hosts,
-                complete,
+                ip_hosts: Pem::of(ca_n + kept_n),
+                other_hosts: Pem::of(rds_n + ca_n + kept_n),
+                complete: Pem::of(rds_n + ca_n + system.len()),
+                rds: Sections::new(rds_kept),
+                ca: Sections::new(ca_kept),
+                system: Sections::new(system),
+                system_kept,
             }),
             complete_file: Arc::new(OnceLock::new()),
             anchor_sources: Arc::new(store.sources),
@@ -667,23 +716,17 @@ impl Trust {
 }
 
 /// The RDS certificates of each region, found by the region their subject names ("Amazon RDS
-/// us-east-1 Root CA RSA2048 G1"), as positions among the kept RDS certificates (their PEM
-/// sections, and their anchors in the store, in the same order), with `CA_BUNDLE_PATH`'s
-/// sections: the PEM for an endpoint whose name gives its region, joined on first use.
+/// us-east-1 Root CA RSA2048 G1"), as positions among the kept RDS certificates (their
+/// sections in [`Pems`], and their anchors in the store, in the same order); and each region's
+/// PEM, with `CA_BUNDLE_PATH`'s certificates, joined at its first use.
 struct RdsRegions {
     by_region: HashMap<String, Vec<usize>>,
-    rds: Vec<Vec<u8>>,
-    ca: Vec<Vec<u8>>,
     pems: Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
 impl RdsRegions {
     /// `subjects`: the kept RDS certificates' subjects, in the order of `rds`.
-    fn new<'a>(
-        subjects: impl Iterator<Item = &'a [u8]>,
-        rds: Vec<Vec<u8>>,
-        ca: Vec<Vec<u8>>,
-    ) -> RdsRegions {
+    fn new<'a>(subjects: impl Iterator<Item = &'a [u8]>) -> RdsRegions {
         let mut by_region: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, subject) in subjects.enumerate() {
             for region in regions_named(subject) {
@@ -692,8 +735,6 @@ impl RdsRegions {
         }
         RdsRegions {
             by_region,
-            rds,
-            ca,
             pems: Mutex::new(HashMap::new()),
         }
     }
@@ -708,12 +749,12 @@ impl RdsRegions {
             .map(|(r, positions)| (r.as_str(), positions.as_slice()))
     }
 
-    /// The PEM of `region`'s certificates (`positions`) and `CA_BUNDLE_PATH`'s.
-    fn pem(&self, region: &str, positions: &[usize]) -> Arc<[u8]> {
+    /// The PEM of `region`'s certificates (`positions` among `rds`) and `ca`'s.
+    fn pem(&self, region: &str, positions: &[usize], rds: &Sections, ca: &Sections) -> Arc<[u8]> {
         let mut pems = self.pems.lock().unwrap_or_else(|e| e.into_inner());
         let pem = pems.entry(region.to_string()).or_insert_with(|| {
-            let rds = positions.iter().map(|&i| self.rds[i].as_slice());
-            Pem::join(rds.chain(self.ca.iter().map(Vec::as_slice))).bytes
+            let rds = positions.iter().map(|&i| rds.section(i));
+            join(rds.chain(ca.all()).collect())
         });
         Arc::clone(pem)
     }

@@ -9,6 +9,16 @@
 //!
 //! When a proxy variable is set (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, in either case),
 //! [`https_client`] gives `None` and the SDK's own client, which honours them, is used.
+//!
+//! As the SDK's client: TLS 1.2 and 1.3 with the SDK's cipher suites (AES-GCM, and
+//! ChaCha20 for RSA on TLS 1.2), its connect timeout over TCP and the handshake, its read
+//! timeout up to the response's headers, and a connection the SDK marks after a transient
+//! error (a 5xx answer, say) is closed, so that the retry opens a new one. Unlike it: a
+//! certificate refused while connecting is not retried (a new attempt meets the same
+//! certificate), and only HTTP/1.1 is offered. A CA that is only linked into a certificate
+//! directory is not read (see the crate docs); with `SSL_CERT_FILE` or `SSL_CERT_DIR` set,
+//! the store is what `rustls-native-certs` reads, links included. Timers are tokio's: the
+//! runtime needs its time driver (`tokio::main` and `lambda_runtime` have it).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -19,6 +29,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
@@ -29,7 +40,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::ErrorKind;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::connect::{
+    CaptureConnection, HttpConnector as TcpConnector, capture_connection,
+};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 pub use rustls::RootCertStore;
 
@@ -43,36 +56,61 @@ pub const PROXY_ENV: &[&str] = &[
     "all_proxy",
 ];
 
-/// The SDK's HTTPS client trusting the system store (the Mozilla roots when the platform has
-/// none), or `None` when a proxy variable is set. Give it to
-/// `aws_config::ConfigLoader::http_client`.
+/// The SDK's HTTPS client trusting the system store, or `None` when a proxy variable is set.
+/// Give it to `aws_config::ConfigLoader::http_client`.
 pub fn https_client() -> Option<SharedHttpClient> {
-    let proxied = PROXY_ENV
+    https_client_unless_proxied(|v| std::env::var_os(v))
+}
+
+/// [`https_client`] with the environment read through `lookup`.
+pub fn https_client_unless_proxied(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<SharedHttpClient> {
+    if let Some(var) = PROXY_ENV
         .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()));
-    if proxied {
-        tracing::debug!("a proxy variable is set: the AWS SDK's own HTTPS client is used");
+        .find(|v| lookup(v).is_some_and(|p| !p.is_empty()))
+    {
+        tracing::debug!(
+            var,
+            "a proxy is set: the AWS SDK's own HTTPS client is used"
+        );
         return None;
     }
-    let mut roots = crate::system_root_store();
+    let roots = crate::system_root_store();
     if roots.is_empty() {
-        tracing::info!("no system trust store: the AWS SDK's client trusts the Mozilla roots");
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        // As the SDK's own client: no root, no verified connection.
+        tracing::warn!("no system trust store: the AWS SDK's HTTPS calls cannot be verified");
     }
     Some(https_client_with_roots(roots))
 }
 
+/// The cipher suites the SDK's own client offers, in its order.
+const SUITES: &[rustls::CipherSuite] = &[
+    rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
 /// The SDK's HTTPS client trusting `roots` only (http:// endpoints are reached without TLS).
 pub fn https_client_with_roots(roots: RootCertStore) -> SharedHttpClient {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    // ALPN: set by the connector (HTTP/1.1 only).
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let all = std::mem::take(&mut provider.cipher_suites);
+    provider.cipher_suites = SUITES
+        .iter()
+        .filter_map(|s| all.iter().find(|c| c.suite() == *s).copied())
+        .collect();
+    // No ALPN: HTTP/1.1, as the connector below speaks only that.
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .expect("aws-lc-rs supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
     SharedHttpClient::new(SdkHttps {
-        tls: Arc::new(tls),
+        tls,
         connectors: Mutex::new(Vec::new()),
     })
 }
@@ -80,7 +118,7 @@ pub fn https_client_with_roots(roots: RootCertStore) -> SharedHttpClient {
 /// One connector (with its connection pool) per timeout setting, as the SDK asks for one at
 /// every attempt.
 struct SdkHttps {
-    tls: Arc<rustls::ClientConfig>,
+    tls: rustls::ClientConfig,
     connectors: Mutex<Vec<(Timeouts, SharedHttpConnector)>>,
 }
 
@@ -103,7 +141,7 @@ impl HttpClient for SdkHttps {
         if let Some((_, c)) = connectors.iter().find(|(k, _)| *k == key) {
             return c.clone();
         }
-        let connector = SharedHttpConnector::new(Connector::new(Arc::clone(&self.tls), key));
+        let connector = SharedHttpConnector::new(Connector::new(self.tls.clone(), key));
         connectors.push((key, connector.clone()));
         connector
     }
@@ -125,12 +163,12 @@ impl fmt::Debug for Connector {
 }
 
 impl Connector {
-    fn new(tls: Arc<rustls::ClientConfig>, (connect, read): Timeouts) -> Self {
+    fn new(tls: rustls::ClientConfig, (connect, read): Timeouts) -> Self {
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
@@ -149,10 +187,16 @@ impl Connector {
 
 impl HttpConnector for Connector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let request = match request.try_into_http1x() {
+        let mut request = match request.try_into_http1x() {
             Ok(r) => r,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
+        // The SDK closes the connection after a transient error through this (its retry then
+        // connects again).
+        let captured = capture_connection(&mut request);
+        if let Some(capture) = request.extensions().get::<CaptureSmithyConnection>() {
+            capture.set_connection_retriever(move || poisonable(&captured));
+        }
         let response = self.client.request(request);
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
@@ -175,6 +219,22 @@ impl HttpConnector for Connector {
             }
         })
     }
+}
+
+/// The connection a request went out on, for the SDK to close.
+fn poisonable(captured: &CaptureConnection) -> Option<ConnectionMetadata> {
+    captured.connection_metadata().as_ref()?;
+    let captured = captured.clone();
+    Some(
+        ConnectionMetadata::builder()
+            .proxied(false)
+            .poison_fn(move || {
+                if let Some(c) = captured.connection_metadata().as_ref() {
+                    c.poison();
+                }
+            })
+            .build(),
+    )
 }
 
 /// The SDK's connect timeout over the whole connection: TCP and the TLS handshake.
@@ -227,22 +287,38 @@ struct TimedOut {
 }
 
 /// Each error in `e`'s chain; after an `io::Error`, its payload (whose `source` skips it).
-fn chain<'a>(e: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+fn chain<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     std::iter::successors(Some(e), |&e| match e.downcast_ref::<std::io::Error>() {
         Some(io) => io.get_ref().map(|p| p as &(dyn StdError + 'static)),
         None => e.source(),
     })
 }
 
-/// The SDK's retry classes for a failed request: a timeout; a refused certificate or another
-/// TLS failure, which a new attempt would meet again (not retried); a failure to connect or a
-/// connection lost, which a new attempt may avoid; anything else unknown.
+/// The SDK's retry classes for a failed request: a timeout; a certificate refused while
+/// connecting, which a new attempt would meet again (not retried); a failure to connect or a
+/// connection lost (another TLS failure included), which a new attempt may avoid; anything
+/// else unknown.
 fn classify(e: BoxError) -> ConnectorError {
     let any = |f: &dyn Fn(&(dyn StdError + 'static)) -> bool| chain(e.as_ref()).any(f);
     if any(&|e| e.is::<TimedOut>()) {
         return ConnectorError::timeout(e);
     }
-    if any(&|e| e.is::<rustls::Error>()) {
+    let connecting = chain(e.as_ref())
+        .find_map(|e| e.downcast_ref::<hyper_util::client::legacy::Error>())
+        .is_some_and(|l| l.is_connect());
+    let certificate = |e: &(dyn StdError + 'static)| {
+        matches!(
+            e.downcast_ref::<rustls::Error>(),
+            Some(
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::InvalidCertRevocationList(_)
+            )
+        )
+    };
+    if connecting && any(&certificate) {
         return ConnectorError::other(e, None);
     }
     let hyper = chain(e.as_ref()).find_map(|e| e.downcast_ref::<hyper::Error>());
@@ -254,10 +330,7 @@ fn classify(e: BoxError) -> ConnectorError {
             return ConnectorError::other(e, Some(ErrorKind::TransientError));
         }
     }
-    let connect = chain(e.as_ref())
-        .find_map(|e| e.downcast_ref::<hyper_util::client::legacy::Error>())
-        .is_some_and(|l| l.is_connect());
-    if connect
+    if connecting
         || hyper.is_some_and(|h| h.is_closed() || h.is_canceled())
         || any(&|e| e.is::<std::io::Error>())
     {
@@ -282,18 +355,24 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_certificate_is_not_retried_as_a_network_failure() {
-        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+    fn a_tls_failure_on_an_open_connection_is_retried_as_a_network_failure() {
+        let tls = rustls::Error::DecryptError;
         let e = classify(Box::new(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             tls,
         )));
-        assert!(e.is_other() && e.as_other().is_none(), "{e:?}");
-        assert!(
-            aws_smithy_types::error::display::DisplayErrorContext(&e)
-                .to_string()
-                .contains("invalid peer certificate"),
-        );
+        assert!(e.is_io(), "{e:?}");
+    }
+
+    #[test]
+    fn a_proxy_variable_leaves_the_sdk_its_own_client() {
+        for var in PROXY_ENV {
+            let lookup = |v: &str| (v == *var).then(|| "http://10.0.0.1:3128".into());
+            assert!(https_client_unless_proxied(lookup).is_none(), "{var}");
+        }
+        let empty = |v: &str| (v == "HTTPS_PROXY").then(std::ffi::OsString::new);
+        let client = https_client_unless_proxied(empty).expect("an empty variable is unset");
+        assert!(format!("{client:?}").contains("SdkHttps"), "{client:?}");
     }
 
     #[test]
