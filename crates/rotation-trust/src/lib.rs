@@ -119,6 +119,35 @@ pub const CA_BUNDLE_ENV: &str = "CA_BUNDLE_PATH";
 /// `https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem`.
 pub const RDS_GLOBAL_BUNDLE: &[u8] = include_bytes!("../data/rds-global-bundle.pem");
 
+/// [`RDS_GLOBAL_BUNDLE`]'s certificates as DER, one after another, decoded at build time
+/// (`build.rs`).
+const RDS_GLOBAL_DER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rds-global-bundle.der"));
+
+/// The certificates of [`RDS_GLOBAL_DER`], borrowed from the binary.
+fn rds_global_certificates() -> Result<Vec<CertificateDer<'static>>, PemProblem> {
+    let mut certs = Vec::with_capacity(108);
+    let mut rest = RDS_GLOBAL_DER;
+    while !rest.is_empty() {
+        // A certificate is one DER SEQUENCE: tag 0x30, then its length (short or long form).
+        let (header, length) = match rest {
+            [0x30, n, ..] if *n < 0x80 => (2, usize::from(*n)),
+            [0x30, 0x81, a, ..] => (3, usize::from(*a)),
+            [0x30, 0x82, a, b, ..] => (4, usize::from(*a) << 8 | usize::from(*b)),
+            [0x30, 0x83, a, b, c, ..] => (
+                5,
+                usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c),
+            ),
+            _ => return Err(PemProblem::NoCertificate),
+        };
+        let Some((cert, after)) = rest.split_at_checked(header + length) else {
+            return Err(PemProblem::NoCertificate);
+        };
+        certs.push(CertificateDer::from(cert));
+        rest = after;
+    }
+    Ok(certs)
+}
+
 /// Where trusted certificates come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -428,7 +457,9 @@ static GLOBAL: OnceLock<Result<Trust, TrustError>> = OnceLock::new();
 impl Trust {
     /// Loads the embedded RDS bundle, the system store and `ca_bundle_path` (when given).
     pub fn load(ca_bundle_path: Option<&Path>) -> Result<Trust, TrustError> {
-        Trust::with_rds_bundle(RDS_GLOBAL_BUNDLE, ca_bundle_path)
+        let rds = rds_global_certificates().map_err(|problem| TrustError::RdsBundle { problem })?;
+        let system = system_store();
+        Trust::build_from(rds, system.certs.clone(), &system.errors, ca_bundle_path)
     }
 
     /// [`Trust::load`] with the path from `CA_BUNDLE_PATH` (unset, empty or blank: none).
@@ -643,6 +674,17 @@ impl Trust {
         system_errors: &[String],
         ca_bundle_path: Option<&Path>,
     ) -> Result<Trust, TrustError> {
+        let rds_certs = parse_pem(rds_pem).map_err(|problem| TrustError::RdsBundle { problem })?;
+        Trust::build_from(rds_certs, system, system_errors, ca_bundle_path)
+    }
+
+    /// [`Trust::build`] from the RDS bundle's certificates.
+    fn build_from(
+        rds_certs: Vec<CertificateDer<'static>>,
+        system: Vec<CertificateDer<'static>>,
+        system_errors: &[String],
+        ca_bundle_path: Option<&Path>,
+    ) -> Result<Trust, TrustError> {
         let mut store = Store::mozilla();
         let mozilla = SourceCount {
             source: TrustSource::Mozilla,
@@ -652,7 +694,6 @@ impl Trust {
             unusable: 0,
         };
 
-        let rds_certs = parse_pem(rds_pem).map_err(|problem| TrustError::RdsBundle { problem })?;
         let (rds_kept, rds) = store
             .add_all(TrustSource::RdsBundle, None, rds_certs)
             .map_err(|problem| TrustError::RdsBundle { problem })?;
@@ -964,7 +1005,8 @@ struct Store {
     anchors: RootCertStore,
     /// The source of each of `anchors.roots`, index for index.
     sources: Vec<TrustSource>,
-    seen: HashSet<(Vec<u8>, Vec<u8>)>,
+    /// The anchors (positions in `anchors.roots`) by a hash of their subject and public key.
+    seen: HashMap<u64, Vec<usize>>,
 }
 
 enum Added {
@@ -975,7 +1017,10 @@ enum Added {
 impl Store {
     fn mozilla() -> Store {
         let anchors = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let seen = anchors.roots.iter().map(key).collect();
+        let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, anchor) in anchors.roots.iter().enumerate() {
+            seen.entry(key(anchor)).or_default().push(i);
+        }
         let sources = vec![TrustSource::Mozilla; anchors.roots.len()];
         Store {
             anchors,
@@ -991,13 +1036,20 @@ impl Store {
         cert: &CertificateDer<'_>,
     ) -> Result<Added, rustls::Error> {
         self.anchors.add(CertificateDer::from(cert.as_ref()))?;
-        let anchor = self.anchors.roots.last().expect("just added");
-        if self.seen.insert(key(anchor)) {
-            self.sources.push(source);
-            Ok(Added::New)
-        } else {
+        let roots = &self.anchors.roots;
+        let (last, anchor) = (roots.len() - 1, &roots[roots.len() - 1]);
+        let same = |other: &rustls::pki_types::TrustAnchor<'_>| {
+            other.subject == anchor.subject
+                && other.subject_public_key_info == anchor.subject_public_key_info
+        };
+        let earlier = self.seen.entry(key(anchor)).or_default();
+        if earlier.iter().any(|&i| same(&roots[i])) {
             self.anchors.roots.pop();
             Ok(Added::Duplicate)
+        } else {
+            earlier.push(last);
+            self.sources.push(source);
+            Ok(Added::New)
         }
     }
 
@@ -1053,11 +1105,25 @@ impl Store {
     }
 }
 
-fn key(anchor: &rustls::pki_types::TrustAnchor<'_>) -> (Vec<u8>, Vec<u8>) {
-    (
-        anchor.subject.as_ref().to_vec(),
-        anchor.subject_public_key_info.as_ref().to_vec(),
-    )
+/// A hash of an anchor's subject and public key (FNV-1a over 8-byte words: they are public,
+/// and an equal hash is compared in full).
+fn key(anchor: &rustls::pki_types::TrustAnchor<'_>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        anchor.subject.as_ref(),
+        anchor.subject_public_key_info.as_ref(),
+    ] {
+        let words = part.chunks_exact(8);
+        let tail = words.remainder();
+        for word in words.map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes"))) {
+            hash = (hash ^ word).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        for &b in tail {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash = (hash ^ part.len() as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 #[cfg(test)]

@@ -58,6 +58,11 @@ fn embedded_rds_bundle_is_the_published_one() {
         "e5bb2084ccf45087bda1c9bffdea0eb15ee67f0b91646106e466714f9de3c7e3"
     );
     assert_eq!(parse_pem(RDS_GLOBAL_BUNDLE).unwrap().len(), 108);
+    // What the binary carries, decoded at build time, is the same certificates in order.
+    assert_eq!(
+        rds_global_certificates().unwrap(),
+        parse_pem(RDS_GLOBAL_BUNDLE).unwrap()
+    );
 
     let trust = build(RDS_GLOBAL_BUNDLE, vec![], None);
     let rds = source(&trust, TrustSource::RdsBundle);
