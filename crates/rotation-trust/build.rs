@@ -40,7 +40,10 @@ fn decode(text: &str, out: &mut Vec<u8>) {
         }
     };
     let symbols: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(symbols.len().is_multiple_of(4), "{BUNDLE}: a certificate's base64 is cut short");
+    assert!(
+        symbols.len().is_multiple_of(4),
+        "{BUNDLE}: a certificate's base64 is cut short"
+    );
     for quad in symbols.chunks(4) {
         let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
         let bits = quad[..4 - pad]

@@ -116,10 +116,13 @@ fn options(
         .source(auth_db(secret).to_string())
         .build();
     let tls = if tls {
-        let ca = settings.trust.pem_file().map_err(|e| {
-            EngineError::new(ErrorKind::Other, "preparing the trusted CAs").with_source(e)
-        })?;
-        Tls::Enabled(TlsOptions::builder().ca_file_path(ca.to_path_buf()).build())
+        let ca = settings
+            .trust
+            .pem_file_for_host(server_name(secret))
+            .map_err(|e| {
+                EngineError::new(ErrorKind::Other, "preparing the trusted CAs").with_source(e)
+            })?;
+        Tls::Enabled(TlsOptions::builder().ca_file_path(ca).build())
     } else {
         Tls::Disabled
     };

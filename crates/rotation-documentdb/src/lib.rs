@@ -486,7 +486,7 @@ impl Rotator for DocumentDbRotator {
         let probe = rotation_trust::probe::Probe {
             trust: &self.settings.trust,
             sources: rotation_trust::Trust::PEM_FILE_SOURCES,
-            pem_for_host: false,
+            pem_for_host: true,
             handshake: rotation_trust::probe::Handshake::Direct,
             default_port: DEFAULT_PORT,
             allow_plaintext_fallback: self.settings.allow_plaintext_fallback,

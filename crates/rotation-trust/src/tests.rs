@@ -308,6 +308,32 @@ fn pem_is_narrowed_for_aws_database_hosts() {
 }
 
 #[test]
+fn a_ca_file_is_narrowed_to_the_region_of_an_endpoint_and_keeps_the_system_store() {
+    // The embedded bundle, a CA_BUNDLE_PATH file and one system certificate.
+    let ca = bundle_file(&[TEST_CA_1]);
+    let trust = build(RDS_GLOBAL_BUNDLE, vec![der(TEST_CA_2)], Some(ca.path()));
+    let docdb = "d.cluster-c9akciq32.us-east-1.docdb.amazonaws.com";
+    let file = trust.pem_file_for_host(docdb).unwrap();
+    let read = ders(&std::fs::read(&file).unwrap());
+    // The region's RDS CAs and CA_BUNDLE_PATH, as the driver's PEM has them, then the system.
+    let mut expected = ders(&trust.pem_for_host(docdb));
+    assert_eq!(expected.len(), 6 + 1);
+    expected.push(der(TEST_CA_2).to_vec());
+    assert_eq!(read, expected);
+    // Once per region; every other host gets the whole file.
+    let same_region = trust.pem_file_for_host(RDS_HOST).unwrap();
+    assert_eq!(same_region, file);
+    for host in ["localhost", "10.0.0.5", GLOBAL_HOST] {
+        let path = trust.pem_file_for_host(host).unwrap();
+        assert_eq!(path, trust.pem_file().unwrap(), "{host}");
+        assert_eq!(ders(&std::fs::read(&path).unwrap()).len(), 108 + 1 + 1);
+    }
+    // Removed with the last clone of the store.
+    drop(trust);
+    assert!(!file.exists());
+}
+
+#[test]
 fn system_certificates_already_trusted_are_dropped() {
     let system = vec![
         der(MOZILLA_ROOT), // a Mozilla root: the driver adds it anyway
