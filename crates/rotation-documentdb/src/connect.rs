@@ -15,7 +15,7 @@ use mongodb::options::{
 };
 use rotation_core::tls::{failure_hint, server_name};
 use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind};
-use rotation_trust::ConnectSettings;
+use rotation_trust::{ConnectSettings, TempPath};
 use secrecy::ExposeSecret;
 
 /// DocumentDB's port.
@@ -98,13 +98,14 @@ fn target(secret: &DatabaseSecret) -> String {
 }
 
 /// The client options for `secret`: one server (or the set it names), one connection at most,
-/// no retries, no streaming monitor, timeouts within `limit`.
+/// no retries, no streaming monitor, timeouts within `limit`; with TLS, the CA file they name,
+/// to keep until the client is made (the driver reads it then).
 fn options(
     secret: &DatabaseSecret,
     tls: bool,
     settings: &ConnectSettings,
     limit: Duration,
-) -> Result<ClientOptions, EngineError> {
+) -> Result<(ClientOptions, Option<TempPath>), EngineError> {
     let credential = Credential::builder()
         .username(secret.username().unwrap_or_default().to_string())
         .password(
@@ -115,19 +116,20 @@ fn options(
         )
         .source(auth_db(secret).to_string())
         .build();
-    let tls = if tls {
+    let (tls, ca_file) = if tls {
         let ca = settings
             .trust
             .pem_file_for_host(server_name(secret))
             .map_err(|e| {
                 EngineError::new(ErrorKind::Other, "preparing the trusted CAs").with_source(e)
             })?;
-        Tls::Enabled(TlsOptions::builder().ca_file_path(ca).build())
+        let options = TlsOptions::builder().ca_file_path(ca.to_path_buf()).build();
+        (Tls::Enabled(options), Some(ca))
     } else {
-        Tls::Disabled
+        (Tls::Disabled, None)
     };
     let set = replica_set(secret);
-    Ok(ClientOptions::builder()
+    let options = ClientOptions::builder()
         .hosts(vec![ServerAddress::Tcp {
             host: server_name(secret).to_string(),
             port: Some(secret.port().unwrap_or(DEFAULT_PORT)),
@@ -145,7 +147,8 @@ fn options(
         .heartbeat_freq(HEARTBEAT)
         .connect_timeout(limit)
         .server_selection_timeout(limit)
-        .build())
+        .build();
+    Ok((options, ca_file))
 }
 
 /// Classifies a driver error by its kind and server code, never by password-bearing text.
@@ -250,7 +253,7 @@ async fn attempt(
         )
     };
     let limit = deadline.cap(settings.connect_timeout);
-    let mut options = options(secret, tls, settings, limit)?;
+    let (mut options, ca_file) = options(secret, tls, settings, limit)?;
     // With one server (direct connection), the monitor's first failed heartbeat is the answer:
     // left alone, the driver would keep selecting until its timeout, seconds for a refused
     // connection or an untrusted certificate. With discovery, another member may still answer.
@@ -272,6 +275,8 @@ async fn attempt(
         ));
     }
     let client = Client::with_options(options).map_err(|e| engine_error(what(), e))?;
+    // The driver has read the CA file.
+    drop(ca_file);
     // The client connects lazily: a ping on the authentication database logs in.
     let db = client.database(auth_db(secret));
     let ping = db.run_command(doc! { "ping": 1 }).into_future();
@@ -402,7 +407,7 @@ mod tests {
         let s = secret(
             r#"{"engine":"mongo","host":"db.example.com","port":27018,"username":"app@x:/%","password":"p@ss:/%?#&=w0rd","dbname":"appdb"}"#,
         );
-        let o = options(&s, false, &ConnectSettings::default(), LIMIT).unwrap();
+        let (o, _) = options(&s, false, &ConnectSettings::default(), LIMIT).unwrap();
         match o.hosts.as_slice() {
             [ServerAddress::Tcp { host, port }] => {
                 assert_eq!(host, "db.example.com");
@@ -439,7 +444,7 @@ mod tests {
         let s = secret(
             r#"{"engine":"mongo","host":"h","username":"u","password":"Passw0rd-x","replicaSet":"rs0"}"#,
         );
-        let o = options(&s, true, &ConnectSettings::default(), LIMIT).unwrap();
+        let (o, ca_file) = options(&s, true, &ConnectSettings::default(), LIMIT).unwrap();
         assert_eq!(o.hosts.len(), 1);
         assert!(matches!(
             &o.hosts[0],
@@ -454,9 +459,14 @@ mod tests {
         );
         assert_eq!(o.direct_connection, Some(false));
         assert_eq!(o.repl_set_name.as_deref(), Some("rs0"));
-        // TLS names a CA file (the shared trust sources, written once per process).
+        // TLS names a CA file (the shared trust sources), there while its path is kept.
         match o.tls {
-            Some(Tls::Enabled(t)) => assert!(t.ca_file_path.is_some_and(|p| p.is_file())),
+            Some(Tls::Enabled(t)) => {
+                let path = t.ca_file_path.expect("a CA file");
+                assert!(path.is_file());
+                drop(ca_file);
+                assert!(!path.exists());
+            }
             other => panic!("tls {other:?}"),
         }
     }

@@ -45,11 +45,13 @@
 //! engines (the embedded RDS bundle covers DocumentDB). `"ssl": false` means plaintext. There is
 //! no silent fallback, and none of the 15-20 s AWS's function spends on a server without TLS.
 //!
-//! The driver takes only a CA file, which replaces its own roots. So the trust store writes one
-//! private temporary file (mode 0600) per process: the RDS bundle, `CA_BUNDLE_PATH` and the
-//! system store. Unlike the PostgreSQL engines, the system store is then trusted for every host
-//! (not only outside AWS's database domains). A platform without one (Lambda's images have it)
-//! trusts only the RDS bundle and `CA_BUNDLE_PATH`.
+//! The driver takes only a CA file, which replaces its own roots, and reads it when a client is
+//! made. So each connection gets a private temporary file (mode 0600, removed once the client
+//! is made): the RDS CAs (those of the endpoint's region when its name gives one),
+//! `CA_BUNDLE_PATH` and the system store (`Trust::pem_file_for_host`). Unlike the PostgreSQL
+//! engines, the system store is then trusted for every host (not only outside AWS's database
+//! domains). A platform without one (Lambda's images have it) trusts only the RDS bundle and
+//! `CA_BUNDLE_PATH`.
 //!
 //! Passwords follow DocumentDB's rules, in generation and before any change: 8 to 100
 //! printable ASCII characters, none of `/ @ "` or space (AWS's default `EXCLUDE_CHARACTERS` is
@@ -482,7 +484,7 @@ impl Rotator for DocumentDbRotator {
     }
 
     async fn check_tls(&self, current: &DatabaseSecret) -> Result<Option<String>, EngineError> {
-        // The driver is given the trust store as one CA file (no Mozilla roots).
+        // The driver is given a CA file for the host (no Mozilla roots; the whole system store).
         let probe = rotation_trust::probe::Probe {
             trust: &self.settings.trust,
             sources: rotation_trust::Trust::PEM_FILE_SOURCES,

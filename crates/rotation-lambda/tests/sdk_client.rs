@@ -43,10 +43,14 @@ fn with_retries(
 }
 
 #[tokio::test]
-async fn the_functions_sdk_configuration_carries_this_client() {
+async fn the_functions_sdk_configuration_carries_this_client_unless_a_proxy_is_set() {
     let config = rotation_lambda::sdk_config().await;
     let client = config.http_client().expect("an HTTP client is set");
-    assert!(format!("{client:?}").contains("SdkHttps"), "{client:?}");
+    let proxied = rotation_trust::sdk::PROXY_ENV
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()));
+    let ours = format!("{client:?}").contains("SdkHttps");
+    assert_eq!(ours, !proxied, "{client:?}");
 }
 
 fn roots_of(ca_pem: &std::path::Path) -> rotation_trust::sdk::RootCertStore {

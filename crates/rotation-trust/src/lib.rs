@@ -3,8 +3,8 @@
 //! Sources, in order:
 //!
 //! 1. **The Amazon RDS global CA bundle**, embedded in the binary ([`RDS_GLOBAL_BUNDLE`], 108
-//!    root CAs of the commercial partition; see `data/README.md` for its origin and how to
-//!    refresh it). It covers RDS, Aurora and DocumentDB.
+//!    root CAs of the commercial partition, decoded to DER at build time; see `data/README.md`
+//!    for its origin and how to refresh it). It covers RDS, Aurora and DocumentDB.
 //! 2. **The system trust store**, where the platform has one (what AWS's Python rotation
 //!    functions trust). `SSL_CERT_FILE` / `SSL_CERT_DIR` when set; otherwise, on Linux, the
 //!    platform's bundle file (`/etc/ssl/certs/ca-certificates.crt`,
@@ -47,6 +47,9 @@
 //!   No RDS certificate names an IP address, so the RDS bundle could never verify one.
 //! - Any other host: the system store plus the RDS bundle plus `CA_BUNDLE_PATH`.
 //!
+//! A driver that takes only a CA file (the MongoDB driver) gets [`Trust::pem_file_for_host`]:
+//! the same RDS narrowing, with `CA_BUNDLE_PATH` and the whole system store.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let trust = rotation_trust::Trust::global()?;
@@ -77,9 +80,10 @@
 //! | Per connection, an IP address (49 certificates, 75 KB) | 143 µs |
 //! | Per connection, another host (157 certificates, 240 KB) | 460 µs |
 //!
-//! Certificates are read from PEM with a plain base64 decoder (they are public; the
-//! constant-time one of `rustls-pki-types` is kept for what is not a plain bundle) and each is
-//! encoded back at most once, when a PEM that holds it is first asked for. The system store is
+//! The system store and `CA_BUNDLE_PATH` are read from PEM with a plain base64 decoder
+//! (certificates are public; the constant-time one of `rustls-pki-types` is kept for what is not
+//! a plain bundle), the RDS bundle is in the binary as DER, and each certificate is encoded back
+//! at most once, when a PEM that holds it is first asked for. The system store is
 //! read once per process, and the AWS SDK's HTTPS client of the functions trusts the same
 //! ([`sdk`]). Reading the bundle file and the directories' own files instead of every link in
 //! the directories (`rustls_native_certs::load_native_certs`, which `SSL_CERT_FILE` or
@@ -111,6 +115,8 @@ use tracing::{debug, info, warn};
 
 pub use host::is_aws_database_host;
 pub use settings::{ConnectSettings, SettingsError};
+/// The path of a file that is removed when the path is dropped ([`Trust::pem_file_for_host`]).
+pub use tempfile::TempPath;
 
 /// `CA_BUNDLE_PATH`: a PEM file of extra CA certificates to trust. Empty means unset.
 pub const CA_BUNDLE_ENV: &str = "CA_BUNDLE_PATH";
@@ -137,10 +143,10 @@ fn rds_global_certificates() -> Result<Vec<CertificateDer<'static>>, PemProblem>
                 5,
                 usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c),
             ),
-            _ => return Err(PemProblem::NoCertificate),
+            _ => return Err(PemProblem::Der),
         };
         let Some((cert, after)) = rest.split_at_checked(header + length) else {
-            return Err(PemProblem::NoCertificate);
+            return Err(PemProblem::Der);
         };
         certs.push(CertificateDer::from(cert));
         rest = after;
@@ -213,6 +219,9 @@ pub enum PemProblem {
     /// No `CERTIFICATE` section.
     #[error("holds no certificate")]
     NoCertificate,
+    /// The build's DER form of the embedded bundle does not split into certificates.
+    #[error("is not a sequence of DER certificates")]
+    Der,
     /// A certificate rustls cannot use as a trust anchor.
     #[error(
         "holds a certificate (#{index}, counting from 1) that cannot be a trust anchor: {source}"
@@ -439,17 +448,17 @@ fn pem_section(cert: &CertificateDer<'_>) -> Vec<u8> {
 }
 
 /// The trust store: every source parsed once, the per-host PEMs and the full
-/// [`RootCertStore`] prepared at load. Cheap to clone.
+/// [`RootCertStore`] prepared at load, the per-host PEMs at their first use. Cheap to clone.
 #[derive(Clone)]
 pub struct Trust {
     sources: Arc<[SourceCount]>,
     pems: Arc<Pems>,
     complete_file: Arc<OnceLock<PemFile>>,
-    /// [`Trust::pem_file_for_host`]'s files, by region.
-    region_files: Arc<Mutex<HashMap<String, PemFile>>>,
     root_store: Arc<RootCertStore>,
     /// The source of each anchor of `root_store`, index for index.
     anchor_sources: Arc<Vec<TrustSource>>,
+    /// Whether the system store holds each anchor (whatever source it is counted under).
+    anchor_in_system: Arc<Vec<bool>>,
 }
 
 impl fmt::Debug for Trust {
@@ -486,8 +495,9 @@ impl Trust {
         Trust::load(path.as_deref())
     }
 
-    /// [`Trust::load`] with `rds_pem` in place of the embedded RDS bundle, through the same
-    /// code path: a test CA can stand in for RDS's CAs (its endpoints get the narrowed PEM).
+    /// [`Trust::load`] with `rds_pem` (read from PEM here) in place of the embedded RDS
+    /// bundle, then the same code path: a test CA can stand in for RDS's CAs (its endpoints
+    /// get the narrowed PEM).
     pub fn with_rds_bundle(
         rds_pem: &[u8],
         ca_bundle_path: Option<&Path>,
@@ -539,8 +549,9 @@ impl Trust {
     /// For drivers that take only a CA file, which replaces their own roots (the MongoDB
     /// driver): a private temporary file (mode 0600) holding the RDS bundle, `CA_BUNDLE_PATH`
     /// and the whole system store (where the public roots, Amazon Trust Services' among them,
-    /// come from: the Mozilla roots have no certificate form to write), written once per
-    /// process and removed when the last clone of this store goes.
+    /// come from: the Mozilla roots have no certificate form to write), written at the first
+    /// call and removed when the last clone of this store goes (never, for a store kept in a
+    /// `static`: [`Trust::pem_file_for_host`] leaves nothing behind).
     pub fn pem_file(&self) -> Result<&Path, TrustError> {
         self.complete_file
             .get_or_init(|| write_pem_file(&self.pems.complete()))
@@ -551,27 +562,22 @@ impl Trust {
             })
     }
 
-    /// [`Trust::pem_file`] narrowed for `host` as [`Trust::pem_for_host`] narrows the RDS CAs:
-    /// for an endpoint whose name gives a region the bundle names, a file of that region's RDS
-    /// CAs, `CA_BUNDLE_PATH` and the whole system store (written at its first use, once per
-    /// region); for any other host, [`Trust::pem_file`]. A driver that reads its CA file at
-    /// every connection (the MongoDB driver) then reads about 150 certificates instead of
-    /// about 250.
-    pub fn pem_file_for_host(&self, host: &str) -> Result<PathBuf, TrustError> {
-        let Some((region, positions)) = self.pems.rds_regions.for_host(host) else {
-            return self.pem_file().map(Path::to_path_buf);
+    /// A CA file for a driver that reads one when its client is made (the MongoDB driver),
+    /// narrowed for `host` as [`Trust::pem_for_host`] narrows the RDS CAs: for an endpoint
+    /// whose name gives a region the bundle names, that region's RDS CAs, `CA_BUNDLE_PATH` and
+    /// the whole system store (about 150 certificates instead of about 250); for any other
+    /// host, what [`Trust::pem_file`] holds. A new private file (mode 0600) at each call,
+    /// removed when the returned path is dropped: keep it until the driver has read it.
+    pub fn pem_file_for_host(&self, host: &str) -> Result<tempfile::TempPath, TrustError> {
+        let p = &self.pems;
+        let pem = match p.rds_regions.for_host(host) {
+            Some((_, positions)) => {
+                let rds = positions.iter().map(|&i| p.rds.section(i));
+                join(rds.chain(p.ca.all()).chain(p.system.all()).collect())
+            }
+            None => p.complete(),
         };
-        let mut files = self.region_files.lock().unwrap_or_else(|e| e.into_inner());
-        let file = files.entry(region.to_string()).or_insert_with(|| {
-            let p = &self.pems;
-            let rds = positions.iter().map(|&i| p.rds.section(i));
-            write_pem_file(&join(rds.chain(p.ca.all()).chain(p.system.all()).collect()))
-        });
-        file.as_ref()
-            .map(|p| p.to_path_buf())
-            .map_err(|message| TrustError::PemFile {
-                message: message.clone(),
-            })
+        write_pem_file(&pem).map_err(|message| TrustError::PemFile { message })
     }
 
     /// All four sources as one rustls store (Mozilla roots included), for drivers that take a
@@ -582,37 +588,46 @@ impl Trust {
 
     /// The anchors of `sources` that a driver given [`Trust::pem_for_host`] for `host` trusts
     /// (the RDS CAs of the host's region only, where it gives one), as one rustls store.
+    /// Without [`TrustSource::Mozilla`] among `sources` (a driver given a CA file, which
+    /// replaces its own roots: [`Trust::PEM_FILE_SOURCES`]), `System` is the whole system
+    /// store, as the file holds it: its certificates that repeat a Mozilla root or another
+    /// source's certificate count as `System` too.
     pub fn root_store_for_host(&self, host: &str, sources: &[TrustSource]) -> RootCertStore {
         let region = self.pems.rds_regions.for_host(host).map(|(_, p)| p);
         // The RDS anchors are the kept RDS certificates, in their order.
         let mut rds = 0..;
-        let roots = self
-            .root_store
-            .roots
-            .iter()
-            .zip(self.anchor_sources.iter())
-            .filter(|(_, s)| match **s {
-                TrustSource::RdsBundle => {
-                    let i = rds.next().expect("unbounded");
-                    sources.contains(s) && region.is_none_or(|p| p.contains(&i))
-                }
-                _ => sources.contains(s),
-            })
-            .map(|(a, _)| a.clone())
-            .collect();
-        RootCertStore { roots }
+        self.anchors_where(sources, |s| match s {
+            TrustSource::RdsBundle => {
+                let i = rds.next().expect("unbounded");
+                sources.contains(&s) && region.is_none_or(|p| p.contains(&i))
+            }
+            _ => sources.contains(&s),
+        })
     }
 
     /// The anchors of `sources` only, as one rustls store (for telling which source anchors a
-    /// chain: see [`probe`]).
+    /// chain: see [`probe`]); `System` as [`Trust::root_store_for_host`] says.
     pub fn root_store_of(&self, sources: &[TrustSource]) -> RootCertStore {
+        self.anchors_where(sources, |s| sources.contains(&s))
+    }
+
+    /// The anchors whose source `keep` accepts (called once per anchor, in order), and, for a
+    /// CA-file driver's `sources`, those the system store repeats.
+    fn anchors_where(
+        &self,
+        sources: &[TrustSource],
+        mut keep: impl FnMut(TrustSource) -> bool,
+    ) -> RootCertStore {
+        let whole_system =
+            sources.contains(&TrustSource::System) && !sources.contains(&TrustSource::Mozilla);
         let roots = self
             .root_store
             .roots
             .iter()
             .zip(self.anchor_sources.iter())
-            .filter(|(_, s)| sources.contains(s))
-            .map(|(a, _)| a.clone())
+            .zip(self.anchor_in_system.iter())
+            .filter(|((_, s), in_system)| keep(**s) | (whole_system && **in_system))
+            .map(|((a, _), _)| a.clone())
             .collect();
         RootCertStore { roots }
     }
@@ -781,8 +796,8 @@ impl Trust {
                 system_kept,
             }),
             complete_file: Arc::new(OnceLock::new()),
-            region_files: Arc::new(Mutex::new(HashMap::new())),
             anchor_sources: Arc::new(store.sources),
+            anchor_in_system: Arc::new(store.in_system),
             root_store: Arc::new(store.anchors),
         })
     }
@@ -1037,6 +1052,8 @@ struct Store {
     anchors: RootCertStore,
     /// The source of each of `anchors.roots`, index for index.
     sources: Vec<TrustSource>,
+    /// Whether the system store holds each of `anchors.roots`, index for index.
+    in_system: Vec<bool>,
     /// The anchors (positions in `anchors.roots`) by a hash of their subject and public key.
     seen: HashMap<u64, Vec<usize>>,
 }
@@ -1055,6 +1072,7 @@ impl Store {
         }
         let sources = vec![TrustSource::Mozilla; anchors.roots.len()];
         Store {
+            in_system: vec![false; sources.len()],
             anchors,
             sources,
             seen,
@@ -1075,12 +1093,15 @@ impl Store {
                 && other.subject_public_key_info == anchor.subject_public_key_info
         };
         let earlier = self.seen.entry(key(anchor)).or_default();
-        if earlier.iter().any(|&i| same(&roots[i])) {
+        let system = source == TrustSource::System;
+        if let Some(&i) = earlier.iter().find(|&&i| same(&roots[i])) {
             self.anchors.roots.pop();
+            self.in_system[i] |= system;
             Ok(Added::Duplicate)
         } else {
             earlier.push(last);
             self.sources.push(source);
+            self.in_system.push(system);
             Ok(Added::New)
         }
     }

@@ -3,10 +3,12 @@
 //!
 //! The drivers do not expose the chain they verified, so `rotate plan` makes a handshake of its
 //! own: a TCP connection (for the PostgreSQL protocol, after its `SSLRequest`), then TLS with a
-//! verifier that tries the sources the driver uses one at a time, in order. Every anchor belongs
-//! to exactly one source (duplicates are dropped at load), so the chain verifies against the
-//! driver's whole store exactly when it verifies against one source, and that source is the
-//! answer. Nothing is sent after the handshake; the connection is closed.
+//! verifier that tries the sources the driver uses one at a time, in order. Duplicates are
+//! dropped at load, so an anchor belongs to one source (for a CA-file driver, a system
+//! certificate that repeats another source's also counts as `system`, as the file holds it): the
+//! chain verifies against the driver's whole store exactly when it verifies against one of the
+//! sources, and the first such source is the answer. Nothing is sent after the handshake; the
+//! connection is closed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,8 +90,9 @@ pub struct Probe<'a> {
     /// The sources its driver trusts, in the order to report them
     /// ([`Trust::sources_for_host`], [`Trust::PEM_FILE_SOURCES`]).
     pub sources: &'a [TrustSource],
-    /// Whether the driver is given [`Trust::pem_for_host`], whose RDS CAs are those of the
-    /// host's region: the probe then trusts those only, as the driver does.
+    /// Whether the driver is given [`Trust::pem_for_host`] or [`Trust::pem_file_for_host`],
+    /// whose RDS CAs are those of the host's region: the probe then trusts those only, as the
+    /// driver does.
     pub pem_for_host: bool,
     /// How the server starts TLS.
     pub handshake: Handshake,

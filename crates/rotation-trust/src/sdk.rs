@@ -1,8 +1,8 @@
 //! The AWS SDK's HTTPS client over the system store this crate has already read.
 //!
 //! The SDK's default client loads the platform's roots itself (`rustls-native-certs` with the
-//! constant-time PEM reader), the largest item of a plaintext cold start after the database's
-//! own work (BENCHMARKS.md's profiles), and it has no public way to take a parsed store: handed
+//! constant-time PEM reader), which was the largest item of a plaintext cold start after the
+//! database's own work (a third of it), and it has no public way to take a parsed store: handed
 //! a PEM instead, it parses it again at every connector it builds. [`https_client`] is a small
 //! client (hyper over rustls, HTTP/1.1, the SDK's connect and read timeouts) that trusts the
 //! system store [`crate::Trust`] reads, read once per process and shared with it.
@@ -15,9 +15,9 @@
 //! timeout up to the response's headers, and a connection the SDK marks after a transient
 //! error (a 5xx answer, say) is closed, so that the retry opens a new one. Unlike it: a
 //! certificate refused while connecting is not retried (a new attempt meets the same
-//! certificate), and only HTTP/1.1 is offered. A CA that is only linked into a certificate
-//! directory is not read (see the crate docs); with `SSL_CERT_FILE` or `SSL_CERT_DIR` set,
-//! the store is what `rustls-native-certs` reads, links included. Timers are tokio's: the
+//! certificate), and only HTTP/1.1 is offered. The system store is read as the crate docs say
+//! (with `SSL_CERT_FILE` or `SSL_CERT_DIR` set, as `rustls-native-certs` reads it, links in
+//! certificate directories included). Timers are tokio's: the
 //! runtime needs its time driver (`tokio::main` and `lambda_runtime` have it).
 
 use std::error::Error as StdError;

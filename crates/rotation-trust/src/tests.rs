@@ -309,28 +309,30 @@ fn pem_is_narrowed_for_aws_database_hosts() {
 
 #[test]
 fn a_ca_file_is_narrowed_to_the_region_of_an_endpoint_and_keeps_the_system_store() {
+    use std::os::unix::fs::PermissionsExt;
     // The embedded bundle, a CA_BUNDLE_PATH file and one system certificate.
     let ca = bundle_file(&[TEST_CA_1]);
     let trust = build(RDS_GLOBAL_BUNDLE, vec![der(TEST_CA_2)], Some(ca.path()));
     let docdb = "d.cluster-c9akciq32.us-east-1.docdb.amazonaws.com";
     let file = trust.pem_file_for_host(docdb).unwrap();
-    let read = ders(&std::fs::read(&file).unwrap());
     // The region's RDS CAs and CA_BUNDLE_PATH, as the driver's PEM has them, then the system.
     let mut expected = ders(&trust.pem_for_host(docdb));
     assert_eq!(expected.len(), 6 + 1);
     expected.push(der(TEST_CA_2).to_vec());
-    assert_eq!(read, expected);
-    // Once per region; every other host gets the whole file.
-    let same_region = trust.pem_file_for_host(RDS_HOST).unwrap();
-    assert_eq!(same_region, file);
+    assert_eq!(ders(&std::fs::read(&file).unwrap()), expected);
+    // Every other host: what pem_file holds.
+    let complete = ders(&std::fs::read(trust.pem_file().unwrap()).unwrap());
+    assert_eq!(complete.len(), 108 + 1 + 1);
     for host in ["localhost", "10.0.0.5", GLOBAL_HOST] {
-        let path = trust.pem_file_for_host(host).unwrap();
-        assert_eq!(path, trust.pem_file().unwrap(), "{host}");
-        assert_eq!(ders(&std::fs::read(&path).unwrap()).len(), 108 + 1 + 1);
+        let other = trust.pem_file_for_host(host).unwrap();
+        assert_eq!(ders(&std::fs::read(&other).unwrap()), complete, "{host}");
     }
-    // Removed with the last clone of the store.
-    drop(trust);
-    assert!(!file.exists());
+    // Private, and gone when its path is dropped, while the store lives on.
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+    let path = file.to_path_buf();
+    drop(file);
+    assert!(!path.exists());
 }
 
 #[test]
@@ -592,4 +594,70 @@ fn the_probe_trusts_the_rds_cas_the_driver_is_given() {
         let pem = ders(&trust.pem_for_host(host)).len();
         assert_eq!(rds(host), pem, "{host}");
     }
+}
+
+#[test]
+fn a_ca_file_drivers_probe_trusts_exactly_what_its_file_holds() {
+    // The system store repeats a Mozilla root and another region's RDS root, as images that
+    // install the RDS bundle system-wide do, beside a certificate of its own.
+    let bundle = ders(RDS_GLOBAL_BUNDLE);
+    let eu_west_1 = bundle
+        .iter()
+        .find(|d| {
+            let mut store = RootCertStore::empty();
+            store.add(CertificateDer::from(d.as_slice())).unwrap();
+            let subject = store.roots[0].subject.as_ref();
+            subject.windows(9).any(|w| w == b"eu-west-1")
+        })
+        .expect("an eu-west-1 root");
+    let system = vec![
+        der(MOZILLA_ROOT),
+        CertificateDer::from(eu_west_1.clone()),
+        der(TEST_CA_2),
+    ];
+    let trust = build(RDS_GLOBAL_BUNDLE, system, None);
+    let anchors = |store: RootCertStore| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut keys: Vec<_> = store
+            .roots
+            .iter()
+            .map(|a| {
+                (
+                    a.subject.as_ref().to_vec(),
+                    a.subject_public_key_info.as_ref().to_vec(),
+                )
+            })
+            .collect();
+        // As a set: a file may hold a certificate twice (the system store repeats the bundle).
+        keys.sort();
+        keys.dedup();
+        keys
+    };
+    for host in [
+        "d.cluster-c9akciq32.us-east-1.docdb.amazonaws.com",
+        GLOBAL_HOST,
+        "localhost",
+    ] {
+        let file = trust.pem_file_for_host(host).unwrap();
+        let mut held = RootCertStore::empty();
+        for d in ders(&std::fs::read(&file).unwrap()) {
+            held.add(CertificateDer::from(d)).unwrap();
+        }
+        let (probed, held) = (
+            anchors(trust.root_store_for_host(host, Trust::PEM_FILE_SOURCES)),
+            anchors(held),
+        );
+        assert!(
+            probed == held,
+            "{host}: the probe trusts {} anchors, the file holds {}",
+            probed.len(),
+            held.len()
+        );
+    }
+    // Drivers that add the Mozilla roots themselves are unchanged: the repeat of a Mozilla
+    // root is counted as Mozilla, and the RDS roots stay those of the host's region.
+    let pem_driver = trust.root_store_for_host(RDS_HOST, Trust::sources_for_host(RDS_HOST));
+    assert_eq!(
+        pem_driver.roots.len(),
+        webpki_roots::TLS_SERVER_ROOTS.len() + 6
+    );
 }
