@@ -154,3 +154,74 @@ pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: 
     );
     drop(lambda);
 }
+
+/// The instructions (valgrind's callgrind) of one cold rotation of `engine`'s secret without
+/// TLS by `function` (the suites' `lambda_all`), from its start to its end by SIGTERM after
+/// finishSecret: moto's RotateSecret invokes it through a [`LambdaService`], as
+/// [`rotates_through_its_lambda`] does. Fails, saying how to install it, without valgrind.
+pub fn cold_rotation_instructions(engine: Engine, strategy: Strategy, function: &Path) -> u64 {
+    let valgrind = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output();
+    assert!(
+        valgrind.is_ok_and(|o| o.status.success()),
+        "valgrind is not installed: scripts/setup installs it (apt-get install valgrind)"
+    );
+    let env = Env::plain(engine);
+    env.create_user("app", INITIAL);
+    let name = engine.engine().function_name;
+    let mut lambda = LambdaService::new(name).expect("serve Lambda's Invoke");
+    let moto = Moto::start_with(Some(&lambda.url())).expect("start moto with Lambda forwarding");
+    let mut vars = moto.env();
+    vars.push((rotation_core::ENGINE_ENV.into(), engine.name().into()));
+    vars.push((rotation_core::STRATEGY_ENV.into(), strategy.as_str().into()));
+    let dir = tempfile::tempdir().expect("a directory for the profile");
+    let profile = dir.path().join("callgrind.out");
+    let out_file = format!("--callgrind-out-file={}", profile.display());
+    lambda
+        .start_under(
+            &["valgrind", "--tool=callgrind", &out_file],
+            function,
+            &vars,
+        )
+        .expect("start the rotation function under valgrind");
+    let master = env.master_secret(Some(json!(false)));
+    let initial = env.secret("app", INITIAL, Some(json!(false)));
+    moto.create_function(name)
+        .expect("register the function in moto");
+    let out = moto
+        .python(&format!(
+            "m = sm.create_secret(Name='master', SecretString={master})['ARN']\n\
+             app = json.loads({initial})\n\
+             app['masterarn'] = m\n\
+             sm.create_secret(Name='app', SecretString=json.dumps(app))\n\
+             sm.rotate_secret(SecretId='app', RotationLambdaARN={function}, RotationRules={{'AutomaticallyAfterDays': 7}})\n\
+             print(sm.get_secret_value(SecretId='app', VersionStage='AWSCURRENT')['SecretString'])\n",
+            master = py(&master.to_string()),
+            initial = py(&initial.to_string()),
+            function = py(name),
+        ))
+        .unwrap_or_else(|e| {
+            panic!(
+                "rotation through the Lambda failed: {e}\nfunction output:\n{}",
+                lambda.output()
+            )
+        });
+    let current: Value = serde_json::from_str(out.trim()).expect("the current version");
+    assert_ne!(current["password"], json!(INITIAL), "{out}");
+    lambda.stop().expect("end the function");
+    let profile = std::fs::read_to_string(&profile).unwrap_or_else(|e| {
+        panic!(
+            "no callgrind profile ({e}); the function's output:\n{}",
+            lambda.output()
+        )
+    });
+    profile
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .expect("callgrind's total in its profile")
+}

@@ -121,8 +121,26 @@ impl LambdaService {
     /// this process's environment but `PATH`; its output (stdout and stderr) goes to a file
     /// whose end a failed invocation reports.
     pub fn start(&mut self, binary: &Path, env: &[(String, String)]) -> io::Result<()> {
+        self.start_under(&[], binary, env)
+    }
+
+    /// [`LambdaService::start`] with `binary` run by `wrapper` (a program and its arguments,
+    /// `valgrind --tool=callgrind ...`, say); an empty wrapper runs it directly.
+    pub fn start_under(
+        &mut self,
+        wrapper: &[&str],
+        binary: &Path,
+        env: &[(String, String)],
+    ) -> io::Result<()> {
         let output = std::fs::File::create(&self.function.output)?;
-        let mut cmd = Command::new(binary);
+        let mut cmd = match wrapper {
+            [] => Command::new(binary),
+            [program, args @ ..] => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+        };
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", &self.runtime_api)
@@ -133,15 +151,35 @@ impl LambdaService {
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)
             .stderr(output);
-        let child = cmd
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("starting {}: {e}", binary.display())))?;
+        let program = wrapper.first().map_or(binary, Path::new);
+        let child = cmd.spawn().map_err(|e| {
+            io::Error::new(e.kind(), format!("starting {}: {e}", program.display()))
+        })?;
         *self
             .function
             .child
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(child);
         Ok(())
+    }
+
+    /// Ends the function with SIGTERM, as Lambda ends an idle environment (a wrapper such as
+    /// valgrind then writes what it collected), and waits for it; its exit status.
+    pub fn stop(&self) -> io::Result<std::process::ExitStatus> {
+        let child = self
+            .function
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(mut child) = child else {
+            return Err(io::Error::other("the function was not started"));
+        };
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        child.wait()
     }
 
     /// Hands `event` to the function directly, as Lambda would with an invocation of at most

@@ -6,6 +6,7 @@
 
 mod checklist_calls;
 mod cli_engine;
+mod cold_instructions;
 mod deadline;
 mod deploy_iam;
 mod docs_errors;
