@@ -6,7 +6,9 @@
 //! logs in (checked with the server's own client, not the code under test), the previous one
 //! as the strategy says, every other key of the secret is as it was, the generated passwords
 //! meet the engine's rules, and the engine's own checks hold
-//! ([`TestEngine::check_rotated`](rotation_testkit::TestEngine::check_rotated)).
+//! ([`TestEngine::check_rotated`](rotation_testkit::TestEngine::check_rotated)). The same
+//! set-up, without TLS and under valgrind, counts a cold rotation's instructions
+//! ([`cold_rotation_instructions`]).
 
 use std::path::Path;
 
@@ -24,24 +26,72 @@ fn py(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
-/// Two rotations of `engine`'s secret by moto's RotateSecret through `function` (the suites'
-/// `lambda_all`), with `strategy`, over verified TLS.
-pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: &Path) {
-    let env = Env::tls(engine);
-    env.create_user("app", INITIAL);
+/// A server of `engine` with the user `app`, a [`LambdaService`] for its function, moto
+/// forwarding Lambda invocations to it, and the function's configuration for the caller to
+/// start it with.
+struct Staged {
+    env: Env,
+    lambda: LambdaService,
+    moto: Moto,
+    vars: Vec<(String, String)>,
+    name: &'static str,
+}
 
-    // moto forwards Lambda invocations to the service; the function's configuration is
-    // moto's endpoint and credentials (as on AWS its role's), its engine and strategy.
+/// [`Staged`] for `engine` and `strategy`: with `tls`, a TLS-only server whose CA is the
+/// function's `CA_BUNDLE_PATH`; with `own`, the testkit's own server even when a variable names
+/// an external one. The configuration: moto's endpoint and credentials (as on AWS its role's),
+/// the engine and the strategy.
+fn staged(engine: Engine, strategy: Strategy, tls: bool, own: bool) -> Staged {
+    let env = match (tls, own) {
+        (true, _) => Env::tls(engine),
+        (false, true) => Env::plain_own(engine),
+        (false, false) => Env::plain(engine),
+    };
+    env.create_user("app", INITIAL);
     let name = engine.engine().function_name;
-    let mut lambda = LambdaService::new(name).expect("serve Lambda's Invoke");
+    let lambda = LambdaService::new(name).expect("serve Lambda's Invoke");
     let moto = Moto::start_with(Some(&lambda.url())).expect("start moto with Lambda forwarding");
     let mut vars = moto.env();
     vars.push((rotation_core::ENGINE_ENV.into(), engine.name().into()));
     vars.push((rotation_core::STRATEGY_ENV.into(), strategy.as_str().into()));
-    vars.push((
-        rotation_trust::CA_BUNDLE_ENV.into(),
-        env.ca_pem().expect("a TLS server").display().to_string(),
-    ));
+    if tls {
+        vars.push((
+            rotation_trust::CA_BUNDLE_ENV.into(),
+            env.ca_pem().expect("a TLS server").display().to_string(),
+        ));
+    }
+    Staged {
+        env,
+        lambda,
+        moto,
+        vars,
+        name,
+    }
+}
+
+/// Python that stores `master` and then `initial` (as `app`, naming the master), leaving
+/// `app` the value stored.
+fn create_secrets(master: &Value, initial: &Value) -> String {
+    format!(
+        "m = sm.create_secret(Name='master', SecretString={master})['ARN']\n\
+         app = json.loads({initial})\n\
+         app['masterarn'] = m\n\
+         sm.create_secret(Name='app', SecretString=json.dumps(app))\n",
+        master = py(&master.to_string()),
+        initial = py(&initial.to_string()),
+    )
+}
+
+/// Two rotations of `engine`'s secret by moto's RotateSecret through `function` (the suites'
+/// `lambda_all`), with `strategy`, over verified TLS.
+pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: &Path) {
+    let Staged {
+        env,
+        mut lambda,
+        moto,
+        vars,
+        name,
+    } = staged(engine, strategy, true, false);
     lambda
         .start(function, &vars)
         .expect("start the rotation function");
@@ -54,10 +104,7 @@ pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: 
         .expect("register the function in moto");
     let out = moto
         .python(&format!(
-            "m = sm.create_secret(Name='master', SecretString={master})['ARN']\n\
-             app = json.loads({initial})\n\
-             app['masterarn'] = m\n\
-             sm.create_secret(Name='app', SecretString=json.dumps(app))\n\
+            "{create}\
              print(json.dumps(app))\n\
              fn = {function}\n\
              for i in range(2):\n\
@@ -68,8 +115,7 @@ pub fn rotates_through_its_lambda(engine: Engine, strategy: Strategy, function: 
              \x20   sm.rotate_secret(SecretId='app', RotationLambdaARN=fn, RotationRules={{'AutomaticallyAfterDays': 7}})\n\
              \x20   print(sm.get_secret_value(SecretId='app', VersionStage='AWSCURRENT')['SecretString'])\n\
              print(json.dumps(sm.describe_secret(SecretId='app')['VersionIdsToStages']))\n",
-            master = py(&master.to_string()),
-            initial = py(&initial.to_string()),
+            create = create_secrets(&master, &initial),
             function = py(name),
         ))
         .unwrap_or_else(|e| {
@@ -167,14 +213,13 @@ pub fn cold_rotation_instructions(engine: Engine, strategy: Strategy, function: 
         valgrind.is_ok_and(|o| o.status.success()),
         "valgrind is not installed: scripts/setup installs it (apt-get install valgrind)"
     );
-    let env = Env::plain(engine);
-    env.create_user("app", INITIAL);
-    let name = engine.engine().function_name;
-    let mut lambda = LambdaService::new(name).expect("serve Lambda's Invoke");
-    let moto = Moto::start_with(Some(&lambda.url())).expect("start moto with Lambda forwarding");
-    let mut vars = moto.env();
-    vars.push((rotation_core::ENGINE_ENV.into(), engine.name().into()));
-    vars.push((rotation_core::STRATEGY_ENV.into(), strategy.as_str().into()));
+    let Staged {
+        env,
+        mut lambda,
+        moto,
+        vars,
+        name,
+    } = staged(engine, strategy, false, true);
     let dir = tempfile::tempdir().expect("a directory for the profile");
     let profile = dir.path().join("callgrind.out");
     let out_file = format!("--callgrind-out-file={}", profile.display());
@@ -191,14 +236,10 @@ pub fn cold_rotation_instructions(engine: Engine, strategy: Strategy, function: 
         .expect("register the function in moto");
     let out = moto
         .python(&format!(
-            "m = sm.create_secret(Name='master', SecretString={master})['ARN']\n\
-             app = json.loads({initial})\n\
-             app['masterarn'] = m\n\
-             sm.create_secret(Name='app', SecretString=json.dumps(app))\n\
+            "{create}\
              sm.rotate_secret(SecretId='app', RotationLambdaARN={function}, RotationRules={{'AutomaticallyAfterDays': 7}})\n\
              print(sm.get_secret_value(SecretId='app', VersionStage='AWSCURRENT')['SecretString'])\n",
-            master = py(&master.to_string()),
-            initial = py(&initial.to_string()),
+            create = create_secrets(&master, &initial),
             function = py(name),
         ))
         .unwrap_or_else(|e| {
@@ -209,7 +250,17 @@ pub fn cold_rotation_instructions(engine: Engine, strategy: Strategy, function: 
         });
     let current: Value = serde_json::from_str(out.trim()).expect("the current version");
     assert_ne!(current["password"], json!(INITIAL), "{out}");
-    lambda.stop().expect("end the function");
+    let status = lambda
+        .stop()
+        .unwrap_or_else(|e| panic!("{e}; the function's output:\n{}", lambda.output()));
+    // valgrind writes the profile, then ends as the signal says.
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(
+        status.signal(),
+        Some(15),
+        "the function did not end by SIGTERM ({status}); its output:\n{}",
+        lambda.output()
+    );
     let profile = std::fs::read_to_string(&profile).unwrap_or_else(|e| {
         panic!(
             "no callgrind profile ({e}); the function's output:\n{}",
@@ -218,10 +269,7 @@ pub fn cold_rotation_instructions(engine: Engine, strategy: Strategy, function: 
     });
     profile
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))
-        })
-        .and_then(|n| n.trim().parse().ok())
+        .find_map(|l| l.strip_prefix("summary:"))
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
         .expect("callgrind's total in its profile")
 }

@@ -44,6 +44,11 @@ struct Function {
 }
 
 impl Function {
+    /// The process, now the caller's to end.
+    fn take(&self) -> Option<Child> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     /// Why the function can no longer answer, if it exited: its status and the end of its
     /// output.
     fn exited(&self) -> Option<String> {
@@ -163,22 +168,24 @@ impl LambdaService {
         Ok(())
     }
 
-    /// Ends the function with SIGTERM, as Lambda ends an idle environment (a wrapper such as
-    /// valgrind then writes what it collected), and waits for it; its exit status.
+    /// Ends the function with SIGTERM (a wrapper such as valgrind then writes what it
+    /// collected) and waits for it; its exit status. An error when it had already exited (with
+    /// that status) or was not started; killed outright when the signal cannot be sent.
     pub fn stop(&self) -> io::Result<std::process::ExitStatus> {
-        let child = self
-            .function
-            .child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let Some(mut child) = child else {
+        let Some(mut child) = self.function.take() else {
             return Err(io::Error::other("the function was not started"));
         };
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()?;
+        if let Some(status) = child.try_wait()? {
+            return Err(io::Error::other(format!(
+                "the function had already exited ({status})"
+            )));
+        }
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!("SIGTERM to the function: {e}")));
+        }
         child.wait()
     }
 
@@ -212,13 +219,7 @@ impl LambdaService {
 
 impl Drop for LambdaService {
     fn drop(&mut self) {
-        let child = self
-            .function
-            .child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(mut child) = child {
+        if let Some(mut child) = self.function.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
