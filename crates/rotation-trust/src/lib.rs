@@ -72,13 +72,13 @@
 //!
 //! | What | Figure |
 //! |---|---|
-//! | `Trust::load(None)`, first call in the process | 1.8-2.2 ms wall (two runs) |
-//! | `Trust::load(None)`, later calls (the system store as the first read it) | 0.65-0.75 ms median |
+//! | `Trust::load(None)`, first call in the process | 1.1-1.3 ms wall (three runs) |
+//! | `Trust::load(None)`, later calls (the system store as the first read it) | 0.27-0.30 ms median |
 //! | Per connection, Mozilla roots only (no PEM) | 0.6 µs |
-//! | Per connection, an RDS endpoint in us-east-1 (6 certificates, 9 KB) | 18 µs |
-//! | Per connection, an RDS endpoint without a region (108 certificates, 165 KB) | 313 µs |
-//! | Per connection, an IP address (49 certificates, 75 KB) | 143 µs |
-//! | Per connection, another host (157 certificates, 240 KB) | 460 µs |
+//! | Per connection, an RDS endpoint in us-east-1 (6 certificates, 9 KB) | 19 µs |
+//! | Per connection, an RDS endpoint without a region (108 certificates, 165 KB) | 342 µs |
+//! | Per connection, an IP address (49 certificates, 75 KB) | 155 µs |
+//! | Per connection, another host (157 certificates, 240 KB) | 494 µs |
 //!
 //! The system store and `CA_BUNDLE_PATH` are read from PEM with a plain base64 decoder
 //! (certificates are public; the constant-time one of `rustls-pki-types` is kept for what is not
