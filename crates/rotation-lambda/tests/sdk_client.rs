@@ -159,16 +159,25 @@ async fn flaky_server() -> (u16, tokio::sync::mpsc::UnboundedReceiver<usize>) {
             let (tx, answered) = (tx.clone(), answered.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
+                // Appends what the client sent next; false once it is gone.
+                async fn more(socket: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+                    let mut chunk = [0u8; 4096];
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => false,
+                        Ok(n) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            true
+                        }
+                    }
+                }
                 loop {
                     // One request: headers, then Content-Length bytes of body.
-                    let mut chunk = [0u8; 4096];
                     let end = loop {
                         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             break i + 4;
                         }
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        if !more(&mut socket, &mut buf).await {
+                            return;
                         }
                     };
                     let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -178,9 +187,8 @@ async fn flaky_server() -> (u16, tokio::sync::mpsc::UnboundedReceiver<usize>) {
                         .and_then(|v| v.trim().parse().ok())
                         .unwrap_or(0);
                     while buf.len() < end + length {
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        if !more(&mut socket, &mut buf).await {
+                            return;
                         }
                     }
                     buf.drain(..end + length);

@@ -485,6 +485,14 @@ impl Trust {
     /// Loads the embedded RDS bundle, the system store and `ca_bundle_path` (when given).
     pub fn load(ca_bundle_path: Option<&Path>) -> Result<Trust, TrustError> {
         let rds = rds_global_certificates().map_err(|problem| TrustError::RdsBundle { problem })?;
+        Trust::with_system_store(rds, ca_bundle_path)
+    }
+
+    /// [`Trust::build_from`] with the process's system store.
+    fn with_system_store(
+        rds: Vec<CertificateDer<'static>>,
+        ca_bundle_path: Option<&Path>,
+    ) -> Result<Trust, TrustError> {
         let system = system_store();
         Trust::build_from(rds, system.certs.clone(), &system.errors, ca_bundle_path)
     }
@@ -502,13 +510,8 @@ impl Trust {
         rds_pem: &[u8],
         ca_bundle_path: Option<&Path>,
     ) -> Result<Trust, TrustError> {
-        let system = system_store();
-        Trust::build(
-            rds_pem,
-            system.certs.clone(),
-            &system.errors,
-            ca_bundle_path,
-        )
+        let rds = parse_pem(rds_pem).map_err(|problem| TrustError::RdsBundle { problem })?;
+        Trust::with_system_store(rds, ca_bundle_path)
     }
 
     /// The process-wide trust store: the one given to [`Trust::set_global`], else
@@ -571,9 +574,10 @@ impl Trust {
     pub fn pem_file_for_host(&self, host: &str) -> Result<tempfile::TempPath, TrustError> {
         let p = &self.pems;
         let pem = match p.rds_regions.for_host(host) {
-            Some((_, positions)) => {
-                let rds = positions.iter().map(|&i| p.rds.section(i));
-                join(rds.chain(p.ca.all()).chain(p.system.all()).collect())
+            // The driver's PEM for the host, then the system store.
+            Some((region, positions)) => {
+                let region = p.rds_regions.pem(region, positions, &p.rds, &p.ca);
+                join(std::iter::once(&*region).chain(p.system.all()).collect())
             }
             None => p.complete(),
         };
@@ -713,7 +717,9 @@ impl Trust {
         );
     }
 
-    /// Builds the store from the three parsed sources; `system_errors` are logged, never fatal.
+    /// Builds the store from the three sources, the RDS bundle as PEM (for the tests' exact
+    /// stores); `system_errors` are logged, never fatal.
+    #[cfg(test)]
     fn build(
         rds_pem: &[u8],
         system: Vec<CertificateDer<'static>>,
@@ -724,7 +730,7 @@ impl Trust {
         Trust::build_from(rds_certs, system, system_errors, ca_bundle_path)
     }
 
-    /// [`Trust::build`] from the RDS bundle's certificates.
+    /// Builds the store from the three parsed sources; `system_errors` are logged, never fatal.
     fn build_from(
         rds_certs: Vec<CertificateDer<'static>>,
         system: Vec<CertificateDer<'static>>,
