@@ -113,6 +113,7 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         }
     }
     info!("createSecret: Successfully put secret for ARN {arn} and version {token}.");
+    ctx.memo.created(arn, token);
     Ok(StepOutcome::PendingCreated)
 }
 
