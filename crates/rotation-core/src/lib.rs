@@ -43,10 +43,7 @@
 //!   [`RotationError::PasswordsNotChecked`] otherwise), then with `AWSCURRENT`, then
 //!   `AWSPREVIOUS`, then each unlabelled version the store keeps, newest first
 //!   ([`RECOVERY_LIMIT`]): a change that landed without its step finishing is found again.
-//!   (Right after this process's `createSecret` stored the pending value, its new password
-//!   is tried only once `AWSCURRENT` fails: no failed login on the usual path.)
-//!   `finishSecret` moves `AWSCURRENT` only to a version that logs in (here, or at
-//!   `testSecret` in this process within the last minute).
+//!   `finishSecret` moves `AWSCURRENT` only to a version that logs in.
 //! - **A change that cannot land late.** An engine makes a password change so that it takes
 //!   effect before the call returns, or never ([`Rotator::set_own_password`]).
 //! - **One rotation per secret.** The driver holds a claim ([`SecretStore::claim`]; the file

@@ -24,8 +24,6 @@ pub struct Rotation<S, R> {
     pub(crate) rotator: R,
     pub(crate) policy: PasswordPolicy,
     pub(crate) options: Options,
-    /// What earlier steps learnt in this process (see `steps::memo`).
-    pub(crate) memo: crate::steps::memo::Memo,
 }
 
 impl<S: SecretStore, R: Rotator> Rotation<S, R> {
@@ -36,7 +34,6 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             rotator,
             policy,
             options: Options::default(),
-            memo: Default::default(),
         }
     }
 
@@ -77,7 +74,6 @@ impl<S: SecretStore, R: Rotator> Rotation<S, R> {
             description,
             deadline,
             rollback: false,
-            memo: &self.memo,
         }
     }
 

@@ -105,8 +105,6 @@ both_stores!(
     crash_inside_set_secret_recovers,
     stale_pending_is_reported_and_aborted,
     finish_refuses_unproven_credentials,
-    finish_takes_as_proof_only_this_process_s_passed_test,
-    the_usual_rotation_logs_in_only_where_it_must,
     disabled_rotation_is_refused,
 );
 
@@ -598,62 +596,6 @@ async fn finish_refuses_unproven_credentials(kind: Kind) {
         e.to_string()
             .starts_with("Unable to log into database with pending secret")
     );
-}
-
-async fn finish_takes_as_proof_only_this_process_s_passed_test(kind: Kind) {
-    let f = fixture(kind, Strategy::SingleUser).await;
-    let t = token();
-    f.svc.start_rotation(&f.secret, &t).await;
-    for step in [Step::CreateSecret, Step::SetSecret, Step::TestSecret] {
-        f.step(step, &t).await.unwrap();
-    }
-    // The database loses the pending password (a reset by hand) after testSecret passed.
-    f.db.add_user("app", &SecretString::from("reset-by-Hand-9"));
-    let before = f.svc.stages(&f.secret).await;
-    // Another process (Secrets Manager's next invocation on a new instance) proves it again.
-    let other = Rotation::new(
-        f.svc.store(),
-        FakeRotator::new(f.db.clone(), Strategy::SingleUser),
-        PasswordPolicy::defaults(&FAKE_PROFILE.password),
-    );
-    let logins = f.db.logins();
-    let e = other
-        .handle(&RotationEvent::new(Step::FinishSecret, &f.secret, &t))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, RotationError::PendingNotVerified { .. }), "{e}");
-    assert_eq!(f.db.logins(), logins + 1);
-    assert_eq!(f.svc.stages(&f.secret).await, before, "no stage change");
-    // In this process, a testSecret that failed proves nothing either.
-    let e = f.step(Step::TestSecret, &t).await.unwrap_err();
-    assert_eq!(e.kind(), "PendingTestFailed");
-    let e = f.step(Step::FinishSecret, &t).await.unwrap_err();
-    assert!(matches!(e, RotationError::PendingNotVerified { .. }), "{e}");
-    assert_eq!(f.svc.stages(&f.secret).await, before, "no stage change");
-}
-
-async fn the_usual_rotation_logs_in_only_where_it_must(kind: Kind) {
-    // Logins per step, the four steps in one process: setSecret's (single user: its own;
-    // alternating users: the current user's, then the master's), testSecret's. None refused:
-    // the new pending password is not tried before setSecret sets it, and finishSecret takes
-    // testSecret's login as its proof (W23).
-    for (strategy, want) in [
-        (Strategy::SingleUser, [0, 1, 1, 0]),
-        (Strategy::AlternatingUsers, [0, 2, 1, 0]),
-    ] {
-        let f = fixture(kind, strategy).await;
-        let t = token();
-        f.svc.start_rotation(&f.secret, &t).await;
-        let mut logins = vec![];
-        for step in Step::ALL {
-            let before = f.db.logins();
-            f.step(step, &t).await.unwrap();
-            logins.push(f.db.logins() - before);
-        }
-        assert_eq!(logins, want, "{strategy}");
-        assert!(f.logs_in(&f.current().await), "{strategy}");
-        assert_eq!(f.db.password_changes(), 1, "{strategy}");
-    }
 }
 
 async fn disabled_rotation_is_refused(kind: Kind) {

@@ -113,7 +113,6 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         }
     }
     info!("createSecret: Successfully put secret for ARN {arn} and version {token}.");
-    ctx.memo.created(arn, token);
     Ok(StepOutcome::PendingCreated)
 }
 

@@ -2,8 +2,7 @@
 //!
 //! Idempotency: when the token already holds `AWSCURRENT` nothing happens. Unlike AWS's
 //! functions, the pending credentials are proven to log in first (W23), so a finishSecret
-//! invoked out of order cannot promote a password the database does not know: by a login here,
-//! or by testSecret's in this process within the last minute (`memo`).
+//! invoked out of order cannot promote a password the database does not know.
 
 use tracing::{info, warn};
 
@@ -27,24 +26,16 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         return Ok((StepOutcome::AlreadyCurrent, None));
     }
     let drops_others = drops_others(ctx);
-    // testSecret's login in this process, moments ago, proves what a login here would (W23).
-    let proven = ctx
-        .memo
-        .proven_recently(arn, token)
-        .filter(|_| ctx.options.verify_before_finish);
-    let verify = ctx.options.verify_before_finish && proven.is_none();
-    let (pending, created) = if verify || drops_others {
+    let (pending, created) = if ctx.options.verify_before_finish || drops_others {
         let (pending, created) = ctx.load_timed(Which::Pending, Some(token)).await?;
         (Some(pending), created)
     } else {
-        (None, proven.flatten())
+        (None, None)
     };
-    if proven.is_some() {
-        info!(
-            "finishSecret: testSecret proved the pending credentials in this process; not logging in again"
-        );
-    }
-    if let Some(pending) = pending.as_ref().filter(|_| verify) {
+    if let Some(pending) = pending
+        .as_ref()
+        .filter(|_| ctx.options.verify_before_finish)
+    {
         let session = ctx
             .login(&CredentialSource::Pending, pending)
             .await

@@ -4,7 +4,6 @@
 
 pub(crate) mod create;
 pub(crate) mod finish;
-pub(crate) mod memo;
 pub(crate) mod recover;
 pub(crate) mod set;
 pub(crate) mod test;
@@ -70,8 +69,6 @@ pub(crate) struct StepContext<'a, S, R> {
     /// The step belongs to a `rollback` run: its pending version is `AWSPREVIOUS` itself, not
     /// a value built from `AWSCURRENT`.
     pub rollback: bool,
-    /// What earlier steps of this rotation learnt in this process.
-    pub memo: &'a memo::Memo,
 }
 
 impl<S: SecretStore, R: Rotator> StepContext<'_, S, R> {

@@ -1,11 +1,8 @@
 //! setSecret: make the database accept the pending credentials.
 //!
 //! Idempotency: the first thing tried is a login with the pending credentials; once they work,
-//! the step ends without touching anything (checklist 17, 27, 40). Where this process's
-//! createSecret just stored the pending value, that probe would only be refused: single user
-//! then tries it after the current credentials, alternating users not at all (the master's
-//! change is idempotent). Each login that succeeds is the session the change is made on: no
-//! login is repeated.
+//! the step ends without touching anything (checklist 17, 27, 40). Each login that succeeds is
+//! the session the change is made on: no login is repeated.
 
 use tracing::{info, warn};
 
@@ -67,38 +64,22 @@ async fn pending_already_works<S: SecretStore, R: Rotator>(
     }
 }
 
-/// What [`own_login`] found.
-enum OwnLogin<T> {
-    /// A session, and whose credentials opened it.
-    Session(T, Credentials),
-    /// The pending credentials already log in: nothing to do.
-    PendingWorks,
-    /// Nothing logged in.
-    Nothing,
-}
-
-/// The credentials the user can change its own password with: current, else (when
-/// `pending_second`) the pending ones, which make the step's work done, else previous, else a
+/// The credentials the user can change its own password with: current, else previous, else a
 /// recent unlabelled version. Every failure is kept in `attempts`.
-async fn own_login<S: SecretStore, R: Rotator>(
+pub(crate) async fn own_login<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
     current: &DatabaseSecret,
     reference: &DatabaseSecret,
-    pending_second: bool,
+    tried: &[Option<&str>],
     attempts: &mut Attempts,
-) -> Result<OwnLogin<R::Session>, RotationError> {
+) -> Result<Option<(R::Session, Credentials)>, RotationError> {
     match ctx.login(&CredentialSource::Current, current).await {
-        Ok(s) => return Ok(OwnLogin::Session(s, Credentials::Current)),
+        Ok(s) => return Ok(Some((s, Credentials::Current))),
         Err(e) => {
             // Not "do not log in": with no time left they were never tried (the error says).
-            warn!(reason = %e.kind(), error = %e, "current credentials not proven to log in; trying others");
+            warn!(reason = %e.kind(), error = %e, "current credentials not proven to log in; trying previous");
             attempts.push(CredentialSource::Current, e);
         }
-    }
-    // Another invocation of this rotation may have set the password since this process
-    // stored it.
-    if pending_second && pending_already_works(ctx, reference, attempts).await? {
-        return Ok(OwnLogin::PendingWorks);
     }
     if let Some(previous) = ctx.load_previous().await {
         // Old versions may predate the `ssl` key: connect as current says (AWS cfc069e).
@@ -111,40 +92,20 @@ async fn own_login<S: SecretStore, R: Rotator>(
             ctx.rotator.profile().default_port,
         )?;
         match ctx.login(&CredentialSource::Previous, &previous).await {
-            Ok(s) => return Ok(OwnLogin::Session(s, Credentials::Previous)),
+            Ok(s) => return Ok(Some((s, Credentials::Previous))),
             Err(e) => {
                 warn!(reason = %e.kind(), error = %e, "previous credentials not proven to log in either");
                 attempts.push(CredentialSource::Previous, e);
             }
         }
     }
-    let skip = [
-        Some(ctx.token),
-        ctx.description.version_with(Stage::Current),
-        ctx.description.version_with(Stage::Previous),
-    ];
+    let mut skip = tried.to_vec();
+    skip.push(ctx.description.version_with(Stage::Current));
+    skip.push(ctx.description.version_with(Stage::Previous));
     let reference = reference.with_ssl_of(current);
-    Ok(
-        match login_with_unlabelled(ctx, &reference, &skip, attempts).await? {
-            Some(s) => OwnLogin::Session(s, Credentials::Recovered),
-            None => OwnLogin::Nothing,
-        },
-    )
-}
-
-/// Whether this process's createSecret stored the pending value and this is the first
-/// setSecret since: its password is new, so a login with it is refused (and logged by the
-/// server as a failed login) until this step sets it. Such a run logs in with the current
-/// credentials first, the pending ones only when those fail; any other run (a retry included)
-/// probes the pending credentials first (checklist 17, 27, 40).
-fn pending_is_new<S: SecretStore, R: Rotator>(ctx: &StepContext<'_, S, R>) -> bool {
-    let new = ctx.memo.take_created(ctx.arn, ctx.token);
-    if new {
-        info!(
-            "setSecret: this process stored the pending version: not probing its new password first"
-        );
-    }
-    new
+    Ok(login_with_unlabelled(ctx, &reference, &skip, attempts)
+        .await?
+        .map(|s| (s, Credentials::Recovered)))
 }
 
 async fn single<S: SecretStore, R: Rotator>(
@@ -154,8 +115,7 @@ async fn single<S: SecretStore, R: Rotator>(
     let current = ctx.load(Which::Current, None).await?;
     let pending = ctx.load(Which::Pending, Some(ctx.token)).await?;
     let mut attempts = Attempts::default();
-    let new = pending_is_new(ctx);
-    if !new && pending_already_works(ctx, &pending, &mut attempts).await? {
+    if pending_already_works(ctx, &pending, &mut attempts).await? {
         return Ok(StepOutcome::AlreadySet);
     }
     let default_port = ctx.rotator.profile().default_port;
@@ -163,15 +123,13 @@ async fn single<S: SecretStore, R: Rotator>(
     check_same_database(&pending, &current)?;
     check_built_from(ctx, &pending, &current)?;
 
-    let (mut session, via) = match own_login(ctx, &current, &pending, new, &mut attempts).await? {
-        OwnLogin::Session(session, via) => (session, via),
-        OwnLogin::PendingWorks => return Ok(StepOutcome::AlreadySet),
-        OwnLogin::Nothing => {
-            return Err(RotationError::NoWorkingCredentials {
-                secret: arn.to_string(),
-                attempts,
-            });
-        }
+    let Some((mut session, via)) =
+        own_login(ctx, &current, &pending, &[Some(ctx.token)], &mut attempts).await?
+    else {
+        return Err(RotationError::NoWorkingCredentials {
+            secret: arn.to_string(),
+            attempts,
+        });
     };
     let username = pending.username().unwrap_or_default().to_string();
     if ctx.rotator.profile().single_user_master {
@@ -209,9 +167,7 @@ async fn alternating<S: SecretStore, R: Rotator>(
     let current = ctx.load(Which::Current, None).await?;
     let pending = ctx.load(Which::Pending, Some(ctx.token)).await?;
     let mut attempts = Attempts::default();
-    // New here: the master sets it below (setting it again is idempotent, should another
-    // invocation of this rotation have set it meanwhile).
-    if !pending_is_new(ctx) && pending_already_works(ctx, &pending, &mut attempts).await? {
+    if pending_already_works(ctx, &pending, &mut attempts).await? {
         return Ok(StepOutcome::AlreadySet);
     }
     let current_user = current.username().unwrap_or_default();

@@ -14,8 +14,7 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
     ctx: &StepContext<'_, S, R>,
 ) -> Result<StepOutcome, RotationError> {
     let arn = ctx.arn;
-    ctx.memo.unprove(arn, ctx.token);
-    let (pending, created) = ctx.load_timed(Which::Pending, Some(ctx.token)).await?;
+    let pending = ctx.load(Which::Pending, Some(ctx.token)).await?;
     let partner = match ctx.rotator.strategy() {
         Strategy::SingleUser => None,
         Strategy::AlternatingUsers => {
@@ -39,7 +38,6 @@ pub(crate) async fn run<S: SecretStore, R: Rotator>(
         .await;
     ctx.rotator.close(session).await;
     result.map_err(failed)?;
-    ctx.memo.proven(arn, ctx.token, created);
     info!("testSecret: Successfully signed into the database with AWSPENDING secret in {arn}.");
     Ok(StepOutcome::Tested)
 }
