@@ -4,11 +4,11 @@
 //! new credentials log in and the old ones behave as the strategy promises.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use rotation_core::{
-    DatabaseSecret, Deadline, LocalSecretStore, SecretStore, Stage, Strategy, VersionSelector,
+    DatabaseSecret, LocalSecretStore, SecretStore, Stage, Strategy, VersionSelector,
 };
 use rotation_core::{EngineEnv, EngineSettings};
 use rotation_postgres::{PgConfig, connect};
@@ -181,7 +181,7 @@ pub async fn run(store_file: Option<PathBuf>, json_out: bool) -> anyhow::Result<
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
             .fetch_one(&mut conn)
             .await?;
-        connect::close(conn, Deadline::after(Duration::from_secs(5))).await;
+        connect::close(conn).await;
         let ok = n == 2;
         demo.failed |= !ok;
         demo.say(&format!(

@@ -255,7 +255,7 @@ pub use policy::{CharClass, PasswordDefaults, PasswordPolicy, PasswordRuleError,
 pub use rotation::Rotation;
 pub use rotator::{
     DeadSessions, Direction, EngineError, EngineProfile, ErrorKind, RightsAdvice, Rotator,
-    UsernameLimit,
+    UsernameLimit, close_without_waiting,
 };
 pub use secret::{DatabaseSecret, DbName, SecretError, SslKey};
 pub use stage::{Stage, Strategy};

@@ -3,7 +3,6 @@
 //! number, never by text that could hold a password.
 
 use std::future::Future;
-use std::time::Duration;
 
 use rotation_core::tls::server_name;
 use rotation_core::{DatabaseSecret, DbName, Deadline, EngineError, ErrorKind};
@@ -14,9 +13,6 @@ use sqlx::{ConnectOptions, Connection};
 
 /// MySQL's and MariaDB's default port.
 pub const DEFAULT_PORT: u16 = 3306;
-/// How long a polite close may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
 fn options(secret: &DatabaseSecret, tls: bool, settings: &ConnectSettings) -> MySqlConnectOptions {
     let host = server_name(secret);
     let mut o = MySqlConnectOptions::new()
@@ -185,7 +181,8 @@ pub async fn bounded<T>(
     deadline.driver_call(what, fut, engine_error).await
 }
 
-/// Closes politely (COM_QUIT), bounded by `deadline` and two seconds.
-pub async fn close(conn: MySqlConnection, deadline: Deadline) {
-    let _ = tokio::time::timeout(deadline.cap(CLOSE_TIMEOUT), conn.close()).await;
+/// Closes politely: the COM_QUIT is sent, the server's reply not awaited
+/// ([`rotation_core::close_without_waiting`]).
+pub async fn close(conn: MySqlConnection) {
+    rotation_core::close_without_waiting(conn.close()).await;
 }

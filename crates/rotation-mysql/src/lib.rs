@@ -982,7 +982,7 @@ impl Rotator for MysqlRotator {
     }
 
     async fn close(&self, session: MysqlSession) {
-        connect::close(session.conn, session.deadline).await;
+        connect::close(session.conn).await;
     }
 
     /// The user's own threads running a password change ([`sql::PASSWORD_CHANGES`]), as one a

@@ -155,8 +155,6 @@ impl Dialect {
     };
 }
 
-/// How long a polite close may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The deadline of connections made outside a rotation step (tests, the demo).
 const STANDALONE_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -388,7 +386,7 @@ async fn attempt(
         // Sessions were ended: the proof that these credentials log in must come after them
         // (a COMMIT could have landed before its session was ended), so log in once more; that
         // login finds nothing left to end.
-        close(c, deadline).await;
+        close(c).await;
         return Box::pin(attempt(secret, db, tls, config, deadline, false)).await;
     }
     Ok(c)
@@ -435,7 +433,7 @@ pub async fn check(secret: &DatabaseSecret, config: &PgConfig) -> Result<(), Eng
         sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&mut conn),
     )
     .await;
-    close(conn, deadline).await;
+    close(conn).await;
     r.map(|_| ())?;
     info!(
         user = secret.username(),
@@ -471,7 +469,8 @@ pub async fn bounded<T>(
     deadline.driver_call(what, fut, engine_error).await
 }
 
-/// Closes politely (Terminate), bounded by `deadline` and two seconds.
-pub async fn close(conn: PgConnection, deadline: Deadline) {
-    let _ = tokio::time::timeout(deadline.cap(CLOSE_TIMEOUT), conn.close()).await;
+/// Closes politely: the Terminate is sent, the server's reply not awaited
+/// ([`rotation_core::close_without_waiting`]).
+pub async fn close(conn: PgConnection) {
+    rotation_core::close_without_waiting(conn.close()).await;
 }

@@ -55,7 +55,7 @@ impl PgSession {
 
     /// Closes politely (Terminate), bounded by the deadline and two seconds.
     pub async fn close(self) {
-        connect::close(self.conn, self.deadline).await;
+        connect::close(self.conn).await;
     }
 }
 

@@ -276,6 +276,18 @@ impl TestServer for PgServer {
         self.pg.server_log()
     }
 
+    fn unclean_closes(&self) -> Vec<String> {
+        let marks = [
+            "could not receive data from client",
+            "unexpected EOF on client connection",
+        ];
+        self.log()
+            .lines()
+            .filter(|l| marks.iter().any(|m| l.contains(m)))
+            .map(str::to_string)
+            .collect()
+    }
+
     fn logs_in_with_own_client(&self, user: &str, password: &str) -> bool {
         self.pg.logs_in(user, password)
     }

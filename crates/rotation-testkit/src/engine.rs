@@ -234,6 +234,13 @@ pub trait TestServer: Send + Sync + fmt::Debug {
     /// The server's log so far, for a test that shows it holds no password.
     fn log(&self) -> String;
 
+    /// The lines of [`TestServer::log`] that report a session dropped without the protocol's
+    /// goodbye, where the server logs such a thing (none otherwise): every session the engine
+    /// opens must end with it.
+    fn unclean_closes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The server's software and version (`PostgreSQL 15.14`), for reports.
     fn version(&self) -> String;
 

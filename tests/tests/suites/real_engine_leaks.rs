@@ -2,19 +2,21 @@
 //! the `Debug` / `Display` output of reports and errors, in real rotations of every engine over
 //! verified TLS: single user, alternating users (the master's password in play), and a
 //! rotation that fails on a wrong password. The fake-engine suite (`no_secret_leaks.rs`) covers
-//! the core's paths; this one covers each engine's connection and password-change code.
+//! the core's paths; this one covers each engine's connection and password-change code. The
+//! same rotations show that every session ends with the protocol's goodbye: the server logs
+//! no dropped connection.
 
 use rotation_core::{Stage, error_chain};
 use rotation_tests::engines::{Engine, Env};
 use rotation_tests::{all_engines, capture_logs};
 use serde_json::json;
 
-all_engines!(real_rotations_leak_no_password);
+all_engines!(real_rotations_leak_no_password_and_end_every_session_cleanly);
 
 const INITIAL: &str = "Leak-Canary-Initial-7f3a";
 const WRONG: &str = "Leak-Canary-Wrong-55aa9";
 
-async fn real_rotations_leak_no_password(engine: Engine) {
+async fn real_rotations_leak_no_password_and_end_every_session_cleanly(engine: Engine) {
     let logs = capture_logs();
     let env = Env::tls(engine);
     env.create_user("app", INITIAL);
@@ -58,6 +60,11 @@ async fn real_rotations_leak_no_password(engine: Engine) {
     assert!(
         text.contains("setSecret"),
         "{engine}: the capture saw the rotation's logs"
+    );
+    let unclean = env.server.unclean_closes();
+    assert!(
+        unclean.is_empty(),
+        "{engine}: sessions dropped without the protocol's goodbye: {unclean:#?}"
     );
     for p in &passwords {
         assert!(
