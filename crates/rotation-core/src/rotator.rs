@@ -196,8 +196,9 @@ pub trait Rotator: Send + Sync {
         partner: Option<&str>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
-    /// Closes the session cleanly (the protocol's goodbye, bounded), never left to time out
-    /// ([`close_without_waiting`] for a driver that waits on the server's reply).
+    /// Closes the session cleanly (the protocol's goodbye), never left to time out and never
+    /// waiting long on the server ([`close_without_waiting`] for a driver that waits on the
+    /// server's reply).
     fn close(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
 
     /// Completes a master secret before use: connection details of managed master secrets
@@ -401,8 +402,10 @@ impl EngineProfile {
 /// is written at the first poll; over TLS, sqlx then waits for the server's own close (its
 /// reply to the goodbye, after the server has ended the session: a round trip and, for
 /// PostgreSQL, the backend's exit, 2-3 ms a connection in the bench), which no one needs. A
-/// connection dropped without its goodbye makes the server log an error; this one does not.
-/// Returns whether the close finished.
+/// connection dropped without its goodbye makes the server log an error; this one does not,
+/// unless an earlier call on the session was cut off mid-write (its deadline passed while the
+/// socket was full), when the goodbye may not get out either (the server then rolls back what
+/// was open, as it would at a timeout). Returns whether the close finished.
 pub async fn close_without_waiting<F: Future>(closing: F) -> bool {
     let mut closing = std::pin::pin!(closing);
     std::future::poll_fn(|cx| std::task::Poll::Ready(closing.as_mut().poll(cx).is_ready())).await

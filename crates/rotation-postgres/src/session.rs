@@ -53,7 +53,7 @@ impl PgSession {
         bounded(self.deadline, "starting a transaction", self.conn.begin()).await
     }
 
-    /// Closes politely (Terminate), bounded by the deadline and two seconds.
+    /// Closes politely (Terminate), without waiting on the server's reply ([`connect::close`]).
     pub async fn close(self) {
         connect::close(self.conn).await;
     }

@@ -61,6 +61,9 @@ async fn real_rotations_leak_no_password_and_end_every_session_cleanly(engine: E
         text.contains("setSecret"),
         "{engine}: the capture saw the rotation's logs"
     );
+    // A close does not wait for the server to end the session: give it the time to log the
+    // last ones before reading.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let unclean = env.server.unclean_closes();
     assert!(
         unclean.is_empty(),
