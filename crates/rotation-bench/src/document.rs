@@ -169,7 +169,12 @@ fn beside_aws(results: &Results, w: &mut String) {
 /// Writes `path` from `results`.
 pub fn write(results: &Results, path: &Path) -> anyhow::Result<()> {
     let previous = fs::read_to_string(path).unwrap_or_default();
-    let command = format!("scripts/bench --markdown {}", path.display());
+    let callgrind = if results.scenarios.iter().any(|s| s.callgrind.is_some()) {
+        "--callgrind "
+    } else {
+        ""
+    };
+    let command = format!("scripts/bench {callgrind}--markdown {}", path.display());
     fs::write(path, render(results, &command, &previous))?;
     Ok(())
 }
