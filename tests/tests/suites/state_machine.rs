@@ -105,6 +105,7 @@ both_stores!(
     crash_inside_set_secret_recovers,
     stale_pending_is_reported_and_aborted,
     finish_refuses_unproven_credentials,
+    a_server_that_accepts_any_password_is_refused_before_any_change,
     disabled_rotation_is_refused,
 );
 
@@ -596,6 +597,33 @@ async fn finish_refuses_unproven_credentials(kind: Kind) {
         e.to_string()
             .starts_with("Unable to log into database with pending secret")
     );
+}
+
+async fn a_server_that_accepts_any_password_is_refused_before_any_change(kind: Kind) {
+    // Trust authentication: the pending login works before any change, and so does a wrong
+    // password. Taking that as "already set" would promote a password the database never got.
+    for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+        let f = fixture(kind, strategy).await;
+        f.db.add_user("app_clone", &SecretString::from("clone-Password-2"));
+        f.db.accept_any_password(true);
+        let t = token();
+        f.svc.start_rotation(&f.secret, &t).await;
+        f.step(Step::CreateSecret, &t).await.unwrap();
+        let stages = f.svc.stages(&f.secret).await;
+        let e = f.step(Step::SetSecret, &t).await.unwrap_err();
+        assert!(
+            matches!(e, RotationError::PasswordsNotChecked { .. }),
+            "{strategy}: {e}"
+        );
+        assert_eq!(f.db.password_changes(), 0, "{strategy}");
+        assert_eq!(f.svc.stages(&f.secret).await, stages, "{strategy}");
+        // With passwords checked again, the same rotation goes on.
+        f.db.accept_any_password(false);
+        for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
+            f.step(step, &t).await.unwrap();
+        }
+        assert!(f.logs_in(&f.current().await), "{strategy}");
+    }
 }
 
 async fn disabled_rotation_is_refused(kind: Kind) {
