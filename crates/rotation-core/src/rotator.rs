@@ -405,10 +405,15 @@ impl EngineProfile {
 /// connection dropped without its goodbye makes the server log an error; this one does not,
 /// unless an earlier call on the session was cut off mid-write (its deadline passed while the
 /// socket was full), when the goodbye may not get out either (the server then rolls back what
-/// was open, as it would at a timeout). Returns whether the close finished.
-pub async fn close_without_waiting<F: Future>(closing: F) -> bool {
+/// was open, as it would at a timeout).
+pub async fn close_without_waiting<F: Future>(closing: F) {
     let mut closing = std::pin::pin!(closing);
-    std::future::poll_fn(|cx| std::task::Poll::Ready(closing.as_mut().poll(cx).is_ready())).await
+    std::future::poll_fn(|cx| {
+        // Finished or not, the first poll is all it gets.
+        let _ = closing.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
 }
 
 /// Whether `name` is the `_clone` of `original` in an alternating pair.
